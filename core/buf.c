@@ -1,0 +1,206 @@
+#include "core/buf.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+
+int core_bufring_init(struct core_bufring *b, struct io_uring *ring, uint16_t bgid, uint32_t nbufs,
+                      uint32_t bufsz)
+{
+    struct io_uring_buf_reg reg = {0};
+    size_t ringsz = nbufs * sizeof(struct io_uring_buf);
+    int r;
+
+    *b = (struct core_bufring){.nbufs = nbufs, .bufsz = bufsz, .bgid = bgid};
+    /* liburing 2.3 has no io_uring_setup_buf_ring(): map the ring ourselves. */
+    b->br = mmap(NULL, ringsz, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
+    if (b->br == MAP_FAILED) {
+        b->br = NULL;
+        return -errno;
+    }
+    b->mem = mmap(NULL, (size_t)nbufs * bufsz, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE,
+                  -1, 0);
+    if (b->mem == MAP_FAILED) {
+        b->mem = NULL;
+        r = -errno;
+        goto fail;
+    }
+    b->refs = calloc(nbufs, sizeof(*b->refs));
+    if (!b->refs) {
+        r = -ENOMEM;
+        goto fail;
+    }
+    reg.ring_addr = (uintptr_t)b->br;
+    reg.ring_entries = nbufs;
+    reg.bgid = bgid;
+    r = io_uring_register_buf_ring(ring, &reg, 0);
+    if (r < 0)
+        goto fail;
+    io_uring_buf_ring_init(b->br);
+    for (uint32_t i = 0; i < nbufs; i++)
+        io_uring_buf_ring_add(b->br, core_buf_ptr(b, i), bufsz, i, io_uring_buf_ring_mask(nbufs),
+                              i);
+    io_uring_buf_ring_advance(b->br, nbufs);
+    return 0;
+fail:
+    free(b->refs);
+    if (b->mem)
+        (void)munmap(b->mem, (size_t)nbufs * bufsz);
+    (void)munmap(b->br, ringsz);
+    *b = (struct core_bufring){0};
+    return r;
+}
+
+void core_bufring_exit(struct core_bufring *b, struct io_uring *ring)
+{
+    if (!b->br)
+        return;
+    (void)io_uring_unregister_buf_ring(ring, b->bgid);
+    (void)munmap(b->mem, (size_t)b->nbufs * b->bufsz);
+    (void)munmap(b->br, b->nbufs * sizeof(struct io_uring_buf));
+    free(b->refs);
+    *b = (struct core_bufring){0};
+}
+
+void core_buf_take(struct core_bufring *b, uint16_t bid)
+{
+    b->refs[bid] = 1;
+    b->in_use++;
+}
+
+void core_buf_ref(struct core_bufring *b, uint16_t bid)
+{
+    b->refs[bid]++;
+}
+
+void core_buf_release(struct core_bufring *b, uint16_t bid)
+{
+    if (--b->refs[bid])
+        return;
+    b->in_use--;
+    io_uring_buf_ring_add(b->br, core_buf_ptr(b, bid), b->bufsz, bid,
+                          io_uring_buf_ring_mask(b->nbufs), (int)b->pending);
+    b->pending++;
+}
+
+void core_bufring_flush(struct core_bufring *b)
+{
+    if (!b->pending)
+        return;
+    io_uring_buf_ring_advance(b->br, (int)b->pending);
+    b->pending = 0;
+}
+
+void core_pool_init(struct core_pool *p, size_t blksz, unsigned max_free_blks)
+{
+    *p = (struct core_pool){.blksz = blksz, .max_free_blks = max_free_blks};
+}
+
+void core_pool_exit(struct core_pool *p)
+{
+    while (p->free_segs) {
+        struct core_seg *s = p->free_segs;
+        p->free_segs = s->next;
+        free(s);
+    }
+    while (p->free_blks) {
+        void *b = p->free_blks;
+        p->free_blks = *(void **)b;
+        free(b);
+    }
+}
+
+struct core_seg *core_seg_new(struct core_pool *p)
+{
+    struct core_seg *s = p->free_segs;
+
+    if (s) {
+        p->free_segs = s->next;
+        return s;
+    }
+    return malloc(sizeof(*s));
+}
+
+void core_seg_free(struct core_pool *p, struct core_seg *s)
+{
+    s->next = p->free_segs;
+    p->free_segs = s;
+}
+
+void *core_blk_get(struct core_pool *p)
+{
+    void *b = p->free_blks;
+
+    if (b) {
+        p->free_blks = *(void **)b;
+        p->nfree_blks--;
+        return b;
+    }
+    return malloc(p->blksz);
+}
+
+void core_blk_put(struct core_pool *p, void *blk)
+{
+    if (!blk)
+        return;
+    if (p->nfree_blks >= p->max_free_blks) {
+        free(blk);
+        return;
+    }
+    *(void **)blk = p->free_blks;
+    p->free_blks = blk;
+    p->nfree_blks++;
+}
+
+void core_segq_init(struct core_segq *q)
+{
+    q->head = NULL;
+    q->tailp = &q->head;
+    q->bytes = 0;
+}
+
+int core_segq_push(struct core_segq *q, struct core_pool *p, struct core_bufring *b,
+                   const char *ptr, size_t len, int bid)
+{
+    struct core_seg *s;
+
+    if (!len)
+        return 0;
+    s = core_seg_new(p);
+    if (!s)
+        return -ENOMEM;
+    *s = (struct core_seg){.p = ptr, .len = (uint32_t)len, .bid = bid};
+    if (bid >= 0)
+        core_buf_ref(b, (uint16_t)bid);
+    *q->tailp = s;
+    q->tailp = &s->next;
+    q->bytes += len;
+    return 0;
+}
+
+void core_segq_consume(struct core_segq *q, struct core_pool *p, struct core_bufring *b, size_t n)
+{
+    while (n && q->head) {
+        struct core_seg *s = q->head;
+
+        if (n < s->len) {
+            s->p += n;
+            s->len -= (uint32_t)n;
+            q->bytes -= n;
+            return;
+        }
+        n -= s->len;
+        q->bytes -= s->len;
+        q->head = s->next;
+        if (s->bid >= 0)
+            core_buf_release(b, (uint16_t)s->bid);
+        core_seg_free(p, s);
+    }
+    if (!q->head)
+        q->tailp = &q->head;
+}
+
+void core_segq_clear(struct core_segq *q, struct core_pool *p, struct core_bufring *b)
+{
+    core_segq_consume(q, p, b, q->bytes);
+}

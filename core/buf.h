@@ -1,0 +1,85 @@
+/*
+ * Per-thread memory: the provided-buffer ring that multishot recv fills,
+ * reference-counted so one received buffer can be queued for sending by
+ * several segments; a free list of segments (views queued on a socket); and
+ * a free list of fixed-size blocks for request and response heads.
+ * Nothing here is thread-safe: each worker owns its own.
+ */
+#ifndef RINGPROXY_CORE_BUF_H
+#define RINGPROXY_CORE_BUF_H
+
+#include <liburing.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct core_bufring {
+    struct io_uring_buf_ring *br;
+    char *mem;
+    uint16_t *refs;
+    uint32_t nbufs;
+    uint32_t bufsz;
+    uint32_t pending; /* buffers given back since the last core_bufring_flush() */
+    uint32_t in_use;
+    uint16_t bgid;
+};
+
+/* Map and register a ring of nbufs (power of two) buffers of bufsz bytes. */
+int core_bufring_init(struct core_bufring *b, struct io_uring *ring, uint16_t bgid, uint32_t nbufs,
+                      uint32_t bufsz);
+void core_bufring_exit(struct core_bufring *b, struct io_uring *ring);
+
+static inline char *core_buf_ptr(const struct core_bufring *b, uint16_t bid)
+{
+    return b->mem + (size_t)bid * b->bufsz;
+}
+
+/* A completion handed us buffer bid: we hold one reference. */
+void core_buf_take(struct core_bufring *b, uint16_t bid);
+void core_buf_ref(struct core_bufring *b, uint16_t bid);
+/* Drop one reference; the last one gives the buffer back to the kernel. */
+void core_buf_release(struct core_bufring *b, uint16_t bid);
+/* Publish given-back buffers to the kernel: once per loop turn. */
+void core_bufring_flush(struct core_bufring *b);
+
+/* A view queued on a socket: received bytes (bid >= 0) or bytes owned elsewhere. */
+struct core_seg {
+    struct core_seg *next;
+    const char *p;
+    uint32_t len;
+    int32_t bid; /* -1: not a ring buffer, the owner keeps the bytes alive */
+};
+
+struct core_segq {
+    struct core_seg *head;
+    struct core_seg **tailp;
+    size_t bytes;
+};
+
+struct core_pool {
+    struct core_seg *free_segs;
+    void *free_blks;
+    size_t blksz;
+    unsigned nfree_blks;
+    unsigned max_free_blks;
+};
+
+void core_pool_init(struct core_pool *p, size_t blksz, unsigned max_free_blks);
+void core_pool_exit(struct core_pool *p);
+/* NULL on OOM. */
+struct core_seg *core_seg_new(struct core_pool *p);
+void core_seg_free(struct core_pool *p, struct core_seg *s);
+/* A block of p->blksz bytes; NULL on OOM. */
+void *core_blk_get(struct core_pool *p);
+/* NULL-safe. */
+void core_blk_put(struct core_pool *p, void *blk);
+
+void core_segq_init(struct core_segq *q);
+/* Append a view; bid >= 0 takes one buffer reference. -ENOMEM on OOM. */
+int core_segq_push(struct core_segq *q, struct core_pool *p, struct core_bufring *b,
+                   const char *ptr, size_t len, int bid);
+/* Drop n bytes from the front, releasing what they held. */
+void core_segq_consume(struct core_segq *q, struct core_pool *p, struct core_bufring *b, size_t n);
+/* Drop everything. */
+void core_segq_clear(struct core_segq *q, struct core_pool *p, struct core_bufring *b);
+
+#endif

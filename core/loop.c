@@ -1,0 +1,95 @@
+#include "core/loop.h"
+
+#include <errno.h>
+#include <time.h>
+
+_Thread_local struct core_thread *core_self;
+
+void core_clock_update(struct core_thread *t)
+{
+    struct timespec ts;
+
+    (void)clock_gettime(CLOCK_MONOTONIC, &ts);
+    t->now_us = (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+    t->now_ms = t->now_us / 1000u;
+}
+
+int core_thread_init(struct core_thread *t, int id, const struct core_thread_params *p,
+                     const char **ret_what)
+{
+    struct io_uring_params up = {0};
+    int r;
+
+    *t = (struct core_thread){.id = id};
+    up.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_CQSIZE;
+    up.cq_entries = p->entries * 8;
+    r = io_uring_queue_init_params(p->entries, &t->ring, &up);
+    if (r == -EINVAL) {
+        /* Kernels before 6.1 lack DEFER_TASKRUN: run without it. */
+        up = (struct io_uring_params){.flags = IORING_SETUP_CQSIZE, .cq_entries = p->entries * 8};
+        r = io_uring_queue_init_params(p->entries, &t->ring, &up);
+    }
+    if (r < 0) {
+        *ret_what = "io_uring_queue_init";
+        return r;
+    }
+    t->ring_flags = up.flags;
+    /* Saves a file-table lookup on every io_uring_enter; harmless where missing. */
+    (void)io_uring_register_ring_fd(&t->ring);
+    r = core_bufring_init(&t->bufs, &t->ring, 0, p->nbufs, p->bufsz);
+    if (r < 0) {
+        *ret_what = "io_uring_register_buf_ring";
+        io_uring_queue_exit(&t->ring);
+        return r;
+    }
+    core_pool_init(&t->pool, p->blksz, 64);
+    core_clock_update(t);
+    core_self = t;
+    return 0;
+}
+
+void core_thread_exit(struct core_thread *t)
+{
+    core_bufring_exit(&t->bufs, &t->ring);
+    core_pool_exit(&t->pool);
+    io_uring_queue_exit(&t->ring);
+}
+
+struct io_uring_sqe *core_sqe(struct core_thread *t)
+{
+    struct io_uring_sqe *sqe;
+
+    while (!(sqe = io_uring_get_sqe(&t->ring)))
+        (void)io_uring_submit(&t->ring);
+    return sqe;
+}
+
+int core_loop_run(struct core_thread *t, const struct core_loop_ops *ops)
+{
+    for (;;) {
+        struct __kernel_timespec ts;
+        struct io_uring_cqe *cqe;
+        unsigned head, n = 0;
+        long wait_ms;
+        int r;
+
+        wait_ms = ops->turn(t);
+        if (wait_ms < 0)
+            return 0;
+        core_bufring_flush(&t->bufs);
+        ts.tv_sec = wait_ms / 1000;
+        ts.tv_nsec = (wait_ms % 1000) * 1000000L;
+        r = io_uring_submit_and_wait_timeout(&t->ring, &cqe, 1, &ts, NULL);
+        if (r < 0 && r != -ETIME && r != -EINTR && r != -EAGAIN && r != -EBUSY)
+            return r;
+        core_clock_update(t);
+        io_uring_for_each_cqe (&t->ring, head, cqe) {
+            struct core_op *op = io_uring_cqe_get_data(cqe);
+
+            n++;
+            if (op)
+                ops->cqe(t, op, cqe);
+        }
+        io_uring_cq_advance(&t->ring, n);
+    }
+}

@@ -1,0 +1,67 @@
+/*
+ * One worker: one io_uring, its provided-buffer ring and memory pools, its
+ * clock. The loop submits once per turn and drains completions in a batch;
+ * what to do with each completion and each turn belongs to the caller.
+ */
+#ifndef RINGPROXY_CORE_LOOP_H
+#define RINGPROXY_CORE_LOOP_H
+
+#include "core/buf.h"
+
+#include <liburing.h>
+#include <stdint.h>
+
+/* Embedded in whatever owns an operation; the SQE's user_data points here. */
+struct core_op {
+    uint8_t kind;
+};
+
+/* user_data of operations whose completion nobody needs (cancels). */
+#define CORE_UD_IGNORE 0
+
+struct core_thread;
+
+struct core_loop_ops {
+    void (*cqe)(struct core_thread *t, struct core_op *op, const struct io_uring_cqe *cqe);
+    /* Once per turn after completions: returns ms to wait at most, or < 0 to stop. */
+    long (*turn)(struct core_thread *t);
+};
+
+struct core_thread {
+    struct io_uring ring;
+    struct core_bufring bufs;
+    struct core_pool pool;
+    uint64_t now_ms; /* CLOCK_MONOTONIC, refreshed each turn */
+    uint64_t now_us;
+    int id;
+    unsigned ring_flags; /* setup flags the kernel accepted */
+    void *app;           /* the protocol's per-worker state */
+};
+
+extern _Thread_local struct core_thread *core_self;
+
+struct core_thread_params {
+    unsigned entries;
+    uint32_t nbufs;
+    uint32_t bufsz;
+    size_t blksz;
+};
+
+/*
+ * Set up t's ring (SINGLE_ISSUER | DEFER_TASKRUN where the kernel has them)
+ * and buffers. Must run on the thread that will drive the loop. Returns 0 or
+ * -errno; on failure *ret_what names the step that failed.
+ */
+int core_thread_init(struct core_thread *t, int id, const struct core_thread_params *p,
+                     const char **ret_what);
+void core_thread_exit(struct core_thread *t);
+
+/* An SQE, submitting first when the queue is full; never NULL. */
+struct io_uring_sqe *core_sqe(struct core_thread *t);
+
+void core_clock_update(struct core_thread *t);
+
+/* Run until ops->turn() returns < 0. Returns 0 or -errno of a ring failure. */
+int core_loop_run(struct core_thread *t, const struct core_loop_ops *ops);
+
+#endif

@@ -1,0 +1,326 @@
+/*
+ * ringproxy: the process. Reads the command line and proxy.json, opens the
+ * listeners (so a busy port fails start-up with one clear line), starts the
+ * resolver and one worker thread per CPU, then waits for SIGTERM/SIGINT and
+ * lets the workers drain.
+ */
+#include "cfg/cfg.h"
+#include "http/proxy.h"
+#include "log/access.h"
+#include "log/error.h"
+#include "net/resolve.h"
+#include "net/sock.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define MAX_WORKERS 1024
+
+static const char usage[] =
+    "usage: ringproxy [options]\n"
+    "  --config DIR          read DIR/proxy.json (default /opt/proxy_config); no file = defaults\n"
+    "  --listen ADDR:PORT    public listener (default 0.0.0.0:80 and [::]:80)\n"
+    "  --upstream HOST:PORT  upstream (default next-hop:80), resolved via /etc/hosts then DNS\n"
+    "  --workers N           worker threads, one io_uring each (default: number of CPUs)\n"
+    "  --admin ADDR:PORT     loopback admin listener for /healthz and /metrics (default "
+    "127.0.0.1:9000)\n"
+    "  --help, --version\n";
+
+struct start {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    unsigned ready;
+    int err;
+    const char *what;
+};
+
+struct worker_arg {
+    struct http_shared *sh;
+    struct http_worker_params p;
+    struct start *st;
+    pthread_t thread;
+};
+
+static void on_ready(void *arg, int err, const char *what)
+{
+    struct start *st = arg;
+
+    pthread_mutex_lock(&st->mu);
+    st->ready++;
+    if (err && !st->err) {
+        st->err = err;
+        st->what = what;
+    }
+    pthread_cond_signal(&st->cv);
+    pthread_mutex_unlock(&st->mu);
+}
+
+static void *worker_main(void *arg)
+{
+    struct worker_arg *wa = arg;
+
+    (void)http_worker_run(wa->sh, &wa->p, on_ready, wa->st);
+    return NULL;
+}
+
+static int split_hostport(const char *s, char *host, size_t hcap, char *port, size_t pcap)
+{
+    const char *colon = strrchr(s, ':');
+    size_t hl;
+
+    if (!colon || !colon[1] || strlen(colon + 1) >= pcap)
+        return -EINVAL;
+    hl = (size_t)(colon - s);
+    if (s[0] == '[' && hl >= 2 && s[hl - 1] == ']') {
+        s++;
+        hl -= 2;
+    }
+    if (!hl || hl >= hcap)
+        return -EINVAL;
+    memcpy(host, s, hl);
+    host[hl] = '\0';
+    strcpy(port, colon + 1);
+    for (const char *q = port; *q; q++)
+        if (*q < '0' || *q > '9')
+            return -EINVAL;
+    return atoi(port) > 0 && atoi(port) < 65536 ? 0 : -EINVAL;
+}
+
+static void io_uring_hint(int err, const char *what)
+{
+    if (err == -ENOSYS || err == -EPERM || err == -EACCES)
+        fprintf(stderr,
+                "ringproxy: io_uring is not available (%s: %s): the kernel or the container's "
+                "seccomp profile blocks io_uring_setup; allow io_uring (docker/podman: "
+                "--security-opt seccomp=container/seccomp.json; Kubernetes: a Localhost seccomp "
+                "profile, see docs/container.md) and check that /proc/sys/kernel/io_uring_disabled "
+                "is 0\n",
+                what, strerror(-err));
+    else
+        fprintf(stderr, "ringproxy: cannot start a worker: %s: %s\n", what, strerror(-err));
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"config", required_argument, NULL, 'c'},   {"listen", required_argument, NULL, 'l'},
+        {"upstream", required_argument, NULL, 'u'}, {"workers", required_argument, NULL, 'w'},
+        {"admin", required_argument, NULL, 'a'},    {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},        {NULL, 0, NULL, 0},
+    };
+    const char *dir = CFG_DEFAULT_DIR, *listen_arg = NULL, *upstream_arg = "next-hop:80";
+    const char *admin_arg = NULL;
+    long workers_arg = -1;
+    char up_host[256], up_port[8];
+    struct sockaddr_storage la[HTTP_MAX_LISTENERS], aa;
+    unsigned lalen[HTTP_MAX_LISTENERS], aalen, nla = 0, nworkers;
+    struct cfg *cfg = NULL;
+    struct cfg_errs errs = {0};
+    struct http_shared sh = {0};
+    struct worker_arg *wa = NULL;
+    struct start st = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, NULL};
+    struct stat sb;
+    sigset_t sigs;
+    int admin_fd = -1, opt, r, sig;
+
+    while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (opt) {
+        case 'c':
+            dir = optarg;
+            break;
+        case 'l':
+            listen_arg = optarg;
+            break;
+        case 'u':
+            upstream_arg = optarg;
+            break;
+        case 'w': {
+            char *end;
+            workers_arg = strtol(optarg, &end, 10);
+            if (*end || workers_arg < 0 || workers_arg > MAX_WORKERS) {
+                fprintf(stderr, "ringproxy: --workers: expected an integer from 0 to %d\n",
+                        MAX_WORKERS);
+                return 2;
+            }
+            break;
+        }
+        case 'a':
+            admin_arg = optarg;
+            break;
+        case 'h':
+            fputs(usage, stdout);
+            return 0;
+        case 'V':
+            puts("ringproxy " RINGPROXY_VERSION);
+            return 0;
+        default:
+            fputs(usage, stderr);
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "ringproxy: unexpected argument '%s'\n%s", argv[optind], usage);
+        return 2;
+    }
+
+    r = cfg_load(dir, &cfg, &errs);
+    if (r < 0) {
+        for (size_t i = 0; i < errs.n; i++)
+            fprintf(stderr, "%s\n", errs.lines[i]);
+        fprintf(stderr, "ringproxy: invalid configuration in %s/%s, not starting\n", dir,
+                CFG_FILE_NAME);
+        cfg_errs_free(&errs);
+        return 1;
+    }
+    log_err_init(cfg->log_level);
+    log_err_set_worker(-1);
+
+    if (split_hostport(upstream_arg, up_host, sizeof(up_host), up_port, sizeof(up_port)) < 0) {
+        fprintf(stderr, "ringproxy: --upstream: expected HOST:PORT, got '%s'\n", upstream_arg);
+        return 2;
+    }
+    if (listen_arg) {
+        if (cfg_parse_hostport(listen_arg, &la[0], &lalen[0]) < 0) {
+            fprintf(stderr, "ringproxy: --listen: expected ADDR:PORT or [ADDR]:PORT, got '%s'\n",
+                    listen_arg);
+            return 2;
+        }
+        nla = 1;
+    } else {
+        (void)cfg_parse_hostport("0.0.0.0:80", &la[0], &lalen[0]);
+        (void)cfg_parse_hostport("[::]:80", &la[1], &lalen[1]);
+        nla = 2;
+    }
+    if (!admin_arg)
+        admin_arg = cfg->admin.listen;
+    if (cfg_parse_hostport(admin_arg, &aa, &aalen) < 0) {
+        fprintf(stderr, "ringproxy: --admin: expected ADDR:PORT, got '%s'\n", admin_arg);
+        return 2;
+    }
+    if (!cfg_addr_is_loopback(&aa)) {
+        fprintf(stderr,
+                "ringproxy: --admin: %s is not a loopback address (C2: internal ports "
+                "listen on loopback only)\n",
+                admin_arg);
+        return 2;
+    }
+    nworkers = workers_arg >= 0 ? (unsigned)workers_arg : cfg->workers;
+    if (!nworkers) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        nworkers = n > 0 ? (unsigned)n : 1;
+    }
+
+    /* Every thread inherits this mask: only the main thread takes signals. */
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    sh.cfg = cfg;
+    sh.nworkers = nworkers;
+    sh.upstream_host = up_host;
+    sh.stdout_is_pipe = fstat(STDOUT_FILENO, &sb) == 0 && S_ISFIFO(sb.st_mode);
+    sh.log_fmt = log_fmt_new(&cfg->access_log);
+    sh.stats = calloc(nworkers, sizeof(*sh.stats));
+    sh.resolver = net_resolver_new(up_host, up_port, cfg->upstream.resolve_interval_ms, nworkers);
+    wa = calloc(nworkers, sizeof(*wa));
+    if (!sh.log_fmt || !sh.stats || !sh.resolver || !wa) {
+        fprintf(stderr, "ringproxy: out of memory\n");
+        return 1;
+    }
+
+    for (unsigned i = 0; i < nworkers; i++) {
+        wa[i].sh = &sh;
+        wa[i].st = &st;
+        wa[i].p.id = (int)i;
+        wa[i].p.admin_fd = -1;
+        for (unsigned k = 0; k < HTTP_MAX_LISTENERS; k++)
+            wa[i].p.lfd[k] = -1;
+        for (unsigned k = 0; k < nla; k++) {
+            char as[NET_ADDRSTRLEN];
+            int fd = net_listen(&la[k], lalen[k], 4096);
+
+            if (fd == -EAFNOSUPPORT && !listen_arg && k == 1)
+                continue; /* no IPv6 on this host: 0.0.0.0:80 alone */
+            if (fd < 0) {
+                net_addr_str(&la[k], as, sizeof(as));
+                fprintf(stderr, "ringproxy: cannot listen on %s: %s\n", as, strerror(-fd));
+                return 1;
+            }
+            wa[i].p.lfd[k] = fd;
+        }
+        wa[i].p.evfd = eventfd(0, EFD_CLOEXEC);
+        if (wa[i].p.evfd < 0) {
+            fprintf(stderr, "ringproxy: eventfd: %s\n", strerror(errno));
+            return 1;
+        }
+    }
+    admin_fd = net_listen(&aa, aalen, 64);
+    if (admin_fd < 0) {
+        fprintf(stderr, "ringproxy: cannot listen on admin address %s: %s\n", admin_arg,
+                strerror(-admin_fd));
+        return 1;
+    }
+    wa[0].p.admin_fd = admin_fd;
+
+    if (net_resolver_start(sh.resolver) < 0) {
+        fprintf(stderr, "ringproxy: cannot start the resolver thread\n");
+        return 1;
+    }
+
+    for (unsigned i = 0; i < nworkers; i++) {
+        r = pthread_create(&wa[i].thread, NULL, worker_main, &wa[i]);
+        if (r) {
+            fprintf(stderr, "ringproxy: pthread_create: %s\n", strerror(r));
+            return 1;
+        }
+    }
+    pthread_mutex_lock(&st.mu);
+    while (st.ready < nworkers)
+        pthread_cond_wait(&st.cv, &st.mu);
+    pthread_mutex_unlock(&st.mu);
+    if (st.err) {
+        io_uring_hint(st.err, st.what);
+        return 1;
+    }
+    log_info("ringproxy %s: %u worker%s, listening on %s, upstream %s, admin %s", RINGPROXY_VERSION,
+             nworkers, nworkers == 1 ? "" : "s", listen_arg ? listen_arg : "0.0.0.0:80 [::]:80",
+             upstream_arg, admin_arg);
+
+    while (sigwait(&sigs, &sig) != 0 || (sig != SIGTERM && sig != SIGINT))
+        ;
+    log_info("%s: draining (grace %u ms)", sig == SIGTERM ? "SIGTERM" : "SIGINT",
+             cfg->shutdown_grace_ms);
+    atomic_store(&sh.draining, 1);
+    atomic_store(&sh.stop, 1);
+    for (unsigned i = 0; i < nworkers; i++) {
+        uint64_t one = 1;
+        if (write(wa[i].p.evfd, &one, sizeof(one)) < 0)
+            log_warn("waking worker %u: %s", i, strerror(errno));
+    }
+    for (unsigned i = 0; i < nworkers; i++)
+        (void)pthread_join(wa[i].thread, NULL);
+    for (unsigned i = 0; i < nworkers; i++) {
+        for (unsigned k = 0; k < HTTP_MAX_LISTENERS; k++)
+            if (wa[i].p.lfd[k] >= 0)
+                (void)close(wa[i].p.lfd[k]);
+        (void)close(wa[i].p.evfd);
+    }
+    (void)close(admin_fd);
+    net_resolver_free(sh.resolver);
+    log_fmt_free(sh.log_fmt);
+    free(sh.stats);
+    free(wa);
+    cfg_free(cfg);
+    log_info("stopped");
+    return 0;
+}

@@ -1,0 +1,29 @@
+/*
+ * Views into bytes someone else owns: (pointer, length) pairs. A view is only
+ * valid while its owner keeps the bytes (see the owner's comment).
+ */
+#ifndef RINGPROXY_CORE_STR_H
+#define RINGPROXY_CORE_STR_H
+
+#include <stddef.h>
+#include <string.h>
+#include <strings.h>
+
+struct core_str {
+    const char *p; /* NULL means absent */
+    size_t len;
+};
+
+struct core_hdr {
+    struct core_str name;
+    struct core_str value;
+};
+
+static inline int core_str_ieq(struct core_str s, const char *lit, size_t litlen)
+{
+    return s.len == litlen && strncasecmp(s.p, lit, litlen) == 0;
+}
+
+#define CORE_STR_IEQ(s, lit) core_str_ieq((s), (lit), sizeof(lit) - 1)
+
+#endif

@@ -1,0 +1,39 @@
+/*
+ * Per-worker timers. Every timeout class has one fixed duration (header
+ * deadline, keep-alive idle, upstream connect, ...), so arming always appends
+ * to the end of that class's queue and each queue stays sorted by deadline
+ * by construction: arming, disarming and expiring are O(1), and the loop's
+ * wait timeout is the earliest queue head. No per-operation linked timeouts.
+ */
+#ifndef RINGPROXY_CORE_TIMER_H
+#define RINGPROXY_CORE_TIMER_H
+
+#include <stdint.h>
+
+struct core_timer {
+    struct core_timer *prev, *next; /* NULL when not armed */
+    uint64_t deadline_ms;
+};
+
+struct core_tq {
+    struct core_timer head; /* sentinel of a circular list */
+    uint64_t timeout_ms;
+};
+
+void core_tq_init(struct core_tq *q, uint64_t timeout_ms);
+/* (Re)arm t to fire timeout_ms after now. */
+void core_timer_arm(struct core_tq *q, struct core_timer *t, uint64_t now_ms);
+/* NULL-safe on an unarmed timer. */
+void core_timer_disarm(struct core_timer *t);
+
+static inline int core_timer_armed(const struct core_timer *t)
+{
+    return t->next != 0;
+}
+
+/* The first timer of q due at now, unlinked; NULL when none is due. */
+struct core_timer *core_tq_pop_expired(struct core_tq *q, uint64_t now_ms);
+/* The earliest deadline in q, UINT64_MAX when empty. */
+uint64_t core_tq_next(const struct core_tq *q);
+
+#endif

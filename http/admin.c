@@ -1,0 +1,315 @@
+#include "http/admin.h"
+
+#include "http/proxy.h"
+#include "http/stats.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+/* Operation kinds of the admin listener; the proxy's own stay below. */
+enum admin_op {
+    AOP_ACCEPT = 100,
+    AOP_RECV,
+    AOP_SEND,
+    /* must stay last */
+    AOP_COUNT
+};
+
+#define ADMIN_REQ_MAX 2048
+
+struct admin_conn {
+    struct core_op op;
+    int fd;
+    size_t len;
+    char *out;
+    size_t outlen, sent;
+    struct admin_conn *prev, *next;
+    char req[ADMIN_REQ_MAX];
+};
+
+struct http_admin {
+    struct core_op op_accept;
+    struct core_thread *t;
+    struct http_shared *sh;
+    int fd;
+    int accepting;
+    struct admin_conn *conns;
+};
+
+static void arm_accept(struct http_admin *a)
+{
+    struct io_uring_sqe *sqe = core_sqe(a->t);
+
+    io_uring_prep_multishot_accept(sqe, a->fd, NULL, NULL, SOCK_CLOEXEC);
+    io_uring_sqe_set_data(sqe, &a->op_accept);
+    a->accepting = 1;
+}
+
+struct http_admin *http_admin_new(struct core_thread *t, struct http_shared *sh, int fd)
+{
+    struct http_admin *a = calloc(1, sizeof(*a));
+
+    if (!a)
+        return NULL;
+    a->op_accept.kind = AOP_ACCEPT;
+    a->t = t;
+    a->sh = sh;
+    a->fd = fd;
+    arm_accept(a);
+    return a;
+}
+
+static void conn_free(struct http_admin *a, struct admin_conn *c)
+{
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        a->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    (void)close(c->fd);
+    free(c->out);
+    free(c);
+}
+
+void http_admin_free(struct http_admin *a)
+{
+    if (!a)
+        return;
+    while (a->conns)
+        conn_free(a, a->conns);
+    free(a);
+}
+
+int http_admin_owns(const struct http_admin *a, const struct core_op *op)
+{
+    return a && op->kind >= AOP_ACCEPT && op->kind < AOP_COUNT;
+}
+
+struct mbuf {
+    char *p;
+    size_t len, cap;
+};
+
+__attribute__((format(printf, 2, 3))) static void mb_printf(struct mbuf *b, const char *fmt, ...)
+{
+    va_list ap;
+    int n;
+
+    if (b->len >= b->cap)
+        return;
+    va_start(ap, fmt);
+    n = vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
+    va_end(ap);
+    if (n > 0)
+        b->len = b->len + (size_t)n < b->cap ? b->len + (size_t)n : b->cap;
+}
+
+static uint64_t sum(const struct http_shared *sh, size_t off)
+{
+    uint64_t s = 0;
+
+    for (unsigned i = 0; i < sh->nworkers; i++)
+        s += atomic_load_explicit((const _Atomic uint64_t *)((const char *)&sh->stats[i] + off),
+                                  memory_order_relaxed);
+    return s;
+}
+
+#define SUM(sh, field) sum((sh), offsetof(struct http_stats, field))
+
+static void metric(struct mbuf *b, const char *name, const char *type, const char *help, uint64_t v)
+{
+    mb_printf(b, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", name, help, name, type, name,
+              (unsigned long long)v);
+}
+
+size_t http_admin_metrics(const struct http_shared *sh, char *buf, size_t cap)
+{
+    struct mbuf b = {buf, 0, cap};
+    static const char *const cls[6] = {"none", "1xx", "2xx", "3xx", "4xx", "5xx"};
+    uint64_t changes, cum = 0;
+    int failing;
+
+    mb_printf(&b, "# HELP ringproxy_requests_total Requests answered, by status class.\n"
+                  "# TYPE ringproxy_requests_total counter\n");
+    for (int i = 0; i < 6; i++)
+        mb_printf(&b, "ringproxy_requests_total{class=\"%s\"} %llu\n", cls[i],
+                  (unsigned long long)SUM(sh, requests[i]));
+    metric(&b, "ringproxy_client_bytes_received_total", "counter", "Bytes received from clients.",
+           SUM(sh, bytes_in));
+    metric(&b, "ringproxy_client_bytes_sent_total", "counter", "Bytes sent to clients.",
+           SUM(sh, bytes_out));
+    metric(&b, "ringproxy_client_connections", "gauge", "Open client connections.",
+           SUM(sh, clients_active));
+    metric(&b, "ringproxy_client_connections_accepted_total", "counter",
+           "Client connections accepted.", SUM(sh, clients_accepted));
+    metric(&b, "ringproxy_client_connections_refused_total", "counter",
+           "Client connections refused over client.max_connections or while draining.",
+           SUM(sh, clients_refused));
+    metric(&b, "ringproxy_upstream_connections", "gauge", "Open upstream connections.",
+           SUM(sh, upstreams_active));
+    metric(&b, "ringproxy_upstream_pool_idle", "gauge", "Idle upstream connections in the pools.",
+           SUM(sh, pool_idle));
+    metric(&b, "ringproxy_upstream_connects_total", "counter", "Upstream connections opened.",
+           SUM(sh, upstream_connects));
+    metric(&b, "ringproxy_upstream_reuses_total", "counter",
+           "Requests sent over a pooled upstream connection.", SUM(sh, upstream_reuses));
+    metric(&b, "ringproxy_upstream_retries_total", "counter",
+           "Requests retried after a pooled connection turned out closed.",
+           SUM(sh, upstream_retries));
+    mb_printf(&b, "# HELP ringproxy_upstream_failures_total Upstream failures, by reason.\n"
+                  "# TYPE ringproxy_upstream_failures_total counter\n");
+    for (int i = 0; i < HF_COUNT; i++)
+        mb_printf(&b, "ringproxy_upstream_failures_total{reason=\"%s\"} %llu\n",
+                  http_fail_str((enum http_fail)i),
+                  (unsigned long long)SUM(sh, upstream_failures[i]));
+    metric(&b, "ringproxy_access_log_dropped_total", "counter",
+           "Access-log lines dropped because stdout did not keep up.", SUM(sh, log_dropped));
+    net_resolver_state(sh->resolver, &changes, &failing);
+    metric(&b, "ringproxy_resolver_changes_total", "counter",
+           "Times the upstream address set changed.", changes);
+    metric(&b, "ringproxy_resolver_failing", "gauge",
+           "1 while the last resolution failed (the last good answer is kept).", (uint64_t)failing);
+    metric(&b, "ringproxy_draining", "gauge", "1 while shutting down.",
+           (uint64_t)atomic_load(&sh->draining));
+    mb_printf(&b, "# HELP ringproxy_request_duration_seconds Request duration, first byte to "
+                  "last byte sent.\n# TYPE ringproxy_request_duration_seconds histogram\n");
+    for (int i = 0; i <= HTTP_HIST_BUCKETS; i++) {
+        cum += SUM(sh, hist[i]);
+        if (i < HTTP_HIST_BUCKETS)
+            mb_printf(&b, "ringproxy_request_duration_seconds_bucket{le=\"%g\"} %llu\n",
+                      http_hist_bounds_ms[i] / 1000.0, (unsigned long long)cum);
+        else
+            mb_printf(&b, "ringproxy_request_duration_seconds_bucket{le=\"+Inf\"} %llu\n",
+                      (unsigned long long)cum);
+    }
+    mb_printf(&b, "ringproxy_request_duration_seconds_sum %.6f\n",
+              (double)SUM(sh, hist_sum_us) / 1e6);
+    mb_printf(&b, "ringproxy_request_duration_seconds_count %llu\n", (unsigned long long)cum);
+    return b.len;
+}
+
+static int healthy(const struct http_shared *sh)
+{
+    struct timespec ts;
+    uint64_t now;
+
+    if (atomic_load(&sh->draining))
+        return 0;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    now = (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+    /* Each loop turns at least once a second when idle; 5 s of silence is a stuck worker. */
+    for (unsigned i = 0; i < sh->nworkers; i++)
+        if (now > atomic_load(&sh->stats[i].last_turn_ms) + 5000)
+            return 0;
+    return 1;
+}
+
+static void respond(struct http_admin *a, struct admin_conn *c)
+{
+    static const size_t body_cap = 64 * 1024;
+    char *body = malloc(body_cap);
+    const char *status = "200 OK", *ctype = "text/plain; charset=utf-8";
+    size_t blen = 0;
+    int head_only = !strncmp(c->req, "HEAD ", 5);
+    struct io_uring_sqe *sqe;
+    int n;
+
+    c->out = malloc(body_cap + 256);
+    if (!body || !c->out) {
+        free(body);
+        conn_free(a, c);
+        return;
+    }
+    if (!strncmp(c->req, "GET /healthz ", 13) || !strncmp(c->req, "HEAD /healthz ", 14)) {
+        int ok = healthy(a->sh);
+        status = ok ? "200 OK" : "503 Service Unavailable";
+        blen = (size_t)snprintf(body, body_cap, ok ? "ok\n" : "unavailable\n");
+    } else if (!strncmp(c->req, "GET /metrics ", 13) || !strncmp(c->req, "HEAD /metrics ", 14)) {
+        ctype = "text/plain; version=0.0.4; charset=utf-8";
+        blen = http_admin_metrics(a->sh, body, body_cap);
+    } else if (!strncmp(c->req, "GET ", 4) || !strncmp(c->req, "HEAD ", 5)) {
+        status = "404 Not Found";
+        blen = (size_t)snprintf(body, body_cap, "not found: try /healthz or /metrics\n");
+    } else {
+        status = "405 Method Not Allowed";
+        blen = (size_t)snprintf(body, body_cap, "method not allowed\n");
+    }
+    n = snprintf(c->out, 256,
+                 "HTTP/1.1 %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\nConnection: "
+                 "close\r\n\r\n",
+                 status, ctype, blen);
+    if (!head_only)
+        memcpy(c->out + n, body, blen);
+    c->outlen = (size_t)n + (head_only ? 0 : blen);
+    free(body);
+    c->op.kind = AOP_SEND;
+    sqe = core_sqe(a->t);
+    io_uring_prep_send(sqe, c->fd, c->out, c->outlen, MSG_NOSIGNAL);
+    io_uring_sqe_set_data(sqe, &c->op);
+}
+
+static void arm_recv(struct http_admin *a, struct admin_conn *c)
+{
+    struct io_uring_sqe *sqe = core_sqe(a->t);
+
+    c->op.kind = AOP_RECV;
+    io_uring_prep_recv(sqe, c->fd, c->req + c->len, ADMIN_REQ_MAX - 1 - c->len, 0);
+    io_uring_sqe_set_data(sqe, &c->op);
+}
+
+void http_admin_cqe(struct http_admin *a, struct core_op *op, const struct io_uring_cqe *cqe)
+{
+    struct admin_conn *c;
+
+    if (op == &a->op_accept) {
+        if (!(cqe->flags & IORING_CQE_F_MORE))
+            a->accepting = 0;
+        if (cqe->res >= 0) {
+            c = calloc(1, sizeof(*c));
+            if (!c) {
+                (void)close(cqe->res);
+            } else {
+                c->fd = cqe->res;
+                c->next = a->conns;
+                if (a->conns)
+                    a->conns->prev = c;
+                a->conns = c;
+                arm_recv(a, c);
+            }
+        }
+        if (!a->accepting && cqe->res != -ECANCELED && !atomic_load(&a->sh->stop))
+            arm_accept(a);
+        return;
+    }
+    c = (struct admin_conn *)op;
+    if (op->kind == AOP_RECV) {
+        if (cqe->res <= 0) {
+            conn_free(a, c);
+            return;
+        }
+        c->len += (size_t)cqe->res;
+        c->req[c->len] = '\0';
+        if (strstr(c->req, "\r\n\r\n") || strstr(c->req, "\n\n")) {
+            respond(a, c);
+        } else if (c->len >= ADMIN_REQ_MAX - 1) {
+            conn_free(a, c);
+        } else {
+            arm_recv(a, c);
+        }
+        return;
+    }
+    if (cqe->res > 0 && (c->sent += (size_t)cqe->res) < c->outlen) {
+        struct io_uring_sqe *sqe = core_sqe(a->t);
+        io_uring_prep_send(sqe, c->fd, c->out + c->sent, c->outlen - c->sent, MSG_NOSIGNAL);
+        io_uring_sqe_set_data(sqe, &c->op);
+        return;
+    }
+    conn_free(a, c);
+}

@@ -1,0 +1,286 @@
+#include "http/msg.h"
+
+enum scan_state {
+    SC_START = 0, /* before the first line; blank lines are skipped by llhttp */
+    SC_START_CR,
+    SC_LINE,
+    SC_CR,
+    SC_LINE_START,
+    SC_END_CR,
+    /* must stay last */
+    SC_COUNT
+};
+
+static int is_ctl(unsigned char c)
+{
+    return (c < 0x20 && c != '\t') || c == 0x7f;
+}
+
+long http_scan(struct http_scan *s, const struct http_limits *l, const char *p, size_t n,
+               int *ret_done)
+{
+    size_t i;
+
+    *ret_done = 0;
+    for (i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)p[i];
+
+        if (++s->len > l->max_head)
+            return s->lines == 0 && s->state == SC_LINE ? -414 : -431;
+        switch (s->state) {
+        case SC_START:
+            if (c == '\r') {
+                s->state = SC_START_CR;
+                break;
+            }
+            if (c == '\n' || c == ' ' || c == '\t' || is_ctl(c))
+                return -400;
+            s->state = SC_LINE;
+            s->line_len = 1;
+            break;
+        case SC_START_CR:
+            /* At most a few empty lines before a message (RFC 9112 2.2). */
+            if (c != '\n' || s->len > 8)
+                return -400;
+            s->state = SC_START;
+            break;
+        case SC_LINE:
+            if (c == '\r') {
+                s->state = SC_CR;
+                break;
+            }
+            if (c == '\n' || is_ctl(c))
+                return -400;
+            if (++s->line_len > (s->lines ? l->max_line : l->max_first_line))
+                return s->lines ? -431 : -414;
+            break;
+        case SC_CR:
+            /* A CR must end a line: CVE-2023-30589 in llhttp 8.1.0. */
+            if (c != '\n')
+                return -400;
+            if (++s->lines > l->max_lines + 1)
+                return -431;
+            s->state = SC_LINE_START;
+            break;
+        case SC_LINE_START:
+            if (c == '\r') {
+                s->state = SC_END_CR;
+                break;
+            }
+            /* Leading whitespace is obs-fold (or a space before a field name). */
+            if (c == ' ' || c == '\t' || c == '\n' || is_ctl(c))
+                return -400;
+            s->state = SC_LINE;
+            s->line_len = 1;
+            break;
+        case SC_END_CR:
+            if (c != '\n')
+                return -400;
+            *ret_done = 1;
+            return (long)i + 1;
+        default:
+            return -400;
+        }
+    }
+    return (long)n;
+}
+
+static int on_url(llhttp_t *p, const char *at, size_t len)
+{
+    struct http_msg *m = p->data;
+
+    m->target = (struct core_str){at, len};
+    return 0;
+}
+
+static int on_method(llhttp_t *p, const char *at, size_t len)
+{
+    struct http_msg *m = p->data;
+
+    m->method = (struct core_str){at, len};
+    return 0;
+}
+
+static int on_status(llhttp_t *p, const char *at, size_t len)
+{
+    struct http_msg *m = p->data;
+
+    m->reason = (struct core_str){at, len};
+    return 0;
+}
+
+static int on_header_field(llhttp_t *p, const char *at, size_t len)
+{
+    struct http_msg *m = p->data;
+    struct core_hdr *h;
+
+    if (m->nhdrs == m->max_hdrs) {
+        m->too_many = 1;
+        return -1;
+    }
+    h = &m->hdrs[m->nhdrs++];
+    h->name = (struct core_str){at, len};
+    h->value = (struct core_str){at + len, 0};
+    return 0;
+}
+
+static int on_header_value(llhttp_t *p, const char *at, size_t len)
+{
+    struct http_msg *m = p->data;
+
+    m->hdrs[m->nhdrs - 1].value = (struct core_str){at, len};
+    return 0;
+}
+
+static int on_headers_complete(llhttp_t *p)
+{
+    struct http_msg *m = p->data;
+
+    /*
+     * llhttp 8.1.0 reads a body after 204/304 when Content-Length is present
+     * and cannot know the request was HEAD: these responses have no body.
+     */
+    if (p->type == HTTP_RESPONSE &&
+        (m->no_body || p->status_code < 200 || p->status_code == 204 || p->status_code == 304))
+        return 1;
+    return 0;
+}
+
+static int on_body(llhttp_t *p, const char *at, size_t len)
+{
+    struct http_msg *m = p->data;
+
+    if (m->on_body)
+        m->on_body(m->ctx, at, len);
+    return 0;
+}
+
+static int on_message_complete(llhttp_t *p)
+{
+    struct http_msg *m = p->data;
+
+    m->complete = 1;
+    /* Stop here so the caller learns where the message ends. */
+    return HPE_PAUSED;
+}
+
+static const llhttp_settings_t settings = {
+    .on_url = on_url,
+    .on_method = on_method,
+    .on_status = on_status,
+    .on_header_field = on_header_field,
+    .on_header_value = on_header_value,
+    .on_headers_complete = on_headers_complete,
+    .on_body = on_body,
+    .on_message_complete = on_message_complete,
+};
+
+int http_is_tchar(unsigned char c)
+{
+    static const char extra[] = "!#$%&'*+-.^_`|~";
+
+    if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'))
+        return 1;
+    for (const char *x = extra; *x; x++)
+        if (c == (unsigned char)*x)
+            return 1;
+    return 0;
+}
+
+int http_msg_head(struct http_msg *m, llhttp_type_t type, const char *p, size_t n,
+                  struct core_hdr *hdrs, uint16_t max_hdrs)
+{
+    llhttp_errno_t e;
+
+    llhttp_init(&m->parser, type, &settings);
+    m->parser.data = m;
+    m->method = m->target = m->reason = (struct core_str){0};
+    m->hdrs = hdrs;
+    m->nhdrs = 0;
+    m->max_hdrs = max_hdrs;
+    m->complete = 0;
+    m->too_many = 0;
+    e = llhttp_execute(&m->parser, p, n);
+    if (e == HPE_PAUSED) {
+        /* No body: the message ended with the head. */
+        if (llhttp_get_error_pos(&m->parser) != p + n)
+            return -400;
+        llhttp_resume(&m->parser);
+    } else if (e != HPE_OK) {
+        return m->too_many ? -431 : -400;
+    }
+    for (uint16_t i = 0; i < m->nhdrs; i++) {
+        const struct core_str *nm = &m->hdrs[i].name;
+
+        if (!nm->len)
+            return -400;
+        /* llhttp 8.1.0 takes "Host : x"; a space before the colon is malformed. */
+        for (size_t k = 0; k < nm->len; k++)
+            if (!http_is_tchar((unsigned char)nm->p[k]))
+                return -400;
+    }
+    return 0;
+}
+
+int http_msg_body(struct http_msg *m, const char *p, size_t n, size_t *ret_used)
+{
+    llhttp_errno_t e = llhttp_execute(&m->parser, p, n);
+
+    if (e == HPE_OK) {
+        *ret_used = n;
+        return 0;
+    }
+    if (e == HPE_PAUSED && m->complete) {
+        *ret_used = (size_t)(llhttp_get_error_pos(&m->parser) - p);
+        llhttp_resume(&m->parser);
+        return 1;
+    }
+    return -1;
+}
+
+int http_msg_eof(struct http_msg *m)
+{
+    llhttp_errno_t e = llhttp_finish(&m->parser);
+
+    if (m->complete && (e == HPE_OK || e == HPE_PAUSED))
+        return 1;
+    return -1;
+}
+
+struct core_str http_msg_get(const struct http_msg *m, const char *name, size_t len)
+{
+    for (uint16_t i = 0; i < m->nhdrs; i++)
+        if (core_str_ieq(m->hdrs[i].name, name, len))
+            return m->hdrs[i].value;
+    return (struct core_str){0};
+}
+
+unsigned http_msg_count(const struct http_msg *m, const char *name, size_t len)
+{
+    unsigned c = 0;
+
+    for (uint16_t i = 0; i < m->nhdrs; i++)
+        c += core_str_ieq(m->hdrs[i].name, name, len);
+    return c;
+}
+
+int http_token_in(struct core_str v, const char *tok, size_t len)
+{
+    size_t i = 0;
+
+    while (i < v.len) {
+        size_t b, e;
+
+        while (i < v.len && (v.p[i] == ' ' || v.p[i] == '\t' || v.p[i] == ','))
+            i++;
+        b = i;
+        while (i < v.len && v.p[i] != ',')
+            i++;
+        e = i;
+        while (e > b && (v.p[e - 1] == ' ' || v.p[e - 1] == '\t'))
+            e--;
+        if (e - b == len && strncasecmp(v.p + b, tok, len) == 0)
+            return 1;
+    }
+    return 0;
+}

@@ -1,0 +1,88 @@
+/*
+ * One HTTP/1.x message as seen by the proxy: a strict scan of the head's
+ * bytes that closes llhttp 8.1.0's holes (CR without LF, obs-fold, bare LF,
+ * control bytes) and finds where the head ends and which limit it breaks;
+ * llhttp's parse of the complete, contiguous head into views; and llhttp's
+ * walk over the body, which tells where the message ends in each buffer.
+ */
+#ifndef RINGPROXY_HTTP_MSG_H
+#define RINGPROXY_HTTP_MSG_H
+
+#include "core/str.h"
+
+#include <llhttp.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct http_scan {
+    uint32_t len;      /* head bytes seen */
+    uint32_t line_len; /* bytes of the current line */
+    uint16_t lines;
+    uint8_t state;
+};
+
+struct http_limits {
+    uint32_t max_head;
+    uint32_t max_line;
+    uint32_t max_first_line;
+    uint32_t max_lines;
+};
+
+/*
+ * Scan the next n bytes of a head. Returns the number of bytes that belong
+ * to the head (all n unless the head ends inside them; *ret_done is then 1),
+ * or a negative HTTP status: -400 malformed, -414 first line too long, -431
+ * head, line or header count too large.
+ */
+long http_scan(struct http_scan *s, const struct http_limits *l, const char *p, size_t n,
+               int *ret_done);
+
+struct http_msg {
+    llhttp_t parser;
+    struct core_str method;
+    struct core_str target;
+    struct core_str reason;
+    struct core_hdr *hdrs; /* storage owned by the caller */
+    uint16_t nhdrs;
+    uint16_t max_hdrs;
+    uint8_t no_body;  /* responses: the request was HEAD */
+    uint8_t complete; /* on_message_complete seen */
+    uint8_t too_many;
+    /* Decoded body bytes, when on_body is set (HTTP/1.0 clients of chunked responses). */
+    void (*on_body)(void *ctx, const char *p, size_t n);
+    void *ctx;
+};
+
+/*
+ * Parse a complete head (as found by http_scan) of type HTTP_REQUEST or
+ * HTTP_RESPONSE. hdrs has room for max_hdrs entries. Returns 0 or a negative
+ * HTTP status (-400; -431 for too many headers). On success, m->complete
+ * tells whether the message has no body.
+ */
+int http_msg_head(struct http_msg *m, llhttp_type_t type, const char *p, size_t n,
+                  struct core_hdr *hdrs, uint16_t max_hdrs);
+
+/*
+ * Walk n body bytes. Returns 0 when all were body and the message goes on,
+ * 1 when the message ended after *ret_used bytes, -1 on malformed framing.
+ */
+int http_msg_body(struct http_msg *m, const char *p, size_t n, size_t *ret_used);
+
+/* The end of a read-until-close body: 1 when that ends the message, else -1. */
+int http_msg_eof(struct http_msg *m);
+
+/* First header named name (case-insensitive), or an absent view. */
+struct core_str http_msg_get(const struct http_msg *m, const char *name, size_t len);
+#define HTTP_MSG_GET(m, lit) http_msg_get((m), (lit), sizeof(lit) - 1)
+
+/* Number of headers named name. */
+unsigned http_msg_count(const struct http_msg *m, const char *name, size_t len);
+#define HTTP_MSG_COUNT(m, lit) http_msg_count((m), (lit), sizeof(lit) - 1)
+
+/* Is tok one of the comma-separated tokens of v (case-insensitive)? */
+int http_token_in(struct core_str v, const char *tok, size_t len);
+
+/* A tchar per RFC 9110. */
+int http_is_tchar(unsigned char c);
+
+#endif

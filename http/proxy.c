@@ -1,0 +1,1761 @@
+/*
+ * The proxy state machine. A client connection (struct http_conn) reads one
+ * request at a time; its head is copied into a block, checked, rewritten and
+ * queued on an upstream connection (struct http_up) taken from the worker's
+ * pool or newly connected. Bodies are never copied: the received buffers are
+ * queued on the other socket by reference. Pipelined requests wait in the
+ * client's receive queue until the current response has been sent.
+ *
+ * Every socket (struct http_end) counts its operations in flight and is freed
+ * only when that count is zero after a close: cancel, then free on the last
+ * completion.
+ */
+#include "http/proxy.h"
+
+#include "core/loop.h"
+#include "core/timer.h"
+#include "http/admin.h"
+#include "http/msg.h"
+#include "log/error.h"
+#include "log/out.h"
+#include "net/sock.h"
+
+#include <errno.h>
+#include <liburing.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define HIGH_WATER (256 * 1024) /* bytes queued per direction before reading pauses */
+#define IOV_SEND 16
+#define LINGER_MS 2000
+#define LOG_LINE_MAX (64 * 1024)
+
+#define container_of(p, type, member) ((type *)((char *)(p)-offsetof(type, member)))
+
+enum op_kind {
+    OPK_ACCEPT = 1,
+    OPK_RECV,
+    OPK_SEND,
+    OPK_CONNECT,
+    OPK_LOGW,
+    OPK_WAKE,
+    /* must stay last */
+    OPK_COUNT
+};
+
+enum end_side {
+    SIDE_CLIENT = 0,
+    SIDE_UP,
+    SIDE_ADMIN,
+    /* must stay last */
+    SIDE_COUNT
+};
+
+enum rx_state {
+    RX_OFF = 0,
+    RX_ON,
+    RX_CANCEL,
+    /* must stay last */
+    RX_COUNT
+};
+
+/* Client side. */
+enum http_state {
+    HST_IDLE = 0, /* keep-alive, waiting for a request */
+    HST_HEAD,     /* reading a request head */
+    HST_BODY,     /* forwarding the request body */
+    HST_WAIT,     /* request complete, response under way */
+    HST_TUNNEL,   /* after 101: bytes both ways */
+    HST_LINGER,   /* response sent, write side shut, draining input until EOF */
+    /* must stay last */
+    HST_COUNT
+};
+
+/* Upstream side. */
+enum up_state {
+    UPS_CONNECT = 0,
+    UPS_HEAD,
+    UPS_BODY,
+    UPS_DONE,
+    UPS_POOL,
+    UPS_TUNNEL,
+    /* must stay last */
+    UPS_COUNT
+};
+
+enum tclass {
+    TC_NONE = 0,
+    TC_IDLE,
+    TC_HEADER,
+    TC_SEND,
+    TC_LINGER,
+    TC_CONNECT,
+    TC_RESPONSE,
+    TC_POOL,
+    /* must stay last */
+    TC_COUNT
+};
+
+struct http_worker;
+
+struct http_end {
+    struct core_op op_recv, op_send, op_connect;
+    uint8_t side;
+    uint8_t rx;
+    uint8_t sending;
+    uint8_t closing;
+    uint8_t eof;
+    uint8_t tclass;
+    uint8_t starved;
+    uint16_t nops;
+    int fd;
+    struct core_segq rxq, txq;
+    struct core_timer timer;
+    struct http_end *prev, *next;  /* worker's live sockets */
+    struct http_end *starved_next; /* waiting for receive buffers */
+    struct http_end *reap_next;    /* closed, nothing in flight: freed at the next turn */
+    uint8_t reaping;
+    uint64_t tx_total, rx_total;
+    struct iovec iov[IOV_SEND];
+    struct msghdr msg;
+};
+
+struct http_up;
+
+struct http_conn {
+    struct http_end e;
+    uint8_t state;
+    uint8_t keep_alive; /* client connection stays open after this response */
+    uint8_t req_done;   /* request message fully read */
+    uint8_t resp_done;  /* response fully queued for the client */
+    uint8_t resp_begun; /* something of the response was queued */
+    uint8_t upgrade;    /* request asked for an upgrade */
+    uint8_t idempotent;
+    uint8_t has_body;
+    uint8_t attempts;
+    uint8_t http10;
+    uint8_t decode;            /* client can't take chunked: de-chunk, close-delimit */
+    uint8_t discard;           /* an unread request body follows: drop input until close */
+    uint8_t abort_after_flush; /* the response broke: send what we have, then close */
+    uint8_t logged;
+    uint16_t status;
+    struct http_up *up;
+    struct http_msg req;
+    struct http_scan scan;
+    char *blk;
+    uint32_t in_len;  /* head bytes in blk */
+    uint32_t out_len; /* rewritten request head bytes */
+    struct timespec start_rt;
+    uint64_t start_us;
+    uint64_t tx_mark, rx_mark; /* e.tx_total / e.rx_total at request start */
+    uint64_t body_sent_mark;   /* e.tx_total when the response head was queued */
+    int64_t resp_head_len;
+    const char *termination;
+    /* the final response head, for the log (in the upstream's block) */
+    int upstream_status;
+    char upstream_addr[NET_ADDRSTRLEN];
+    int64_t up_connect_us, up_header_us, up_total_us, up_bytes;
+    int up_reused;
+};
+
+struct http_up {
+    struct http_end e;
+    uint8_t state;
+    uint8_t reused;
+    uint8_t got_bytes;
+    uint8_t reusable;
+    struct http_conn *c;
+    struct http_msg resp;
+    struct http_scan scan;
+    char *blk;
+    uint32_t in_len;
+    uint32_t out_len;
+    struct net_addr addr;
+    uint64_t t_connect, t_sent, t_head;
+    uint64_t gen;
+    struct http_up *pool_prev, *pool_next;
+};
+
+struct http_worker {
+    struct core_thread *t;
+    struct http_shared *sh;
+    const struct cfg *cfg;
+    struct http_stats *st;
+    struct http_limits req_limits, resp_limits;
+    int lfd[HTTP_MAX_LISTENERS];
+    struct core_op op_accept[HTTP_MAX_LISTENERS];
+    uint8_t accepting[HTTP_MAX_LISTENERS];
+    struct http_admin *admin;
+    struct core_tq tq[TC_COUNT];
+    struct http_end live; /* sentinel */
+    unsigned nclients, nups;
+    struct http_up *pool; /* idle upstreams, most recent first */
+    unsigned npool;
+    struct http_end *starved;
+    struct http_end *reap;
+    const struct net_addrset *addrs;
+    unsigned rr;
+    struct log_out *lo;
+    struct core_op op_logw;
+    size_t log_writing;
+    uint64_t log_dropped_reported;
+    uint64_t log_report_ms;
+    int evfd;
+    uint64_t evbuf;
+    struct core_op op_wake;
+    int draining;
+    uint64_t drain_deadline;
+    size_t hdr_off, blksz;
+    uint16_t max_hdrs;
+    uint8_t cur_bid_valid;
+    int cur_bid;
+    struct http_conn *cur_decode;
+};
+
+static void end_close(struct http_worker *w, struct http_end *e);
+static void end_rx_update(struct http_worker *w, struct http_end *e);
+static void end_tx_kick(struct http_worker *w, struct http_end *e);
+static void conn_process(struct http_worker *w, struct http_conn *c);
+static void conn_check_done(struct http_worker *w, struct http_conn *c);
+static void conn_abort(struct http_worker *w, struct http_conn *c, const char *why);
+static void up_process(struct http_worker *w, struct http_up *u);
+static void up_failed(struct http_worker *w, struct http_up *u, enum http_fail why);
+static int up_attach(struct http_worker *w, struct http_conn *c, int fresh);
+
+static const char *http_state_str(enum http_state s)
+{
+    static const char *const n[HST_COUNT] = {"idle", "head", "body", "wait", "tunnel", "linger"};
+    return (unsigned)s < HST_COUNT ? n[s] : "?";
+}
+
+/* ---- sockets ---------------------------------------------------------- */
+
+static void end_init(struct http_worker *w, struct http_end *e, uint8_t side, int fd)
+{
+    e->op_recv.kind = OPK_RECV;
+    e->op_send.kind = OPK_SEND;
+    e->op_connect.kind = OPK_CONNECT;
+    e->side = side;
+    e->fd = fd;
+    core_segq_init(&e->rxq);
+    core_segq_init(&e->txq);
+    e->next = w->live.next;
+    e->prev = &w->live;
+    w->live.next->prev = e;
+    w->live.next = e;
+}
+
+static void end_timer(struct http_worker *w, struct http_end *e, enum tclass tc)
+{
+    if (tc == TC_NONE) {
+        core_timer_disarm(&e->timer);
+    } else {
+        core_timer_arm(&w->tq[tc], &e->timer, w->t->now_ms);
+    }
+    e->tclass = (uint8_t)tc;
+}
+
+static int end_want_rx(struct http_worker *w, const struct http_end *e)
+{
+    if (e->closing || e->eof || e->fd < 0 || e->rxq.bytes >= HIGH_WATER)
+        return 0;
+    if (e->side == SIDE_UP) {
+        const struct http_up *u = (const struct http_up *)e;
+        return u->state != UPS_CONNECT;
+    }
+    return 1;
+}
+
+static void end_rx_update(struct http_worker *w, struct http_end *e)
+{
+    int want = end_want_rx(w, e);
+    struct io_uring_sqe *sqe;
+
+    if (want && e->rx == RX_OFF && !e->starved) {
+        sqe = core_sqe(w->t);
+        io_uring_prep_recv_multishot(sqe, e->fd, NULL, 0, 0);
+        sqe->flags |= IOSQE_BUFFER_SELECT;
+        sqe->buf_group = w->t->bufs.bgid;
+        io_uring_sqe_set_data(sqe, &e->op_recv);
+        e->rx = RX_ON;
+        e->nops++;
+    } else if (!want && e->rx == RX_ON) {
+        sqe = core_sqe(w->t);
+        io_uring_prep_cancel(sqe, &e->op_recv, 0);
+        io_uring_sqe_set_data64(sqe, CORE_UD_IGNORE);
+        e->rx = RX_CANCEL;
+    }
+}
+
+static void end_tx_kick(struct http_worker *w, struct http_end *e)
+{
+    struct io_uring_sqe *sqe;
+    struct core_seg *s;
+    unsigned n = 0;
+
+    if (e->sending || e->closing || !e->txq.bytes || e->fd < 0)
+        return;
+    if (e->side == SIDE_UP && ((struct http_up *)e)->state == UPS_CONNECT)
+        return;
+    sqe = core_sqe(w->t);
+    s = e->txq.head;
+    if (!s->next) {
+        io_uring_prep_send(sqe, e->fd, s->p, s->len, MSG_NOSIGNAL);
+    } else {
+        for (; s && n < IOV_SEND; s = s->next, n++)
+            e->iov[n] = (struct iovec){(void *)s->p, s->len};
+        e->msg = (struct msghdr){.msg_iov = e->iov, .msg_iovlen = n};
+        io_uring_prep_sendmsg(sqe, e->fd, &e->msg, MSG_NOSIGNAL);
+    }
+    io_uring_sqe_set_data(sqe, &e->op_send);
+    e->sending = 1;
+    e->nops++;
+}
+
+/*
+ * Closed and nothing in flight: free at the start of the next turn, so that
+ * no handler up the call stack is left holding a freed pointer.
+ */
+static void end_reap(struct http_worker *w, struct http_end *e)
+{
+    if (e->reaping)
+        return;
+    e->reaping = 1;
+    e->reap_next = w->reap;
+    w->reap = e;
+}
+
+static void end_free(struct http_worker *w, struct http_end *e)
+{
+    e->prev->next = e->next;
+    e->next->prev = e->prev;
+    if (e->fd >= 0)
+        (void)close(e->fd);
+    if (e->side == SIDE_CLIENT) {
+        struct http_conn *c = (struct http_conn *)e;
+        core_blk_put(&w->t->pool, c->blk);
+        w->nclients--;
+        STAT_DEC(w->st, clients_active);
+    } else {
+        struct http_up *u = (struct http_up *)e;
+        core_blk_put(&w->t->pool, u->blk);
+        w->nups--;
+        STAT_DEC(w->st, upstreams_active);
+    }
+    free(e);
+}
+
+static void starved_remove(struct http_worker *w, struct http_end *e)
+{
+    struct http_end **pp = &w->starved;
+
+    if (!e->starved)
+        return;
+    while (*pp && *pp != e)
+        pp = &(*pp)->starved_next;
+    if (*pp)
+        *pp = e->starved_next;
+    e->starved = 0;
+}
+
+/* Close: drop queued data, cancel what is in flight, free on the last completion. */
+static void end_close(struct http_worker *w, struct http_end *e)
+{
+    if (e->closing)
+        return;
+    e->closing = 1;
+    end_timer(w, e, TC_NONE);
+    starved_remove(w, e);
+    core_segq_clear(&e->rxq, &w->t->pool, &w->t->bufs);
+    core_segq_clear(&e->txq, &w->t->pool, &w->t->bufs);
+    if (e->nops) {
+        struct io_uring_sqe *sqe = core_sqe(w->t);
+        io_uring_prep_cancel_fd(sqe, e->fd, IORING_ASYNC_CANCEL_ALL);
+        io_uring_sqe_set_data64(sqe, CORE_UD_IGNORE);
+        return;
+    }
+    end_reap(w, e);
+}
+
+/* ---- upstream pool -------------------------------------------------- */
+
+static void pool_remove(struct http_worker *w, struct http_up *u)
+{
+    if (u->pool_prev)
+        u->pool_prev->pool_next = u->pool_next;
+    else
+        w->pool = u->pool_next;
+    if (u->pool_next)
+        u->pool_next->pool_prev = u->pool_prev;
+    u->pool_prev = u->pool_next = NULL;
+    w->npool--;
+    STAT_DEC(w->st, pool_idle);
+}
+
+static void up_close(struct http_worker *w, struct http_up *u)
+{
+    if (u->state == UPS_POOL)
+        pool_remove(w, u);
+    if (u->c && u->c->up == u)
+        u->c->up = NULL;
+    u->c = NULL;
+    end_close(w, &u->e);
+}
+
+static int addr_current(struct http_worker *w, const struct http_up *u)
+{
+    for (unsigned i = 0; i < w->addrs->n; i++)
+        if (!strcmp(w->addrs->a[i].str, u->addr.str))
+            return 1;
+    return 0;
+}
+
+/* The exchange is over for u: keep it for the next request or close it. */
+static void up_release(struct http_worker *w, struct http_up *u)
+{
+    u->c = NULL;
+    core_blk_put(&w->t->pool, u->blk);
+    u->blk = NULL;
+    if (!u->reusable || u->state != UPS_DONE || u->e.rxq.bytes || u->e.txq.bytes || u->e.eof ||
+        w->draining || w->npool >= w->cfg->upstream.pool_max_idle || !addr_current(w, u)) {
+        up_close(w, u);
+        return;
+    }
+    u->state = UPS_POOL;
+    u->pool_prev = NULL;
+    u->pool_next = w->pool;
+    if (w->pool)
+        w->pool->pool_prev = u;
+    w->pool = u;
+    w->npool++;
+    STAT_INC(w->st, pool_idle);
+    end_timer(w, &u->e, TC_POOL);
+    end_rx_update(w, &u->e); /* a pooled socket keeps reading: a close shows at once */
+}
+
+static void up_connect(struct http_worker *w, struct http_up *u)
+{
+    struct io_uring_sqe *sqe = core_sqe(w->t);
+
+    io_uring_prep_connect(sqe, u->e.fd, (struct sockaddr *)&u->addr.sa, u->addr.len);
+    io_uring_sqe_set_data(sqe, &u->e.op_connect);
+    u->e.nops++;
+    u->t_connect = w->t->now_us;
+    end_timer(w, &u->e, TC_CONNECT);
+    STAT_INC(w->st, upstream_connects);
+}
+
+static struct http_up *up_new(struct http_worker *w)
+{
+    const struct net_addrset *as = w->addrs;
+    struct http_up *u;
+    int fd;
+
+    if (!as->n)
+        return NULL;
+    fd = net_socket_for(&as->a[w->rr % as->n].sa);
+    if (fd < 0)
+        return NULL;
+    u = calloc(1, sizeof(*u));
+    if (!u) {
+        (void)close(fd);
+        return NULL;
+    }
+    u->addr = as->a[w->rr++ % as->n];
+    u->gen = as->gen;
+    end_init(w, &u->e, SIDE_UP, fd);
+    u->state = UPS_CONNECT;
+    w->nups++;
+    STAT_INC(w->st, upstreams_active);
+    up_connect(w, u);
+    return u;
+}
+
+/* ---- client responses generated here ---------------------------------- */
+
+static const char *reason_of(int status)
+{
+    switch (status) {
+    case 400:
+        return "Bad Request";
+    case 408:
+        return "Request Timeout";
+    case 413:
+        return "Content Too Large";
+    case 414:
+        return "URI Too Long";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 501:
+        return "Not Implemented";
+    case 502:
+        return "Bad Gateway";
+    case 503:
+        return "Service Unavailable";
+    case 504:
+        return "Gateway Timeout";
+    default:
+        return "Error";
+    }
+}
+
+/*
+ * Answer the current request ourselves. Local answers end the connection
+ * unless the whole request was read and nothing of a response was sent.
+ */
+static void conn_respond(struct http_worker *w, struct http_conn *c, int status, const char *why)
+{
+    char body[96];
+    char *out;
+    size_t cap;
+    int n, blen;
+
+    if (c->resp_begun) {
+        conn_abort(w, c, why);
+        return;
+    }
+    if (!c->blk && !(c->blk = core_blk_get(&w->t->pool))) {
+        conn_abort(w, c, "out of memory");
+        return;
+    }
+    if (!c->req_done)
+        c->keep_alive = 0;
+    if (c->up) {
+        up_close(w, c->up);
+        c->up = NULL;
+    }
+    c->termination = why;
+    c->status = (uint16_t)status;
+    blen = snprintf(body, sizeof(body), "%d %s\n", status, reason_of(status));
+    out = c->blk + w->cfg->limits.max_header_bytes;
+    cap = w->hdr_off - w->cfg->limits.max_header_bytes;
+    n = snprintf(out, cap,
+                 "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n"
+                 "Connection: %s\r\n\r\n%s",
+                 status, reason_of(status), blen, c->keep_alive ? "keep-alive" : "close", body);
+    c->resp_head_len = n - blen;
+    c->body_sent_mark = c->e.tx_total + c->e.txq.bytes + (uint64_t)c->resp_head_len;
+    (void)core_segq_push(&c->e.txq, &w->t->pool, &w->t->bufs, out, (size_t)n, -1);
+    c->resp_begun = c->resp_done = 1;
+    if (!c->req_done) {
+        /* The unread body can't be told from a next request: drop input, then close. */
+        core_segq_clear(&c->e.rxq, &w->t->pool, &w->t->bufs);
+        c->req_done = 1;
+        c->discard = 1;
+    }
+    c->state = HST_WAIT;
+    end_timer(w, &c->e, TC_SEND);
+    end_tx_kick(w, &c->e);
+    conn_check_done(w, c);
+}
+
+/* ---- access log ------------------------------------------------------- */
+
+static struct core_str hdr_or_absent(const struct http_msg *m, int have, const char *name,
+                                     size_t len)
+{
+    return have ? http_msg_get(m, name, len) : (struct core_str){0};
+}
+
+static void conn_log(struct http_worker *w, struct http_conn *c)
+{
+    struct log_access_rec r = {0};
+    int have_req = c->req.method.p != NULL;
+    struct http_up *u = c->up;
+    int have_resp = u && u->blk && u->resp.nhdrs;
+    char peer[NET_ADDRSTRLEN];
+    uint64_t dur = w->t->now_us - c->start_us;
+    char *line;
+    long n;
+
+    if (c->logged)
+        return;
+    c->logged = 1;
+
+    r.start = c->start_rt;
+    r.duration_us = (int64_t)dur;
+    if (have_req) {
+        r.method = c->req.method;
+        r.target = c->req.target;
+        r.version = c->http10 ? (struct core_str){"HTTP/1.0", 8} : (struct core_str){"HTTP/1.1", 8};
+    }
+    r.host = hdr_or_absent(&c->req, have_req, "host", 4);
+    r.referrer = hdr_or_absent(&c->req, have_req, "referer", 7);
+    r.useragent = hdr_or_absent(&c->req, have_req, "user-agent", 10);
+    r.x_forwarded_proto = hdr_or_absent(&c->req, have_req, "x-forwarded-proto", 17);
+    r.section_io_id = hdr_or_absent(&c->req, have_req, "section-io-id", 13);
+    r.section_io_tag = hdr_or_absent(&c->req, have_req, "section-io-tag", 14);
+    r.client_ip = hdr_or_absent(&c->req, have_req, "true-client-ip", 14);
+    if (!r.client_ip.p) {
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof(ss);
+        if (getpeername(c->e.fd, (struct sockaddr *)&ss, &sl) == 0) {
+            r.client_ip.len = net_ip_str(&ss, peer, sizeof(peer));
+            r.client_ip.p = peer;
+        }
+    }
+    if (have_resp)
+        r.content_type = HTTP_MSG_GET(&u->resp, "content-type");
+    if (c->upstream_addr[0])
+        r.upstream_addr = (struct core_str){c->upstream_addr, strlen(c->upstream_addr)};
+    r.status = c->status;
+    r.upstream_status = c->upstream_status ? c->upstream_status : -1;
+    r.bytes_sent = (int64_t)(c->e.tx_total - c->tx_mark);
+    r.response_body_bytes =
+        c->e.tx_total > c->body_sent_mark ? (int64_t)(c->e.tx_total - c->body_sent_mark) : 0;
+    r.request_bytes = (int64_t)(c->e.rx_total - c->rx_mark);
+    r.upstream_bytes = c->upstream_addr[0] ? c->up_bytes : -1;
+    r.upstream_connect_us = c->up_connect_us;
+    r.upstream_header_us = c->up_header_us;
+    r.upstream_response_us = c->up_total_us;
+    r.upstream_reused = c->upstream_addr[0] ? c->up_reused : -1;
+    r.upstream_attempts = c->attempts;
+    r.termination = c->termination;
+    if (have_req) {
+        r.req_hdrs = c->req.hdrs;
+        r.nreq_hdrs = c->req.nhdrs;
+    }
+    if (have_resp) {
+        r.resp_hdrs = u->resp.hdrs;
+        r.nresp_hdrs = u->resp.nhdrs;
+    }
+    STAT_INC(w->st, requests[c->status / 100 <= 5 ? c->status / 100 : 0]);
+    http_stats_observe(w->st, dur);
+    line = log_out_reserve(w->lo, LOG_LINE_MAX);
+    if (line && (n = log_fmt_line(w->sh->log_fmt, &r, line, LOG_LINE_MAX)) > 0) {
+        log_out_commit(w->lo, (size_t)n);
+    } else {
+        log_out_drop(w->lo);
+        STAT_INC(w->st, log_dropped);
+    }
+}
+
+/* ---- exchange lifecycle --------------------------------------------------- */
+
+static void conn_reset_exchange(struct http_worker *w, struct http_conn *c)
+{
+    core_blk_put(&w->t->pool, c->blk);
+    c->blk = NULL;
+    c->req.method = c->req.target = (struct core_str){0};
+    c->req.nhdrs = 0;
+    c->req_done = c->resp_done = c->resp_begun = c->upgrade = c->has_body = 0;
+    c->attempts = 0;
+    c->status = 0;
+    c->termination = NULL;
+    c->upstream_status = 0;
+    c->upstream_addr[0] = '\0';
+    c->up_connect_us = c->up_header_us = c->up_total_us = -1;
+    c->up_bytes = 0;
+    c->up_reused = 0;
+    c->scan = (struct http_scan){0};
+    c->in_len = c->out_len = 0;
+    c->decode = c->discard = c->abort_after_flush = c->logged = 0;
+}
+
+static void conn_linger(struct http_worker *w, struct http_conn *c)
+{
+    /* Shut the write side and read what is left, so no RST destroys the response. */
+    (void)shutdown(c->e.fd, SHUT_WR);
+    c->state = HST_LINGER;
+    core_segq_clear(&c->e.rxq, &w->t->pool, &w->t->bufs);
+    end_timer(w, &c->e, TC_LINGER);
+    if (c->e.eof)
+        end_close(w, &c->e);
+    else
+        end_rx_update(w, &c->e);
+}
+
+/* The response is fully sent: log, release the upstream, next request or close. */
+static void conn_finish(struct http_worker *w, struct http_conn *c)
+{
+    struct http_up *u = c->up;
+
+    conn_log(w, c);
+    if (u) {
+        c->up = NULL;
+        up_release(w, u);
+    }
+    conn_reset_exchange(w, c);
+    if (!c->keep_alive || w->draining) {
+        conn_linger(w, c);
+        return;
+    }
+    c->state = HST_IDLE;
+    end_timer(w, &c->e, TC_IDLE);
+    end_rx_update(w, &c->e);
+    if (c->e.rxq.bytes)
+        conn_process(w, c);
+    else if (c->e.eof)
+        end_close(w, &c->e);
+}
+
+static void conn_check_done(struct http_worker *w, struct http_conn *c)
+{
+    if (c->e.closing || !c->resp_done || c->e.txq.bytes || c->e.sending)
+        return;
+    if (c->state == HST_TUNNEL || c->state == HST_LINGER)
+        return;
+    if (!c->req_done) {
+        /* The origin answered before the body was read: no way to find the next request. */
+        c->keep_alive = 0;
+        c->termination = c->termination ? c->termination : "early_response";
+    }
+    conn_finish(w, c);
+}
+
+/* Something broke after the response began: close, never forge an end of body. */
+static void conn_abort(struct http_worker *w, struct http_conn *c, const char *why)
+{
+    if (c->e.closing)
+        return;
+    if (!c->termination)
+        c->termination = why;
+    log_debug("client fd %d: closing in state %s: %s", c->e.fd, http_state_str(c->state),
+              c->termination ? c->termination : "done");
+    if (c->state != HST_IDLE && c->state != HST_LINGER &&
+        (c->state != HST_HEAD || c->in_len || c->e.rxq.bytes))
+        conn_log(w, c);
+    if (c->up) {
+        up_close(w, c->up);
+        c->up = NULL;
+    }
+    end_close(w, &c->e);
+}
+
+/* ---- request side ------------------------------------------------------ */
+
+static int is_hop_by_hop(const struct http_msg *m, struct core_str name, int keep_upgrade)
+{
+    if (CORE_STR_IEQ(name, "connection") || CORE_STR_IEQ(name, "keep-alive") ||
+        CORE_STR_IEQ(name, "proxy-connection") || CORE_STR_IEQ(name, "te") ||
+        CORE_STR_IEQ(name, "trailer"))
+        return 1;
+    if (CORE_STR_IEQ(name, "upgrade"))
+        return !keep_upgrade;
+    for (uint16_t i = 0; i < m->nhdrs; i++)
+        if (CORE_STR_IEQ(m->hdrs[i].name, "connection") &&
+            http_token_in(m->hdrs[i].value, name.p, name.len))
+            return 1;
+    return 0;
+}
+
+struct wbuf {
+    char *p;
+    size_t len, cap;
+    int overflow;
+};
+
+static void wb_put(struct wbuf *b, const char *s, size_t n)
+{
+    if (b->len + n > b->cap) {
+        b->overflow = 1;
+        return;
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+}
+
+#define WB_LIT(b, lit) wb_put((b), (lit), sizeof(lit) - 1)
+
+static void wb_hdr(struct wbuf *b, struct core_str name, struct core_str value)
+{
+    wb_put(b, name.p, name.len);
+    WB_LIT(b, ": ");
+    wb_put(b, value.p, value.len);
+    WB_LIT(b, "\r\n");
+}
+
+/* Validate the parsed request and write the head we send upstream. Returns 0 or -status. */
+static int req_rewrite(struct http_worker *w, struct http_conn *c)
+{
+    struct http_msg *m = &c->req;
+    llhttp_t *p = &m->parser;
+    struct wbuf b = {c->blk + w->cfg->limits.max_header_bytes, 0,
+                     w->hdr_off - w->cfg->limits.max_header_bytes, 0};
+    unsigned nhost = HTTP_MSG_COUNT(m, "host");
+    struct core_str te = HTTP_MSG_GET(m, "transfer-encoding");
+
+    if (p->http_major != 1)
+        return -400;
+    c->http10 = p->http_minor == 0;
+    if (nhost > 1 || (!c->http10 && nhost == 0))
+        return -400;
+    /* Transfer-Encoding in HTTP/1.0 can't be trusted for framing (RFC 9112 6.1). */
+    if (te.p && c->http10)
+        return -400;
+    if (!m->target.len || m->target.p[0] != '/') {
+        /* origin-form only, plus "*" for OPTIONS; absolute-form is not ours to serve */
+        if (!(m->target.len == 1 && m->target.p[0] == '*' && p->method == HTTP_OPTIONS))
+            return -400;
+    }
+    if (w->cfg->limits.max_body_bytes && p->content_length > w->cfg->limits.max_body_bytes &&
+        !(p->flags & F_CHUNKED))
+        return -413;
+    c->upgrade = p->upgrade && HTTP_MSG_GET(m, "upgrade").p != NULL;
+    c->has_body = (p->flags & F_CHUNKED) || p->content_length > 0;
+    c->idempotent = p->method == HTTP_GET || p->method == HTTP_HEAD || p->method == HTTP_OPTIONS ||
+                    p->method == HTTP_PUT || p->method == HTTP_DELETE || p->method == HTTP_TRACE;
+    c->keep_alive = llhttp_should_keep_alive(p) && !c->upgrade;
+
+    wb_put(&b, m->method.p, m->method.len);
+    WB_LIT(&b, " ");
+    wb_put(&b, m->target.p, m->target.len);
+    WB_LIT(&b, " HTTP/1.1\r\n");
+    for (uint16_t i = 0; i < m->nhdrs; i++) {
+        if (is_hop_by_hop(m, m->hdrs[i].name, c->upgrade))
+            continue;
+        wb_hdr(&b, m->hdrs[i].name, m->hdrs[i].value);
+    }
+    if (!nhost) {
+        const char *h = w->sh->upstream_host;
+        wb_hdr(&b, (struct core_str){"Host", 4}, (struct core_str){h, strlen(h)});
+    }
+    if (c->upgrade)
+        WB_LIT(&b, "Connection: upgrade\r\n");
+    WB_LIT(&b, "\r\n");
+    if (b.overflow)
+        return -431;
+    c->out_len = (uint32_t)b.len;
+    return 0;
+}
+
+static void conn_request(struct http_worker *w, struct http_conn *c)
+{
+    int r;
+
+    r = http_msg_head(&c->req, HTTP_REQUEST, c->blk, c->in_len,
+                      (struct core_hdr *)(c->blk + w->hdr_off), w->max_hdrs);
+    if (r == 0)
+        r = req_rewrite(w, c);
+    if (r < 0) {
+        c->req_done = 0;
+        conn_respond(w, c, -r, r == -400 ? "bad_request" : "limit_exceeded");
+        return;
+    }
+    c->req_done = c->req.complete;
+    c->state = c->req_done ? HST_WAIT : HST_BODY;
+    end_timer(w, &c->e, TC_SEND);
+    if (up_attach(w, c, 0) < 0)
+        return;
+    conn_process(w, c);
+}
+
+/* Copy head bytes from the receive queue into the block; parse once complete. */
+static void conn_head(struct http_worker *w, struct http_conn *c)
+{
+    struct core_segq *q = &c->e.rxq;
+
+    if (!c->blk && !(c->blk = core_blk_get(&w->t->pool))) {
+        conn_abort(w, c, "out of memory");
+        return;
+    }
+    while (q->head && c->state == HST_HEAD) {
+        struct core_seg *s = q->head;
+        int done;
+        long n = http_scan(&c->scan, &w->req_limits, s->p, s->len, &done);
+
+        if (n < 0) {
+            conn_respond(w, c, (int)-n, n == -400 ? "bad_request" : "limit_exceeded");
+            return;
+        }
+        memcpy(c->blk + c->in_len, s->p, (size_t)n);
+        c->in_len += (uint32_t)n;
+        core_segq_consume(q, &w->t->pool, &w->t->bufs, (size_t)n);
+        if (done) {
+            conn_request(w, c);
+            return;
+        }
+    }
+}
+
+/* Forward request body bytes to the upstream, up to the end of the message. */
+static void conn_body(struct http_worker *w, struct http_conn *c)
+{
+    struct core_segq *q = &c->e.rxq;
+    struct http_up *u = c->up;
+
+    while (q->head && !c->req_done && u && u->e.txq.bytes < HIGH_WATER) {
+        struct core_seg *s = q->head;
+        size_t used = 0;
+        int r = http_msg_body(&c->req, s->p, s->len, &used);
+
+        if (r < 0) {
+            conn_respond(w, c, 400, "bad_request_body");
+            return;
+        }
+        if (w->cfg->limits.max_body_bytes &&
+            c->e.rx_total - c->rx_mark > w->cfg->limits.max_body_bytes + c->in_len) {
+            conn_respond(w, c, 413, "limit_exceeded");
+            return;
+        }
+        (void)core_segq_push(&u->e.txq, &w->t->pool, &w->t->bufs, s->p, used, s->bid);
+        core_segq_consume(q, &w->t->pool, &w->t->bufs, used);
+        if (r == 1) {
+            c->req_done = 1;
+            c->state = HST_WAIT;
+        }
+    }
+    if (u)
+        end_tx_kick(w, &u->e);
+    conn_check_done(w, c);
+}
+
+static void conn_process(struct http_worker *w, struct http_conn *c)
+{
+    if (c->e.closing)
+        return;
+    switch (c->state) {
+    case HST_IDLE:
+        if (!c->e.rxq.bytes)
+            break;
+        if (w->draining) {
+            conn_linger(w, c);
+            break;
+        }
+        c->state = HST_HEAD;
+        c->tx_mark = c->e.tx_total + c->e.txq.bytes;
+        c->rx_mark = c->e.rx_total - c->e.rxq.bytes;
+        c->start_us = w->t->now_us;
+        (void)clock_gettime(CLOCK_REALTIME, &c->start_rt);
+        end_timer(w, &c->e, TC_HEADER);
+        /* fall through */
+    case HST_HEAD:
+        conn_head(w, c);
+        break;
+    case HST_BODY:
+        conn_body(w, c);
+        break;
+    case HST_WAIT:
+        /* Pipelined requests wait in rxq; a full rxq pauses reading. */
+        break;
+    case HST_TUNNEL:
+        if (c->up) {
+            struct core_seg *s;
+            for (s = c->e.rxq.head; s; s = s->next)
+                (void)core_segq_push(&c->up->e.txq, &w->t->pool, &w->t->bufs, s->p, s->len, s->bid);
+            core_segq_clear(&c->e.rxq, &w->t->pool, &w->t->bufs);
+            end_tx_kick(w, &c->up->e);
+        }
+        break;
+    case HST_LINGER:
+        core_segq_clear(&c->e.rxq, &w->t->pool, &w->t->bufs);
+        break;
+    default:
+        break;
+    }
+    if (!c->e.closing)
+        end_rx_update(w, &c->e);
+}
+
+/* Attach an upstream to c and queue the request head. Returns 0 or -1 (answered). */
+static int up_attach(struct http_worker *w, struct http_conn *c, int fresh)
+{
+    struct http_up *u = NULL;
+
+    if (!fresh && w->pool) {
+        u = w->pool;
+        pool_remove(w, u);
+        u->reused = 1;
+        STAT_INC(w->st, upstream_reuses);
+        c->up_connect_us = -1;
+    } else {
+        u = up_new(w);
+        if (!u) {
+            STAT_INC(w->st, upstream_failures[w->addrs->n ? HF_CONNECT_REFUSED : HF_NO_ADDRESS]);
+            net_resolver_kick(w->sh->resolver);
+            conn_respond(w, c, 502, "upstream_unavailable");
+            return -1;
+        }
+        u->reused = 0;
+    }
+    c->attempts++;
+    c->up = u;
+    u->c = c;
+    u->got_bytes = 0;
+    u->reusable = 1;
+    u->scan = (struct http_scan){0};
+    u->in_len = u->out_len = 0;
+    u->resp.nhdrs = 0;
+    c->up_reused = u->reused;
+    snprintf(c->upstream_addr, sizeof(c->upstream_addr), "%s", u->addr.str);
+    u->t_sent = w->t->now_us;
+    (void)core_segq_push(&u->e.txq, &w->t->pool, &w->t->bufs,
+                         c->blk + w->cfg->limits.max_header_bytes, c->out_len, -1);
+    if (u->state != UPS_CONNECT) {
+        u->state = UPS_HEAD;
+        end_timer(w, &u->e, TC_RESPONSE);
+    }
+    end_tx_kick(w, &u->e);
+    return 0;
+}
+
+/* ---- response side ----------------------------------------------------- */
+
+static void on_decoded_body(void *ctx, const char *p, size_t n)
+{
+    struct http_worker *w = ctx;
+    struct http_conn *c = w->cur_decode;
+
+    (void)core_segq_push(&c->e.txq, &w->t->pool, &w->t->bufs, p, n, w->cur_bid);
+}
+
+/* Write the head the client gets. Returns 0 or -1 when it does not fit. */
+static int resp_rewrite(struct http_worker *w, struct http_up *u, struct http_conn *c, int final)
+{
+    struct http_msg *m = &u->resp;
+    llhttp_t *p = &m->parser;
+    size_t base = w->cfg->limits.max_header_bytes + u->out_len;
+    struct wbuf b = {u->blk + base, 0, w->hdr_off - base, 0};
+    char status[16];
+    int tunnel = p->status_code == 101;
+    int chunked = (p->flags & F_CHUNKED) != 0;
+
+    snprintf(status, sizeof(status), "HTTP/1.1 %03d ", p->status_code);
+    wb_put(&b, status, strlen(status));
+    wb_put(&b, m->reason.p, m->reason.len);
+    WB_LIT(&b, "\r\n");
+    for (uint16_t i = 0; i < m->nhdrs; i++) {
+        struct core_str n = m->hdrs[i].name;
+
+        if (is_hop_by_hop(m, n, tunnel))
+            continue;
+        if (c->decode && CORE_STR_IEQ(n, "transfer-encoding"))
+            continue;
+        wb_hdr(&b, n, m->hdrs[i].value);
+    }
+    if (tunnel)
+        WB_LIT(&b, "Connection: upgrade\r\n");
+    else if (final && !c->keep_alive)
+        WB_LIT(&b, "Connection: close\r\n");
+    else if (final && c->http10)
+        WB_LIT(&b, "Connection: keep-alive\r\n");
+    WB_LIT(&b, "\r\n");
+    (void)chunked;
+    if (b.overflow)
+        return -1;
+    (void)core_segq_push(&c->e.txq, &w->t->pool, &w->t->bufs, b.p, b.len, -1);
+    u->out_len += (uint32_t)b.len;
+    c->resp_begun = 1;
+    return 0;
+}
+
+/* A complete response head is in u->blk: relay it. */
+static void up_head(struct http_worker *w, struct http_up *u)
+{
+    struct http_conn *c = u->c;
+    llhttp_t *p = &u->resp.parser;
+    int r, status;
+
+    u->resp.no_body = c->req.parser.method == HTTP_HEAD;
+    r = http_msg_head(&u->resp, HTTP_RESPONSE, u->blk, u->in_len,
+                      (struct core_hdr *)(u->blk + w->hdr_off), w->max_hdrs);
+    status = p->status_code;
+    if (r < 0 || p->http_major != 1 || (status == 101 && !c->upgrade)) {
+        up_failed(w, u, HF_BAD_RESPONSE);
+        return;
+    }
+    if (status >= 100 && status < 200 && status != 101) {
+        /* Interim (100, 103): relay and wait for the final response. */
+        if (resp_rewrite(w, u, c, 0) < 0) {
+            up_failed(w, u, HF_BAD_RESPONSE);
+            return;
+        }
+        u->in_len = 0;
+        u->scan = (struct http_scan){0};
+        end_tx_kick(w, &c->e);
+        return;
+    }
+    c->upstream_status = status;
+    c->status = (uint16_t)status;
+    c->up_header_us = (int64_t)(w->t->now_us - u->t_sent);
+    u->reusable = llhttp_should_keep_alive(p);
+    if (!u->resp.complete && llhttp_message_needs_eof(p))
+        c->keep_alive = 0; /* the body ends when the origin closes: so does ours */
+    if (!u->resp.complete && (p->flags & F_CHUNKED) && c->http10) {
+        c->decode = 1; /* HTTP/1.0 can't read chunked: de-chunk, end by closing */
+        c->keep_alive = 0;
+        u->resp.on_body = on_decoded_body;
+        u->resp.ctx = w;
+    } else {
+        u->resp.on_body = NULL;
+    }
+    if (resp_rewrite(w, u, c, 1) < 0) {
+        up_failed(w, u, HF_BAD_RESPONSE);
+        return;
+    }
+    c->resp_head_len = 0;
+    c->body_sent_mark = c->e.tx_total + c->e.txq.bytes;
+    if (status == 101) {
+        u->state = UPS_TUNNEL;
+        c->state = HST_TUNNEL;
+        c->req_done = 1;
+        end_timer(w, &u->e, TC_NONE);
+        end_timer(w, &c->e, TC_IDLE);
+        conn_log(w, c); /* the exchange is logged when the tunnel opens */
+        conn_process(w, c);
+    } else if (u->resp.complete) {
+        u->state = UPS_DONE;
+        c->resp_done = 1;
+    } else {
+        u->state = UPS_BODY;
+    }
+    end_tx_kick(w, &c->e);
+}
+
+static void up_done(struct http_worker *w, struct http_up *u)
+{
+    struct http_conn *c = u->c;
+
+    u->state = UPS_DONE;
+    c->resp_done = 1;
+    c->up_total_us = (int64_t)(w->t->now_us - u->t_sent);
+    end_timer(w, &u->e, TC_NONE);
+    end_tx_kick(w, &c->e);
+    conn_check_done(w, c);
+}
+
+static void up_process(struct http_worker *w, struct http_up *u)
+{
+    struct http_conn *c = u->c;
+    struct core_segq *q = &u->e.rxq;
+
+    if (u->e.closing)
+        return;
+    if (!c) {
+        /* Idle in the pool: any byte or close makes it unusable. */
+        if (q->bytes || u->e.eof)
+            up_close(w, u);
+        return;
+    }
+    while (q->head && (u->state == UPS_HEAD || u->state == UPS_BODY) &&
+           c->e.txq.bytes < HIGH_WATER && !u->e.closing && !c->e.closing) {
+        struct core_seg *s = q->head;
+
+        if (u->state == UPS_HEAD) {
+            int done;
+            long n;
+
+            if (!u->blk && !(u->blk = core_blk_get(&w->t->pool))) {
+                up_failed(w, u, HF_BAD_RESPONSE);
+                return;
+            }
+            n = http_scan(&u->scan, &w->resp_limits, s->p, s->len, &done);
+            if (n < 0) {
+                up_failed(w, u, HF_BAD_RESPONSE);
+                return;
+            }
+            memcpy(u->blk + u->in_len, s->p, (size_t)n);
+            u->in_len += (uint32_t)n;
+            core_segq_consume(q, &w->t->pool, &w->t->bufs, (size_t)n);
+            if (done)
+                up_head(w, u);
+            if (u->e.closing || !u->c)
+                return;
+            continue;
+        }
+        {
+            size_t used = 0;
+            int r;
+
+            w->cur_decode = c;
+            w->cur_bid = s->bid;
+            r = http_msg_body(&u->resp, s->p, s->len, &used);
+            if (r < 0) {
+                up_failed(w, u, HF_BAD_RESPONSE);
+                return;
+            }
+            if (!c->decode)
+                (void)core_segq_push(&c->e.txq, &w->t->pool, &w->t->bufs, s->p, used, s->bid);
+            core_segq_consume(q, &w->t->pool, &w->t->bufs, used);
+            if (r == 1) {
+                if (q->bytes)
+                    u->reusable = 0; /* bytes after the response: not ours to guess */
+                up_done(w, u);
+                return;
+            }
+        }
+    }
+    if (u->state == UPS_TUNNEL && q->bytes) {
+        for (struct core_seg *s = q->head; s; s = s->next)
+            (void)core_segq_push(&c->e.txq, &w->t->pool, &w->t->bufs, s->p, s->len, s->bid);
+        core_segq_clear(q, &w->t->pool, &w->t->bufs);
+    }
+    end_tx_kick(w, &c->e);
+    if (u->e.eof && !q->bytes) {
+        if (u->state == UPS_BODY && llhttp_message_needs_eof(&u->resp.parser) &&
+            http_msg_eof(&u->resp) == 1) {
+            u->reusable = 0;
+            up_done(w, u);
+        } else if (u->state == UPS_TUNNEL) {
+            /* the origin ended the tunnel: deliver what it sent, then close */
+            c->keep_alive = 0;
+            up_close(w, u);
+            if (!c->e.txq.bytes && !c->e.sending)
+                conn_abort(w, c, NULL);
+            else
+                c->abort_after_flush = 1;
+        } else if (u->state == UPS_HEAD || u->state == UPS_BODY) {
+            up_failed(w, u, HF_RESET);
+        }
+    }
+}
+
+/* The upstream failed before or during the response. */
+static void up_failed(struct http_worker *w, struct http_up *u, enum http_fail why)
+{
+    struct http_conn *c = u->c;
+    static const char *const term[HF_COUNT] = {
+        [HF_CONNECT_REFUSED] = "upstream_connect_failed",
+        [HF_CONNECT_TIMEOUT] = "upstream_connect_timeout",
+        [HF_RESPONSE_TIMEOUT] = "upstream_timeout",
+        [HF_RESET] = "upstream_reset",
+        [HF_BAD_RESPONSE] = "upstream_bad_response",
+        [HF_NO_ADDRESS] = "upstream_unavailable",
+    };
+
+    STAT_INC(w->st, upstream_failures[why]);
+    if (why == HF_CONNECT_REFUSED || why == HF_CONNECT_TIMEOUT)
+        net_resolver_kick(w->sh->resolver);
+    if (!c) {
+        up_close(w, u);
+        return;
+    }
+    /* A reused connection the origin had closed: retry once where that is safe. */
+    if (u->reused && !u->got_bytes && (why == HF_RESET || why == HF_CONNECT_REFUSED) &&
+        c->idempotent && !c->has_body && c->attempts < 2 && !c->resp_begun) {
+        up_close(w, u);
+        STAT_INC(w->st, upstream_retries);
+        (void)up_attach(w, c, 1);
+        return;
+    }
+    c->up_bytes = (int64_t)u->e.rx_total;
+    up_close(w, u);
+    if (!c->resp_begun) {
+        conn_respond(w, c, why == HF_RESPONSE_TIMEOUT ? 504 : 502, term[why]);
+        return;
+    }
+    /* Part of the response went out: end the connection, don't fake the end. */
+    c->keep_alive = 0;
+    c->termination = term[why];
+    if (!c->e.txq.bytes && !c->e.sending) {
+        conn_abort(w, c, term[why]);
+        return;
+    }
+    c->abort_after_flush = 1; /* see on_send */
+    c->state = HST_WAIT;
+}
+
+/* ---- completions --------------------------------------------------------- */
+
+static void on_accept(struct http_worker *w, int li, const struct io_uring_cqe *cqe)
+{
+    struct http_conn *c;
+    int fd = cqe->res;
+
+    if (!(cqe->flags & IORING_CQE_F_MORE))
+        w->accepting[li] = 0;
+    if (fd < 0) {
+        if (fd != -ECANCELED)
+            log_warn("accept: %s", strerror(-fd));
+        return;
+    }
+    STAT_INC(w->st, clients_accepted);
+    if (w->draining ||
+        (w->cfg->client.max_connections && w->nclients >= w->cfg->client.max_connections)) {
+        STAT_INC(w->st, clients_refused);
+        (void)close(fd);
+        return;
+    }
+    c = calloc(1, sizeof(*c));
+    if (!c) {
+        (void)close(fd);
+        return;
+    }
+    end_init(w, &c->e, SIDE_CLIENT, fd);
+    w->nclients++;
+    STAT_INC(w->st, clients_active);
+    conn_reset_exchange(w, c);
+    c->state = HST_IDLE;
+    c->keep_alive = 1;
+    end_timer(w, &c->e, TC_IDLE);
+    end_rx_update(w, &c->e);
+}
+
+static void on_recv(struct http_worker *w, struct http_end *e, const struct io_uring_cqe *cqe)
+{
+    int res = cqe->res;
+
+    if (!(cqe->flags & IORING_CQE_F_MORE)) {
+        e->rx = RX_OFF;
+        e->nops--;
+    }
+    if (res > 0) {
+        uint16_t bid = (uint16_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
+
+        core_buf_take(&w->t->bufs, bid);
+        if (!e->closing) {
+            (void)core_segq_push(&e->rxq, &w->t->pool, &w->t->bufs, core_buf_ptr(&w->t->bufs, bid),
+                                 (size_t)res, bid);
+            e->rx_total += (uint64_t)res;
+        }
+        core_buf_release(&w->t->bufs, bid);
+    } else if (res == -ENOBUFS) {
+        /* Every buffer is in use: try again once some come back. */
+        if (!e->closing && !e->starved) {
+            e->starved = 1;
+            e->starved_next = w->starved;
+            w->starved = e;
+        }
+    } else if (res != -ECANCELED || e->rx != RX_OFF) {
+        if (res != -ECANCELED)
+            e->eof = 1; /* 0 = orderly close; < 0 = reset: both end the input */
+    }
+    if (e->closing) {
+        if (!e->nops)
+            end_reap(w, e);
+        return;
+    }
+    if (e->side == SIDE_CLIENT) {
+        struct http_conn *c = (struct http_conn *)e;
+
+        if (res > 0) {
+            STAT_ADD(w->st, bytes_in, (uint64_t)res);
+            if (c->discard)
+                core_segq_clear(&c->e.rxq, &w->t->pool, &w->t->bufs);
+            if (c->state == HST_IDLE || c->state == HST_HEAD || c->state == HST_BODY ||
+                c->state == HST_TUNNEL || c->state == HST_LINGER)
+                conn_process(w, c);
+            if (c->e.closing)
+                return;
+            if (c->state == HST_BODY || c->state == HST_WAIT || c->state == HST_TUNNEL)
+                end_timer(w, &c->e, c->state == HST_TUNNEL ? TC_IDLE : TC_SEND);
+        }
+        if (c->e.eof) {
+            switch (c->state) {
+            case HST_IDLE:
+                if (!c->e.rxq.bytes)
+                    end_close(w, &c->e);
+                break;
+            case HST_HEAD:
+                conn_abort(w, c, "client_closed");
+                break;
+            case HST_BODY:
+                if (!c->req_done)
+                    conn_abort(w, c, "client_closed");
+                break;
+            case HST_TUNNEL:
+                if (c->up && !c->up->e.closing)
+                    (void)shutdown(c->up->e.fd, SHUT_WR);
+                if (!c->up)
+                    end_close(w, &c->e);
+                break;
+            case HST_LINGER:
+                end_close(w, &c->e);
+                break;
+            default:
+                /* HST_WAIT: a half-close after a full request still gets its response. */
+                c->keep_alive = 0;
+                break;
+            }
+        }
+        if (!c->e.closing)
+            end_rx_update(w, &c->e);
+    } else {
+        struct http_up *u = (struct http_up *)e;
+
+        if (res > 0) {
+            u->got_bytes = 1;
+            if (u->c) {
+                u->c->up_bytes += res;
+                if (u->state == UPS_HEAD || u->state == UPS_BODY)
+                    end_timer(w, &u->e, TC_RESPONSE);
+            }
+        }
+        up_process(w, u);
+        if (!u->e.closing)
+            end_rx_update(w, &u->e);
+    }
+}
+
+static void on_send(struct http_worker *w, struct http_end *e, const struct io_uring_cqe *cqe)
+{
+    int res = cqe->res;
+
+    e->sending = 0;
+    e->nops--;
+    if (e->closing) {
+        if (!e->nops)
+            end_reap(w, e);
+        return;
+    }
+    if (res < 0) {
+        if (e->side == SIDE_CLIENT) {
+            conn_abort(w, (struct http_conn *)e, "client_closed");
+        } else {
+            up_failed(w, (struct http_up *)e, HF_RESET);
+        }
+        return;
+    }
+    core_segq_consume(&e->txq, &w->t->pool, &w->t->bufs, (size_t)res);
+    e->tx_total += (uint64_t)res;
+    if (e->side == SIDE_CLIENT) {
+        struct http_conn *c = (struct http_conn *)e;
+
+        STAT_ADD(w->st, bytes_out, (uint64_t)res);
+        if (c->state != HST_IDLE && c->state != HST_LINGER)
+            end_timer(w, e, c->state == HST_TUNNEL ? TC_IDLE : TC_SEND);
+        end_tx_kick(w, e);
+        /* room on this side lets the upstream's backlog move */
+        if (c->up && !c->up->e.closing) {
+            if (c->up->state == UPS_BODY)
+                end_timer(w, &c->up->e, TC_RESPONSE);
+            up_process(w, c->up);
+            if (c->up && !c->up->e.closing)
+                end_rx_update(w, &c->up->e);
+        }
+        if (e->closing)
+            return;
+        if (!e->txq.bytes && !e->sending && c->abort_after_flush) {
+            /* a broken response fully flushed: close, don't pretend it ended */
+            conn_abort(w, c, c->termination);
+            return;
+        }
+        conn_check_done(w, c);
+    } else {
+        struct http_up *u = (struct http_up *)e;
+
+        end_tx_kick(w, e);
+        if (u->c && !u->c->e.closing) {
+            if (u->c->state == HST_BODY)
+                conn_process(w, u->c);
+            else if (u->c->state == HST_TUNNEL)
+                end_rx_update(w, &u->c->e);
+        }
+    }
+}
+
+static void on_connect(struct http_worker *w, struct http_up *u, const struct io_uring_cqe *cqe)
+{
+    u->e.nops--;
+    if (u->e.closing) {
+        if (!u->e.nops)
+            end_reap(w, &u->e);
+        return;
+    }
+    if (cqe->res < 0) {
+        log_warn("connect to upstream %s: %s", u->addr.str, strerror(-cqe->res));
+        up_failed(w, u, cqe->res == -ECANCELED ? HF_CONNECT_TIMEOUT : HF_CONNECT_REFUSED);
+        return;
+    }
+    if (u->c)
+        u->c->up_connect_us = (int64_t)(w->t->now_us - u->t_connect);
+    u->state = UPS_HEAD;
+    u->t_sent = w->t->now_us;
+    end_timer(w, &u->e, TC_RESPONSE);
+    end_rx_update(w, &u->e);
+    end_tx_kick(w, &u->e);
+}
+
+static void on_timer(struct http_worker *w, struct http_end *e, enum tclass tc)
+{
+    e->tclass = TC_NONE;
+    if (e->side == SIDE_UP) {
+        struct http_up *u = (struct http_up *)e;
+
+        if (tc == TC_POOL) {
+            up_close(w, u);
+        } else if (tc == TC_CONNECT) {
+            log_warn("connect to upstream %s: timed out", u->addr.str);
+            up_failed(w, u, HF_CONNECT_TIMEOUT);
+        } else {
+            up_failed(w, u, HF_RESPONSE_TIMEOUT);
+        }
+        return;
+    }
+    {
+        struct http_conn *c = (struct http_conn *)e;
+
+        switch (tc) {
+        case TC_HEADER:
+            c->keep_alive = 0;
+            conn_respond(w, c, 408, "header_timeout");
+            break;
+        case TC_IDLE:
+            if (c->state == HST_TUNNEL)
+                conn_abort(w, c, "idle_timeout");
+            else
+                end_close(w, e);
+            break;
+        case TC_LINGER:
+            end_close(w, e);
+            break;
+        default:
+            conn_abort(w, c, "client_timeout");
+            break;
+        }
+    }
+}
+
+/* ---- the worker --------------------------------------------------------- */
+
+static void arm_accept(struct http_worker *w, int li)
+{
+    struct io_uring_sqe *sqe = core_sqe(w->t);
+
+    io_uring_prep_multishot_accept(sqe, w->lfd[li], NULL, NULL, SOCK_CLOEXEC);
+    io_uring_sqe_set_data(sqe, &w->op_accept[li]);
+    w->accepting[li] = 1;
+}
+
+static void arm_wake(struct http_worker *w)
+{
+    struct io_uring_sqe *sqe = core_sqe(w->t);
+
+    io_uring_prep_read(sqe, w->evfd, &w->evbuf, sizeof(w->evbuf), 0);
+    io_uring_sqe_set_data(sqe, &w->op_wake);
+}
+
+static void drain_begin(struct http_worker *w)
+{
+    struct http_end *e, *next;
+
+    if (w->draining)
+        return;
+    w->draining = 1;
+    w->drain_deadline = w->t->now_ms + w->cfg->shutdown_grace_ms;
+    for (int i = 0; i < HTTP_MAX_LISTENERS; i++) {
+        if (w->lfd[i] < 0)
+            continue;
+        struct io_uring_sqe *sqe = core_sqe(w->t);
+        io_uring_prep_cancel_fd(sqe, w->lfd[i], IORING_ASYNC_CANCEL_ALL);
+        io_uring_sqe_set_data64(sqe, CORE_UD_IGNORE);
+    }
+    while (w->pool)
+        up_close(w, w->pool);
+    for (e = w->live.next; e != &w->live; e = next) {
+        next = e->next;
+        if (e->side == SIDE_CLIENT && !e->closing) {
+            struct http_conn *c = (struct http_conn *)e;
+            c->keep_alive = 0;
+            if (c->state == HST_IDLE && !e->rxq.bytes)
+                end_close(w, e);
+        }
+    }
+}
+
+static void log_flush(struct http_worker *w)
+{
+    const char *p;
+    size_t n;
+    uint64_t dropped;
+
+    if (!w->log_writing) {
+        n = log_out_peek(w->lo, &p, w->sh->stdout_is_pipe ? 4096 : 65536);
+        if (n) {
+            struct io_uring_sqe *sqe = core_sqe(w->t);
+            io_uring_prep_write(sqe, STDOUT_FILENO, p, (unsigned)n, (uint64_t)-1);
+            io_uring_sqe_set_data(sqe, &w->op_logw);
+            w->log_writing = n;
+        }
+    }
+    dropped = log_out_dropped(w->lo);
+    if (dropped != w->log_dropped_reported && w->t->now_ms - w->log_report_ms >= 1000) {
+        log_warn("access log: %llu lines dropped (stdout too slow)",
+                 (unsigned long long)(dropped - w->log_dropped_reported));
+        w->log_dropped_reported = dropped;
+        w->log_report_ms = w->t->now_ms;
+    }
+}
+
+static void w_cqe(struct core_thread *t, struct core_op *op, const struct io_uring_cqe *cqe)
+{
+    struct http_worker *w = t->app;
+
+    switch (op->kind) {
+    case OPK_ACCEPT:
+        on_accept(w, op == &w->op_accept[0] ? 0 : 1, cqe);
+        break;
+    case OPK_RECV:
+        on_recv(w, container_of(op, struct http_end, op_recv), cqe);
+        break;
+    case OPK_SEND:
+        on_send(w, container_of(op, struct http_end, op_send), cqe);
+        break;
+    case OPK_CONNECT:
+        on_connect(w, (struct http_up *)container_of(op, struct http_end, op_connect), cqe);
+        break;
+    case OPK_LOGW:
+        if (cqe->res > 0) {
+            log_out_consume(w->lo, (size_t)cqe->res);
+        } else if (cqe->res != -EAGAIN && cqe->res != -EINTR) {
+            /* stdout is gone: what is pending can't be written anywhere */
+            log_out_consume(w->lo, w->log_writing);
+            log_out_drop(w->lo);
+        }
+        w->log_writing = 0;
+        break;
+    case OPK_WAKE:
+        if (atomic_load(&w->sh->stop))
+            drain_begin(w);
+        else
+            arm_wake(w);
+        break;
+    default:
+        if (http_admin_owns(w->admin, op))
+            http_admin_cqe(w->admin, op, cqe);
+        break;
+    }
+}
+
+static long w_turn(struct core_thread *t)
+{
+    struct http_worker *w = t->app;
+    uint64_t next = UINT64_MAX;
+
+    while (w->reap) {
+        struct http_end *e = w->reap;
+        w->reap = e->reap_next;
+        end_free(w, e);
+    }
+    STAT_INC(w->st, loop_turns);
+    atomic_store_explicit(&w->st->last_turn_ms, t->now_ms, memory_order_relaxed);
+    w->addrs = net_resolver_get(w->sh->resolver, (unsigned)t->id);
+    for (int tc = TC_NONE + 1; tc < TC_COUNT; tc++) {
+        struct core_timer *tm;
+
+        while ((tm = core_tq_pop_expired(&w->tq[tc], t->now_ms)))
+            on_timer(w, container_of(tm, struct http_end, timer), (enum tclass)tc);
+        if (core_tq_next(&w->tq[tc]) < next)
+            next = core_tq_next(&w->tq[tc]);
+    }
+    if (w->starved && t->bufs.in_use < t->bufs.nbufs) {
+        struct http_end *e = w->starved;
+
+        w->starved = NULL;
+        while (e) {
+            struct http_end *n = e->starved_next;
+            e->starved = 0;
+            end_rx_update(w, e);
+            e = n;
+        }
+    }
+    for (int i = 0; i < HTTP_MAX_LISTENERS; i++)
+        if (w->lfd[i] >= 0 && !w->accepting[i] && !w->draining)
+            arm_accept(w, i);
+    log_flush(w);
+    if (w->draining) {
+        if (t->now_ms >= w->drain_deadline) {
+            struct http_end *e, *nx;
+            for (e = w->live.next; e != &w->live; e = nx) {
+                nx = e->next;
+                if (!e->closing)
+                    end_close(w, e);
+            }
+        }
+        if (w->live.next == &w->live && !log_out_pending(w->lo) && !w->log_writing)
+            return -1;
+        if (w->drain_deadline < next)
+            next = w->drain_deadline;
+        if (t->now_ms > w->drain_deadline + 2000)
+            return -1; /* something never completed: give up waiting */
+    }
+    if (w->starved || log_out_pending(w->lo))
+        next = t->now_ms + 1;
+    if (next == UINT64_MAX)
+        return 1000;
+    return next <= t->now_ms ? 0 : (long)(next - t->now_ms);
+}
+
+int http_worker_run(struct http_shared *sh, const struct http_worker_params *p,
+                    void (*ready)(void *arg, int err, const char *what), void *arg)
+{
+    const struct cfg *cfg = sh->cfg;
+    struct core_thread t;
+    struct core_thread_params tp;
+    struct http_worker *w;
+    const char *what = "";
+    size_t H = cfg->limits.max_header_bytes;
+    int r;
+
+    w = calloc(1, sizeof(*w));
+    if (!w) {
+        ready(arg, -ENOMEM, "calloc");
+        return -ENOMEM;
+    }
+    log_err_set_worker(p->id);
+    w->hdr_off = (2 * H + 1024 + 15) & ~(size_t)15;
+    w->max_hdrs = (uint16_t)(cfg->limits.max_headers + 1);
+    w->blksz = w->hdr_off + (size_t)w->max_hdrs * sizeof(struct core_hdr);
+    tp = (struct core_thread_params){
+        .entries = 1024, .nbufs = 1024, .bufsz = 16384, .blksz = w->blksz};
+    r = core_thread_init(&t, p->id, &tp, &what);
+    if (r < 0) {
+        free(w);
+        ready(arg, r, what);
+        return r;
+    }
+    t.app = w;
+    w->t = &t;
+    w->sh = sh;
+    w->cfg = cfg;
+    w->st = &sh->stats[p->id];
+    w->live.next = w->live.prev = &w->live;
+    w->req_limits = (struct http_limits){.max_head = cfg->limits.max_header_bytes,
+                                         .max_line = cfg->limits.max_header_line_bytes,
+                                         .max_first_line = cfg->limits.max_uri_bytes + 64,
+                                         .max_lines = cfg->limits.max_headers};
+    w->resp_limits = (struct http_limits){.max_head = cfg->limits.max_header_bytes,
+                                          .max_line = cfg->limits.max_header_bytes,
+                                          .max_first_line = cfg->limits.max_header_line_bytes,
+                                          .max_lines = cfg->limits.max_headers};
+    core_tq_init(&w->tq[TC_NONE], 0);
+    core_tq_init(&w->tq[TC_IDLE], cfg->client.idle_timeout_ms);
+    core_tq_init(&w->tq[TC_HEADER], cfg->client.header_timeout_ms);
+    core_tq_init(&w->tq[TC_SEND], cfg->client.idle_timeout_ms);
+    core_tq_init(&w->tq[TC_LINGER], LINGER_MS);
+    core_tq_init(&w->tq[TC_CONNECT], cfg->upstream.connect_timeout_ms);
+    core_tq_init(&w->tq[TC_RESPONSE], cfg->upstream.response_timeout_ms);
+    core_tq_init(&w->tq[TC_POOL], cfg->upstream.pool_idle_timeout_ms);
+    for (int i = 0; i < HTTP_MAX_LISTENERS; i++) {
+        w->lfd[i] = p->lfd[i];
+        w->op_accept[i].kind = OPK_ACCEPT;
+    }
+    w->op_logw.kind = OPK_LOGW;
+    w->op_wake.kind = OPK_WAKE;
+    w->evfd = p->evfd;
+    w->lo = log_out_new(cfg->access_log.buffer_bytes);
+    w->addrs = net_resolver_get(sh->resolver, (unsigned)p->id);
+    if (!w->lo) {
+        r = -ENOMEM;
+        what = "log buffer";
+        goto fail;
+    }
+    if (p->admin_fd >= 0 && !(w->admin = http_admin_new(&t, sh, p->admin_fd))) {
+        r = -ENOMEM;
+        what = "admin listener";
+        goto fail;
+    }
+    arm_wake(w);
+    ready(arg, 0, NULL);
+    static const struct core_loop_ops ops = {.cqe = w_cqe, .turn = w_turn};
+    r = core_loop_run(&t, &ops);
+    if (r < 0)
+        log_error("worker %d: io_uring_submit_and_wait: %s", p->id, strerror(-r));
+    http_admin_free(w->admin);
+    log_out_free(w->lo);
+    core_thread_exit(&t);
+    free(w);
+    return r;
+fail:
+    log_out_free(w->lo);
+    core_thread_exit(&t);
+    free(w);
+    ready(arg, r, what);
+    return r;
+}

@@ -1,0 +1,59 @@
+/*
+ * Per-worker counters for /metrics. Only the owning worker writes them
+ * (relaxed load + store: plain moves, no locked instructions on the request
+ * path); the admin endpoint reads every worker's copy and sums them.
+ */
+#ifndef RINGPROXY_HTTP_STATS_H
+#define RINGPROXY_HTTP_STATS_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+enum http_fail {
+    HF_CONNECT_REFUSED = 0,
+    HF_CONNECT_TIMEOUT,
+    HF_RESPONSE_TIMEOUT,
+    HF_RESET,
+    HF_BAD_RESPONSE,
+    HF_NO_ADDRESS,
+    /* must stay last */
+    HF_COUNT
+};
+
+const char *http_fail_str(enum http_fail f);
+
+#define HTTP_HIST_BUCKETS 12
+
+/* Upper bounds of the request-duration histogram, in ms. */
+extern const double http_hist_bounds_ms[HTTP_HIST_BUCKETS];
+
+struct http_stats {
+    _Atomic uint64_t requests[6]; /* by status class: [0] = none, [1..5] = 1xx..5xx */
+    _Atomic uint64_t bytes_in;    /* from clients */
+    _Atomic uint64_t bytes_out;   /* to clients */
+    _Atomic uint64_t clients_active;
+    _Atomic uint64_t clients_accepted;
+    _Atomic uint64_t clients_refused; /* over client.max_connections */
+    _Atomic uint64_t upstreams_active;
+    _Atomic uint64_t upstream_connects;
+    _Atomic uint64_t upstream_reuses;
+    _Atomic uint64_t upstream_retries;
+    _Atomic uint64_t upstream_failures[HF_COUNT];
+    _Atomic uint64_t pool_idle;
+    _Atomic uint64_t log_dropped;
+    _Atomic uint64_t hist[HTTP_HIST_BUCKETS + 1]; /* last = +Inf */
+    _Atomic uint64_t hist_sum_us;
+    _Atomic uint64_t loop_turns;
+    _Atomic uint64_t last_turn_ms; /* CLOCK_MONOTONIC */
+};
+
+#define STAT_ADD(s, f, n)                                                                          \
+    atomic_store_explicit(&(s)->f, atomic_load_explicit(&(s)->f, memory_order_relaxed) + (n),      \
+                          memory_order_relaxed)
+#define STAT_INC(s, f) STAT_ADD(s, f, 1)
+#define STAT_DEC(s, f) STAT_ADD(s, f, (uint64_t)-1)
+#define STAT_GET(s, f) atomic_load_explicit(&(s)->f, memory_order_relaxed)
+
+void http_stats_observe(struct http_stats *s, uint64_t duration_us);
+
+#endif

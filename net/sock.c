@@ -1,0 +1,75 @@
+#include "net/sock.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <unistd.h>
+
+int net_listen(const struct sockaddr_storage *sa, socklen_t len, int backlog)
+{
+    int one = 1, fd, r;
+
+    fd = socket(sa->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0 ||
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) < 0)
+        goto fail;
+    /* [::]:80 and 0.0.0.0:80 are separate listeners: keep the v6 one v6-only. */
+    if (sa->ss_family == AF_INET6 &&
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) < 0)
+        goto fail;
+    if (bind(fd, (const struct sockaddr *)sa, len) < 0 || listen(fd, backlog) < 0)
+        goto fail;
+    return fd;
+fail:
+    r = -errno;
+    (void)close(fd);
+    return r;
+}
+
+int net_socket_for(const struct sockaddr_storage *sa)
+{
+    int one = 1, fd;
+
+    fd = socket(sa->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    return fd;
+}
+
+size_t net_ip_str(const struct sockaddr_storage *sa, char *out, size_t cap)
+{
+    const void *a = sa->ss_family == AF_INET6
+                        ? (const void *)&((const struct sockaddr_in6 *)sa)->sin6_addr
+                        : (const void *)&((const struct sockaddr_in *)sa)->sin_addr;
+
+    if (!inet_ntop(sa->ss_family, a, out, (socklen_t)cap)) {
+        out[0] = '\0';
+        return 0;
+    }
+    for (size_t n = 0;; n++)
+        if (!out[n])
+            return n;
+}
+
+size_t net_addr_str(const struct sockaddr_storage *sa, char *out, size_t cap)
+{
+    char ip[INET6_ADDRSTRLEN];
+    unsigned port;
+    int n;
+
+    net_ip_str(sa, ip, sizeof(ip));
+    if (sa->ss_family == AF_INET6) {
+        port = ntohs(((const struct sockaddr_in6 *)sa)->sin6_port);
+        n = snprintf(out, cap, "[%s]:%u", ip, port);
+    } else {
+        port = ntohs(((const struct sockaddr_in *)sa)->sin_port);
+        n = snprintf(out, cap, "%s:%u", ip, port);
+    }
+    return n < 0 ? 0 : (size_t)n >= cap ? cap - 1 : (size_t)n;
+}

@@ -1,0 +1,25 @@
+/*
+ * Sockets: listeners (SO_REUSEPORT, one per worker), upstream sockets, and
+ * printable addresses.
+ */
+#ifndef RINGPROXY_NET_SOCK_H
+#define RINGPROXY_NET_SOCK_H
+
+#include <stddef.h>
+#include <sys/socket.h>
+
+/* A bound, listening TCP socket; returns the fd or -errno. */
+int net_listen(const struct sockaddr_storage *sa, socklen_t len, int backlog);
+
+/* A non-blocking TCP socket of sa's family with TCP_NODELAY; fd or -errno. */
+int net_socket_for(const struct sockaddr_storage *sa);
+
+/* "1.2.3.4:80" or "[::1]:80" into out (NUL-terminated); returns its length. */
+size_t net_addr_str(const struct sockaddr_storage *sa, char *out, size_t cap);
+
+/* The address alone ("1.2.3.4", "::1"); returns its length. */
+size_t net_ip_str(const struct sockaddr_storage *sa, char *out, size_t cap);
+
+#define NET_ADDRSTRLEN 56
+
+#endif

@@ -1,0 +1,438 @@
+#include "tests/e2e/harness.h"
+
+#include <arpa/inet.h>
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+unsigned h_free_port(void)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t sl = sizeof(sa);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    unsigned port = 0;
+
+    if (fd >= 0 && bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
+        getsockname(fd, (struct sockaddr *)&sa, &sl) == 0)
+        port = ntohs(sa.sin_port);
+    if (fd >= 0)
+        close(fd);
+    return port;
+}
+
+char *h_slurp(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    char *buf;
+    long n;
+
+    if (!f)
+        return calloc(1, 1);
+    fseek(f, 0, SEEK_END);
+    n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    buf = malloc((size_t)n + 1);
+    n = (long)fread(buf, 1, (size_t)n, f);
+    buf[n] = '\0';
+    fclose(f);
+    return buf;
+}
+
+static void msleep(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+int h_connect(unsigned port)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_port = htons((uint16_t)port),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    struct timeval tv = {10, 0};
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+    if (fd < 0)
+        return -1;
+    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+        close(fd);
+        return -1;
+    }
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    return fd;
+}
+
+void h_proxy_start(struct proxy *p, unsigned upstream_port, const char *json,
+                   const char *const *args)
+{
+    char listen[32], upstream[32], admin[32];
+    const char *bin = getenv("RINGPROXY");
+    const char *argv[32];
+    int n = 0, status;
+
+    cr_assert(bin, "RINGPROXY is not set");
+    memset(p, 0, sizeof(*p));
+    snprintf(p->dir, sizeof(p->dir), "/tmp/rp-e2e-XXXXXX");
+    cr_assert(mkdtemp(p->dir));
+    snprintf(p->out_path, sizeof(p->out_path), "%s/stdout", p->dir);
+    snprintf(p->err_path, sizeof(p->err_path), "%s/stderr", p->dir);
+    if (json) {
+        char path[128];
+        FILE *f;
+        snprintf(path, sizeof(path), "%s/proxy.json", p->dir);
+        f = fopen(path, "w");
+        cr_assert(f);
+        fputs(json, f);
+        fclose(f);
+    }
+    p->port = h_free_port();
+    p->admin_port = h_free_port();
+    snprintf(listen, sizeof(listen), "127.0.0.1:%u", p->port);
+    snprintf(upstream, sizeof(upstream), "127.0.0.1:%u", upstream_port);
+    snprintf(admin, sizeof(admin), "127.0.0.1:%u", p->admin_port);
+    argv[n++] = bin;
+    argv[n++] = "--config";
+    argv[n++] = p->dir;
+    argv[n++] = "--listen";
+    argv[n++] = listen;
+    argv[n++] = "--upstream";
+    argv[n++] = upstream;
+    argv[n++] = "--admin";
+    argv[n++] = admin;
+    argv[n++] = "--workers";
+    argv[n++] = "1";
+    for (int i = 0; args && args[i] && n < 30; i++)
+        argv[n++] = args[i];
+    argv[n] = NULL;
+
+    p->pid = fork();
+    cr_assert(p->pid >= 0);
+    if (p->pid == 0) {
+        int out = open(p->out_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        int err = open(p->err_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        dup2(out, 1);
+        dup2(err, 2);
+        execv(bin, (char *const *)argv);
+        _exit(127);
+    }
+    for (int i = 0; i < 500; i++) {
+        int fd;
+
+        if (waitpid(p->pid, &status, WNOHANG) == p->pid) {
+            char *err = h_slurp(p->err_path);
+            p->pid = 0;
+            if (strstr(err, "io_uring is not available")) {
+                free(err);
+                cr_skip_test("the kernel refuses io_uring here");
+            }
+            cr_assert_fail("ringproxy exited at start-up: %s", err);
+        }
+        fd = h_connect(p->port);
+        if (fd >= 0) {
+            close(fd);
+            return;
+        }
+        msleep(10);
+    }
+    cr_assert_fail("ringproxy did not start listening within 5 s");
+}
+
+int h_proxy_stop(struct proxy *p)
+{
+    int status;
+
+    if (!p->pid)
+        return -1;
+    kill(p->pid, SIGTERM);
+    for (int i = 0; i < 1500; i++) {
+        if (waitpid(p->pid, &status, WNOHANG) == p->pid) {
+            p->pid = 0;
+            return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+        }
+        msleep(10);
+    }
+    kill(p->pid, SIGKILL);
+    waitpid(p->pid, &status, 0);
+    p->pid = 0;
+    return -1;
+}
+
+int h_wait_log_lines(struct proxy *p, int n)
+{
+    int lines = 0;
+
+    for (int i = 0; i < 300; i++) {
+        char *s = h_slurp(p->out_path);
+        lines = 0;
+        for (char *q = s; *q; q++)
+            lines += *q == '\n';
+        free(s);
+        if (lines >= n)
+            break;
+        msleep(10);
+    }
+    return lines;
+}
+
+int h_send(int fd, const char *s, size_t n)
+{
+    while (n) {
+        ssize_t w = send(fd, s, n, MSG_NOSIGNAL);
+        if (w <= 0)
+            return -1;
+        s += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+/* Buffered reading of one connection. */
+struct rd {
+    int fd;
+    char buf[65536];
+    size_t off, len;
+    int eof;
+};
+
+static int rd_fill(struct rd *r)
+{
+    ssize_t n;
+
+    if (r->off == r->len)
+        r->off = r->len = 0;
+    if (r->len == sizeof(r->buf)) {
+        memmove(r->buf, r->buf + r->off, r->len - r->off);
+        r->len -= r->off;
+        r->off = 0;
+    }
+    n = recv(r->fd, r->buf + r->len, sizeof(r->buf) - r->len, 0);
+    if (n <= 0) {
+        r->eof = 1;
+        return -1;
+    }
+    r->len += (size_t)n;
+    return 0;
+}
+
+static struct rd *rd_for(int fd)
+{
+    /* One reader per thread is enough: tests read one connection at a time, and
+     * leftover bytes stay with their fd. */
+    static _Thread_local struct rd rds[8];
+    for (int i = 0; i < 8; i++)
+        if (rds[i].fd == fd && (rds[i].len || rds[i].eof))
+            return &rds[i];
+    for (int i = 0; i < 8; i++)
+        if (!rds[i].len && !rds[i].eof) {
+            rds[i].fd = fd;
+            rds[i].off = rds[i].len = 0;
+            return &rds[i];
+        }
+    memset(&rds[0], 0, sizeof(rds[0]));
+    rds[0].fd = fd;
+    return &rds[0];
+}
+
+static void rd_release(struct rd *r)
+{
+    if (r->off == r->len) {
+        r->off = r->len = 0;
+        r->eof = 0;
+        r->fd = -1;
+    }
+}
+
+static int rd_line(struct rd *r, char *out, size_t cap)
+{
+    for (;;) {
+        char *nl = memchr(r->buf + r->off, '\n', r->len - r->off);
+        if (nl) {
+            size_t n = (size_t)(nl - (r->buf + r->off)) + 1;
+            if (n >= cap)
+                return -1;
+            memcpy(out, r->buf + r->off, n);
+            out[n] = '\0';
+            r->off += n;
+            return (int)n;
+        }
+        if (rd_fill(r) < 0)
+            return -1;
+    }
+}
+
+static int rd_bytes(struct rd *r, char *out, size_t n)
+{
+    while (n) {
+        size_t k;
+        if (r->off == r->len && rd_fill(r) < 0)
+            return -1;
+        k = r->len - r->off < n ? r->len - r->off : n;
+        memcpy(out, r->buf + r->off, k);
+        r->off += k;
+        out += k;
+        n -= k;
+    }
+    return 0;
+}
+
+int h_header(const char *head, const char *name, char *out, size_t cap)
+{
+    size_t nl = strlen(name);
+
+    for (const char *p = strstr(head, "\r\n"); p && p[2]; p = strstr(p + 2, "\r\n")) {
+        if (!strncasecmp(p + 2, name, nl) && p[2 + nl] == ':') {
+            const char *v = p + 3 + nl, *e;
+            while (*v == ' ' || *v == '\t')
+                v++;
+            e = strstr(v, "\r\n");
+            if (!e || (size_t)(e - v) >= cap)
+                return -1;
+            memcpy(out, v, (size_t)(e - v));
+            out[e - v] = '\0';
+            return 0;
+        }
+    }
+    return -1;
+}
+
+int h_read_response(int fd, struct h_resp *resp, int no_body)
+{
+    struct rd *r = rd_for(fd);
+    char line[16384], v[64];
+    size_t hl = 0, cap = 1 << 16;
+
+    memset(resp, 0, sizeof(*resp));
+    resp->content_length = -1;
+    for (;;) {
+        int n = rd_line(r, line, sizeof(line));
+        if (n < 0 || hl + (size_t)n >= sizeof(resp->head))
+            return -1;
+        memcpy(resp->head + hl, line, (size_t)n + 1);
+        hl += (size_t)n;
+        if (!strcmp(line, "\r\n"))
+            break;
+    }
+    if (sscanf(resp->head, "HTTP/1.%*d %d", &resp->status) != 1)
+        return -1;
+    resp->body = malloc(cap);
+    if (h_header(resp->head, "Content-Length", v, sizeof(v)) == 0)
+        resp->content_length = atol(v);
+    if (h_header(resp->head, "Transfer-Encoding", v, sizeof(v)) == 0 && strstr(v, "chunked"))
+        resp->chunked = 1;
+    if (no_body || resp->status == 204 || resp->status == 304 ||
+        (resp->status >= 100 && resp->status < 200))
+        goto done;
+    if (resp->chunked) {
+        for (;;) {
+            unsigned long sz;
+            if (rd_line(r, line, sizeof(line)) < 0)
+                return -1;
+            sz = strtoul(line, NULL, 16);
+            if (sz == 0) {
+                do {
+                    if (rd_line(r, line, sizeof(line)) < 0)
+                        return -1;
+                } while (strcmp(line, "\r\n"));
+                break;
+            }
+            while (resp->body_len + sz > cap)
+                resp->body = realloc(resp->body, cap *= 2);
+            if (rd_bytes(r, resp->body + resp->body_len, sz) < 0 || rd_bytes(r, line, 2) < 0)
+                return -1;
+            resp->body_len += sz;
+        }
+    } else if (resp->content_length >= 0) {
+        if ((size_t)resp->content_length > cap)
+            resp->body = realloc(resp->body, cap = (size_t)resp->content_length);
+        if (rd_bytes(r, resp->body, (size_t)resp->content_length) < 0)
+            return -1;
+        resp->body_len = (size_t)resp->content_length;
+    } else {
+        for (;;) {
+            if (r->off == r->len && rd_fill(r) < 0)
+                break;
+            while (resp->body_len + (r->len - r->off) > cap)
+                resp->body = realloc(resp->body, cap *= 2);
+            memcpy(resp->body + resp->body_len, r->buf + r->off, r->len - r->off);
+            resp->body_len += r->len - r->off;
+            r->off = r->len;
+        }
+        resp->closed = 1;
+    }
+done:
+    if (h_header(resp->head, "Connection", v, sizeof(v)) == 0 && !strcasecmp(v, "close"))
+        resp->closed = 1;
+    rd_release(r);
+    return 0;
+}
+
+void h_resp_free(struct h_resp *r)
+{
+    free(r->body);
+    r->body = NULL;
+}
+
+size_t h_read_all(int fd, char *buf, size_t cap, int timeout_ms)
+{
+    struct rd *r = rd_for(fd);
+    size_t n = 0;
+
+    /* what the response reader buffered comes first */
+    if (r->len > r->off) {
+        n = r->len - r->off < cap - 1 ? r->len - r->off : cap - 1;
+        memcpy(buf, r->buf + r->off, n);
+        r->off += n;
+    }
+    rd_release(r);
+    r->fd = -1;
+    for (;;) {
+        struct pollfd pfd = {fd, POLLIN, 0};
+        ssize_t k;
+        if (n + 1 >= cap || poll(&pfd, 1, timeout_ms) <= 0)
+            break;
+        k = recv(fd, buf + n, cap - 1 - n, 0);
+        if (k <= 0)
+            break;
+        n += (size_t)k;
+    }
+    buf[n] = '\0';
+    return n;
+}
+
+void h_close(int fd)
+{
+    struct rd *r = rd_for(fd);
+
+    r->off = r->len = 0;
+    r->eof = 0;
+    r->fd = -1;
+    close(fd);
+}
+
+int h_roundtrip(unsigned port, const char *req, struct h_resp *r)
+{
+    int fd = h_connect(port), rc;
+
+    if (fd < 0)
+        return -1;
+    if (h_sends(fd, req) < 0) {
+        close(fd);
+        return -1;
+    }
+    rc = h_read_response(fd, r, !strncmp(req, "HEAD ", 5));
+    h_close(fd);
+    return rc;
+}

@@ -1,0 +1,78 @@
+/*
+ * End-to-end harness: starts the real ringproxy binary (path in $RINGPROXY)
+ * on loopback ports in front of a test origin, and talks to it over real
+ * sockets. Every wait is bounded.
+ */
+#ifndef RINGPROXY_TESTS_HARNESS_H
+#define RINGPROXY_TESTS_HARNESS_H
+
+#include "tests/support/origin.h"
+
+#include <stddef.h>
+#include <sys/types.h>
+
+struct proxy {
+    pid_t pid;
+    unsigned port, admin_port;
+    char dir[64];      /* config folder (holds proxy.json when given) */
+    char out_path[96]; /* the proxy's stdout */
+    char err_path[96]; /* the proxy's stderr */
+};
+
+/* A port nobody listens on right now. */
+unsigned h_free_port(void);
+
+/*
+ * Start ringproxy in front of 127.0.0.1:upstream_port with proxy.json =
+ * json (NULL: no file) and extra command-line arguments (NULL-terminated
+ * list, may be NULL). Skips the test (cr_skip_test) when the kernel refuses
+ * io_uring; fails it when the proxy does not come up.
+ */
+void h_proxy_start(struct proxy *p, unsigned upstream_port, const char *json,
+                   const char *const *args);
+
+/* SIGTERM, wait (bounded), return the exit status (-1 on a signal or timeout). */
+int h_proxy_stop(struct proxy *p);
+
+/* Read a file into a malloc'd NUL-terminated string (empty when missing). */
+char *h_slurp(const char *path);
+
+/* Wait until the proxy's stdout holds n lines (bounded); returns the count. */
+int h_wait_log_lines(struct proxy *p, int n);
+
+/* A connected TCP socket to 127.0.0.1:port with 10 s receive/send timeouts; -1 on failure. */
+int h_connect(unsigned port);
+int h_send(int fd, const char *s, size_t n);
+#define h_sends(fd, s) h_send((fd), (s), strlen(s))
+
+struct h_resp {
+    int status;
+    char head[16384];
+    char *body; /* malloc'd */
+    size_t body_len;
+    int closed; /* the server closed after the response */
+    int chunked;
+    long content_length; /* -1 absent */
+};
+
+/*
+ * Read one response (head and body, by its framing; no_body for HEAD).
+ * Returns 0, or -1 when the connection ended before a complete response
+ * or the wait timed out.
+ */
+int h_read_response(int fd, struct h_resp *r, int no_body);
+void h_resp_free(struct h_resp *r);
+
+/* Read until EOF or timeout_ms; returns bytes read into buf (NUL-terminated). */
+size_t h_read_all(int fd, char *buf, size_t cap, int timeout_ms);
+
+/* Close fd and forget what was buffered for it. */
+void h_close(int fd);
+
+/* One request on a fresh connection, response returned; the connection is closed. */
+int h_roundtrip(unsigned port, const char *req, struct h_resp *r);
+
+/* Value of header name in a response head, copied to out; 0 if found. */
+int h_header(const char *head, const char *name, char *out, size_t cap);
+
+#endif
