@@ -182,6 +182,14 @@ struct http_up {
     struct http_up *pool_prev, *pool_next;
 };
 
+/* Per-worker memory of upstream addresses that refused or timed out. */
+#define HEALTH_SLOTS 16
+struct addr_health {
+    char str[NET_ADDRSTRLEN];
+    uint64_t down_until_ms;
+    uint32_t fails;
+};
+
 struct http_worker {
     struct core_thread *t;
     struct http_shared *sh;
@@ -200,6 +208,8 @@ struct http_worker {
     struct http_end *starved;
     struct http_end *reap;
     const struct net_addrset *addrs;
+    uint64_t addrs_gen;
+    struct addr_health health[HEALTH_SLOTS];
     unsigned rr;
     struct log_out *lo;
     struct core_op op_logw;
@@ -451,15 +461,81 @@ static void up_connect(struct http_worker *w, struct http_up *u)
     STAT_INC(w->st, upstream_connects);
 }
 
-static struct http_up *up_new(struct http_worker *w)
+static struct addr_health *health_of(struct http_worker *w, const char *str, int create)
+{
+    struct addr_health *free_slot = NULL, *oldest = &w->health[0];
+
+    for (int i = 0; i < HEALTH_SLOTS; i++) {
+        struct addr_health *h = &w->health[i];
+        if (!strcmp(h->str, str))
+            return h;
+        if (!h->str[0] && !free_slot)
+            free_slot = h;
+        if (h->down_until_ms < oldest->down_until_ms)
+            oldest = h;
+    }
+    if (!create)
+        return NULL;
+    free_slot = free_slot ? free_slot : oldest;
+    *free_slot = (struct addr_health){0};
+    snprintf(free_slot->str, sizeof(free_slot->str), "%s", str);
+    return free_slot;
+}
+
+/* Skip an address that refused for a while: 0.5 s, doubling up to 30 s. */
+static void addr_failed(struct http_worker *w, const char *str)
+{
+    struct addr_health *h = health_of(w, str, 1);
+    uint32_t shift = h->fails < 6 ? h->fails : 6;
+
+    h->fails++;
+    h->down_until_ms = w->t->now_ms + ((uint64_t)500 << shift);
+    if (h->down_until_ms > w->t->now_ms + 30000)
+        h->down_until_ms = w->t->now_ms + 30000;
+}
+
+static void addr_ok(struct http_worker *w, const char *str)
+{
+    struct addr_health *h = health_of(w, str, 0);
+
+    if (h)
+        h->str[0] = '\0';
+}
+
+/* Next address, round robin over those not backing off (all of them if every one is). */
+static const struct net_addr *addr_pick(struct http_worker *w)
 {
     const struct net_addrset *as = w->addrs;
+    const struct net_addr *best = NULL;
+    uint64_t best_until = UINT64_MAX;
+
+    for (unsigned k = 0; k < as->n; k++) {
+        const struct net_addr *a = &as->a[(w->rr + k) % as->n];
+        struct addr_health *h = health_of(w, a->str, 0);
+        uint64_t until = h ? h->down_until_ms : 0;
+
+        if (until <= w->t->now_ms) {
+            w->rr += k + 1;
+            return a;
+        }
+        if (until < best_until) {
+            best_until = until;
+            best = a;
+        }
+    }
+    w->rr++;
+    return best;
+}
+
+static struct http_up *up_new(struct http_worker *w)
+{
+    const struct net_addr *a = addr_pick(w);
     struct http_up *u;
     int fd;
 
-    if (!as->n)
+    if (!a)
         return NULL;
-    fd = net_socket_for(&as->a[w->rr % as->n].sa);
+    fd = net_socket_for(&a->sa);
     if (fd < 0)
         return NULL;
     u = calloc(1, sizeof(*u));
@@ -467,14 +543,26 @@ static struct http_up *up_new(struct http_worker *w)
         (void)close(fd);
         return NULL;
     }
-    u->addr = as->a[w->rr++ % as->n];
-    u->gen = as->gen;
+    u->addr = *a;
+    u->gen = w->addrs->gen;
     end_init(w, &u->e, SIDE_UP, fd);
     u->state = UPS_CONNECT;
     w->nups++;
     STAT_INC(w->st, upstreams_active);
     up_connect(w, u);
     return u;
+}
+
+/* Close pooled connections to addresses the resolver no longer returns. */
+static void pool_sweep(struct http_worker *w)
+{
+    struct http_up *u = w->pool, *next;
+
+    for (; u; u = next) {
+        next = u->pool_next;
+        if (!addr_current(w, u))
+            up_close(w, u);
+    }
 }
 
 /* ---- client responses generated here ---------------------------------- */
@@ -771,6 +859,27 @@ static void wb_hdr(struct wbuf *b, struct core_str name, struct core_str value)
     WB_LIT(b, "\r\n");
 }
 
+/* "http://host[:port]/path?q" into its authority and its origin-form rest. */
+static int split_absolute(struct core_str t, struct core_str *ret_auth, struct core_str *ret_path)
+{
+    size_t i, skip;
+
+    if (t.len > 7 && !strncasecmp(t.p, "http://", 7))
+        skip = 7;
+    else if (t.len > 8 && !strncasecmp(t.p, "https://", 8))
+        skip = 8;
+    else
+        return -1;
+    for (i = skip; i < t.len && t.p[i] != '/' && t.p[i] != '?'; i++)
+        if (t.p[i] == '@')
+            return -1; /* userinfo is deprecated and a known confusion vector */
+    if (i == skip)
+        return -1;
+    *ret_auth = (struct core_str){t.p + skip, i - skip};
+    *ret_path = (struct core_str){t.p + i, t.len - i};
+    return 0;
+}
+
 /* Validate the parsed request and write the head we send upstream. Returns 0 or -status. */
 static int req_rewrite(struct http_worker *w, struct http_conn *c)
 {
@@ -780,6 +889,7 @@ static int req_rewrite(struct http_worker *w, struct http_conn *c)
                      w->hdr_off - w->cfg->limits.max_header_bytes, 0};
     unsigned nhost = HTTP_MSG_COUNT(m, "host");
     struct core_str te = HTTP_MSG_GET(m, "transfer-encoding");
+    struct core_str authority = {0}, path = m->target;
 
     if (p->http_major != 1)
         return -400;
@@ -789,9 +899,15 @@ static int req_rewrite(struct http_worker *w, struct http_conn *c)
     /* Transfer-Encoding in HTTP/1.0 can't be trusted for framing (RFC 9112 6.1). */
     if (te.p && c->http10)
         return -400;
-    if (!m->target.len || m->target.p[0] != '/') {
-        /* origin-form only, plus "*" for OPTIONS; absolute-form is not ours to serve */
-        if (!(m->target.len == 1 && m->target.p[0] == '*' && p->method == HTTP_OPTIONS))
+    if (p->method == HTTP_CONNECT)
+        return -501; /* no tunnels to arbitrary hosts */
+    if (m->target.len && m->target.p[0] != '/' &&
+        !(m->target.len == 1 && m->target.p[0] == '*' && p->method == HTTP_OPTIONS)) {
+        /*
+         * absolute-form (RFC 9112 3.2.2): forward in origin form, and the
+         * authority replaces any Host the client sent.
+         */
+        if (split_absolute(m->target, &authority, &path) < 0)
             return -400;
     }
     if (w->cfg->limits.max_body_bytes && p->content_length > w->cfg->limits.max_body_bytes &&
@@ -805,14 +921,22 @@ static int req_rewrite(struct http_worker *w, struct http_conn *c)
 
     wb_put(&b, m->method.p, m->method.len);
     WB_LIT(&b, " ");
-    wb_put(&b, m->target.p, m->target.len);
+    if (!path.len || path.p[0] == '?')
+        WB_LIT(&b, "/");
+    wb_put(&b, path.p, path.len);
     WB_LIT(&b, " HTTP/1.1\r\n");
     for (uint16_t i = 0; i < m->nhdrs; i++) {
         if (is_hop_by_hop(m, m->hdrs[i].name, c->upgrade))
             continue;
+        if (authority.p && CORE_STR_IEQ(m->hdrs[i].name, "host")) {
+            wb_hdr(&b, m->hdrs[i].name, authority);
+            continue;
+        }
         wb_hdr(&b, m->hdrs[i].name, m->hdrs[i].value);
     }
-    if (!nhost) {
+    if (!nhost && authority.p) {
+        wb_hdr(&b, (struct core_str){"Host", 4}, authority);
+    } else if (!nhost) {
         const char *h = w->sh->upstream_host;
         wb_hdr(&b, (struct core_str){"Host", 4}, (struct core_str){h, strlen(h)});
     }
@@ -1220,11 +1344,38 @@ static void up_failed(struct http_worker *w, struct http_up *u, enum http_fail w
     };
 
     STAT_INC(w->st, upstream_failures[why]);
-    if (why == HF_CONNECT_REFUSED || why == HF_CONNECT_TIMEOUT)
+    if (u->state == UPS_CONNECT) {
+        addr_failed(w, u->addr.str);
         net_resolver_kick(w->sh->resolver);
+    }
     if (!c) {
         up_close(w, u);
         return;
+    }
+    /*
+     * The connection was never made, so nothing was sent: move what is queued
+     * to another address, if there is one not tried yet.
+     */
+    if (u->state == UPS_CONNECT && c->attempts < w->addrs->n && c->attempts < 4) {
+        struct http_up *n = up_new(w);
+
+        if (n && strcmp(n->addr.str, u->addr.str)) {
+            n->e.txq = u->e.txq;
+            if (!n->e.txq.head)
+                n->e.txq.tailp = &n->e.txq.head;
+            core_segq_init(&u->e.txq);
+            n->c = c;
+            n->reusable = 1;
+            c->up = n;
+            c->attempts++;
+            c->up_reused = 0;
+            snprintf(c->upstream_addr, sizeof(c->upstream_addr), "%s", n->addr.str);
+            u->c = NULL;
+            up_close(w, u);
+            return;
+        }
+        if (n)
+            up_close(w, n);
     }
     /* A reused connection the origin had closed: retry once where that is safe. */
     if (u->reused && !u->got_bytes && (why == HF_RESET || why == HF_CONNECT_REFUSED) &&
@@ -1453,6 +1604,7 @@ static void on_connect(struct http_worker *w, struct http_up *u, const struct io
         up_failed(w, u, cqe->res == -ECANCELED ? HF_CONNECT_TIMEOUT : HF_CONNECT_REFUSED);
         return;
     }
+    addr_ok(w, u->addr.str);
     if (u->c)
         u->c->up_connect_us = (int64_t)(w->t->now_us - u->t_connect);
     u->state = UPS_HEAD;
@@ -1626,6 +1778,10 @@ static long w_turn(struct core_thread *t)
     STAT_INC(w->st, loop_turns);
     atomic_store_explicit(&w->st->last_turn_ms, t->now_ms, memory_order_relaxed);
     w->addrs = net_resolver_get(w->sh->resolver, (unsigned)t->id);
+    if (w->addrs->gen != w->addrs_gen) {
+        w->addrs_gen = w->addrs->gen;
+        pool_sweep(w);
+    }
     for (int tc = TC_NONE + 1; tc < TC_COUNT; tc++) {
         struct core_timer *tm;
 
