@@ -117,7 +117,7 @@ static void reclaim(struct net_resolver *r)
 
 static void resolve_once(struct net_resolver *r)
 {
-    struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_ADDRCONFIG};
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM};
     struct addrinfo *res = NULL, *ai;
     struct net_addrset *set, *old;
     struct retired *ret;
