@@ -8,9 +8,10 @@
 #ifndef RINGPROXY_CORE_BUF_H
 #define RINGPROXY_CORE_BUF_H
 
-#include <liburing.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include <liburing.h>
 
 struct core_bufring {
     struct io_uring_buf_ring *br;

@@ -6,10 +6,11 @@
 #ifndef RINGPROXY_CORE_LOOP_H
 #define RINGPROXY_CORE_LOOP_H
 
-#include "core/buf.h"
+#include <stdint.h>
 
 #include <liburing.h>
-#include <stdint.h>
+
+#include "core/buf.h"
 
 /* Embedded in whatever owns an operation; the SQE's user_data points here. */
 struct core_op {

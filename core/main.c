@@ -4,13 +4,6 @@
  * resolver and one worker thread per CPU, then waits for SIGTERM/SIGINT and
  * lets the workers drain.
  */
-#include "cfg/cfg.h"
-#include "http/proxy.h"
-#include "log/access.h"
-#include "log/error.h"
-#include "net/resolve.h"
-#include "net/sock.h"
-
 #include <errno.h>
 #include <getopt.h>
 #include <pthread.h>
@@ -21,6 +14,13 @@
 #include <sys/eventfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include "cfg/cfg.h"
+#include "http/proxy.h"
+#include "log/access.h"
+#include "log/error.h"
+#include "net/resolve.h"
+#include "net/sock.h"
 
 #define MAX_WORKERS 1024
 

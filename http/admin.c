@@ -1,8 +1,5 @@
 #include "http/admin.h"
 
-#include "http/proxy.h"
-#include "http/stats.h"
-
 #include <errno.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,6 +8,9 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "http/proxy.h"
+#include "http/stats.h"
 
 /* Operation kinds of the admin listener; the proxy's own stay below. */
 enum admin_op {

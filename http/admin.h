@@ -6,9 +6,9 @@
 #ifndef RINGPROXY_HTTP_ADMIN_H
 #define RINGPROXY_HTTP_ADMIN_H
 
-#include "core/loop.h"
-
 #include <liburing.h>
+
+#include "core/loop.h"
 
 struct http_shared;
 struct http_admin;

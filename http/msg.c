@@ -187,6 +187,47 @@ int http_is_tchar(unsigned char c)
     return 0;
 }
 
+#define IS(lit) (n.len == sizeof(lit) - 1 && !strncasecmp(n.p, lit, sizeof(lit) - 1))
+
+enum http_hk http_hk_of(struct core_str n)
+{
+    switch (n.len) {
+    case 2:
+        return IS("te") ? HK_TE : HK_OTHER;
+    case 4:
+        return IS("host") ? HK_HOST : HK_OTHER;
+    case 7:
+        return IS("referer")   ? HK_REFERER
+               : IS("upgrade") ? HK_UPGRADE
+               : IS("trailer") ? HK_TRAILER
+                               : HK_OTHER;
+    case 10:
+        return IS("connection")   ? HK_CONNECTION
+               : IS("user-agent") ? HK_USER_AGENT
+               : IS("keep-alive") ? HK_KEEP_ALIVE
+                                  : HK_OTHER;
+    case 12:
+        return IS("content-type") ? HK_CONTENT_TYPE : HK_OTHER;
+    case 13:
+        return IS("section-io-id") ? HK_SECTION_IO_ID : HK_OTHER;
+    case 14:
+        return IS("content-length")   ? HK_CONTENT_LENGTH
+               : IS("section-io-tag") ? HK_SECTION_IO_TAG
+               : IS("true-client-ip") ? HK_TRUE_CLIENT_IP
+                                      : HK_OTHER;
+    case 16:
+        return IS("proxy-connection") ? HK_PROXY_CONNECTION : HK_OTHER;
+    case 17:
+        return IS("transfer-encoding")   ? HK_TRANSFER_ENCODING
+               : IS("x-forwarded-proto") ? HK_X_FORWARDED_PROTO
+                                         : HK_OTHER;
+    default:
+        return HK_OTHER;
+    }
+}
+
+#undef IS
+
 int http_msg_head(struct http_msg *m, llhttp_type_t type, const char *p, size_t n,
                   struct core_hdr *hdrs, uint16_t max_hdrs)
 {
@@ -209,14 +250,22 @@ int http_msg_head(struct http_msg *m, llhttp_type_t type, const char *p, size_t 
     } else if (e != HPE_OK) {
         return m->too_many ? -431 : -400;
     }
+    memset(m->count, 0, sizeof(m->count));
+    memset(m->first, 0xff, sizeof(m->first));
     for (uint16_t i = 0; i < m->nhdrs; i++) {
         const struct core_str *nm = &m->hdrs[i].name;
+        enum http_hk k;
 
         if (!nm->len)
             return -400;
+        k = http_hk_of(*nm);
+        if (m->first[k] < 0)
+            m->first[k] = (int16_t)i;
+        if (m->count[k] < 255)
+            m->count[k]++;
         /* llhttp 8.1.0 takes "Host : x"; a space before the colon is malformed. */
-        for (size_t k = 0; k < nm->len; k++)
-            if (!http_is_tchar((unsigned char)nm->p[k]))
+        for (size_t j = 0; j < nm->len; j++)
+            if (!http_is_tchar((unsigned char)nm->p[j]))
                 return -400;
     }
     return 0;

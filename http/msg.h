@@ -8,11 +8,12 @@
 #ifndef RINGPROXY_HTTP_MSG_H
 #define RINGPROXY_HTTP_MSG_H
 
-#include "core/str.h"
-
-#include <llhttp.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include <llhttp.h>
+
+#include "core/str.h"
 
 struct http_scan {
     uint32_t len;      /* head bytes seen */
@@ -37,6 +38,32 @@ struct http_limits {
 long http_scan(struct http_scan *s, const struct http_limits *l, const char *p, size_t n,
                int *ret_done);
 
+/* Header fields the proxy looks at, found in one pass over the parsed head. */
+enum http_hk {
+    HK_OTHER = 0,
+    HK_HOST,
+    HK_CONNECTION,
+    HK_KEEP_ALIVE,
+    HK_PROXY_CONNECTION,
+    HK_TE,
+    HK_TRAILER,
+    HK_UPGRADE,
+    HK_TRANSFER_ENCODING,
+    HK_CONTENT_LENGTH,
+    HK_CONTENT_TYPE,
+    HK_REFERER,
+    HK_USER_AGENT,
+    HK_X_FORWARDED_PROTO,
+    HK_SECTION_IO_ID,
+    HK_SECTION_IO_TAG,
+    HK_TRUE_CLIENT_IP,
+    /* must stay last */
+    HK_COUNT
+};
+
+/* Which known field a name is (case-insensitive), or HK_OTHER. */
+enum http_hk http_hk_of(struct core_str name);
+
 struct http_msg {
     llhttp_t parser;
     struct core_str method;
@@ -48,6 +75,8 @@ struct http_msg {
     uint8_t no_body;  /* responses: the request was HEAD */
     uint8_t complete; /* on_message_complete seen */
     uint8_t too_many;
+    uint8_t count[HK_COUNT]; /* occurrences, saturating at 255 */
+    int16_t first[HK_COUNT]; /* index of the first occurrence, -1 when absent */
     /* Decoded body bytes, when on_body is set (HTTP/1.0 clients of chunked responses). */
     void (*on_body)(void *ctx, const char *p, size_t n);
     void *ctx;
@@ -70,6 +99,12 @@ int http_msg_body(struct http_msg *m, const char *p, size_t n, size_t *ret_used)
 
 /* The end of a read-until-close body: 1 when that ends the message, else -1. */
 int http_msg_eof(struct http_msg *m);
+
+/* Value of the first field of kind k, or an absent view. */
+static inline struct core_str http_msg_known(const struct http_msg *m, enum http_hk k)
+{
+    return m->first[k] >= 0 ? m->hdrs[m->first[k]].value : (struct core_str){0};
+}
 
 /* First header named name (case-insensitive), or an absent view. */
 struct core_str http_msg_get(const struct http_msg *m, const char *name, size_t len);

@@ -12,16 +12,7 @@
  */
 #include "http/proxy.h"
 
-#include "core/loop.h"
-#include "core/timer.h"
-#include "http/admin.h"
-#include "http/msg.h"
-#include "log/error.h"
-#include "log/out.h"
-#include "net/sock.h"
-
 #include <errno.h>
-#include <liburing.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +21,16 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <liburing.h>
+
+#include "core/loop.h"
+#include "core/timer.h"
+#include "http/admin.h"
+#include "http/msg.h"
+#include "log/error.h"
+#include "log/out.h"
+#include "net/sock.h"
 
 #define HIGH_WATER (256 * 1024) /* bytes queued per direction before reading pauses */
 #define IOV_SEND 16
@@ -162,6 +163,7 @@ struct http_conn {
     char upstream_addr[NET_ADDRSTRLEN];
     int64_t up_connect_us, up_header_us, up_total_us, up_bytes;
     int up_reused;
+    char peer[NET_ADDRSTRLEN]; /* filled on first use */
 };
 
 struct http_up {
@@ -645,19 +647,12 @@ static void conn_respond(struct http_worker *w, struct http_conn *c, int status,
 
 /* ---- access log ------------------------------------------------------- */
 
-static struct core_str hdr_or_absent(const struct http_msg *m, int have, const char *name,
-                                     size_t len)
-{
-    return have ? http_msg_get(m, name, len) : (struct core_str){0};
-}
-
 static void conn_log(struct http_worker *w, struct http_conn *c)
 {
     struct log_access_rec r = {0};
     int have_req = c->req.method.p != NULL;
     struct http_up *u = c->up;
     int have_resp = u && u->blk && u->resp.nhdrs;
-    char peer[NET_ADDRSTRLEN];
     uint64_t dur = w->t->now_us - c->start_us;
     char *line;
     long n;
@@ -673,23 +668,27 @@ static void conn_log(struct http_worker *w, struct http_conn *c)
         r.target = c->req.target;
         r.version = c->http10 ? (struct core_str){"HTTP/1.0", 8} : (struct core_str){"HTTP/1.1", 8};
     }
-    r.host = hdr_or_absent(&c->req, have_req, "host", 4);
-    r.referrer = hdr_or_absent(&c->req, have_req, "referer", 7);
-    r.useragent = hdr_or_absent(&c->req, have_req, "user-agent", 10);
-    r.x_forwarded_proto = hdr_or_absent(&c->req, have_req, "x-forwarded-proto", 17);
-    r.section_io_id = hdr_or_absent(&c->req, have_req, "section-io-id", 13);
-    r.section_io_tag = hdr_or_absent(&c->req, have_req, "section-io-tag", 14);
-    r.client_ip = hdr_or_absent(&c->req, have_req, "true-client-ip", 14);
+    if (have_req) {
+        r.host = http_msg_known(&c->req, HK_HOST);
+        r.referrer = http_msg_known(&c->req, HK_REFERER);
+        r.useragent = http_msg_known(&c->req, HK_USER_AGENT);
+        r.x_forwarded_proto = http_msg_known(&c->req, HK_X_FORWARDED_PROTO);
+        r.section_io_id = http_msg_known(&c->req, HK_SECTION_IO_ID);
+        r.section_io_tag = http_msg_known(&c->req, HK_SECTION_IO_TAG);
+        r.client_ip = http_msg_known(&c->req, HK_TRUE_CLIENT_IP);
+    }
     if (!r.client_ip.p) {
-        struct sockaddr_storage ss;
-        socklen_t sl = sizeof(ss);
-        if (getpeername(c->e.fd, (struct sockaddr *)&ss, &sl) == 0) {
-            r.client_ip.len = net_ip_str(&ss, peer, sizeof(peer));
-            r.client_ip.p = peer;
+        /* C10: the socket peer when the edge sent no True-Client-IP; asked once per connection */
+        if (!c->peer[0]) {
+            struct sockaddr_storage ss;
+            socklen_t sl = sizeof(ss);
+            if (getpeername(c->e.fd, (struct sockaddr *)&ss, &sl) == 0)
+                net_ip_str(&ss, c->peer, sizeof(c->peer));
         }
+        r.client_ip = (struct core_str){c->peer, strlen(c->peer)};
     }
     if (have_resp)
-        r.content_type = HTTP_MSG_GET(&u->resp, "content-type");
+        r.content_type = http_msg_known(&u->resp, HK_CONTENT_TYPE);
     if (c->upstream_addr[0])
         r.upstream_addr = (struct core_str){c->upstream_addr, strlen(c->upstream_addr)};
     r.status = c->status;
@@ -820,13 +819,21 @@ static void conn_abort(struct http_worker *w, struct http_conn *c, const char *w
 
 static int is_hop_by_hop(const struct http_msg *m, struct core_str name, int keep_upgrade)
 {
-    if (CORE_STR_IEQ(name, "connection") || CORE_STR_IEQ(name, "keep-alive") ||
-        CORE_STR_IEQ(name, "proxy-connection") || CORE_STR_IEQ(name, "te") ||
-        CORE_STR_IEQ(name, "trailer"))
+    switch (http_hk_of(name)) {
+    case HK_CONNECTION:
+    case HK_KEEP_ALIVE:
+    case HK_PROXY_CONNECTION:
+    case HK_TE:
+    case HK_TRAILER:
         return 1;
-    if (CORE_STR_IEQ(name, "upgrade"))
+    case HK_UPGRADE:
         return !keep_upgrade;
-    for (uint16_t i = 0; i < m->nhdrs; i++)
+    default:
+        break;
+    }
+    if (!m->count[HK_CONNECTION])
+        return 0;
+    for (uint16_t i = (uint16_t)m->first[HK_CONNECTION]; i < m->nhdrs; i++)
         if (CORE_STR_IEQ(m->hdrs[i].name, "connection") &&
             http_token_in(m->hdrs[i].value, name.p, name.len))
             return 1;
@@ -887,8 +894,8 @@ static int req_rewrite(struct http_worker *w, struct http_conn *c)
     llhttp_t *p = &m->parser;
     struct wbuf b = {c->blk + w->cfg->limits.max_header_bytes, 0,
                      w->hdr_off - w->cfg->limits.max_header_bytes, 0};
-    unsigned nhost = HTTP_MSG_COUNT(m, "host");
-    struct core_str te = HTTP_MSG_GET(m, "transfer-encoding");
+    unsigned nhost = m->count[HK_HOST];
+    struct core_str te = http_msg_known(m, HK_TRANSFER_ENCODING);
     struct core_str authority = {0}, path = m->target;
 
     if (p->http_major != 1)
@@ -913,7 +920,7 @@ static int req_rewrite(struct http_worker *w, struct http_conn *c)
     if (w->cfg->limits.max_body_bytes && p->content_length > w->cfg->limits.max_body_bytes &&
         !(p->flags & F_CHUNKED))
         return -413;
-    c->upgrade = p->upgrade && HTTP_MSG_GET(m, "upgrade").p != NULL;
+    c->upgrade = p->upgrade && m->count[HK_UPGRADE];
     c->has_body = (p->flags & F_CHUNKED) || p->content_length > 0;
     c->idempotent = p->method == HTTP_GET || p->method == HTTP_HEAD || p->method == HTTP_OPTIONS ||
                     p->method == HTTP_PUT || p->method == HTTP_DELETE || p->method == HTTP_TRACE;
@@ -928,7 +935,7 @@ static int req_rewrite(struct http_worker *w, struct http_conn *c)
     for (uint16_t i = 0; i < m->nhdrs; i++) {
         if (is_hop_by_hop(m, m->hdrs[i].name, c->upgrade))
             continue;
-        if (authority.p && CORE_STR_IEQ(m->hdrs[i].name, "host")) {
+        if (authority.p && http_hk_of(m->hdrs[i].name) == HK_HOST) {
             wb_hdr(&b, m->hdrs[i].name, authority);
             continue;
         }
@@ -1149,7 +1156,7 @@ static int resp_rewrite(struct http_worker *w, struct http_up *u, struct http_co
 
         if (is_hop_by_hop(m, n, tunnel))
             continue;
-        if (c->decode && CORE_STR_IEQ(n, "transfer-encoding"))
+        if (c->decode && http_hk_of(n) == HK_TRANSFER_ENCODING)
             continue;
         wb_hdr(&b, n, m->hdrs[i].value);
     }

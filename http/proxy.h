@@ -6,13 +6,13 @@
 #ifndef RINGPROXY_HTTP_PROXY_H
 #define RINGPROXY_HTTP_PROXY_H
 
+#include <stdatomic.h>
+#include <stdint.h>
+
 #include "cfg/cfg.h"
 #include "http/stats.h"
 #include "log/access.h"
 #include "net/resolve.h"
-
-#include <stdatomic.h>
-#include <stdint.h>
 
 #define HTTP_MAX_LISTENERS 2
 

@@ -1,7 +1,5 @@
 #include "net/resolve.h"
 
-#include "log/error.h"
-
 #include <errno.h>
 #include <netdb.h>
 #include <pthread.h>
@@ -10,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#include "log/error.h"
 
 struct seen {
     _Atomic uint64_t gen;

@@ -9,10 +9,10 @@
 #ifndef RINGPROXY_NET_RESOLVE_H
 #define RINGPROXY_NET_RESOLVE_H
 
-#include "net/sock.h"
-
 #include <stdint.h>
 #include <sys/socket.h>
+
+#include "net/sock.h"
 
 struct net_addr {
     struct sockaddr_storage sa;

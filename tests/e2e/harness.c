@@ -1,7 +1,6 @@
 #include "tests/e2e/harness.h"
 
 #include <arpa/inet.h>
-#include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -16,6 +15,8 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <criterion/criterion.h>
 
 unsigned h_free_port(void)
 {

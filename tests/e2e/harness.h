@@ -6,10 +6,10 @@
 #ifndef RINGPROXY_TESTS_HARNESS_H
 #define RINGPROXY_TESTS_HARNESS_H
 
-#include "tests/support/origin.h"
-
 #include <stddef.h>
 #include <sys/types.h>
+
+#include "tests/support/origin.h"
 
 struct proxy {
     pid_t pid;

@@ -3,16 +3,17 @@
  * Framing both ways, keep-alive and reuse on both sides (C11), pipelining,
  * 502/504, the access log (C5) and graceful shutdown.
  */
-#include "tests/e2e/harness.h"
-
-#include <criterion/criterion.h>
-#include <jansson.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include <criterion/criterion.h>
+#include <jansson.h>
+
+#include "tests/e2e/harness.h"
 
 static struct origin *origin;
 static struct proxy px;

@@ -1,11 +1,11 @@
 /* ringproxy-demo-origin: the test origin as a program, for the quick start and bench/. */
-#include "tests/support/origin.h"
-
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#include "tests/support/origin.h"
 
 int main(int argc, char **argv)
 {
