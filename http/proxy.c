@@ -924,7 +924,7 @@ static int req_rewrite(struct http_worker *w, struct http_conn *c)
     c->has_body = (p->flags & F_CHUNKED) || p->content_length > 0;
     c->idempotent = p->method == HTTP_GET || p->method == HTTP_HEAD || p->method == HTTP_OPTIONS ||
                     p->method == HTTP_PUT || p->method == HTTP_DELETE || p->method == HTTP_TRACE;
-    c->keep_alive = llhttp_should_keep_alive(p) && !c->upgrade;
+    c->keep_alive = llhttp_should_keep_alive(p);
 
     wb_put(&b, m->method.p, m->method.len);
     WB_LIT(&b, " ");
@@ -1037,6 +1037,19 @@ static void conn_body(struct http_worker *w, struct http_conn *c)
     conn_check_done(w, c);
 }
 
+/* Tunnel: move received bytes to the other socket while it has room. */
+static void relay(struct http_worker *w, struct http_end *from, struct http_end *to)
+{
+    struct core_segq *q = &from->rxq;
+
+    while (q->head && to->txq.bytes < HIGH_WATER) {
+        struct core_seg *s = q->head;
+        (void)core_segq_push(&to->txq, &w->t->pool, &w->t->bufs, s->p, s->len, s->bid);
+        core_segq_consume(q, &w->t->pool, &w->t->bufs, s->len);
+    }
+    end_tx_kick(w, to);
+}
+
 static void conn_process(struct http_worker *w, struct http_conn *c)
 {
     if (c->e.closing)
@@ -1045,10 +1058,6 @@ static void conn_process(struct http_worker *w, struct http_conn *c)
     case HST_IDLE:
         if (!c->e.rxq.bytes)
             break;
-        if (w->draining) {
-            conn_linger(w, c);
-            break;
-        }
         c->state = HST_HEAD;
         c->tx_mark = c->e.tx_total + c->e.txq.bytes;
         c->rx_mark = c->e.rx_total - c->e.rxq.bytes;
@@ -1066,13 +1075,8 @@ static void conn_process(struct http_worker *w, struct http_conn *c)
         /* Pipelined requests wait in rxq; a full rxq pauses reading. */
         break;
     case HST_TUNNEL:
-        if (c->up) {
-            struct core_seg *s;
-            for (s = c->e.rxq.head; s; s = s->next)
-                (void)core_segq_push(&c->up->e.txq, &w->t->pool, &w->t->bufs, s->p, s->len, s->bid);
-            core_segq_clear(&c->e.rxq, &w->t->pool, &w->t->bufs);
-            end_tx_kick(w, &c->up->e);
-        }
+        if (c->up)
+            relay(w, &c->e, &c->up->e);
         break;
     case HST_LINGER:
         core_segq_clear(&c->e.rxq, &w->t->pool, &w->t->bufs);
@@ -1312,11 +1316,8 @@ static void up_process(struct http_worker *w, struct http_up *u)
             }
         }
     }
-    if (u->state == UPS_TUNNEL && q->bytes) {
-        for (struct core_seg *s = q->head; s; s = s->next)
-            (void)core_segq_push(&c->e.txq, &w->t->pool, &w->t->bufs, s->p, s->len, s->bid);
-        core_segq_clear(q, &w->t->pool, &w->t->bufs);
-    }
+    if (u->state == UPS_TUNNEL)
+        relay(w, &u->e, &c->e);
     end_tx_kick(w, &c->e);
     if (u->e.eof && !q->bytes) {
         if (u->state == UPS_BODY && llhttp_message_needs_eof(&u->resp.parser) &&
@@ -1589,12 +1590,9 @@ static void on_send(struct http_worker *w, struct http_end *e, const struct io_u
         struct http_up *u = (struct http_up *)e;
 
         end_tx_kick(w, e);
-        if (u->c && !u->c->e.closing) {
-            if (u->c->state == HST_BODY)
-                conn_process(w, u->c);
-            else if (u->c->state == HST_TUNNEL)
-                end_rx_update(w, &u->c->e);
-        }
+        /* room upstream lets the client's backlog move */
+        if (u->c && !u->c->e.closing && (u->c->state == HST_BODY || u->c->state == HST_TUNNEL))
+            conn_process(w, u->c);
     }
 }
 

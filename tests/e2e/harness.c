@@ -76,9 +76,10 @@ int h_connect(unsigned port)
     return fd;
 }
 
-void h_proxy_start(struct proxy *p, unsigned upstream_port, const char *json,
-                   const char *const *args)
+static void start(struct proxy *p, unsigned upstream_port, const char *json,
+                  const char *const *args, int piped)
 {
+    int pfd[2] = {-1, -1};
     char listen[32], upstream[32], admin[32];
     const char *bin = getenv("RINGPROXY");
     const char *argv[32];
@@ -119,16 +120,21 @@ void h_proxy_start(struct proxy *p, unsigned upstream_port, const char *json,
         argv[n++] = args[i];
     argv[n] = NULL;
 
+    if (piped)
+        cr_assert(pipe2(pfd, O_CLOEXEC) == 0);
     p->pid = fork();
     cr_assert(p->pid >= 0);
     if (p->pid == 0) {
-        int out = open(p->out_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        int out = piped ? pfd[1] : open(p->out_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
         int err = open(p->err_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
         dup2(out, 1);
         dup2(err, 2);
         execv(bin, (char *const *)argv);
         _exit(127);
     }
+    p->out_fd = pfd[0];
+    if (piped)
+        close(pfd[1]);
     for (int i = 0; i < 500; i++) {
         int fd;
 
@@ -149,6 +155,18 @@ void h_proxy_start(struct proxy *p, unsigned upstream_port, const char *json,
         msleep(10);
     }
     cr_assert_fail("ringproxy did not start listening within 5 s");
+}
+
+void h_proxy_start(struct proxy *p, unsigned upstream_port, const char *json,
+                   const char *const *args)
+{
+    start(p, upstream_port, json, args, 0);
+}
+
+void h_proxy_start_piped(struct proxy *p, unsigned upstream_port, const char *json,
+                         const char *const *args)
+{
+    start(p, upstream_port, json, args, 1);
 }
 
 int h_proxy_stop(struct proxy *p)

@@ -17,6 +17,7 @@ struct proxy {
     char dir[64];      /* config folder (holds proxy.json when given) */
     char out_path[96]; /* the proxy's stdout */
     char err_path[96]; /* the proxy's stderr */
+    int out_fd;        /* with h_proxy_start_piped: read end of the proxy's stdout pipe */
 };
 
 /* A port nobody listens on right now. */
@@ -30,6 +31,10 @@ unsigned h_free_port(void);
  */
 void h_proxy_start(struct proxy *p, unsigned upstream_port, const char *json,
                    const char *const *args);
+
+/* The same, with stdout a pipe whose read end is p->out_fd (the test decides when to read). */
+void h_proxy_start_piped(struct proxy *p, unsigned upstream_port, const char *json,
+                         const char *const *args);
 
 /* SIGTERM, wait (bounded), return the exit status (-1 on a signal or timeout). */
 int h_proxy_stop(struct proxy *p);
