@@ -58,8 +58,8 @@ enum cfg_field {
     CFG_F_UPSTREAM_STATUS,
     CFG_F_SECTION_IO_ID,
     CFG_F_SECTION_IO_TAG,
-    CFG_F_REQUEST_BYTES,           /* bytes received from the client */
-    CFG_F_UPSTREAM_BYTES,          /* bytes received from the upstream */
+    CFG_F_REQUEST_BYTES,  /* bytes received from the client */
+    CFG_F_UPSTREAM_BYTES, /* bytes received from the upstream */
     CFG_F_UPSTREAM_CONNECT_MS,
     CFG_F_UPSTREAM_HEADER_MS,
     CFG_F_UPSTREAM_RESPONSE_MS,

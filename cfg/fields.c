@@ -55,10 +55,13 @@ static const char *const field_docs[CFG_F_COUNT] = {
     [CFG_F_SECTION_IO_TAG] = "section-io-tag request header",
     [CFG_F_REQUEST_BYTES] = "bytes received from the client for this request",
     [CFG_F_UPSTREAM_BYTES] = "bytes received from the upstream",
-    [CFG_F_UPSTREAM_CONNECT_MS] = "upstream connect time in milliseconds (3 decimals); `-` when a pooled connection was reused",
-    [CFG_F_UPSTREAM_HEADER_MS] = "request sent to response head received, milliseconds (3 decimals)",
-    [CFG_F_UPSTREAM_RESPONSE_MS] = "request sent to last response byte received, milliseconds (3 decimals)",
-    [CFG_F_UPSTREAM_REUSED] = "whether the upstream connection came from the pool: `true` or `false`",
+    [CFG_F_UPSTREAM_CONNECT_MS] = "upstream connect, milliseconds (3 decimals); `-` if reused",
+    [CFG_F_UPSTREAM_HEADER_MS] =
+        "request sent to response head received, milliseconds (3 decimals)",
+    [CFG_F_UPSTREAM_RESPONSE_MS] =
+        "request sent to last response byte received, milliseconds (3 decimals)",
+    [CFG_F_UPSTREAM_REUSED] =
+        "whether the upstream connection came from the pool: `true` or `false`",
     [CFG_F_UPSTREAM_ATTEMPTS] = "upstream attempts made (a safe retry makes 2)",
     [CFG_F_TERMINATION] = "why the exchange ended early; `-` when it ended normally",
 };

@@ -1,0 +1,324 @@
+#include "cfg/schema.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "cfg/cfg.h"
+
+static const char *const log_level_names[CFG_LL_COUNT] = {
+    [CFG_LL_ERROR] = "error",
+    [CFG_LL_WARN] = "warn",
+    [CFG_LL_INFO] = "info",
+    [CFG_LL_DEBUG] = "debug",
+};
+
+static const char *const log_format_names[CFG_LOG_FORMAT_COUNT] = {
+    [CFG_LOG_JSON] = "json",
+    [CFG_LOG_LTSV] = "ltsv",
+};
+
+/* Enum members are written through an int pointer: both must have its size. */
+static_assert(sizeof(enum cfg_log_level) == sizeof(int), "enum size");
+static_assert(sizeof(enum cfg_log_format) == sizeof(int), "enum size");
+
+#define MEMBER_SIZE(m) sizeof(((struct cfg *)0)->m)
+
+#define OBJECT(p, d)                                                                               \
+    {                                                                                              \
+        .path = (p), .kind = CFG_K_OBJECT, .doc = (d)                                              \
+    }
+#define UINT(p, m, lo, hi, dflt, d)                                                                \
+    {                                                                                              \
+        .path = (p), .kind = CFG_K_UINT, .min = (lo), .max = (hi), .def = (dflt),                  \
+        .offset = offsetof(struct cfg, m), .size = MEMBER_SIZE(m), .doc = (d)                      \
+    }
+#define ENUM(p, m, list, dflt, d)                                                                  \
+    {                                                                                              \
+        .path = (p), .kind = CFG_K_ENUM, .def = (dflt), .names = (list),                           \
+        .nnames = sizeof(list) / sizeof((list)[0]), .offset = offsetof(struct cfg, m),             \
+        .size = MEMBER_SIZE(m), .doc = (d)                                                         \
+    }
+#define ARRAY(p, k, m, mn, lo, hi, d)                                                              \
+    {                                                                                              \
+        .path = (p), .kind = (k), .min = (lo), .max = (hi), .offset = offsetof(struct cfg, m),     \
+        .size = MEMBER_SIZE(m), .offset_n = offsetof(struct cfg, mn), .doc = (d)                   \
+    }
+
+/*
+ * Ranges: wide enough for any sane deployment, narrow enough to catch a
+ * value written in the wrong unit (seconds for milliseconds, KiB for bytes).
+ */
+static const struct cfg_key keys[] = {
+    {.path = "$schema",
+     .kind = CFG_K_IGNORED,
+     .doc = "URI of a JSON Schema, for editors; not used by the proxy"},
+    UINT("workers", workers, 0, 1024, 0, "worker threads, one io_uring each; 0 = one per CPU"),
+    UINT("shutdown_grace_ms", shutdown_grace_ms, 0, 600000, 10000,
+         "after SIGTERM or SIGINT, how long in-flight requests may take to finish"),
+    ENUM("log_level", log_level, log_level_names, CFG_LL_INFO,
+         "least severe diagnostic written to stderr"),
+
+    OBJECT("upstream", "the connections to `next-hop:80` (C3, C4, C11)"),
+    UINT("upstream.connect_timeout_ms", upstream.connect_timeout_ms, 1, 300000, 5000,
+         "TCP connect to the upstream; on expiry the client gets 502"),
+    UINT("upstream.response_timeout_ms", upstream.response_timeout_ms, 1, 3600000, 60000,
+         "request sent to response head, and between reads of the response; on expiry 504"),
+    UINT("upstream.resolve_interval_ms", upstream.resolve_interval_ms, 100, 3600000, 5000,
+         "how often `next-hop` is resolved again; the last good answer is kept on failure"),
+    UINT("upstream.pool_idle_timeout_ms", upstream.pool_idle_timeout_ms, 1, 3600000, 4000,
+         "an idle pooled upstream connection is closed after this; keep it below the "
+         "origin's keep-alive timeout (Apache's is 5 s)"),
+    UINT("upstream.pool_max_idle", upstream.pool_max_idle, 0, 65536, 64,
+         "idle upstream connections kept per worker; 0 = no reuse"),
+
+    OBJECT("client", "the connections from the Section edge"),
+    UINT("client.header_timeout_ms", client.header_timeout_ms, 1, 600000, 10000,
+         "hard deadline for a complete request head; on expiry 408 and close"),
+    UINT("client.idle_timeout_ms", client.idle_timeout_ms, 1, 3600000, 60000,
+         "a keep-alive connection with no request for this long is closed"),
+    UINT("client.max_connections", client.max_connections, 0, 1048576, 0,
+         "open client connections per worker; 0 = bounded only by the file-descriptor limit"),
+
+    OBJECT("limits", "request size limits"),
+    UINT("limits.max_header_bytes", limits.max_header_bytes, 1024, 1048576, 32768,
+         "request line and headers together; more gets 431"),
+    UINT("limits.max_header_line_bytes", limits.max_header_line_bytes, 256, 1048576, 8192,
+         "one header line; longer gets 431"),
+    UINT("limits.max_uri_bytes", limits.max_uri_bytes, 256, 1048576, 8192,
+         "request target; longer gets 414"),
+    UINT("limits.max_headers", limits.max_headers, 1, 10000, 100,
+         "number of request headers; more gets 431"),
+    UINT("limits.max_body_bytes", limits.max_body_bytes, 0, CFG_JSON_INT_MAX, 0,
+         "request body; larger gets 413; 0 = no limit"),
+
+    OBJECT("access_log", "the access log on stdout (C5)"),
+    ENUM("access_log.format", access_log.format, log_format_names, CFG_LOG_JSON,
+         "one JSON object or one LTSV record per line"),
+    ARRAY("access_log.fields", CFG_K_FIELDS, access_log.fields, access_log.nfields, 1, CFG_F_COUNT,
+          "fields of a line, in this order; names from the field list below, each at most once"),
+    ARRAY("access_log.request_headers", CFG_K_HEADERS, access_log.request_headers,
+          access_log.nrequest_headers, 0, CFG_MAX_LOG_HEADERS,
+          "request headers to log too, as fields `http_<name>` (lower case, `-` as `_`)"),
+    ARRAY("access_log.response_headers", CFG_K_HEADERS, access_log.response_headers,
+          access_log.nresponse_headers, 0, CFG_MAX_LOG_HEADERS,
+          "response headers to log too, as fields `sent_http_<name>`"),
+    UINT("access_log.buffer_bytes", access_log.buffer_bytes, 65536, 1073741824, 1048576,
+         "log bytes a worker may hold while stdout is slow; beyond it lines are dropped "
+         "and counted"),
+
+    OBJECT("admin", "the loopback listener for `/healthz` and `/metrics` (C2)"),
+    {.path = "admin.listen",
+     .kind = CFG_K_LISTEN,
+     .def_str = "127.0.0.1:9000",
+     .offset = offsetof(struct cfg, admin.listen),
+     .size = MEMBER_SIZE(admin.listen),
+     .doc = "`\"ADDR:PORT\"` or `\"[IPV6]:PORT\"`, numeric, on loopback only: 127.0.0.0/8 or "
+            "`[::1]`"},
+};
+
+static_assert(sizeof(keys) / sizeof(keys[0]) <= CFG_SCHEMA_MAX_KEYS, "raise CFG_SCHEMA_MAX_KEYS");
+
+static const struct cfg_rule rules[] = {
+    {"limits.max_header_line_bytes", "limits.max_header_bytes",
+     "a header line is part of the request head"},
+    {"limits.max_uri_bytes", "limits.max_header_bytes",
+     "the request target is part of the request head"},
+};
+
+const struct cfg_key *cfg_schema_keys(size_t *ret_n)
+{
+    *ret_n = sizeof(keys) / sizeof(keys[0]);
+    return keys;
+}
+
+const struct cfg_rule *cfg_schema_rules(size_t *ret_n)
+{
+    *ret_n = sizeof(rules) / sizeof(rules[0]);
+    return rules;
+}
+
+const struct cfg_key *cfg_schema_find(const char *path)
+{
+    for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+        if (strcmp(keys[i].path, path) == 0)
+            return &keys[i];
+    }
+    return NULL;
+}
+
+const char *cfg_key_name(const struct cfg_key *k)
+{
+    const char *dot = strrchr(k->path, '.');
+
+    return dot ? dot + 1 : k->path;
+}
+
+int cfg_key_in(const struct cfg_key *k, const char *parent)
+{
+    const char *name = cfg_key_name(k);
+    size_t plen = strlen(parent);
+
+    if (plen == 0)
+        return name == k->path;
+    return (size_t)(name - k->path) == plen + 1 && strncmp(k->path, parent, plen) == 0;
+}
+
+void cfg_key_pointer(const char *path, char *buf, size_t cap)
+{
+    size_t n = 0;
+
+    if (cap == 0)
+        return;
+    /* Known keys hold neither '~' nor '/', so no RFC 6901 escaping is needed. */
+    if (n + 1 < cap)
+        buf[n++] = '/';
+    for (const char *p = path; *p && n + 1 < cap; p++)
+        buf[n++] = *p == '.' ? '/' : *p;
+    buf[n] = '\0';
+}
+
+const char *cfg_log_level_name(enum cfg_log_level l)
+{
+    return (unsigned)l < CFG_LL_COUNT ? log_level_names[l] : "?";
+}
+
+const char *cfg_log_format_name(enum cfg_log_format f)
+{
+    return (unsigned)f < CFG_LOG_FORMAT_COUNT ? log_format_names[f] : "?";
+}
+
+struct cfg *cfg_new_default(void)
+{
+    struct cfg *c = calloc(1, sizeof(*c));
+
+    if (!c)
+        return NULL;
+    for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+        const struct cfg_key *k = &keys[i];
+        char *m = (char *)c + k->offset;
+
+        switch (k->kind) {
+        case CFG_K_UINT:
+            if (k->size == sizeof(uint32_t))
+                *(uint32_t *)(void *)m = (uint32_t)k->def;
+            else
+                *(uint64_t *)(void *)m = k->def;
+            break;
+        case CFG_K_ENUM:
+            *(int *)(void *)m = (int)k->def;
+            break;
+        case CFG_K_FIELDS:
+            for (int f = 0; f < CFG_F_COUNT; f++)
+                ((enum cfg_field *)(void *)m)[f] = (enum cfg_field)f;
+            *(size_t *)(void *)((char *)c + k->offset_n) = CFG_F_COUNT;
+            break;
+        case CFG_K_LISTEN:
+            (void)strncpy(m, k->def_str, k->size - 1);
+            break;
+        case CFG_K_OBJECT:
+        case CFG_K_HEADERS: /* calloc: none */
+        case CFG_K_IGNORED:
+        case CFG_K_COUNT:
+            break;
+        }
+    }
+    return c;
+}
+
+static void strv_free(char **v, size_t n)
+{
+    if (!v)
+        return;
+    for (size_t i = 0; i < n; i++)
+        free(v[i]);
+    free(v);
+}
+
+void cfg_free(struct cfg *c)
+{
+    if (!c)
+        return;
+    strv_free(c->access_log.request_headers, c->access_log.nrequest_headers);
+    strv_free(c->access_log.response_headers, c->access_log.nresponse_headers);
+    free(c);
+}
+
+void cfg_errs_free(struct cfg_errs *e)
+{
+    if (!e)
+        return;
+    strv_free(e->lines, e->n);
+    e->lines = NULL;
+    e->n = 0;
+}
+
+static char lower(char ch)
+{
+    return ch >= 'A' && ch <= 'Z' ? (char)(ch - 'A' + 'a') : ch;
+}
+
+size_t cfg_distance(const char *a, size_t alen, const char *b, size_t blen, size_t limit)
+{
+    /* Keys are short; anything longer is never a typo of one. */
+    enum { MAXLEN = 64 };
+    size_t rows[3][MAXLEN + 1];
+    size_t *pp = rows[0], *prev = rows[1], *cur = rows[2];
+
+    if (alen > MAXLEN || blen > MAXLEN)
+        return limit + 1;
+    if ((alen > blen ? alen - blen : blen - alen) > limit)
+        return limit + 1;
+    for (size_t j = 0; j <= blen; j++)
+        prev[j] = j;
+    for (size_t i = 1; i <= alen; i++) {
+        cur[0] = i;
+        for (size_t j = 1; j <= blen; j++) {
+            size_t cost = lower(a[i - 1]) == lower(b[j - 1]) ? 0 : 1;
+            size_t d = prev[j] + 1;
+
+            if (cur[j - 1] + 1 < d)
+                d = cur[j - 1] + 1;
+            if (prev[j - 1] + cost < d)
+                d = prev[j - 1] + cost;
+            if (i > 1 && j > 1 && lower(a[i - 1]) == lower(b[j - 2]) &&
+                lower(a[i - 2]) == lower(b[j - 1]) && pp[j - 2] + 1 < d)
+                d = pp[j - 2] + 1;
+            cur[j] = d;
+        }
+        size_t *t = pp;
+        pp = prev;
+        prev = cur;
+        cur = t;
+    }
+    return prev[blen] > limit ? limit + 1 : prev[blen];
+}
+
+const char *cfg_suggest(const char *s, size_t len, const char *const *cand, size_t n)
+{
+    /* Up to a third of the letters wrong, at least one, at most three. */
+    size_t limit = len <= 3 ? 1 : len / 3 > 3 ? 3 : len / 3;
+    const char *best = NULL;
+    size_t best_d = limit + 1;
+
+    for (size_t i = 0; i < n; i++) {
+        size_t d = cfg_distance(s, len, cand[i], strlen(cand[i]), limit);
+
+        if (d < best_d) {
+            best_d = d;
+            best = cand[i];
+        }
+    }
+    if (best)
+        return best;
+    /* A word cut short or extended ("warning" for "warn"): one is the start of the other. */
+    for (size_t i = 0; i < n; i++) {
+        size_t clen = strlen(cand[i]), shorter = clen < len ? clen : len;
+
+        if (shorter >= 4 && strncasecmp(s, cand[i], shorter) == 0)
+            return cand[i];
+    }
+    return NULL;
+}
