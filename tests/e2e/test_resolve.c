@@ -1,0 +1,766 @@
+/*
+ * End to end: resolution of next-hop (C3, C4) and the upstream pool (C11).
+ *
+ * Resolution runs the real libc resolver. Each test gets a private network
+ * namespace when the kernel allows it (so port 80 and 53 on 127.0.0.x are
+ * ours alone, even with tests running in parallel), origins on
+ * 127.0.0.2:80 and 127.0.0.3:80, optionally a test nameserver on
+ * 127.0.0.53:53 (tests/support/dns.c), and a ringproxy started without
+ * --upstream, in a private mount namespace where a test /etc/hosts and
+ * /etc/resolv.conf are bind-mounted over the real ones. The real /etc files
+ * are never touched. Without root (or CAP_SYS_ADMIN) the tests skip.
+ *
+ * The pool tests run the proxy in front of an origin on 127.0.0.1 with
+ * the ordinary harness.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <net/if.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <criterion/criterion.h>
+#include <criterion/logging.h>
+#include <jansson.h>
+
+#include "tests/e2e/harness.h"
+#include "tests/support/dns.h"
+
+#define EXIT_NS_REFUSED 77
+#define INTERVAL_JSON "{\"upstream\": {\"resolve_interval_ms\": 200}}"
+#define HOSTS_NONE "127.0.0.1 localhost\n::1 localhost ip6-localhost ip6-loopback\n"
+#define HOSTS_2 HOSTS_NONE "127.0.0.2 next-hop\n"
+#define HOSTS_3 HOSTS_NONE "127.0.0.3 next-hop\n"
+#define HOSTS_BOTH HOSTS_NONE "127.0.0.2 next-hop\n127.0.0.3 next-hop\n"
+/* No search line: "next-hop" is asked as is. One try, one second. */
+#define RESOLV "nameserver 127.0.0.53\noptions ndots:1 attempts:1 timeout:1\n"
+
+static const char *const req_get = "GET / HTTP/1.1\r\nHost: site.example\r\n\r\n";
+
+/* ---- helpers ------------------------------------------------------------ */
+
+static void msleep(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static void write_file(const char *path, const char *s)
+{
+    FILE *f = fopen(path, "w");
+
+    cr_assert(f, "%s: %s", path, strerror(errno));
+    fputs(s, f);
+    cr_assert_eq(fclose(f), 0);
+}
+
+/*
+ * A bind mount pins the inode: change the file in place (overwrite, then cut),
+ * never by rename. Overwriting first means a reader never sees it empty.
+ */
+static void rewrite_in_place(const char *path, const char *s)
+{
+    int fd = open(path, O_WRONLY);
+    size_t n = strlen(s);
+
+    cr_assert(fd >= 0, "%s: %s", path, strerror(errno));
+    cr_assert_eq(pwrite(fd, s, n, 0), (ssize_t)n);
+    cr_assert_eq(ftruncate(fd, (off_t)n), 0);
+    close(fd);
+}
+
+static int count_in(const char *path, const char *needle)
+{
+    char *s = h_slurp(path);
+    int n = 0;
+
+    for (char *p = strstr(s, needle); p; p = strstr(p + 1, needle))
+        n++;
+    free(s);
+    return n;
+}
+
+/* Wait (bounded) until the proxy's stderr holds needle; 1 when it does. */
+static int wait_err(const char *path, const char *needle, int ms)
+{
+    uint64_t end = now_ms() + (uint64_t)ms;
+
+    while (!count_in(path, needle)) {
+        if (now_ms() > end)
+            return 0;
+        msleep(10);
+    }
+    return 1;
+}
+
+/* Value of one sample ("name" or "name{labels}") in a /metrics body; -1 when absent. */
+static double sample_of(const char *body, const char *sample)
+{
+    size_t n = strlen(sample);
+
+    for (const char *p = body; p && *p;) {
+        const char *nl = strchr(p, '\n');
+        if (!strncmp(p, sample, n) && p[n] == ' ')
+            return strtod(p + n + 1, NULL);
+        p = nl ? nl + 1 : NULL;
+    }
+    return -1;
+}
+
+/* One sample from the admin listener; -2 when /metrics did not answer. */
+static double metric(unsigned admin_port, const char *sample)
+{
+    struct h_resp r;
+    char *body;
+    double v;
+
+    if (h_roundtrip(admin_port, "GET /metrics HTTP/1.1\r\nHost: admin\r\n\r\n", &r) < 0)
+        return -2;
+    body = malloc(r.body_len + 1);
+    memcpy(body, r.body, r.body_len);
+    body[r.body_len] = '\0';
+    v = r.status == 200 ? sample_of(body, sample) : -2;
+    free(body);
+    h_resp_free(&r);
+    return v;
+}
+
+/* Poll a sample until it equals want (bounded); returns the last value. */
+static double metric_wait(unsigned admin_port, const char *sample, double want, int ms)
+{
+    uint64_t end = now_ms() + (uint64_t)ms;
+    double v;
+
+    while ((v = metric(admin_port, sample)) != want && now_ms() < end)
+        msleep(20);
+    return v;
+}
+
+/* One request on a keep-alive connection: the status, or -1 when it failed. */
+static int get_on(int fd, const char *req)
+{
+    struct h_resp r;
+    int st;
+
+    if (h_sends(fd, req) < 0 || h_read_response(fd, &r, 0) < 0)
+        return -1;
+    st = r.closed ? -r.status : r.status;
+    h_resp_free(&r);
+    return st;
+}
+
+/* ---- the resolution environment ----------------------------------------- */
+
+static struct {
+    int private_net;
+    struct origin *o2, *o3;
+    struct dns_server *dns;
+    char dir[64], hosts[96], resolv[96];
+    struct proxy px;
+} E;
+
+/* A network namespace of our own, loopback up. 0 when the kernel refuses (shared netns then). */
+static int private_net(void)
+{
+    struct ifreq ifr = {0};
+    int fd;
+
+    if (unshare(CLONE_NEWNET) < 0)
+        return 0;
+    fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    cr_assert(fd >= 0);
+    snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "lo");
+    cr_assert_eq(ioctl(fd, SIOCGIFFLAGS, &ifr), 0, "SIOCGIFFLAGS lo: %s", strerror(errno));
+    ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
+    cr_assert_eq(ioctl(fd, SIOCSIFFLAGS, &ifr), 0, "SIOCSIFFLAGS lo: %s", strerror(errno));
+    close(fd);
+    return 1;
+}
+
+/* Origins on 127.0.0.2:80 and .3:80, the nameserver when asked, the files. */
+static void env_up(const char *hosts, int with_dns)
+{
+    memset(&E, 0, sizeof(E));
+    E.px.out_fd = -1;
+    E.private_net = private_net();
+    if (!E.private_net)
+        cr_log_warn("no private network namespace (%s): sharing 127.0.0.2-3:80 with the host",
+                    strerror(errno));
+    E.o2 = origin_start("127.0.0.2", 80);
+    if (!E.o2)
+        cr_skip_test("cannot listen on 127.0.0.2:80: %s", strerror(errno));
+    E.o3 = origin_start("127.0.0.3", 80);
+    if (!E.o3)
+        cr_skip_test("cannot listen on 127.0.0.3:80: %s", strerror(errno));
+    if (with_dns) {
+        const char *a2[] = {"127.0.0.2"};
+
+        E.dns = dns_start("127.0.0.53", 53, "next-hop");
+        if (!E.dns)
+            cr_skip_test("cannot listen on udp 127.0.0.53:53: %s", strerror(errno));
+        dns_set_answer(E.dns, a2, 1, 1);
+    }
+    snprintf(E.dir, sizeof(E.dir), "/tmp/rp-resolve-XXXXXX");
+    cr_assert(mkdtemp(E.dir));
+    snprintf(E.hosts, sizeof(E.hosts), "%s/hosts", E.dir);
+    snprintf(E.resolv, sizeof(E.resolv), "%s/resolv.conf", E.dir);
+    write_file(E.hosts, hosts);
+    write_file(E.resolv, RESOLV);
+}
+
+/*
+ * ringproxy without --upstream (so next-hop:80), one worker, in a private
+ * mount namespace where E.hosts and E.resolv are /etc/hosts and
+ * /etc/resolv.conf. Skips when the namespace cannot be made.
+ */
+static void rp_start(const char *json)
+{
+    struct proxy *p = &E.px;
+    const char *bin = getenv("RINGPROXY");
+    char listen[32], admin[32], path[128];
+    int status;
+
+    cr_assert(bin, "RINGPROXY is not set");
+    snprintf(p->dir, sizeof(p->dir), "%s", E.dir);
+    snprintf(p->out_path, sizeof(p->out_path), "%s/stdout", E.dir);
+    snprintf(p->err_path, sizeof(p->err_path), "%s/stderr", E.dir);
+    snprintf(path, sizeof(path), "%s/proxy.json", E.dir);
+    write_file(path, json);
+    p->port = h_free_port();
+    p->admin_port = h_free_port();
+    snprintf(listen, sizeof(listen), "127.0.0.1:%u", p->port);
+    snprintf(admin, sizeof(admin), "127.0.0.1:%u", p->admin_port);
+
+    p->pid = fork();
+    cr_assert(p->pid >= 0);
+    if (p->pid == 0) {
+        const char *argv[] = {bin,       "--config", E.dir,       "--listen", listen,
+                              "--admin", admin,      "--workers", "1",        NULL};
+        int out = open(p->out_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        int err = open(p->err_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+
+        dup2(out, 1);
+        dup2(err, 2);
+        /* Private first, or the bind mounts would propagate to the host. */
+        if (unshare(CLONE_NEWNS) < 0) {
+            dprintf(2, "test: unshare(CLONE_NEWNS): %s\n", strerror(errno));
+            _exit(EXIT_NS_REFUSED);
+        }
+        if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) {
+            dprintf(2, "test: making / private: %s\n", strerror(errno));
+            _exit(EXIT_NS_REFUSED);
+        }
+        if (mount(E.hosts, "/etc/hosts", NULL, MS_BIND, NULL) < 0 ||
+            mount(E.resolv, "/etc/resolv.conf", NULL, MS_BIND, NULL) < 0) {
+            dprintf(2, "test: bind-mounting over /etc: %s\n", strerror(errno));
+            _exit(EXIT_NS_REFUSED);
+        }
+        execv(bin, (char *const *)argv);
+        _exit(127);
+    }
+    for (int i = 0; i < 500; i++) {
+        int fd;
+
+        if (waitpid(p->pid, &status, WNOHANG) == p->pid) {
+            char *err = h_slurp(p->err_path);
+
+            p->pid = 0;
+            if (WIFEXITED(status) && WEXITSTATUS(status) == EXIT_NS_REFUSED)
+                cr_skip_test("no private mount namespace: %s", err);
+            if (strstr(err, "io_uring is not available"))
+                cr_skip_test("the kernel refuses io_uring here");
+            cr_assert_fail("ringproxy exited at start-up: %s", err);
+        }
+        fd = h_connect(p->port);
+        if (fd >= 0) {
+            close(fd);
+            return;
+        }
+        msleep(10);
+    }
+    cr_assert_fail("ringproxy did not start listening within 5 s");
+}
+
+static void env_down(void)
+{
+    const char *files[] = {"stdout", "stderr", "proxy.json", "hosts", "resolv.conf"};
+    char path[128];
+
+    if (E.px.pid)
+        cr_expect_eq(h_proxy_stop(&E.px), 0, "ringproxy exits 0 on SIGTERM");
+    origin_stop(E.o2);
+    origin_stop(E.o3);
+    dns_stop(E.dns);
+    if (!E.dir[0])
+        return;
+    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+        snprintf(path, sizeof(path), "%s/%s", E.dir, files[i]);
+        (void)unlink(path);
+    }
+    (void)rmdir(E.dir);
+}
+
+/* The proxy's stderr, for failure messages; malloc'd. */
+static char *errlog(void)
+{
+    return h_slurp(E.px.err_path);
+}
+
+/* ---- C3/C4: next-hop through /etc/hosts, then DNS ----------------------- */
+
+Test(e2e_resolve, hosts_entry_reaches_next_hop, .fini = env_down)
+{
+    struct h_resp r;
+    json_t *j;
+    char *out, *err;
+
+    env_up(HOSTS_2, 0);
+    rp_start(INTERVAL_JSON);
+    cr_assert_eq(h_roundtrip(E.px.port, req_get, &r), 0);
+    err = errlog();
+    cr_assert_eq(r.status, 200, "stderr: %s", err);
+    cr_assert_eq(r.body_len, 18);
+    cr_assert_arr_eq(r.body, "hello from origin\n", 18);
+    h_resp_free(&r);
+    free(err);
+    wait_err(E.px.err_path, "resolve next-hop: 127.0.0.2:80\n", 1000);
+    err = errlog();
+    cr_assert_eq(origin_requests(E.o2), 1);
+    cr_assert_eq(origin_requests(E.o3), 0);
+    /* one diagnostic line for the answer */
+    cr_assert(strstr(err, "resolve next-hop: 127.0.0.2:80\n"), "%s", err);
+    free(err);
+    cr_assert_eq(h_wait_log_lines(&E.px, 1), 1);
+    out = h_slurp(E.px.out_path);
+    j = json_loads(out, JSON_DISABLE_EOF_CHECK, NULL);
+    cr_assert(j, "%s", out);
+    cr_assert_str_eq(json_string_value(json_object_get(j, "upstream_addr")), "127.0.0.2:80");
+    json_decref(j);
+    free(out);
+}
+
+Test(e2e_resolve, hosts_change_moves_traffic_without_failures, .fini = env_down)
+{
+    int fd, slow, failures = 0, st;
+    unsigned n2, n3;
+    uint64_t t0, took;
+    struct h_resp r;
+    char *err;
+
+    env_up(HOSTS_2, 0);
+    rp_start(INTERVAL_JSON);
+    fd = h_connect(E.px.port);
+    cr_assert(fd >= 0);
+    for (int i = 0; i < 5; i++)
+        cr_assert_eq(get_on(fd, req_get), 200);
+    cr_assert_eq(origin_requests(E.o2), 5);
+
+    /* a request in flight on the old address when the name moves */
+    slow = h_connect(E.px.port);
+    cr_assert(slow >= 0);
+    cr_assert_eq(h_sends(slow, "GET /sleep/700 HTTP/1.1\r\nHost: site.example\r\n\r\n"), 0);
+    msleep(50);
+
+    rewrite_in_place(E.hosts, HOSTS_3);
+    t0 = now_ms();
+    while (origin_requests(E.o3) == 0 && now_ms() - t0 < 3000) {
+        st = get_on(fd, req_get);
+        failures += st != 200;
+        msleep(20);
+    }
+    took = now_ms() - t0;
+    err = errlog();
+    cr_assert_gt(origin_requests(E.o3), 0, "traffic did not move to 127.0.0.3 within 3 s: %s", err);
+    cr_log_info("hosts change -> first request on the new address after %llu ms",
+                (unsigned long long)took);
+    /* from then on, every new request goes to the new address */
+    n2 = origin_requests(E.o2);
+    n3 = origin_requests(E.o3);
+    for (int i = 0; i < 20; i++) {
+        st = get_on(fd, req_get);
+        failures += st != 200;
+    }
+    cr_assert_eq(origin_requests(E.o2), n2, "a request went to the old address after the switch");
+    cr_assert_eq(origin_requests(E.o3), n3 + 20);
+    cr_assert_eq(failures, 0, "requests failed during the switch (keep-alive client): %s", err);
+
+    /* the old origin finishes what it had */
+    cr_assert_eq(h_read_response(slow, &r, 0), 0);
+    cr_assert_eq(r.status, 200);
+    cr_assert_eq(r.body_len, 6);
+    cr_assert_arr_eq(r.body, "slept\n", 6);
+    h_resp_free(&r);
+    h_close(slow);
+    h_close(fd);
+    cr_assert(strstr(err, "resolve next-hop: 127.0.0.3:80\n"), "%s", err);
+    free(err);
+    /* only the connection to the new address stays open (in the pool) */
+    cr_assert_eq(metric_wait(E.px.admin_port, "ringproxy_upstream_connections", 1, 1000), 1);
+    cr_assert_eq(metric(E.px.admin_port, "ringproxy_resolver_changes_total"), 2);
+}
+
+/* Wait (bounded) until a request on fd reaches o; 1 when one did. */
+static int moved_to(int fd, struct origin *o, int ms)
+{
+    uint64_t end = now_ms() + (uint64_t)ms;
+    unsigned n = origin_requests(o);
+
+    while (now_ms() < end) {
+        cr_assert_eq(get_on(fd, req_get), 200);
+        if (origin_requests(o) > n)
+            return 1;
+        msleep(20);
+    }
+    return 0;
+}
+
+/* One line per change of state, even when changes come faster than once a second. */
+Test(e2e_resolve, every_change_gets_its_line, .fini = env_down)
+{
+    int fd;
+    char *err;
+
+    env_up(HOSTS_2, 0);
+    rp_start(INTERVAL_JSON);
+    fd = h_connect(E.px.port);
+    cr_assert(fd >= 0);
+    cr_assert_eq(get_on(fd, req_get), 200);
+    rewrite_in_place(E.hosts, HOSTS_3);
+    cr_assert(moved_to(fd, E.o3, 3000));
+    rewrite_in_place(E.hosts, HOSTS_2);
+    cr_assert(moved_to(fd, E.o2, 3000));
+    h_close(fd);
+    cr_assert_eq(metric(E.px.admin_port, "ringproxy_resolver_changes_total"), 3);
+    err = errlog();
+    cr_assert_eq(count_in(E.px.err_path, "resolve next-hop: 127.0.0.3:80\n"), 1,
+                 "the change to .3 is logged: %s", err);
+    cr_assert_eq(count_in(E.px.err_path, "resolve next-hop: 127.0.0.2:80\n"), 2,
+                 "the change back to .2 is logged too (start-up + change): %s", err);
+    free(err);
+}
+
+Test(e2e_resolve, nameserver_answers_without_hosts_entry, .fini = env_down)
+{
+    const char *a3[] = {"127.0.0.3"};
+    struct h_resp r;
+    uint64_t t0;
+    char *err;
+
+    env_up(HOSTS_NONE, 1);
+    rp_start(INTERVAL_JSON);
+    cr_assert_eq(h_roundtrip(E.px.port, req_get, &r), 0);
+    h_resp_free(&r);
+    err = errlog();
+    cr_assert_eq(origin_requests(E.o2), 1, "the nameserver's answer (127.0.0.2) was not used: %s",
+                 err);
+    cr_assert_gt(dns_queries(E.dns), 0);
+    cr_assert(strstr(err, "resolve next-hop: 127.0.0.2:80\n"), "%s", err);
+    free(err);
+
+    /* a new answer from the nameserver moves traffic too */
+    dns_set_answer(E.dns, a3, 1, 1);
+    t0 = now_ms();
+    while (origin_requests(E.o3) == 0 && now_ms() - t0 < 3000) {
+        cr_assert_eq(h_roundtrip(E.px.port, req_get, &r), 0);
+        cr_assert_eq(r.status, 200);
+        h_resp_free(&r);
+        msleep(20);
+    }
+    cr_assert_gt(origin_requests(E.o3), 0, "the new DNS answer was not used within 3 s");
+}
+
+Test(e2e_resolve, hosts_file_comes_before_nameserver, .fini = env_down)
+{
+    const char *a3[] = {"127.0.0.3"};
+    int fd;
+
+    env_up(HOSTS_2, 1);
+    dns_set_answer(E.dns, a3, 1, 1);
+    rp_start(INTERVAL_JSON);
+    msleep(500); /* a few re-resolutions */
+    fd = h_connect(E.px.port);
+    cr_assert(fd >= 0);
+    for (int i = 0; i < 5; i++)
+        cr_assert_eq(get_on(fd, req_get), 200);
+    h_close(fd);
+    cr_assert_eq(origin_requests(E.o2), 5);
+    cr_assert_eq(origin_requests(E.o3), 0);
+    cr_assert_eq(dns_queries(E.dns), 0, "the nameserver was asked although /etc/hosts answers");
+}
+
+Test(e2e_resolve, failing_nameserver_keeps_last_good_answer, .fini = env_down)
+{
+    const char *keep = "keeping the last good answer";
+    unsigned q0, n2;
+    uint64_t t0, worst = 0;
+    int fd, failures = 0;
+    char *err;
+
+    env_up(HOSTS_NONE, 1);
+    rp_start(INTERVAL_JSON);
+    fd = h_connect(E.px.port);
+    cr_assert(fd >= 0);
+    cr_assert_eq(get_on(fd, req_get), 200);
+    cr_assert_eq(origin_requests(E.o2), 1);
+
+    /* SERVFAIL for ~7 intervals: traffic stays on the last answer, one warning */
+    dns_set_mode(E.dns, DNS_SERVFAIL);
+    q0 = dns_queries(E.dns);
+    t0 = now_ms();
+    while (now_ms() - t0 < 1500) {
+        failures += get_on(fd, req_get) != 200;
+        msleep(100);
+    }
+    err = errlog();
+    cr_assert_eq(failures, 0, "%s", err);
+    cr_assert_eq(origin_requests(E.o3), 0);
+    cr_assert_geq(dns_queries(E.dns) - q0, 3, "the resolver stopped asking while failing");
+    cr_assert_eq(count_in(E.px.err_path, keep), 1,
+                 "want one warning per change of state, not one per interval: %s", err);
+    free(err);
+    cr_assert_eq(metric(E.px.admin_port, "ringproxy_resolver_failing"), 1);
+
+    /* answers again: one line, failing gauge back to 0, no change of the set */
+    dns_set_mode(E.dns, DNS_ANSWER);
+    cr_assert_eq(metric_wait(E.px.admin_port, "ringproxy_resolver_failing", 0, 2000), 0);
+    cr_assert_eq(count_in(E.px.err_path, "answering again"), 1);
+    cr_assert_eq(metric(E.px.admin_port, "ringproxy_resolver_changes_total"), 1);
+
+    /*
+     * A nameserver that does not answer at all: getaddrinfo blocks for the
+     * resolv.conf timeout, on the resolver thread only. Requests keep their
+     * usual latency and their address.
+     */
+    dns_set_mode(E.dns, DNS_SILENT);
+    n2 = origin_requests(E.o2);
+    t0 = now_ms();
+    while (now_ms() - t0 < 2500) {
+        uint64_t s = now_ms();
+
+        failures += get_on(fd, req_get) != 200;
+        if (now_ms() - s > worst)
+            worst = now_ms() - s;
+        msleep(50);
+    }
+    dns_set_mode(E.dns, DNS_ANSWER); /* so that the stop does not wait for a timeout */
+    err = errlog();
+    cr_assert_eq(failures, 0, "%s", err);
+    cr_assert_gt(origin_requests(E.o2), n2);
+    cr_assert_eq(origin_requests(E.o3), 0);
+    cr_assert_lt(worst, 250, "a request took %llu ms while the nameserver was silent",
+                 (unsigned long long)worst);
+    cr_assert_eq(count_in(E.px.err_path, keep), 2, "%s", err);
+    free(err);
+    h_close(fd);
+}
+
+Test(e2e_resolve, two_addresses_share_load_and_dead_one_is_skipped, .fini = env_down)
+{
+    unsigned n2;
+    double refused;
+    int fd, failures = 0;
+    char *err;
+
+    env_up(HOSTS_BOTH, 0);
+    /* no pool: every request opens a connection, so each one picks an address */
+    rp_start("{\"upstream\": {\"resolve_interval_ms\": 200, \"pool_max_idle\": 0}}");
+    wait_err(E.px.err_path, "resolve next-hop: 127.0.0.2:80, 127.0.0.3:80\n", 1000);
+    err = errlog();
+    cr_assert(strstr(err, "resolve next-hop: 127.0.0.2:80, 127.0.0.3:80\n"),
+              "/etc/hosts has two lines for next-hop (multi on): %s", err);
+    free(err);
+    fd = h_connect(E.px.port);
+    cr_assert(fd >= 0);
+    for (int i = 0; i < 20; i++)
+        cr_assert_eq(get_on(fd, req_get), 200);
+    cr_log_info("round robin over two addresses: %u / %u", origin_requests(E.o2),
+                origin_requests(E.o3));
+    cr_assert_geq(origin_requests(E.o2), 8);
+    cr_assert_geq(origin_requests(E.o3), 8);
+
+    /* .3 dies (connect refused); the name still lists it */
+    origin_stop(E.o3);
+    E.o3 = NULL;
+    n2 = origin_requests(E.o2);
+    for (int i = 0; i < 30; i++) {
+        failures += get_on(fd, req_get) != 200;
+        msleep(50);
+    }
+    h_close(fd);
+    err = errlog();
+    cr_assert_eq(failures, 0, "failover to the live address: %s", err);
+    cr_assert_eq(origin_requests(E.o2), n2 + 30);
+    refused =
+        metric(E.px.admin_port, "ringproxy_upstream_failures_total{reason=\"connect_refused\"}");
+    cr_log_info("connect_refused over 1.5 s with a dead address: %.0f", refused);
+    /* backoff 0.5 s, 1 s, 2 s: a handful of tries, not one per request */
+    cr_assert_geq(refused, 1);
+    cr_assert_leq(refused, 4, "the dead address was not backed off: %s", err);
+    free(err);
+}
+
+/* ---- C11: the upstream pool ---------------------------------------------- */
+
+static struct origin *po;
+static struct proxy pp;
+
+static void pool_up_cfg(const char *json)
+{
+    po = origin_start("127.0.0.1", 0);
+    cr_assert(po);
+    h_proxy_start(&pp, origin_port(po), json, NULL);
+}
+
+static void pool_down(void)
+{
+    if (pp.pid)
+        cr_expect_eq(h_proxy_stop(&pp), 0, "ringproxy exits 0 on SIGTERM");
+    origin_stop(po);
+}
+
+#define PM(name) metric(pp.admin_port, (name))
+
+Test(e2e_pool, keepalive_reuse_ratio, .fini = pool_down)
+{
+    enum { NCONN = 10, NREQ = 2000 };
+    int fds[NCONN];
+    double reuses, connects, ok;
+    uint64_t t0;
+
+    pool_up_cfg(NULL);
+    for (int i = 0; i < NCONN; i++) {
+        fds[i] = h_connect(pp.port);
+        cr_assert(fds[i] >= 0);
+    }
+    t0 = now_ms();
+    for (int i = 0; i < NREQ; i++) {
+        int st = get_on(fds[i % NCONN], "GET /size/512 HTTP/1.1\r\nHost: site.example\r\n\r\n");
+        cr_assert_eq(st, 200, "request %d: %d", i, st);
+    }
+    for (int i = 0; i < NCONN; i++)
+        h_close(fds[i]);
+    reuses = PM("ringproxy_upstream_reuses_total");
+    connects = PM("ringproxy_upstream_connects_total");
+    ok = PM("ringproxy_requests_total{class=\"2xx\"}");
+    cr_log_info("%d requests over %d keep-alive clients in %llu ms: %u origin accepts, "
+                "%.0f connects, %.0f reuses, reuse ratio %.4f",
+                NREQ, NCONN, (unsigned long long)(now_ms() - t0), origin_accepts(po), connects,
+                reuses, reuses / ok);
+    cr_assert_eq(ok, NREQ);
+    cr_assert_eq(reuses + connects, NREQ, "every request either reused or connected");
+    cr_assert_leq(connects, NCONN);
+    cr_assert_eq(origin_accepts(po), (unsigned)connects);
+    cr_assert_geq(reuses / (NREQ - connects), 0.999);
+    cr_assert_geq(reuses / ok, 0.995);
+    cr_assert_eq(PM("ringproxy_upstream_retries_total"), 0);
+}
+
+Test(e2e_pool, idle_timeout_closes_pooled_connection, .fini = pool_down)
+{
+    int fd;
+
+    pool_up_cfg("{\"upstream\": {\"pool_idle_timeout_ms\": 300}}");
+    fd = h_connect(pp.port);
+    cr_assert(fd >= 0);
+    cr_assert_eq(get_on(fd, req_get), 200);
+    cr_assert_eq(PM("ringproxy_upstream_pool_idle"), 1);
+    cr_assert_eq(metric_wait(pp.admin_port, "ringproxy_upstream_pool_idle", 0, 1500), 0,
+                 "pooled connection still open after pool_idle_timeout_ms");
+    cr_assert_eq(PM("ringproxy_upstream_connections"), 0);
+    cr_assert_eq(get_on(fd, req_get), 200, "the client connection stays");
+    cr_assert_eq(PM("ringproxy_upstream_connects_total"), 2);
+    cr_assert_eq(origin_accepts(po), 2);
+    h_close(fd);
+}
+
+Test(e2e_pool, origin_close_seen_while_pooled, .fini = pool_down)
+{
+    static const char resp[] = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+    int fd;
+
+    pool_up_cfg(NULL);
+    /* the origin answers, then closes without saying so */
+    origin_script(po, resp, sizeof(resp) - 1, 1);
+    fd = h_connect(pp.port);
+    cr_assert(fd >= 0);
+    cr_assert_eq(get_on(fd, req_get), 200);
+    /* the pooled socket keeps a receive armed: the close is seen at once */
+    cr_assert_eq(metric_wait(pp.admin_port, "ringproxy_upstream_connections", 0, 500), 0);
+    cr_assert_eq(get_on(fd, req_get), 200);
+    h_close(fd);
+    cr_assert_eq(PM("ringproxy_upstream_connects_total"), 2);
+    cr_assert_eq(PM("ringproxy_upstream_reuses_total"), 0);
+    cr_assert_eq(PM("ringproxy_upstream_retries_total"), 0, "no retry was needed");
+    cr_assert_eq(PM("ringproxy_upstream_failures_total{reason=\"reset\"}"), 0);
+}
+
+Test(e2e_pool, keepalive_race_retries_idempotent_once, .fini = pool_down)
+{
+    struct h_resp r;
+    int fd;
+
+    pool_up_cfg(NULL);
+    fd = h_connect(pp.port);
+    cr_assert(fd >= 0);
+    cr_assert_eq(get_on(fd, req_get), 200);
+    /* the pooled connection closes just as the next request arrives */
+    origin_script(po, NULL, 0, 1);
+    cr_assert_eq(h_sends(fd, req_get), 0);
+    cr_assert_eq(h_read_response(fd, &r, 0), 0);
+    cr_assert_eq(r.status, 200, "a GET without body is retried on a fresh connection");
+    cr_assert_eq(r.body_len, 18);
+    h_resp_free(&r);
+    cr_assert_eq(PM("ringproxy_upstream_retries_total"), 1);
+    cr_assert_eq(PM("ringproxy_upstream_reuses_total"), 1);
+    cr_assert_eq(origin_accepts(po), 2);
+
+    /* once: when the retry's connection fails the same way, 502 */
+    cr_assert_eq(get_on(fd, req_get), 200); /* back to a pooled connection */
+    origin_script(po, NULL, 0, 1);
+    origin_script(po, NULL, 0, 1);
+    cr_assert_eq(h_sends(fd, req_get), 0);
+    cr_assert_eq(h_read_response(fd, &r, 0), 0);
+    cr_assert_eq(r.status, 502);
+    h_resp_free(&r);
+    cr_assert_eq(PM("ringproxy_upstream_retries_total"), 2);
+    h_close(fd);
+}
+
+Test(e2e_pool, keepalive_race_never_retries_a_body, .fini = pool_down)
+{
+    struct h_resp r;
+    int fd;
+
+    pool_up_cfg(NULL);
+    fd = h_connect(pp.port);
+    cr_assert(fd >= 0);
+    cr_assert_eq(get_on(fd, req_get), 200);
+    origin_script(po, NULL, 0, 1);
+    cr_assert_eq(h_sends(fd, "POST /echo HTTP/1.1\r\nHost: site.example\r\n"
+                             "Content-Length: 3\r\n\r\nabc"),
+                 0);
+    cr_assert_eq(h_read_response(fd, &r, 0), 0);
+    cr_assert_eq(r.status, 502, "a request with a body is not sent twice");
+    h_resp_free(&r);
+    h_close(fd);
+    cr_assert_eq(PM("ringproxy_upstream_retries_total"), 0);
+    cr_assert_eq(origin_requests(po), 2);
+}
