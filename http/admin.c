@@ -102,13 +102,13 @@ __attribute__((format(printf, 2, 3))) static void mb_printf(struct mbuf *b, cons
     va_list ap;
     int n;
 
-    if (b->len >= b->cap)
+    if (b->len + 1 >= b->cap)
         return;
     va_start(ap, fmt);
     n = vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
     va_end(ap);
     if (n > 0)
-        b->len = b->len + (size_t)n < b->cap ? b->len + (size_t)n : b->cap;
+        b->len = b->len + (size_t)n < b->cap ? b->len + (size_t)n : b->cap - 1; /* no NUL */
 }
 
 static uint64_t sum(const struct http_shared *sh, size_t off)

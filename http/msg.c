@@ -11,6 +11,23 @@ enum scan_state {
     SC_COUNT
 };
 
+enum chunk_state {
+    CS_SIZE = 0, /* hex digits of a chunk size */
+    CS_SIZE_WS,  /* whitespace after the size: only before a ';' (BWS) */
+    CS_EXT,      /* after the size: extensions up to CR */
+    CS_SIZE_LF,
+    CS_DATA,
+    CS_DATA_CR,
+    CS_DATA_LF,
+    CS_TRAILER_START, /* start of a trailer line, or CR of the final CRLF */
+    CS_TRAILER_NAME,
+    CS_TRAILER_VALUE,
+    CS_TRAILER_LF,
+    CS_END_LF,
+    /* must stay last */
+    CS_COUNT
+};
+
 static int is_ctl(unsigned char c)
 {
     return (c < 0x20 && c != '\t') || c == 0x7f;
@@ -146,15 +163,6 @@ static int on_headers_complete(llhttp_t *p)
     return 0;
 }
 
-static int on_body(llhttp_t *p, const char *at, size_t len)
-{
-    struct http_msg *m = p->data;
-
-    if (m->on_body)
-        m->on_body(m->ctx, at, len);
-    return 0;
-}
-
 static int on_message_complete(llhttp_t *p)
 {
     struct http_msg *m = p->data;
@@ -171,7 +179,6 @@ static const llhttp_settings_t settings = {
     .on_header_field = on_header_field,
     .on_header_value = on_header_value,
     .on_headers_complete = on_headers_complete,
-    .on_body = on_body,
     .on_message_complete = on_message_complete,
 };
 
@@ -250,6 +257,22 @@ int http_msg_head(struct http_msg *m, llhttp_type_t type, const char *p, size_t 
     } else if (e != HPE_OK) {
         return m->too_many ? -431 : -400;
     }
+    m->remaining = 0;
+    m->cstate = CS_SIZE;
+    m->cdigits = 0;
+    m->trailer_len = 0;
+    if (m->complete) {
+        m->body = HB_NONE;
+    } else if (m->parser.flags & F_CHUNKED) {
+        m->body = HB_CHUNKED;
+    } else if (m->parser.flags & F_CONTENT_LENGTH) {
+        m->body = HB_LENGTH;
+        m->remaining = m->parser.content_length;
+    } else if (type == HTTP_RESPONSE) {
+        m->body = HB_EOF;
+    } else {
+        return -400; /* llhttp ends a request without framing at its head */
+    }
     memset(m->count, 0, sizeof(m->count));
     memset(m->first, 0xff, sizeof(m->first));
     for (uint16_t i = 0; i < m->nhdrs; i++) {
@@ -271,29 +294,176 @@ int http_msg_head(struct http_msg *m, llhttp_type_t type, const char *p, size_t 
     return 0;
 }
 
+
+static int hexval(unsigned char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    c |= 0x20;
+    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+/* RFC 9112 7.1, strictly: every line ends in CRLF, no obs-fold, no control bytes. */
+static int chunked_walk(struct http_msg *m, const char *p, size_t n, size_t *ret_used)
+{
+    size_t i = 0;
+
+    while (i < n) {
+        unsigned char c = (unsigned char)p[i];
+        int h;
+
+        switch (m->cstate) {
+        case CS_SIZE:
+            h = hexval(c);
+            if (h >= 0) {
+                /* 15 hex digits are 2^60: far beyond any body, and no overflow */
+                if (++m->cdigits > 15)
+                    return -1;
+                m->remaining = m->remaining * 16 + (uint64_t)h;
+                i++;
+                break;
+            }
+            if (!m->cdigits)
+                return -1;
+            if (c == '\r') {
+                m->cstate = CS_SIZE_LF;
+            } else if (c == ';') {
+                m->cstate = CS_EXT;
+            } else if (c == ' ' || c == '\t') {
+                m->cstate = CS_SIZE_WS;
+            } else {
+                return -1;
+            }
+            i++;
+            break;
+        case CS_SIZE_WS:
+            if (c == ';')
+                m->cstate = CS_EXT;
+            else if (c != ' ' && c != '\t')
+                return -1;
+            i++;
+            break;
+        case CS_EXT:
+            if (c == '\r')
+                m->cstate = CS_SIZE_LF;
+            else if (is_ctl(c))
+                return -1;
+            i++;
+            break;
+        case CS_SIZE_LF:
+            if (c != '\n')
+                return -1;
+            i++;
+            m->cdigits = 0;
+            m->cstate = m->remaining ? CS_DATA : CS_TRAILER_START;
+            break;
+        case CS_DATA: {
+            size_t k = n - i < m->remaining ? n - i : (size_t)m->remaining;
+
+            if (m->on_body)
+                m->on_body(m->ctx, p + i, k);
+            m->remaining -= k;
+            i += k;
+            if (!m->remaining)
+                m->cstate = CS_DATA_CR;
+            break;
+        }
+        case CS_DATA_CR:
+            if (c != '\r')
+                return -1;
+            m->cstate = CS_DATA_LF;
+            i++;
+            break;
+        case CS_DATA_LF:
+            if (c != '\n')
+                return -1;
+            m->cstate = CS_SIZE;
+            i++;
+            break;
+        case CS_TRAILER_START:
+            if (c == '\r') {
+                m->cstate = CS_END_LF;
+            } else if (http_is_tchar(c)) {
+                m->cstate = CS_TRAILER_NAME;
+            } else {
+                return -1; /* obs-fold, whitespace before a name, bare LF */
+            }
+            i++;
+            break;
+        case CS_TRAILER_NAME:
+            if (c == ':')
+                m->cstate = CS_TRAILER_VALUE;
+            else if (!http_is_tchar(c))
+                return -1;
+            i++;
+            break;
+        case CS_TRAILER_VALUE:
+            if (c == '\r')
+                m->cstate = CS_TRAILER_LF;
+            else if (is_ctl(c))
+                return -1;
+            i++;
+            break;
+        case CS_TRAILER_LF:
+            if (c != '\n')
+                return -1;
+            m->cstate = CS_TRAILER_START;
+            i++;
+            break;
+        case CS_END_LF:
+            if (c != '\n')
+                return -1;
+            *ret_used = i + 1;
+            m->complete = 1;
+            return 1;
+        default:
+            return -1;
+        }
+        if (m->cstate >= CS_TRAILER_START && ++m->trailer_len > HTTP_MAX_TRAILER)
+            return -1;
+    }
+    *ret_used = n;
+    return 0;
+}
+
 int http_msg_body(struct http_msg *m, const char *p, size_t n, size_t *ret_used)
 {
-    llhttp_errno_t e = llhttp_execute(&m->parser, p, n);
-
-    if (e == HPE_OK) {
-        *ret_used = n;
-        return 0;
-    }
-    if (e == HPE_PAUSED && m->complete) {
-        *ret_used = (size_t)(llhttp_get_error_pos(&m->parser) - p);
-        llhttp_resume(&m->parser);
+    switch (m->body) {
+    case HB_NONE:
+        *ret_used = 0;
         return 1;
+    case HB_LENGTH:
+        if (n < m->remaining) {
+            m->remaining -= n;
+            *ret_used = n;
+            if (m->on_body)
+                m->on_body(m->ctx, p, n);
+            return 0;
+        }
+        *ret_used = (size_t)m->remaining;
+        if (m->on_body)
+            m->on_body(m->ctx, p, *ret_used);
+        m->remaining = 0;
+        m->complete = 1;
+        return 1;
+    case HB_CHUNKED:
+        return chunked_walk(m, p, n, ret_used);
+    case HB_EOF:
+        *ret_used = n;
+        if (m->on_body)
+            m->on_body(m->ctx, p, n);
+        return 0;
+    default:
+        return -1;
     }
-    return -1;
 }
 
 int http_msg_eof(struct http_msg *m)
 {
-    llhttp_errno_t e = llhttp_finish(&m->parser);
-
-    if (m->complete && (e == HPE_OK || e == HPE_PAUSED))
-        return 1;
-    return -1;
+    if (m->body != HB_EOF)
+        return -1;
+    m->complete = 1;
+    return 1;
 }
 
 struct core_str http_msg_get(const struct http_msg *m, const char *name, size_t len)

@@ -2,8 +2,11 @@
  * One HTTP/1.x message as seen by the proxy: a strict scan of the head's
  * bytes that closes llhttp 8.1.0's holes (CR without LF, obs-fold, bare LF,
  * control bytes) and finds where the head ends and which limit it breaks;
- * llhttp's parse of the complete, contiguous head into views; and llhttp's
- * walk over the body, which tells where the message ends in each buffer.
+ * llhttp's parse of the complete, contiguous head into views; and our own
+ * strict walk over the body (Content-Length, chunked, read-until-close),
+ * which tells where the message ends in each buffer. llhttp never sees a
+ * body: 8.1.0 takes any two bytes as the CRLF after chunk data and lets CR
+ * and obs-fold through in trailers.
  */
 #ifndef RINGPROXY_HTTP_MSG_H
 #define RINGPROXY_HTTP_MSG_H
@@ -73,11 +76,16 @@ struct http_msg {
     uint16_t nhdrs;
     uint16_t max_hdrs;
     uint8_t no_body;  /* responses: the request was HEAD */
-    uint8_t complete; /* on_message_complete seen */
+    uint8_t complete; /* the whole message has been walked */
+    uint8_t body;     /* enum http_body_kind */
+    uint8_t cstate;   /* chunked decoder state */
+    uint8_t cdigits;
+    uint32_t trailer_len;
+    uint64_t remaining; /* body bytes left (length), or of the current chunk */
     uint8_t too_many;
     uint8_t count[HK_COUNT]; /* occurrences, saturating at 255 */
     int16_t first[HK_COUNT]; /* index of the first occurrence, -1 when absent */
-    /* Decoded body bytes, when on_body is set (HTTP/1.0 clients of chunked responses). */
+    /* Chunk data as decoded, when on_body is set (HTTP/1.0 clients of chunked responses). */
     void (*on_body)(void *ctx, const char *p, size_t n);
     void *ctx;
 };
@@ -91,9 +99,23 @@ struct http_msg {
 int http_msg_head(struct http_msg *m, llhttp_type_t type, const char *p, size_t n,
                   struct core_hdr *hdrs, uint16_t max_hdrs);
 
+enum http_body_kind {
+    HB_NONE = 0, /* the message ended with its head */
+    HB_LENGTH,
+    HB_CHUNKED,
+    HB_EOF, /* responses without a length: the body ends when the origin closes */
+    /* must stay last */
+    HB_COUNT
+};
+
+/* Largest trailer section accepted after a chunked body. */
+#define HTTP_MAX_TRAILER 8192
+
 /*
  * Walk n body bytes. Returns 0 when all were body and the message goes on,
- * 1 when the message ended after *ret_used bytes, -1 on malformed framing.
+ * 1 when the message ended after *ret_used bytes, -1 on malformed framing
+ * (bad chunk size or extension, chunk data not followed by exactly CRLF, a
+ * trailer with a bare CR, obs-fold, a control byte or no colon).
  */
 int http_msg_body(struct http_msg *m, const char *p, size_t n, size_t *ret_used);
 

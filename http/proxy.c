@@ -1210,7 +1210,7 @@ static void up_head(struct http_worker *w, struct http_up *u)
     c->status = (uint16_t)status;
     c->up_header_us = (int64_t)(w->t->now_us - u->t_sent);
     u->reusable = llhttp_should_keep_alive(p);
-    if (!u->resp.complete && llhttp_message_needs_eof(p))
+    if (u->resp.body == HB_EOF)
         c->keep_alive = 0; /* the body ends when the origin closes: so does ours */
     if (!u->resp.complete && (p->flags & F_CHUNKED) && c->http10) {
         c->decode = 1; /* HTTP/1.0 can't read chunked: de-chunk, end by closing */
@@ -1320,8 +1320,7 @@ static void up_process(struct http_worker *w, struct http_up *u)
         relay(w, &u->e, &c->e);
     end_tx_kick(w, &c->e);
     if (u->e.eof && !q->bytes) {
-        if (u->state == UPS_BODY && llhttp_message_needs_eof(&u->resp.parser) &&
-            http_msg_eof(&u->resp) == 1) {
+        if (u->state == UPS_BODY && http_msg_eof(&u->resp) == 1) {
             u->reusable = 0;
             up_done(w, u);
         } else if (u->state == UPS_TUNNEL) {

@@ -1,0 +1,702 @@
+/*
+ * Tests for core/buf.c: the provided-buffer ring on a real io_uring (skipped
+ * where the kernel refuses io_uring), buffer reference counts, the pools'
+ * free lists and the segment queue. Criterion runs each test in its own
+ * process.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <criterion/criterion.h>
+#include <liburing.h>
+
+#include "core/buf.h"
+
+#if defined(__SANITIZE_ADDRESS__)
+#define HAVE_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define HAVE_ASAN 1
+#endif
+#endif
+
+/*
+ * Criterion's test processes end without LeakSanitizer's exit check: ask
+ * for one where a test wants to prove that everything was freed.
+ */
+#ifdef HAVE_ASAN
+int __lsan_do_recoverable_leak_check(void);
+
+static void assert_no_leaks(void)
+{
+    cr_assert_eq(__lsan_do_recoverable_leak_check(), 0, "LeakSanitizer found leaks (see stderr)");
+}
+#else
+static void assert_no_leaks(void)
+{
+}
+#endif
+
+#define BGID 7
+
+static struct io_uring ring;
+static int have_ring;
+
+/* A real ring, or skip: containers and old kernels may refuse io_uring. */
+static void ring_up(void)
+{
+    int r = io_uring_queue_init(16, &ring, 0);
+
+    if (r == -ENOSYS || r == -EPERM || r == -EACCES)
+        cr_skip_test("io_uring refused by the kernel: %s", strerror(-r));
+    cr_assert_eq(r, 0, "io_uring_queue_init: %s", strerror(-r));
+    have_ring = 1;
+}
+
+static void ring_down(void)
+{
+    if (have_ring)
+        io_uring_queue_exit(&ring);
+    have_ring = 0;
+}
+
+/* A registered buffer ring, or skip where provided-buffer rings are missing (< 5.19). */
+static void bufring_up(struct core_bufring *b, uint32_t nbufs, uint32_t bufsz)
+{
+    int r;
+
+    ring_up();
+    r = core_bufring_init(b, &ring, BGID, nbufs, bufsz);
+    if (r == -EINVAL || r == -EOPNOTSUPP)
+        cr_skip_test("provided-buffer rings unsupported: %s", strerror(-r));
+    cr_assert_eq(r, 0, "core_bufring_init: %s", strerror(-r));
+}
+
+/* Submit a one-shot recv on fd that picks a buffer from group BGID; returns the CQE. */
+static struct io_uring_cqe recv_select(int fd)
+{
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&ring);
+    struct io_uring_cqe *cqe, out;
+
+    cr_assert_not_null(sqe);
+    io_uring_prep_recv(sqe, fd, NULL, 0, 0);
+    sqe->flags |= IOSQE_BUFFER_SELECT;
+    sqe->buf_group = BGID;
+    io_uring_sqe_set_data64(sqe, 42);
+    cr_assert_eq(io_uring_submit(&ring), 1);
+    cr_assert_eq(io_uring_wait_cqe(&ring, &cqe), 0);
+    cr_assert_eq(io_uring_cqe_get_data64(cqe), 42);
+    out = *cqe;
+    io_uring_cqe_seen(&ring, cqe);
+    return out;
+}
+
+static uint16_t cqe_bid(const struct io_uring_cqe *cqe)
+{
+    cr_assert(cqe->flags & IORING_CQE_F_BUFFER, "completion carries no buffer (res %d)", cqe->res);
+    return (uint16_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
+}
+
+static void socketpair_up(int sv[2])
+{
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+}
+
+static void send_str(int fd, const char *s)
+{
+    cr_assert_eq(write(fd, s, strlen(s)), (ssize_t)strlen(s));
+}
+
+/* The kernel's view of the ring: the tail we published. */
+static uint16_t ring_tail(const struct core_bufring *b)
+{
+    return __atomic_load_n(&b->br->tail, __ATOMIC_ACQUIRE);
+}
+
+Test(core_buf, init_publishes_every_buffer, .fini = ring_down)
+{
+    struct core_bufring b;
+
+    bufring_up(&b, 8, 64);
+    cr_assert_not_null(b.br);
+    cr_assert_not_null(b.mem);
+    cr_assert_not_null(b.refs);
+    cr_assert_eq(b.nbufs, 8);
+    cr_assert_eq(b.bufsz, 64);
+    cr_assert_eq(b.bgid, BGID);
+    cr_assert_eq(b.in_use, 0);
+    cr_assert_eq(b.pending, 0);
+    cr_assert_eq(ring_tail(&b), 8);
+    for (uint16_t i = 0; i < 8; i++) {
+        cr_assert_eq(b.refs[i], 0);
+        cr_assert_eq(b.br->bufs[i].bid, i);
+        cr_assert_eq(b.br->bufs[i].len, 64);
+        cr_assert_eq(b.br->bufs[i].addr, (uint64_t)(uintptr_t)core_buf_ptr(&b, i));
+    }
+    /* Buffers are bufsz apart and writable end to end. */
+    cr_assert_eq(core_buf_ptr(&b, 1) - core_buf_ptr(&b, 0), 64);
+    memset(b.mem, 'x', 8 * 64);
+    core_bufring_exit(&b, &ring);
+    assert_no_leaks();
+}
+
+Test(core_buf, exit_zeroes_and_is_idempotent, .fini = ring_down)
+{
+    struct core_bufring b;
+
+    bufring_up(&b, 4, 32);
+    core_bufring_exit(&b, &ring);
+    cr_assert_null(b.br);
+    cr_assert_null(b.mem);
+    cr_assert_null(b.refs);
+    cr_assert_eq(b.nbufs, 0);
+    /* A second exit of the zeroed ring does nothing. */
+    core_bufring_exit(&b, &ring);
+    /* The group id is free again: registering it anew works. */
+    cr_assert_eq(core_bufring_init(&b, &ring, BGID, 4, 32), 0);
+    core_bufring_exit(&b, &ring);
+}
+
+Test(core_buf, init_fails_on_duplicate_group, .fini = ring_down)
+{
+    struct core_bufring a, b;
+
+    bufring_up(&a, 4, 32);
+    /* The kernel refuses a second ring with the same group id; b is left zeroed. */
+    cr_assert_lt(core_bufring_init(&b, &ring, BGID, 4, 32), 0);
+    cr_assert_null(b.br);
+    cr_assert_null(b.mem);
+    cr_assert_null(b.refs);
+    core_bufring_exit(&b, &ring);
+    core_bufring_exit(&a, &ring);
+}
+
+Test(core_buf, release_returns_id_only_at_zero, .fini = ring_down)
+{
+    struct core_bufring b;
+    uint16_t tail, mask = io_uring_buf_ring_mask(8);
+
+    bufring_up(&b, 8, 64);
+    tail = ring_tail(&b);
+    core_buf_take(&b, 3);
+    cr_assert_eq(b.refs[3], 1);
+    cr_assert_eq(b.in_use, 1);
+    core_buf_ref(&b, 3);
+    core_buf_ref(&b, 3);
+    cr_assert_eq(b.refs[3], 3);
+    cr_assert_eq(b.in_use, 1, "a reference is not another buffer in use");
+
+    core_buf_release(&b, 3);
+    core_buf_release(&b, 3);
+    cr_assert_eq(b.refs[3], 1);
+    cr_assert_eq(b.in_use, 1);
+    cr_assert_eq(b.pending, 0, "given back before the last reference");
+
+    core_buf_release(&b, 3);
+    cr_assert_eq(b.refs[3], 0);
+    cr_assert_eq(b.in_use, 0);
+    cr_assert_eq(b.pending, 1);
+    /* Staged at the tail but not yet visible to the kernel. */
+    cr_assert_eq(b.br->bufs[tail & mask].bid, 3);
+    cr_assert_eq(b.br->bufs[tail & mask].len, 64);
+    cr_assert_eq(b.br->bufs[tail & mask].addr, (uint64_t)(uintptr_t)core_buf_ptr(&b, 3));
+    cr_assert_eq(ring_tail(&b), tail);
+
+    core_bufring_flush(&b);
+    cr_assert_eq(b.pending, 0);
+    cr_assert_eq(ring_tail(&b), (uint16_t)(tail + 1));
+    core_bufring_exit(&b, &ring);
+}
+
+Test(core_buf, releases_of_several_ids_stage_in_order, .fini = ring_down)
+{
+    struct core_bufring b;
+    uint16_t tail, mask = io_uring_buf_ring_mask(8);
+
+    bufring_up(&b, 8, 64);
+    tail = ring_tail(&b);
+    core_buf_take(&b, 5);
+    core_buf_take(&b, 1);
+    core_buf_take(&b, 6);
+    cr_assert_eq(b.in_use, 3);
+    core_buf_release(&b, 1);
+    core_buf_release(&b, 6);
+    core_buf_release(&b, 5);
+    cr_assert_eq(b.in_use, 0);
+    cr_assert_eq(b.pending, 3);
+    cr_assert_eq(b.br->bufs[(tail + 0) & mask].bid, 1);
+    cr_assert_eq(b.br->bufs[(tail + 1) & mask].bid, 6);
+    cr_assert_eq(b.br->bufs[(tail + 2) & mask].bid, 5);
+    core_bufring_flush(&b);
+    cr_assert_eq(ring_tail(&b), (uint16_t)(tail + 3));
+    /* Nothing pending: a flush changes nothing. */
+    core_bufring_flush(&b);
+    cr_assert_eq(ring_tail(&b), (uint16_t)(tail + 3));
+    core_bufring_exit(&b, &ring);
+}
+
+Test(core_buf, recv_selects_a_buffer, .fini = ring_down)
+{
+    struct core_bufring b;
+    struct io_uring_cqe cqe;
+    int sv[2];
+    uint16_t bid;
+
+    bufring_up(&b, 4, 16);
+    socketpair_up(sv);
+    send_str(sv[1], "hello");
+    cqe = recv_select(sv[0]);
+    cr_assert_eq(cqe.res, 5, "recv: %s", cqe.res < 0 ? strerror(-cqe.res) : "short");
+    bid = cqe_bid(&cqe);
+    cr_assert_lt(bid, 4);
+    cr_assert_eq(memcmp(core_buf_ptr(&b, bid), "hello", 5), 0);
+    core_buf_take(&b, bid);
+    core_buf_release(&b, bid);
+    core_bufring_exit(&b, &ring);
+    (void)close(sv[0]);
+    (void)close(sv[1]);
+}
+
+/*
+ * The kernel sees a given-back buffer only after the flush: with every buffer
+ * held, recv fails with ENOBUFS, still fails after the release, and succeeds
+ * with the released buffer once flushed.
+ */
+Test(core_buf, kernel_reuses_buffer_only_after_flush, .fini = ring_down)
+{
+    struct core_bufring b;
+    struct io_uring_cqe cqe;
+    int sv[2], held[2];
+
+    bufring_up(&b, 2, 16);
+    socketpair_up(sv);
+    for (int i = 0; i < 2; i++) {
+        char msg[8];
+
+        (void)snprintf(msg, sizeof(msg), "msg%d", i);
+        send_str(sv[1], msg);
+        cqe = recv_select(sv[0]);
+        cr_assert_eq(cqe.res, 4);
+        held[i] = cqe_bid(&cqe);
+        core_buf_take(&b, (uint16_t)held[i]);
+        cr_assert_eq(memcmp(core_buf_ptr(&b, (uint16_t)held[i]), msg, 4), 0);
+    }
+    cr_assert_neq(held[0], held[1]);
+    cr_assert_eq(b.in_use, 2);
+
+    send_str(sv[1], "next");
+    cqe = recv_select(sv[0]);
+    cr_assert_eq(cqe.res, -ENOBUFS, "every buffer is held, yet recv got %d", cqe.res);
+
+    core_buf_ref(&b, (uint16_t)held[0]);
+    core_buf_release(&b, (uint16_t)held[0]);
+    cqe = recv_select(sv[0]);
+    cr_assert_eq(cqe.res, -ENOBUFS, "a buffer with a reference left went back");
+
+    core_buf_release(&b, (uint16_t)held[0]);
+    cqe = recv_select(sv[0]);
+    cr_assert_eq(cqe.res, -ENOBUFS, "the kernel saw the buffer before the flush");
+
+    core_bufring_flush(&b);
+    cqe = recv_select(sv[0]);
+    cr_assert_eq(cqe.res, 4, "recv after flush: %d", cqe.res);
+    cr_assert_eq(cqe_bid(&cqe), held[0]);
+    cr_assert_eq(memcmp(core_buf_ptr(&b, (uint16_t)held[0]), "next", 4), 0);
+    /* The other buffer kept its bytes. */
+    cr_assert_eq(memcmp(core_buf_ptr(&b, (uint16_t)held[1]), "msg1", 4), 0);
+    core_bufring_exit(&b, &ring);
+    (void)close(sv[0]);
+    (void)close(sv[1]);
+}
+
+/* A multishot recv (what the proxy arms) keeps drawing from the ring as buffers come back. */
+Test(core_buf, multishot_recv_draws_returned_buffers, .fini = ring_down)
+{
+    struct core_bufring b;
+    struct io_uring_sqe *sqe;
+    struct io_uring_cqe *cqe;
+    int sv[2], got = 0;
+
+    bufring_up(&b, 2, 8);
+    socketpair_up(sv);
+    sqe = io_uring_get_sqe(&ring);
+    io_uring_prep_recv_multishot(sqe, sv[0], NULL, 0, 0);
+    sqe->flags |= IOSQE_BUFFER_SELECT;
+    sqe->buf_group = BGID;
+    io_uring_sqe_set_data64(sqe, 9);
+    cr_assert_eq(io_uring_submit(&ring), 1);
+
+    /* Six messages through two buffers: works only if each comes back. */
+    for (int i = 0; i < 6; i++) {
+        char msg[8];
+        uint16_t bid;
+
+        (void)snprintf(msg, sizeof(msg), "m%d", i);
+        send_str(sv[1], msg);
+        cr_assert_eq(io_uring_wait_cqe(&ring, &cqe), 0);
+        if (cqe->res == -EINVAL && !got) {
+            io_uring_cqe_seen(&ring, cqe);
+            cr_skip_test("multishot recv unsupported");
+        }
+        cr_assert_eq(cqe->res, 2, "message %d: res %d", i, cqe->res);
+        cr_assert(cqe->flags & IORING_CQE_F_MORE, "multishot recv ended at message %d", i);
+        bid = cqe_bid(cqe);
+        io_uring_cqe_seen(&ring, cqe);
+        cr_assert_eq(memcmp(core_buf_ptr(&b, bid), msg, 2), 0);
+        core_buf_take(&b, bid);
+        core_buf_release(&b, bid);
+        core_bufring_flush(&b);
+        got++;
+    }
+    cr_assert_eq(b.in_use, 0);
+    (void)close(sv[1]);
+    /* EOF ends the multishot recv. */
+    cr_assert_eq(io_uring_wait_cqe(&ring, &cqe), 0);
+    cr_assert_eq(cqe->res, 0);
+    io_uring_cqe_seen(&ring, cqe);
+    core_bufring_exit(&b, &ring);
+    (void)close(sv[0]);
+}
+
+/*
+ * Pool and segment-queue tests need no kernel: a buffer ring is only memory
+ * to core_buf_release(), so build one by hand.
+ */
+#define FAKE_NBUFS 8
+#define FAKE_BUFSZ 32
+
+static struct core_bufring fake;
+static struct core_pool pool;
+
+static void fake_up(void)
+{
+    fake = (struct core_bufring){.nbufs = FAKE_NBUFS, .bufsz = FAKE_BUFSZ};
+    fake.br = calloc(FAKE_NBUFS, sizeof(struct io_uring_buf));
+    fake.mem = calloc(FAKE_NBUFS, FAKE_BUFSZ);
+    fake.refs = calloc(FAKE_NBUFS, sizeof(*fake.refs));
+    cr_assert(fake.br && fake.mem && fake.refs);
+    core_pool_init(&pool, 128, 4);
+}
+
+static void fake_down(void)
+{
+    core_pool_exit(&pool);
+    free(fake.br);
+    free(fake.mem);
+    free(fake.refs);
+    fake = (struct core_bufring){0};
+}
+
+static char *fake_fill(uint16_t bid, const char *s)
+{
+    char *p = core_buf_ptr(&fake, bid);
+
+    memcpy(p, s, strlen(s));
+    core_buf_take(&fake, bid);
+    return p;
+}
+
+/* The queue's bytes, front to back, NUL-terminated in out. */
+static size_t segq_text(const struct core_segq *q, char *out, size_t cap)
+{
+    size_t n = 0;
+
+    for (const struct core_seg *s = q->head; s; s = s->next) {
+        cr_assert_leq(n + s->len, cap - 1);
+        memcpy(out + n, s->p, s->len);
+        n += s->len;
+    }
+    out[n] = '\0';
+    return n;
+}
+
+static void assert_segq(const struct core_segq *q, const char *want)
+{
+    char got[256];
+    size_t n = segq_text(q, got, sizeof(got));
+
+    cr_assert_str_eq(got, want);
+    cr_assert_eq(q->bytes, n, "bytes %zu but segments hold %zu", q->bytes, n);
+    if (!q->head)
+        cr_assert_eq(q->tailp, &q->head);
+}
+
+Test(core_buf, pool_init_sets_fields)
+{
+    struct core_pool p;
+
+    memset(&p, 0xa5, sizeof(p));
+    core_pool_init(&p, 300, 9);
+    cr_assert_null(p.free_segs);
+    cr_assert_null(p.free_blks);
+    cr_assert_eq(p.blksz, 300);
+    cr_assert_eq(p.nfree_blks, 0);
+    cr_assert_eq(p.max_free_blks, 9);
+    core_pool_exit(&p);
+}
+
+Test(core_buf, seg_free_list_reuses_memory, .init = fake_up, .fini = fake_down)
+{
+    struct core_seg *a = core_seg_new(&pool), *b = core_seg_new(&pool), *c;
+
+    cr_assert(a && b && a != b);
+    core_seg_free(&pool, a);
+    core_seg_free(&pool, b);
+    /* Last freed, first reused; nothing new allocated while the list lasts. */
+    c = core_seg_new(&pool);
+    cr_assert_eq(c, b);
+    c = core_seg_new(&pool);
+    cr_assert_eq(c, a);
+    cr_assert_null(pool.free_segs);
+    core_seg_free(&pool, a);
+    core_seg_free(&pool, b);
+    /* core_pool_exit frees the listed segments. */
+    fake_down();
+    assert_no_leaks();
+}
+
+Test(core_buf, blk_free_list_reuses_memory, .init = fake_up, .fini = fake_down)
+{
+    char *a = core_blk_get(&pool), *b;
+
+    cr_assert_not_null(a);
+    memset(a, 'x', pool.blksz); /* whole block usable (ASan checks the size) */
+    core_blk_put(&pool, a);
+    cr_assert_eq(pool.nfree_blks, 1);
+    b = core_blk_get(&pool);
+    cr_assert_eq(b, a);
+    cr_assert_eq(pool.nfree_blks, 0);
+    memset(b, 'y', pool.blksz);
+    core_blk_put(&pool, b);
+    fake_down();
+    assert_no_leaks();
+}
+
+Test(core_buf, blk_put_null_is_noop, .init = fake_up, .fini = fake_down)
+{
+    core_blk_put(&pool, NULL);
+    cr_assert_eq(pool.nfree_blks, 0);
+    cr_assert_null(pool.free_blks);
+}
+
+Test(core_buf, blk_free_list_is_capped, .init = fake_up, .fini = fake_down)
+{
+    void *blk[7];
+
+    for (int i = 0; i < 7; i++) {
+        blk[i] = core_blk_get(&pool);
+        cr_assert_not_null(blk[i]);
+    }
+    for (int i = 0; i < 7; i++)
+        core_blk_put(&pool, blk[i]);
+    /* max_free_blks = 4: the rest went back to malloc (the leak check below). */
+    cr_assert_eq(pool.nfree_blks, 4);
+    {
+        unsigned n = 0;
+
+        for (void *x = pool.free_blks; x; x = *(void **)x)
+            n++;
+        cr_assert_eq(n, 4);
+    }
+    /* The kept ones are the first four put back, handed out last-in first-out. */
+    for (int i = 3; i >= 0; i--)
+        cr_assert_eq(core_blk_get(&pool), blk[i]);
+    cr_assert_eq(pool.nfree_blks, 0);
+    for (int i = 0; i < 4; i++)
+        core_blk_put(&pool, blk[i]);
+    fake_down();
+    assert_no_leaks();
+}
+
+Test(core_buf, blk_cap_zero_keeps_nothing)
+{
+    struct core_pool p;
+    void *a;
+
+    core_pool_init(&p, 64, 0);
+    a = core_blk_get(&p);
+    cr_assert_not_null(a);
+    core_blk_put(&p, a);
+    cr_assert_eq(p.nfree_blks, 0);
+    cr_assert_null(p.free_blks);
+    core_pool_exit(&p);
+    assert_no_leaks();
+}
+
+Test(core_buf, segq_init_is_empty)
+{
+    struct core_segq q;
+
+    memset(&q, 0xa5, sizeof(q));
+    core_segq_init(&q);
+    cr_assert_null(q.head);
+    cr_assert_eq(q.tailp, &q.head);
+    cr_assert_eq(q.bytes, 0);
+}
+
+Test(core_buf, segq_push_takes_references, .init = fake_up, .fini = fake_down)
+{
+    struct core_segq q;
+    char *p1 = fake_fill(1, "abc");
+    static const char other[] = "xyz";
+
+    core_segq_init(&q);
+    cr_assert_eq(core_segq_push(&q, &pool, &fake, p1, 3, 1), 0);
+    cr_assert_eq(fake.refs[1], 2);
+    cr_assert_eq(core_segq_push(&q, &pool, &fake, other, 3, -1), 0);
+    /* Zero bytes queue nothing and take no reference. */
+    cr_assert_eq(core_segq_push(&q, &pool, &fake, p1, 0, 1), 0);
+    cr_assert_eq(fake.refs[1], 2);
+    assert_segq(&q, "abcxyz");
+    cr_assert_eq(q.head->bid, 1);
+    cr_assert_eq(q.head->next->bid, -1);
+    cr_assert_null(q.head->next->next);
+    cr_assert_eq(q.tailp, &q.head->next->next);
+
+    core_buf_release(&fake, 1); /* the receiver's own reference */
+    cr_assert_eq(fake.in_use, 1, "the queue still holds buffer 1");
+    core_segq_clear(&q, &pool, &fake);
+    cr_assert_eq(fake.in_use, 0);
+    cr_assert_eq(fake.refs[1], 0);
+    cr_assert_eq(fake.pending, 1);
+}
+
+Test(core_buf, segq_consume_across_segments, .init = fake_up, .fini = fake_down)
+{
+    struct core_segq q;
+    char *p1 = fake_fill(1, "abc"), *p2 = fake_fill(2, "defg");
+    static const char hi[] = "hi";
+
+    core_segq_init(&q);
+    cr_assert_eq(core_segq_push(&q, &pool, &fake, p1, 3, 1), 0);
+    cr_assert_eq(core_segq_push(&q, &pool, &fake, p2, 4, 2), 0);
+    cr_assert_eq(core_segq_push(&q, &pool, &fake, hi, 2, -1), 0);
+    core_buf_release(&fake, 1);
+    core_buf_release(&fake, 2);
+    cr_assert_eq(fake.in_use, 2);
+    assert_segq(&q, "abcdefghi");
+
+    core_segq_consume(&q, &pool, &fake, 2); /* inside the first segment */
+    assert_segq(&q, "cdefghi");
+    cr_assert_eq(q.head->p, p1 + 2);
+    cr_assert_eq(fake.refs[1], 1);
+
+    core_segq_consume(&q, &pool, &fake, 2); /* the rest of the first, one of the second */
+    assert_segq(&q, "efghi");
+    cr_assert_eq(fake.refs[1], 0, "buffer 1 not released when its segment went");
+    cr_assert_eq(fake.in_use, 1);
+    cr_assert_eq(q.head->p, p2 + 1);
+
+    core_segq_consume(&q, &pool, &fake, 3); /* exactly to a segment boundary */
+    assert_segq(&q, "hi");
+    cr_assert_eq(fake.refs[2], 0);
+    cr_assert_eq(fake.in_use, 0);
+    cr_assert_eq(fake.pending, 2);
+
+    core_segq_consume(&q, &pool, &fake, 0);
+    assert_segq(&q, "hi");
+    core_segq_consume(&q, &pool, &fake, 2);
+    assert_segq(&q, "");
+
+    /* Emptied queue takes pushes again (tailp was reset). */
+    cr_assert_eq(core_segq_push(&q, &pool, &fake, hi, 1, -1), 0);
+    assert_segq(&q, "h");
+    cr_assert_eq(q.tailp, &q.head->next);
+    core_segq_clear(&q, &pool, &fake);
+    fake_down();
+    assert_no_leaks();
+}
+
+Test(core_buf, segq_consume_more_than_queued, .init = fake_up, .fini = fake_down)
+{
+    struct core_segq q;
+    char *p1 = fake_fill(4, "0123456789");
+
+    core_segq_init(&q);
+    cr_assert_eq(core_segq_push(&q, &pool, &fake, p1, 10, 4), 0);
+    core_buf_release(&fake, 4);
+    core_segq_consume(&q, &pool, &fake, 1000);
+    assert_segq(&q, "");
+    cr_assert_eq(fake.in_use, 0);
+    cr_assert_eq(fake.refs[4], 0);
+}
+
+Test(core_buf, segq_byte_at_a_time, .init = fake_up, .fini = fake_down)
+{
+    static const char *const parts[] = {"He", "llo, ", "w", "orld"};
+    struct core_segq q;
+    const char *want = "Hello, world";
+    size_t total = strlen(want);
+
+    core_segq_init(&q);
+    for (uint16_t i = 0; i < 4; i++) {
+        char *p = fake_fill(i, parts[i]);
+
+        cr_assert_eq(core_segq_push(&q, &pool, &fake, p, strlen(parts[i]), i), 0);
+        core_buf_release(&fake, i);
+    }
+    for (size_t k = 0; k < total; k++) {
+        assert_segq(&q, want + k);
+        cr_assert_eq(*q.head->p, want[k]);
+        core_segq_consume(&q, &pool, &fake, 1);
+    }
+    assert_segq(&q, "");
+    cr_assert_eq(fake.in_use, 0);
+    cr_assert_eq(fake.pending, 4);
+}
+
+Test(core_buf, segq_same_buffer_twice, .init = fake_up, .fini = fake_down)
+{
+    struct core_segq q;
+    char *p = fake_fill(6, "headbody");
+
+    /* One received buffer split into two views: the buffer goes back after both. */
+    core_segq_init(&q);
+    cr_assert_eq(core_segq_push(&q, &pool, &fake, p, 4, 6), 0);
+    cr_assert_eq(core_segq_push(&q, &pool, &fake, p + 4, 4, 6), 0);
+    core_buf_release(&fake, 6);
+    cr_assert_eq(fake.refs[6], 2);
+    core_segq_consume(&q, &pool, &fake, 4);
+    cr_assert_eq(fake.refs[6], 1);
+    cr_assert_eq(fake.in_use, 1);
+    cr_assert_eq(fake.pending, 0);
+    core_segq_clear(&q, &pool, &fake);
+    cr_assert_eq(fake.refs[6], 0);
+    cr_assert_eq(fake.in_use, 0);
+    cr_assert_eq(fake.pending, 1);
+}
+
+Test(core_buf, segq_clear_recycles_segments, .init = fake_up, .fini = fake_down)
+{
+    struct core_segq q;
+    static const char x[] = "x";
+
+    core_segq_init(&q);
+    for (int i = 0; i < 3; i++)
+        cr_assert_eq(core_segq_push(&q, &pool, &fake, x, 1, -1), 0);
+    core_segq_clear(&q, &pool, &fake);
+    assert_segq(&q, "");
+    /* All three are on the pool's free list now. */
+    {
+        int n = 0;
+
+        for (struct core_seg *s = pool.free_segs; s; s = s->next)
+            n++;
+        cr_assert_eq(n, 3);
+    }
+    /* The next push takes the last one freed instead of allocating. */
+    {
+        struct core_seg *top = pool.free_segs;
+
+        cr_assert_eq(core_segq_push(&q, &pool, &fake, x, 1, -1), 0);
+        cr_assert_eq(q.head, top);
+        cr_assert_neq(pool.free_segs, top);
+    }
+    core_segq_clear(&q, &pool, &fake);
+    fake_down();
+    assert_no_leaks();
+}

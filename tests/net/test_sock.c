@@ -1,0 +1,250 @@
+/*
+ * Tests for net/sock.c: listeners (SO_REUSEPORT), upstream sockets, and
+ * printable addresses.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <criterion/criterion.h>
+
+#include "net/sock.h"
+
+static struct sockaddr_storage v4(const char *ip, unsigned port)
+{
+    struct sockaddr_storage ss = {0};
+    struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
+
+    sin->sin_family = AF_INET;
+    sin->sin_port = htons((uint16_t)port);
+    cr_assert_eq(inet_pton(AF_INET, ip, &sin->sin_addr), 1);
+    return ss;
+}
+
+static struct sockaddr_storage v6(const char *ip, unsigned port)
+{
+    struct sockaddr_storage ss = {0};
+    struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
+
+    sin6->sin6_family = AF_INET6;
+    sin6->sin6_port = htons((uint16_t)port);
+    cr_assert_eq(inet_pton(AF_INET6, ip, &sin6->sin6_addr), 1);
+    return ss;
+}
+
+static unsigned bound_port(int fd)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+
+    cr_assert_eq(getsockname(fd, (struct sockaddr *)&ss, &len), 0);
+    return ss.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
+                                    : ntohs(((struct sockaddr_in *)&ss)->sin_port);
+}
+
+static int sockopt(int fd, int level, int name)
+{
+    int v = -1;
+    socklen_t len = sizeof(v);
+
+    cr_assert_eq(getsockopt(fd, level, name, &v, &len), 0);
+    return v;
+}
+
+static int is_listening(int fd)
+{
+    return sockopt(fd, SOL_SOCKET, SO_ACCEPTCONN);
+}
+
+Test(net_sock, listen_v4_ephemeral)
+{
+    struct sockaddr_storage sa = v4("127.0.0.1", 0);
+    int fd = net_listen(&sa, sizeof(struct sockaddr_in), 16);
+
+    cr_assert_geq(fd, 0, "net_listen: %s", strerror(-fd));
+    cr_assert_neq(bound_port(fd), 0);
+    cr_assert(is_listening(fd));
+    cr_assert(sockopt(fd, SOL_SOCKET, SO_REUSEPORT));
+    cr_assert(sockopt(fd, SOL_SOCKET, SO_REUSEADDR));
+    cr_assert(fcntl(fd, F_GETFD) & FD_CLOEXEC);
+    /* Blocking: workers accept through io_uring. */
+    cr_assert_not(fcntl(fd, F_GETFL) & O_NONBLOCK);
+    (void)close(fd);
+}
+
+Test(net_sock, listen_reuseport_twice)
+{
+    struct sockaddr_storage sa = v4("127.0.0.1", 0);
+    int a, b;
+    unsigned port;
+
+    a = net_listen(&sa, sizeof(struct sockaddr_in), 16);
+    cr_assert_geq(a, 0);
+    port = bound_port(a);
+    sa = v4("127.0.0.1", port);
+    /* One listener per worker on the same port. */
+    b = net_listen(&sa, sizeof(struct sockaddr_in), 16);
+    cr_assert_geq(b, 0, "second SO_REUSEPORT listener: %s", strerror(-b));
+    cr_assert_eq(bound_port(b), port);
+    cr_assert(is_listening(b));
+    (void)close(a);
+    (void)close(b);
+}
+
+Test(net_sock, listen_busy_port_eaddrinuse)
+{
+    struct sockaddr_storage sa = v4("127.0.0.1", 0);
+    socklen_t len = sizeof(struct sockaddr_in);
+    int other, fd;
+
+    /* A plain listener that did not opt into SO_REUSEPORT owns the port. */
+    other = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    cr_assert_geq(other, 0);
+    cr_assert_eq(bind(other, (struct sockaddr *)&sa, len), 0);
+    cr_assert_eq(listen(other, 4), 0);
+    sa = v4("127.0.0.1", bound_port(other));
+    fd = net_listen(&sa, len, 16);
+    cr_assert_eq(fd, -EADDRINUSE, "got %d (%s)", fd, fd < 0 ? strerror(-fd) : "an fd");
+    (void)close(other);
+}
+
+Test(net_sock, listen_bad_family_is_error)
+{
+    struct sockaddr_storage sa = {0};
+    int fd;
+
+    sa.ss_family = AF_UNSPEC;
+    fd = net_listen(&sa, sizeof(sa), 16);
+    cr_assert_lt(fd, 0);
+}
+
+Test(net_sock, listen_v6_only)
+{
+    struct sockaddr_storage sa = v6("::1", 0);
+    int fd = net_listen(&sa, sizeof(struct sockaddr_in6), 16);
+
+    if (fd == -EAFNOSUPPORT || fd == -EADDRNOTAVAIL)
+        cr_skip_test("no IPv6 loopback here");
+    cr_assert_geq(fd, 0, "net_listen [::1]: %s", strerror(-fd));
+    cr_assert(sockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY));
+    cr_assert_neq(bound_port(fd), 0);
+    (void)close(fd);
+}
+
+Test(net_sock, listen_accepts_connections)
+{
+    struct sockaddr_storage sa = v4("127.0.0.1", 0);
+    int fd = net_listen(&sa, sizeof(struct sockaddr_in), 16), c, s;
+
+    cr_assert_geq(fd, 0);
+    sa = v4("127.0.0.1", bound_port(fd));
+    c = socket(AF_INET, SOCK_STREAM, 0);
+    cr_assert_eq(connect(c, (struct sockaddr *)&sa, sizeof(struct sockaddr_in)), 0);
+    s = accept(fd, NULL, NULL);
+    cr_assert_geq(s, 0);
+    /* TCP_NODELAY set on the listener is inherited. */
+    cr_assert(sockopt(s, IPPROTO_TCP, TCP_NODELAY));
+    (void)close(s);
+    (void)close(c);
+    (void)close(fd);
+}
+
+Test(net_sock, socket_for_is_nonblocking_nodelay)
+{
+    struct sockaddr_storage sa4 = v4("10.0.0.1", 80), sa6 = v6("::1", 80);
+    int fd = net_socket_for(&sa4);
+
+    cr_assert_geq(fd, 0);
+    cr_assert(fcntl(fd, F_GETFL) & O_NONBLOCK);
+    cr_assert(fcntl(fd, F_GETFD) & FD_CLOEXEC);
+    cr_assert(sockopt(fd, IPPROTO_TCP, TCP_NODELAY));
+    cr_assert_eq(sockopt(fd, SOL_SOCKET, SO_DOMAIN), AF_INET);
+    cr_assert_eq(sockopt(fd, SOL_SOCKET, SO_TYPE), SOCK_STREAM);
+    (void)close(fd);
+    fd = net_socket_for(&sa6);
+    if (fd == -EAFNOSUPPORT)
+        return;
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(sockopt(fd, SOL_SOCKET, SO_DOMAIN), AF_INET6);
+    (void)close(fd);
+}
+
+Test(net_sock, addr_str_v4)
+{
+    struct sockaddr_storage sa = v4("127.0.0.1", 8080);
+    char out[NET_ADDRSTRLEN];
+
+    cr_assert_eq(net_addr_str(&sa, out, sizeof(out)), strlen("127.0.0.1:8080"));
+    cr_assert_str_eq(out, "127.0.0.1:8080");
+    sa = v4("255.255.255.255", 65535);
+    cr_assert_eq(net_addr_str(&sa, out, sizeof(out)), 21);
+    cr_assert_str_eq(out, "255.255.255.255:65535");
+    sa = v4("0.0.0.0", 0);
+    net_addr_str(&sa, out, sizeof(out));
+    cr_assert_str_eq(out, "0.0.0.0:0");
+}
+
+Test(net_sock, addr_str_v6_bracketed)
+{
+    struct sockaddr_storage sa = v6("::1", 80);
+    char out[NET_ADDRSTRLEN];
+
+    cr_assert_eq(net_addr_str(&sa, out, sizeof(out)), 8);
+    cr_assert_str_eq(out, "[::1]:80");
+    sa = v6("2001:db8::a:b", 443);
+    net_addr_str(&sa, out, sizeof(out));
+    cr_assert_str_eq(out, "[2001:db8::a:b]:443");
+    sa = v6("::ffff:192.0.2.1", 80);
+    net_addr_str(&sa, out, sizeof(out));
+    cr_assert_str_eq(out, "[::ffff:192.0.2.1]:80");
+}
+
+Test(net_sock, addr_str_longest_fits)
+{
+    struct sockaddr_storage sa = v6("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", 65535);
+    char out[NET_ADDRSTRLEN];
+    const char *want = "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:65535";
+
+    cr_assert_eq(net_addr_str(&sa, out, sizeof(out)), strlen(want));
+    cr_assert_str_eq(out, want);
+}
+
+Test(net_sock, addr_str_truncates)
+{
+    struct sockaddr_storage sa = v4("127.0.0.1", 8080);
+    char out[8];
+
+    memset(out, 'x', sizeof(out));
+    /* Returns what is in out, NUL-terminated, never more than cap - 1. */
+    cr_assert_eq(net_addr_str(&sa, out, sizeof(out)), 7);
+    cr_assert_str_eq(out, "127.0.0");
+}
+
+Test(net_sock, ip_str)
+{
+    struct sockaddr_storage sa = v4("192.0.2.33", 80);
+    char out[NET_ADDRSTRLEN];
+
+    cr_assert_eq(net_ip_str(&sa, out, sizeof(out)), 10);
+    cr_assert_str_eq(out, "192.0.2.33");
+    sa = v6("::1", 80);
+    cr_assert_eq(net_ip_str(&sa, out, sizeof(out)), 3);
+    cr_assert_str_eq(out, "::1");
+    sa = v6("fe80::1", 1);
+    net_ip_str(&sa, out, sizeof(out));
+    cr_assert_str_eq(out, "fe80::1");
+}
+
+Test(net_sock, ip_str_too_small_is_empty)
+{
+    struct sockaddr_storage sa = v4("192.0.2.33", 80);
+    char out[6];
+
+    cr_assert_eq(net_ip_str(&sa, out, sizeof(out)), 0);
+    cr_assert_str_eq(out, "");
+}
