@@ -5,6 +5,7 @@
  * lets the workers drain.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <pthread.h>
 #include <signal.h>
@@ -229,6 +230,16 @@ int main(int argc, char **argv)
     sh.nworkers = nworkers;
     sh.upstream_host = up_host;
     sh.stdout_is_pipe = fstat(STDOUT_FILENO, &sb) == 0 && S_ISFIFO(sb.st_mode);
+    /*
+     * Workers write stdout from their own rings at "the current position";
+     * on a regular file two of them could write at the same offset. With
+     * O_APPEND every write goes to the end.
+     */
+    if (fstat(STDOUT_FILENO, &sb) == 0 && S_ISREG(sb.st_mode)) {
+        int fl = fcntl(STDOUT_FILENO, F_GETFL);
+        if (fl >= 0)
+            (void)fcntl(STDOUT_FILENO, F_SETFL, fl | O_APPEND);
+    }
     sh.log_fmt = log_fmt_new(&cfg->access_log);
     sh.stats = calloc(nworkers, sizeof(*sh.stats));
     sh.resolver = net_resolver_new(up_host, up_port, cfg->upstream.resolve_interval_ms, nworkers);

@@ -718,6 +718,8 @@ static void conn_log(struct http_worker *w, struct http_conn *c)
     if (line && (n = log_fmt_line(w->sh->log_fmt, &r, line, LOG_LINE_MAX)) > 0) {
         log_out_commit(w->lo, (size_t)n);
     } else {
+        if (line)
+            log_out_commit(w->lo, 0);
         log_out_drop(w->lo);
         STAT_INC(w->st, log_dropped);
     }

@@ -20,10 +20,10 @@
  * "not known" and are written as "-" too.
  */
 struct log_access_rec {
-    struct timespec start;  /* CLOCK_REALTIME when the request began */
-    int64_t duration_us;    /* request start to last byte sent */
-    struct core_str method; /* "GET" */
-    struct core_str target; /* request target as received */
+    struct timespec start;   /* CLOCK_REALTIME when the request began */
+    int64_t duration_us;     /* request start to last byte sent */
+    struct core_str method;  /* "GET" */
+    struct core_str target;  /* request target as received */
     struct core_str version; /* "HTTP/1.1" */
     struct core_str host;
     struct core_str referrer;
@@ -31,21 +31,21 @@ struct log_access_rec {
     struct core_str x_forwarded_proto;
     struct core_str section_io_id;
     struct core_str section_io_tag;
-    struct core_str content_type; /* of the response */
-    struct core_str client_ip;    /* True-Client-IP, else the socket peer */
+    struct core_str content_type;  /* of the response */
+    struct core_str client_ip;     /* True-Client-IP, else the socket peer */
     struct core_str upstream_addr; /* "127.0.0.1:80" */
-    int status;                   /* status sent to the client; 0 if none */
-    int upstream_status;          /* -1 if none */
-    int64_t bytes_sent;           /* all bytes sent to the client */
+    int status;                    /* status sent to the client; 0 if none */
+    int upstream_status;           /* -1 if none */
+    int64_t bytes_sent;            /* all bytes sent to the client */
     int64_t response_body_bytes;
-    int64_t request_bytes;  /* bytes received from the client for this request */
-    int64_t upstream_bytes; /* bytes received from the upstream */
+    int64_t request_bytes;        /* bytes received from the client for this request */
+    int64_t upstream_bytes;       /* bytes received from the upstream */
     int64_t upstream_connect_us;  /* -1 when no connect was made (reused) */
     int64_t upstream_header_us;   /* request sent to response head; -1 none */
     int64_t upstream_response_us; /* request sent to last byte; -1 none */
     int upstream_reused;          /* 0/1, -1 when no upstream was used */
     int upstream_attempts;
-    const char *termination; /* NULL when the exchange ended normally */
+    const char *termination;         /* NULL when the exchange ended normally */
     const struct core_hdr *req_hdrs; /* for extra request-header fields */
     size_t nreq_hdrs;
     const struct core_hdr *resp_hdrs; /* for extra response-header fields */

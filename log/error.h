@@ -14,12 +14,22 @@
 /* Set the level; an SECTION_OPS_LOG_LEVEL in the environment wins. */
 void log_err_init(enum cfg_log_level level);
 
-/* The worker number printed on lines from this thread; -1 = main. */
+/* The worker number printed on lines from this thread; LOG_ERR_MAIN or LOG_ERR_RESOLVER
+ * for the other threads. */
+#define LOG_ERR_MAIN (-1)
+#define LOG_ERR_RESOLVER (-2)
 void log_err_set_worker(int worker);
 
 int log_err_enabled(enum cfg_log_level level);
 
 void log_msg(enum cfg_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/*
+ * The same without the rate limit, for lines that are already one per change
+ * of state (the resolver's answers): each of them must be seen.
+ */
+void log_event(enum cfg_log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 #define log_error(...) log_msg(CFG_LL_ERROR, __VA_ARGS__)
 #define log_warn(...) log_msg(CFG_LL_WARN, __VA_ARGS__)

@@ -129,8 +129,8 @@ static void resolve_once(struct net_resolver *r)
     if (e) {
         /* Keep the last good answer; say so once per change of state. */
         if (!atomic_exchange(&r->failing, 1))
-            log_warn("resolve %s: %s; keeping the last good answer", r->host,
-                     e == EAI_SYSTEM ? strerror(errno) : gai_strerror(e));
+            log_event(CFG_LL_WARN, "resolve %s: %s; keeping the last good answer", r->host,
+                      e == EAI_SYSTEM ? strerror(errno) : gai_strerror(e));
         return;
     }
     for (ai = res; ai; ai = ai->ai_next)
@@ -158,7 +158,7 @@ static void resolve_once(struct net_resolver *r)
     freeaddrinfo(res);
     qsort(set->a, set->n, sizeof(set->a[0]), addr_cmp);
     if (atomic_exchange(&r->failing, 0))
-        log_info("resolve %s: answering again", r->host);
+        log_event(CFG_LL_INFO, "resolve %s: answering again", r->host);
     old = atomic_load(&r->cur);
     if (set_equal(old, set)) {
         free(set);
@@ -166,7 +166,7 @@ static void resolve_once(struct net_resolver *r)
     }
     set->gen = r->next_gen++;
     set_describe(set, desc, sizeof(desc));
-    log_info("resolve %s: %s", r->host, set->n ? desc : "no usable address");
+    log_event(CFG_LL_INFO, "resolve %s: %s", r->host, set->n ? desc : "no usable address");
     ret = malloc(sizeof(*ret));
     if (!ret) {
         free(set);
@@ -183,7 +183,7 @@ static void *resolver_main(void *arg)
 {
     struct net_resolver *r = arg;
 
-    log_err_set_worker(-2);
+    log_err_set_worker(LOG_ERR_RESOLVER);
     pthread_mutex_lock(&r->mu);
     while (!r->stop) {
         struct timespec ts;
