@@ -294,7 +294,6 @@ int http_msg_head(struct http_msg *m, llhttp_type_t type, const char *p, size_t 
     return 0;
 }
 
-
 static int hexval(unsigned char c)
 {
     if (c >= '0' && c <= '9')

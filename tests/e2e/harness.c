@@ -129,6 +129,8 @@ static void start(struct proxy *p, unsigned upstream_port, const char *json,
         int err = open(p->err_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
         dup2(out, 1);
         dup2(err, 2);
+        /* nothing of the test process (Criterion's arenas, other sockets) leaks in */
+        close_range(3, ~0U, 0);
         execv(bin, (char *const *)argv);
         _exit(127);
     }

@@ -272,7 +272,7 @@ Test(e2e_logging, stalled_stdout_does_not_stall_requests, .init = origin_up, .fi
 Test(e2e_logging, never_opens_a_file_for_writing, .init = origin_up, .fini = down)
 {
     struct h_resp r;
-    char path[64], link[256], fdinfo[128];
+    char path[64], link[256], fdinfo[512];
     struct dirent *d;
     DIR *dir;
 
@@ -286,7 +286,7 @@ Test(e2e_logging, never_opens_a_file_for_writing, .init = origin_up, .fini = dow
     cr_assert(dir);
     while ((d = readdir(dir))) {
         struct stat st;
-        char full[128];
+        char full[512];
         int fdn = atoi(d->d_name);
         ssize_t n;
 
