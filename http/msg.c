@@ -258,6 +258,7 @@ int http_msg_head(struct http_msg *m, llhttp_type_t type, const char *p, size_t 
         return m->too_many ? -431 : -400;
     }
     m->remaining = 0;
+    m->data_bytes = 0;
     m->cstate = CS_SIZE;
     m->cdigits = 0;
     m->trailer_len = 0;
@@ -361,6 +362,7 @@ static int chunked_walk(struct http_msg *m, const char *p, size_t n, size_t *ret
 
             if (m->on_body)
                 m->on_body(m->ctx, p + i, k);
+            m->data_bytes += k;
             m->remaining -= k;
             i += k;
             if (!m->remaining)
@@ -433,6 +435,7 @@ int http_msg_body(struct http_msg *m, const char *p, size_t n, size_t *ret_used)
         return 1;
     case HB_LENGTH:
         if (n < m->remaining) {
+            m->data_bytes += n;
             m->remaining -= n;
             *ret_used = n;
             if (m->on_body)
@@ -440,6 +443,7 @@ int http_msg_body(struct http_msg *m, const char *p, size_t n, size_t *ret_used)
             return 0;
         }
         *ret_used = (size_t)m->remaining;
+        m->data_bytes += *ret_used;
         if (m->on_body)
             m->on_body(m->ctx, p, *ret_used);
         m->remaining = 0;
@@ -449,6 +453,7 @@ int http_msg_body(struct http_msg *m, const char *p, size_t n, size_t *ret_used)
         return chunked_walk(m, p, n, ret_used);
     case HB_EOF:
         *ret_used = n;
+        m->data_bytes += n;
         if (m->on_body)
             m->on_body(m->ctx, p, n);
         return 0;

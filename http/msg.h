@@ -81,7 +81,8 @@ struct http_msg {
     uint8_t cstate;   /* chunked decoder state */
     uint8_t cdigits;
     uint32_t trailer_len;
-    uint64_t remaining; /* body bytes left (length), or of the current chunk */
+    uint64_t remaining;  /* body bytes left (length), or of the current chunk */
+    uint64_t data_bytes; /* body data walked so far, framing not counted */
     uint8_t too_many;
     uint8_t count[HK_COUNT]; /* occurrences, saturating at 255 */
     int16_t first[HK_COUNT]; /* index of the first occurrence, -1 when absent */

@@ -791,8 +791,13 @@ static void conn_check_done(struct http_worker *w, struct http_conn *c)
     if (c->state == HST_TUNNEL || c->state == HST_LINGER)
         return;
     if (!c->req_done) {
-        /* The origin answered before the body was read: no way to find the next request. */
+        /*
+         * The origin answered before the body was read: neither side's
+         * connection can tell where the next request would start.
+         */
         c->keep_alive = 0;
+        if (c->up)
+            c->up->reusable = 0;
         c->termination = c->termination ? c->termination : "early_response";
     }
     conn_finish(w, c);
@@ -868,6 +873,22 @@ static void wb_hdr(struct wbuf *b, struct core_str name, struct core_str value)
     WB_LIT(b, "\r\n");
 }
 
+/* A Host value or absolute-form authority: reg-name, IPv4 or [IPv6], optional :port. */
+static int valid_authority(struct core_str a)
+{
+    static const char extra[] = "-._~!$&'()*+,;=%:[]";
+
+    if (!a.len)
+        return 0;
+    for (size_t i = 0; i < a.len; i++) {
+        unsigned char ch = (unsigned char)a.p[i];
+        if (!((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+              memchr(extra, ch, sizeof(extra) - 1)))
+            return 0;
+    }
+    return 1;
+}
+
 /* "http://host[:port]/path?q" into its authority and its origin-form rest. */
 static int split_absolute(struct core_str t, struct core_str *ret_auth, struct core_str *ret_path)
 {
@@ -882,9 +903,9 @@ static int split_absolute(struct core_str t, struct core_str *ret_auth, struct c
     for (i = skip; i < t.len && t.p[i] != '/' && t.p[i] != '?'; i++)
         if (t.p[i] == '@')
             return -1; /* userinfo is deprecated and a known confusion vector */
-    if (i == skip)
-        return -1;
     *ret_auth = (struct core_str){t.p + skip, i - skip};
+    if (!valid_authority(*ret_auth))
+        return -1;
     *ret_path = (struct core_str){t.p + i, t.len - i};
     return 0;
 }
@@ -905,11 +926,23 @@ static int req_rewrite(struct http_worker *w, struct http_conn *c)
     c->http10 = p->http_minor == 0;
     if (nhost > 1 || (!c->http10 && nhost == 0))
         return -400;
-    /* Transfer-Encoding in HTTP/1.0 can't be trusted for framing (RFC 9112 6.1). */
-    if (te.p && c->http10)
+    if (nhost && !valid_authority(http_msg_known(m, HK_HOST)))
         return -400;
+    if (te.p) {
+        /* Transfer-Encoding in HTTP/1.0 can't be trusted for framing (RFC 9112 6.1). */
+        if (c->http10)
+            return -400;
+        /* We don't decode transfer codings, so the origin would get what it may not know. */
+        if (m->count[HK_TRANSFER_ENCODING] > 1 || !CORE_STR_IEQ(te, "chunked"))
+            return -501;
+    }
     if (p->method == HTTP_CONNECT)
         return -501; /* no tunnels to arbitrary hosts */
+    if (m->target.len > w->cfg->limits.max_uri_bytes)
+        return -414;
+    for (size_t i = 0; i < m->target.len; i++)
+        if ((unsigned char)m->target.p[i] <= ' ' || m->target.p[i] == 0x7f)
+            return -400; /* an unencoded space, tab or control byte (RFC 9112 3.2) */
     if (m->target.len && m->target.p[0] != '/' &&
         !(m->target.len == 1 && m->target.p[0] == '*' && p->method == HTTP_OPTIONS)) {
         /*
@@ -922,7 +955,8 @@ static int req_rewrite(struct http_worker *w, struct http_conn *c)
     if (w->cfg->limits.max_body_bytes && p->content_length > w->cfg->limits.max_body_bytes &&
         !(p->flags & F_CHUNKED))
         return -413;
-    c->upgrade = p->upgrade && m->count[HK_UPGRADE];
+    /* Upgrade in an HTTP/1.0 request is ignored (RFC 9110 7.8) */
+    c->upgrade = p->upgrade && m->count[HK_UPGRADE] && !c->http10;
     c->has_body = (p->flags & F_CHUNKED) || p->content_length > 0;
     c->idempotent = p->method == HTTP_GET || p->method == HTTP_HEAD || p->method == HTTP_OPTIONS ||
                     p->method == HTTP_PUT || p->method == HTTP_DELETE || p->method == HTTP_TRACE;
@@ -1022,8 +1056,7 @@ static void conn_body(struct http_worker *w, struct http_conn *c)
             conn_respond(w, c, 400, "bad_request_body");
             return;
         }
-        if (w->cfg->limits.max_body_bytes &&
-            c->e.rx_total - c->rx_mark > w->cfg->limits.max_body_bytes + c->in_len) {
+        if (w->cfg->limits.max_body_bytes && c->req.data_bytes > w->cfg->limits.max_body_bytes) {
             conn_respond(w, c, 413, "limit_exceeded");
             return;
         }
@@ -1198,8 +1231,9 @@ static void up_head(struct http_worker *w, struct http_up *u)
         return;
     }
     if (status >= 100 && status < 200 && status != 101) {
-        /* Interim (100, 103): relay and wait for the final response. */
-        if (resp_rewrite(w, u, c, 0) < 0) {
+        /* Interim (100, 103): relay and wait for the final one; never to HTTP/1.0 (RFC 9110 15.2).
+         */
+        if (!c->http10 && resp_rewrite(w, u, c, 0) < 0) {
             up_failed(w, u, HF_BAD_RESPONSE);
             return;
         }
