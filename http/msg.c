@@ -28,6 +28,14 @@ enum chunk_state {
     CS_COUNT
 };
 
+/* Bytes that end or break a head line: CR, LF, control bytes but HTAB, DEL. */
+static const uint8_t line_special[256] = {
+    [0x00] = 1, [0x01] = 1, [0x02] = 1, [0x03] = 1, [0x04] = 1, [0x05] = 1, [0x06] = 1, [0x07] = 1,
+    [0x08] = 1, [0x0a] = 1, [0x0b] = 1, [0x0c] = 1, [0x0d] = 1, [0x0e] = 1, [0x0f] = 1, [0x10] = 1,
+    [0x11] = 1, [0x12] = 1, [0x13] = 1, [0x14] = 1, [0x15] = 1, [0x16] = 1, [0x17] = 1, [0x18] = 1,
+    [0x19] = 1, [0x1a] = 1, [0x1b] = 1, [0x1c] = 1, [0x1d] = 1, [0x1e] = 1, [0x1f] = 1, [0x7f] = 1,
+};
+
 static int is_ctl(unsigned char c)
 {
     return (c < 0x20 && c != '\t') || c == 0x7f;
@@ -44,6 +52,25 @@ long http_scan(struct http_scan *s, const struct http_limits *l, const char *p, 
 
         if (++s->len > l->max_head)
             return s->lines == 0 && s->state == SC_LINE ? -414 : -431;
+        if (s->state == SC_LINE && !line_special[c]) {
+            /*
+             * The common case, in a line: skip plain bytes in one run, then
+             * check the limits once for the whole run.
+             */
+            size_t j = i + 1;
+            uint32_t cap = s->lines ? l->max_line : l->max_first_line;
+
+            while (j < n && !line_special[(unsigned char)p[j]])
+                j++;
+            s->len += (uint32_t)(j - i - 1);
+            s->line_len += (uint32_t)(j - i);
+            if (s->len > l->max_head)
+                return s->lines == 0 ? -414 : -431;
+            if (s->line_len > cap)
+                return s->lines ? -431 : -414;
+            i = j - 1;
+            continue;
+        }
         switch (s->state) {
         case SC_START:
             if (c == '\r') {

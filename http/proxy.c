@@ -1011,6 +1011,8 @@ static void conn_request(struct http_worker *w, struct http_conn *c)
     if (up_attach(w, c, 0) < 0)
         return;
     conn_process(w, c);
+    if (c->up)
+        end_tx_kick(w, &c->up->e);
 }
 
 /* Copy head bytes from the receive queue into the block; parse once complete. */
@@ -1161,8 +1163,7 @@ static int up_attach(struct http_worker *w, struct http_conn *c, int fresh)
         u->state = UPS_HEAD;
         end_timer(w, &u->e, TC_RESPONSE);
     }
-    end_tx_kick(w, &u->e);
-    return 0;
+    return 0; /* the caller sends, so that body bytes at hand go in the same send */
 }
 
 /* ---- response side ----------------------------------------------------- */
@@ -1184,10 +1185,13 @@ static int resp_rewrite(struct http_worker *w, struct http_up *u, struct http_co
     struct wbuf b = {u->blk + base, 0, w->hdr_off - base, 0};
     char status[16];
     int tunnel = p->status_code == 101;
-    int chunked = (p->flags & F_CHUNKED) != 0;
 
-    snprintf(status, sizeof(status), "HTTP/1.1 %03d ", p->status_code);
-    wb_put(&b, status, strlen(status));
+    /* llhttp takes three digits only: 100..999 */
+    memcpy(status, "HTTP/1.1 000 ", 13);
+    status[9] = (char)('0' + p->status_code / 100);
+    status[10] = (char)('0' + p->status_code / 10 % 10);
+    status[11] = (char)('0' + p->status_code % 10);
+    wb_put(&b, status, 13);
     wb_put(&b, m->reason.p, m->reason.len);
     WB_LIT(&b, "\r\n");
     for (uint16_t i = 0; i < m->nhdrs; i++) {
@@ -1206,7 +1210,6 @@ static int resp_rewrite(struct http_worker *w, struct http_up *u, struct http_co
     else if (final && c->http10)
         WB_LIT(&b, "Connection: keep-alive\r\n");
     WB_LIT(&b, "\r\n");
-    (void)chunked;
     if (b.overflow)
         return -1;
     (void)core_segq_push(&c->e.txq, &w->t->pool, &w->t->bufs, b.p, b.len, -1);
@@ -1276,7 +1279,7 @@ static void up_head(struct http_worker *w, struct http_up *u)
     } else {
         u->state = UPS_BODY;
     }
-    end_tx_kick(w, &c->e);
+    /* up_process() sends once the body bytes at hand are queued too */
 }
 
 static void up_done(struct http_worker *w, struct http_up *u)
@@ -1425,7 +1428,8 @@ static void up_failed(struct http_worker *w, struct http_up *u, enum http_fail w
         c->idempotent && !c->has_body && c->attempts < 2 && !c->resp_begun) {
         up_close(w, u);
         STAT_INC(w->st, upstream_retries);
-        (void)up_attach(w, c, 1);
+        if (up_attach(w, c, 1) == 0)
+            end_tx_kick(w, &c->up->e);
         return;
     }
     c->up_bytes = (int64_t)u->e.rx_total;
