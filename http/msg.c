@@ -318,7 +318,18 @@ int http_msg_head(struct http_msg *m, llhttp_type_t type, const char *p, size_t 
         for (size_t j = 0; j < nm->len; j++)
             if (!http_is_tchar((unsigned char)nm->p[j]))
                 return -400;
+        /* llhttp 8.1.0 ignores an empty Transfer-Encoding, even next to a Content-Length */
+        if (k == HK_TRANSFER_ENCODING && !m->hdrs[i].value.len)
+            return -400;
     }
+    /* llhttp 8.1.0 lets a TAB through in the target: no whitespace or control byte (RFC 9112 3.2)
+     */
+    for (size_t i = 0; i < m->target.len; i++)
+        if ((unsigned char)m->target.p[i] <= ' ' || m->target.p[i] == 0x7f)
+            return -400;
+    /* One framing only (RFC 9112 6.3): llhttp misses this when the coding list was empty */
+    if (m->count[HK_TRANSFER_ENCODING] && m->count[HK_CONTENT_LENGTH])
+        return -400;
     return 0;
 }
 

@@ -940,9 +940,6 @@ static int req_rewrite(struct http_worker *w, struct http_conn *c)
         return -501; /* no tunnels to arbitrary hosts */
     if (m->target.len > w->cfg->limits.max_uri_bytes)
         return -414;
-    for (size_t i = 0; i < m->target.len; i++)
-        if ((unsigned char)m->target.p[i] <= ' ' || m->target.p[i] == 0x7f)
-            return -400; /* an unencoded space, tab or control byte (RFC 9112 3.2) */
     if (m->target.len && m->target.p[0] != '/' &&
         !(m->target.len == 1 && m->target.p[0] == '*' && p->method == HTTP_OPTIONS)) {
         /*
