@@ -595,6 +595,19 @@ static const char *reason_of(int status)
     }
 }
 
+/* The access log's termination for a request we refused with status. */
+static const char *reject_reason(int status)
+{
+    switch (status) {
+    case 400:
+        return "bad_request";
+    case 501:
+        return "not_implemented";
+    default:
+        return "limit_exceeded"; /* 413, 414, 431 */
+    }
+}
+
 /*
  * Answer the current request ourselves. Local answers end the connection
  * unless the whole request was read and nothing of a response was sent.
@@ -611,7 +624,7 @@ static void conn_respond(struct http_worker *w, struct http_conn *c, int status,
         return;
     }
     if (!c->blk && !(c->blk = core_blk_get(&w->t->pool))) {
-        conn_abort(w, c, "out of memory");
+        conn_abort(w, c, "out_of_memory");
         return;
     }
     if (!c->req_done)
@@ -999,7 +1012,7 @@ static void conn_request(struct http_worker *w, struct http_conn *c)
         r = req_rewrite(w, c);
     if (r < 0) {
         c->req_done = 0;
-        conn_respond(w, c, -r, r == -400 ? "bad_request" : "limit_exceeded");
+        conn_respond(w, c, -r, reject_reason(-r));
         return;
     }
     c->req_done = c->req.complete;
@@ -1018,7 +1031,7 @@ static void conn_head(struct http_worker *w, struct http_conn *c)
     struct core_segq *q = &c->e.rxq;
 
     if (!c->blk && !(c->blk = core_blk_get(&w->t->pool))) {
-        conn_abort(w, c, "out of memory");
+        conn_abort(w, c, "out_of_memory");
         return;
     }
     while (q->head && c->state == HST_HEAD) {
@@ -1027,7 +1040,7 @@ static void conn_head(struct http_worker *w, struct http_conn *c)
         long n = http_scan(&c->scan, &w->req_limits, s->p, s->len, &done);
 
         if (n < 0) {
-            conn_respond(w, c, (int)-n, n == -400 ? "bad_request" : "limit_exceeded");
+            conn_respond(w, c, (int)-n, reject_reason((int)-n));
             return;
         }
         memcpy(c->blk + c->in_len, s->p, (size_t)n);
