@@ -1292,6 +1292,30 @@ static void up_head(struct http_worker *w, struct http_up *u)
     /* up_process() sends once the body bytes at hand are queued too */
 }
 
+/*
+ * A small body that follows the head it came with is copied behind the
+ * rewritten head, so the response goes out in one plain send instead of a
+ * two-piece sendmsg. Returns 1 when copied.
+ */
+static int append_to_head(struct http_worker *w, struct http_up *u, struct http_conn *c,
+                          const char *p, size_t n)
+{
+    char *end = u->blk + w->cfg->limits.max_header_bytes + u->out_len;
+    struct core_seg *tail;
+
+    if (!n || n > 4096 || !c->e.txq.head || c->e.sending ||
+        w->hdr_off - (w->cfg->limits.max_header_bytes + u->out_len) < n)
+        return 0;
+    tail = container_of(c->e.txq.tailp, struct core_seg, next);
+    if (tail->bid >= 0 || tail->p + tail->len != end)
+        return 0;
+    memcpy(end, p, n);
+    tail->len += (uint32_t)n;
+    c->e.txq.bytes += n;
+    u->out_len += (uint32_t)n;
+    return 1;
+}
+
 static void up_done(struct http_worker *w, struct http_up *u)
 {
     struct http_conn *c = u->c;
@@ -1354,7 +1378,7 @@ static void up_process(struct http_worker *w, struct http_up *u)
                 up_failed(w, u, HF_BAD_RESPONSE);
                 return;
             }
-            if (!c->decode)
+            if (!c->decode && !append_to_head(w, u, c, s->p, used))
                 (void)core_segq_push(&c->e.txq, &w->t->pool, &w->t->bufs, s->p, used, s->bid);
             core_segq_consume(q, &w->t->pool, &w->t->bufs, used);
             if (r == 1) {
