@@ -33,6 +33,7 @@ static const char usage[] =
     "  --workers N           worker threads, one io_uring each (default: number of CPUs)\n"
     "  --admin ADDR:PORT     loopback admin listener for /healthz and /metrics (default "
     "127.0.0.1:9000)\n"
+    "  --no-access-log       development and benchmarks only: no access log (breaks C5)\n"
     "  --help, --version\n";
 
 struct start {
@@ -112,14 +113,20 @@ static void io_uring_hint(int err, const char *what)
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"config", required_argument, NULL, 'c'},   {"listen", required_argument, NULL, 'l'},
-        {"upstream", required_argument, NULL, 'u'}, {"workers", required_argument, NULL, 'w'},
-        {"admin", required_argument, NULL, 'a'},    {"help", no_argument, NULL, 'h'},
-        {"version", no_argument, NULL, 'V'},        {NULL, 0, NULL, 0},
+        {"config", required_argument, NULL, 'c'},
+        {"listen", required_argument, NULL, 'l'},
+        {"upstream", required_argument, NULL, 'u'},
+        {"workers", required_argument, NULL, 'w'},
+        {"admin", required_argument, NULL, 'a'},
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
+        {"no-access-log", no_argument, NULL, 'n'},
+        {NULL, 0, NULL, 0},
     };
     const char *dir = CFG_DEFAULT_DIR, *listen_arg = NULL, *upstream_arg = "next-hop:80";
     const char *admin_arg = NULL;
     long workers_arg = -1;
+    int no_access_log = 0;
     char up_host[256], up_port[8];
     struct sockaddr_storage la[HTTP_MAX_LISTENERS], aa;
     unsigned lalen[HTTP_MAX_LISTENERS], aalen, nla = 0, nworkers;
@@ -155,6 +162,9 @@ int main(int argc, char **argv)
         }
         case 'a':
             admin_arg = optarg;
+            break;
+        case 'n':
+            no_access_log = 1;
             break;
         case 'h':
             fputs(usage, stdout);
@@ -241,6 +251,7 @@ int main(int argc, char **argv)
             (void)fcntl(STDOUT_FILENO, F_SETFL, fl | O_APPEND);
     }
     sh.log_fmt = log_fmt_new(&cfg->access_log);
+    sh.access_log = !no_access_log;
     sh.stats = calloc(nworkers, sizeof(*sh.stats));
     sh.resolver = net_resolver_new(up_host, up_port, cfg->upstream.resolve_interval_ms, nworkers);
     wa = calloc(nworkers, sizeof(*wa));

@@ -727,6 +727,8 @@ static void conn_log(struct http_worker *w, struct http_conn *c)
     }
     STAT_INC(w->st, requests[c->status / 100 <= 5 ? c->status / 100 : 0]);
     http_stats_observe(w->st, dur);
+    if (!w->sh->access_log)
+        return;
     line = log_out_reserve(w->lo, LOG_LINE_MAX);
     if (line && (n = log_fmt_line(w->sh->log_fmt, &r, line, LOG_LINE_MAX)) > 0) {
         log_out_commit(w->lo, (size_t)n);

@@ -24,6 +24,7 @@ struct http_shared {
     const char *upstream_host; /* Host for requests that carry none (HTTP/1.0) */
     unsigned nworkers;
     int stdout_is_pipe;
+    int access_log;           /* 0 only with --no-access-log (benchmarks) */
     _Atomic int stop;         /* set by the main thread: drain and exit */
     _Atomic int draining;     /* for /healthz */
     struct http_stats *stats; /* one per worker, summed by the admin endpoint */

@@ -1,0 +1,444 @@
+#!/usr/bin/env bash
+# bench/run.sh — ringproxy side by side with nginx and HAProxy (and a bare
+# io_uring relay as the kernel's floor), behind/in front of one nginx origin,
+# all on loopback. One command; see docs/performance.md for the method.
+#
+#   bench/run.sh            load table (+ idle-connection memory), chart
+#   bench/run.sh --logs     also rows with the access log off for every proxy
+#   bench/run.sh --idle     only the idle-connection memory test
+#   bench/run.sh --no-idle  only the load table
+#
+# Environment (defaults in brackets):
+#   BENCH_DURATION [4]       seconds per wrk run
+#   BENCH_REPS [3]           repetitions (interleaved); the table shows medians
+#   BENCH_CONNS [50]         wrk connections (keep-alive)
+#   BENCH_THREADS [1]        wrk threads
+#   BENCH_SIZES ["13 4k 64k 1m"]   response body sizes (bytes, k = KiB, m = MiB)
+#   BENCH_TARGETS ["ringproxy nginx haproxy relay origin"]
+#   BENCH_SYSCALL_DURATION [1]  seconds per extra run under `perf stat` counting
+#                            syscalls (0: skip); kept apart from the timed runs
+#   BENCH_WARMUP [1]         seconds of warm-up per target, largest body (0: skip)
+#   BENCH_IDLE_CONNS [10000] idle keep-alive connections per proxy
+#   BENCH_BUILD_DIR [build-bench]  meson build dir (buildtype=release)
+#   BENCH_RINGPROXY []       use this ringproxy binary instead of building
+#   BENCH_RINGPROXY_CONFIG [] a proxy.json for ringproxy (default: none = built-in defaults)
+#   BENCH_LOG_STYLE [json]   json: nginx and HAProxy log the contract's fields as
+#                            JSON lines like ringproxy; native: combined / option httplog
+#   BENCH_NGINX_LOG_BUFFER ["buffer=64k flush=1s"]  nginx access_log buffering
+#                            ("" = one write per request)
+#   BENCH_LOAD_CPUS / BENCH_PROXY_CPUS   override the pinning (default: first
+#                            allowed CPU for wrk+origin, second for the proxies)
+#   BENCH_NICE [0]           nice value for everything the bench starts (e.g. -10
+#                            on a busy shared machine; needs root)
+#
+# Results: bench/results/<timestamp>/ (table.md, table.csv, ratios.csv,
+# raw.csv, syscalls.csv, idle.csv, chart.png, meta.md, logs) and the symlink
+# bench/results/latest. Nothing here judges timings: it reports them.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BENCH=$ROOT/bench
+
+DO_LOAD=1
+DO_IDLE=1
+DO_LOGS=0
+for arg in "$@"; do
+    case $arg in
+    --idle) DO_LOAD=0; DO_IDLE=1 ;;
+    --no-idle) DO_IDLE=0 ;;
+    --logs) DO_LOGS=1 ;;
+    -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    *) echo "run.sh: unknown argument $arg (see --help)" >&2; exit 2 ;;
+    esac
+done
+
+DURATION=${BENCH_DURATION:-4}
+REPS=${BENCH_REPS:-3}
+CONNS=${BENCH_CONNS:-50}
+THREADS=${BENCH_THREADS:-1}
+SIZES=${BENCH_SIZES:-13 4k 64k 1m}
+TARGETS=${BENCH_TARGETS:-ringproxy nginx haproxy relay origin}
+SYSCALL_DURATION=${BENCH_SYSCALL_DURATION:-1}
+WARMUP=${BENCH_WARMUP:-1}
+IDLE_CONNS=${BENCH_IDLE_CONNS:-10000}
+BUILD_DIR=${BENCH_BUILD_DIR:-$ROOT/build-bench}
+RINGPROXY=${BENCH_RINGPROXY:-}
+LOG_STYLE=${BENCH_LOG_STYLE:-json}
+NGINX_LOG_BUFFER=${BENCH_NGINX_LOG_BUFFER-buffer=64k flush=1s}
+
+log() { printf '%s %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+# ---------------------------------------------------------------- packages
+need_pkgs=()
+need() { # need COMMAND-OR-TEST PACKAGE
+    if [[ $1 == /* ]]; then [[ -e $1 ]] || need_pkgs+=("$2")
+    else command -v "$1" >/dev/null 2>&1 || need_pkgs+=("$2"); fi
+}
+need nginx nginx-light
+need haproxy haproxy
+need wrk wrk
+need gnuplot gnuplot-nox
+need taskset util-linux
+need /usr/bin/python3 python3
+need perf linux-perf
+need meson meson
+need ninja ninja-build
+need cc gcc
+need pkg-config pkg-config
+need /usr/include/liburing.h liburing-dev
+need /usr/include/jansson.h libjansson-dev
+need /usr/share/llhttp/llhttp.c node-llhttp
+need /usr/include/criterion/criterion.h libcriterion-dev
+if ((${#need_pkgs[@]})); then
+    if [[ $(id -u) -ne 0 ]]; then
+        die "missing packages (install as root): ${need_pkgs[*]}"
+    fi
+    log "installing: ${need_pkgs[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    # linux-perf is optional: the syscall column reads n/a without it.
+    if ! apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null; then
+        rest=()
+        for p in "${need_pkgs[@]}"; do [[ $p == linux-perf ]] || rest+=("$p"); done
+        ((${#rest[@]} == 0)) || apt-get install -y -qq --no-install-recommends "${rest[@]}" >/dev/null
+    fi
+fi
+PY=/usr/bin/python3
+[[ -x $PY ]] || PY=python3
+LIB=("$PY" "$BENCH/benchlib.py")
+
+# ---------------------------------------------------------------- state, cleanup
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/ringproxy-bench.XXXXXX")
+chmod 755 "$TMP" # nginx workers run as an unprivileged user and read bodies from here
+STAMP=$(date +%Y%m%d-%H%M%S)
+RES=$BENCH/results/$STAMP
+mkdir -p "$RES"
+
+declare -a STARTED=()      # every PID we started in the background, in order
+declare -A ROOTPID=() PORT=()
+CURRENT=""
+
+kill_tree() { # kill_tree SIGNAL PID: the PID and its descendants
+    local pids
+    pids=$("${LIB[@]}" tree "$2" 2>/dev/null) || return 0
+    # shellcheck disable=SC2086 # a list of PIDs
+    [[ -n $pids ]] && kill "-$1" $pids 2>/dev/null
+    return 0
+}
+
+cleanup() {
+    local rc=$? pid i
+    set +e
+    trap - EXIT INT TERM
+    [[ -n $CURRENT ]] && kill_tree TERM "$CURRENT"
+    for ((i = ${#STARTED[@]} - 1; i >= 0; i--)); do
+        kill_tree TERM "${STARTED[i]}"
+    done
+    for i in $(seq 1 50); do
+        local left=0
+        for pid in "${STARTED[@]}" $CURRENT; do
+            kill -0 "$pid" 2>/dev/null && left=1
+        done
+        ((left)) || break
+        sleep 0.1
+    done
+    for pid in "${STARTED[@]}" $CURRENT; do
+        kill -0 "$pid" 2>/dev/null && kill_tree KILL "$pid"
+    done
+    wait 2>/dev/null
+    # Keep the diagnostics of every process next to the results.
+    for f in "$TMP"/*/stderr "$TMP"/*/error.log; do
+        [[ -s $f ]] && cp "$f" "$RES/$(basename "$(dirname "$f")").$(basename "$f")"
+    done
+    rm -rf "$TMP"
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# Run a foreground step so that a signal reaches the trap at once.
+fgrun() {
+    "$@" &
+    CURRENT=$!
+    local rc=0
+    wait "$CURRENT" || rc=$?
+    CURRENT=""
+    return "$rc"
+}
+
+# ---------------------------------------------------------------- CPUs
+read -r -a CPUS <<<"$("$PY" -c 'import os; print(" ".join(map(str, sorted(os.sched_getaffinity(0)))))')"
+LOAD_CPUS=${BENCH_LOAD_CPUS:-}
+PROXY_CPUS=${BENCH_PROXY_CPUS:-}
+if [[ -z $LOAD_CPUS && -z $PROXY_CPUS && ${#CPUS[@]} -ge 2 ]]; then
+    LOAD_CPUS=${CPUS[0]}
+    PROXY_CPUS=${CPUS[1]}
+fi
+PIN_LOAD=()
+PIN_PROXY=()
+[[ -n $LOAD_CPUS ]] && PIN_LOAD=(taskset -c "$LOAD_CPUS")
+[[ -n $PROXY_CPUS ]] && PIN_PROXY=(taskset -c "$PROXY_CPUS")
+if [[ ${BENCH_NICE:-0} != 0 ]]; then
+    PIN_LOAD=(nice -n "$BENCH_NICE" "${PIN_LOAD[@]}")
+    PIN_PROXY=(nice -n "$BENCH_NICE" "${PIN_PROXY[@]}")
+fi
+
+# fds: 10k idle connections need a high soft limit (the hard one may be fixed).
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+NOFILE=$(ulimit -n)
+[[ $NOFILE == unlimited ]] && NOFILE=1048576
+
+# ---------------------------------------------------------------- build
+build() {
+    local blog=$RES/build.log
+    : >"$blog"
+    if [[ -z $RINGPROXY ]]; then
+        log "building ringproxy (release) in $BUILD_DIR"
+        local ok=1
+        if [[ -f $BUILD_DIR/meson-private/coredata.dat ]]; then
+            meson setup --reconfigure --buildtype=release "$BUILD_DIR" "$ROOT" >>"$blog" 2>&1 || ok=0
+        else
+            meson setup --buildtype=release "$BUILD_DIR" "$ROOT" >>"$blog" 2>&1 || ok=0
+        fi
+        if ((ok)) && meson compile -C "$BUILD_DIR" ringproxy >>"$blog" 2>&1 &&
+            [[ -x $BUILD_DIR/ringproxy ]]; then
+            RINGPROXY=$BUILD_DIR/ringproxy
+        else
+            log "ringproxy did not build (see $blog); its rows are left out"
+        fi
+        if ((ok)) && meson compile -C "$BUILD_DIR" ringproxy-relay >>"$blog" 2>&1; then
+            RELAY=$(find "$BUILD_DIR" -type f -name ringproxy-relay -perm -u+x | head -n 1)
+        fi
+    fi
+    if [[ -z ${RELAY:-} ]]; then
+        # The project may not configure yet: build the relay on its own.
+        RELAY=$TMP/ringproxy-relay
+        # shellcheck disable=SC2046
+        cc -O2 -std=gnu17 -D_GNU_SOURCE -o "$RELAY" "$BENCH/relay.c" \
+            $(pkg-config --cflags --libs liburing) >>"$blog" 2>&1 ||
+            die "cannot build bench/relay.c (see $blog)"
+    fi
+}
+
+# ---------------------------------------------------------------- configs
+size_bytes() {
+    local s=${1,,}
+    case $s in
+    *k) echo $((${s%k} * 1024)) ;;
+    *m) echo $((${s%m} * 1024 * 1024)) ;;
+    *) echo "$s" ;;
+    esac
+}
+
+# fill TEMPLATE OUT LOG(on|off) KEY=VALUE...: placeholders and #@LOG markers
+fill() {
+    local tpl=$1 out=$2 logmode=$3 kv
+    shift 3
+    local -a sedargs=()
+    for kv in "$@"; do
+        sedargs+=(-e "s|@${kv%%=*}@|${kv#*=}|g")
+    done
+    if [[ $logmode == on ]]; then
+        local other=NATIVE
+        [[ $LOG_STYLE == native ]] && other=JSON
+        sedargs+=(-e '/#@NOLOG$/d' -e "/#@LOG_${other}\$/d" -e 's/ *#@LOG\(_[A-Z]*\)\{0,1\}$//')
+    else
+        sedargs+=(-e '/#@LOG\(_[A-Z]*\)\{0,1\}$/d' -e 's/ *#@NOLOG$//')
+    fi
+    sed "${sedargs[@]}" "$tpl" >"$out"
+}
+
+mkport() { "${LIB[@]}" ports 1; }
+
+# start NAME STDOUT(pipe|null) CMD...: the proxy pinned to the proxy CPU,
+# stdout through a pipe to `cat >/dev/null` (pinned with the load) or to /dev/null.
+start() {
+    local name=$1 out=$2 dir=$TMP/$1
+    shift 2
+    mkdir -p "$dir"
+    if [[ $out == pipe ]]; then
+        mkfifo "$dir/stdout.fifo"
+        "${PIN_LOAD[@]}" cat "$dir/stdout.fifo" >/dev/null &
+        STARTED+=($!)
+        "$@" >"$dir/stdout.fifo" 2>"$dir/stderr" &
+    else
+        "$@" >/dev/null 2>"$dir/stderr" &
+    fi
+    STARTED+=($!)
+    ROOTPID[$name]=$!
+}
+
+# ready NAME: every body size answers 200 with the right length
+ready() {
+    local name=$1 s
+    for s in $SIZES; do
+        "${LIB[@]}" wait "http://127.0.0.1:${PORT[$name]}/$s" "$(size_bytes "$s")" 15 || return 1
+    done
+}
+
+nginx_dirs() { mkdir -p "$1"/{client_body,proxy_temp,fastcgi_temp,uwsgi_temp,scgi_temp}; }
+
+start_origin() {
+    local dir=$TMP/origin s
+    mkdir -p "$dir/www"
+    nginx_dirs "$dir"
+    for s in $SIZES; do
+        head -c "$(size_bytes "$s")" /dev/zero | tr '\0' 'x' >"$dir/www/$s"
+    done
+    PORT[origin]=$(mkport)
+    fill "$BENCH/conf/origin-nginx.conf" "$dir/nginx.conf" off DIR="$dir" WWW="$dir/www" \
+        PORT="${PORT[origin]}" NOFILE="$NOFILE" WORKER_CONNECTIONS=$((NOFILE - 100))
+    # The origin shares the load core with wrk; the proxy core is the proxy's alone.
+    start origin null "${PIN_LOAD[@]}" nginx -p "$dir" -e "$dir/error.log" -c "$dir/nginx.conf" -g 'daemon off;'
+    ready origin || die "origin nginx did not start (see $RES/origin.error.log)"
+}
+
+start_target() { # start_target NAME: 0 when it answers
+    local name=$1 dir=$TMP/$1 logmode=on outmode=pipe
+    [[ $name == origin ]] && return 0 # started first, by start_origin
+    [[ $name == *-nolog ]] && logmode=off outmode=null
+    mkdir -p "$dir"
+    PORT[$name]=$(mkport)
+    case $name in
+    nginx | nginx-nolog)
+        nginx_dirs "$dir"
+        fill "$BENCH/conf/proxy-nginx.conf" "$dir/nginx.conf" "$logmode" DIR="$dir" \
+            PORT="${PORT[$name]}" ORIGIN_PORT="${PORT[origin]}" NOFILE="$NOFILE" \
+            WORKER_CONNECTIONS=$((NOFILE - 100)) LOG_BUFFER="$NGINX_LOG_BUFFER"
+        start "$name" "$outmode" "${PIN_PROXY[@]}" nginx -p "$dir" -e "$dir/error.log" -c "$dir/nginx.conf" -g 'daemon off;'
+        ;;
+    haproxy | haproxy-nolog)
+        fill "$BENCH/conf/haproxy.cfg" "$dir/haproxy.cfg" "$logmode" DIR="$dir" \
+            PORT="${PORT[$name]}" ORIGIN_PORT="${PORT[origin]}" MAXCONN=$(((NOFILE - 200) / 2 > IDLE_CONNS + 100 ? (NOFILE - 200) / 2 : IDLE_CONNS + 100))
+        start "$name" "$outmode" "${PIN_PROXY[@]}" haproxy -db -f "$dir/haproxy.cfg"
+        ;;
+    ringproxy | ringproxy-nolog)
+        [[ -n $RINGPROXY ]] || return 1
+        mkdir -p "$dir/conf"
+        local nolog=()
+        [[ -n ${BENCH_RINGPROXY_CONFIG:-} ]] && cp "$BENCH_RINGPROXY_CONFIG" "$dir/conf/proxy.json"
+        [[ $name == ringproxy-nolog ]] && nolog=(--no-access-log)
+        start "$name" "$outmode" "${PIN_PROXY[@]}" "$RINGPROXY" --listen "127.0.0.1:${PORT[$name]}" \
+            --upstream "127.0.0.1:${PORT[origin]}" --workers 1 --admin "127.0.0.1:$(mkport)" \
+            --config "$dir/conf" "${nolog[@]}"
+        ;;
+    relay)
+        # A private copy: on a shared machine, someone's `pkill -f ringproxy-relay`
+        # must not end our floor mid-run (it happened).
+        cp "$RELAY" "$dir/floor-relay"
+        start relay null "${PIN_PROXY[@]}" "$dir/floor-relay" --listen "127.0.0.1:${PORT[relay]}" \
+            --upstream "127.0.0.1:${PORT[origin]}"
+        ;;
+    *) log "unknown target $name"; return 1 ;;
+    esac
+    if ! ready "$name"; then
+        log "$name did not answer correctly; its rows are left out (see $RES/$name.stderr)"
+        kill_tree TERM "${ROOTPID[$name]}"
+        unset "ROOTPID[$name]"
+        return 1
+    fi
+}
+
+measure() { # measure OUT REP SIZE TARGET DURATION [--perf]
+    local out=$1 rep=$2 size=$3 t=$4 dur=$5 pc=$PROXY_CPUS
+    shift 5
+    [[ $t == origin ]] && pc="" # the origin shares the load core: no noise figure
+    fgrun "${PIN_LOAD[@]}" "${LIB[@]}" run --out "$out" --rep "$rep" --target "$t" --size "$size" \
+        --bytes "$(size_bytes "$size")" --root "${ROOTPID[$t]}" \
+        --url "http://127.0.0.1:${PORT[$t]}/$size" --duration "$dur" --conns "$CONNS" \
+        --threads "$THREADS" --script "$BENCH/wrk-report.lua" --load-cpus "$LOAD_CPUS" --proxy-cpus "$pc" "$@"
+}
+
+versions() {
+    local v
+    v=$(nginx -v 2>&1 | sed 's/.*version: //')
+    echo "nginx ${v}, $(haproxy -v | head -n 1 | awk '{print "HAProxy", $3}'), $(wrk -v 2>&1 | head -n 1 | awk '{print $1, $2}')"
+    if [[ -n $RINGPROXY ]]; then
+        echo "ringproxy: $("$RINGPROXY" --version 2>/dev/null | head -n 1 || echo '?') ($(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo 'no commit')$(git -C "$ROOT" diff --quiet HEAD 2>/dev/null || echo ', work tree modified'))"
+    fi
+}
+
+# ---------------------------------------------------------------- main
+build
+
+ACTIVE=()
+read -r -a want <<<"$TARGETS"
+if ((DO_LOGS)); then
+    for t in ringproxy nginx haproxy; do
+        [[ " $TARGETS " == *" $t "* ]] && want+=("$t-nolog")
+    done
+fi
+if ((!DO_LOAD)); then # --idle: the proxies only
+    mapfile -t want < <(printf '%s\n' "${want[@]}" | grep -Ev '^(relay|origin)$' || true)
+fi
+log "origin: nginx on 127.0.0.1 (cpu ${LOAD_CPUS:-any}); proxies on cpu ${PROXY_CPUS:-any}"
+start_origin
+for t in "${want[@]}"; do
+    if start_target "$t"; then
+        ACTIVE+=("$t")
+    fi
+done
+((${#ACTIVE[@]})) || die "no target answered"
+log "targets: ${ACTIVE[*]}"
+
+PERF_OK=0
+if ((SYSCALL_DURATION > 0)) && command -v perf >/dev/null 2>&1 &&
+    perf stat -x, -e raw_syscalls:sys_enter -- true >/dev/null 2>&1; then
+    PERF_OK=1
+fi
+
+{
+    echo "## Run $STAMP"
+    echo
+    echo "- machine: load average $(cut -d" " -f1-3 /proc/loadavg) at start; $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), kernel $(uname -r), $(sed -n 's/^PRETTY_NAME="\(.*\)"/\1/p' /etc/os-release)"
+    echo "- $(versions | paste -sd ';' | sed 's/;/; /g')"
+    echo "- pinning: wrk + origin + log readers on CPU ${LOAD_CPUS:-(none)}, each proxy on CPU ${PROXY_CPUS:-(none)}; nice ${BENCH_NICE:-0}"
+    echo "- wrk -t$THREADS -c$CONNS -d${DURATION}s keep-alive; $REPS interleaved repetitions, median shown; warm-up ${WARMUP}s"
+    echo "- access logs: ${LOG_STYLE} lines on stdout piped to \`cat >/dev/null\` (nginx ${NGINX_LOG_BUFFER:-unbuffered}); *-nolog rows: access log off (ringproxy-nolog: --no-access-log)"
+    echo "- CPU µs/req: user+sys of the proxy's process tree (/proc/PID/stat) over the run ÷ completed requests; syscalls/req: $(if ((PERF_OK)); then echo "separate ${SYSCALL_DURATION}s run under perf stat -e raw_syscalls:sys_enter"; else echo 'n/a (perf unavailable)'; fi); peak RSS: VmHWM summed over the tree, reset before each run"
+} >"$RES/meta.md"
+
+if ((DO_LOAD)); then
+    LOADT=()
+    for t in "${ACTIVE[@]}"; do LOADT+=("$t"); done
+    read -r -a SZ <<<"$SIZES"
+    if ((WARMUP > 0)); then
+        log "warm-up"
+        for t in "${LOADT[@]}"; do
+            measure "$TMP/warmup.csv" 0 "${SZ[-1]}" "$t" "$WARMUP" 2>/dev/null
+        done
+    fi
+    n=${#LOADT[@]}
+    for ((rep = 1; rep <= REPS; rep++)); do
+        log "repetition $rep/$REPS"
+        for si in "${!SZ[@]}"; do
+            for ((k = 0; k < n; k++)); do # rotate the order every time
+                t=${LOADT[(k + rep + si) % n]}
+                measure "$RES/raw.csv" "$rep" "${SZ[si]}" "$t" "$DURATION"
+            done
+        done
+    done
+    if ((PERF_OK)); then
+        log "syscalls per request (perf stat, ${SYSCALL_DURATION}s runs)"
+        for s in "${SZ[@]}"; do
+            for t in "${LOADT[@]}"; do
+                measure "$RES/syscalls.csv" 0 "$s" "$t" "$SYSCALL_DURATION" --perf
+            done
+        done
+    fi
+fi
+
+if ((DO_IDLE)); then
+    log "idle keep-alive connections: $IDLE_CONNS per proxy"
+    for t in "${ACTIVE[@]}"; do
+        [[ $t == relay || $t == origin || $t == *-nolog ]] && continue
+        fgrun "${PIN_LOAD[@]}" "${LIB[@]}" idle --target "$t" --root "${ROOTPID[$t]}" \
+            --port "${PORT[$t]}" --conns "$IDLE_CONNS" --path "/${SIZES%% *}" --out "$RES/idle.csv"
+    done
+fi
+
+"${LIB[@]}" report "$RES"
+ln -sfn "$STAMP" "$BENCH/results/latest"
+log "results: $RES (and bench/results/latest)"
