@@ -157,14 +157,22 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len)
 {
     struct http_msg *m = p->data;
     struct core_hdr *h;
+    enum http_hk k;
 
     if (m->nhdrs == m->max_hdrs) {
         m->too_many = 1;
         return -1;
     }
-    h = &m->hdrs[m->nhdrs++];
+    h = &m->hdrs[m->nhdrs];
     h->name = (struct core_str){at, len};
     h->value = (struct core_str){at + len, 0};
+    /* The head is one contiguous buffer, so this is the whole name. */
+    k = http_hk_of(h->name);
+    if (m->first[k] < 0)
+        m->first[k] = (int16_t)m->nhdrs;
+    if (m->count[k] < 255)
+        m->count[k]++;
+    m->nhdrs++;
     return 0;
 }
 
@@ -275,6 +283,9 @@ int http_msg_head(struct http_msg *m, llhttp_type_t type, const char *p, size_t 
     m->max_hdrs = max_hdrs;
     m->complete = 0;
     m->too_many = 0;
+    /* set before llhttp runs: a head that fails half-way is still logged */
+    memset(m->count, 0, sizeof(m->count));
+    memset(m->first, 0xff, sizeof(m->first));
     e = llhttp_execute(&m->parser, p, n);
     if (e == HPE_PAUSED) {
         /* No body: the message ended with the head. */
@@ -301,25 +312,17 @@ int http_msg_head(struct http_msg *m, llhttp_type_t type, const char *p, size_t 
     } else {
         return -400; /* llhttp ends a request without framing at its head */
     }
-    memset(m->count, 0, sizeof(m->count));
-    memset(m->first, 0xff, sizeof(m->first));
     for (uint16_t i = 0; i < m->nhdrs; i++) {
         const struct core_str *nm = &m->hdrs[i].name;
-        enum http_hk k;
 
         if (!nm->len)
             return -400;
-        k = http_hk_of(*nm);
-        if (m->first[k] < 0)
-            m->first[k] = (int16_t)i;
-        if (m->count[k] < 255)
-            m->count[k]++;
         /* llhttp 8.1.0 takes "Host : x"; a space before the colon is malformed. */
         for (size_t j = 0; j < nm->len; j++)
             if (!http_is_tchar((unsigned char)nm->p[j]))
                 return -400;
         /* llhttp 8.1.0 ignores an empty Transfer-Encoding, even next to a Content-Length */
-        if (k == HK_TRANSFER_ENCODING && !m->hdrs[i].value.len)
+        if (http_hk_of(*nm) == HK_TRANSFER_ENCODING && !m->hdrs[i].value.len)
             return -400;
     }
     /* llhttp 8.1.0 lets a TAB through in the target: no whitespace or control byte (RFC 9112 3.2)

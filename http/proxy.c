@@ -36,6 +36,7 @@
 #define IOV_SEND 16
 #define LINGER_MS 2000
 #define LOG_LINE_MAX (64 * 1024)
+#define LOG_DELAY_MS 2 /* longest an access-log line waits for company */
 
 #define container_of(p, type, member) ((type *)((char *)(p)-offsetof(type, member)))
 
@@ -216,6 +217,7 @@ struct http_worker {
     struct log_out *lo;
     struct core_op op_logw;
     size_t log_writing;
+    uint64_t log_since_ms; /* when the oldest unwritten line came, 0 if none */
     uint64_t log_dropped_reported;
     uint64_t log_report_ms;
     int evfd;
@@ -1787,9 +1789,20 @@ static void log_flush(struct http_worker *w)
     size_t n;
     uint64_t dropped;
 
-    if (!w->log_writing) {
-        n = log_out_peek(w->lo, &p, w->sh->stdout_is_pipe ? 4096 : 65536);
-        if (n) {
+    if (!w->log_writing && log_out_pending(w->lo)) {
+        size_t chunk = w->sh->stdout_is_pipe ? 4096 : 65536;
+
+        /*
+         * One write per few lines, not per line: a pipe write wakes the
+         * reader, which costs more than formatting the line. Lines wait at
+         * most LOG_DELAY_MS, or until a full chunk is ready.
+         */
+        if (!w->log_since_ms)
+            w->log_since_ms = w->t->now_ms;
+        n = log_out_peek(w->lo, &p, chunk);
+        if (n &&
+            (n >= chunk / 2 || w->t->now_ms >= w->log_since_ms + LOG_DELAY_MS || w->draining)) {
+            w->log_since_ms = 0;
             struct io_uring_sqe *sqe = core_sqe(w->t);
             io_uring_prep_write(sqe, STDOUT_FILENO, p, (unsigned)n, (uint64_t)-1);
             io_uring_sqe_set_data(sqe, &w->op_logw);
@@ -1901,8 +1914,10 @@ static long w_turn(struct core_thread *t)
         if (t->now_ms > w->drain_deadline + 2000)
             return -1; /* something never completed: give up waiting */
     }
-    if (w->starved || log_out_pending(w->lo))
+    if (w->starved)
         next = t->now_ms + 1;
+    if (w->log_since_ms && w->log_since_ms + LOG_DELAY_MS < next)
+        next = w->log_since_ms + LOG_DELAY_MS;
     if (next == UINT64_MAX)
         return 1000;
     return next <= t->now_ms ? 0 : (long)(next - t->now_ms);

@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
@@ -17,20 +18,50 @@
 #include <unistd.h>
 
 #include <criterion/criterion.h>
+#include <criterion/hooks.h>
 
+void h_msleep(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+long h_now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/*
+ * Ports for the proxy come from below the kernel's ephemeral range (32768+),
+ * where the origins' and clients' automatic ports live: a port found free
+ * here cannot be handed to another test's origin a moment later.
+ */
 unsigned h_free_port(void)
 {
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t sl = sizeof(sa);
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    unsigned port = 0;
+    static _Thread_local unsigned seed;
 
-    if (fd >= 0 && bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
-        getsockname(fd, (struct sockaddr *)&sa, &sl) == 0)
-        port = ntohs(sa.sin_port);
-    if (fd >= 0)
+    if (!seed)
+        seed = (unsigned)getpid() * 2654435761u ^ (unsigned)h_now_ms();
+    for (int tries = 0; tries < 200; tries++) {
+        struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        unsigned port;
+        int fd, ok;
+
+        seed = seed * 1103515245u + 12345u;
+        port = 20000 + (seed >> 8) % 12000;
+        sa.sin_port = htons((uint16_t)port);
+        fd = socket(AF_INET, SOCK_STREAM, 0);
+        if (fd < 0)
+            continue;
+        ok = bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
         close(fd);
-    return port;
+        if (ok)
+            return port;
+    }
+    return 0;
 }
 
 char *h_slurp(const char *path)
@@ -49,12 +80,6 @@ char *h_slurp(const char *path)
     buf[n] = '\0';
     fclose(f);
     return buf;
-}
-
-static void msleep(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
 }
 
 int h_connect(unsigned port)
@@ -76,10 +101,32 @@ int h_connect(unsigned port)
     return fd;
 }
 
+/*
+ * Every proxy's folder lives under /tmp/rp-e2e.<runner pid>: Criterion runs
+ * each test in a child of the runner, and the runner removes the lot when
+ * all tests are done.
+ */
+static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)ftw;
+    return flag == FTW_DP ? rmdir(path) : unlink(path);
+}
+
+ReportHook(POST_ALL)(struct criterion_global_stats *stats)
+{
+    char base[64];
+
+    (void)stats;
+    snprintf(base, sizeof(base), "/tmp/rp-e2e.%d", (int)getpid());
+    (void)nftw(base, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
 static void start(struct proxy *p, unsigned upstream_port, const char *json,
                   const char *const *args, int piped)
 {
     int pfd[2] = {-1, -1};
+    int own_admin = 1;
     char listen[32], upstream[32], admin[32];
     const char *bin = getenv("RINGPROXY");
     const char *argv[32];
@@ -87,7 +134,9 @@ static void start(struct proxy *p, unsigned upstream_port, const char *json,
 
     cr_assert(bin, "RINGPROXY is not set");
     memset(p, 0, sizeof(*p));
-    snprintf(p->dir, sizeof(p->dir), "/tmp/rp-e2e-XXXXXX");
+    snprintf(p->dir, sizeof(p->dir), "/tmp/rp-e2e.%d", (int)getppid());
+    (void)mkdir(p->dir, 0700);
+    snprintf(p->dir, sizeof(p->dir), "/tmp/rp-e2e.%d/XXXXXX", (int)getppid());
     cr_assert(mkdtemp(p->dir));
     snprintf(p->out_path, sizeof(p->out_path), "%s/stdout", p->dir);
     snprintf(p->err_path, sizeof(p->err_path), "%s/stderr", p->dir);
@@ -116,8 +165,10 @@ static void start(struct proxy *p, unsigned upstream_port, const char *json,
     argv[n++] = admin;
     argv[n++] = "--workers";
     argv[n++] = "1";
-    for (int i = 0; args && args[i] && n < 30; i++)
+    for (int i = 0; args && args[i] && n < 30; i++) {
+        own_admin &= strcmp(args[i], "--admin") != 0;
         argv[n++] = args[i];
+    }
     argv[n] = NULL;
 
     if (piped)
@@ -151,10 +202,19 @@ static void start(struct proxy *p, unsigned upstream_port, const char *json,
         }
         fd = h_connect(p->port);
         if (fd >= 0) {
+            /* a test that moves the admin listener checks it itself */
+            int afd = own_admin ? h_connect(p->admin_port) : dup(fd);
+
             close(fd);
-            return;
+            if (afd >= 0)
+                close(afd);
+            /* both listeners answer, and they are ours: the process is still there */
+            if (afd >= 0 && waitpid(p->pid, &status, WNOHANG) == 0)
+                return;
+            h_msleep(10);
+            continue;
         }
-        msleep(10);
+        h_msleep(10);
     }
     cr_assert_fail("ringproxy did not start listening within 5 s");
 }
@@ -183,7 +243,7 @@ int h_proxy_stop(struct proxy *p)
             p->pid = 0;
             return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
         }
-        msleep(10);
+        h_msleep(10);
     }
     kill(p->pid, SIGKILL);
     waitpid(p->pid, &status, 0);
@@ -203,7 +263,7 @@ int h_wait_log_lines(struct proxy *p, int n)
         free(s);
         if (lines >= n)
             break;
-        msleep(10);
+        h_msleep(10);
     }
     return lines;
 }

@@ -20,6 +20,10 @@ struct proxy {
     int out_fd;        /* with h_proxy_start_piped: read end of the proxy's stdout pipe */
 };
 
+/* Sleep ms milliseconds; CLOCK_MONOTONIC in milliseconds. */
+void h_msleep(int ms);
+long h_now_ms(void);
+
 /* A port nobody listens on right now. */
 unsigned h_free_port(void);
 

@@ -44,20 +44,6 @@ static void down(void)
     origin_stop(origin);
 }
 
-static void msleep(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 /* GET path from the admin listener; the body NUL-terminated in r->body. */
 static int admin_get(unsigned port, const char *method, const char *path, struct h_resp *r)
 {
@@ -402,7 +388,7 @@ Test(e2e_admin, metrics_exposition_is_well_formed, .init = up, .fini = down)
  */
 static void scrape_until(unsigned port, struct expo *e, double want)
 {
-    uint64_t end = now_ms() + 1000;
+    long end = h_now_ms() + 1000;
 
     for (;;) {
         double n;
@@ -411,9 +397,9 @@ static void scrape_until(unsigned port, struct expo *e, double want)
         n = expo_get(e, "ringproxy_requests_total", "class=\"2xx\"") +
             expo_get(e, "ringproxy_requests_total", "class=\"4xx\"") +
             expo_get(e, "ringproxy_requests_total", "class=\"5xx\"");
-        if (n >= want || now_ms() > end)
+        if (n >= want || h_now_ms() > end)
             return;
-        msleep(10);
+        h_msleep(10);
     }
 }
 
@@ -487,12 +473,12 @@ Test(e2e_admin, healthz_503_while_draining, .init = up, .fini = down)
 
     cr_assert(fd >= 0);
     cr_assert_eq(h_sends(fd, "GET /sleep/1500 HTTP/1.1\r\nHost: a\r\n\r\n"), 0);
-    msleep(150);
+    h_msleep(150);
     cr_assert_eq(admin_get(px.admin_port, "GET", "/healthz", &h), 0);
     cr_assert_eq(h.status, 200);
     h_resp_free(&h);
     kill(px.pid, SIGTERM);
-    msleep(100);
+    h_msleep(100);
     cr_assert_eq(admin_get(px.admin_port, "GET", "/healthz", &h), 0,
                  "the admin listener answers during the drain");
     cr_assert_eq(h.status, 503, "/healthz during the drain: %d %s", h.status, h.body);
@@ -546,7 +532,7 @@ static char *run_refused(const char *admin_flag, const char *json)
     for (int i = 0; i < 300 && !done; i++) {
         done = waitpid(pid, &status, WNOHANG) == pid;
         if (!done)
-            msleep(10);
+            h_msleep(10);
     }
     if (!done) {
         kill(pid, SIGKILL);
@@ -668,7 +654,7 @@ Test(e2e_admin, default_admin_is_loopback_port_9000)
             cr_assert_fail("ringproxy exited: %s", h_slurp(path));
         fd = connect_to("127.0.0.1", 9000);
         if (fd < 0)
-            msleep(10);
+            h_msleep(10);
     }
     cr_assert(fd >= 0, "nothing listens on 127.0.0.1:9000");
     cr_assert_eq(h_sends(fd, "GET /metrics HTTP/1.1\r\nHost: a\r\n\r\n"), 0);
@@ -684,7 +670,7 @@ Test(e2e_admin, default_admin_is_loopback_port_9000)
         if (waitpid(pid, &status, WNOHANG) == pid)
             pid = 0;
         else
-            msleep(10);
+            h_msleep(10);
     }
     if (pid) {
         kill(pid, SIGKILL);

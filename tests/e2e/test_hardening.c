@@ -95,20 +95,6 @@ static void down(void)
     origin_stop(origin);
 }
 
-static long now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void msleep(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
 /* Bytes made readable for assertion messages (static buffer, one at a time). */
 static const char *shown(const char *p, size_t n)
 {
@@ -138,12 +124,12 @@ static const char *shown(const char *p, size_t n)
 static size_t read_to_eof(int fd, char *buf, size_t cap, int timeout_ms, int *ret_eof)
 {
     size_t n = h_read_all(fd, buf, cap, 0);
-    long end = now_ms() + timeout_ms;
+    long end = h_now_ms() + timeout_ms;
 
     *ret_eof = 0;
     for (;;) {
         struct pollfd pfd = {fd, POLLIN, 0};
-        long left = end - now_ms();
+        long left = end - h_now_ms();
         ssize_t k;
 
         if (n + 1 >= cap || left <= 0 || poll(&pfd, 1, (int)left) <= 0)
@@ -165,14 +151,14 @@ static size_t read_to_eof(int fd, char *buf, size_t cap, int timeout_ms, int *re
 static int origin_got(const char *needle, int timeout_ms)
 {
     static char buf[1 << 20];
-    long end = now_ms() + timeout_ms;
+    long end = h_now_ms() + timeout_ms;
 
     do {
         origin_received(origin, buf, sizeof(buf));
         if (strstr(buf, needle))
             return 1;
-        msleep(10);
-    } while (now_ms() < end);
+        h_msleep(10);
+    } while (h_now_ms() < end);
     return 0;
 }
 
@@ -193,13 +179,13 @@ static int raw_accept(int timeout_ms)
 static size_t raw_recv_until(int fd, char *buf, size_t cap, size_t have, const char *needle,
                              int timeout_ms, int *ret_eof)
 {
-    long end = now_ms() + timeout_ms;
+    long end = h_now_ms() + timeout_ms;
 
     *ret_eof = 0;
     buf[have] = '\0';
     while (!(needle && memmem(buf, have, needle, strlen(needle)))) {
         struct pollfd pfd = {fd, POLLIN, 0};
-        long left = end - now_ms();
+        long left = end - h_now_ms();
         ssize_t k;
 
         if (have + 1 >= cap || left <= 0 || poll(&pfd, 1, (int)left) <= 0)
@@ -266,7 +252,7 @@ static void assert_log_lacks(const char *needle)
 {
     char *out;
 
-    msleep(100);
+    h_msleep(100);
     out = h_slurp(px.out_path);
     cr_assert_null(strstr(out, needle),
                    "the proxy handled a request it should never have seen:\n%s", out);
@@ -864,10 +850,10 @@ Test(e2e_hardening, expect_100_continue_origin_answers_417_early, .init = raw_up
     un = raw_recv_until(ufd, ub, sizeof(ub), 0, "\r\n\r\n", 3000, &eof);
     cr_assert(strstr(ub, "\r\n\r\n"));
     raw_sends(ufd, "HTTP/1.1 417 Expectation Failed\r\nContent-Length: 0\r\n\r\n");
-    t0 = now_ms();
+    t0 = h_now_ms();
     cr_assert_eq(h_read_response(fd, &r, 0), 0);
     cr_assert_eq(r.status, 417);
-    cr_assert_lt(now_ms() - t0, 2000);
+    cr_assert_lt(h_now_ms() - t0, 2000);
     h_resp_free(&r);
     h_close(fd);
 
@@ -971,12 +957,12 @@ Test(e2e_hardening, origin_closes_mid_body_client_sees_eof, .init = up, .fini = 
     char buf[4096];
     const char *body;
     int fd = h_connect(px.port), eof;
-    long t0 = now_ms();
+    long t0 = h_now_ms();
 
     origin_script(origin, resp, sizeof(resp) - 1, 1);
     cr_assert_eq(h_sends(fd, "GET /short HTTP/1.1\r\nHost: a\r\n\r\n"), 0);
     read_to_eof(fd, buf, sizeof(buf), 3000, &eof);
-    cr_assert(eof, "the client connection hangs after %ld ms", now_ms() - t0);
+    cr_assert(eof, "the client connection hangs after %ld ms", h_now_ms() - t0);
     cr_assert(!strncmp(buf, "HTTP/1.1 200 ", 13), "%s", shown(buf, strlen(buf)));
     body = strstr(buf, "\r\n\r\n");
     cr_assert(body && strlen(body + 4) < 1000, "%s", shown(buf, strlen(buf)));
@@ -1321,7 +1307,7 @@ Test(e2e_hardening, max_connections_refuses_new_keeps_old, .fini = down)
     int a, b, c, d = -1, eof;
 
     up_cfg("\"client\": {\"max_connections\": 2}");
-    msleep(200); /* h_proxy_start's probe connection must be gone first */
+    h_msleep(200); /* h_proxy_start's probe connection must be gone first */
     a = h_connect(px.port);
     b = h_connect(px.port);
     cr_assert(a >= 0 && b >= 0);
@@ -1349,7 +1335,7 @@ Test(e2e_hardening, max_connections_refuses_new_keeps_old, .fini = down)
     }
     h_close(a);
     for (int i = 0; i < 50 && d < 0; i++) {
-        msleep(20);
+        h_msleep(20);
         d = h_connect(px.port);
         if (d >= 0 && (h_sends(d, "GET /d HTTP/1.1\r\nHost: a\r\n\r\n") < 0 ||
                        h_read_response(d, &r, 0) < 0)) {
@@ -1376,16 +1362,16 @@ Test(e2e_hardening, slowloris_partial_head_gets_408_others_served, .fini = down)
 
     up_cfg("\"client\": {\"header_timeout_ms\": 300}");
     a = h_connect(px.port);
-    t0 = now_ms();
+    t0 = h_now_ms();
     cr_assert_eq(h_sends(a, "GET / HTTP/1.1\r\nHost: a\r\nX-Slow: "), 0);
     roundtrip("GET /other HTTP/1.1\r\nHost: a\r\n\r\n", &r);
     cr_assert_eq(r.status, 200, "another client is served meanwhile");
-    cr_assert_lt(now_ms() - t0, 300, "the other client waited for the slow one");
+    cr_assert_lt(h_now_ms() - t0, 300, "the other client waited for the slow one");
     h_resp_free(&r);
     read_to_eof(a, buf, sizeof(buf), 3000, &eof);
     cr_assert(!strncmp(buf, "HTTP/1.1 408 ", 13), "%s", shown(buf, strlen(buf)));
     cr_assert(eof, "the slow connection stays open");
-    cr_assert_lt(now_ms() - t0, 2000);
+    cr_assert_lt(h_now_ms() - t0, 2000);
     h_close(a);
     assert_log_lacks("/smuggled"); /* keeps the log flushed before stop */
 }
@@ -1399,9 +1385,9 @@ Test(e2e_hardening, slowloris_trickle_hits_hard_deadline, .fini = down)
 
     up_cfg("\"client\": {\"header_timeout_ms\": 300}");
     a = h_connect(px.port);
-    t0 = now_ms();
+    t0 = h_now_ms();
     cr_assert_eq(h_sends(a, "GET / HTTP/1.1\r\nHost: a\r\nX-Slow: "), 0);
-    while (now_ms() - t0 < 3000) {
+    while (h_now_ms() - t0 < 3000) {
         struct pollfd pfd = {a, POLLIN, 0};
         if (poll(&pfd, 1, 50) > 0)
             break;
@@ -1409,7 +1395,7 @@ Test(e2e_hardening, slowloris_trickle_hits_hard_deadline, .fini = down)
             break;
     }
     read_to_eof(a, buf, sizeof(buf), 3000, &eof);
-    cr_assert_lt(now_ms() - t0, 2000, "a trickling head outlived the header deadline");
+    cr_assert_lt(h_now_ms() - t0, 2000, "a trickling head outlived the header deadline");
     cr_assert(!strncmp(buf, "HTTP/1.1 408 ", 13), "%s", shown(buf, strlen(buf)));
     h_close(a);
 }
@@ -1427,9 +1413,9 @@ Test(e2e_hardening, idle_keepalive_closed_after_idle_timeout, .fini = down)
     cr_assert_eq(h_read_response(fd, &r, 0), 0);
     cr_assert_not(r.closed);
     h_resp_free(&r);
-    t0 = now_ms();
+    t0 = h_now_ms();
     read_to_eof(fd, buf, sizeof(buf), 3000, &eof);
-    dt = now_ms() - t0;
+    dt = h_now_ms() - t0;
     cr_assert(eof, "an idle keep-alive connection stays open");
     cr_assert(dt >= 150 && dt < 2000, "closed after %ld ms with idle_timeout_ms 300", dt);
     cr_assert_eq(buf[0], '\0', "%s", shown(buf, strlen(buf)));
@@ -1451,10 +1437,10 @@ Test(e2e_hardening, upstream_connect_timeout_is_502, .fini = down)
     cr_assert(filler >= 0);
     rw.fd[rw.n++] = filler;
     start_proxy(rw.port, "\"upstream\": {\"connect_timeout_ms\": 300}");
-    t0 = now_ms();
+    t0 = h_now_ms();
     roundtrip("GET / HTTP/1.1\r\nHost: a\r\n\r\n", &r);
     cr_assert_eq(r.status, 502);
-    cr_assert_lt(now_ms() - t0, 2500, "took %ld ms", now_ms() - t0);
+    cr_assert_lt(h_now_ms() - t0, 2500, "took %ld ms", h_now_ms() - t0);
     h_resp_free(&r);
 }
 
@@ -1464,10 +1450,10 @@ Test(e2e_hardening, upstream_response_timeout_is_504, .fini = down)
     long t0;
 
     up_cfg("\"upstream\": {\"response_timeout_ms\": 300}");
-    t0 = now_ms();
+    t0 = h_now_ms();
     roundtrip("GET /sleep/1200 HTTP/1.1\r\nHost: a\r\n\r\n", &r);
     cr_assert_eq(r.status, 504);
-    cr_assert_lt(now_ms() - t0, 1100);
+    cr_assert_lt(h_now_ms() - t0, 1100);
     h_resp_free(&r);
 }
 
@@ -1481,11 +1467,11 @@ Test(e2e_hardening, upstream_stalls_mid_body_client_closed, .fini = down)
     up_cfg("\"upstream\": {\"response_timeout_ms\": 300}");
     origin_script(origin, resp, sizeof(resp) - 1, 0);
     fd = h_connect(px.port);
-    t0 = now_ms();
+    t0 = h_now_ms();
     cr_assert_eq(h_sends(fd, "GET /stall HTTP/1.1\r\nHost: a\r\n\r\n"), 0);
     read_to_eof(fd, buf, sizeof(buf), 3000, &eof);
     cr_assert(eof, "the client waits forever for a stalled body");
-    cr_assert_lt(now_ms() - t0, 2500);
+    cr_assert_lt(h_now_ms() - t0, 2500);
     cr_assert(!strncmp(buf, "HTTP/1.1 200 ", 13), "%s", shown(buf, strlen(buf)));
     cr_assert(strstr(buf, "\r\n\r\nabc") && strlen(strstr(buf, "\r\n\r\n") + 4) == 3, "%s",
               shown(buf, strlen(buf)));
@@ -1506,12 +1492,12 @@ Test(e2e_hardening, closed_pooled_connection_not_used, .init = up, .fini = down)
     roundtrip("GET /1 HTTP/1.1\r\nHost: a\r\n\r\n", &r);
     cr_assert_eq(r.status, 200);
     h_resp_free(&r);
-    msleep(200);
+    h_msleep(200);
     roundtrip("GET /2 HTTP/1.1\r\nHost: a\r\n\r\n", &r);
     cr_assert_eq(r.status, 200);
     h_resp_free(&r);
     cr_assert_eq(origin_accepts(origin), 2);
-    msleep(200);
+    h_msleep(200);
     roundtrip("POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc", &r);
     cr_assert_eq(r.status, 200, "a POST after a close the proxy had seen: %d", r.status);
     cr_assert_eq(origin_accepts(origin), 3);

@@ -395,4 +395,8 @@ Test(e2e_proxy, invalid_config_refuses_to_start)
     char *err = h_slurp(path);
     cr_assert(strstr(err, "/upstream/response_timeout_ms"), "%s", err);
     free(err);
+    (void)unlink(path);
+    snprintf(path, sizeof(path), "%s/proxy.json", dir);
+    (void)unlink(path);
+    (void)rmdir(dir);
 }

@@ -49,20 +49,6 @@ static const char *const req_get = "GET / HTTP/1.1\r\nHost: site.example\r\n\r\n
 
 /* ---- helpers ------------------------------------------------------------ */
 
-static void msleep(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 static void write_file(const char *path, const char *s)
 {
     FILE *f = fopen(path, "w");
@@ -101,12 +87,12 @@ static int count_in(const char *path, const char *needle)
 /* Wait (bounded) until the proxy's stderr holds needle; 1 when it does. */
 static int wait_err(const char *path, const char *needle, int ms)
 {
-    uint64_t end = now_ms() + (uint64_t)ms;
+    long end = h_now_ms() + ms;
 
     while (!count_in(path, needle)) {
-        if (now_ms() > end)
+        if (h_now_ms() > end)
             return 0;
-        msleep(10);
+        h_msleep(10);
     }
     return 1;
 }
@@ -146,11 +132,11 @@ static double metric(unsigned admin_port, const char *sample)
 /* Poll a sample until it equals want (bounded); returns the last value. */
 static double metric_wait(unsigned admin_port, const char *sample, double want, int ms)
 {
-    uint64_t end = now_ms() + (uint64_t)ms;
+    long end = h_now_ms() + ms;
     double v;
 
-    while ((v = metric(admin_port, sample)) != want && now_ms() < end)
-        msleep(20);
+    while ((v = metric(admin_port, sample)) != want && h_now_ms() < end)
+        h_msleep(20);
     return v;
 }
 
@@ -294,7 +280,7 @@ static void rp_start(const char *json)
             close(fd);
             return;
         }
-        msleep(10);
+        h_msleep(10);
     }
     cr_assert_fail("ringproxy did not start listening within 5 s");
 }
@@ -377,16 +363,16 @@ Test(e2e_resolve, hosts_change_moves_traffic_without_failures, .fini = env_down)
     slow = h_connect(E.px.port);
     cr_assert(slow >= 0);
     cr_assert_eq(h_sends(slow, "GET /sleep/700 HTTP/1.1\r\nHost: site.example\r\n\r\n"), 0);
-    msleep(50);
+    h_msleep(50);
 
     rewrite_in_place(E.hosts, HOSTS_3);
-    t0 = now_ms();
-    while (origin_requests(E.o3) == 0 && now_ms() - t0 < 3000) {
+    t0 = h_now_ms();
+    while (origin_requests(E.o3) == 0 && h_now_ms() - t0 < 3000) {
         st = get_on(fd, req_get);
         failures += st != 200;
-        msleep(20);
+        h_msleep(20);
     }
-    took = now_ms() - t0;
+    took = h_now_ms() - t0;
     err = errlog();
     cr_assert_gt(origin_requests(E.o3), 0, "traffic did not move to 127.0.0.3 within 3 s: %s", err);
     cr_log_info("hosts change -> first request on the new address after %llu ms",
@@ -420,14 +406,14 @@ Test(e2e_resolve, hosts_change_moves_traffic_without_failures, .fini = env_down)
 /* Wait (bounded) until a request on fd reaches o; 1 when one did. */
 static int moved_to(int fd, struct origin *o, int ms)
 {
-    uint64_t end = now_ms() + (uint64_t)ms;
+    long end = h_now_ms() + ms;
     unsigned n = origin_requests(o);
 
-    while (now_ms() < end) {
+    while (h_now_ms() < end) {
         cr_assert_eq(get_on(fd, req_get), 200);
         if (origin_requests(o) > n)
             return 1;
-        msleep(20);
+        h_msleep(20);
     }
     return 0;
 }
@@ -477,12 +463,12 @@ Test(e2e_resolve, nameserver_answers_without_hosts_entry, .fini = env_down)
 
     /* a new answer from the nameserver moves traffic too */
     dns_set_answer(E.dns, a3, 1, 1);
-    t0 = now_ms();
-    while (origin_requests(E.o3) == 0 && now_ms() - t0 < 3000) {
+    t0 = h_now_ms();
+    while (origin_requests(E.o3) == 0 && h_now_ms() - t0 < 3000) {
         cr_assert_eq(h_roundtrip(E.px.port, req_get, &r), 0);
         cr_assert_eq(r.status, 200);
         h_resp_free(&r);
-        msleep(20);
+        h_msleep(20);
     }
     cr_assert_gt(origin_requests(E.o3), 0, "the new DNS answer was not used within 3 s");
 }
@@ -495,7 +481,7 @@ Test(e2e_resolve, hosts_file_comes_before_nameserver, .fini = env_down)
     env_up(HOSTS_2, 1);
     dns_set_answer(E.dns, a3, 1, 1);
     rp_start(INTERVAL_JSON);
-    msleep(500); /* a few re-resolutions */
+    h_msleep(500); /* a few re-resolutions */
     fd = h_connect(E.px.port);
     cr_assert(fd >= 0);
     for (int i = 0; i < 5; i++)
@@ -524,10 +510,10 @@ Test(e2e_resolve, failing_nameserver_keeps_last_good_answer, .fini = env_down)
     /* SERVFAIL for ~7 intervals: traffic stays on the last answer, one warning */
     dns_set_mode(E.dns, DNS_SERVFAIL);
     q0 = dns_queries(E.dns);
-    t0 = now_ms();
-    while (now_ms() - t0 < 1500) {
+    t0 = h_now_ms();
+    while (h_now_ms() - t0 < 1500) {
         failures += get_on(fd, req_get) != 200;
-        msleep(100);
+        h_msleep(100);
     }
     err = errlog();
     cr_assert_eq(failures, 0, "%s", err);
@@ -551,14 +537,14 @@ Test(e2e_resolve, failing_nameserver_keeps_last_good_answer, .fini = env_down)
      */
     dns_set_mode(E.dns, DNS_SILENT);
     n2 = origin_requests(E.o2);
-    t0 = now_ms();
-    while (now_ms() - t0 < 2500) {
-        uint64_t s = now_ms();
+    t0 = h_now_ms();
+    while (h_now_ms() - t0 < 2500) {
+        uint64_t s = h_now_ms();
 
         failures += get_on(fd, req_get) != 200;
-        if (now_ms() - s > worst)
-            worst = now_ms() - s;
-        msleep(50);
+        if (h_now_ms() - s > worst)
+            worst = h_now_ms() - s;
+        h_msleep(50);
     }
     dns_set_mode(E.dns, DNS_ANSWER); /* so that the stop does not wait for a timeout */
     err = errlog();
@@ -602,7 +588,7 @@ Test(e2e_resolve, two_addresses_share_load_and_dead_one_is_skipped, .fini = env_
     n2 = origin_requests(E.o2);
     for (int i = 0; i < 30; i++) {
         failures += get_on(fd, req_get) != 200;
-        msleep(50);
+        h_msleep(50);
     }
     h_close(fd);
     err = errlog();
@@ -650,7 +636,7 @@ Test(e2e_pool, keepalive_reuse_ratio, .fini = pool_down)
         fds[i] = h_connect(pp.port);
         cr_assert(fds[i] >= 0);
     }
-    t0 = now_ms();
+    t0 = h_now_ms();
     for (int i = 0; i < NREQ; i++) {
         int st = get_on(fds[i % NCONN], "GET /size/512 HTTP/1.1\r\nHost: site.example\r\n\r\n");
         cr_assert_eq(st, 200, "request %d: %d", i, st);
@@ -662,7 +648,7 @@ Test(e2e_pool, keepalive_reuse_ratio, .fini = pool_down)
     ok = PM("ringproxy_requests_total{class=\"2xx\"}");
     cr_log_info("%d requests over %d keep-alive clients in %llu ms: %u origin accepts, "
                 "%.0f connects, %.0f reuses, reuse ratio %.4f",
-                NREQ, NCONN, (unsigned long long)(now_ms() - t0), origin_accepts(po), connects,
+                NREQ, NCONN, (unsigned long long)(h_now_ms() - t0), origin_accepts(po), connects,
                 reuses, reuses / ok);
     cr_assert_eq(ok, NREQ);
     cr_assert_eq(reuses + connects, NREQ, "every request either reused or connected");
