@@ -14,7 +14,6 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
-#include <liburing.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <signal.h>
@@ -24,6 +23,8 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
+
+#include <liburing.h>
 
 enum op_kind { OP_ACCEPT = 1, OP_CONNECT, OP_RECV, OP_SEND, OP_CLOSE };
 
@@ -312,8 +313,7 @@ int main(int argc, char **argv)
         }
         struct io_uring_cqe *cqe;
         unsigned head, n = 0;
-        io_uring_for_each_cqe(&ring, head, cqe)
-        {
+        io_uring_for_each_cqe (&ring, head, cqe) {
             n++;
             __u64 ud = cqe->user_data;
             switch (UD_KIND(ud)) {

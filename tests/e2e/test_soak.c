@@ -159,8 +159,13 @@ Test(e2e_soak, mixed_hostile_traffic_leaves_no_residue, .init = up, .fini = down
     cr_assert_eq(active, 0, "client connections left open: %ld", active);
     cr_assert_leq(metric(px.admin_port, "ringproxy_upstream_pool_idle"), 2 * 64);
     rss_end = rss_kib(px.pid);
-    /* 1600 more requests than at the warm-up mark may not cost more than 1 MiB */
-    cr_assert_lt(rss_end - rss_warm, 1024, "RSS grew from %ld to %ld KiB", rss_warm, rss_end);
+    /*
+     * 1600 more requests than at the warm-up mark may not cost more than
+     * 1 MiB. Not under ASan, whose quarantine keeps freed memory resident
+     * (leaks are its own report there, and the proxy must still exit 0).
+     */
+    if (!getenv("RINGPROXY_SANITIZED") || strcmp(getenv("RINGPROXY_SANITIZED"), "1"))
+        cr_assert_lt(rss_end - rss_warm, 1024, "RSS grew from %ld to %ld KiB", rss_warm, rss_end);
     /* and the proxy still serves */
     cr_assert_eq(h_roundtrip(px.port, "GET /size/10 HTTP/1.1\r\nHost: a\r\n\r\n", &r), 0);
     cr_assert_eq(r.status, 200);
