@@ -36,7 +36,7 @@
 #define IOV_SEND 16
 #define LINGER_MS 2000
 #define LOG_LINE_MAX (64 * 1024)
-#define LOG_DELAY_MS 2 /* longest an access-log line waits for company */
+#define LOG_DELAY_MS 4 /* longest an access-log line waits for company */
 
 #define container_of(p, type, member) ((type *)((char *)(p)-offsetof(type, member)))
 
@@ -1790,10 +1790,15 @@ static void log_flush(struct http_worker *w)
     uint64_t dropped;
 
     if (!w->log_writing && log_out_pending(w->lo)) {
-        size_t chunk = w->sh->stdout_is_pipe ? 4096 : 65536;
+        /*
+         * Several workers share a stdout pipe: a write of at most PIPE_BUF
+         * bytes is atomic, so their lines never interleave. A lone worker
+         * (or a file, opened O_APPEND) can write larger runs.
+         */
+        size_t chunk = w->sh->stdout_is_pipe && w->sh->nworkers > 1 ? 4096 : 65536;
 
         /*
-         * One write per few lines, not per line: a pipe write wakes the
+         * One write per many lines, not per line: a pipe write wakes the
          * reader, which costs more than formatting the line. Lines wait at
          * most LOG_DELAY_MS, or until a full chunk is ready.
          */
@@ -1801,7 +1806,7 @@ static void log_flush(struct http_worker *w)
             w->log_since_ms = w->t->now_ms;
         n = log_out_peek(w->lo, &p, chunk);
         if (n &&
-            (n >= chunk / 2 || w->t->now_ms >= w->log_since_ms + LOG_DELAY_MS || w->draining)) {
+            (n > chunk - 1024 || w->t->now_ms >= w->log_since_ms + LOG_DELAY_MS || w->draining)) {
             w->log_since_ms = 0;
             struct io_uring_sqe *sqe = core_sqe(w->t);
             io_uring_prep_write(sqe, STDOUT_FILENO, p, (unsigned)n, (uint64_t)-1);
