@@ -157,7 +157,6 @@ struct http_conn {
     uint64_t start_us;
     uint64_t tx_mark, rx_mark; /* e.tx_total / e.rx_total at request start */
     uint64_t body_sent_mark;   /* e.tx_total when the response head was queued */
-    int64_t resp_head_len;
     const char *termination;
     /* the final response head, for the log (in the upstream's block) */
     int upstream_status;
@@ -180,8 +179,7 @@ struct http_up {
     uint32_t in_len;
     uint32_t out_len;
     struct net_addr addr;
-    uint64_t t_connect, t_sent, t_head;
-    uint64_t gen;
+    uint64_t t_connect, t_sent;
     struct http_up *pool_prev, *pool_next;
 };
 
@@ -227,7 +225,6 @@ struct http_worker {
     uint64_t drain_deadline;
     size_t hdr_off, blksz;
     uint16_t max_hdrs;
-    uint8_t cur_bid_valid;
     int cur_bid;
     struct http_conn *cur_decode;
 };
@@ -548,7 +545,6 @@ static struct http_up *up_new(struct http_worker *w)
         return NULL;
     }
     u->addr = *a;
-    u->gen = w->addrs->gen;
     end_init(w, &u->e, SIDE_UP, fd);
     u->state = UPS_CONNECT;
     w->nups++;
@@ -644,8 +640,7 @@ static void conn_respond(struct http_worker *w, struct http_conn *c, int status,
                  "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n"
                  "Connection: %s\r\n\r\n%s",
                  status, reason_of(status), blen, c->keep_alive ? "keep-alive" : "close", body);
-    c->resp_head_len = n - blen;
-    c->body_sent_mark = c->e.tx_total + c->e.txq.bytes + (uint64_t)c->resp_head_len;
+    c->body_sent_mark = c->e.tx_total + c->e.txq.bytes + (uint64_t)(n - blen);
     (void)core_segq_push(&c->e.txq, &w->t->pool, &w->t->bufs, out, (size_t)n, -1);
     c->resp_begun = c->resp_done = 1;
     if (!c->req_done) {
@@ -1277,7 +1272,6 @@ static void up_head(struct http_worker *w, struct http_up *u)
         up_failed(w, u, HF_BAD_RESPONSE);
         return;
     }
-    c->resp_head_len = 0;
     c->body_sent_mark = c->e.tx_total + c->e.txq.bytes;
     if (status == 101) {
         u->state = UPS_TUNNEL;

@@ -48,18 +48,25 @@ unsigned h_free_port(void)
     for (int tries = 0; tries < 200; tries++) {
         struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
         unsigned port;
-        int fd, ok;
+        int fd, ok, one = 1;
 
         seed = seed * 1103515245u + 12345u;
         port = 20000 + (seed >> 8) % 12000;
         sa.sin_port = htons((uint16_t)port);
-        fd = socket(AF_INET, SOCK_STREAM, 0);
+        fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
         if (fd < 0)
             continue;
+        /*
+         * Keep the port reserved for this test process: a bound socket that
+         * never listens takes no connections, lets our proxy bind the port
+         * (SO_REUSEPORT, same user), and makes every other test's plain bind
+         * here fail, so two tests running at once never share a port.
+         */
+        (void)setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
         ok = bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
-        close(fd);
         if (ok)
-            return port;
+            return port; /* fd stays open until the test process exits */
+        close(fd);
     }
     return 0;
 }

@@ -261,7 +261,7 @@ Test(e2e_proxy, http10_client_gets_no_chunked, .init = up, .fini = down)
     struct h_resp r;
 
     cr_assert_eq(h_roundtrip(px.port, "GET /chunked/5000 HTTP/1.0\r\n\r\n", &r), 0);
-    cr_assert_eq(r.status, 200);
+    cr_assert_eq(r.status, 200, "%s", r.head);
     cr_assert_not(r.chunked, "%s", r.head);
     cr_assert(r.closed);
     cr_assert_eq(r.body_len, 5000);
