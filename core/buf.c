@@ -26,7 +26,8 @@ int core_bufring_init(struct core_bufring *b, struct io_uring *ring, uint16_t bg
         goto fail;
     }
     b->refs = calloc(nbufs, sizeof(*b->refs));
-    if (!b->refs) {
+    b->stack = malloc(nbufs * sizeof(*b->stack));
+    if (!b->refs || !b->stack) {
         r = -ENOMEM;
         goto fail;
     }
@@ -37,13 +38,16 @@ int core_bufring_init(struct core_bufring *b, struct io_uring *ring, uint16_t bg
     if (r < 0)
         goto fail;
     io_uring_buf_ring_init(b->br);
+    /* Buffer 0 on top: the first ones used are the first in memory. */
     for (uint32_t i = 0; i < nbufs; i++)
-        io_uring_buf_ring_add(b->br, core_buf_ptr(b, i), bufsz, i, io_uring_buf_ring_mask(nbufs),
-                              i);
-    io_uring_buf_ring_advance(b->br, nbufs);
+        b->stack[i] = (uint16_t)(nbufs - 1 - i);
+    b->nstack = nbufs;
+    b->window = nbufs < CORE_BUF_WINDOW_MIN ? nbufs : CORE_BUF_WINDOW_MIN;
+    core_bufring_flush(b);
     return 0;
 fail:
     free(b->refs);
+    free(b->stack);
     if (b->mem)
         (void)munmap(b->mem, (size_t)nbufs * bufsz);
     (void)munmap(b->br, ringsz);
@@ -59,6 +63,7 @@ void core_bufring_exit(struct core_bufring *b, struct io_uring *ring)
     (void)munmap(b->mem, (size_t)b->nbufs * b->bufsz);
     (void)munmap(b->br, b->nbufs * sizeof(struct io_uring_buf));
     free(b->refs);
+    free(b->stack);
     *b = (struct core_bufring){0};
 }
 
@@ -66,6 +71,8 @@ void core_buf_take(struct core_bufring *b, uint16_t bid)
 {
     b->refs[bid] = 1;
     b->in_use++;
+    b->published--;
+    b->taken++;
 }
 
 void core_buf_ref(struct core_bufring *b, uint16_t bid)
@@ -78,17 +85,39 @@ void core_buf_release(struct core_bufring *b, uint16_t bid)
     if (--b->refs[bid])
         return;
     b->in_use--;
-    io_uring_buf_ring_add(b->br, core_buf_ptr(b, bid), b->bufsz, bid,
-                          io_uring_buf_ring_mask(b->nbufs), (int)b->pending);
-    b->pending++;
+    b->stack[b->nstack++] = bid;
 }
 
 void core_bufring_flush(struct core_bufring *b)
 {
-    if (!b->pending)
-        return;
-    io_uring_buf_ring_advance(b->br, (int)b->pending);
-    b->pending = 0;
+    uint32_t want = 2 * b->taken, n = 0;
+
+    /*
+     * Keep about two turns' worth published: grow at once when a turn used
+     * more (or drained the ring), shrink slowly when it used less.
+     */
+    if (!b->published && b->taken)
+        want = 2 * b->window;
+    if (want < CORE_BUF_WINDOW_MIN)
+        want = CORE_BUF_WINDOW_MIN;
+    if (want > b->nbufs)
+        want = b->nbufs;
+    if (want >= b->window)
+        b->window = want;
+    else
+        b->window -= (b->window - want + 15) / 16;
+    b->taken = 0;
+    while (b->published + n < b->window && b->nstack) {
+        uint16_t bid = b->stack[--b->nstack];
+
+        io_uring_buf_ring_add(b->br, core_buf_ptr(b, bid), b->bufsz, bid,
+                              io_uring_buf_ring_mask(b->nbufs), (int)n);
+        n++;
+    }
+    if (n) {
+        io_uring_buf_ring_advance(b->br, (int)n);
+        b->published += n;
+    }
 }
 
 void core_pool_init(struct core_pool *p, size_t blksz, unsigned max_free_blks)

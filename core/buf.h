@@ -13,13 +13,25 @@
 
 #include <liburing.h>
 
+/*
+ * Only a window of the free buffers is published to the kernel at a time; the
+ * rest wait on a stack, most recently freed on top, so the kernel receives
+ * into buffers that are still in the cache rather than cycling through all of
+ * them. The window follows how many buffers a loop turn uses.
+ */
+#define CORE_BUF_WINDOW_MIN 32
+
 struct core_bufring {
     struct io_uring_buf_ring *br;
     char *mem;
     uint16_t *refs;
+    uint16_t *stack; /* free and not published, hottest on top */
+    uint32_t nstack;
     uint32_t nbufs;
     uint32_t bufsz;
-    uint32_t pending; /* buffers given back since the last core_bufring_flush() */
+    uint32_t published; /* in the ring, not yet picked by the kernel */
+    uint32_t window;    /* how many to keep published */
+    uint32_t taken;     /* picked by the kernel since the last flush */
     uint32_t in_use;
     uint16_t bgid;
 };
@@ -39,7 +51,7 @@ void core_buf_take(struct core_bufring *b, uint16_t bid);
 void core_buf_ref(struct core_bufring *b, uint16_t bid);
 /* Drop one reference; the last one gives the buffer back to the kernel. */
 void core_buf_release(struct core_bufring *b, uint16_t bid);
-/* Publish given-back buffers to the kernel: once per loop turn. */
+/* Top the published window up from the stack: once per loop turn. */
 void core_bufring_flush(struct core_bufring *b);
 
 /* A view queued on a socket: received bytes (bid >= 0) or bytes owned elsewhere. */

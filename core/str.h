@@ -17,6 +17,7 @@ struct core_str {
 struct core_hdr {
     struct core_str name;
     struct core_str value;
+    unsigned kind; /* what the parser classed the name as (http/msg.h: enum http_hk) */
 };
 
 static inline int core_str_ieq(struct core_str s, const char *lit, size_t litlen)

@@ -64,7 +64,7 @@ enum http_hk {
     HK_COUNT
 };
 
-/* Which known field a name is (case-insensitive), or HK_OTHER. */
+/* Which known field a name is (case-insensitive), or HK_OTHER. Parsed headers carry it in kind. */
 enum http_hk http_hk_of(struct core_str name);
 
 struct http_msg {
@@ -84,6 +84,8 @@ struct http_msg {
     uint64_t remaining;  /* body bytes left (length), or of the current chunk */
     uint64_t data_bytes; /* body data walked so far, framing not counted */
     uint8_t too_many;
+    /* a Connection header names a field other than the hop-by-hop ones of RFC 9110 7.6.1 */
+    uint8_t conn_names_other;
     uint8_t count[HK_COUNT]; /* occurrences, saturating at 255 */
     int16_t first[HK_COUNT]; /* index of the first occurrence, -1 when absent */
     /* Chunk data as decoded, when on_body is set (HTTP/1.0 clients of chunked responses). */
@@ -140,7 +142,12 @@ unsigned http_msg_count(const struct http_msg *m, const char *name, size_t len);
 /* Is tok one of the comma-separated tokens of v (case-insensitive)? */
 int http_token_in(struct core_str v, const char *tok, size_t len);
 
+extern const uint8_t http_tchar[256];
+
 /* A tchar per RFC 9110. */
-int http_is_tchar(unsigned char c);
+static inline int http_is_tchar(unsigned char c)
+{
+    return http_tchar[c];
+}
 
 #endif

@@ -32,7 +32,7 @@
 #include "log/out.h"
 #include "net/sock.h"
 
-#define HIGH_WATER (256 * 1024) /* bytes queued per direction before reading pauses */
+#define HIGH_WATER (128 * 1024) /* bytes queued per direction before reading pauses */
 #define IOV_SEND 16
 #define LINGER_MS 2000
 #define LOG_LINE_MAX (64 * 1024)
@@ -836,9 +836,9 @@ static void conn_abort(struct http_worker *w, struct http_conn *c, const char *w
 
 /* ---- request side ------------------------------------------------------ */
 
-static int is_hop_by_hop(const struct http_msg *m, struct core_str name, int keep_upgrade)
+static int is_hop_by_hop(const struct http_msg *m, const struct core_hdr *h, int keep_upgrade)
 {
-    switch (http_hk_of(name)) {
+    switch (h->kind) {
     case HK_CONNECTION:
     case HK_KEEP_ALIVE:
     case HK_PROXY_CONNECTION:
@@ -850,11 +850,11 @@ static int is_hop_by_hop(const struct http_msg *m, struct core_str name, int kee
     default:
         break;
     }
-    if (!m->count[HK_CONNECTION])
+    if (!m->conn_names_other)
         return 0;
     for (uint16_t i = (uint16_t)m->first[HK_CONNECTION]; i < m->nhdrs; i++)
-        if (CORE_STR_IEQ(m->hdrs[i].name, "connection") &&
-            http_token_in(m->hdrs[i].value, name.p, name.len))
+        if (m->hdrs[i].kind == HK_CONNECTION &&
+            http_token_in(m->hdrs[i].value, h->name.p, h->name.len))
             return 1;
     return 0;
 }
@@ -978,9 +978,9 @@ static int req_rewrite(struct http_worker *w, struct http_conn *c)
     wb_put(&b, path.p, path.len);
     WB_LIT(&b, " HTTP/1.1\r\n");
     for (uint16_t i = 0; i < m->nhdrs; i++) {
-        if (is_hop_by_hop(m, m->hdrs[i].name, c->upgrade))
+        if (is_hop_by_hop(m, &m->hdrs[i], c->upgrade))
             continue;
-        if (authority.p && http_hk_of(m->hdrs[i].name) == HK_HOST) {
+        if (authority.p && m->hdrs[i].kind == HK_HOST) {
             wb_hdr(&b, m->hdrs[i].name, authority);
             continue;
         }
@@ -1164,7 +1164,8 @@ static int up_attach(struct http_worker *w, struct http_conn *c, int fresh)
     u->in_len = u->out_len = 0;
     u->resp.nhdrs = 0;
     c->up_reused = u->reused;
-    snprintf(c->upstream_addr, sizeof(c->upstream_addr), "%s", u->addr.str);
+    _Static_assert(sizeof(c->upstream_addr) == sizeof(u->addr.str), "address strings differ");
+    memcpy(c->upstream_addr, u->addr.str, sizeof(c->upstream_addr));
     u->t_sent = w->t->now_us;
     (void)core_segq_push(&u->e.txq, &w->t->pool, &w->t->bufs,
                          c->blk + w->cfg->limits.max_header_bytes, c->out_len, -1);
@@ -1204,13 +1205,11 @@ static int resp_rewrite(struct http_worker *w, struct http_up *u, struct http_co
     wb_put(&b, m->reason.p, m->reason.len);
     WB_LIT(&b, "\r\n");
     for (uint16_t i = 0; i < m->nhdrs; i++) {
-        struct core_str n = m->hdrs[i].name;
-
-        if (is_hop_by_hop(m, n, tunnel))
+        if (is_hop_by_hop(m, &m->hdrs[i], tunnel))
             continue;
-        if (c->decode && http_hk_of(n) == HK_TRANSFER_ENCODING)
+        if (c->decode && m->hdrs[i].kind == HK_TRANSFER_ENCODING)
             continue;
-        wb_hdr(&b, n, m->hdrs[i].value);
+        wb_hdr(&b, m->hdrs[i].name, m->hdrs[i].value);
     }
     if (tunnel)
         WB_LIT(&b, "Connection: upgrade\r\n");
@@ -1525,26 +1524,26 @@ static void on_recv(struct http_worker *w, struct http_end *e, const struct io_u
         e->rx = RX_OFF;
         e->nops--;
     }
-    if (res > 0) {
+    if (cqe->flags & IORING_CQE_F_BUFFER) {
         uint16_t bid = (uint16_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
 
         core_buf_take(&w->t->bufs, bid);
-        if (!e->closing) {
+        if (res > 0 && !e->closing) {
             (void)core_segq_push(&e->rxq, &w->t->pool, &w->t->bufs, core_buf_ptr(&w->t->bufs, bid),
                                  (size_t)res, bid);
             e->rx_total += (uint64_t)res;
         }
         core_buf_release(&w->t->bufs, bid);
-    } else if (res == -ENOBUFS) {
-        /* Every buffer is in use: try again once some come back. */
+    }
+    if (res == -ENOBUFS) {
+        /* No buffer published: try again once the next turn tops them up. */
         if (!e->closing && !e->starved) {
             e->starved = 1;
             e->starved_next = w->starved;
             w->starved = e;
         }
-    } else if (res != -ECANCELED || e->rx != RX_OFF) {
-        if (res != -ECANCELED)
-            e->eof = 1; /* 0 = orderly close; < 0 = reset: both end the input */
+    } else if (res <= 0 && res != -ECANCELED) {
+        e->eof = 1; /* 0 = orderly close; < 0 = reset: both end the input */
     }
     if (e->closing) {
         if (!e->nops)
@@ -1943,7 +1942,7 @@ int http_worker_run(struct http_shared *sh, const struct http_worker_params *p,
     w->max_hdrs = (uint16_t)(cfg->limits.max_headers + 1);
     w->blksz = w->hdr_off + (size_t)w->max_hdrs * sizeof(struct core_hdr);
     tp = (struct core_thread_params){
-        .entries = 1024, .nbufs = 1024, .bufsz = 16384, .blksz = w->blksz};
+        .entries = 1024, .nbufs = 256, .bufsz = 65536, .blksz = w->blksz};
     r = core_thread_init(&t, p->id, &tp, &what);
     if (r < 0) {
         free(w);

@@ -129,7 +129,8 @@ Test(core_buf, init_publishes_every_buffer, .fini = ring_down)
     cr_assert_eq(b.bufsz, 64);
     cr_assert_eq(b.bgid, BGID);
     cr_assert_eq(b.in_use, 0);
-    cr_assert_eq(b.pending, 0);
+    cr_assert_eq(b.published, 8, "a ring smaller than the window is published whole");
+    cr_assert_eq(b.nstack, 0);
     cr_assert_eq(ring_tail(&b), 8);
     for (uint16_t i = 0; i < 8; i++) {
         cr_assert_eq(b.refs[i], 0);
@@ -185,6 +186,7 @@ Test(core_buf, release_returns_id_only_at_zero, .fini = ring_down)
     core_buf_take(&b, 3);
     cr_assert_eq(b.refs[3], 1);
     cr_assert_eq(b.in_use, 1);
+    cr_assert_eq(b.published, 7);
     core_buf_ref(&b, 3);
     core_buf_ref(&b, 3);
     cr_assert_eq(b.refs[3], 3);
@@ -194,25 +196,28 @@ Test(core_buf, release_returns_id_only_at_zero, .fini = ring_down)
     core_buf_release(&b, 3);
     cr_assert_eq(b.refs[3], 1);
     cr_assert_eq(b.in_use, 1);
-    cr_assert_eq(b.pending, 0, "given back before the last reference");
+    cr_assert_eq(b.nstack, 0, "given back before the last reference");
 
     core_buf_release(&b, 3);
     cr_assert_eq(b.refs[3], 0);
     cr_assert_eq(b.in_use, 0);
-    cr_assert_eq(b.pending, 1);
-    /* Staged at the tail but not yet visible to the kernel. */
-    cr_assert_eq(b.br->bufs[tail & mask].bid, 3);
-    cr_assert_eq(b.br->bufs[tail & mask].len, 64);
-    cr_assert_eq(b.br->bufs[tail & mask].addr, (uint64_t)(uintptr_t)core_buf_ptr(&b, 3));
+    cr_assert_eq(b.nstack, 1);
+    cr_assert_eq(b.stack[0], 3);
+    /* Not visible to the kernel before the flush. */
     cr_assert_eq(ring_tail(&b), tail);
 
     core_bufring_flush(&b);
-    cr_assert_eq(b.pending, 0);
+    cr_assert_eq(b.nstack, 0);
+    cr_assert_eq(b.published, 8);
     cr_assert_eq(ring_tail(&b), (uint16_t)(tail + 1));
+    cr_assert_eq(b.br->bufs[tail & mask].bid, 3);
+    cr_assert_eq(b.br->bufs[tail & mask].len, 64);
+    cr_assert_eq(b.br->bufs[tail & mask].addr, (uint64_t)(uintptr_t)core_buf_ptr(&b, 3));
     core_bufring_exit(&b, &ring);
 }
 
-Test(core_buf, releases_of_several_ids_stage_in_order, .fini = ring_down)
+/* The buffer given back last is still in the cache: it is published first. */
+Test(core_buf, releases_go_back_most_recent_first, .fini = ring_down)
 {
     struct core_bufring b;
     uint16_t tail, mask = io_uring_buf_ring_mask(8);
@@ -227,15 +232,62 @@ Test(core_buf, releases_of_several_ids_stage_in_order, .fini = ring_down)
     core_buf_release(&b, 6);
     core_buf_release(&b, 5);
     cr_assert_eq(b.in_use, 0);
-    cr_assert_eq(b.pending, 3);
-    cr_assert_eq(b.br->bufs[(tail + 0) & mask].bid, 1);
+    cr_assert_eq(b.nstack, 3);
+    core_bufring_flush(&b);
+    cr_assert_eq(ring_tail(&b), (uint16_t)(tail + 3));
+    cr_assert_eq(b.br->bufs[(tail + 0) & mask].bid, 5);
     cr_assert_eq(b.br->bufs[(tail + 1) & mask].bid, 6);
-    cr_assert_eq(b.br->bufs[(tail + 2) & mask].bid, 5);
+    cr_assert_eq(b.br->bufs[(tail + 2) & mask].bid, 1);
+    /* Nothing given back: a flush changes nothing. */
     core_bufring_flush(&b);
     cr_assert_eq(ring_tail(&b), (uint16_t)(tail + 3));
-    /* Nothing pending: a flush changes nothing. */
+    core_bufring_exit(&b, &ring);
+}
+
+/*
+ * Of a large ring only a window is published; it grows at once to twice what
+ * a turn used (the whole ring at most) and shrinks slowly when turns use less.
+ */
+Test(core_buf, published_window_follows_use, .fini = ring_down)
+{
+    struct core_bufring b;
+    uint32_t n = 4 * CORE_BUF_WINDOW_MIN, w;
+    uint16_t tail;
+
+    bufring_up(&b, n, 16);
+    cr_assert_eq(b.published, CORE_BUF_WINDOW_MIN);
+    cr_assert_eq(b.nstack, n - CORE_BUF_WINDOW_MIN);
+    cr_assert_eq(ring_tail(&b), CORE_BUF_WINDOW_MIN);
+    /* The lowest buffers go out first: a light load touches little memory. */
+    for (uint16_t i = 0; i < CORE_BUF_WINDOW_MIN; i++)
+        cr_assert_eq(b.br->bufs[i].bid, i);
+
+    /* A turn that takes 30 buffers: the next publishes up to 60. */
+    for (uint16_t i = 0; i < 30; i++)
+        core_buf_take(&b, i);
     core_bufring_flush(&b);
-    cr_assert_eq(ring_tail(&b), (uint16_t)(tail + 3));
+    cr_assert_eq(b.window, 60);
+    cr_assert_eq(b.published, 60);
+    cr_assert_eq(b.published + b.nstack + b.in_use, n, "a buffer got lost");
+
+    /* A turn that drains the ring doubles the window. */
+    tail = ring_tail(&b);
+    for (uint16_t i = 0; i < 60; i++)
+        core_buf_take(&b, b.br->bufs[(uint16_t)(tail - 60 + i) & io_uring_buf_ring_mask(n)].bid);
+    cr_assert_eq(b.published, 0);
+    core_bufring_flush(&b);
+    cr_assert_eq(b.window, 120);
+    cr_assert_eq(b.published + b.in_use, n, "the stack ran out: everything else is published");
+    cr_assert_eq(b.nstack, 0);
+
+    /* Idle turns: the window shrinks toward the minimum, a step at a time. */
+    w = b.window;
+    core_bufring_flush(&b);
+    cr_assert_lt(b.window, w);
+    cr_assert_gt(b.window, w / 2, "shrinks slowly");
+    for (int i = 0; i < 200; i++)
+        core_bufring_flush(&b);
+    cr_assert_eq(b.window, CORE_BUF_WINDOW_MIN);
     core_bufring_exit(&b, &ring);
 }
 
@@ -378,7 +430,9 @@ static void fake_up(void)
     fake.br = calloc(FAKE_NBUFS, sizeof(struct io_uring_buf));
     fake.mem = calloc(FAKE_NBUFS, FAKE_BUFSZ);
     fake.refs = calloc(FAKE_NBUFS, sizeof(*fake.refs));
-    cr_assert(fake.br && fake.mem && fake.refs);
+    fake.stack = calloc(FAKE_NBUFS, sizeof(*fake.stack));
+    fake.published = FAKE_NBUFS;
+    cr_assert(fake.br && fake.mem && fake.refs && fake.stack);
     core_pool_init(&pool, 128, 4);
 }
 
@@ -388,6 +442,7 @@ static void fake_down(void)
     free(fake.br);
     free(fake.mem);
     free(fake.refs);
+    free(fake.stack);
     fake = (struct core_bufring){0};
 }
 
@@ -562,7 +617,7 @@ Test(core_buf, segq_push_takes_references, .init = fake_up, .fini = fake_down)
     core_segq_clear(&q, &pool, &fake);
     cr_assert_eq(fake.in_use, 0);
     cr_assert_eq(fake.refs[1], 0);
-    cr_assert_eq(fake.pending, 1);
+    cr_assert_eq(fake.nstack, 1);
 }
 
 Test(core_buf, segq_consume_across_segments, .init = fake_up, .fini = fake_down)
@@ -595,7 +650,7 @@ Test(core_buf, segq_consume_across_segments, .init = fake_up, .fini = fake_down)
     assert_segq(&q, "hi");
     cr_assert_eq(fake.refs[2], 0);
     cr_assert_eq(fake.in_use, 0);
-    cr_assert_eq(fake.pending, 2);
+    cr_assert_eq(fake.nstack, 2);
 
     core_segq_consume(&q, &pool, &fake, 0);
     assert_segq(&q, "hi");
@@ -646,7 +701,7 @@ Test(core_buf, segq_byte_at_a_time, .init = fake_up, .fini = fake_down)
     }
     assert_segq(&q, "");
     cr_assert_eq(fake.in_use, 0);
-    cr_assert_eq(fake.pending, 4);
+    cr_assert_eq(fake.nstack, 4);
 }
 
 Test(core_buf, segq_same_buffer_twice, .init = fake_up, .fini = fake_down)
@@ -663,11 +718,11 @@ Test(core_buf, segq_same_buffer_twice, .init = fake_up, .fini = fake_down)
     core_segq_consume(&q, &pool, &fake, 4);
     cr_assert_eq(fake.refs[6], 1);
     cr_assert_eq(fake.in_use, 1);
-    cr_assert_eq(fake.pending, 0);
+    cr_assert_eq(fake.nstack, 0);
     core_segq_clear(&q, &pool, &fake);
     cr_assert_eq(fake.refs[6], 0);
     cr_assert_eq(fake.in_use, 0);
-    cr_assert_eq(fake.pending, 1);
+    cr_assert_eq(fake.nstack, 1);
 }
 
 Test(core_buf, segq_clear_recycles_segments, .init = fake_up, .fini = fake_down)

@@ -933,3 +933,147 @@ Test(http_msg, is_tchar)
     cr_assert_not(http_is_tchar(0x80));
     cr_assert_not(http_is_tchar(0xff));
 }
+
+/*
+ * Long lines go through the 16- and 8-byte run scanner: a control byte at
+ * any offset of a long value (inside a block, at its edges, in the tail)
+ * is still found, and TABs anywhere in it are not mistaken for one.
+ */
+Test(http_msg, scan_long_lines_every_offset)
+{
+    char buf[256], val[80];
+    int done;
+
+    for (size_t at = 0; at < 70; at++) {
+        memset(val, 'v', 70);
+        val[70] = '\0';
+        val[at] = '\t';
+        if (at + 17 < 70)
+            val[at + 17] = '\t';
+        int n = snprintf(buf, sizeof(buf), "GET / HTTP/1.1\r\nX-Long: %s\r\nHost: a\r\n\r\n", val);
+
+        cr_assert_eq(scan_all_ways(&lim, buf, (size_t)n, &done), n, "TAB at %zu", at);
+        cr_assert_eq(done, 1);
+        for (size_t k = 0; k < 3; k++) {
+            static const char bad[] = {0x01, 0x1f, 0x7f};
+
+            val[at] = bad[k];
+            n = snprintf(buf, sizeof(buf), "GET / HTTP/1.1\r\nX-Long: %s\r\nHost: a\r\n\r\n", val);
+            assert_rejects(&lim, buf, (size_t)n, -400);
+        }
+    }
+}
+
+/* obs-text (bytes >= 0x80) is plain in a line, in the block scanner too. */
+Test(http_msg, scan_high_bytes_are_plain)
+{
+    char buf[128];
+    int done, n;
+
+    n = snprintf(buf, sizeof(buf),
+                 "GET / HTTP/1.1\r\nX-T: \x80\xff\xc3\xa9 0123456789abcdef\xfe\r\n\r\n");
+    cr_assert_eq(scan_all_ways(&lim, buf, (size_t)n, &done), n);
+    cr_assert_eq(done, 1);
+}
+
+/* The per-line shortcut keeps the line count and the head size exact. */
+Test(http_msg, scan_limits_exact_with_many_short_lines)
+{
+    struct http_limits l = lim;
+    char buf[512];
+    size_t n = 0;
+    int done;
+
+    n += (size_t)sprintf(buf + n, "GET / HTTP/1.1\r\n");
+    for (int i = 0; i < 5; i++)
+        n += (size_t)sprintf(buf + n, "A%d: b\r\n", i);
+    n += (size_t)sprintf(buf + n, "\r\n");
+    l.max_lines = 5;
+    cr_assert_eq(scan_all_ways(&l, buf, n, &done), (long)n);
+    l.max_lines = 4;
+    assert_rejects(&l, buf, n, -431);
+    l = lim;
+    l.max_head = (uint32_t)n;
+    cr_assert_eq(scan_all_ways(&l, buf, n, &done), (long)n);
+    l.max_head = (uint32_t)n - 1;
+    assert_rejects(&l, buf, n, -431);
+    l.max_head = (uint32_t)n - 3; /* ends inside the last header's CRLF + next byte */
+    assert_rejects(&l, buf, n, -431);
+}
+
+/* Every known field is found whatever its case; near misses are not. */
+Test(http_msg, hk_of_every_known_name)
+{
+    static const struct {
+        const char *name;
+        enum http_hk k;
+    } known[] = {
+        {"Host", HK_HOST},
+        {"CONNECTION", HK_CONNECTION},
+        {"keep-Alive", HK_KEEP_ALIVE},
+        {"Proxy-Connection", HK_PROXY_CONNECTION},
+        {"tE", HK_TE},
+        {"Trailer", HK_TRAILER},
+        {"Upgrade", HK_UPGRADE},
+        {"Transfer-Encoding", HK_TRANSFER_ENCODING},
+        {"content-length", HK_CONTENT_LENGTH},
+        {"Content-Type", HK_CONTENT_TYPE},
+        {"Referer", HK_REFERER},
+        {"User-Agent", HK_USER_AGENT},
+        {"X-Forwarded-Proto", HK_X_FORWARDED_PROTO},
+        {"Section-IO-ID", HK_SECTION_IO_ID},
+        {"section-io-tag", HK_SECTION_IO_TAG},
+        {"True-Client-IP", HK_TRUE_CLIENT_IP},
+    };
+    static const char *const other[] = {
+        "",
+        "t",
+        "tf",
+        "Hosts",
+        "Hos",
+        "Connectio_",
+        "Content-Lengtx",
+        "Transfer_Encoding",
+        "X-Forwarded-Protocol",
+        "Referrer",
+        "Content-Typ",
+        "True-Client-IQ",
+        "keep_alive",
+        "Upgrade1",
+        "XHost",
+    };
+
+    for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++) {
+        struct core_str n = {known[i].name, strlen(known[i].name)};
+
+        cr_assert_eq(http_hk_of(n), known[i].k, "%s", known[i].name);
+    }
+    for (size_t i = 0; i < sizeof(other) / sizeof(other[0]); i++) {
+        struct core_str n = {other[i], strlen(other[i])};
+
+        cr_assert_eq(http_hk_of(n), HK_OTHER, "%s", other[i]);
+    }
+}
+
+/* Parsed headers carry their class; Connection naming other fields is flagged once. */
+Test(http_msg, head_classes_and_connection_names)
+{
+    cr_assert_eq(HEAD_REQ("GET / HTTP/1.1\r\nhost: a\r\nX-A: 1\r\nConnection: close, Keep-Alive, "
+                          "TE, upgrade\r\n\r\n"),
+                 0);
+    cr_assert_eq(hdrs[0].kind, HK_HOST);
+    cr_assert_eq(hdrs[1].kind, HK_OTHER);
+    cr_assert_eq(hdrs[2].kind, HK_CONNECTION);
+    cr_assert_eq(msg.conn_names_other, 0, "only hop-by-hop names and close");
+
+    cr_assert_eq(HEAD_REQ("GET / HTTP/1.1\r\nHost: a\r\nConnection: keep-alive\r\n"
+                          "Connection: ,X-A ,\r\n\r\n"),
+                 0);
+    cr_assert_eq(msg.conn_names_other, 1, "a second Connection header names X-A");
+
+    cr_assert_eq(HEAD_RESP("HTTP/1.1 200 OK\r\nConnection: x-secret\r\nContent-Length: 0\r\n\r\n"),
+                 0);
+    cr_assert_eq(msg.conn_names_other, 1);
+    cr_assert_eq(HEAD_RESP("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"), 0);
+    cr_assert_eq(msg.conn_names_other, 0, "reset for the next message");
+}

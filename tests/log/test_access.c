@@ -678,16 +678,16 @@ static struct cfg_access_log cfg_hdrs(enum cfg_log_format format)
 }
 
 static const struct core_hdr req_hdrs[] = {
-    {S("x-custom-header"), S("a")},
-    {S("ACCEPT"), S("*/*")},
-    {S("Host"), S("h")},
-    {S("X-Custom-Header"), S("b \"q\"")},
+    {.name = S("x-custom-header"), .value = S("a")},
+    {.name = S("ACCEPT"), .value = S("*/*")},
+    {.name = S("Host"), .value = S("h")},
+    {.name = S("X-Custom-Header"), .value = S("b \"q\"")},
 };
 
 static const struct core_hdr resp_hdrs[] = {
-    {S("cache-control"), S("no-cache")},
-    {S("Set-Cookie"), S("a=1")},
-    {S("set-cookie"), S("b=2")},
+    {.name = S("cache-control"), .value = S("no-cache")},
+    {.name = S("Set-Cookie"), .value = S("a=1")},
+    {.name = S("set-cookie"), .value = S("b=2")},
 };
 
 Test(log_access, extra_header_fields_json)
@@ -785,7 +785,7 @@ Test(log_access, injection)
     struct cfg_access_log cj = cfg_all(CFG_LOG_JSON);
     struct cfg_access_log cl = cfg_all(CFG_LOG_LTSV);
     struct log_access_rec r = rec_full();
-    struct core_hdr h[] = {{S("X-Evil"), S(evil)}};
+    struct core_hdr h[] = {{.name = S("X-Evil"), .value = S(evil)}};
     char *names[] = {"X-Evil"};
     size_t n, tabs = 0;
     json_t *j;
@@ -857,7 +857,7 @@ Test(log_access, fmt_outlives_cfg)
     char *names[] = {name};
     enum cfg_field fld[] = {CFG_F_STATUS};
     struct cfg_access_log c = cfg_fields(CFG_LOG_LTSV, fld, 1);
-    struct core_hdr h[] = {{S("x-temp"), S("v")}};
+    struct core_hdr h[] = {{.name = S("x-temp"), .value = S("v")}};
     struct log_access_rec r = rec_full();
     struct log_fmt *f;
     long n;
