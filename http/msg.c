@@ -379,27 +379,44 @@ enum http_hk http_hk_of(struct core_str n)
 #undef IS
 
 /*
+ * The next element of a comma-separated list (RFC 9110 5.6.1) at *i, without
+ * the whitespace around it; empty elements are skipped. 0 at the end.
+ */
+static int token_next(struct core_str v, size_t *i, struct core_str *ret)
+{
+    size_t b, e;
+
+    for (;;) {
+        while (*i < v.len && (v.p[*i] == ' ' || v.p[*i] == '\t' || v.p[*i] == ','))
+            (*i)++;
+        if (*i == v.len)
+            return 0;
+        b = *i;
+        while (*i < v.len && v.p[*i] != ',')
+            (*i)++;
+        e = *i;
+        while (e > b && (v.p[e - 1] == ' ' || v.p[e - 1] == '\t'))
+            e--;
+        if (e > b) {
+            *ret = (struct core_str){v.p + b, e - b};
+            return 1;
+        }
+    }
+}
+
+/*
  * Does a Connection value name a field other than close and the ones that
  * are always hop-by-hop? Only then must every other field be looked up in it.
  */
 static int names_other(struct core_str v)
 {
+    struct core_str t;
     size_t i = 0;
 
-    while (i < v.len) {
-        size_t b, e;
-
-        while (i < v.len && (v.p[i] == ' ' || v.p[i] == '\t' || v.p[i] == ','))
-            i++;
-        b = i;
-        while (i < v.len && v.p[i] != ',')
-            i++;
-        e = i;
-        while (e > b && (v.p[e - 1] == ' ' || v.p[e - 1] == '\t'))
-            e--;
-        if (e == b || CORE_STR_IEQ(((struct core_str){v.p + b, e - b}), "close"))
+    while (token_next(v, &i, &t)) {
+        if (CORE_STR_IEQ(t, "close"))
             continue;
-        switch (http_hk_of((struct core_str){v.p + b, e - b})) {
+        switch (http_hk_of(t)) {
         case HK_CONNECTION:
         case HK_KEEP_ALIVE:
         case HK_PROXY_CONNECTION:
@@ -677,21 +694,11 @@ unsigned http_msg_count(const struct http_msg *m, const char *name, size_t len)
 
 int http_token_in(struct core_str v, const char *tok, size_t len)
 {
+    struct core_str t;
     size_t i = 0;
 
-    while (i < v.len) {
-        size_t b, e;
-
-        while (i < v.len && (v.p[i] == ' ' || v.p[i] == '\t' || v.p[i] == ','))
-            i++;
-        b = i;
-        while (i < v.len && v.p[i] != ',')
-            i++;
-        e = i;
-        while (e > b && (v.p[e - 1] == ' ' || v.p[e - 1] == '\t'))
-            e--;
-        if (e - b == len && strncasecmp(v.p + b, tok, len) == 0)
+    while (token_next(v, &i, &t))
+        if (t.len == len && strncasecmp(t.p, tok, len) == 0)
             return 1;
-    }
     return 0;
 }

@@ -29,10 +29,18 @@
  * TAB, CR and LF become \t \r \n, other control bytes, DEL and invalid UTF-8
  * become \xHH, and a backslash becomes \\ so the escaping stays reversible
  * (no information is lost, unlike replacing bytes by spaces).
+ *
+ * A line takes one of two paths per op. When the buffer has room for the
+ * key and for the value's worst case (a fixed bound, or 6 bytes per byte of a
+ * string), the value is written with no check per byte or per piece
+ * (log_put_*), which is nearly always: lines are a few hundred bytes and the
+ * buffer is 64 KiB. Otherwise the op takes the careful path (log_w_*), which
+ * checks every write and stops at cap. Both write the same bytes.
  */
 #include "log/access.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,23 +50,76 @@
 #include "cfg/cfg.h"
 #include "core/str.h"
 
-enum log_op_kind {
-    LOK_FIELD = 0, /* one of enum cfg_field */
-    LOK_REQ_HDR,   /* http_<name> */
-    LOK_RESP_HDR,  /* sent_http_<name> */
-    /* must stay last */
-    LOK_COUNT
+/*
+ * How an op's value is written. Fields of the same type share one case, the
+ * value being found at an offset in the record, so the per-op switch stays
+ * small. LH_DASH is 0 so that a field missing from log_fields is "-", never
+ * some other member read as the wrong type.
+ */
+enum log_how {
+    LH_DASH = 0,
+    LH_STR,     /* struct core_str */
+    LH_CSTR,    /* const char *, NULL when absent */
+    LH_NUM,     /* int64_t, negative when unknown */
+    LH_INT,     /* int, negative when unknown */
+    LH_POS,     /* int, 0 or negative when unknown (a status) */
+    LH_US_MS,   /* int64_t microseconds as whole milliseconds */
+    LH_US_MS3,  /* int64_t microseconds as milliseconds with 3 decimals */
+    LH_TIME,    /* struct timespec */
+    LH_BOOL,    /* int, negative when unknown */
+    LH_REQUEST, /* method, target and version */
+    LH_REQ_HDR, /* http_<name> */
+    LH_RESP_HDR /* sent_http_<name> */
 };
 
 struct log_op {
-    enum log_op_kind kind;
-    enum cfg_field field; /* when kind == LOK_FIELD */
-    const char *key;      /* separator, key and ':' ready to copy */
+    unsigned char how;  /* enum log_how */
+    unsigned short off; /* of the value in struct log_access_rec */
+    const char *key;    /* separator, key and ':' ready to copy */
     size_t keylen;
     const char *label; /* the bare key inside key, to find duplicates */
     size_t labellen;
-    const char *hdr; /* header name as configured, for LOK_*_HDR */
+    const char *hdr; /* header name as configured, for LH_*_HDR */
     size_t hdrlen;
+};
+
+_Static_assert(sizeof(struct log_access_rec) <= UINT16_MAX, "log_op.off is 16 bits");
+
+/* Offset of member m, which must be of type t (else _Generic has no match). */
+#define LOG_OFF(m, t)                                                                              \
+    (offsetof(struct log_access_rec, m) +                                                          \
+     0 * sizeof(_Generic(((struct log_access_rec *)0)->m, t : 0)))
+
+static const struct {
+    unsigned char how;
+    unsigned short off;
+} log_fields[CFG_F_COUNT] = {
+    [CFG_F_TIME] = {LH_TIME, LOG_OFF(start, struct timespec)},
+    [CFG_F_TIME_TAKEN_MS] = {LH_US_MS, LOG_OFF(duration_us, int64_t)},
+    [CFG_F_REQUEST] = {LH_REQUEST, 0},
+    [CFG_F_METHOD] = {LH_STR, LOG_OFF(method, struct core_str)},
+    [CFG_F_PATH] = {LH_STR, LOG_OFF(target, struct core_str)},
+    [CFG_F_STATUS] = {LH_POS, LOG_OFF(status, int)},
+    [CFG_F_BYTES] = {LH_NUM, LOG_OFF(bytes_sent, int64_t)},
+    [CFG_F_RESPONSE_BODY_BYTES] = {LH_NUM, LOG_OFF(response_body_bytes, int64_t)},
+    [CFG_F_CONTENT_TYPE] = {LH_STR, LOG_OFF(content_type, struct core_str)},
+    [CFG_F_HOSTNAME] = {LH_STR, LOG_OFF(host, struct core_str)},
+    [CFG_F_REFERRER] = {LH_STR, LOG_OFF(referrer, struct core_str)},
+    [CFG_F_USERAGENT] = {LH_STR, LOG_OFF(useragent, struct core_str)},
+    [CFG_F_CLIENT_IP] = {LH_STR, LOG_OFF(client_ip, struct core_str)},
+    [CFG_F_HTTP_X_FORWARDED_PROTO] = {LH_STR, LOG_OFF(x_forwarded_proto, struct core_str)},
+    [CFG_F_UPSTREAM_ADDR] = {LH_STR, LOG_OFF(upstream_addr, struct core_str)},
+    [CFG_F_UPSTREAM_STATUS] = {LH_POS, LOG_OFF(upstream_status, int)},
+    [CFG_F_SECTION_IO_ID] = {LH_STR, LOG_OFF(section_io_id, struct core_str)},
+    [CFG_F_SECTION_IO_TAG] = {LH_STR, LOG_OFF(section_io_tag, struct core_str)},
+    [CFG_F_REQUEST_BYTES] = {LH_NUM, LOG_OFF(request_bytes, int64_t)},
+    [CFG_F_UPSTREAM_BYTES] = {LH_NUM, LOG_OFF(upstream_bytes, int64_t)},
+    [CFG_F_UPSTREAM_CONNECT_MS] = {LH_US_MS3, LOG_OFF(upstream_connect_us, int64_t)},
+    [CFG_F_UPSTREAM_HEADER_MS] = {LH_US_MS3, LOG_OFF(upstream_header_us, int64_t)},
+    [CFG_F_UPSTREAM_RESPONSE_MS] = {LH_US_MS3, LOG_OFF(upstream_response_us, int64_t)},
+    [CFG_F_UPSTREAM_REUSED] = {LH_BOOL, LOG_OFF(upstream_reused, int)},
+    [CFG_F_UPSTREAM_ATTEMPTS] = {LH_INT, LOG_OFF(upstream_attempts, int)},
+    [CFG_F_TERMINATION] = {LH_CSTR, LOG_OFF(termination, const char *)},
 };
 
 /* One allocation: this struct, the ops, then the strings they point to. */
@@ -328,35 +389,52 @@ static void log_w_ms3(struct log_w *w, int64_t us, int json)
     log_w_put(w, b, 4);
 }
 
-static void log_w_time(struct log_w *w, struct timespec ts, int json)
+/*
+ * Render second sec into c unless it holds it already; 0 when it cannot be
+ * rendered (the cache then keeps whatever it held).
+ */
+static int log_time_get(struct log_time_cache *c, time_t sec)
 {
-    struct log_time_cache *c = &log_time_cache;
-    long ms = ts.tv_nsec / 1000000;
-    char b[5];
+    struct tm tm;
+    int n;
 
-    if (c->len == 0 || c->sec != ts.tv_sec) {
-        struct tm tm;
-        int n;
-
-        if (!gmtime_r(&ts.tv_sec, &tm)) {
-            log_w_dash(w, json);
-            return;
-        }
-        n = snprintf(c->buf, sizeof(c->buf), "%04d-%02d-%02dT%02d:%02d:%02d", tm.tm_year + 1900,
-                     tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
-        if (n <= 0 || (size_t)n >= sizeof(c->buf)) {
-            c->len = 0;
-            log_w_dash(w, json);
-            return;
-        }
-        c->sec = ts.tv_sec;
-        c->len = (size_t)n;
+    if (c->len != 0 && c->sec == sec)
+        return 1;
+    if (!gmtime_r(&sec, &tm))
+        return 0;
+    n = snprintf(c->buf, sizeof(c->buf), "%04d-%02d-%02dT%02d:%02d:%02d", tm.tm_year + 1900,
+                 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+    if (n <= 0 || (size_t)n >= sizeof(c->buf)) {
+        c->len = 0;
+        return 0;
     }
-    /* A bad tv_nsec must not turn into a bad timestamp. */
+    c->sec = sec;
+    c->len = (size_t)n;
+    return 1;
+}
+
+/* A bad tv_nsec must not turn into a bad timestamp. */
+static inline long log_time_ms(struct timespec ts)
+{
+    long ms = ts.tv_nsec / 1000000;
+
     if (ms < 0)
         ms = 0;
     if (ms > 999)
         ms = 999;
+    return ms;
+}
+
+static void log_w_time(struct log_w *w, struct timespec ts, int json)
+{
+    struct log_time_cache *c = &log_time_cache;
+    long ms = log_time_ms(ts);
+    char b[5];
+
+    if (!log_time_get(c, ts.tv_sec)) {
+        log_w_dash(w, json);
+        return;
+    }
     b[0] = '.';
     b[1] = (char)('0' + ms / 100);
     b[2] = (char)('0' + ms / 10 % 10);
@@ -418,139 +496,437 @@ static void log_w_hdr(struct log_w *w, const struct log_op *op, const struct cor
         log_w_ch(w, '"');
 }
 
-static void log_w_field(struct log_w *w, enum cfg_field f, const struct log_access_rec *r, int json)
+/* One op, key and value, on the careful path. */
+static void log_w_op(struct log_w *w, const struct log_op *op, const struct log_access_rec *r,
+                     int json)
 {
-    switch (f) {
-    case CFG_F_TIME:
-        log_w_time(w, r->start, json);
+    const void *at = (const char *)r + op->off;
+    int64_t n;
+
+    log_w_put(w, op->key, op->keylen);
+    switch ((enum log_how)op->how) {
+    case LH_STR:
+        log_w_str(w, *(const struct core_str *)at, json);
+        return;
+    case LH_CSTR:
+        log_w_cstr(w, *(const char *const *)at, json);
+        return;
+    case LH_NUM:
+        n = *(const int64_t *)at;
         break;
-    case CFG_F_TIME_TAKEN_MS:
-        log_w_num(w, r->duration_us < 0 ? -1 : r->duration_us / 1000, json);
+    case LH_INT:
+        n = *(const int *)at;
         break;
-    case CFG_F_REQUEST:
-        log_w_request(w, r, json);
+    case LH_POS:
+        n = *(const int *)at > 0 ? *(const int *)at : -1;
         break;
-    case CFG_F_METHOD:
-        log_w_str(w, r->method, json);
+    case LH_US_MS:
+        n = *(const int64_t *)at < 0 ? -1 : *(const int64_t *)at / 1000;
         break;
-    case CFG_F_PATH:
-        log_w_str(w, r->target, json);
-        break;
-    case CFG_F_STATUS:
-        log_w_num(w, r->status > 0 ? r->status : -1, json);
-        break;
-    case CFG_F_BYTES:
-        log_w_num(w, r->bytes_sent, json);
-        break;
-    case CFG_F_RESPONSE_BODY_BYTES:
-        log_w_num(w, r->response_body_bytes, json);
-        break;
-    case CFG_F_CONTENT_TYPE:
-        log_w_str(w, r->content_type, json);
-        break;
-    case CFG_F_HOSTNAME:
-        log_w_str(w, r->host, json);
-        break;
-    case CFG_F_REFERRER:
-        log_w_str(w, r->referrer, json);
-        break;
-    case CFG_F_USERAGENT:
-        log_w_str(w, r->useragent, json);
-        break;
-    case CFG_F_CLIENT_IP:
-        log_w_str(w, r->client_ip, json);
-        break;
-    case CFG_F_HTTP_X_FORWARDED_PROTO:
-        log_w_str(w, r->x_forwarded_proto, json);
-        break;
-    case CFG_F_UPSTREAM_ADDR:
-        log_w_str(w, r->upstream_addr, json);
-        break;
-    case CFG_F_UPSTREAM_STATUS:
-        log_w_num(w, r->upstream_status > 0 ? r->upstream_status : -1, json);
-        break;
-    case CFG_F_SECTION_IO_ID:
-        log_w_str(w, r->section_io_id, json);
-        break;
-    case CFG_F_SECTION_IO_TAG:
-        log_w_str(w, r->section_io_tag, json);
-        break;
-    case CFG_F_REQUEST_BYTES:
-        log_w_num(w, r->request_bytes, json);
-        break;
-    case CFG_F_UPSTREAM_BYTES:
-        log_w_num(w, r->upstream_bytes, json);
-        break;
-    case CFG_F_UPSTREAM_CONNECT_MS:
-        log_w_ms3(w, r->upstream_connect_us, json);
-        break;
-    case CFG_F_UPSTREAM_HEADER_MS:
-        log_w_ms3(w, r->upstream_header_us, json);
-        break;
-    case CFG_F_UPSTREAM_RESPONSE_MS:
-        log_w_ms3(w, r->upstream_response_us, json);
-        break;
-    case CFG_F_UPSTREAM_REUSED:
-        if (r->upstream_reused < 0)
+    case LH_US_MS3:
+        log_w_ms3(w, *(const int64_t *)at, json);
+        return;
+    case LH_TIME:
+        log_w_time(w, *(const struct timespec *)at, json);
+        return;
+    case LH_BOOL:
+        if (*(const int *)at < 0)
             log_w_dash(w, json);
-        else if (r->upstream_reused)
+        else if (*(const int *)at)
             LOG_W_LIT(w, "true");
         else
             LOG_W_LIT(w, "false");
-        break;
-    case CFG_F_UPSTREAM_ATTEMPTS:
-        log_w_num(w, r->upstream_attempts, json);
-        break;
-    case CFG_F_TERMINATION:
-        log_w_cstr(w, r->termination, json);
-        break;
-    case CFG_F_COUNT:
+        return;
+    case LH_REQUEST:
+        log_w_request(w, r, json);
+        return;
+    case LH_REQ_HDR:
+        log_w_hdr(w, op, r->req_hdrs, r->nreq_hdrs, json);
+        return;
+    case LH_RESP_HDR:
+        log_w_hdr(w, op, r->resp_hdrs, r->nresp_hdrs, json);
+        return;
+    case LH_DASH:
     default:
         log_w_dash(w, json);
-        break;
+        return;
     }
+    log_w_num(w, n, json);
+}
+
+/*
+ * One op on the careful path; NULL once a write has not fit, as nothing
+ * more would be written after that.
+ */
+static char *log_op_careful(char *p, char *end, const struct log_op *op,
+                            const struct log_access_rec *r, int json)
+{
+    struct log_w w = {p, end, 0};
+
+    log_w_op(&w, op, r, json);
+    return w.full ? NULL : w.p;
+}
+
+/*
+ * The fast path: each log_put_* writes at o, which the caller has checked
+ * has room for the worst case, and returns the end of what it wrote.
+ *
+ * Room after a key for any value but a string or a request: 20 digits with
+ * 3 decimals, or a time (2 quotes, the cached date, ".mmmZ").
+ */
+#define LOG_FAST_ROOM 64
+
+_Static_assert(sizeof(((struct log_time_cache *)0)->buf) + 7 <= LOG_FAST_ROOM,
+               "a time fits in LOG_FAST_ROOM");
+
+/*
+ * The longest string value that surely fits in room bytes: 8 bytes per byte
+ * cover the 6 of \u00XX (4 of \xHH) and, room being at least LOG_FAST_ROOM,
+ * the quotes, or the request's 2 quotes, 2 spaces and 3 dashes.
+ */
+#define LOG_STR_MAX(room) ((room) / 8)
+
+/* "00" to "99": numbers are written two digits per division. */
+static const char log_d2[201] =
+    "00010203040506070809101112131415161718192021222324252627282930313233"
+    "34353637383940414243444546474849505152535455565758596061626364656667"
+    "6869707172737475767778798081828384858687888990919293949596979899";
+
+/*
+ * n bytes from s. Keys and values are mostly 1 to 32 bytes, for which two
+ * overlapping fixed-size copies beat a call to memcpy with a variable size.
+ */
+static inline char *log_put_bytes(char *o, const char *s, size_t n)
+{
+    if (n >= 16) {
+        if (n > 32) {
+            memcpy(o, s, n);
+            return o + n;
+        }
+        memcpy(o, s, 16);
+        memcpy(o + n - 16, s + n - 16, 16);
+    } else if (n >= 8) {
+        memcpy(o, s, 8);
+        memcpy(o + n - 8, s + n - 8, 8);
+    } else if (n >= 4) {
+        memcpy(o, s, 4);
+        memcpy(o + n - 4, s + n - 4, 4);
+    } else if (n > 0) {
+        o[0] = s[0];
+        o[n / 2] = s[n / 2];
+        o[n - 1] = s[n - 1];
+    }
+    return o + n;
+}
+
+static inline char *log_put_dash(char *o, int json)
+{
+    if (!json) {
+        *o = '-';
+        return o + 1;
+    }
+    memcpy(o, "\"-\"", 3);
+    return o + 3;
+}
+
+static char *log_put_u64_long(char *o, uint64_t v)
+{
+    uint64_t t = 10000;
+    size_t n = 4;
+    char *q;
+
+    while (n < 20 && v >= t) {
+        n++;
+        t *= 10;
+    }
+    q = o + n;
+    while (v >= 100) {
+        q -= 2;
+        memcpy(q, log_d2 + 2 * (v % 100), 2);
+        v /= 100;
+    }
+    if (v >= 10)
+        memcpy(q - 2, log_d2 + 2 * v, 2);
+    else
+        q[-1] = (char)('0' + v);
+    return o + n;
+}
+
+/* Counts and statuses are mostly below 1000: no digit counting for those. */
+static inline char *log_put_u64(char *o, uint64_t v)
+{
+    if (v < 10) {
+        *o = (char)('0' + v);
+        return o + 1;
+    }
+    if (v < 100) {
+        memcpy(o, log_d2 + 2 * v, 2);
+        return o + 2;
+    }
+    if (v < 1000) {
+        o[0] = (char)('0' + v / 100);
+        memcpy(o + 1, log_d2 + 2 * (v % 100), 2);
+        return o + 3;
+    }
+    return log_put_u64_long(o, v);
+}
+
+static inline char *log_put_num(char *o, int64_t v, int json)
+{
+    if (v < 0)
+        return log_put_dash(o, json);
+    return log_put_u64(o, (uint64_t)v);
+}
+
+static inline char *log_put_ms3(char *o, int64_t us, int json)
+{
+    uint64_t frac;
+
+    if (us < 0)
+        return log_put_dash(o, json);
+    o = log_put_u64(o, (uint64_t)us / 1000);
+    frac = (uint64_t)us % 1000;
+    o[0] = '.';
+    o[1] = (char)('0' + frac / 100);
+    memcpy(o + 2, log_d2 + 2 * (frac % 100), 2);
+    return o + 4;
+}
+
+static inline char *log_put_time(char *o, struct timespec ts, int json)
+{
+    struct log_time_cache *c = &log_time_cache;
+    long ms = log_time_ms(ts);
+
+    if (!log_time_get(c, ts.tv_sec))
+        return log_put_dash(o, json);
+    if (json)
+        *o++ = '"';
+    o = log_put_bytes(o, c->buf, c->len);
+    o[0] = '.';
+    o[1] = (char)('0' + ms / 100);
+    memcpy(o + 2, log_d2 + 2 * (ms % 100), 2);
+    o[4] = 'Z';
+    o += 5;
+    if (json)
+        *o++ = '"';
+    return o;
+}
+
+/* Whatever log_put_esc cannot take word by word; o has room for 6 * len. */
+static char *log_put_esc_slow(char *o, const unsigned char *s, size_t len, int json)
+{
+    struct log_w w = {o, o + 6 * len, 0};
+
+    log_w_esc(&w, (const char *)s, len, json);
+    return w.p;
+}
+
+/*
+ * log_w_esc() for the common value, plain ASCII, checked and copied 8 bytes
+ * at a time; a value under 8 bytes is checked as one word made of its
+ * pieces. The first word with anything else hands the rest to the careful
+ * escaper, which may start there since the bytes before it are plain ASCII
+ * and so cannot be part of a UTF-8 sequence.
+ */
+static inline char *log_put_esc(char *o, const char *p, size_t len, int json)
+{
+    const unsigned char *s = (const unsigned char *)p;
+    const unsigned char *e = s + len;
+    uint64_t v;
+
+    if (len < 8) {
+        if (len >= 4) {
+            uint32_t a, b;
+
+            memcpy(&a, s, 4);
+            memcpy(&b, e - 4, 4);
+            if (!log_word_plain(a | (uint64_t)b << 32, json))
+                return log_put_esc_slow(o, s, len, json);
+            memcpy(o, &a, 4);
+            memcpy(o + len - 4, &b, 4);
+        } else if (len > 0) {
+            /* The unused bytes are 'a', which is plain. */
+            v = s[0] | (uint64_t)s[len / 2] << 8 | (uint64_t)s[len - 1] << 16 |
+                (LOG_ONES * 'a') << 24;
+            if (!log_word_plain(v, json))
+                return log_put_esc_slow(o, s, len, json);
+            o[0] = (char)s[0];
+            o[len / 2] = (char)s[len / 2];
+            o[len - 1] = (char)s[len - 1];
+        }
+        return o + len;
+    }
+    while (e - s > 8) {
+        memcpy(&v, s, 8);
+        if (!log_word_plain(v, json))
+            return log_put_esc_slow(o, s, (size_t)(e - s), json);
+        memcpy(o, &v, 8);
+        o += 8;
+        s += 8;
+    }
+    /* 1 to 8 bytes left: the value's last 8, overlapping plain ones done. */
+    memcpy(&v, e - 8, 8);
+    if (!log_word_plain(v, json))
+        return log_put_esc_slow(o, s, (size_t)(e - s), json);
+    o += e - s;
+    memcpy(o - 8, &v, 8);
+    return o;
+}
+
+static inline char *log_put_str(char *o, struct core_str v, int json)
+{
+    if (!v.p)
+        return log_put_dash(o, json);
+    if (json)
+        *o++ = '"';
+    o = log_put_esc(o, v.p, v.len, json);
+    if (json)
+        *o++ = '"';
+    return o;
+}
+
+static inline char *log_put_part(char *o, struct core_str v, int json)
+{
+    if (!v.p) {
+        *o = '-';
+        return o + 1;
+    }
+    return log_put_esc(o, v.p, v.len, json);
+}
+
+static char *log_put_request(char *o, const struct log_access_rec *r, int json)
+{
+    if (!r->method.p && !r->target.p && !r->version.p)
+        return log_put_dash(o, json);
+    if (json)
+        *o++ = '"';
+    o = log_put_part(o, r->method, json);
+    *o++ = ' ';
+    o = log_put_part(o, r->target, json);
+    *o++ = ' ';
+    o = log_put_part(o, r->version, json);
+    if (json)
+        *o++ = '"';
+    return o;
+}
+
+/*
+ * The whole line, compiled once per format so that json is a constant. An
+ * op's fields go to locals before anything is written: a store to out may
+ * alias f and r as far as the compiler knows, and would force reloads.
+ */
+static inline __attribute__((always_inline)) long log_fmt_run(const struct log_fmt *f,
+                                                              const struct log_access_rec *r,
+                                                              char *out, size_t cap, const int json)
+{
+    const struct log_op *op = f->ops;
+    const struct log_op *last = op + f->nops;
+    char *end = out + cap;
+    char *p = out;
+
+    for (; op < last; op++) {
+        const void *at = (const char *)r + op->off;
+        size_t keylen = op->keylen;
+        size_t room = (size_t)(end - p);
+        char *o;
+
+        if (room < keylen + LOG_FAST_ROOM)
+            goto careful;
+        room -= keylen;
+        o = log_put_bytes(p, op->key, keylen);
+        switch ((enum log_how)op->how) {
+        case LH_STR: {
+            struct core_str v = *(const struct core_str *)at;
+
+            if (v.len > LOG_STR_MAX(room))
+                goto careful;
+            o = log_put_str(o, v, json);
+            break;
+        }
+        case LH_CSTR: {
+            const char *s = *(const char *const *)at;
+            struct core_str v = {s, s ? strlen(s) : 0};
+
+            if (v.len > LOG_STR_MAX(room))
+                goto careful;
+            o = log_put_str(o, v, json);
+            break;
+        }
+        case LH_NUM:
+            o = log_put_num(o, *(const int64_t *)at, json);
+            break;
+        case LH_INT:
+            o = log_put_num(o, *(const int *)at, json);
+            break;
+        case LH_POS:
+            o = log_put_num(o, *(const int *)at > 0 ? *(const int *)at : -1, json);
+            break;
+        case LH_US_MS:
+            o = log_put_num(o, *(const int64_t *)at < 0 ? -1 : *(const int64_t *)at / 1000, json);
+            break;
+        case LH_US_MS3:
+            o = log_put_ms3(o, *(const int64_t *)at, json);
+            break;
+        case LH_TIME:
+            o = log_put_time(o, *(const struct timespec *)at, json);
+            break;
+        case LH_BOOL:
+            if (*(const int *)at < 0) {
+                o = log_put_dash(o, json);
+            } else if (*(const int *)at) {
+                memcpy(o, "true", 4);
+                o += 4;
+            } else {
+                memcpy(o, "false", 5);
+                o += 5;
+            }
+            break;
+        case LH_REQUEST: {
+            size_t m = r->method.len, t = r->target.len, v = r->version.len;
+
+            /* (m | t | v) <= LOG_STR_MAX bounds each, so the sum cannot wrap. */
+            if ((m | t | v) > LOG_STR_MAX(room) || m + t + v > LOG_STR_MAX(room))
+                goto careful;
+            o = log_put_request(o, r, json);
+            break;
+        }
+        case LH_REQ_HDR:
+        case LH_RESP_HDR:
+        case LH_DASH:
+        default:
+            /* Extra headers are rare enough not to need a fast path. */
+            goto careful;
+        }
+        p = o;
+        continue;
+    careful:
+        p = log_op_careful(p, end, op, r, json);
+        if (!p)
+            return -ENOSPC;
+    }
+    if (json) {
+        size_t n = f->nops == 0 ? 3 : 2;
+
+        if ((size_t)(end - p) < n)
+            return -ENOSPC;
+        memcpy(p, f->nops == 0 ? "{}\n" : "}\n", n);
+        p += n;
+    } else {
+        if (p == end)
+            return -ENOSPC;
+        *p++ = '\n';
+    }
+    return (long)(p - out);
 }
 
 long log_fmt_line(const struct log_fmt *f, const struct log_access_rec *r, char *out, size_t cap)
 {
-    int json = f->format == CFG_LOG_JSON;
-    struct log_w w;
-
     /* Every line has at least its '\n'; this also keeps out == NULL safe. */
     if (cap == 0)
         return -ENOSPC;
-    w.p = out;
-    w.end = out + cap;
-    w.full = 0;
-
-    for (size_t i = 0; i < f->nops; i++) {
-        const struct log_op *op = &f->ops[i];
-
-        log_w_put(&w, op->key, op->keylen);
-        switch (op->kind) {
-        case LOK_FIELD:
-            log_w_field(&w, op->field, r, json);
-            break;
-        case LOK_REQ_HDR:
-            log_w_hdr(&w, op, r->req_hdrs, r->nreq_hdrs, json);
-            break;
-        case LOK_RESP_HDR:
-            log_w_hdr(&w, op, r->resp_hdrs, r->nresp_hdrs, json);
-            break;
-        case LOK_COUNT:
-        default:
-            break;
-        }
-    }
-    if (json && f->nops == 0)
-        LOG_W_LIT(&w, "{}\n");
-    else if (json)
-        LOG_W_LIT(&w, "}\n");
-    else
-        log_w_ch(&w, '\n');
-    if (w.full)
-        return -ENOSPC;
-    return (long)(w.p - out);
+    if (f->format == CFG_LOG_JSON)
+        return log_fmt_run(f, r, out, cap, 1);
+    return log_fmt_run(f, r, out, cap, 0);
 }
 
 /*
@@ -589,8 +965,8 @@ static size_t log_hdr_label(char *dst, const char *prefix, const char *name)
  * same key twice would be an ambiguous JSON object (RFC 8259 4 "SHOULD be
  * unique") and a confusing LTSV line.
  */
-static char *log_fmt_add(struct log_fmt *f, char *pool, size_t labellen, enum log_op_kind kind,
-                         enum cfg_field field, const char *hdr)
+static char *log_fmt_add(struct log_fmt *f, char *pool, size_t labellen, enum log_how how,
+                         size_t off, const char *hdr)
 {
     int json = f->format == CFG_LOG_JSON;
     char *label = pool + 2;
@@ -618,8 +994,8 @@ static char *log_fmt_add(struct log_fmt *f, char *pool, size_t labellen, enum lo
         op->key = f->nops == 0 ? label : k + 1;
         op->keylen = labellen + 1 + (f->nops == 0 ? 0 : 1);
     }
-    op->kind = kind;
-    op->field = field;
+    op->how = (unsigned char)how;
+    op->off = (unsigned short)off;
     op->label = label;
     op->labellen = labellen;
     op->hdr = hdr;
@@ -660,7 +1036,7 @@ struct log_fmt *log_fmt_new(const struct cfg_access_log *c)
         name = cfg_field_name(fld);
         n = strlen(name);
         memcpy(p + 2, name, n);
-        p = log_fmt_add(f, p, n, LOK_FIELD, fld, NULL);
+        p = log_fmt_add(f, p, n, log_fields[fld].how, log_fields[fld].off, NULL);
     }
     /* Header names are copied so the fmt does not depend on the cfg's life. */
     for (size_t i = 0; i < c->nrequest_headers; i++) {
@@ -668,7 +1044,7 @@ struct log_fmt *log_fmt_new(const struct cfg_access_log *c)
         char *hdr = p + n + 4;
 
         strcpy(hdr, c->request_headers[i]);
-        if (log_fmt_add(f, p, n, LOK_REQ_HDR, CFG_F_COUNT, hdr) != p)
+        if (log_fmt_add(f, p, n, LH_REQ_HDR, 0, hdr) != p)
             p = hdr + strlen(hdr) + 1;
     }
     for (size_t i = 0; i < c->nresponse_headers; i++) {
@@ -676,7 +1052,7 @@ struct log_fmt *log_fmt_new(const struct cfg_access_log *c)
         char *hdr = p + n + 4;
 
         strcpy(hdr, c->response_headers[i]);
-        if (log_fmt_add(f, p, n, LOK_RESP_HDR, CFG_F_COUNT, hdr) != p)
+        if (log_fmt_add(f, p, n, LH_RESP_HDR, 0, hdr) != p)
             p = hdr + strlen(hdr) + 1;
     }
     return f;

@@ -959,3 +959,176 @@ Test(log_access, utf8_at_every_offset)
         }
     }
 }
+
+/*
+ * Numbers below 1000 are written without counting digits and the others two
+ * digits at a time: every power of ten and its neighbours, against printf.
+ */
+Test(log_access, numbers_at_digit_boundaries)
+{
+    struct log_access_rec r = rec_full();
+    int64_t vals[3 * 19 + 2];
+    size_t n = 0;
+    int64_t p = 1;
+
+    for (int k = 0; k <= 18; k++, p = k <= 18 ? p * 10 : p) {
+        vals[n++] = p - 1;
+        vals[n++] = p;
+        vals[n++] = p + 1;
+    }
+    vals[n++] = INT64_MAX - 1;
+    vals[n++] = INT64_MAX;
+    for (size_t i = 0; i < n; i++) {
+        int64_t v = vals[i];
+        char want[64];
+
+        for (int fmt = 0; fmt < CFG_LOG_FORMAT_COUNT; fmt++) {
+            enum cfg_log_format format = (enum cfg_log_format)fmt;
+
+            r.bytes_sent = v;
+            snprintf(want, sizeof(want), "%lld", (long long)v);
+            check_one(format, CFG_F_BYTES, &r, want);
+            r.duration_us = v;
+            snprintf(want, sizeof(want), "%lld", (long long)(v / 1000));
+            check_one(format, CFG_F_TIME_TAKEN_MS, &r, want);
+            r.upstream_response_us = v;
+            snprintf(want, sizeof(want), "%lld.%03lld", (long long)(v / 1000),
+                     (long long)(v % 1000));
+            check_one(format, CFG_F_UPSTREAM_RESPONSE_MS, &r, want);
+            if (v > 0 && v <= INT32_MAX) {
+                r.status = r.upstream_attempts = (int)v;
+                snprintf(want, sizeof(want), "%d", (int)v);
+                check_one(format, CFG_F_STATUS, &r, want);
+                check_one(format, CFG_F_UPSTREAM_ATTEMPTS, &r, want);
+            }
+        }
+    }
+    r.status = INT32_MAX;
+    r.upstream_attempts = INT32_MIN;
+    r.upstream_connect_us = 999;
+    check_one(CFG_LOG_JSON, CFG_F_STATUS, &r, "2147483647");
+    check_one(CFG_LOG_JSON, CFG_F_UPSTREAM_ATTEMPTS, &r, "\"-\"");
+    check_one(CFG_LOG_LTSV, CFG_F_UPSTREAM_CONNECT_MS, &r, "0.999");
+}
+
+/* A year past 9999 makes a longer date, which the cache copes with. */
+Test(log_access, time_five_digit_year)
+{
+    struct log_access_rec r = rec_full();
+
+    r.start.tv_sec = 253402300800; /* 10000-01-01 */
+    r.start.tv_nsec = 7000000;
+    check_one(CFG_LOG_JSON, CFG_F_TIME, &r, "\"10000-01-01T00:00:00.007Z\"");
+    r.start.tv_sec = 253402300799;
+    check_one(CFG_LOG_LTSV, CFG_F_TIME, &r, "9999-12-31T23:59:59.007Z");
+}
+
+/*
+ * Plain values are checked and copied in pieces that depend on their length
+ * (under 4 bytes, under 8, whole words, an overlapping last word): every
+ * length up to 40, alone and with a byte that needs escaping, or a valid
+ * 2-byte UTF-8 sequence, at each position.
+ */
+Test(log_access, value_lengths_and_escape_positions)
+{
+    static const char *const pieces[] = {"\"",   "\\",   "\n",   "\x01",     "\x7f",
+                                         "\x80", "\xc3", "\xff", "\xc3\xa9", "~"};
+    struct log_access_rec r = rec_full();
+
+    for (size_t len = 0; len <= 40; len++) {
+        for (size_t pos = 0; pos <= len; pos++) {
+            for (size_t k = 0; k < sizeof(pieces) / sizeof(pieces[0]); k++) {
+                const char *pc = pieces[k];
+                size_t pn = strlen(pc);
+                char v[64], je[16], le[16], jw[128], lw[128];
+                size_t n = 0;
+
+                /* pos == len: the plain value alone, once. */
+                if (pos == len && k > 0)
+                    break;
+                for (size_t i = 0; i < pos; i++)
+                    v[n++] = (char)('A' + i % 26);
+                if (pos < len) {
+                    memcpy(v + n, pc, pn);
+                    n += pn;
+                }
+                for (size_t i = pos + 1; i < len; i++)
+                    v[n++] = (char)('a' + i % 26);
+                if (pos == len) {
+                    je[0] = le[0] = '\0';
+                } else if ((unsigned char)pc[0] < 0x80) {
+                    ascii_expect((unsigned char)pc[0], je, le);
+                } else if (pn == 2) {
+                    strcpy(je, pc);
+                    strcpy(le, pc);
+                } else {
+                    snprintf(je, sizeof(je), "\\u00%02x", (unsigned char)pc[0]);
+                    snprintf(le, sizeof(le), "\\x%02x", (unsigned char)pc[0]);
+                }
+                snprintf(jw, sizeof(jw), "\"%.*s%s%.*s\"", (int)pos, v, je,
+                         (int)(len > pos ? len - pos - 1 : 0), v + pos + (pos < len ? pn : 0));
+                snprintf(lw, sizeof(lw), "%.*s%s%.*s", (int)pos, v, le,
+                         (int)(len > pos ? len - pos - 1 : 0), v + pos + (pos < len ? pn : 0));
+                r.useragent = (struct core_str){v, n};
+                check_one(CFG_LOG_JSON, CFG_F_USERAGENT, &r, jw);
+                check_one(CFG_LOG_LTSV, CFG_F_USERAGENT, &r, lw);
+            }
+        }
+    }
+}
+
+/*
+ * Every cap from 0 to well past a line's length, so that each op in turn
+ * meets the point where it no longer has room for the unchecked path: the
+ * line is byte for byte the one written with plenty of room, or -ENOSPC,
+ * and nothing is written past the line or past cap.
+ */
+Test(log_access, every_cap_same_line)
+{
+    static char ua[300], ctl[100];
+    char *names[] = {"X-Custom-Header", "accept"};
+    char full[8192], buf[8192];
+    struct log_access_rec recs[4] = {rec_full(), rec_absent(), rec_full(), rec_full()};
+
+    for (size_t i = 0; i < sizeof(ua); i++)
+        ua[i] = "ab\"\\\xc3\xa9\x01z"[i % 8];
+    /* Control bytes take the most room once escaped: 6 bytes each in JSON. */
+    memset(ctl, 0x01, sizeof(ctl));
+    recs[0].useragent = (struct core_str){ua, sizeof(ua)};
+    recs[0].req_hdrs = req_hdrs;
+    recs[0].nreq_hdrs = 4;
+    recs[2].referrer = ABSENT;
+    recs[2].upstream_connect_us = -1;
+    recs[2].termination = NULL;
+    recs[3].target = (struct core_str){ctl, sizeof(ctl)};
+    recs[3].useragent = (struct core_str){ctl, sizeof(ctl)};
+    for (int fmt = 0; fmt < CFG_LOG_FORMAT_COUNT; fmt++) {
+        struct cfg_access_log c = cfg_all((enum cfg_log_format)fmt);
+        struct log_fmt *f;
+
+        c.request_headers = names;
+        c.nrequest_headers = 2;
+        f = log_fmt_new(&c);
+        cr_assert_not_null(f);
+        for (size_t k = 0; k < sizeof(recs) / sizeof(recs[0]); k++) {
+            long len = log_fmt_line(f, &recs[k], full, sizeof(full));
+
+            cr_assert_gt(len, 0);
+            for (size_t cap = 0; cap <= (size_t)len + 600; cap++) {
+                long n;
+
+                memset(buf, 0x5a, sizeof(buf));
+                n = log_fmt_line(f, &recs[k], buf, cap);
+                if (cap < (size_t)len) {
+                    cr_assert_eq(n, -ENOSPC, "rec %zu cap %zu", k, cap);
+                } else {
+                    cr_assert_eq(n, len, "rec %zu cap %zu", k, cap);
+                    cr_assert_arr_eq(buf, full, (size_t)len, "rec %zu cap %zu", k, cap);
+                }
+                for (size_t i = cap < (size_t)len ? cap : (size_t)len; i < sizeof(buf); i++)
+                    cr_assert_eq(buf[i], 0x5a, "rec %zu cap %zu: wrote at %zu", k, cap, i);
+            }
+        }
+        log_fmt_free(f);
+    }
+}
