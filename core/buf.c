@@ -186,6 +186,7 @@ void core_segq_init(struct core_segq *q)
     q->head = NULL;
     q->tailp = &q->head;
     q->bytes = 0;
+    q->nring = 0;
 }
 
 int core_segq_push(struct core_segq *q, struct core_pool *p, struct core_bufring *b,
@@ -199,8 +200,10 @@ int core_segq_push(struct core_segq *q, struct core_pool *p, struct core_bufring
     if (!s)
         return -ENOMEM;
     *s = (struct core_seg){.p = ptr, .len = (uint32_t)len, .bid = bid};
-    if (bid >= 0)
+    if (bid >= 0) {
         core_buf_ref(b, (uint16_t)bid);
+        q->nring++;
+    }
     *q->tailp = s;
     q->tailp = &s->next;
     q->bytes += len;
@@ -221,8 +224,10 @@ void core_segq_consume(struct core_segq *q, struct core_pool *p, struct core_buf
         n -= s->len;
         q->bytes -= s->len;
         q->head = s->next;
-        if (s->bid >= 0)
+        if (s->bid >= 0) {
             core_buf_release(b, (uint16_t)s->bid);
+            q->nring--;
+        }
         core_seg_free(p, s);
     }
     if (!q->head)

@@ -66,6 +66,7 @@ struct core_segq {
     struct core_seg *head;
     struct core_seg **tailp;
     size_t bytes;
+    uint32_t nring; /* segments holding a ring buffer */
 };
 
 struct core_pool {

@@ -171,6 +171,9 @@ size_t http_admin_metrics(const struct http_shared *sh, char *buf, size_t cap)
                   (unsigned long long)SUM(sh, upstream_failures[i]));
     metric(&b, "ringproxy_access_log_dropped_total", "counter",
            "Access-log lines dropped because stdout did not keep up.", SUM(sh, log_dropped));
+    metric(&b, "ringproxy_recv_buffer_waits_total", "counter",
+           "Receives that found every receive buffer in use and waited for one.",
+           SUM(sh, recv_buffer_waits));
     net_resolver_state(sh->resolver, &changes, &failing);
     metric(&b, "ringproxy_resolver_changes_total", "counter",
            "Times the upstream address set changed.", changes);

@@ -33,6 +33,12 @@
 #include "net/sock.h"
 
 #define HIGH_WATER (128 * 1024) /* bytes queued per direction before reading pauses */
+/*
+ * Ring buffers a queue may hold before reading pauses, whatever their bytes:
+ * each receive takes a whole buffer, so without this a peer sending a byte
+ * at a time could pin every buffer of the worker with a few hundred bytes.
+ */
+#define MAX_RING_SEGS 8
 #define IOV_SEND 16
 #define LINGER_MS 2000
 #define LOG_LINE_MAX (64 * 1024)
@@ -272,9 +278,15 @@ static void end_timer(struct http_worker *w, struct http_end *e, enum tclass tc)
     e->tclass = (uint8_t)tc;
 }
 
+/* Flow control: a queue this full stops the reading that fills it. */
+static inline int q_full(const struct core_segq *q)
+{
+    return q->bytes >= HIGH_WATER || q->nring >= MAX_RING_SEGS;
+}
+
 static int end_want_rx(struct http_worker *w, const struct http_end *e)
 {
-    if (e->closing || e->eof || e->fd < 0 || e->rxq.bytes >= HIGH_WATER)
+    if (e->closing || e->eof || e->fd < 0 || q_full(&e->rxq))
         return 0;
     if (e->side == SIDE_UP) {
         const struct http_up *u = (const struct http_up *)e;
@@ -1058,7 +1070,7 @@ static void conn_body(struct http_worker *w, struct http_conn *c)
     struct core_segq *q = &c->e.rxq;
     struct http_up *u = c->up;
 
-    while (q->head && !c->req_done && u && u->e.txq.bytes < HIGH_WATER) {
+    while (q->head && !c->req_done && u && !q_full(&u->e.txq)) {
         struct core_seg *s = q->head;
         size_t used = 0;
         int r = http_msg_body(&c->req, s->p, s->len, &used);
@@ -1088,7 +1100,7 @@ static void relay(struct http_worker *w, struct http_end *from, struct http_end 
 {
     struct core_segq *q = &from->rxq;
 
-    while (q->head && to->txq.bytes < HIGH_WATER) {
+    while (q->head && !q_full(&to->txq)) {
         struct core_seg *s = q->head;
         (void)core_segq_push(&to->txq, &w->t->pool, &w->t->bufs, s->p, s->len, s->bid);
         core_segq_consume(q, &w->t->pool, &w->t->bufs, s->len);
@@ -1338,8 +1350,8 @@ static void up_process(struct http_worker *w, struct http_up *u)
             up_close(w, u);
         return;
     }
-    while (q->head && (u->state == UPS_HEAD || u->state == UPS_BODY) &&
-           c->e.txq.bytes < HIGH_WATER && !u->e.closing && !c->e.closing) {
+    while (q->head && (u->state == UPS_HEAD || u->state == UPS_BODY) && !q_full(&c->e.txq) &&
+           !u->e.closing && !c->e.closing) {
         struct core_seg *s = q->head;
 
         if (u->state == UPS_HEAD) {
@@ -1537,6 +1549,7 @@ static void on_recv(struct http_worker *w, struct http_end *e, const struct io_u
     }
     if (res == -ENOBUFS) {
         /* No buffer published: try again once the next turn tops them up. */
+        STAT_INC(w->st, recv_buffer_waits);
         if (!e->closing && !e->starved) {
             e->starved = 1;
             e->starved_next = w->starved;

@@ -4,6 +4,8 @@
  * pool stays within its bound, memory does not grow with the number of
  * requests, and it still answers.
  */
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -170,4 +172,33 @@ Test(e2e_soak, mixed_hostile_traffic_leaves_no_residue, .init = up, .fini = down
     cr_assert_eq(h_roundtrip(px.port, "GET /size/10 HTTP/1.1\r\nHost: a\r\n\r\n", &r), 0);
     cr_assert_eq(r.status, 200);
     h_resp_free(&r);
+}
+
+/*
+ * Each receive takes a whole ring buffer, however few bytes it brings. A
+ * client that sends a byte at a time while its response is pending must not
+ * pin the worker's buffers (256 of them) and stall everyone else: its queue
+ * stops reading after a few buffers, the rest waits in the kernel.
+ */
+Test(e2e_soak, trickled_bytes_pin_few_buffers, .init = up, .fini = down)
+{
+    struct h_resp r;
+    int one = 1, fd = h_connect(px.port);
+
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)), 0);
+    cr_assert_eq(h_sends(fd, "GET /sleep/1500 HTTP/1.1\r\nHost: a\r\n\r\n"), 0);
+    for (int i = 0; i < 1000; i++) {
+        cr_assert_eq(h_sends(fd, "X"), 0);
+        usleep(200);
+    }
+    cr_assert_eq(h_roundtrip(px.port, "GET / HTTP/1.1\r\nHost: a\r\n\r\n", &r), 0);
+    cr_assert_eq(r.status, 200, "another client is still served");
+    h_resp_free(&r);
+    cr_assert_eq(metric(px.admin_port, "ringproxy_recv_buffer_waits_total"), 0,
+                 "a trickling client ran the receive buffers out");
+    cr_assert_eq(h_read_response(fd, &r, 0), 0);
+    cr_assert_eq(r.status, 200);
+    h_resp_free(&r);
+    h_close(fd);
 }
