@@ -666,6 +666,48 @@ unset multiplot
 
 # --------------------------------------------------------------------------
 
+def cmd_instr(a):
+    """Instructions per request from one callgrind dump: total and the top functions.
+
+    The dump is read directly (written with --compress-strings=no
+    --compress-pos=no): the self cost of a function is the sum of its cost
+    lines, less the lines that follow a calls= line (those are inclusive costs
+    of a call). callgrind_annotate 3.19 misreads a dump taken after an
+    earlier one, where calls=0 appears.
+    """
+    total, self_ir, fn, ob, after_call = None, {}, None, "", False
+    with open(a.dump) as f:
+        for line in f:
+            if line.startswith("summary:"):
+                total = int(line.split()[1])
+            elif line.startswith("ob="):
+                ob = os.path.basename(line[3:].strip())
+            elif line.startswith("fn="):
+                fn = (line[3:].strip(), ob)
+            elif line.startswith("calls="):
+                after_call = True
+            elif line[:1].isdigit() and fn is not None:
+                if after_call:
+                    after_call = False
+                    continue
+                parts = line.split()
+                if len(parts) >= 2:
+                    self_ir[fn] = self_ir.get(fn, 0) + int(parts[1])
+    if not total or not a.requests:
+        print(f"instr: no count for {a.target} {a.size}", file=sys.stderr)
+        return 1
+    new = not os.path.exists(a.out)
+    with open(a.out, "a") as f:
+        if new:
+            f.write("## User-space instructions per request (callgrind)\n\n")
+        f.write(f"### {a.target}, {a.size} body: {total / a.requests:,.0f} instructions per request "
+                f"({a.requests} requests)\n\n| instructions/request | function | object |\n|---:|---|---|\n")
+        for (name, obj), ir in sorted(self_ir.items(), key=lambda kv: -kv[1])[:12]:
+            f.write(f"| {ir / a.requests:,.0f} | `{name}` | {obj} |\n")
+        f.write("\n")
+    return 0
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sp = ap.add_subparsers(dest="cmd", required=True)
@@ -689,6 +731,9 @@ def main():
         p.add_argument("--" + k, type=int, required=dflt is None, default=dflt)
     p.set_defaults(f=cmd_idle)
     p = sp.add_parser("report"); p.add_argument("dir"); p.set_defaults(f=cmd_report)
+    p = sp.add_parser("instr"); p.add_argument("--target"); p.add_argument("--size")
+    p.add_argument("--requests", type=int); p.add_argument("--dump"); p.add_argument("--out")
+    p.set_defaults(f=cmd_instr)
     a = ap.parse_args()
     sys.exit(a.f(a) or 0)
 

@@ -7,6 +7,8 @@
 #   bench/run.sh --logs     also rows with the access log off for every proxy
 #   bench/run.sh --idle     only the idle-connection memory test
 #   bench/run.sh --no-idle  only the load table
+#   bench/run.sh --instr    user-space instructions per request of ringproxy
+#                           (callgrind; stable where CPU time is noisy)
 #
 # Environment (defaults in brackets):
 #   BENCH_DURATION [4]       seconds per wrk run
@@ -19,6 +21,7 @@
 #                            syscalls (0: skip); kept apart from the timed runs
 #   BENCH_WARMUP [1]         seconds of warm-up per target, largest body (0: skip)
 #   BENCH_IDLE_CONNS [10000] idle keep-alive connections per proxy
+#   BENCH_INSTR_DURATION [4] seconds of load per body size under callgrind (--instr)
 #   BENCH_BUILD_DIR [build-bench]  meson build dir (buildtype=release)
 #   BENCH_RINGPROXY []       use this ringproxy binary instead of building
 #   BENCH_RINGPROXY_CONFIG [] a proxy.json for ringproxy (default: none = built-in defaults)
@@ -42,11 +45,13 @@ BENCH=$ROOT/bench
 DO_LOAD=1
 DO_IDLE=1
 DO_LOGS=0
+DO_INSTR=0
 for arg in "$@"; do
     case $arg in
     --idle) DO_LOAD=0; DO_IDLE=1 ;;
     --no-idle) DO_IDLE=0 ;;
     --logs) DO_LOGS=1 ;;
+    --instr) DO_LOAD=0; DO_IDLE=0; DO_INSTR=1 ;;
     -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) echo "run.sh: unknown argument $arg (see --help)" >&2; exit 2 ;;
     esac
@@ -61,6 +66,7 @@ TARGETS=${BENCH_TARGETS:-ringproxy nginx haproxy relay origin}
 SYSCALL_DURATION=${BENCH_SYSCALL_DURATION:-1}
 WARMUP=${BENCH_WARMUP:-1}
 IDLE_CONNS=${BENCH_IDLE_CONNS:-10000}
+INSTR_DURATION=${BENCH_INSTR_DURATION:-4}
 BUILD_DIR=${BENCH_BUILD_DIR:-$ROOT/build-bench}
 RINGPROXY=${BENCH_RINGPROXY:-}
 LOG_STYLE=${BENCH_LOG_STYLE:-json}
@@ -82,6 +88,7 @@ need gnuplot gnuplot-nox
 need taskset util-linux
 need /usr/bin/python3 python3
 need perf linux-perf
+need valgrind valgrind
 need meson meson
 need ninja ninja-build
 need cc gcc
@@ -320,7 +327,9 @@ start_target() { # start_target NAME: 0 when it answers
         local nolog=()
         [[ -n ${BENCH_RINGPROXY_CONFIG:-} ]] && cp "$BENCH_RINGPROXY_CONFIG" "$dir/conf/proxy.json"
         [[ $name == ringproxy-nolog ]] && nolog=(--no-access-log)
-        start "$name" "$outmode" "${PIN_PROXY[@]}" "$RINGPROXY" --listen "127.0.0.1:${PORT[$name]}" \
+        local under=()
+        ((DO_INSTR)) && under=(valgrind -q --tool=callgrind --compress-strings=no --compress-pos=no "--callgrind-out-file=$dir/cg.out")
+        start "$name" "$outmode" "${PIN_PROXY[@]}" "${under[@]}" "$RINGPROXY" --listen "127.0.0.1:${PORT[$name]}" \
             --upstream "127.0.0.1:${PORT[origin]}" --workers 1 --admin "127.0.0.1:$(mkport)" \
             --config "$dir/conf" "${nolog[@]}"
         ;;
@@ -373,6 +382,7 @@ fi
 if ((!DO_LOAD)); then # --idle: the proxies only
     mapfile -t want < <(printf '%s\n' "${want[@]}" | grep -Ev '^(relay|origin)$' || true)
 fi
+((DO_INSTR)) && want=(ringproxy ringproxy-nolog)
 log "origin: nginx on 127.0.0.1 (cpu ${LOAD_CPUS:-any}); proxies on cpu ${PROXY_CPUS:-any}"
 start_origin
 for t in "${want[@]}"; do
@@ -437,6 +447,31 @@ if ((DO_IDLE)); then
         fgrun "${PIN_LOAD[@]}" "${LIB[@]}" idle --target "$t" --root "${ROOTPID[$t]}" \
             --port "${PORT[$t]}" --conns "$IDLE_CONNS" --path "/${SIZES%% *}" --out "$RES/idle.csv"
     done
+fi
+
+# instr TARGET SIZE: callgrind's count between two dumps around one bounded wrk run
+instr() {
+    local t=$1 size=$2 dir=$TMP/$1 pid=${ROOTPID[$1]} n out
+    callgrind_control -d "$pid" >/dev/null
+    out=$("${PIN_LOAD[@]}" wrk -t1 -c10 "-d${INSTR_DURATION}s" "http://127.0.0.1:${PORT[$t]}/$size")
+    n=$(awk '/requests in/ {print $1}' <<<"$out")
+    callgrind_control -d "$pid" >/dev/null
+    "${LIB[@]}" instr --target "$t" --size "$size" --requests "$n" \
+        --dump "$(ls -v "$dir"/cg.out.* | tail -n 1)" --out "$RES/instr.md"
+}
+
+if ((DO_INSTR)); then
+    command -v callgrind_control >/dev/null || die "valgrind is missing"
+    for s in $SIZES; do
+        for t in "${ACTIVE[@]}"; do
+            log "instructions per request: $t, $s"
+            instr "$t" "$s"
+        done
+    done
+    cat "$RES/instr.md"
+    ln -sfn "$STAMP" "$BENCH/results/latest"
+    log "results: $RES/instr.md"
+    exit 0
 fi
 
 "${LIB[@]}" report "$RES"

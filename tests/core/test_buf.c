@@ -600,9 +600,12 @@ Test(core_buf, segq_push_takes_references, .init = fake_up, .fini = fake_down)
     static const char other[] = "xyz";
 
     core_segq_init(&q);
+    cr_assert_eq(q.nring, 0);
     cr_assert_eq(core_segq_push(&q, &pool, &fake, p1, 3, 1), 0);
     cr_assert_eq(fake.refs[1], 2);
+    cr_assert_eq(q.nring, 1);
     cr_assert_eq(core_segq_push(&q, &pool, &fake, other, 3, -1), 0);
+    cr_assert_eq(q.nring, 1, "bytes owned elsewhere hold no ring buffer");
     /* Zero bytes queue nothing and take no reference. */
     cr_assert_eq(core_segq_push(&q, &pool, &fake, p1, 0, 1), 0);
     cr_assert_eq(fake.refs[1], 2);
@@ -635,8 +638,10 @@ Test(core_buf, segq_consume_across_segments, .init = fake_up, .fini = fake_down)
     cr_assert_eq(fake.in_use, 2);
     assert_segq(&q, "abcdefghi");
 
+    cr_assert_eq(q.nring, 2);
     core_segq_consume(&q, &pool, &fake, 2); /* inside the first segment */
     assert_segq(&q, "cdefghi");
+    cr_assert_eq(q.nring, 2, "a segment partly consumed still holds its buffer");
     cr_assert_eq(q.head->p, p1 + 2);
     cr_assert_eq(fake.refs[1], 1);
 
@@ -648,6 +653,7 @@ Test(core_buf, segq_consume_across_segments, .init = fake_up, .fini = fake_down)
 
     core_segq_consume(&q, &pool, &fake, 3); /* exactly to a segment boundary */
     assert_segq(&q, "hi");
+    cr_assert_eq(q.nring, 0);
     cr_assert_eq(fake.refs[2], 0);
     cr_assert_eq(fake.in_use, 0);
     cr_assert_eq(fake.nstack, 2);
