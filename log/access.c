@@ -35,7 +35,10 @@
  * string), the value is written with no check per byte or per piece
  * (log_put_*), which is nearly always: lines are a few hundred bytes and the
  * buffer is 64 KiB. Otherwise the op takes the careful path (log_w_*), which
- * checks every write and stops at cap. Both write the same bytes.
+ * checks every write and stops at cap: strings are escaped piece by piece,
+ * values of bounded size (numbers, times, booleans) are rendered by the same
+ * log_put_* code into a scratch buffer and copied if they fit. Both paths
+ * write the same bytes.
  */
 #include "log/access.h"
 
@@ -351,44 +354,6 @@ static void log_w_cstr(struct log_w *w, const char *s, int json)
     log_w_str(w, v, json);
 }
 
-static void log_w_u64(struct log_w *w, uint64_t v)
-{
-    char b[20];
-    char *q = b + sizeof(b);
-
-    do {
-        *--q = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    log_w_put(w, q, (size_t)(b + sizeof(b) - q));
-}
-
-/* A count; negative means unknown. */
-static void log_w_num(struct log_w *w, int64_t v, int json)
-{
-    if (v < 0)
-        log_w_dash(w, json);
-    else
-        log_w_u64(w, (uint64_t)v);
-}
-
-/* Microseconds as milliseconds with 3 decimals; negative means unknown. */
-static void log_w_ms3(struct log_w *w, int64_t us, int json)
-{
-    char b[4];
-
-    if (us < 0) {
-        log_w_dash(w, json);
-        return;
-    }
-    log_w_u64(w, (uint64_t)us / 1000);
-    b[0] = '.';
-    b[1] = (char)('0' + us / 100 % 10);
-    b[2] = (char)('0' + us / 10 % 10);
-    b[3] = (char)('0' + us % 10);
-    log_w_put(w, b, 4);
-}
-
 /*
  * Render second sec into c unless it holds it already; 0 when it cannot be
  * rendered (the cache then keeps whatever it held).
@@ -423,29 +388,6 @@ static inline long log_time_ms(struct timespec ts)
     if (ms > 999)
         ms = 999;
     return ms;
-}
-
-static void log_w_time(struct log_w *w, struct timespec ts, int json)
-{
-    struct log_time_cache *c = &log_time_cache;
-    long ms = log_time_ms(ts);
-    char b[5];
-
-    if (!log_time_get(c, ts.tv_sec)) {
-        log_w_dash(w, json);
-        return;
-    }
-    b[0] = '.';
-    b[1] = (char)('0' + ms / 100);
-    b[2] = (char)('0' + ms / 10 % 10);
-    b[3] = (char)('0' + ms % 10);
-    b[4] = 'Z';
-    if (json)
-        log_w_ch(w, '"');
-    log_w_put(w, c->buf, c->len);
-    log_w_put(w, b, 5);
-    if (json)
-        log_w_ch(w, '"');
 }
 
 static void log_w_part(struct log_w *w, struct core_str v, int json)
@@ -497,11 +439,27 @@ static void log_w_hdr(struct log_w *w, const struct log_op *op, const struct cor
 }
 
 /* One op, key and value, on the careful path. */
+/*
+ * The fast path: each log_put_* writes at o, which the caller has checked
+ * has room for the worst case, and returns the end of what it wrote.
+ *
+ * Room after a key for any value but a string or a request: 20 digits with
+ * 3 decimals, or a time (2 quotes, the cached date, ".mmmZ").
+ */
+#define LOG_FAST_ROOM 64
+
+_Static_assert(sizeof(((struct log_time_cache *)0)->buf) + 7 <= LOG_FAST_ROOM,
+               "a time fits in LOG_FAST_ROOM");
+
+static char *log_put_fixed(char *o, const struct log_op *op, const struct log_access_rec *r,
+                           int json);
+
+/* One op, key and value, on the careful path. */
 static void log_w_op(struct log_w *w, const struct log_op *op, const struct log_access_rec *r,
                      int json)
 {
     const void *at = (const char *)r + op->off;
-    int64_t n;
+    char tmp[LOG_FAST_ROOM];
 
     log_w_put(w, op->key, op->keylen);
     switch ((enum log_how)op->how) {
@@ -510,32 +468,6 @@ static void log_w_op(struct log_w *w, const struct log_op *op, const struct log_
         return;
     case LH_CSTR:
         log_w_cstr(w, *(const char *const *)at, json);
-        return;
-    case LH_NUM:
-        n = *(const int64_t *)at;
-        break;
-    case LH_INT:
-        n = *(const int *)at;
-        break;
-    case LH_POS:
-        n = *(const int *)at > 0 ? *(const int *)at : -1;
-        break;
-    case LH_US_MS:
-        n = *(const int64_t *)at < 0 ? -1 : *(const int64_t *)at / 1000;
-        break;
-    case LH_US_MS3:
-        log_w_ms3(w, *(const int64_t *)at, json);
-        return;
-    case LH_TIME:
-        log_w_time(w, *(const struct timespec *)at, json);
-        return;
-    case LH_BOOL:
-        if (*(const int *)at < 0)
-            log_w_dash(w, json);
-        else if (*(const int *)at)
-            LOG_W_LIT(w, "true");
-        else
-            LOG_W_LIT(w, "false");
         return;
     case LH_REQUEST:
         log_w_request(w, r, json);
@@ -546,12 +478,11 @@ static void log_w_op(struct log_w *w, const struct log_op *op, const struct log_
     case LH_RESP_HDR:
         log_w_hdr(w, op, r->resp_hdrs, r->nresp_hdrs, json);
         return;
-    case LH_DASH:
     default:
-        log_w_dash(w, json);
+        /* A value of bounded size: rendered aside, then copied if it fits. */
+        log_w_put(w, tmp, (size_t)(log_put_fixed(tmp, op, r, json) - tmp));
         return;
     }
-    log_w_num(w, n, json);
 }
 
 /*
@@ -566,18 +497,6 @@ static char *log_op_careful(char *p, char *end, const struct log_op *op,
     log_w_op(&w, op, r, json);
     return w.full ? NULL : w.p;
 }
-
-/*
- * The fast path: each log_put_* writes at o, which the caller has checked
- * has room for the worst case, and returns the end of what it wrote.
- *
- * Room after a key for any value but a string or a request: 20 digits with
- * 3 decimals, or a time (2 quotes, the cached date, ".mmmZ").
- */
-#define LOG_FAST_ROOM 64
-
-_Static_assert(sizeof(((struct log_time_cache *)0)->buf) + 7 <= LOG_FAST_ROOM,
-               "a time fits in LOG_FAST_ROOM");
 
 /*
  * The longest string value that surely fits in room bytes: 8 bytes per byte
@@ -710,6 +629,39 @@ static inline char *log_put_time(char *o, struct timespec ts, int json)
     if (json)
         *o++ = '"';
     return o;
+}
+
+/* A value of bounded size (at most LOG_FAST_ROOM bytes): the kinds not strings. */
+static inline __attribute__((always_inline)) char *
+log_put_fixed(char *o, const struct log_op *op, const struct log_access_rec *r, int json)
+{
+    const void *at = (const char *)r + op->off;
+
+    switch ((enum log_how)op->how) {
+    case LH_NUM:
+        return log_put_num(o, *(const int64_t *)at, json);
+    case LH_INT:
+        return log_put_num(o, *(const int *)at, json);
+    case LH_POS:
+        return log_put_num(o, *(const int *)at > 0 ? *(const int *)at : -1, json);
+    case LH_US_MS:
+        return log_put_num(o, *(const int64_t *)at < 0 ? -1 : *(const int64_t *)at / 1000, json);
+    case LH_US_MS3:
+        return log_put_ms3(o, *(const int64_t *)at, json);
+    case LH_TIME:
+        return log_put_time(o, *(const struct timespec *)at, json);
+    case LH_BOOL:
+        if (*(const int *)at < 0)
+            return log_put_dash(o, json);
+        if (*(const int *)at) {
+            memcpy(o, "true", 4);
+            return o + 4;
+        }
+        memcpy(o, "false", 5);
+        return o + 5;
+    default:
+        return log_put_dash(o, json);
+    }
 }
 
 /* Whatever log_put_esc cannot take word by word; o has room for 6 * len. */
@@ -852,35 +804,6 @@ static inline __attribute__((always_inline)) long log_fmt_run(const struct log_f
             o = log_put_str(o, v, json);
             break;
         }
-        case LH_NUM:
-            o = log_put_num(o, *(const int64_t *)at, json);
-            break;
-        case LH_INT:
-            o = log_put_num(o, *(const int *)at, json);
-            break;
-        case LH_POS:
-            o = log_put_num(o, *(const int *)at > 0 ? *(const int *)at : -1, json);
-            break;
-        case LH_US_MS:
-            o = log_put_num(o, *(const int64_t *)at < 0 ? -1 : *(const int64_t *)at / 1000, json);
-            break;
-        case LH_US_MS3:
-            o = log_put_ms3(o, *(const int64_t *)at, json);
-            break;
-        case LH_TIME:
-            o = log_put_time(o, *(const struct timespec *)at, json);
-            break;
-        case LH_BOOL:
-            if (*(const int *)at < 0) {
-                o = log_put_dash(o, json);
-            } else if (*(const int *)at) {
-                memcpy(o, "true", 4);
-                o += 4;
-            } else {
-                memcpy(o, "false", 5);
-                o += 5;
-            }
-            break;
         case LH_REQUEST: {
             size_t m = r->method.len, t = r->target.len, v = r->version.len;
 
@@ -892,10 +815,11 @@ static inline __attribute__((always_inline)) long log_fmt_run(const struct log_f
         }
         case LH_REQ_HDR:
         case LH_RESP_HDR:
-        case LH_DASH:
-        default:
             /* Extra headers are rare enough not to need a fast path. */
             goto careful;
+        default:
+            o = log_put_fixed(o, op, r, json);
+            break;
         }
         p = o;
         continue;
