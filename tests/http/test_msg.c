@@ -451,6 +451,27 @@ Test(http_msg, head_rejects_space_before_colon)
     cr_assert_eq(HEAD_RESP("HTTP/1.1 200 OK\r\nContent-Length : 1\r\n\r\n"), -400);
 }
 
+Test(http_msg, head_rejects_space_anywhere_in_a_name)
+{
+    /* every position of one SP in names of 1 to 20 bytes: all 400 */
+    for (size_t len = 1; len <= 20; len++) {
+        for (size_t at = 0; at < len; at++) {
+            char name[24], req[96];
+            int n;
+
+            memset(name, 'x', len);
+            name[len] = 0;
+            name[at] = ' ';
+            n = snprintf(req, sizeof(req), "GET / HTTP/1.1\r\n%s: v\r\n\r\n", name);
+            cr_assert_eq(head(HTTP_REQUEST, req, (size_t)n, 16), -400, "len %zu at %zu", len, at);
+            name[at] = 'y';
+            n = snprintf(req, sizeof(req), "GET / HTTP/1.1\r\n%s: v\r\n\r\n", name);
+            cr_assert_eq(head(HTTP_REQUEST, req, (size_t)n, 16), 0, "len %zu at %zu", len, at);
+        }
+    }
+    cr_assert_eq(HEAD_RESP("HTTP/1.1 200 OK\r\nX-Cache Status: hit\r\n\r\n"), -400);
+}
+
 Test(http_msg, head_rejects_bad_names)
 {
     cr_assert_eq(HEAD_REQ("GET / HTTP/1.1\r\n: x\r\n\r\n"), -400);
