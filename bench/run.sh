@@ -22,7 +22,7 @@
 #   BENCH_WARMUP [1]         seconds of warm-up per target, largest body (0: skip)
 #   BENCH_IDLE_CONNS [10000] idle keep-alive connections per proxy
 #   BENCH_INSTR_DURATION [4] seconds of load per body size under callgrind (--instr)
-#   BENCH_BUILD_DIR [build-bench]  meson build dir (buildtype=release)
+#   BENCH_BUILD_DIR [build-bench]  meson build dir (buildtype=release, LTO)
 #   BENCH_RINGPROXY []       use this ringproxy binary instead of building
 #   BENCH_RINGPROXY_CONFIG [] a proxy.json for ringproxy (default: none = built-in defaults)
 #   BENCH_LOG_STYLE [json]   json: nginx and HAProxy log the contract's fields as
@@ -205,9 +205,9 @@ build() {
         log "building ringproxy (release) in $BUILD_DIR"
         local ok=1
         if [[ -f $BUILD_DIR/meson-private/coredata.dat ]]; then
-            meson setup --reconfigure --buildtype=release "$BUILD_DIR" "$ROOT" >>"$blog" 2>&1 || ok=0
+            meson setup --reconfigure --buildtype=release -Db_lto=true "$BUILD_DIR" "$ROOT" >>"$blog" 2>&1 || ok=0
         else
-            meson setup --buildtype=release "$BUILD_DIR" "$ROOT" >>"$blog" 2>&1 || ok=0
+            meson setup --buildtype=release -Db_lto=true "$BUILD_DIR" "$ROOT" >>"$blog" 2>&1 || ok=0
         fi
         if ((ok)) && meson compile -C "$BUILD_DIR" ringproxy >>"$blog" 2>&1 &&
             [[ -x $BUILD_DIR/ringproxy ]]; then
