@@ -98,100 +98,138 @@ static size_t plain_run(const char *p, size_t n)
 long http_scan(struct http_scan *s, const struct http_limits *l, const char *p, size_t n,
                int *ret_done)
 {
+    /*
+     * The state lives in locals while scanning: p is a char pointer, so every
+     * store through s could alias it and would force reloads.
+     */
+    uint32_t len = s->len, line_len = s->line_len, lines = s->lines;
+    unsigned state = s->state;
+    long ret = (long)n;
     size_t i;
 
     *ret_done = 0;
     for (i = 0; i < n; i++) {
         unsigned char c = (unsigned char)p[i];
 
-        if (++s->len > l->max_head)
-            return s->lines == 0 && s->state == SC_LINE ? -414 : -431;
-        if (s->state == SC_LINE && !line_special[c]) {
+        if (++len > l->max_head) {
+            ret = lines == 0 && state == SC_LINE ? -414 : -431;
+            goto out;
+        }
+        if (state == SC_LINE && !line_special[c]) {
             /*
              * The common case, in a line: skip plain bytes in one run, then
              * check the limits once for the whole run.
              */
             size_t j = i + 1 + plain_run(p + i + 1, n - i - 1);
-            uint32_t cap = s->lines ? l->max_line : l->max_first_line;
+            uint32_t cap = lines ? l->max_line : l->max_first_line;
 
-            s->len += (uint32_t)(j - i - 1);
-            s->line_len += (uint32_t)(j - i);
-            if (s->len > l->max_head)
-                return s->lines == 0 ? -414 : -431;
-            if (s->line_len > cap)
-                return s->lines ? -431 : -414;
+            len += (uint32_t)(j - i - 1);
+            line_len += (uint32_t)(j - i);
+            if (len > l->max_head) {
+                ret = lines == 0 ? -414 : -431;
+                goto out;
+            }
+            if (line_len > cap) {
+                ret = lines ? -431 : -414;
+                goto out;
+            }
             /*
              * The line ends in CRLF and a field name starts the next one: take
              * the three bytes here rather than through three states.
              */
             if (n - j >= 3 && p[j] == '\r' && p[j + 1] == '\n' &&
-                http_tchar[(unsigned char)p[j + 2]] && s->len + 3 <= l->max_head) {
-                if (++s->lines > l->max_lines + 1)
-                    return -431;
-                s->len += 3;
-                s->line_len = 1;
+                http_tchar[(unsigned char)p[j + 2]] && len + 3 <= l->max_head) {
+                if (++lines > l->max_lines + 1) {
+                    ret = -431;
+                    goto out;
+                }
+                len += 3;
+                line_len = 1;
                 i = j + 2;
                 continue;
             }
             i = j - 1;
             continue;
         }
-        switch (s->state) {
+        switch (state) {
         case SC_START:
             if (c == '\r') {
-                s->state = SC_START_CR;
+                state = SC_START_CR;
                 break;
             }
-            if (c == '\n' || c == ' ' || c == '\t' || is_ctl(c))
-                return -400;
-            s->state = SC_LINE;
-            s->line_len = 1;
+            if (c == '\n' || c == ' ' || c == '\t' || is_ctl(c)) {
+                ret = -400;
+                goto out;
+            }
+            state = SC_LINE;
+            line_len = 1;
             break;
         case SC_START_CR:
             /* At most a few empty lines before a message (RFC 9112 2.2). */
-            if (c != '\n' || s->len > 8)
-                return -400;
-            s->state = SC_START;
+            if (c != '\n' || len > 8) {
+                ret = -400;
+                goto out;
+            }
+            state = SC_START;
             break;
         case SC_LINE:
             if (c == '\r') {
-                s->state = SC_CR;
+                state = SC_CR;
                 break;
             }
-            if (c == '\n' || is_ctl(c))
-                return -400;
-            if (++s->line_len > (s->lines ? l->max_line : l->max_first_line))
-                return s->lines ? -431 : -414;
+            if (c == '\n' || is_ctl(c)) {
+                ret = -400;
+                goto out;
+            }
+            if (++line_len > (lines ? l->max_line : l->max_first_line)) {
+                ret = lines ? -431 : -414;
+                goto out;
+            }
             break;
         case SC_CR:
             /* A CR must end a line: CVE-2023-30589 in llhttp 8.1.0. */
-            if (c != '\n')
-                return -400;
-            if (++s->lines > l->max_lines + 1)
-                return -431;
-            s->state = SC_LINE_START;
+            if (c != '\n') {
+                ret = -400;
+                goto out;
+            }
+            if (++lines > l->max_lines + 1) {
+                ret = -431;
+                goto out;
+            }
+            state = SC_LINE_START;
             break;
         case SC_LINE_START:
             if (c == '\r') {
-                s->state = SC_END_CR;
+                state = SC_END_CR;
                 break;
             }
             /* Leading whitespace is obs-fold (or a space before a field name). */
-            if (c == ' ' || c == '\t' || c == '\n' || is_ctl(c))
-                return -400;
-            s->state = SC_LINE;
-            s->line_len = 1;
+            if (c == ' ' || c == '\t' || c == '\n' || is_ctl(c)) {
+                ret = -400;
+                goto out;
+            }
+            state = SC_LINE;
+            line_len = 1;
             break;
         case SC_END_CR:
-            if (c != '\n')
-                return -400;
+            if (c != '\n') {
+                ret = -400;
+                goto out;
+            }
             *ret_done = 1;
-            return (long)i + 1;
+            ret = (long)i + 1;
+            goto out;
         default:
-            return -400;
+            ret = -400;
+            goto out;
         }
     }
-    return (long)n;
+out:
+    s->len = len;
+    s->line_len = line_len;
+    s->lines = (uint16_t)lines;
+    s->state = (uint8_t)state;
+    return ret;
 }
 
 static int on_url(llhttp_t *p, const char *at, size_t len)
