@@ -212,7 +212,7 @@ struct http_worker {
     unsigned nclients, nups;
     struct http_up *pool; /* idle upstreams, most recent first */
     unsigned npool;
-    struct http_end *starved;
+    struct http_end *starved, **starved_tail; /* in the order they ran out */
     struct http_end *reap;
     const struct net_addrset *addrs;
     uint64_t addrs_gen;
@@ -382,8 +382,11 @@ static void starved_remove(struct http_worker *w, struct http_end *e)
         return;
     while (*pp && *pp != e)
         pp = &(*pp)->starved_next;
-    if (*pp)
+    if (*pp) {
         *pp = e->starved_next;
+        if (!*pp)
+            w->starved_tail = pp;
+    }
     e->starved = 0;
 }
 
@@ -1551,9 +1554,11 @@ static void on_recv(struct http_worker *w, struct http_end *e, const struct io_u
         /* No buffer published: try again once the next turn tops them up. */
         STAT_INC(w->st, recv_buffer_waits);
         if (!e->closing && !e->starved) {
+            /* first come, first re-armed: a wait is never passed over */
             e->starved = 1;
-            e->starved_next = w->starved;
-            w->starved = e;
+            e->starved_next = NULL;
+            *w->starved_tail = e;
+            w->starved_tail = &e->starved_next;
         }
     } else if (res <= 0 && res != -ECANCELED) {
         e->eof = 1; /* 0 = orderly close; < 0 = reset: both end the input */
@@ -1898,6 +1903,7 @@ static long w_turn(struct core_thread *t)
         struct http_end *e = w->starved;
 
         w->starved = NULL;
+        w->starved_tail = &w->starved;
         while (e) {
             struct http_end *n = e->starved_next;
             e->starved = 0;
@@ -1968,6 +1974,7 @@ int http_worker_run(struct http_shared *sh, const struct http_worker_params *p,
     w->cfg = cfg;
     w->st = &sh->stats[p->id];
     w->live.next = w->live.prev = &w->live;
+    w->starved_tail = &w->starved;
     w->req_limits = (struct http_limits){.max_head = cfg->limits.max_header_bytes,
                                          .max_line = cfg->limits.max_header_line_bytes,
                                          .max_first_line = cfg->limits.max_uri_bytes + 64,
