@@ -5,6 +5,7 @@
  * process.
  */
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -159,6 +160,73 @@ Test(core_buf, exit_zeroes_and_is_idempotent, .fini = ring_down)
     core_bufring_exit(&b, &ring);
     /* The group id is free again: registering it anew works. */
     cr_assert_eq(core_bufring_init(&b, &ring, BGID, 4, 32), 0);
+    core_bufring_exit(&b, &ring);
+}
+
+/*
+ * The smaps entry that holds addr: its range and VmFlags line. 0 when addr
+ * lies in no mapping.
+ */
+static int smaps_of(const void *addr, uintptr_t *lo, uintptr_t *hi, char *flags, size_t cap)
+{
+    FILE *f = fopen("/proc/self/smaps", "r");
+    char line[512];
+    int in = 0, found = 0;
+
+    cr_assert_not_null(f);
+    while (fgets(line, sizeof(line), f)) {
+        unsigned long a, b;
+
+        if (sscanf(line, "%lx-%lx ", &a, &b) == 2 && strchr(line, '-') < strchr(line, ' ')) {
+            in = (uintptr_t)addr >= a && (uintptr_t)addr < b;
+            if (in) {
+                *lo = a;
+                *hi = b;
+                found = 1;
+            }
+        } else if (in && strncmp(line, "VmFlags:", 8) == 0) {
+            snprintf(flags, cap, "%s", line + 8);
+        }
+    }
+    fclose(f);
+    return found;
+}
+
+Test(core_buf, whole_huge_pages_are_aligned_and_advised, .fini = ring_down)
+{
+    struct core_bufring b;
+    const size_t huge = (size_t)2 << 20, len = 64 * 65536; /* 4 MiB */
+    uintptr_t lo, hi;
+    char flags[512] = "";
+    char *mem;
+
+    bufring_up(&b, 64, 65536);
+    mem = b.mem;
+    cr_assert_eq((uintptr_t)mem % huge, 0, "buffers at %p", (void *)mem);
+    cr_assert(smaps_of(mem, &lo, &hi, flags, sizeof(flags)));
+    /* the advice is there (hg), on any kernel built with THP, on or off */
+    if (access("/sys/kernel/mm/transparent_hugepage", F_OK) == 0)
+        cr_assert(strstr(flags, " hg"), "VmFlags:%s", flags);
+    /* the edges mapped for alignment were given back: no advised memory beside it */
+    cr_assert_eq(lo, (uintptr_t)mem);
+    cr_assert_eq(hi, (uintptr_t)mem + len);
+    /* every buffer is usable, first to last byte */
+    memset(mem, 0xab, len);
+    core_bufring_exit(&b, &ring);
+    cr_assert_not(smaps_of(mem, &lo, &hi, flags, sizeof(flags)), "still mapped after exit");
+    cr_assert_not(smaps_of(mem + len - 1, &lo, &hi, flags, sizeof(flags)));
+}
+
+Test(core_buf, other_sizes_are_mapped_as_they_are, .fini = ring_down)
+{
+    struct core_bufring b;
+    uintptr_t lo, hi;
+    char flags[512] = "";
+
+    bufring_up(&b, 4, 4096);
+    cr_assert(smaps_of(b.mem, &lo, &hi, flags, sizeof(flags)));
+    cr_assert_null(strstr(flags, " hg"), "VmFlags:%s", flags);
+    memset(b.mem, 0xcd, 4 * 4096);
     core_bufring_exit(&b, &ring);
 }
 
