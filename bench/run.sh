@@ -205,7 +205,9 @@ build() {
         log "building ringproxy (release) in $BUILD_DIR"
         local ok=1
         if [[ -f $BUILD_DIR/meson-private/coredata.dat ]]; then
-            meson setup --reconfigure --buildtype=release -Db_lto=true "$BUILD_DIR" "$ROOT" >>"$blog" 2>&1 || ok=0
+            # meson 1.0 keeps base options such as b_lto on "setup --reconfigure": configure sets them
+            meson setup --reconfigure "$BUILD_DIR" "$ROOT" >>"$blog" 2>&1 &&
+                meson configure -Dbuildtype=release -Db_lto=true "$BUILD_DIR" >>"$blog" 2>&1 || ok=0
         else
             meson setup --buildtype=release -Db_lto=true "$BUILD_DIR" "$ROOT" >>"$blog" 2>&1 || ok=0
         fi
