@@ -563,6 +563,29 @@ def cmd_report(a):
         ratio_rows.append({"size": s, "best_peer_cpu_us": best_cpu, "cpu_ratio": r_cpu,
                            "p99_ratio": r_p99, "rps_ratio": r_rps, "floor_cpu_ratio": floor})
 
+    # ringproxy ÷ floor, paired: the two run next to each other in every
+    # repetition, so each ratio is taken under the same machine conditions
+    floor_lines = []
+    for s in sizes:
+        def paired(t):
+            by_rep = {}
+            for r in raw:
+                if r["size"] == s and r["target"] in (t, "relay") and r["requests"] not in ("", "0"):
+                    by_rep.setdefault(r["rep"], {})[r["target"]] = float(r["cpu_us_per_req"])
+            return [v[t] / v["relay"] for v in by_rep.values() if t in v and v.get("relay")]
+        on, off = paired("ringproxy"), paired("ringproxy-nolog")
+        if not on:
+            continue
+        row = next((r for r in ratio_rows if r["size"] == s), None)
+        peer_goal = 0.8 if _size_key(s) >= 1024 * 1024 else 0.6 if _size_key(s) <= 4096 else None
+        below = row and row["floor_cpu_ratio"] is not None and peer_goal is not None and row["floor_cpu_ratio"] > peer_goal
+        goal = "≤ 1.10 (the peer goal lies below the floor)" if below else "—"
+        floor_lines.append(f"| {s} | {_fmt(statistics.median(on), 2)} | {_fmt(min(on), 2)}–{_fmt(max(on), 2)} | {len(on)} "
+                           f"| {_fmt(statistics.median(off), 2) if off else 'n/a'} | {goal} |")
+        if row:
+            row.update({"floor_paired_median": statistics.median(on), "floor_paired_min": min(on),
+                        "floor_paired_max": max(on)})
+
     out = []
     if meta:
         out.append(meta.rstrip() + "\n")
@@ -574,6 +597,12 @@ def cmd_report(a):
         out.append("| body | best peer CPU µs/req | CPU/req ratio | goal | p99 ratio | goal | req/s ratio | floor (relay) ÷ best peer CPU |")
         out.append("|---:|---:|---:|---|---:|---|---:|---:|")
         out.extend(ratio_lines or ["| (no peer measured) | | | | | | | |"])
+        if floor_lines:
+            out.append("")
+            out.append("### ringproxy ÷ floor (relay), CPU/req: median of the per-repetition ratios\n")
+            out.append("| body | ringproxy ÷ relay | range | repetitions | ringproxy-nolog ÷ relay | goal |")
+            out.append("|---:|---:|---|---:|---:|---|")
+            out.extend(floor_lines)
     if any(t.endswith("-nolog") for t in targets):
         out.append("")
         out.append("### Access log cost: CPU µs/req with the log on / off (and the difference)\n")
@@ -607,7 +636,8 @@ def cmd_report(a):
     for name, rows in (("table.csv", csv_rows), ("ratios.csv", ratio_rows)):
         if rows:
             with open(os.path.join(d, name), "w", newline="") as f:
-                w = csv.DictWriter(f, fieldnames=list(rows[0].keys()))
+                w = csv.DictWriter(f, fieldnames=list(dict.fromkeys(k for r in rows for k in r)),
+                                   restval="")
                 w.writeheader()
                 for r in rows:
                     w.writerow({k: ("" if v is None else (f"{v:.4g}" if isinstance(v, float) else v))
