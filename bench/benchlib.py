@@ -482,6 +482,15 @@ def _size_key(label):
     return int(s.rstrip("km")) * mult
 
 
+def _paired(raw, size, target):
+    """target's CPU/request ÷ the relay's, one ratio per repetition that measured both."""
+    by_rep = {}
+    for r in raw:
+        if r["size"] == size and r["target"] in (target, "relay") and r["requests"] not in ("", "0"):
+            by_rep.setdefault(r["rep"], {})[r["target"]] = float(r["cpu_us_per_req"])
+    return [v[target] / v["relay"] for v in by_rep.values() if target in v and v.get("relay")]
+
+
 def cmd_report(a):
     d = a.dir
     raw = _read_csv(os.path.join(d, "raw.csv"))
@@ -567,19 +576,14 @@ def cmd_report(a):
     # repetition, so each ratio is taken under the same machine conditions
     floor_lines = []
     for s in sizes:
-        def paired(t):
-            by_rep = {}
-            for r in raw:
-                if r["size"] == s and r["target"] in (t, "relay") and r["requests"] not in ("", "0"):
-                    by_rep.setdefault(r["rep"], {})[r["target"]] = float(r["cpu_us_per_req"])
-            return [v[t] / v["relay"] for v in by_rep.values() if t in v and v.get("relay")]
-        on, off = paired("ringproxy"), paired("ringproxy-nolog")
+        on, off = _paired(raw, s, "ringproxy"), _paired(raw, s, "ringproxy-nolog")
         if not on:
             continue
         row = next((r for r in ratio_rows if r["size"] == s), None)
         peer_goal = 0.8 if _size_key(s) >= 1024 * 1024 else 0.6 if _size_key(s) <= 4096 else None
         below = row and row["floor_cpu_ratio"] is not None and peer_goal is not None and row["floor_cpu_ratio"] > peer_goal
-        goal = "≤ 1.10 (the peer goal lies below the floor)" if below else "—"
+        goal = ("≤ 1.10 (the peer goal lies below the floor)" if below
+                else "— (no peer in this run)" if row is None else "—")
         floor_lines.append(f"| {s} | {_fmt(statistics.median(on), 2)} | {_fmt(min(on), 2)}–{_fmt(max(on), 2)} | {len(on)} "
                            f"| {_fmt(statistics.median(off), 2) if off else 'n/a'} | {goal} |")
         if row:
