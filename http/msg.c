@@ -100,7 +100,8 @@ long http_scan(struct http_scan *s, const struct http_limits *l, const char *p, 
 {
     /*
      * The state lives in locals while scanning: p is a char pointer, so every
-     * store through s could alias it and would force reloads.
+     * store through s could alias it and would force reloads. An error ends
+     * the head, so only the ways out without one store it back.
      */
     uint32_t len = s->len, line_len = s->line_len, lines = s->lines;
     unsigned state = s->state;
@@ -111,10 +112,8 @@ long http_scan(struct http_scan *s, const struct http_limits *l, const char *p, 
     for (i = 0; i < n; i++) {
         unsigned char c = (unsigned char)p[i];
 
-        if (++len > l->max_head) {
-            ret = lines == 0 && state == SC_LINE ? -414 : -431;
-            goto out;
-        }
+        if (++len > l->max_head)
+            return lines == 0 && state == SC_LINE ? -414 : -431;
         if (state == SC_LINE && !line_special[c]) {
             /*
              * The common case, in a line: skip plain bytes in one run, then
@@ -125,24 +124,18 @@ long http_scan(struct http_scan *s, const struct http_limits *l, const char *p, 
 
             len += (uint32_t)(j - i - 1);
             line_len += (uint32_t)(j - i);
-            if (len > l->max_head) {
-                ret = lines == 0 ? -414 : -431;
-                goto out;
-            }
-            if (line_len > cap) {
-                ret = lines ? -431 : -414;
-                goto out;
-            }
+            if (len > l->max_head)
+                return lines == 0 ? -414 : -431;
+            if (line_len > cap)
+                return lines ? -431 : -414;
             /*
              * The line ends in CRLF and a field name starts the next one: take
              * the three bytes here rather than through three states.
              */
             if (n - j >= 3 && p[j] == '\r' && p[j + 1] == '\n' &&
                 http_tchar[(unsigned char)p[j + 2]] && len + 3 <= l->max_head) {
-                if (++lines > l->max_lines + 1) {
-                    ret = -431;
-                    goto out;
-                }
+                if (++lines > l->max_lines + 1)
+                    return -431;
                 len += 3;
                 line_len = 1;
                 i = j + 2;
@@ -157,19 +150,15 @@ long http_scan(struct http_scan *s, const struct http_limits *l, const char *p, 
                 state = SC_START_CR;
                 break;
             }
-            if (c == '\n' || c == ' ' || c == '\t' || is_ctl(c)) {
-                ret = -400;
-                goto out;
-            }
+            if (c == '\n' || c == ' ' || c == '\t' || is_ctl(c))
+                return -400;
             state = SC_LINE;
             line_len = 1;
             break;
         case SC_START_CR:
             /* At most a few empty lines before a message (RFC 9112 2.2). */
-            if (c != '\n' || len > 8) {
-                ret = -400;
-                goto out;
-            }
+            if (c != '\n' || len > 8)
+                return -400;
             state = SC_START;
             break;
         case SC_LINE:
@@ -177,25 +166,17 @@ long http_scan(struct http_scan *s, const struct http_limits *l, const char *p, 
                 state = SC_CR;
                 break;
             }
-            if (c == '\n' || is_ctl(c)) {
-                ret = -400;
-                goto out;
-            }
-            if (++line_len > (lines ? l->max_line : l->max_first_line)) {
-                ret = lines ? -431 : -414;
-                goto out;
-            }
+            if (c == '\n' || is_ctl(c))
+                return -400;
+            if (++line_len > (lines ? l->max_line : l->max_first_line))
+                return lines ? -431 : -414;
             break;
         case SC_CR:
             /* A CR must end a line: CVE-2023-30589 in llhttp 8.1.0. */
-            if (c != '\n') {
-                ret = -400;
-                goto out;
-            }
-            if (++lines > l->max_lines + 1) {
-                ret = -431;
-                goto out;
-            }
+            if (c != '\n')
+                return -400;
+            if (++lines > l->max_lines + 1)
+                return -431;
             state = SC_LINE_START;
             break;
         case SC_LINE_START:
@@ -204,24 +185,19 @@ long http_scan(struct http_scan *s, const struct http_limits *l, const char *p, 
                 break;
             }
             /* Leading whitespace is obs-fold (or a space before a field name). */
-            if (c == ' ' || c == '\t' || c == '\n' || is_ctl(c)) {
-                ret = -400;
-                goto out;
-            }
+            if (c == ' ' || c == '\t' || c == '\n' || is_ctl(c))
+                return -400;
             state = SC_LINE;
             line_len = 1;
             break;
         case SC_END_CR:
-            if (c != '\n') {
-                ret = -400;
-                goto out;
-            }
+            if (c != '\n')
+                return -400;
             *ret_done = 1;
             ret = (long)i + 1;
             goto out;
         default:
-            ret = -400;
-            goto out;
+            return -400;
         }
     }
 out:

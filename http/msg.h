@@ -36,7 +36,7 @@ struct http_limits {
  * Scan the next n bytes of a head. Returns the number of bytes that belong
  * to the head (all n unless the head ends inside them; *ret_done is then 1),
  * or a negative HTTP status: -400 malformed, -414 first line too long, -431
- * head, line or header count too large.
+ * head, line or header count too large; after an error s is of no further use.
  */
 long http_scan(struct http_scan *s, const struct http_limits *l, const char *p, size_t n,
                int *ret_done);
