@@ -12,6 +12,7 @@ void core_clock_update(struct core_thread *t)
     (void)clock_gettime(CLOCK_MONOTONIC, &ts);
     t->now_us = (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
     t->now_ms = t->now_us / 1000u;
+    t->now_rt_valid = 0;
 }
 
 int core_thread_init(struct core_thread *t, int id, const struct core_thread_params *p,

@@ -7,6 +7,7 @@
 #define RINGPROXY_CORE_LOOP_H
 
 #include <stdint.h>
+#include <time.h>
 
 #include <liburing.h>
 
@@ -34,6 +35,8 @@ struct core_thread {
     struct core_pool pool;
     uint64_t now_ms; /* CLOCK_MONOTONIC, refreshed each turn */
     uint64_t now_us;
+    struct timespec now_rt; /* CLOCK_REALTIME of this turn, once asked for */
+    int now_rt_valid;
     int id;
     unsigned ring_flags; /* setup flags the kernel accepted */
     void *app;           /* the protocol's per-worker state */
@@ -61,6 +64,19 @@ void core_thread_exit(struct core_thread *t);
 struct io_uring_sqe *core_sqe(struct core_thread *t);
 
 void core_clock_update(struct core_thread *t);
+
+/*
+ * The wall-clock time of this turn, read at its first use: every request a
+ * turn starts gets the same time, as now_us is the same for them.
+ */
+static inline struct timespec core_realtime(struct core_thread *t)
+{
+    if (!t->now_rt_valid) {
+        (void)clock_gettime(CLOCK_REALTIME, &t->now_rt);
+        t->now_rt_valid = 1;
+    }
+    return t->now_rt;
+}
 
 /* Run until ops->turn() returns < 0. Returns 0 or -errno of a ring failure. */
 int core_loop_run(struct core_thread *t, const struct core_loop_ops *ops);

@@ -1123,7 +1123,7 @@ static void conn_process(struct http_worker *w, struct http_conn *c)
         c->tx_mark = c->e.tx_total + c->e.txq.bytes;
         c->rx_mark = c->e.rx_total - c->e.rxq.bytes;
         c->start_us = w->t->now_us;
-        (void)clock_gettime(CLOCK_REALTIME, &c->start_rt);
+        c->start_rt = core_realtime(w->t);
         end_timer(w, &c->e, TC_HEADER);
         /* fall through */
     case HST_HEAD:

@@ -80,6 +80,30 @@ Test(core_loop, clock_update_advances, .init = thread_up, .fini = thread_down)
     cr_assert_eq(th.now_ms, th.now_us / 1000);
 }
 
+static int64_t ts_us(struct timespec ts)
+{
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* The access log's request start (C10): one wall-clock reading per turn. */
+Test(core_loop, realtime_is_read_once_per_turn, .init = thread_up, .fini = thread_down)
+{
+    struct timespec before, a, b, c, after;
+
+    clock_gettime(CLOCK_REALTIME, &before);
+    core_clock_update(&th);
+    a = core_realtime(&th);
+    usleep(3000);
+    b = core_realtime(&th);
+    cr_assert(a.tv_sec == b.tv_sec && a.tv_nsec == b.tv_nsec, "same turn, same time");
+    cr_assert_geq(ts_us(a), ts_us(before));
+    core_clock_update(&th);
+    c = core_realtime(&th);
+    clock_gettime(CLOCK_REALTIME, &after);
+    cr_assert_geq(ts_us(c), ts_us(a) + 3000, "a new turn reads the clock again");
+    cr_assert_leq(ts_us(c), ts_us(after));
+}
+
 /* Wait for and count every CQE, checking user_data. */
 static unsigned drain_nops(unsigned want)
 {
