@@ -31,16 +31,12 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 # Order and roles of targets in the table.
 TARGET_ORDER = [
-    "ringproxy", "ringproxy-nolog",
+    "ringproxy", "ringproxy-nolog", "ringproxy-2w",
     "nginx", "nginx-nolog",
     "haproxy", "haproxy-nolog",
     "relay", "origin",
 ]
 PEERS = ["nginx", "haproxy"]  # the "best peer" is the better of these (logs on)
-TARGET_NOTES = {
-    "relay": "floor: bare io_uring byte relay, no HTTP",
-    "origin": "origin direct (shares the load core)",
-}
 
 
 # --------------------------------------------------------------------------
@@ -538,7 +534,8 @@ def cmd_report(a):
             m = agg.get((t, s))
             if not m:
                 continue
-            name = t + (" (floor)" if t == "relay" else " (direct)" if t == "origin" else "")
+            name = t + {"relay": " (floor)", "origin": " (direct)",
+                        "ringproxy-2w": " (2 workers, one CPU)"}.get(t, "")
             lines.append(
                 f"| {name} | {s} | {_fmt(m['rps'], 0)} | {_fmt(m['p50'], 3)} | {_fmt(m['p99'], 3)} "
                 f"| {_fmt(m['cpu'], 2)} | {_fmt(m['spread'], 0)} | {_fmt(m['sys'], 2)} | {_fmt(m['rss'], 1)} "

@@ -16,7 +16,8 @@
 #   BENCH_CONNS [50]         wrk connections (keep-alive)
 #   BENCH_THREADS [1]        wrk threads
 #   BENCH_SIZES ["13 4k 64k 1m"]   response body sizes (bytes, k = KiB, m = MiB)
-#   BENCH_TARGETS ["ringproxy nginx haproxy relay origin"]
+#   BENCH_TARGETS ["ringproxy nginx haproxy relay origin"]; also ringproxy-2w:
+#                            two ringproxy workers sharing the proxy CPU
 #   BENCH_SYSCALL_DURATION [1]  seconds per extra run under `perf stat` counting
 #                            syscalls (0: skip); kept apart from the timed runs
 #   BENCH_WARMUP [1]         seconds of warm-up per target, largest body (0: skip)
@@ -323,16 +324,18 @@ start_target() { # start_target NAME: 0 when it answers
             PORT="${PORT[$name]}" ORIGIN_PORT="${PORT[origin]}" MAXCONN=$(((NOFILE - 200) / 2 > IDLE_CONNS + 100 ? (NOFILE - 200) / 2 : IDLE_CONNS + 100))
         start "$name" "$outmode" "${PIN_PROXY[@]}" haproxy -db -f "$dir/haproxy.cfg"
         ;;
-    ringproxy | ringproxy-nolog)
+    ringproxy | ringproxy-nolog | ringproxy-2w)
         [[ -n $RINGPROXY ]] || return 1
         mkdir -p "$dir/conf"
-        local nolog=()
+        local nolog=() workers=1
         [[ -n ${BENCH_RINGPROXY_CONFIG:-} ]] && cp "$BENCH_RINGPROXY_CONFIG" "$dir/conf/proxy.json"
         [[ $name == ringproxy-nolog ]] && nolog=(--no-access-log)
+        # Two workers on the one proxy CPU: what sharding costs (see "Scaling").
+        [[ $name == ringproxy-2w ]] && workers=2
         local under=()
         ((DO_INSTR)) && under=(valgrind -q --tool=callgrind --compress-strings=no --compress-pos=no "--callgrind-out-file=$dir/cg.out")
         start "$name" "$outmode" "${PIN_PROXY[@]}" "${under[@]}" "$RINGPROXY" --listen "127.0.0.1:${PORT[$name]}" \
-            --upstream "127.0.0.1:${PORT[origin]}" --workers 1 --admin "127.0.0.1:$(mkport)" \
+            --upstream "127.0.0.1:${PORT[origin]}" --workers "$workers" --admin "127.0.0.1:$(mkport)" \
             --config "$dir/conf" "${nolog[@]}"
         ;;
     relay)
