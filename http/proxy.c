@@ -185,6 +185,7 @@ struct http_up {
     uint32_t in_len;
     uint32_t out_len;
     struct net_addr addr;
+    uint64_t addr_gen; /* the address set addr was last found in */
     uint64_t t_connect, t_sent;
     struct http_up *pool_prev, *pool_next;
 };
@@ -434,11 +435,16 @@ static void up_close(struct http_worker *w, struct http_up *u)
     end_close(w, &u->e);
 }
 
-static int addr_current(struct http_worker *w, const struct http_up *u)
+/* Is u's address still in the resolver's set? Looked up once per set. */
+static int addr_current(struct http_worker *w, struct http_up *u)
 {
+    if (u->addr_gen == w->addrs->gen)
+        return 1;
     for (unsigned i = 0; i < w->addrs->n; i++)
-        if (!strcmp(w->addrs->a[i].str, u->addr.str))
+        if (!strcmp(w->addrs->a[i].str, u->addr.str)) {
+            u->addr_gen = w->addrs->gen;
             return 1;
+        }
     return 0;
 }
 
@@ -560,6 +566,7 @@ static struct http_up *up_new(struct http_worker *w)
         return NULL;
     }
     u->addr = *a;
+    u->addr_gen = w->addrs->gen;
     end_init(w, &u->e, SIDE_UP, fd);
     u->state = UPS_CONNECT;
     w->nups++;
