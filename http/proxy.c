@@ -908,18 +908,44 @@ static void wb_hdr(struct wbuf *b, struct core_str name, struct core_str value)
 }
 
 /* A Host value or absolute-form authority: reg-name, IPv4 or [IPv6], optional :port. */
+static int authority_char(unsigned char ch)
+{
+    if ((ch >= '0' && ch <= '9') || ((ch | 0x20) >= 'a' && (ch | 0x20) <= 'z'))
+        return 1;
+    /* unreserved, sub-delims, pct-encoded, port and IP-literal bytes: one bit test */
+    switch (ch) {
+    case '-':
+    case '.':
+    case '_':
+    case '~':
+    case '!':
+    case '$':
+    case '&':
+    case '\'':
+    case '(':
+    case ')':
+    case '*':
+    case '+':
+    case ',':
+    case ';':
+    case '=':
+    case '%':
+    case ':':
+    case '[':
+    case ']':
+        return 1;
+    default:
+        return 0;
+    }
+}
+
 static int valid_authority(struct core_str a)
 {
-    static const char extra[] = "-._~!$&'()*+,;=%:[]";
-
     if (!a.len)
         return 0;
-    for (size_t i = 0; i < a.len; i++) {
-        unsigned char ch = (unsigned char)a.p[i];
-        if (!((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-              memchr(extra, ch, sizeof(extra) - 1)))
+    for (size_t i = 0; i < a.len; i++)
+        if (!authority_char((unsigned char)a.p[i]))
             return 0;
-    }
     return 1;
 }
 

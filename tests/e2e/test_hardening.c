@@ -474,6 +474,28 @@ REJECTS(two_hosts_is_400, 400, "GET / HTTP/1.1\r\nHost: a\r\nhost: b\r\n\r\n")
 /* RFC 9112 3.2: a Host field with an invalid value is a 400. */
 REJECTS(host_with_space_is_400, 400, "GET / HTTP/1.1\r\nHost: exa mple.com\r\n\r\n")
 REJECTS(host_with_slash_is_400, 400, "GET / HTTP/1.1\r\nHost: a.example/evil\r\n\r\n")
+
+/* Every byte in a Host value: RFC 3986 reg-name, IP-literal and port bytes pass, all else is 400.
+ */
+Test(e2e_hardening, host_value_bytes, .init = up, .fini = down)
+{
+    static const char ok[] = "-._~!$&'()*+,;=%:[]";
+
+    for (int b = 1; b < 256; b++) {
+        char req[64];
+        struct h_resp r;
+        int alnum = (b >= '0' && b <= '9') || (b >= 'a' && b <= 'z') || (b >= 'A' && b <= 'Z');
+        int want = alnum || strchr(ok, b) ? 200 : 400;
+
+        if (b == '\r' || b == '\n')
+            continue; /* a line end, not a byte of the value */
+        snprintf(req, sizeof(req), "GET / HTTP/1.1\r\nHost: a%cb\r\n\r\n", b);
+        roundtrip(req, &r);
+        cr_assert_eq(r.status, want, "Host byte 0x%02x: %d", b, r.status);
+        h_resp_free(&r);
+    }
+}
+
 REJECTS(absolute_form_userinfo_is_400, 400,
         "GET http://user@evil.example/ HTTP/1.1\r\nHost: a\r\n\r\n")
 REJECTS(absolute_form_empty_authority_is_400, 400, "GET http:///x HTTP/1.1\r\nHost: a\r\n\r\n")
