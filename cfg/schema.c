@@ -55,7 +55,9 @@ static const struct cfg_key keys[] = {
     {.path = "$schema",
      .kind = CFG_K_IGNORED,
      .doc = "URI of a JSON Schema, for editors; not used by the proxy"},
-    UINT("workers", workers, 0, 1024, 0, "worker threads, one io_uring each; 0 = one per CPU"),
+    UINT("workers", workers, 0, 1024, 0,
+         "worker threads, one io_uring each; 0 = one per usable CPU (affinity mask, cgroup v2 CPU "
+         "limit)"),
     UINT("shutdown_grace_ms", shutdown_grace_ms, 0, 600000, 10000,
          "after SIGTERM or SIGINT, how long in-flight requests may take to finish"),
     ENUM("log_level", log_level, log_level_names, CFG_LL_INFO,

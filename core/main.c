@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "cfg/cfg.h"
+#include "core/cpus.h"
 #include "http/proxy.h"
 #include "log/access.h"
 #include "log/error.h"
@@ -30,7 +31,7 @@ static const char usage[] =
     "  --config DIR          read DIR/proxy.json (default /opt/proxy_config); no file = defaults\n"
     "  --listen ADDR:PORT    public listener (default 0.0.0.0:80 and [::]:80)\n"
     "  --upstream HOST:PORT  upstream (default next-hop:80), resolved via /etc/hosts then DNS\n"
-    "  --workers N           worker threads, one io_uring each (default: number of CPUs)\n"
+    "  --workers N           worker threads, one io_uring each (default: one per usable CPU)\n"
     "  --admin ADDR:PORT     loopback admin listener for /healthz and /metrics (default "
     "127.0.0.1:9000)\n"
     "  --no-access-log       development and benchmarks only: no access log (breaks C5)\n"
@@ -224,10 +225,8 @@ int main(int argc, char **argv)
         return 2;
     }
     nworkers = workers_arg >= 0 ? (unsigned)workers_arg : cfg->workers;
-    if (!nworkers) {
-        long n = sysconf(_SC_NPROCESSORS_ONLN);
-        nworkers = n > 0 ? (unsigned)n : 1;
-    }
+    if (!nworkers)
+        nworkers = core_cpus_usable();
 
     /* Every thread inherits this mask: only the main thread takes signals. */
     sigemptyset(&sigs);

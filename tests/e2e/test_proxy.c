@@ -3,6 +3,7 @@
  * Framing both ways, keep-alive and reuse on both sides (C11), pipelining,
  * 502/504, the access log (C5) and graceful shutdown.
  */
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -399,4 +400,32 @@ Test(e2e_proxy, invalid_config_refuses_to_start)
     snprintf(path, sizeof(path), "%s/proxy.json", dir);
     (void)unlink(path);
     (void)rmdir(dir);
+}
+
+/* workers = 0 means one per CPU the process may run on: taskset -c 0 gives one worker. */
+Test(e2e_proxy, one_worker_per_usable_cpu, .fini = down)
+{
+    static const char *const args[] = {"--workers", "0", NULL};
+    cpu_set_t all, one;
+    struct h_resp r;
+    char *err;
+    int first = -1;
+
+    cr_assert_eq(sched_getaffinity(0, sizeof(all), &all), 0);
+    for (int i = 0; i < CPU_SETSIZE && first < 0; i++)
+        if (CPU_ISSET(i, &all))
+            first = i;
+    CPU_ZERO(&one);
+    CPU_SET(first, &one);
+    cr_assert_eq(sched_setaffinity(0, sizeof(one), &one), 0);
+    origin = origin_start("127.0.0.1", 0);
+    cr_assert(origin);
+    h_proxy_start(&px, origin_port(origin), NULL, args); /* inherits the mask */
+    cr_assert_eq(sched_setaffinity(0, sizeof(all), &all), 0);
+    cr_assert_eq(h_roundtrip(px.port, "GET /size/10 HTTP/1.1\r\nHost: a\r\n\r\n", &r), 0);
+    cr_assert_eq(r.status, 200);
+    h_resp_free(&r);
+    err = h_slurp(px.err_path);
+    cr_assert(strstr(err, ": 1 worker, listening"), "%s", err);
+    free(err);
 }
