@@ -134,7 +134,7 @@ struct cfg_admin {
 
 /* The whole configuration; immutable once loaded, shared read-only. */
 struct cfg {
-    uint32_t workers; /* 0 = number of CPUs */
+    uint32_t workers; /* 0 = one per usable CPU (core/cpus.h) */
     uint32_t shutdown_grace_ms;
     enum cfg_log_level log_level;
     struct cfg_upstream upstream;

@@ -1,7 +1,7 @@
 /*
  * ringproxy: the process. Reads the command line and proxy.json, opens the
  * listeners (so a busy port fails start-up with one clear line), starts the
- * resolver and one worker thread per CPU, then waits for SIGTERM/SIGINT and
+ * resolver and one worker thread per usable CPU, then waits for SIGTERM/SIGINT and
  * lets the workers drain.
  */
 #include <errno.h>
