@@ -42,19 +42,24 @@ unsigned core_cpus_from(unsigned affinity, const char *proc_cgroup, const char *
 {
     unsigned n = affinity ? affinity : 1, limit = 0;
     char dir[PATH_MAX], path[PATH_MAX + 16], line[128];
-    const char *p;
+    const char *p = proc_cgroup;
     size_t len;
 
-    /* cgroup v2: the "0::/path" line; a limit on any ancestor applies too. */
-    if (!proc_cgroup || !(p = strstr(proc_cgroup, "0::/")) || (p != proc_cgroup && p[-1] != '\n'))
+    /* cgroup v2: the "0::/path" line (after v1 lines on a hybrid host). */
+    while (p && strncmp(p, "0::/", 4)) {
+        p = strchr(p, '\n');
+        p = p ? p + 1 : NULL;
+    }
+    if (!p)
         return n;
     p += 3;
     len = strcspn(p, "\n");
+    /* "/" is the mount point itself, as in a container's cgroup namespace. */
+    if (len == 1)
+        len = 0;
     if (snprintf(dir, sizeof(dir), "%s%.*s", cgroup_mount, (int)len, p) >= (int)sizeof(dir))
         return n;
-    if (len == 1)
-        dir[strlen(cgroup_mount)] =
-            '\0'; /* "/": the mount point itself (a cgroup namespace's root) */
+    /* A limit on any ancestor applies too: the smallest wins. */
     for (;;) {
         unsigned c;
 

@@ -907,7 +907,6 @@ static void wb_hdr(struct wbuf *b, struct core_str name, struct core_str value)
     WB_LIT(b, "\r\n");
 }
 
-/* A Host value or absolute-form authority: reg-name, IPv4 or [IPv6], optional :port. */
 static int authority_char(unsigned char ch)
 {
     if ((ch >= '0' && ch <= '9') || ((ch | 0x20) >= 'a' && (ch | 0x20) <= 'z'))
@@ -939,6 +938,7 @@ static int authority_char(unsigned char ch)
     }
 }
 
+/* A Host value or absolute-form authority: reg-name, IPv4 or [IPv6], optional :port. */
 static int valid_authority(struct core_str a)
 {
     if (!a.len)

@@ -89,8 +89,10 @@ Test(core_cpus, namespace_root_and_hybrid_lines, .init = mkroot, .fini = rmroot)
     cr_assert_eq(core_cpus_from(16, "0::/\n", root), 3);
     /* hybrid: v1 lines first, the v2 line last */
     cr_assert_eq(core_cpus_from(16, "4:memory:/x\n1:cpu:/\n0::/\n", root), 3);
-    /* "10::/" is no v2 line */
+    /* "10::/" is no v2 line, nor is "0::/" inside another one */
     cr_assert_eq(core_cpus_from(16, "10::/\n", root), 16);
+    cr_assert_eq(core_cpus_from(16, "1:name=x:/a0::/\n", root), 16);
+    cr_assert_eq(core_cpus_from(16, "1:name=x:/a0::/\n0::/\n", root), 3);
 }
 
 Test(core_cpus, missing_or_broken_files_are_no_limit, .init = mkroot, .fini = rmroot)
