@@ -214,6 +214,25 @@ def parse_wrk(out):
     return None
 
 
+def _wait_perf_attached(perf, limit_s=10.0):
+    """Until perf has its counters open (a cold perf on a busy machine can take
+    over a second), so that the load never starts before counting does."""
+    end = time.monotonic() + limit_s
+    while time.monotonic() < end and perf.poll() is None:
+        try:
+            fds = os.listdir(f"/proc/{perf.pid}/fd")
+        except OSError:
+            break
+        for fd in fds:
+            try:
+                if "perf_event" in os.readlink(f"/proc/{perf.pid}/fd/{fd}"):
+                    time.sleep(0.1)
+                    return
+            except OSError:
+                pass
+        time.sleep(0.05)
+
+
 def parse_perf(path):
     try:
         with open(path) as f:
@@ -247,7 +266,7 @@ def cmd_run(a):
             ["perf", "stat", "-x,", "-e", "raw_syscalls:sys_enter", "-o", perf_out,
              "-p", ",".join(map(str, pids))],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(0.3)  # let perf attach before load starts
+        _wait_perf_attached(perf)
     pcpus = parse_cpus(a.proxy_cpus)
     c0 = cpu_stat(pcpus) if pcpus else None
     t0 = cpu_ticks(pids)
