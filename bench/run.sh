@@ -330,7 +330,7 @@ start_target() { # start_target NAME: 0 when it answers
         local nolog=() workers=1
         [[ -n ${BENCH_RINGPROXY_CONFIG:-} ]] && cp "$BENCH_RINGPROXY_CONFIG" "$dir/conf/proxy.json"
         [[ $name == ringproxy-nolog ]] && nolog=(--no-access-log)
-        # Two workers on the one proxy CPU: what sharding costs (see "Scaling").
+        # Two workers on the one proxy CPU: what more workers than CPUs cost (see "Scaling").
         [[ $name == ringproxy-2w ]] && workers=2
         local under=()
         ((DO_INSTR)) && under=(valgrind -q --tool=callgrind --compress-strings=no --compress-pos=no "--callgrind-out-file=$dir/cg.out")
