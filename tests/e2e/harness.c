@@ -7,12 +7,14 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -39,6 +41,25 @@ long h_now_ms(void)
  * where the origins' and clients' automatic ports live: a port found free
  * here cannot be handed to another test's origin a moment later.
  */
+/* Claim port for this process among all test processes: 1, or 0 when another holds it. */
+static int claim_port(unsigned port)
+{
+    struct sockaddr_un un = {.sun_family = AF_UNIX};
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int n;
+
+    if (fd < 0)
+        return 0;
+    /* sun_path[0] = '\0': the abstract namespace, gone when the process exits */
+    n = snprintf(un.sun_path + 1, sizeof(un.sun_path) - 1, "ringproxy-e2e-port-%u", port);
+    if (bind(fd, (struct sockaddr *)&un,
+             (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)n)) != 0) {
+        close(fd);
+        return 0;
+    }
+    return 1;
+}
+
 unsigned h_free_port(void)
 {
     static _Thread_local unsigned seed;
@@ -58,14 +79,17 @@ unsigned h_free_port(void)
             continue;
         /*
          * Keep the port reserved for this test process: a bound socket that
-         * never listens takes no connections, lets our proxy bind the port
-         * (SO_REUSEPORT, same user), and makes every other test's plain bind
-         * here fail, so two tests running at once never share a port.
+         * never listens takes no connections and lets our proxy bind the port
+         * (SO_REUSEPORT, same user). It does not keep out another test
+         * process doing the same (both may bind with SO_REUSEPORT, and then
+         * two proxies would share the port's connections), so the port is
+         * also claimed by an abstract unix socket name, which only one
+         * process can hold.
          */
         (void)setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
-        ok = bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+        ok = bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 && claim_port(port);
         if (ok)
-            return port; /* fd stays open until the test process exits */
+            return port; /* both stay open until the test process exits */
         close(fd);
     }
     return 0;
