@@ -36,11 +36,6 @@ long h_now_ms(void)
     return (long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/*
- * Ports for the proxy come from below the kernel's ephemeral range (32768+),
- * where the origins' and clients' automatic ports live: a port found free
- * here cannot be handed to another test's origin a moment later.
- */
 /* Claim port for this process among all test processes: 1, or 0 when another holds it. */
 static int claim_port(unsigned port)
 {
@@ -60,6 +55,11 @@ static int claim_port(unsigned port)
     return 1;
 }
 
+/*
+ * Ports for the proxy come from below the kernel's ephemeral range (32768+),
+ * where the origins' and clients' automatic ports live: a port found free
+ * here cannot be handed to another test's origin a moment later.
+ */
 unsigned h_free_port(void)
 {
     static _Thread_local unsigned seed;
