@@ -9,6 +9,8 @@ Subcommands:
   run ...                      one wrk run against a target, appended to a CSV
   idle ...                     idle keep-alive connection memory of one target
   report DIR                   aggregate DIR/raw.csv etc. into the table + chart
+  floor DIR...                 ringproxy ÷ relay pooled over several runs' repetitions
+  instr ...                    instructions per request from a callgrind dump (--instr)
 
 Nothing here asserts timings: every figure is reported, never judged.
 """
@@ -506,6 +508,27 @@ def _paired(raw, size, target):
     return [v[target] / v["relay"] for v in by_rep.values() if target in v and v.get("relay")]
 
 
+def cmd_floor(a):
+    """ringproxy ÷ relay pooled over several result folders: every repetition's
+    paired ratio counts once, so runs of different lengths weigh by their
+    repetitions."""
+    pool = {}
+    for d in a.dirs:
+        raw = _read_csv(os.path.join(d, "raw.csv"))
+        for s in {r["size"] for r in raw}:
+            pool.setdefault(s, []).extend(_paired(raw, s, "ringproxy"))
+    print("| body | ringproxy ÷ relay | middle half | range | repetitions | at or below 1.10 |")
+    print("|---:|---:|---|---|---:|---:|")
+    for s in sorted(pool, key=_size_key):
+        v = sorted(pool[s])
+        if not v:
+            continue
+        n = len(v)
+        print(f"| {s} | {statistics.median(v):.2f} | {v[n // 4]:.2f}–{v[(3 * n) // 4]:.2f} "
+              f"| {v[0]:.2f}–{v[-1]:.2f} | {n} | {sum(1 for x in v if x <= 1.10)} |")
+    return 0
+
+
 def cmd_report(a):
     d = a.dir
     raw = _read_csv(os.path.join(d, "raw.csv"))
@@ -781,6 +804,7 @@ def main():
         p.add_argument("--" + k, type=int, required=dflt is None, default=dflt)
     p.set_defaults(f=cmd_idle)
     p = sp.add_parser("report"); p.add_argument("dir"); p.set_defaults(f=cmd_report)
+    p = sp.add_parser("floor"); p.add_argument("dirs", nargs="+"); p.set_defaults(f=cmd_floor)
     p = sp.add_parser("instr"); p.add_argument("--target"); p.add_argument("--size")
     p.add_argument("--requests", type=int); p.add_argument("--dump"); p.add_argument("--out")
     p.set_defaults(f=cmd_instr)
