@@ -13,7 +13,6 @@
 #include "http/proxy.h"
 
 #include <errno.h>
-#include <limits.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1836,13 +1835,11 @@ static void log_flush(struct http_worker *w)
 
     if (!w->log_writing && log_out_pending(w->lo)) {
         /*
-         * A pipe gets at most PIPE_BUF bytes per write: such a write is
-         * atomic, so the lines of workers sharing the pipe never interleave,
-         * and it is cheaper even for a lone worker, measured: 64 KiB runs
-         * cost about 1 us more per request (docs/performance.md). A file,
-         * opened O_APPEND, takes larger runs.
+         * Several workers share a stdout pipe: a write of at most PIPE_BUF
+         * bytes is atomic, so their lines never interleave. A lone worker
+         * (or a file, opened O_APPEND) can write larger runs.
          */
-        size_t chunk = w->sh->stdout_is_pipe ? PIPE_BUF : 65536;
+        size_t chunk = w->sh->stdout_is_pipe && w->sh->nworkers > 1 ? 4096 : 65536;
 
         /*
          * One write per many lines, not per line: a pipe write wakes the
