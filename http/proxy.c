@@ -911,7 +911,7 @@ static int authority_char(unsigned char ch)
 {
     if ((ch >= '0' && ch <= '9') || ((ch | 0x20) >= 'a' && (ch | 0x20) <= 'z'))
         return 1;
-    /* unreserved, sub-delims, pct-encoded, port and IP-literal bytes: one bit test */
+    /* unreserved, sub-delims, pct-encoded, port and IP-literal bytes (gcc makes this a bit test) */
     switch (ch) {
     case '-':
     case '.':

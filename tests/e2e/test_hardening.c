@@ -475,8 +475,7 @@ REJECTS(two_hosts_is_400, 400, "GET / HTTP/1.1\r\nHost: a\r\nhost: b\r\n\r\n")
 REJECTS(host_with_space_is_400, 400, "GET / HTTP/1.1\r\nHost: exa mple.com\r\n\r\n")
 REJECTS(host_with_slash_is_400, 400, "GET / HTTP/1.1\r\nHost: a.example/evil\r\n\r\n")
 
-/* Every byte in a Host value: RFC 3986 reg-name, IP-literal and port bytes pass, all else is 400.
- */
+/* Every byte in a Host value: reg-name, IP-literal and port bytes pass, all else is 400. */
 Test(e2e_hardening, host_value_bytes, .init = up, .fini = down)
 {
     static const char ok[] = "-._~!$&'()*+,;=%:[]";
