@@ -264,6 +264,18 @@ static int serve(struct conn *c)
                      arg);
         if (send_all(c->fd, resp, (size_t)n) < 0 || (!is_head && send_pattern(c->fd, arg, 0) < 0))
             keep = 0;
+    } else if (sscanf(head, "%*s /asset/%lu ", &arg) == 1) {
+        /* The head a static file server sends (nginx's fields, in its order). */
+        n = snprintf(resp, sizeof(resp),
+                     "HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\n"
+                     "Date: Fri, 27 Nov 2026 10:00:00 GMT\r\n"
+                     "Content-Type: application/octet-stream\r\nContent-Length: %lu\r\n"
+                     "Last-Modified: Thu, 26 Nov 2026 09:00:00 GMT\r\n"
+                     "Connection: keep-alive\r\nETag: \"6a1f3c40-%lx\"\r\n"
+                     "Accept-Ranges: bytes\r\n\r\n",
+                     arg, arg);
+        if (send_all(c->fd, resp, (size_t)n) < 0 || (!is_head && send_pattern(c->fd, arg, 0) < 0))
+            keep = 0;
     } else if (sscanf(head, "%*s /chunked/%lu ", &arg) == 1) {
         n = snprintf(resp, sizeof(resp),
                      "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: "

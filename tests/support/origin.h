@@ -2,6 +2,7 @@
  * A small HTTP/1.1 origin for tests and the demo: thread per connection,
  * keep-alive, Content-Length and chunked request bodies. Routes:
  *   GET  /size/N        N bytes ('a'..'z' repeating), Content-Length
+ *   GET  /asset/N       N bytes with the head nginx sends for a static file
  *   GET  /chunked/N     N bytes, chunked in pieces of up to 1000 bytes
  *   GET  /eof/N         N bytes, no length, connection closed after
  *   GET  /status/NNN    empty body with that status (204/304 without body)
