@@ -64,6 +64,7 @@ static const struct req mix[] = {
 };
 
 static unsigned proxy_port;
+static atomic_int proxy_pid; /* the watchdog reads it */
 static unsigned rounds = 20;
 static atomic_uint done_reqs;
 static atomic_int failed;
@@ -287,6 +288,8 @@ static void *watchdog(void *arg)
     (void)arg;
     sleep(DEADLINE_S);
     fprintf(stderr, "%s: no end after %d s\n", argv0, DEADLINE_S);
+    if (proxy_pid > 0)
+        kill(proxy_pid, SIGKILL);
     _exit(1);
 }
 
@@ -296,7 +299,6 @@ int main(int argc, char **argv)
     pthread_t th[CLIENTS], dr, wd;
     struct origin *o;
     int logp[2], st, up;
-    pid_t pid;
 
     if (argc < 2 || argc > 3 || argv[1][0] == '-') {
         fprintf(stderr, "usage: %s RINGPROXY [ROUNDS]\n", argv0);
@@ -316,8 +318,10 @@ int main(int argc, char **argv)
     if (!proxy_port || pipe2(logp, O_CLOEXEC) < 0)
         return fail("no port or pipe", NULL), 1;
 
-    pid = fork();
-    if (pid == 0) {
+    proxy_pid = fork();
+    if (proxy_pid < 0)
+        return fail("fork", NULL), 1;
+    if (proxy_pid == 0) {
         dup2(logp[1], STDOUT_FILENO);
         execl(argv[1], argv[1], "--listen", listen, "--upstream", upstream, "--admin", admin,
               "--workers", "1", "--config", "/nonexistent", (char *)NULL);
@@ -331,9 +335,9 @@ int main(int argc, char **argv)
     for (int i = 0;; i++) {
         if ((up = dial(proxy_port)) >= 0)
             break;
-        if (waitpid(pid, &st, WNOHANG) == pid || i == 500) {
+        if (waitpid(proxy_pid, &st, WNOHANG) == proxy_pid || i == 500) {
             fail("the proxy did not start", argv[1]);
-            kill(pid, SIGKILL);
+            kill(proxy_pid, SIGKILL);
             return 1;
         }
         usleep(10000);
@@ -345,8 +349,8 @@ int main(int argc, char **argv)
     for (unsigned i = 0; i < CLIENTS; i++)
         pthread_join(th[i], NULL);
 
-    kill(pid, SIGTERM);
-    if (waitpid(pid, &st, 0) != pid || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
+    kill(proxy_pid, SIGTERM);
+    if (waitpid(proxy_pid, &st, 0) != proxy_pid || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
         fail("the proxy did not exit cleanly", NULL);
     pthread_join(dr, NULL);
     origin_stop(o);
