@@ -27,7 +27,9 @@
 #                            by bench/pgo-build.sh, as the container image is built)
 #   BENCH_PGO [auto]         PGO mode of that build: auto, require or off
 #   BENCH_RINGPROXY []       use this ringproxy binary instead of building
-#   BENCH_RINGPROXY_CONFIG [] a proxy.json for ringproxy (default: none = built-in defaults)
+#   BENCH_RINGPROXY_CONFIG [bench/conf/ringproxy.json]  a proxy.json for ringproxy (the
+#                            default logs the peers' 18 fields; with BENCH_LOG_STYLE=native:
+#                            none, built-in defaults)
 #   BENCH_LOG_STYLE [json]   json: nginx and HAProxy log the contract's fields as
 #                            JSON lines like ringproxy; native: combined / option httplog
 #   BENCH_NGINX_LOG_BUFFER ["buffer=64k flush=1s"]  nginx access_log buffering
@@ -322,7 +324,12 @@ start_target() { # start_target NAME: 0 when it answers
         [[ -n $RINGPROXY ]] || return 1
         mkdir -p "$dir/conf"
         local nolog=() workers=1
-        [[ -n ${BENCH_RINGPROXY_CONFIG:-} ]] && cp "$BENCH_RINGPROXY_CONFIG" "$dir/conf/proxy.json"
+        # The same 18 JSON fields as nginx's and HAProxy's log formats (the default list has 8 more).
+        if [[ -n ${BENCH_RINGPROXY_CONFIG:-} ]]; then
+            cp "$BENCH_RINGPROXY_CONFIG" "$dir/conf/proxy.json"
+        elif [[ $LOG_STYLE == json ]]; then
+            cp "$BENCH/conf/ringproxy.json" "$dir/conf/proxy.json"
+        fi
         [[ $name == ringproxy-nolog ]] && nolog=(--no-access-log)
         # Two workers on the one proxy CPU: what more workers than CPUs cost (see "Scaling").
         [[ $name == ringproxy-2w ]] && workers=2
@@ -407,6 +414,7 @@ fi
     echo "- pinning: wrk + origin + log readers on CPU ${LOAD_CPUS:-(none)}, each proxy on CPU ${PROXY_CPUS:-(none)}; nice ${BENCH_NICE:-0}"
     echo "- wrk -t$THREADS -c$CONNS -d${DURATION}s keep-alive; $REPS interleaved repetitions, median shown; warm-up ${WARMUP}s"
     echo "- access logs: ${LOG_STYLE} lines on stdout piped to \`cat >/dev/null\` (nginx ${NGINX_LOG_BUFFER:-unbuffered}); *-nolog rows: access log off (ringproxy-nolog: --no-access-log)"
+    echo "- ringproxy's proxy.json: ${BENCH_RINGPROXY_CONFIG:-$([[ $LOG_STYLE == json ]] && echo "bench/conf/ringproxy.json (the peers' 18 log fields)" || echo "none (built-in defaults)")}"
     echo "- CPU µs/req: user+sys of the proxy's process tree (/proc/PID/stat) over the run ÷ completed requests; syscalls/req: $(if ((PERF_OK)); then echo "separate ${SYSCALL_DURATION}s run under perf stat -e raw_syscalls:sys_enter"; else echo 'n/a (perf unavailable)'; fi); peak RSS: VmHWM summed over the tree, reset before each run"
 } >"$RES/meta.md"
 
