@@ -76,7 +76,7 @@ configure generate "$@"
 find "$dir" -name '*.gcda' -delete
 run meson compile -C "$dir" ringproxy ringproxy-pgo-train
 say "training"
-if ! "$dir/bench/ringproxy-pgo-train" "$dir/ringproxy" 40 >"$tlog" 2>&1; then
+if ! "$dir/bench/ringproxy-pgo-train" "$dir/ringproxy" 10 >"$tlog" 2>&1; then
     tail -n 5 "$tlog" >&2
     if [[ $mode == require ]]; then
         say "training failed (PGO=require)"

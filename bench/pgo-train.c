@@ -3,7 +3,7 @@
  * (bench/pgo-build.sh). It starts the test origin in-process, runs the
  * ringproxy binary it is given in front of it (one worker, built-in
  * defaults, access log on into a pipe that a thread drains, as the bench
- * drains it), and sends a fixed mix of keep-alive requests from a few client
+ * drains it), and sends a fixed mix of keep-alive requests from 32 client
  * threads: static-file GETs of 13 B to 1 MiB with nginx's response head,
  * curl-like and browser-like request heads, HEAD, a POST with a body, chunked
  * responses, 304s and 404-like answers. Every response is checked; any
@@ -33,7 +33,8 @@
 
 #include "tests/support/origin.h"
 
-#define CLIENTS 8
+/* Enough concurrent connections that the loop's batching paths are the trained ones. */
+#define CLIENTS 32
 #define DEADLINE_S 120
 #define IO_TIMEOUT_MS 10000
 
@@ -65,7 +66,7 @@ static const struct req mix[] = {
 
 static unsigned proxy_port;
 static atomic_int proxy_pid; /* the watchdog reads it */
-static unsigned rounds = 20;
+static unsigned rounds = 10;
 static atomic_uint done_reqs;
 static atomic_int failed;
 static const char *argv0 = "ringproxy-pgo-train";
