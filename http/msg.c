@@ -32,14 +32,6 @@ enum chunk_state {
     CS_COUNT
 };
 
-/* Bytes that end or break a head line: CR, LF, control bytes but HTAB, DEL. */
-static const uint8_t line_special[256] = {
-    [0x00] = 1, [0x01] = 1, [0x02] = 1, [0x03] = 1, [0x04] = 1, [0x05] = 1, [0x06] = 1, [0x07] = 1,
-    [0x08] = 1, [0x0a] = 1, [0x0b] = 1, [0x0c] = 1, [0x0d] = 1, [0x0e] = 1, [0x0f] = 1, [0x10] = 1,
-    [0x11] = 1, [0x12] = 1, [0x13] = 1, [0x14] = 1, [0x15] = 1, [0x16] = 1, [0x17] = 1, [0x18] = 1,
-    [0x19] = 1, [0x1a] = 1, [0x1b] = 1, [0x1c] = 1, [0x1d] = 1, [0x1e] = 1, [0x1f] = 1, [0x7f] = 1,
-};
-
 static int is_ctl(unsigned char c)
 {
     return (c < 0x20 && c != '\t') || c == 0x7f;
@@ -49,50 +41,94 @@ static int is_ctl(unsigned char c)
 #define HIGHS UINT64_C(0x8080808080808080)
 
 /*
- * How many of the n bytes at p are plain line bytes (not line_special).
- * Sixteen at a time with SSE2 (every x86-64 has it), else eight at a time
- * (a word with no byte below 0x20 and none equal to 0x7f, Hacker's Delight
- * 6-1); the first flagged byte is looked at on its own, since it may be a
- * TAB.
+ * Bit i set when p[i] is a control byte (TAB included) or DEL: the only bytes
+ * that can end or break a head line. Sixteen at once with SSE2 (every x86-64
+ * has it).
  */
-static size_t plain_run(const char *p, size_t n)
+static inline unsigned ctl_mask16(const char *p)
 {
-    size_t i = 0;
-
 #ifdef __SSE2__
-    while (n - i >= 16) {
-        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(p + i));
-        __m128i ctl = _mm_cmpeq_epi8(_mm_min_epu8(v, _mm_set1_epi8(0x1f)), v);
-        int mask = _mm_movemask_epi8(_mm_or_si128(ctl, _mm_cmpeq_epi8(v, _mm_set1_epi8(0x7f))));
+    __m128i v = _mm_loadu_si128((const __m128i *)(const void *)p);
+    __m128i ctl = _mm_cmpeq_epi8(_mm_min_epu8(v, _mm_set1_epi8(0x1f)), v);
 
-        if (!mask) {
-            i += 16;
-            continue;
-        }
-        i += (size_t)__builtin_ctz((unsigned)mask);
-        if (line_special[(unsigned char)p[i]])
-            return i;
-        i++;
-    }
+    return (unsigned)_mm_movemask_epi8(_mm_or_si128(ctl, _mm_cmpeq_epi8(v, _mm_set1_epi8(0x7f))));
 #else
-    while (n - i >= 8) {
-        uint64_t v, del;
+    unsigned m = 0;
 
-        memcpy(&v, p + i, 8);
-        del = v ^ (ONES * 0x7f);
-        if (!((((v - ONES * 0x20) & ~v) | ((del - ONES) & ~del)) & HIGHS)) {
-            i += 8;
-            continue;
-        }
-        for (size_t lim = i + 8; i < lim; i++)
-            if (line_special[(unsigned char)p[i]])
-                return i;
-    }
+    for (unsigned i = 0; i < 16; i++)
+        m |= (unsigned)((unsigned char)p[i] < 0x20 || p[i] == 0x7f) << i;
+    return m;
 #endif
-    for (; i < n; i++)
-        if (line_special[(unsigned char)p[i]])
-            return i;
-    return n;
+}
+
+/*
+ * The common case, inside a line: take plain bytes and line ends (CRLF and a
+ * token byte, the first of the next field line) from the lim bytes at p
+ * (lim >= 16), sixteen bytes a step; a TAB is plain. A line end followed by
+ * CRLF ends the head: *ret_done is set, and what is returned includes it.
+ * Stops before any other control byte, CR or DEL, and before a CRLF followed
+ * by anything else, for the byte-wise machine to judge. *line_len (the
+ * current line's bytes so far) and *lines follow what was taken. Returns the
+ * bytes taken, or -414 / -431 when a line or the line count breaks its limit.
+ */
+static long scan_lines(const char *p, size_t lim, const struct http_limits *l, uint32_t *line_len,
+                       uint32_t *lines, int *ret_done)
+{
+    ptrdiff_t start = -(ptrdiff_t)*line_len; /* where the current line began */
+    uint32_t nl = *lines;
+    const uint64_t max_lines = (uint64_t)l->max_lines + 1;
+    const size_t max_line = l->max_line;
+    size_t cap = nl ? max_line : l->max_first_line;
+    size_t i = 0, stop = lim;
+    int end = 0;
+
+    while (i < lim) {
+        /* The last step looks at the final 16 bytes, those before i masked off. */
+        size_t at = lim - i >= 16 ? i : lim - 16;
+        unsigned m = ctl_mask16(p + at) & (~0u << (i - at));
+
+        i = at + 16;
+        while (m) {
+            size_t k = at + (size_t)__builtin_ctz(m);
+
+            m &= m - 1;
+            if (p[k] == '\t')
+                continue;
+            stop = k;
+            if (lim - k < 3 || memcmp(p + k, "\r\n", 2) != 0)
+                goto out;
+            if (!http_tchar[(unsigned char)p[k + 2]]) {
+                if (lim - k < 4 || memcmp(p + k + 2, "\r\n", 2) != 0)
+                    goto out;
+                end = 1;
+            }
+            if ((size_t)((ptrdiff_t)k - start) > cap)
+                return nl ? -431 : -414;
+            if (++nl > max_lines)
+                return -431;
+            if (end) {
+                *line_len = (uint32_t)((ptrdiff_t)k - start);
+                *lines = nl;
+                *ret_done = 1;
+                return (long)k + 4;
+            }
+            cap = max_line;
+            start = (ptrdiff_t)k + 2;
+            if (k + 3 >= at + 16) {
+                /* The line end reaches past this step: go on after it. */
+                i = k + 3;
+                break;
+            }
+            m &= ~0u << (k + 3 - at); /* the LF and the token byte */
+        }
+        stop = lim;
+    }
+out:
+    if ((size_t)((ptrdiff_t)stop - start) > cap)
+        return nl ? -431 : -414;
+    *line_len = (uint32_t)((ptrdiff_t)stop - start);
+    *lines = nl;
+    return (long)stop;
 }
 
 long http_scan(struct http_scan *s, const struct http_limits *l, const char *p, size_t n,
@@ -110,40 +146,31 @@ long http_scan(struct http_scan *s, const struct http_limits *l, const char *p, 
 
     *ret_done = 0;
     for (i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)p[i];
+        unsigned char c;
 
+        if (state == SC_LINE) {
+            /* len <= max_head here: take at most what the head limit leaves. */
+            size_t lim = n - i < l->max_head - len ? n - i : l->max_head - len;
+
+            if (lim >= 16) {
+                long r = scan_lines(p + i, lim, l, &line_len, &lines, ret_done);
+
+                if (r < 0)
+                    return r;
+                i += (size_t)r;
+                len += (uint32_t)r;
+                if (*ret_done) {
+                    state = SC_END_CR;
+                    ret = (long)i;
+                    goto out;
+                }
+                if (i == n)
+                    break;
+            }
+        }
+        c = (unsigned char)p[i];
         if (++len > l->max_head)
             return lines == 0 && state == SC_LINE ? -414 : -431;
-        if (state == SC_LINE && !line_special[c]) {
-            /*
-             * The common case, in a line: skip plain bytes in one run, then
-             * check the limits once for the whole run.
-             */
-            size_t j = i + 1 + plain_run(p + i + 1, n - i - 1);
-            uint32_t cap = lines ? l->max_line : l->max_first_line;
-
-            len += (uint32_t)(j - i - 1);
-            line_len += (uint32_t)(j - i);
-            if (len > l->max_head)
-                return lines == 0 ? -414 : -431;
-            if (line_len > cap)
-                return lines ? -431 : -414;
-            /*
-             * The line ends in CRLF and a field name starts the next one: take
-             * the three bytes here rather than through three states.
-             */
-            if (n - j >= 3 && p[j] == '\r' && p[j + 1] == '\n' &&
-                http_tchar[(unsigned char)p[j + 2]] && len + 3 <= l->max_head) {
-                if (++lines > l->max_lines + 1)
-                    return -431;
-                len += 3;
-                line_len = 1;
-                i = j + 2;
-                continue;
-            }
-            i = j - 1;
-            continue;
-        }
         switch (state) {
         case SC_START:
             if (c == '\r') {

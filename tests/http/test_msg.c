@@ -1018,6 +1018,44 @@ Test(http_msg, scan_long_lines_every_offset)
     }
 }
 
+/*
+ * Line ends and the head's end at every position against the scanner's
+ * 16-byte steps, with the head, line and line-count limits exact and one
+ * short.
+ */
+Test(http_msg, scan_line_ends_at_every_offset)
+{
+    char buf[256];
+    int done;
+
+    for (int a = 0; a < 40; a++) {
+        for (int b = 0; b < 20; b++) {
+            int n = snprintf(buf, sizeof(buf), "GET / HTTP/1.1\r\nX-A: %.*s\r\nB: %.*s\r\n\r\n", a,
+                             "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", b,
+                             "bbbbbbbbbbbbbbbbbbbbbbbb");
+            struct http_limits l = lim;
+            uint32_t longest = (uint32_t)(5 + a > 3 + b ? 5 + a : 3 + b); /* field lines only */
+
+            cr_assert_eq(scan_all_ways(&l, buf, (size_t)n, &done), n, "a=%d b=%d", a, b);
+            cr_assert_eq(done, 1);
+            l.max_head = (uint32_t)n;
+            cr_assert_eq(scan_all_ways(&l, buf, (size_t)n, &done), n);
+            l.max_head = (uint32_t)n - 1;
+            assert_rejects(&l, buf, (size_t)n, -431);
+            l = lim;
+            l.max_line = longest;
+            cr_assert_eq(scan_all_ways(&l, buf, (size_t)n, &done), n);
+            l.max_line = longest - 1;
+            assert_rejects(&l, buf, (size_t)n, -431);
+            l = lim;
+            l.max_lines = 2;
+            cr_assert_eq(scan_all_ways(&l, buf, (size_t)n, &done), n);
+            l.max_lines = 1;
+            assert_rejects(&l, buf, (size_t)n, -431);
+        }
+    }
+}
+
 /* obs-text (bytes >= 0x80) is plain in a line, in the block scanner too. */
 Test(http_msg, scan_high_bytes_are_plain)
 {
