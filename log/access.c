@@ -75,16 +75,21 @@ enum log_how {
     LH_RESP_HDR /* sent_http_<name> */
 };
 
+/*
+ * 24 bytes, so a line's ops span few cache lines: between two lines the
+ * kernel's TCP work has evicted them, and each line reads them all.
+ */
 struct log_op {
-    unsigned char how;  /* enum log_how */
-    unsigned short off; /* of the value in struct log_access_rec */
-    const char *key;    /* separator, key and ':' ready to copy */
-    size_t keylen;
-    const char *label; /* the bare key inside key, to find duplicates */
-    size_t labellen;
+    const char *key; /* separator, key and ':' ready to copy */
     const char *hdr; /* header name as configured, for LH_*_HDR */
-    size_t hdrlen;
+    uint16_t keylen;
+    uint16_t hdrlen;
+    uint16_t off; /* of the value in struct log_access_rec */
+    uint8_t how;  /* enum log_how */
 };
+
+/* Keys are made of a label of at most this many bytes and 4 around it. */
+#define LOG_LABEL_MAX (UINT16_MAX - 4)
 
 _Static_assert(sizeof(struct log_access_rec) <= UINT16_MAX, "log_op.off is 16 bits");
 
@@ -883,6 +888,17 @@ static size_t log_hdr_label(char *dst, const char *prefix, const char *name)
     return n;
 }
 
+/* The bare label inside an op's key, to find duplicates. */
+static struct core_str log_op_label(const struct log_fmt *f, const struct log_op *op)
+{
+    if (f->format == CFG_LOG_JSON)
+        return (struct core_str){op->key + 2, op->keylen - 4u};
+    /* LTSV: "label:" for the first op, "\tlabel:" after it; a label has no TAB. */
+    if (op->key[0] == '\t')
+        return (struct core_str){op->key + 1, op->keylen - 2u};
+    return (struct core_str){op->key, op->keylen - 1u};
+}
+
 /*
  * Append one op whose label was just written at pool + 2 (room for the
  * separator and quote before it). A label already present is skipped: the
@@ -897,9 +913,12 @@ static char *log_fmt_add(struct log_fmt *f, char *pool, size_t labellen, enum lo
     struct log_op *op;
     char *k = pool;
 
-    for (size_t i = 0; i < f->nops; i++)
-        if (f->ops[i].labellen == labellen && memcmp(f->ops[i].label, label, labellen) == 0)
+    for (size_t i = 0; i < f->nops; i++) {
+        struct core_str l = log_op_label(f, &f->ops[i]);
+
+        if (l.len == labellen && memcmp(l.p, label, labellen) == 0)
             return pool;
+    }
 
     /* Build "<sep><quote>label<quote>:" in place around the label. */
     if (json) {
@@ -909,21 +928,19 @@ static char *log_fmt_add(struct log_fmt *f, char *pool, size_t labellen, enum lo
         label[labellen + 1] = ':';
         op = &f->ops[f->nops];
         op->key = k;
-        op->keylen = labellen + 4;
+        op->keylen = (uint16_t)(labellen + 4);
     } else {
         /* No quotes in LTSV: TAB, label, ':' from k + 1; the first has no TAB. */
         k[1] = f->nops == 0 ? '\0' : '\t';
         label[labellen] = ':';
         op = &f->ops[f->nops];
         op->key = f->nops == 0 ? label : k + 1;
-        op->keylen = labellen + 1 + (f->nops == 0 ? 0 : 1);
+        op->keylen = (uint16_t)(labellen + 1 + (f->nops == 0 ? 0 : 1));
     }
-    op->how = (unsigned char)how;
-    op->off = (unsigned short)off;
-    op->label = label;
-    op->labellen = labellen;
+    op->how = (uint8_t)how;
+    op->off = (uint16_t)off;
     op->hdr = hdr;
-    op->hdrlen = hdr ? strlen(hdr) : 0;
+    op->hdrlen = (uint16_t)(hdr ? strlen(hdr) : 0);
     f->nops++;
     return pool + labellen + 4;
 }
@@ -939,10 +956,17 @@ struct log_fmt *log_fmt_new(const struct cfg_access_log *c)
     /* Each op takes at most 4 bytes around its label: sep, 2 quotes, ':'. */
     for (size_t i = 0; i < nfields; i++)
         pool += strlen(cfg_field_name(c->fields[i])) + 4;
-    for (size_t i = 0; i < c->nrequest_headers; i++)
+    for (size_t i = 0; i < c->nrequest_headers; i++) {
+        /* cfg/ allows far shorter names; the ops' lengths are 16 bits */
+        if (strlen(c->request_headers[i]) > LOG_LABEL_MAX - sizeof("sent_http_"))
+            goto fail;
         pool += 2 * strlen(c->request_headers[i]) + sizeof("http_") + 4;
-    for (size_t i = 0; i < c->nresponse_headers; i++)
+    }
+    for (size_t i = 0; i < c->nresponse_headers; i++) {
+        if (strlen(c->response_headers[i]) > LOG_LABEL_MAX - sizeof("sent_http_"))
+            goto fail;
         pool += 2 * strlen(c->response_headers[i]) + sizeof("sent_http_") + 4;
+    }
 
     f = calloc(1, sizeof(*f) + nmax * sizeof(f->ops[0]) + pool);
     if (!f)

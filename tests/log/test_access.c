@@ -626,7 +626,14 @@ Test(log_access, duplicate_field_written_once)
     struct log_access_rec r = rec_full();
     size_t n = fmt_line(&c, &r);
     const char *want = "{\"status\":200,\"bytes\":1234}\n";
+    enum cfg_field fld2[] = {CFG_F_STATUS, CFG_F_BYTES, CFG_F_BYTES, CFG_F_STATUS};
 
+    cr_assert_eq(n, strlen(want));
+    cr_assert_arr_eq(line, want, n);
+    /* LTSV: the first key has no TAB before it, the others do; both are found */
+    c = cfg_fields(CFG_LOG_LTSV, fld2, 4);
+    n = fmt_line(&c, &r);
+    want = "status:200\tbytes:1234\n";
     cr_assert_eq(n, strlen(want));
     cr_assert_arr_eq(line, want, n);
 }
