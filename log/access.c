@@ -88,6 +88,8 @@ struct log_op {
     uint8_t how;  /* enum log_how */
 };
 
+_Static_assert(sizeof(struct log_op) <= 24, "a log_op stays small");
+
 /* Keys are made of a label of at most this many bytes and 4 around it. */
 #define LOG_LABEL_MAX (UINT16_MAX - 4)
 

@@ -857,6 +857,34 @@ Test(log_access, fmt_free_null)
     log_fmt_free(NULL);
 }
 
+/* Header names too long for the ops' 16-bit lengths are refused, not cut (cfg/ never gets there).
+ */
+Test(log_access, fmt_refuses_oversized_header_name)
+{
+    size_t len = 70000;
+    char *name = malloc(len + 1);
+    char *names[] = {name};
+    enum cfg_field fld[] = {CFG_F_STATUS};
+    struct cfg_access_log c = cfg_fields(CFG_LOG_JSON, fld, 1);
+
+    cr_assert_not_null(name);
+    memset(name, 'a', len);
+    name[len] = '\0';
+    c.request_headers = names;
+    c.nrequest_headers = 1;
+    cr_assert_null(log_fmt_new(&c));
+    c.request_headers = NULL;
+    c.nrequest_headers = 0;
+    c.response_headers = names;
+    c.nresponse_headers = 1;
+    cr_assert_null(log_fmt_new(&c));
+    name[1000] = '\0'; /* still longer than cfg/ allows, but within the ops' lengths */
+    struct log_fmt *f = log_fmt_new(&c);
+    cr_assert_not_null(f);
+    log_fmt_free(f);
+    free(name);
+}
+
 /* The fmt keeps its own copy of header names: the cfg may go first. */
 Test(log_access, fmt_outlives_cfg)
 {
