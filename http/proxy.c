@@ -45,10 +45,10 @@
 #define LOG_DELAY_MS 4 /* longest an access-log line waits for company */
 /*
  * Longest access-log write of a lone worker. Runs of 16 and 32 KiB were 6
- * points of the 13 B floor ratio cheaper than 64 KiB in two sets each
- * (docs/performance.md): the ring drains, and starts over at its front,
- * more often, so its lines stay in cache. 4 KiB runs cost more than they
- * save in reader wake-ups.
+ * points of the 13 B floor ratio cheaper than 64 KiB in two sets each, and
+ * 4 KiB runs cost more than they save in reader wake-ups; why the middle
+ * pays is not settled (where in the buffer lines go made no difference):
+ * docs/performance.md, "Where the access log's cost lies".
  */
 #define LOG_RUN_MAX (32 * 1024)
 
