@@ -148,9 +148,44 @@ void core_bufring_flush(struct core_bufring *b)
     }
 }
 
+/*
+ * A block's reference count lives in front of it; 16 bytes keep the block
+ * itself as aligned as malloc's memory.
+ */
+struct blk_hdr {
+    union {
+        uint32_t refs;
+        struct blk_hdr *next; /* on the free list */
+    };
+    char pad[8];
+};
+_Static_assert(sizeof(struct blk_hdr) == 16, "block header");
+
+static inline struct blk_hdr *hdr_of(void *blk)
+{
+    return (struct blk_hdr *)blk - 1;
+}
+
 void core_pool_init(struct core_pool *p, size_t blksz, unsigned max_free_blks)
 {
     *p = (struct core_pool){.blksz = blksz, .max_free_blks = max_free_blks};
+#ifdef CORE_FAULT_INJECT
+    {
+        const char *e = getenv("RINGPROXY_FAULT_ALLOC_EVERY");
+        p->fault_every = e ? (uint32_t)strtoul(e, NULL, 10) : 0;
+    }
+#endif
+}
+
+/* Test builds: does this allocation fail? */
+static inline int fault(struct core_pool *p)
+{
+#ifdef CORE_FAULT_INJECT
+    return p->fault_every && ++p->fault_count % p->fault_every == 0;
+#else
+    (void)p;
+    return 0;
+#endif
 }
 
 void core_pool_exit(struct core_pool *p)
@@ -161,9 +196,9 @@ void core_pool_exit(struct core_pool *p)
         free(s);
     }
     while (p->free_blks) {
-        void *b = p->free_blks;
-        p->free_blks = *(void **)b;
-        free(b);
+        struct blk_hdr *h = p->free_blks;
+        p->free_blks = h->next;
+        free(h);
     }
 }
 
@@ -171,6 +206,8 @@ struct core_seg *core_seg_new(struct core_pool *p)
 {
     struct core_seg *s = p->free_segs;
 
+    if (fault(p))
+        return NULL;
     if (s) {
         p->free_segs = s->next;
         return s;
@@ -186,26 +223,40 @@ void core_seg_free(struct core_pool *p, struct core_seg *s)
 
 void *core_blk_get(struct core_pool *p)
 {
-    void *b = p->free_blks;
+    struct blk_hdr *h = p->free_blks;
 
-    if (b) {
-        p->free_blks = *(void **)b;
+    if (fault(p))
+        return NULL;
+    if (h) {
+        p->free_blks = h->next;
         p->nfree_blks--;
-        return b;
+    } else if (!(h = malloc(sizeof(*h) + p->blksz))) {
+        return NULL;
     }
-    return malloc(p->blksz);
+    h->refs = 1;
+    return h + 1;
+}
+
+void core_blk_ref(void *blk)
+{
+    hdr_of(blk)->refs++;
 }
 
 void core_blk_put(struct core_pool *p, void *blk)
 {
+    struct blk_hdr *h;
+
     if (!blk)
         return;
+    h = hdr_of(blk);
+    if (--h->refs)
+        return;
     if (p->nfree_blks >= p->max_free_blks) {
-        free(blk);
+        free(h);
         return;
     }
-    *(void **)blk = p->free_blks;
-    p->free_blks = blk;
+    h->next = p->free_blks;
+    p->free_blks = h;
     p->nfree_blks++;
 }
 
@@ -217,8 +268,15 @@ void core_segq_init(struct core_segq *q)
     q->nring = 0;
 }
 
+static void segq_append(struct core_segq *q, struct core_seg *s)
+{
+    *q->tailp = s;
+    q->tailp = &s->next;
+    q->bytes += s->len;
+}
+
 int core_segq_push(struct core_segq *q, struct core_pool *p, struct core_bufring *b,
-                   const char *ptr, size_t len, int bid)
+                   const char *ptr, size_t len, uint16_t bid)
 {
     struct core_seg *s;
 
@@ -228,14 +286,66 @@ int core_segq_push(struct core_segq *q, struct core_pool *p, struct core_bufring
     if (!s)
         return -ENOMEM;
     *s = (struct core_seg){.p = ptr, .len = (uint32_t)len, .bid = bid};
-    if (bid >= 0) {
-        core_buf_ref(b, (uint16_t)bid);
-        q->nring++;
-    }
-    *q->tailp = s;
-    q->tailp = &s->next;
-    q->bytes += len;
+    core_buf_ref(b, bid);
+    q->nring++;
+    segq_append(q, s);
     return 0;
+}
+
+int core_segq_push_blk(struct core_segq *q, struct core_pool *p, const char *ptr, size_t len,
+                       void *blk)
+{
+    struct core_seg *s;
+
+    if (!len)
+        return 0;
+    s = core_seg_new(p);
+    if (!s)
+        return -ENOMEM;
+    *s = (struct core_seg){.p = ptr, .len = (uint32_t)len, .bid = -1, .blk = blk};
+    core_blk_ref(blk);
+    segq_append(q, s);
+    return 0;
+}
+
+static void seg_release(struct core_segq *q, struct core_pool *p, struct core_bufring *b,
+                        struct core_seg *s)
+{
+    if (s->bid >= 0) {
+        core_buf_release(b, (uint16_t)s->bid);
+        q->nring--;
+    } else {
+        core_blk_put(p, s->blk);
+    }
+    core_seg_free(p, s);
+}
+
+void core_segq_truncate(struct core_segq *q, struct core_pool *p, struct core_bufring *b,
+                        size_t keep)
+{
+    struct core_seg **pp = &q->head, *s;
+    size_t at = 0;
+
+    if (keep >= q->bytes)
+        return;
+    while ((s = *pp) && at + s->len <= keep) {
+        at += s->len;
+        pp = &s->next;
+    }
+    if (keep > at) {
+        s->len = (uint32_t)(keep - at);
+        pp = &s->next;
+    }
+    s = *pp;
+    *pp = NULL;
+    q->tailp = pp;
+    q->bytes = keep;
+    while (s) {
+        struct core_seg *n = s->next;
+
+        seg_release(q, p, b, s);
+        s = n;
+    }
 }
 
 void core_segq_consume(struct core_segq *q, struct core_pool *p, struct core_bufring *b, size_t n)
@@ -252,11 +362,7 @@ void core_segq_consume(struct core_segq *q, struct core_pool *p, struct core_buf
         n -= s->len;
         q->bytes -= s->len;
         q->head = s->next;
-        if (s->bid >= 0) {
-            core_buf_release(b, (uint16_t)s->bid);
-            q->nring--;
-        }
-        core_seg_free(p, s);
+        seg_release(q, p, b, s);
     }
     if (!q->head)
         q->tailp = &q->head;

@@ -54,12 +54,18 @@ void core_buf_release(struct core_bufring *b, uint16_t bid);
 /* Top the published window up from the stack: once per loop turn. */
 void core_bufring_flush(struct core_bufring *b);
 
-/* A view queued on a socket: received bytes (bid >= 0) or bytes owned elsewhere. */
+/*
+ * A view queued on a socket. Every segment owns a reference to the memory it
+ * points into, a received ring buffer (bid >= 0) or a pool block (blk), so
+ * nothing it points to can be reused while it is queued, whoever else lets
+ * go of that memory first.
+ */
 struct core_seg {
     struct core_seg *next;
     const char *p;
     uint32_t len;
-    int32_t bid; /* -1: not a ring buffer, the owner keeps the bytes alive */
+    int32_t bid; /* >= 0: ring buffer bid holds the bytes; -1: blk does */
+    void *blk;
 };
 
 struct core_segq {
@@ -71,6 +77,10 @@ struct core_segq {
 
 struct core_pool {
     struct core_seg *free_segs;
+#ifdef CORE_FAULT_INJECT
+    uint32_t fault_every; /* test builds: every Nth segment or block allocation fails */
+    uint32_t fault_count;
+#endif
     void *free_blks;
     size_t blksz;
     unsigned nfree_blks;
@@ -82,17 +92,32 @@ void core_pool_exit(struct core_pool *p);
 /* NULL on OOM. */
 struct core_seg *core_seg_new(struct core_pool *p);
 void core_seg_free(struct core_pool *p, struct core_seg *s);
-/* A block of p->blksz bytes; NULL on OOM. */
+/*
+ * A block of p->blksz bytes with one reference, the caller's; NULL on OOM.
+ * Blocks are reference-counted: each queued segment pointing into one holds
+ * a reference too, and the block goes back to the free list with the last.
+ */
 void *core_blk_get(struct core_pool *p);
-/* NULL-safe. */
+void core_blk_ref(void *blk);
+/* Drop one reference. NULL-safe. */
 void core_blk_put(struct core_pool *p, void *blk);
 
 void core_segq_init(struct core_segq *q);
-/* Append a view; bid >= 0 takes one buffer reference. -ENOMEM on OOM. */
-int core_segq_push(struct core_segq *q, struct core_pool *p, struct core_bufring *b,
-                   const char *ptr, size_t len, int bid);
+/*
+ * Append a view into ring buffer bid, taking a reference to it. -ENOMEM on
+ * OOM, and then nothing was queued: the caller must end what it was doing.
+ */
+__attribute__((warn_unused_result)) int core_segq_push(struct core_segq *q, struct core_pool *p,
+                                                       struct core_bufring *b, const char *ptr,
+                                                       size_t len, uint16_t bid);
+/* Append a view into pool block blk, taking a reference to it. -ENOMEM as above. */
+__attribute__((warn_unused_result)) int core_segq_push_blk(struct core_segq *q, struct core_pool *p,
+                                                           const char *ptr, size_t len, void *blk);
 /* Drop n bytes from the front, releasing what they held. */
 void core_segq_consume(struct core_segq *q, struct core_pool *p, struct core_bufring *b, size_t n);
+/* Keep the first keep bytes (at most q->bytes), releasing what the rest held. */
+void core_segq_truncate(struct core_segq *q, struct core_pool *p, struct core_bufring *b,
+                        size_t keep);
 /* Drop everything. */
 void core_segq_clear(struct core_segq *q, struct core_pool *p, struct core_bufring *b);
 

@@ -6,6 +6,7 @@
 #define RINGPROXY_CORE_STR_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <string.h>
 #include <strings.h>
 
@@ -17,7 +18,8 @@ struct core_str {
 struct core_hdr {
     struct core_str name;
     struct core_str value;
-    unsigned kind; /* what the parser classed the name as (http/msg.h: enum http_hk) */
+    uint16_t kind; /* what the parser classed the name as (http/msg.h: enum http_hk) */
+    uint8_t hop;   /* named by a Connection field: hop-by-hop, never forwarded */
 };
 
 static inline int core_str_ieq(struct core_str s, const char *lit, size_t litlen)

@@ -274,7 +274,8 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len)
     h->value = (struct core_str){at + len, 0};
     /* The head is one contiguous buffer, so this is the whole name. */
     k = http_hk_of(h->name);
-    h->kind = k;
+    h->kind = (uint16_t)k;
+    h->hop = 0;
     if (m->first[k] < 0)
         m->first[k] = (int16_t)m->nhdrs;
     if (m->count[k] < 255)
@@ -475,30 +476,104 @@ static int token_next(struct core_str v, size_t *i, struct core_str *ret)
 }
 
 /*
- * Does a Connection value name a field other than close and the ones that
- * are always hop-by-hop? Only then must every other field be looked up in it.
+ * Mark the fields each Connection option names as hop-by-hop (RFC 9110
+ * 7.6.1), parsing every Connection value once: the cost is options x fields,
+ * with options bounded, never fields x Connection bytes. Returns 0, or -400
+ * when an option names a framing field or there are too many options.
  */
-static int names_other(struct core_str v)
+static int conn_options(struct http_msg *m)
 {
-    struct core_str t;
-    size_t i = 0;
+    unsigned ntok = 0;
 
-    while (token_next(v, &i, &t)) {
-        if (CORE_STR_IEQ(t, "close"))
+    for (uint16_t i = (uint16_t)m->first[HK_CONNECTION]; i < m->nhdrs; i++) {
+        struct core_str t;
+        size_t at = 0;
+
+        if (m->hdrs[i].kind != HK_CONNECTION)
             continue;
-        switch (http_hk_of(t)) {
-        case HK_CONNECTION:
-        case HK_KEEP_ALIVE:
-        case HK_PROXY_CONNECTION:
-        case HK_TE:
-        case HK_TRAILER:
-        case HK_UPGRADE:
-            break;
-        default:
-            return 1;
+        while (token_next(m->hdrs[i].value, &at, &t)) {
+            if (++ntok > HTTP_MAX_CONN_TOKENS)
+                return -400;
+            switch (http_hk_of(t)) {
+            case HK_CONTENT_LENGTH:
+            case HK_TRANSFER_ENCODING:
+            case HK_HOST:
+                /* a hop-by-hop framing field would let the body be read two ways */
+                return -400;
+            case HK_CONNECTION:
+            case HK_KEEP_ALIVE:
+            case HK_PROXY_CONNECTION:
+            case HK_TE:
+            case HK_TRAILER:
+            case HK_UPGRADE:
+                continue; /* hop-by-hop anyway */
+            default:
+                break;
+            }
+            if (CORE_STR_IEQ(t, "close"))
+                continue;
+            for (uint16_t k = 0; k < m->nhdrs; k++)
+                if (m->hdrs[k].name.len == t.len && !strncasecmp(m->hdrs[k].name.p, t.p, t.len))
+                    m->hdrs[k].hop = 1;
         }
     }
     return 0;
+}
+
+static void msg_reset_fields(struct http_msg *m)
+{
+    m->method = m->target = m->reason = (struct core_str){0};
+    m->nhdrs = 0;
+    m->complete = 0;
+    m->too_many = 0;
+    m->ext_method = 0;
+    /* set before llhttp runs: a head that fails half-way is still logged */
+    memset(m->count, 0, sizeof(m->count));
+    memset(m->first, 0xff, sizeof(m->first));
+}
+
+/*
+ * llhttp 8.1.0 refuses methods it does not know (BREW, BAN, PURGE's
+ * cousins), but an intermediary forwards any method token (RFC 9110 9.1).
+ * For such a request, take the request line here (token SP target SP
+ * HTTP/1.x CRLF) and let llhttp read the fields after a stand-in GET line
+ * of the same version: llhttp frames request bodies alike for every method
+ * but CONNECT. Returns llhttp's error for the fields, or HPE_USER.
+ */
+static llhttp_errno_t ext_request(struct http_msg *m, const char *p, size_t n)
+{
+    static const char line10[] = "GET / HTTP/1.0\r\n", line11[] = "GET / HTTP/1.1\r\n";
+    size_t i = 0, ms, me, ts, te;
+    const char *line;
+
+    while (i + 1 < n && p[i] == '\r' && p[i + 1] == '\n')
+        i += 2;
+    ms = i;
+    while (i < n && http_tchar[(unsigned char)p[i]])
+        i++;
+    if (i == ms || i >= n || p[i] != ' ')
+        return HPE_USER;
+    me = i++;
+    ts = i;
+    while (i < n && p[i] != ' ' && p[i] != '\r')
+        i++;
+    if (i == ts || i >= n || p[i] != ' ')
+        return HPE_USER;
+    te = i++;
+    if (n - i < 10 || memcmp(p + i, "HTTP/1.", 7) != 0 || (p[i + 7] != '0' && p[i + 7] != '1') ||
+        p[i + 8] != '\r' || p[i + 9] != '\n')
+        return HPE_USER;
+    line = p[i + 7] == '1' ? line11 : line10;
+    i += 10;
+    llhttp_init(&m->parser, HTTP_REQUEST, &settings);
+    m->parser.data = m;
+    msg_reset_fields(m);
+    if (llhttp_execute(&m->parser, line, sizeof(line11) - 1) != HPE_OK)
+        return HPE_USER;
+    m->method = (struct core_str){p + ms, me - ms};
+    m->target = (struct core_str){p + ts, te - ts};
+    m->ext_method = 1;
+    return llhttp_execute(&m->parser, p + i, n - i);
 }
 
 int http_msg_head(struct http_msg *m, llhttp_type_t type, const char *p, size_t n,
@@ -508,17 +583,12 @@ int http_msg_head(struct http_msg *m, llhttp_type_t type, const char *p, size_t 
 
     llhttp_init(&m->parser, type, &settings);
     m->parser.data = m;
-    m->method = m->target = m->reason = (struct core_str){0};
     m->hdrs = hdrs;
-    m->nhdrs = 0;
     m->max_hdrs = max_hdrs;
-    m->complete = 0;
-    m->too_many = 0;
-    m->conn_names_other = 0;
-    /* set before llhttp runs: a head that fails half-way is still logged */
-    memset(m->count, 0, sizeof(m->count));
-    memset(m->first, 0xff, sizeof(m->first));
+    msg_reset_fields(m);
     e = llhttp_execute(&m->parser, p, n);
+    if (e == HPE_INVALID_METHOD && type == HTTP_REQUEST)
+        e = ext_request(m, p, n);
     if (e == HPE_PAUSED) {
         /* No body: the message ended with the head. */
         if (llhttp_get_error_pos(&m->parser) != p + n)
@@ -530,7 +600,7 @@ int http_msg_head(struct http_msg *m, llhttp_type_t type, const char *p, size_t 
     m->remaining = 0;
     m->data_bytes = 0;
     m->cstate = CS_SIZE;
-    m->cdigits = 0;
+    m->cdigits = m->chex = 0;
     m->trailer_len = 0;
     if (m->complete) {
         m->body = HB_NONE;
@@ -553,9 +623,9 @@ int http_msg_head(struct http_msg *m, llhttp_type_t type, const char *p, size_t 
         /* llhttp 8.1.0 ignores an empty Transfer-Encoding, even next to a Content-Length */
         if (m->hdrs[i].kind == HK_TRANSFER_ENCODING && !m->hdrs[i].value.len)
             return -400;
-        if (m->hdrs[i].kind == HK_CONNECTION && !m->conn_names_other)
-            m->conn_names_other = names_other(m->hdrs[i].value);
     }
+    if (m->count[HK_CONNECTION] && conn_options(m) < 0)
+        return -400;
     /* llhttp 8.1.0 lets a TAB through in the target: no whitespace or control byte (RFC 9112 3.2)
      */
     for (size_t i = 0; i < m->target.len; i++)
@@ -588,14 +658,18 @@ static int chunked_walk(struct http_msg *m, const char *p, size_t n, size_t *ret
         case CS_SIZE:
             h = hexval(c);
             if (h >= 0) {
-                /* 15 hex digits are 2^60: far beyond any body, and no overflow */
-                if (++m->cdigits > 15)
+                /*
+                 * Any number of digits (RFC 9112 7.1); the value is bounded:
+                 * 15 significant hex digits are 2^60, far beyond any body.
+                 */
+                m->chex = 1;
+                if ((m->remaining || h) && ++m->cdigits > 15)
                     return -1;
                 m->remaining = m->remaining * 16 + (uint64_t)h;
                 i++;
                 break;
             }
-            if (!m->cdigits)
+            if (!m->chex)
                 return -1;
             if (c == '\r') {
                 m->cstate = CS_SIZE_LF;
@@ -626,7 +700,7 @@ static int chunked_walk(struct http_msg *m, const char *p, size_t n, size_t *ret
             if (c != '\n')
                 return -1;
             i++;
-            m->cdigits = 0;
+            m->cdigits = m->chex = 0;
             m->cstate = m->remaining ? CS_DATA : CS_TRAILER_START;
             break;
         case CS_DATA: {

@@ -75,17 +75,17 @@ struct http_msg {
     struct core_hdr *hdrs; /* storage owned by the caller */
     uint16_t nhdrs;
     uint16_t max_hdrs;
-    uint8_t no_body;  /* responses: the request was HEAD */
-    uint8_t complete; /* the whole message has been walked */
-    uint8_t body;     /* enum http_body_kind */
-    uint8_t cstate;   /* chunked decoder state */
-    uint8_t cdigits;
+    uint8_t no_body;    /* responses: the request was HEAD */
+    uint8_t complete;   /* the whole message has been walked */
+    uint8_t body;       /* enum http_body_kind */
+    uint8_t cstate;     /* chunked decoder state */
+    uint8_t cdigits;    /* significant hex digits of the chunk size so far */
+    uint8_t chex;       /* the chunk size has a digit (leading zeros count here only) */
+    uint8_t ext_method; /* requests: a method token llhttp does not know (not idempotent) */
     uint32_t trailer_len;
     uint64_t remaining;  /* body bytes left (length), or of the current chunk */
     uint64_t data_bytes; /* body data walked so far, framing not counted */
     uint8_t too_many;
-    /* a Connection header names a field other than the hop-by-hop ones of RFC 9110 7.6.1 */
-    uint8_t conn_names_other;
     uint8_t count[HK_COUNT]; /* occurrences, saturating at 255 */
     int16_t first[HK_COUNT]; /* index of the first occurrence, -1 when absent */
     /* Chunk data as decoded, when on_body is set (HTTP/1.0 clients of chunked responses). */
@@ -93,11 +93,19 @@ struct http_msg {
     void *ctx;
 };
 
+/* Most options (tokens) the Connection fields of one message may list. */
+#define HTTP_MAX_CONN_TOKENS 16
+
 /*
  * Parse a complete head (as found by http_scan) of type HTTP_REQUEST or
  * HTTP_RESPONSE. hdrs has room for max_hdrs entries. Returns 0 or a negative
  * HTTP status (-400; -431 for too many headers). On success, m->complete
- * tells whether the message has no body.
+ * tells whether the message has no body, and every field named by a
+ * Connection option has hop set. A Connection field that names a framing
+ * field (Content-Length, Transfer-Encoding, Host) or lists more than
+ * HTTP_MAX_CONN_TOKENS options is malformed (-400): framing is never
+ * hop-by-hop. A request method that llhttp 8.1.0 does not know is taken as
+ * any other token (RFC 9110 9.1), with ext_method set.
  */
 int http_msg_head(struct http_msg *m, llhttp_type_t type, const char *p, size_t n,
                   struct core_hdr *hdrs, uint16_t max_hdrs);

@@ -41,6 +41,13 @@
 #define MAX_RING_SEGS 8
 #define IOV_SEND 16
 #define LINGER_MS 2000
+/*
+ * How long an upstream connection stays out of the pool after a response
+ * that has no body by its status or request (HEAD, 204, 304): origins that
+ * send a body anyway are a known class of bug, and bytes arriving in this
+ * time close the connection instead of becoming the next client's response.
+ */
+#define SETTLE_MS 100
 #define LOG_LINE_MAX (64 * 1024)
 #define LOG_DELAY_MS 4 /* longest an access-log line waits for company */
 /*
@@ -100,6 +107,7 @@ enum up_state {
     UPS_BODY,
     UPS_DONE,
     UPS_POOL,
+    UPS_SETTLE, /* idle after a bodiless response: not reused for SETTLE_MS */
     UPS_TUNNEL,
     /* must stay last */
     UPS_COUNT
@@ -114,6 +122,7 @@ enum tclass {
     TC_CONNECT,
     TC_RESPONSE,
     TC_POOL,
+    TC_SETTLE,
     /* must stay last */
     TC_COUNT
 };
@@ -129,6 +138,7 @@ struct http_end {
     uint8_t eof;
     uint8_t tclass;
     uint8_t starved;
+    uint8_t moved; /* bytes went either way since the last conn_sync() */
     uint16_t nops;
     int fd;
     struct core_segq rxq, txq;
@@ -150,7 +160,7 @@ struct http_conn {
     uint8_t keep_alive; /* client connection stays open after this response */
     uint8_t req_done;   /* request message fully read */
     uint8_t resp_done;  /* response fully queued for the client */
-    uint8_t resp_begun; /* something of the response was queued */
+    uint8_t resp_begun; /* the final response head was queued (at final_mark) */
     uint8_t upgrade;    /* request asked for an upgrade */
     uint8_t idempotent;
     uint8_t has_body;
@@ -170,6 +180,7 @@ struct http_conn {
     struct timespec start_rt;
     uint64_t start_us;
     uint64_t tx_mark, rx_mark; /* e.tx_total / e.rx_total at request start */
+    uint64_t final_mark;       /* e.tx_total + txq bytes when the final head was queued */
     uint64_t body_sent_mark;   /* e.tx_total when the response head was queued */
     const char *termination;
     /* the final response head, for the log (in the upstream's block) */
@@ -186,6 +197,7 @@ struct http_up {
     uint8_t reused;
     uint8_t got_bytes;
     uint8_t reusable;
+    uint8_t settle; /* the response had no body by its status or request */
     struct http_conn *c;
     struct http_msg resp;
     struct http_scan scan;
@@ -195,6 +207,7 @@ struct http_up {
     struct net_addr addr;
     uint64_t addr_gen; /* the address set addr was last found in */
     uint64_t t_connect, t_sent;
+    uint64_t tx_mark; /* e.tx_total when this exchange's request was queued */
     struct http_up *pool_prev, *pool_next;
 };
 
@@ -241,6 +254,7 @@ struct http_worker {
     size_t hdr_off, blksz;
     uint16_t max_hdrs;
     int cur_bid;
+    int decode_oom; /* a de-chunked piece could not be queued */
     struct http_conn *cur_decode;
 };
 
@@ -249,7 +263,9 @@ static void end_rx_update(struct http_worker *w, struct http_end *e);
 static void end_tx_kick(struct http_worker *w, struct http_end *e);
 static void conn_process(struct http_worker *w, struct http_conn *c);
 static void conn_check_done(struct http_worker *w, struct http_conn *c);
+static void conn_eof(struct http_worker *w, struct http_conn *c);
 static void conn_abort(struct http_worker *w, struct http_conn *c, const char *why);
+static void conn_respond(struct http_worker *w, struct http_conn *c, int status, const char *why);
 static void up_process(struct http_worker *w, struct http_up *u);
 static void up_failed(struct http_worker *w, struct http_up *u, enum http_fail why);
 static int up_attach(struct http_worker *w, struct http_conn *c, int fresh);
@@ -291,6 +307,90 @@ static void end_timer(struct http_worker *w, struct http_end *e, enum tclass tc)
 static inline int q_full(const struct core_segq *q)
 {
     return q->bytes >= HIGH_WATER || q->nring >= MAX_RING_SEGS;
+}
+
+/*
+ * Timers follow from state, in one place: each socket has the timer of
+ * whoever the exchange is waiting for, and only that one. A client waiting
+ * for the origin has none (the upstream's apply: 504, not a silent close); an
+ * upstream held back by a slow client has none (the client's send timer
+ * applies).
+ */
+static enum tclass conn_tclass(const struct http_conn *c)
+{
+    switch (c->state) {
+    case HST_IDLE:
+    case HST_TUNNEL:
+        return TC_IDLE;
+    case HST_HEAD:
+        return TC_HEADER;
+    case HST_LINGER:
+        return TC_LINGER;
+    default:
+        break;
+    }
+    if (c->e.txq.bytes || c->e.sending)
+        return TC_SEND; /* the client must take what is queued */
+    if (c->state == HST_BODY && !c->req_done && c->up && !q_full(&c->up->e.txq))
+        return TC_SEND; /* the client must send its body */
+    return TC_NONE;
+}
+
+static enum tclass up_tclass(const struct http_up *u)
+{
+    const struct http_conn *c = u->c;
+
+    switch (u->state) {
+    case UPS_CONNECT:
+        return TC_CONNECT;
+    case UPS_POOL:
+        return TC_POOL;
+    case UPS_SETTLE:
+        return TC_SETTLE;
+    case UPS_HEAD:
+    case UPS_BODY:
+        break;
+    default:
+        return TC_NONE;
+    }
+    if (u->e.txq.bytes || u->e.sending)
+        return TC_RESPONSE; /* the origin must take the request */
+    if (!c || !c->req_done || q_full(&c->e.txq))
+        return TC_NONE; /* waiting for the client's body, or for the client to read */
+    return TC_RESPONSE;
+}
+
+/* Deadlines stay where they were set; these move with every byte. */
+static int tc_slides(enum tclass tc)
+{
+    return tc == TC_SEND || tc == TC_RESPONSE || tc == TC_IDLE;
+}
+
+static void end_timer_sync(struct http_worker *w, struct http_end *e, enum tclass tc)
+{
+    int moved = e->moved;
+
+    e->moved = 0;
+    if (tc != e->tclass || (moved && tc_slides(tc)))
+        end_timer(w, e, tc);
+}
+
+/*
+ * After every event on c or its upstream: each socket's timer from its
+ * state, each receive armed or paused by the room its queues have.
+ */
+static void conn_sync(struct http_worker *w, struct http_conn *c)
+{
+    struct http_up *u = c->up;
+
+    if (!c->e.closing) {
+        end_timer_sync(w, &c->e, conn_tclass(c));
+        end_rx_update(w, &c->e);
+    }
+    if (u && !u->e.closing) {
+        end_timer_sync(w, &u->e, up_tclass(u));
+        end_rx_update(w, &u->e);
+    }
 }
 
 static int end_want_rx(struct http_worker *w, const struct http_end *e)
@@ -433,6 +533,19 @@ static void pool_remove(struct http_worker *w, struct http_up *u)
     STAT_DEC(w->st, pool_idle);
 }
 
+static void pool_insert(struct http_worker *w, struct http_up *u)
+{
+    u->state = UPS_POOL;
+    u->pool_prev = NULL;
+    u->pool_next = w->pool;
+    if (w->pool)
+        w->pool->pool_prev = u;
+    w->pool = u;
+    w->npool++;
+    STAT_INC(w->st, pool_idle);
+    end_timer(w, &u->e, TC_POOL);
+}
+
 static void up_close(struct http_worker *w, struct http_up *u)
 {
     if (u->state == UPS_POOL)
@@ -456,27 +569,58 @@ static int addr_current(struct http_worker *w, struct http_up *u)
     return 0;
 }
 
-/* The exchange is over for u: keep it for the next request or close it. */
+/* Can u serve another request? Bytes or a close since its response say no. */
+static int up_poolable(struct http_worker *w, struct http_up *u)
+{
+    return u->reusable && !u->e.rxq.bytes && !u->e.txq.bytes && !u->e.eof && !u->e.closing &&
+           !w->draining && w->npool < w->cfg->upstream.pool_max_idle && addr_current(w, u);
+}
+
+/*
+ * The exchange is over for u: keep it for the next request or close it.
+ * An idle socket keeps reading, and any byte or close that comes while no
+ * request is outstanding closes it (up_process): such bytes are never taken
+ * for the next client's response.
+ */
 static void up_release(struct http_worker *w, struct http_up *u)
 {
     u->c = NULL;
     core_blk_put(&w->t->pool, u->blk);
     u->blk = NULL;
-    if (!u->reusable || u->state != UPS_DONE || u->e.rxq.bytes || u->e.txq.bytes || u->e.eof ||
-        w->draining || w->npool >= w->cfg->upstream.pool_max_idle || !addr_current(w, u)) {
+    if (u->state != UPS_DONE || !up_poolable(w, u)) {
         up_close(w, u);
         return;
     }
-    u->state = UPS_POOL;
-    u->pool_prev = NULL;
-    u->pool_next = w->pool;
-    if (w->pool)
-        w->pool->pool_prev = u;
-    w->pool = u;
-    w->npool++;
-    STAT_INC(w->st, pool_idle);
-    end_timer(w, &u->e, TC_POOL);
-    end_rx_update(w, &u->e); /* a pooled socket keeps reading: a close shows at once */
+    if (u->settle) {
+        u->state = UPS_SETTLE;
+        end_timer(w, &u->e, TC_SETTLE);
+    } else {
+        pool_insert(w, u);
+    }
+    end_rx_update(w, &u->e);
+}
+
+/*
+ * c gives up its upstream before the exchange ends. When nothing of this
+ * exchange went over the connection either way, it is as good as it was and
+ * goes back to the pool (a stream of requests refused for a bad body must
+ * not use up the pool); otherwise it is closed.
+ */
+static void up_drop(struct http_worker *w, struct http_conn *c)
+{
+    struct http_up *u = c->up;
+
+    if (!u)
+        return;
+    c->up = NULL;
+    if (u->state == UPS_HEAD && !u->e.sending && u->e.tx_total == u->tx_mark && !u->got_bytes) {
+        core_segq_clear(&u->e.txq, &w->t->pool, &w->t->bufs);
+        u->state = UPS_DONE;
+        u->settle = 0;
+        up_release(w, u);
+        return;
+    }
+    up_close(w, u);
 }
 
 static void up_connect(struct http_worker *w, struct http_up *u)
@@ -636,9 +780,38 @@ static const char *reject_reason(int status)
     }
 }
 
+/* Nothing of the final response has reached the client's socket yet. */
+static int final_unsent(const struct http_conn *c)
+{
+    return !c->resp_begun || (!c->e.sending && c->e.tx_total <= c->final_mark);
+}
+
 /*
- * Answer the current request ourselves. Local answers end the connection
- * unless the whole request was read and nothing of a response was sent.
+ * Part of the final response reached the client and the rest can't come:
+ * send what is queued, then close. Never forge an end of body.
+ */
+static void conn_break(struct http_worker *w, struct http_conn *c, const char *why)
+{
+    up_drop(w, c);
+    c->keep_alive = 0;
+    if (why)
+        c->termination = why;
+    if (!c->e.txq.bytes && !c->e.sending) {
+        conn_abort(w, c, why);
+        return;
+    }
+    c->abort_after_flush = 1; /* see on_send */
+    c->state = HST_WAIT;
+    end_tx_kick(w, &c->e);
+}
+
+/*
+ * Answer the current request ourselves: refusals, and every way an exchange
+ * can fail (upstream failures, out of memory). While nothing of the final
+ * response has reached the client's socket, what was queued of it is taken
+ * back and status is sent instead; after that the connection is broken off
+ * (conn_break). Local answers end the connection unless the whole request
+ * was read.
  */
 static void conn_respond(struct http_worker *w, struct http_conn *c, int status, const char *why)
 {
@@ -647,20 +820,23 @@ static void conn_respond(struct http_worker *w, struct http_conn *c, int status,
     size_t cap;
     int n, blen;
 
-    if (c->resp_begun) {
-        conn_abort(w, c, why);
+    if (!final_unsent(c)) {
+        conn_break(w, c, why);
         return;
     }
     if (!c->blk && !(c->blk = core_blk_get(&w->t->pool))) {
         conn_abort(w, c, "out_of_memory");
         return;
     }
+    if (c->resp_begun) {
+        /* interim responses queued before it stay */
+        core_segq_truncate(&c->e.txq, &w->t->pool, &w->t->bufs, c->final_mark - c->e.tx_total);
+        c->resp_begun = c->resp_done = 0;
+        c->decode = 0;
+    }
     if (!c->req_done)
         c->keep_alive = 0;
-    if (c->up) {
-        up_close(w, c->up);
-        c->up = NULL;
-    }
+    up_drop(w, c);
     c->termination = why;
     c->status = (uint16_t)status;
     blen = snprintf(body, sizeof(body), "%d %s\n", status, reason_of(status));
@@ -670,8 +846,12 @@ static void conn_respond(struct http_worker *w, struct http_conn *c, int status,
                  "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n"
                  "Connection: %s\r\n\r\n%s",
                  status, reason_of(status), blen, c->keep_alive ? "keep-alive" : "close", body);
-    c->body_sent_mark = c->e.tx_total + c->e.txq.bytes + (uint64_t)(n - blen);
-    (void)core_segq_push(&c->e.txq, &w->t->pool, &w->t->bufs, out, (size_t)n, -1);
+    c->final_mark = c->e.tx_total + c->e.txq.bytes;
+    c->body_sent_mark = c->final_mark + (uint64_t)(n - blen);
+    if (core_segq_push_blk(&c->e.txq, &w->t->pool, out, (size_t)n, c->blk) < 0) {
+        conn_abort(w, c, "out_of_memory");
+        return;
+    }
     c->resp_begun = c->resp_done = 1;
     if (!c->req_done) {
         /* The unread body can't be told from a next request: drop input, then close. */
@@ -680,7 +860,6 @@ static void conn_respond(struct http_worker *w, struct http_conn *c, int status,
         c->discard = 1;
     }
     c->state = HST_WAIT;
-    end_timer(w, &c->e, TC_SEND);
     end_tx_kick(w, &c->e);
     conn_check_done(w, c);
 }
@@ -795,7 +974,6 @@ static void conn_linger(struct http_worker *w, struct http_conn *c)
     (void)shutdown(c->e.fd, SHUT_WR);
     c->state = HST_LINGER;
     core_segq_clear(&c->e.rxq, &w->t->pool, &w->t->bufs);
-    end_timer(w, &c->e, TC_LINGER);
     if (c->e.eof)
         end_close(w, &c->e);
     else
@@ -818,12 +996,11 @@ static void conn_finish(struct http_worker *w, struct http_conn *c)
         return;
     }
     c->state = HST_IDLE;
-    end_timer(w, &c->e, TC_IDLE);
-    end_rx_update(w, &c->e);
+    /* the next pipelined request, even after the client half-closed */
     if (c->e.rxq.bytes)
         conn_process(w, c);
-    else if (c->e.eof)
-        end_close(w, &c->e);
+    if (c->e.eof)
+        conn_eof(w, c);
 }
 
 static void conn_check_done(struct http_worker *w, struct http_conn *c)
@@ -857,16 +1034,46 @@ static void conn_abort(struct http_worker *w, struct http_conn *c, const char *w
     if (c->state != HST_IDLE && c->state != HST_LINGER &&
         (c->state != HST_HEAD || c->in_len || c->e.rxq.bytes))
         conn_log(w, c);
-    if (c->up) {
-        up_close(w, c->up);
-        c->up = NULL;
-    }
+    up_drop(w, c);
     end_close(w, &c->e);
+}
+
+/*
+ * The client closed its side. What it sent before still counts: a request
+ * whose head and body were read gets its response, and so does each
+ * complete pipelined request after it; then the connection closes.
+ */
+static void conn_eof(struct http_worker *w, struct http_conn *c)
+{
+    if (c->e.closing)
+        return;
+    switch (c->state) {
+    case HST_IDLE:
+    case HST_LINGER:
+        end_close(w, &c->e);
+        break;
+    case HST_HEAD:
+        conn_abort(w, c, "client_closed");
+        break;
+    case HST_BODY:
+        if (!c->req_done)
+            conn_abort(w, c, "client_closed");
+        break;
+    case HST_TUNNEL:
+        if (c->up && !c->up->e.closing)
+            (void)shutdown(c->up->e.fd, SHUT_WR);
+        if (!c->up)
+            end_close(w, &c->e);
+        break;
+    default:
+        break; /* HST_WAIT: the response goes out, then conn_finish() comes back here */
+    }
 }
 
 /* ---- request side ------------------------------------------------------ */
 
-static int is_hop_by_hop(const struct http_msg *m, const struct core_hdr *h, int keep_upgrade)
+/* Never forwarded: the fields of RFC 9110 7.6.1, and those a Connection option names. */
+static int is_hop_by_hop(const struct core_hdr *h, int keep_upgrade)
 {
     switch (h->kind) {
     case HK_CONNECTION:
@@ -878,15 +1085,8 @@ static int is_hop_by_hop(const struct http_msg *m, const struct core_hdr *h, int
     case HK_UPGRADE:
         return !keep_upgrade;
     default:
-        break;
+        return h->hop;
     }
-    if (!m->conn_names_other)
-        return 0;
-    for (uint16_t i = (uint16_t)m->first[HK_CONNECTION]; i < m->nhdrs; i++)
-        if (m->hdrs[i].kind == HK_CONNECTION &&
-            http_token_in(m->hdrs[i].value, h->name.p, h->name.len))
-            return 1;
-    return 0;
 }
 
 struct wbuf {
@@ -1023,8 +1223,9 @@ static int req_rewrite(struct http_worker *w, struct http_conn *c)
     /* Upgrade in an HTTP/1.0 request is ignored (RFC 9110 7.8) */
     c->upgrade = p->upgrade && m->count[HK_UPGRADE] && !c->http10;
     c->has_body = (p->flags & F_CHUNKED) || p->content_length > 0;
-    c->idempotent = p->method == HTTP_GET || p->method == HTTP_HEAD || p->method == HTTP_OPTIONS ||
-                    p->method == HTTP_PUT || p->method == HTTP_DELETE || p->method == HTTP_TRACE;
+    c->idempotent = !m->ext_method &&
+                    (p->method == HTTP_GET || p->method == HTTP_HEAD || p->method == HTTP_OPTIONS ||
+                     p->method == HTTP_PUT || p->method == HTTP_DELETE || p->method == HTTP_TRACE);
     c->keep_alive = llhttp_should_keep_alive(p);
 
     wb_put(&b, m->method.p, m->method.len);
@@ -1034,7 +1235,7 @@ static int req_rewrite(struct http_worker *w, struct http_conn *c)
     wb_put(&b, path.p, path.len);
     WB_LIT(&b, " HTTP/1.1\r\n");
     for (uint16_t i = 0; i < m->nhdrs; i++) {
-        if (is_hop_by_hop(m, &m->hdrs[i], c->upgrade))
+        if (is_hop_by_hop(&m->hdrs[i], c->upgrade))
             continue;
         if (authority.p && m->hdrs[i].kind == HK_HOST) {
             wb_hdr(&b, m->hdrs[i].name, authority);
@@ -1072,7 +1273,6 @@ static void conn_request(struct http_worker *w, struct http_conn *c)
     }
     c->req_done = c->req.complete;
     c->state = c->req_done ? HST_WAIT : HST_BODY;
-    end_timer(w, &c->e, TC_SEND);
     if (up_attach(w, c, 0) < 0)
         return;
     conn_process(w, c);
@@ -1127,7 +1327,10 @@ static void conn_body(struct http_worker *w, struct http_conn *c)
             conn_respond(w, c, 413, "limit_exceeded");
             return;
         }
-        (void)core_segq_push(&u->e.txq, &w->t->pool, &w->t->bufs, s->p, used, s->bid);
+        if (core_segq_push(&u->e.txq, &w->t->pool, &w->t->bufs, s->p, used, (uint16_t)s->bid) < 0) {
+            conn_respond(w, c, 502, "out_of_memory");
+            return;
+        }
         core_segq_consume(q, &w->t->pool, &w->t->bufs, used);
         if (r == 1) {
             c->req_done = 1;
@@ -1139,17 +1342,20 @@ static void conn_body(struct http_worker *w, struct http_conn *c)
     conn_check_done(w, c);
 }
 
-/* Tunnel: move received bytes to the other socket while it has room. */
-static void relay(struct http_worker *w, struct http_end *from, struct http_end *to)
+/* Tunnel: move received bytes to the other socket while it has room. 0, or -ENOMEM. */
+static int relay(struct http_worker *w, struct http_end *from, struct http_end *to)
 {
     struct core_segq *q = &from->rxq;
 
     while (q->head && !q_full(&to->txq)) {
         struct core_seg *s = q->head;
-        (void)core_segq_push(&to->txq, &w->t->pool, &w->t->bufs, s->p, s->len, s->bid);
+
+        if (core_segq_push(&to->txq, &w->t->pool, &w->t->bufs, s->p, s->len, (uint16_t)s->bid) < 0)
+            return -ENOMEM;
         core_segq_consume(q, &w->t->pool, &w->t->bufs, s->len);
     }
     end_tx_kick(w, to);
+    return 0;
 }
 
 static void conn_process(struct http_worker *w, struct http_conn *c)
@@ -1165,7 +1371,6 @@ static void conn_process(struct http_worker *w, struct http_conn *c)
         c->rx_mark = c->e.rx_total - c->e.rxq.bytes;
         c->start_us = w->t->now_us;
         c->start_rt = core_realtime(w->t);
-        end_timer(w, &c->e, TC_HEADER);
         /* fall through */
     case HST_HEAD:
         conn_head(w, c);
@@ -1177,8 +1382,8 @@ static void conn_process(struct http_worker *w, struct http_conn *c)
         /* Pipelined requests wait in rxq; a full rxq pauses reading. */
         break;
     case HST_TUNNEL:
-        if (c->up)
-            relay(w, &c->e, &c->up->e);
+        if (c->up && relay(w, &c->e, &c->up->e) < 0)
+            conn_abort(w, c, "out_of_memory");
         break;
     case HST_LINGER:
         core_segq_clear(&c->e.rxq, &w->t->pool, &w->t->bufs);
@@ -1186,8 +1391,6 @@ static void conn_process(struct http_worker *w, struct http_conn *c)
     default:
         break;
     }
-    if (!c->e.closing)
-        end_rx_update(w, &c->e);
 }
 
 /* Attach an upstream to c and queue the request head. Returns 0 or -1 (answered). */
@@ -1216,6 +1419,8 @@ static int up_attach(struct http_worker *w, struct http_conn *c, int fresh)
     u->c = c;
     u->got_bytes = 0;
     u->reusable = 1;
+    u->settle = 0;
+    u->tx_mark = u->e.tx_total;
     u->scan = (struct http_scan){0};
     u->in_len = u->out_len = 0;
     u->resp.nhdrs = 0;
@@ -1223,11 +1428,12 @@ static int up_attach(struct http_worker *w, struct http_conn *c, int fresh)
     _Static_assert(sizeof(c->upstream_addr) == sizeof(u->addr.str), "address strings differ");
     memcpy(c->upstream_addr, u->addr.str, sizeof(c->upstream_addr));
     u->t_sent = w->t->now_us;
-    (void)core_segq_push(&u->e.txq, &w->t->pool, &w->t->bufs,
-                         c->blk + w->cfg->limits.max_header_bytes, c->out_len, -1);
-    if (u->state != UPS_CONNECT) {
+    if (u->state != UPS_CONNECT)
         u->state = UPS_HEAD;
-        end_timer(w, &u->e, TC_RESPONSE);
+    if (core_segq_push_blk(&u->e.txq, &w->t->pool, c->blk + w->cfg->limits.max_header_bytes,
+                           c->out_len, c->blk) < 0) {
+        conn_respond(w, c, 502, "out_of_memory");
+        return -1;
     }
     return 0; /* the caller sends, so that body bytes at hand go in the same send */
 }
@@ -1239,10 +1445,23 @@ static void on_decoded_body(void *ctx, const char *p, size_t n)
     struct http_worker *w = ctx;
     struct http_conn *c = w->cur_decode;
 
-    (void)core_segq_push(&c->e.txq, &w->t->pool, &w->t->bufs, p, n, w->cur_bid);
+    /* after one piece is lost, none may follow it: the caller ends the exchange */
+    if (!w->decode_oom &&
+        core_segq_push(&c->e.txq, &w->t->pool, &w->t->bufs, p, n, (uint16_t)w->cur_bid) < 0)
+        w->decode_oom = 1;
 }
 
-/* Write the head the client gets. Returns 0 or -1 when it does not fit. */
+/* Out of memory on the response path: 502 while nothing of it was sent, else break off. */
+static void up_oom(struct http_worker *w, struct http_up *u)
+{
+    struct http_conn *c = u->c;
+
+    up_close(w, u);
+    if (c)
+        conn_respond(w, c, 502, "out_of_memory");
+}
+
+/* Write the head the client gets. Returns 0, -1 when it does not fit, or -ENOMEM. */
 static int resp_rewrite(struct http_worker *w, struct http_up *u, struct http_conn *c, int final)
 {
     struct http_msg *m = &u->resp;
@@ -1261,11 +1480,20 @@ static int resp_rewrite(struct http_worker *w, struct http_up *u, struct http_co
     wb_put(&b, m->reason.p, m->reason.len);
     WB_LIT(&b, "\r\n");
     for (uint16_t i = 0; i < m->nhdrs; i++) {
-        if (is_hop_by_hop(m, &m->hdrs[i], tunnel))
+        if (is_hop_by_hop(&m->hdrs[i], tunnel))
             continue;
         if (c->decode && m->hdrs[i].kind == HK_TRANSFER_ENCODING)
             continue;
         wb_hdr(&b, m->hdrs[i].name, m->hdrs[i].value);
+    }
+    if (final && !c->req_done) {
+        /*
+         * An early answer: the rest of the request body is read and
+         * dropped, or not; either way neither connection can tell where a
+         * next request would begin. Say so.
+         */
+        c->keep_alive = 0;
+        u->reusable = 0;
     }
     if (tunnel)
         WB_LIT(&b, "Connection: upgrade\r\n");
@@ -1276,9 +1504,13 @@ static int resp_rewrite(struct http_worker *w, struct http_up *u, struct http_co
     WB_LIT(&b, "\r\n");
     if (b.overflow)
         return -1;
-    (void)core_segq_push(&c->e.txq, &w->t->pool, &w->t->bufs, b.p, b.len, -1);
+    if (final)
+        c->final_mark = c->e.tx_total + c->e.txq.bytes;
+    if (core_segq_push_blk(&c->e.txq, &w->t->pool, b.p, b.len, u->blk) < 0)
+        return -ENOMEM;
     u->out_len += (uint32_t)b.len;
-    c->resp_begun = 1;
+    if (final)
+        c->resp_begun = 1;
     return 0;
 }
 
@@ -1300,8 +1532,11 @@ static void up_head(struct http_worker *w, struct http_up *u)
     if (status >= 100 && status < 200 && status != 101) {
         /* Interim (100, 103): relay and wait for the final one; never to HTTP/1.0 (RFC 9110 15.2).
          */
-        if (!c->http10 && resp_rewrite(w, u, c, 0) < 0) {
-            up_failed(w, u, HF_BAD_RESPONSE);
+        if (!c->http10 && (r = resp_rewrite(w, u, c, 0)) < 0) {
+            if (r == -ENOMEM)
+                up_oom(w, u);
+            else
+                up_failed(w, u, HF_BAD_RESPONSE);
             return;
         }
         u->in_len = 0;
@@ -1323,17 +1558,19 @@ static void up_head(struct http_worker *w, struct http_up *u)
     } else {
         u->resp.on_body = NULL;
     }
-    if (resp_rewrite(w, u, c, 1) < 0) {
-        up_failed(w, u, HF_BAD_RESPONSE);
+    if ((r = resp_rewrite(w, u, c, 1)) < 0) {
+        if (r == -ENOMEM)
+            up_oom(w, u);
+        else
+            up_failed(w, u, HF_BAD_RESPONSE);
         return;
     }
     c->body_sent_mark = c->e.tx_total + c->e.txq.bytes;
+    u->settle = u->resp.no_body || status == 204 || status == 304;
     if (status == 101) {
         u->state = UPS_TUNNEL;
         c->state = HST_TUNNEL;
         c->req_done = 1;
-        end_timer(w, &u->e, TC_NONE);
-        end_timer(w, &c->e, TC_IDLE);
         conn_log(w, c); /* the exchange is logged when the tunnel opens */
         conn_process(w, c);
     } else if (u->resp.complete) {
@@ -1376,7 +1613,6 @@ static void up_done(struct http_worker *w, struct http_up *u)
     u->state = UPS_DONE;
     c->resp_done = 1;
     c->up_total_us = (int64_t)(w->t->now_us - u->t_sent);
-    end_timer(w, &u->e, TC_NONE);
     end_tx_kick(w, &c->e);
     conn_check_done(w, c);
 }
@@ -1403,7 +1639,7 @@ static void up_process(struct http_worker *w, struct http_up *u)
             long n;
 
             if (!u->blk && !(u->blk = core_blk_get(&w->t->pool))) {
-                up_failed(w, u, HF_BAD_RESPONSE);
+                up_oom(w, u);
                 return;
             }
             n = http_scan(&u->scan, &w->resp_limits, s->p, s->len, &done);
@@ -1426,13 +1662,18 @@ static void up_process(struct http_worker *w, struct http_up *u)
 
             w->cur_decode = c;
             w->cur_bid = s->bid;
+            w->decode_oom = 0;
             r = http_msg_body(&u->resp, s->p, s->len, &used);
             if (r < 0) {
                 up_failed(w, u, HF_BAD_RESPONSE);
                 return;
             }
-            if (!c->decode && !append_to_head(w, u, c, s->p, used))
-                (void)core_segq_push(&c->e.txq, &w->t->pool, &w->t->bufs, s->p, used, s->bid);
+            if (w->decode_oom || (!c->decode && !append_to_head(w, u, c, s->p, used) &&
+                                  core_segq_push(&c->e.txq, &w->t->pool, &w->t->bufs, s->p, used,
+                                                 (uint16_t)s->bid) < 0)) {
+                up_oom(w, u);
+                return;
+            }
             core_segq_consume(q, &w->t->pool, &w->t->bufs, used);
             if (r == 1) {
                 if (q->bytes)
@@ -1442,8 +1683,10 @@ static void up_process(struct http_worker *w, struct http_up *u)
             }
         }
     }
-    if (u->state == UPS_TUNNEL)
-        relay(w, &u->e, &c->e);
+    if (u->state == UPS_TUNNEL && relay(w, &u->e, &c->e) < 0) {
+        conn_abort(w, c, "out_of_memory");
+        return;
+    }
     end_tx_kick(w, &c->e);
     if (u->e.eof && !q->bytes) {
         if (u->state == UPS_BODY && http_msg_eof(&u->resp) == 1) {
@@ -1519,21 +1762,8 @@ static void up_failed(struct http_worker *w, struct http_up *u, enum http_fail w
             end_tx_kick(w, &c->up->e);
         return;
     }
-    c->up_bytes = (int64_t)u->e.rx_total;
     up_close(w, u);
-    if (!c->resp_begun) {
-        conn_respond(w, c, why == HF_RESPONSE_TIMEOUT ? 504 : 502, term[why]);
-        return;
-    }
-    /* Part of the response went out: end the connection, don't fake the end. */
-    c->keep_alive = 0;
-    c->termination = term[why];
-    if (!c->e.txq.bytes && !c->e.sending) {
-        conn_abort(w, c, term[why]);
-        return;
-    }
-    c->abort_after_flush = 1; /* see on_send */
-    c->state = HST_WAIT;
+    conn_respond(w, c, why == HF_RESPONSE_TIMEOUT ? 504 : 502, term[why]);
 }
 
 /* ---- completions --------------------------------------------------------- */
@@ -1568,13 +1798,12 @@ static void on_accept(struct http_worker *w, int li, const struct io_uring_cqe *
     conn_reset_exchange(w, c);
     c->state = HST_IDLE;
     c->keep_alive = 1;
-    end_timer(w, &c->e, TC_IDLE);
-    end_rx_update(w, &c->e);
+    conn_sync(w, c);
 }
 
 static void on_recv(struct http_worker *w, struct http_end *e, const struct io_uring_cqe *cqe)
 {
-    int res = cqe->res;
+    int res = cqe->res, oom = 0;
 
     if (!(cqe->flags & IORING_CQE_F_MORE)) {
         e->rx = RX_OFF;
@@ -1585,9 +1814,13 @@ static void on_recv(struct http_worker *w, struct http_end *e, const struct io_u
 
         core_buf_take(&w->t->bufs, bid);
         if (res > 0 && !e->closing) {
-            (void)core_segq_push(&e->rxq, &w->t->pool, &w->t->bufs, core_buf_ptr(&w->t->bufs, bid),
-                                 (size_t)res, bid);
-            e->rx_total += (uint64_t)res;
+            if (core_segq_push(&e->rxq, &w->t->pool, &w->t->bufs, core_buf_ptr(&w->t->bufs, bid),
+                               (size_t)res, bid) < 0) {
+                oom = 1; /* these bytes are lost: the stream can't go on */
+            } else {
+                e->rx_total += (uint64_t)res;
+                e->moved = 1;
+            }
         }
         core_buf_release(&w->t->bufs, bid);
     }
@@ -1612,61 +1845,38 @@ static void on_recv(struct http_worker *w, struct http_end *e, const struct io_u
     if (e->side == SIDE_CLIENT) {
         struct http_conn *c = (struct http_conn *)e;
 
-        if (res > 0) {
+        if (oom) {
+            c->keep_alive = 0;
+            if (c->state == HST_BODY || c->state == HST_WAIT)
+                conn_respond(w, c, 502, "out_of_memory");
+            else
+                conn_abort(w, c, "out_of_memory");
+        } else if (res > 0) {
             STAT_ADD(w->st, bytes_in, (uint64_t)res);
             if (c->discard)
                 core_segq_clear(&c->e.rxq, &w->t->pool, &w->t->bufs);
-            if (c->state == HST_IDLE || c->state == HST_HEAD || c->state == HST_BODY ||
-                c->state == HST_TUNNEL || c->state == HST_LINGER)
+            if (c->state != HST_WAIT)
                 conn_process(w, c);
-            if (c->e.closing)
-                return;
-            if (c->state == HST_BODY || c->state == HST_WAIT || c->state == HST_TUNNEL)
-                end_timer(w, &c->e, c->state == HST_TUNNEL ? TC_IDLE : TC_SEND);
         }
-        if (c->e.eof) {
-            switch (c->state) {
-            case HST_IDLE:
-                if (!c->e.rxq.bytes)
-                    end_close(w, &c->e);
-                break;
-            case HST_HEAD:
-                conn_abort(w, c, "client_closed");
-                break;
-            case HST_BODY:
-                if (!c->req_done)
-                    conn_abort(w, c, "client_closed");
-                break;
-            case HST_TUNNEL:
-                if (c->up && !c->up->e.closing)
-                    (void)shutdown(c->up->e.fd, SHUT_WR);
-                if (!c->up)
-                    end_close(w, &c->e);
-                break;
-            case HST_LINGER:
-                end_close(w, &c->e);
-                break;
-            default:
-                /* HST_WAIT: a half-close after a full request still gets its response. */
-                c->keep_alive = 0;
-                break;
-            }
-        }
-        if (!c->e.closing)
-            end_rx_update(w, &c->e);
+        if (c->e.eof)
+            conn_eof(w, c);
+        conn_sync(w, c);
     } else {
         struct http_up *u = (struct http_up *)e;
+        struct http_conn *c = u->c;
 
         if (res > 0) {
             u->got_bytes = 1;
-            if (u->c) {
-                u->c->up_bytes += res;
-                if (u->state == UPS_HEAD || u->state == UPS_BODY)
-                    end_timer(w, &u->e, TC_RESPONSE);
-            }
+            if (c)
+                c->up_bytes += res;
         }
-        up_process(w, u);
-        if (!u->e.closing)
+        if (oom)
+            up_oom(w, u);
+        else
+            up_process(w, u);
+        if (c)
+            conn_sync(w, c);
+        else if (!u->e.closing)
             end_rx_update(w, &u->e);
     }
 }
@@ -1682,31 +1892,21 @@ static void on_send(struct http_worker *w, struct http_end *e, const struct io_u
             end_reap(w, e);
         return;
     }
-    if (res < 0) {
-        if (e->side == SIDE_CLIENT) {
-            conn_abort(w, (struct http_conn *)e, "client_closed");
-        } else {
-            up_failed(w, (struct http_up *)e, HF_RESET);
-        }
-        return;
-    }
-    core_segq_consume(&e->txq, &w->t->pool, &w->t->bufs, (size_t)res);
-    e->tx_total += (uint64_t)res;
     if (e->side == SIDE_CLIENT) {
         struct http_conn *c = (struct http_conn *)e;
 
+        if (res < 0) {
+            conn_abort(w, c, "client_closed");
+            return;
+        }
+        core_segq_consume(&e->txq, &w->t->pool, &w->t->bufs, (size_t)res);
+        e->tx_total += (uint64_t)res;
+        e->moved |= res > 0;
         STAT_ADD(w->st, bytes_out, (uint64_t)res);
-        if (c->state != HST_IDLE && c->state != HST_LINGER)
-            end_timer(w, e, c->state == HST_TUNNEL ? TC_IDLE : TC_SEND);
         end_tx_kick(w, e);
         /* room on this side lets the upstream's backlog move */
-        if (c->up && !c->up->e.closing) {
-            if (c->up->state == UPS_BODY)
-                end_timer(w, &c->up->e, TC_RESPONSE);
+        if (c->up && !c->up->e.closing)
             up_process(w, c->up);
-            if (c->up && !c->up->e.closing)
-                end_rx_update(w, &c->up->e);
-        }
         if (e->closing)
             return;
         if (!e->txq.bytes && !e->sending && c->abort_after_flush) {
@@ -1715,18 +1915,31 @@ static void on_send(struct http_worker *w, struct http_end *e, const struct io_u
             return;
         }
         conn_check_done(w, c);
+        conn_sync(w, c);
     } else {
         struct http_up *u = (struct http_up *)e;
+        struct http_conn *c = u->c;
 
-        end_tx_kick(w, e);
-        /* room upstream lets the client's backlog move */
-        if (u->c && !u->c->e.closing && (u->c->state == HST_BODY || u->c->state == HST_TUNNEL))
-            conn_process(w, u->c);
+        if (res < 0) {
+            up_failed(w, u, HF_RESET);
+        } else {
+            core_segq_consume(&e->txq, &w->t->pool, &w->t->bufs, (size_t)res);
+            e->tx_total += (uint64_t)res;
+            e->moved |= res > 0;
+            end_tx_kick(w, e);
+            /* room upstream lets the client's backlog move */
+            if (c && !c->e.closing && (c->state == HST_BODY || c->state == HST_TUNNEL))
+                conn_process(w, c);
+        }
+        if (c)
+            conn_sync(w, c);
     }
 }
 
 static void on_connect(struct http_worker *w, struct http_up *u, const struct io_uring_cqe *cqe)
 {
+    struct http_conn *c = u->c;
+
     u->e.nops--;
     if (u->e.closing) {
         if (!u->e.nops)
@@ -1736,56 +1949,67 @@ static void on_connect(struct http_worker *w, struct http_up *u, const struct io
     if (cqe->res < 0) {
         log_warn("connect to upstream %s: %s", u->addr.str, strerror(-cqe->res));
         up_failed(w, u, cqe->res == -ECANCELED ? HF_CONNECT_TIMEOUT : HF_CONNECT_REFUSED);
-        return;
+    } else {
+        addr_ok(w, u->addr.str);
+        if (c)
+            c->up_connect_us = (int64_t)(w->t->now_us - u->t_connect);
+        u->state = UPS_HEAD;
+        u->t_sent = w->t->now_us;
+        end_tx_kick(w, &u->e);
     }
-    addr_ok(w, u->addr.str);
-    if (u->c)
-        u->c->up_connect_us = (int64_t)(w->t->now_us - u->t_connect);
-    u->state = UPS_HEAD;
-    u->t_sent = w->t->now_us;
-    end_timer(w, &u->e, TC_RESPONSE);
-    end_rx_update(w, &u->e);
-    end_tx_kick(w, &u->e);
+    if (c)
+        conn_sync(w, c);
+    else if (!u->e.closing)
+        end_rx_update(w, &u->e);
 }
 
 static void on_timer(struct http_worker *w, struct http_end *e, enum tclass tc)
 {
+    struct http_conn *c;
+
     e->tclass = TC_NONE;
     if (e->side == SIDE_UP) {
         struct http_up *u = (struct http_up *)e;
 
+        c = u->c;
         if (tc == TC_POOL) {
             up_close(w, u);
+        } else if (tc == TC_SETTLE) {
+            /* quiet since its bodiless response: fit for the next request */
+            if (up_poolable(w, u))
+                pool_insert(w, u);
+            else
+                up_close(w, u);
         } else if (tc == TC_CONNECT) {
             log_warn("connect to upstream %s: timed out", u->addr.str);
             up_failed(w, u, HF_CONNECT_TIMEOUT);
         } else {
             up_failed(w, u, HF_RESPONSE_TIMEOUT);
         }
+        if (c)
+            conn_sync(w, c);
         return;
     }
-    {
-        struct http_conn *c = (struct http_conn *)e;
-
-        switch (tc) {
-        case TC_HEADER:
-            c->keep_alive = 0;
-            conn_respond(w, c, 408, "header_timeout");
-            break;
-        case TC_IDLE:
-            if (c->state == HST_TUNNEL)
-                conn_abort(w, c, "idle_timeout");
-            else
-                end_close(w, e);
-            break;
-        case TC_LINGER:
+    c = (struct http_conn *)e;
+    switch (tc) {
+    case TC_HEADER:
+        c->keep_alive = 0;
+        conn_respond(w, c, 408, "header_timeout");
+        break;
+    case TC_IDLE:
+        if (c->state == HST_TUNNEL)
+            conn_abort(w, c, "idle_timeout");
+        else
             end_close(w, e);
-            break;
-        default:
-            conn_abort(w, c, "client_timeout");
-            break;
-        }
+        break;
+    case TC_LINGER:
+        end_close(w, e);
+        break;
+    default:
+        conn_abort(w, c, "client_timeout");
+        break;
     }
+    conn_sync(w, c);
 }
 
 /* ---- the worker --------------------------------------------------------- */
@@ -2032,6 +2256,7 @@ int http_worker_run(struct http_shared *sh, const struct http_worker_params *p,
     core_tq_init(&w->tq[TC_CONNECT], cfg->upstream.connect_timeout_ms);
     core_tq_init(&w->tq[TC_RESPONSE], cfg->upstream.response_timeout_ms);
     core_tq_init(&w->tq[TC_POOL], cfg->upstream.pool_idle_timeout_ms);
+    core_tq_init(&w->tq[TC_SETTLE], SETTLE_MS);
     for (int i = 0; i < HTTP_MAX_LISTENERS; i++) {
         w->lfd[i] = p->lfd[i];
         w->op_accept[i].kind = OPK_ACCEPT;

@@ -621,7 +621,7 @@ Test(core_buf, blk_free_list_is_capped, .init = fake_up, .fini = fake_down)
     {
         unsigned n = 0;
 
-        for (void *x = pool.free_blks; x; x = *(void **)x)
+        for (void **x = pool.free_blks; x; x = *x)
             n++;
         cr_assert_eq(n, 4);
     }
@@ -665,15 +665,18 @@ Test(core_buf, segq_push_takes_references, .init = fake_up, .fini = fake_down)
 {
     struct core_segq q;
     char *p1 = fake_fill(1, "abc");
-    static const char other[] = "xyz";
+    char *other = core_blk_get(&pool);
 
+    memcpy(other, "xyz", 3);
     core_segq_init(&q);
     cr_assert_eq(q.nring, 0);
     cr_assert_eq(core_segq_push(&q, &pool, &fake, p1, 3, 1), 0);
     cr_assert_eq(fake.refs[1], 2);
     cr_assert_eq(q.nring, 1);
-    cr_assert_eq(core_segq_push(&q, &pool, &fake, other, 3, -1), 0);
-    cr_assert_eq(q.nring, 1, "bytes owned elsewhere hold no ring buffer");
+    cr_assert_eq(core_segq_push_blk(&q, &pool, other, 3, other), 0);
+    cr_assert_eq(q.nring, 1, "bytes in a block hold no ring buffer");
+    core_blk_put(&pool, other); /* the queue's reference keeps it */
+    cr_assert_eq(pool.nfree_blks, 0);
     /* Zero bytes queue nothing and take no reference. */
     cr_assert_eq(core_segq_push(&q, &pool, &fake, p1, 0, 1), 0);
     cr_assert_eq(fake.refs[1], 2);
@@ -689,18 +692,20 @@ Test(core_buf, segq_push_takes_references, .init = fake_up, .fini = fake_down)
     cr_assert_eq(fake.in_use, 0);
     cr_assert_eq(fake.refs[1], 0);
     cr_assert_eq(fake.nstack, 1);
+    cr_assert_eq(pool.nfree_blks, 1, "the block went back with the segment");
 }
 
 Test(core_buf, segq_consume_across_segments, .init = fake_up, .fini = fake_down)
 {
     struct core_segq q;
     char *p1 = fake_fill(1, "abc"), *p2 = fake_fill(2, "defg");
-    static const char hi[] = "hi";
+    char *hi = core_blk_get(&pool);
 
+    memcpy(hi, "hi", 2);
     core_segq_init(&q);
     cr_assert_eq(core_segq_push(&q, &pool, &fake, p1, 3, 1), 0);
     cr_assert_eq(core_segq_push(&q, &pool, &fake, p2, 4, 2), 0);
-    cr_assert_eq(core_segq_push(&q, &pool, &fake, hi, 2, -1), 0);
+    cr_assert_eq(core_segq_push_blk(&q, &pool, hi, 2, hi), 0);
     core_buf_release(&fake, 1);
     core_buf_release(&fake, 2);
     cr_assert_eq(fake.in_use, 2);
@@ -732,10 +737,11 @@ Test(core_buf, segq_consume_across_segments, .init = fake_up, .fini = fake_down)
     assert_segq(&q, "");
 
     /* Emptied queue takes pushes again (tailp was reset). */
-    cr_assert_eq(core_segq_push(&q, &pool, &fake, hi, 1, -1), 0);
+    cr_assert_eq(core_segq_push_blk(&q, &pool, hi, 1, hi), 0);
     assert_segq(&q, "h");
     cr_assert_eq(q.tailp, &q.head->next);
     core_segq_clear(&q, &pool, &fake);
+    core_blk_put(&pool, hi);
     fake_down();
     assert_no_leaks();
 }
@@ -802,11 +808,12 @@ Test(core_buf, segq_same_buffer_twice, .init = fake_up, .fini = fake_down)
 Test(core_buf, segq_clear_recycles_segments, .init = fake_up, .fini = fake_down)
 {
     struct core_segq q;
-    static const char x[] = "x";
+    char *x = core_blk_get(&pool);
 
+    x[0] = 'x';
     core_segq_init(&q);
     for (int i = 0; i < 3; i++)
-        cr_assert_eq(core_segq_push(&q, &pool, &fake, x, 1, -1), 0);
+        cr_assert_eq(core_segq_push_blk(&q, &pool, x, 1, x), 0);
     core_segq_clear(&q, &pool, &fake);
     assert_segq(&q, "");
     /* All three are on the pool's free list now. */
@@ -821,11 +828,93 @@ Test(core_buf, segq_clear_recycles_segments, .init = fake_up, .fini = fake_down)
     {
         struct core_seg *top = pool.free_segs;
 
-        cr_assert_eq(core_segq_push(&q, &pool, &fake, x, 1, -1), 0);
+        cr_assert_eq(core_segq_push_blk(&q, &pool, x, 1, x), 0);
         cr_assert_eq(q.head, top);
         cr_assert_neq(pool.free_segs, top);
     }
     core_segq_clear(&q, &pool, &fake);
+    core_blk_put(&pool, x);
     fake_down();
     assert_no_leaks();
 }
+
+/*
+ * The use-after-free class this ownership closes: the owner of a head block
+ * lets go of it while a queue still points into it, and the next user of a
+ * block must not get that memory (and write its own bytes into what is
+ * about to be sent).
+ */
+Test(core_buf, blk_outlives_its_owner_while_queued, .init = fake_up, .fini = fake_down)
+{
+    struct core_segq q;
+    char *head = core_blk_get(&pool), *next;
+
+    memcpy(head, "HTTP/1.1 200 OK\r\n", 17);
+    core_segq_init(&q);
+    cr_assert_eq(core_segq_push_blk(&q, &pool, head, 17, head), 0);
+    core_blk_put(&pool, head); /* the owner is done with it: the queue is not */
+    next = core_blk_get(&pool);
+    cr_assert_neq(next, head, "a block still queued was handed out again");
+    memset(next, 'X', pool.blksz);
+    assert_segq(&q, "HTTP/1.1 200 OK\r\n");
+    core_segq_consume(&q, &pool, &fake, 5);
+    assert_segq(&q, "1.1 200 OK\r\n");
+    core_segq_clear(&q, &pool, &fake);
+    cr_assert_eq(core_blk_get(&pool), head, "the block came back with the last reference");
+    core_blk_put(&pool, head);
+    core_blk_put(&pool, next);
+    fake_down();
+    assert_no_leaks();
+}
+
+Test(core_buf, segq_truncate_keeps_a_prefix, .init = fake_up, .fini = fake_down)
+{
+    struct core_segq q;
+    char *p1 = fake_fill(1, "abc"), *p2 = fake_fill(2, "defg");
+    char *blk = core_blk_get(&pool);
+
+    memcpy(blk, "hij", 3);
+    core_segq_init(&q);
+    cr_assert_eq(core_segq_push(&q, &pool, &fake, p1, 3, 1), 0);
+    cr_assert_eq(core_segq_push_blk(&q, &pool, blk, 3, blk), 0);
+    cr_assert_eq(core_segq_push(&q, &pool, &fake, p2, 4, 2), 0);
+    core_buf_release(&fake, 1);
+    core_buf_release(&fake, 2);
+    core_blk_put(&pool, blk);
+    core_segq_truncate(&q, &pool, &fake, 100); /* more than queued: nothing */
+    assert_segq(&q, "abchijdefg");
+    core_segq_truncate(&q, &pool, &fake, 4); /* inside the block's segment */
+    assert_segq(&q, "abch");
+    cr_assert_eq(fake.refs[2], 0, "the dropped buffer went back");
+    cr_assert_eq(q.nring, 1);
+    cr_assert_eq(pool.nfree_blks, 0, "the block is still queued");
+    cr_assert_eq(core_segq_push(&q, &pool, &fake, p1, 1, 1), 0);
+    assert_segq(&q, "abcha");
+    core_segq_truncate(&q, &pool, &fake, 3); /* at a segment boundary */
+    assert_segq(&q, "abc");
+    cr_assert_eq(pool.nfree_blks, 1);
+    core_segq_truncate(&q, &pool, &fake, 0);
+    assert_segq(&q, "");
+    cr_assert_eq(fake.in_use, 0);
+    cr_assert_eq(q.nring, 0);
+}
+
+#ifdef CORE_FAULT_INJECT
+Test(core_buf, fault_injection_fails_every_nth, .init = fake_up, .fini = fake_down)
+{
+    struct core_segq q;
+    char *x = core_blk_get(&pool);
+    int fails = 0;
+
+    core_segq_init(&q);
+    pool.fault_every = 3;
+    pool.fault_count = 0;
+    for (int i = 0; i < 9; i++)
+        fails += core_segq_push_blk(&q, &pool, x, 1, x) == -ENOMEM;
+    cr_assert_eq(fails, 3);
+    cr_assert_eq(q.bytes, 6, "a failed push queues nothing");
+    pool.fault_every = 0;
+    core_segq_clear(&q, &pool, &fake);
+    core_blk_put(&pool, x);
+}
+#endif

@@ -785,6 +785,8 @@ Test(http_msg, body_invalid_chunk_size)
         "-5\r\nhello\r\n0\r\n\r\n",
         "ffffffffffffffffff\r\n",           /* overflows 64 bits */
         "10000000000000000\r\n",            /* 2^64 */
+        "0001000000000000000\r\n",          /* 2^60 behind leading zeros */
+        "\r\nhello\r\n",                    /* no digit at all */
         "5\r\nhelloXX\r\n0\r\n\r\n",        /* data longer than the size */
         " 5\r\nhello\r\n0\r\n\r\n",         /* space before the size */
         "5 \r\nhello\r\n0\r\n\r\n",         /* space after the size */
@@ -809,6 +811,34 @@ Test(http_msg, body_invalid_chunk_size)
             }
             cr_assert_eq(r, -1, "\"%s\" (%s) returned %d", esc(bad[i], n),
                          mode ? "bytewise" : "whole", r);
+        }
+    }
+}
+
+/* Safety #9: RFC 9112 7.1 allows any number of digits; the value is what is bounded. */
+Test(http_msg, body_chunk_size_leading_zeros)
+{
+    static const char *const ok[] = {
+        "0000000000000005\r\nhello\r\n0\r\n\r\n",
+        "000000000000000000000000000005\r\nhello\r\n00000000000000000000\r\n\r\n",
+        "00000000000000000fffffffffffffff\r\n",
+    };
+
+    for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+        for (int mode = 0; mode < 2; mode++) {
+            size_t used = 0, n = strlen(ok[i]);
+            int r = 0;
+
+            body_setup(HTTP_REQUEST, S(ch_head), 16);
+            if (mode == 0) {
+                r = http_msg_body(&msg, ok[i], n, &used);
+            } else {
+                for (size_t k = 0; k < n && r == 0; k++)
+                    r = http_msg_body(&msg, ok[i] + k, 1, &used);
+            }
+            cr_assert_geq(r, 0, "\"%s\" (%s)", esc(ok[i], n), mode ? "bytewise" : "whole");
+            if (i < 2)
+                cr_assert_eq(msg.data_bytes, 5);
         }
     }
 }
@@ -1147,7 +1177,7 @@ Test(http_msg, hk_of_every_known_name)
     }
 }
 
-/* Parsed headers carry their class; Connection naming other fields is flagged once. */
+/* Parsed headers carry their class; fields a Connection option names are marked hop-by-hop. */
 Test(http_msg, head_classes_and_connection_names)
 {
     cr_assert_eq(HEAD_REQ("GET / HTTP/1.1\r\nhost: a\r\nX-A: 1\r\nConnection: close, Keep-Alive, "
@@ -1156,16 +1186,104 @@ Test(http_msg, head_classes_and_connection_names)
     cr_assert_eq(hdrs[0].kind, HK_HOST);
     cr_assert_eq(hdrs[1].kind, HK_OTHER);
     cr_assert_eq(hdrs[2].kind, HK_CONNECTION);
-    cr_assert_eq(msg.conn_names_other, 0, "only hop-by-hop names and close");
+    cr_assert_eq(hdrs[1].hop, 0, "only hop-by-hop names and close");
 
-    cr_assert_eq(HEAD_REQ("GET / HTTP/1.1\r\nHost: a\r\nConnection: keep-alive\r\n"
-                          "Connection: ,X-A ,\r\n\r\n"),
+    cr_assert_eq(HEAD_REQ("GET / HTTP/1.1\r\nHost: a\r\nx-a: 1\r\nConnection: keep-alive\r\n"
+                          "Connection: ,X-A ,\r\nX-B: 2\r\nX-A: 3\r\n\r\n"),
                  0);
-    cr_assert_eq(msg.conn_names_other, 1, "a second Connection header names X-A");
+    cr_assert_eq(hdrs[1].hop, 1, "a second Connection header names X-A");
+    cr_assert_eq(hdrs[5].hop, 1, "every field of that name");
+    cr_assert_eq(hdrs[4].hop, 0);
+    cr_assert_eq(hdrs[0].hop, 0);
 
-    cr_assert_eq(HEAD_RESP("HTTP/1.1 200 OK\r\nConnection: x-secret\r\nContent-Length: 0\r\n\r\n"),
+    cr_assert_eq(HEAD_RESP("HTTP/1.1 200 OK\r\nConnection: x-secret\r\nX-Secret: s\r\n"
+                           "Content-Length: 0\r\n\r\n"),
                  0);
-    cr_assert_eq(msg.conn_names_other, 1);
-    cr_assert_eq(HEAD_RESP("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"), 0);
-    cr_assert_eq(msg.conn_names_other, 0, "reset for the next message");
+    cr_assert_eq(hdrs[1].hop, 1);
+    cr_assert_eq(HEAD_RESP("HTTP/1.1 200 OK\r\nX-Secret: s\r\nContent-Length: 0\r\n\r\n"), 0);
+    cr_assert_eq(hdrs[0].hop, 0, "reset for the next message");
+}
+
+/*
+ * Safety #1: a Connection option naming a framing field would have the
+ * field removed while the body is still framed by it (request smuggling,
+ * unframed responses). Such a message is malformed, in any spelling.
+ */
+Test(http_msg, head_connection_naming_framing_refused)
+{
+    static const char *const opts[] = {
+        "Content-Length",
+        "content-length",
+        "TRANSFER-ENCODING",
+        "Host",
+        "keep-alive, Content-Length",
+    };
+
+    for (size_t i = 0; i < sizeof(opts) / sizeof(opts[0]); i++) {
+        char req[256], resp[256];
+
+        snprintf(req, sizeof(req),
+                 "POST / HTTP/1.1\r\nHost: a\r\nConnection: %s\r\nContent-Length: 3\r\n\r\n",
+                 opts[i]);
+        cr_assert_eq(head(HTTP_REQUEST, req, strlen(req), 16), -400, "request, %s", opts[i]);
+        snprintf(resp, sizeof(resp),
+                 "HTTP/1.1 200 OK\r\nConnection: %s\r\nContent-Length: 5\r\n\r\n", opts[i]);
+        cr_assert_eq(head(HTTP_RESPONSE, resp, strlen(resp), 16), -400, "response, %s", opts[i]);
+    }
+    cr_assert_eq(HEAD_REQ("GET / HTTP/1.1\r\nHost: a\r\nConnection: x\r\nConnection: Host\r\n\r\n"),
+                 -400, "in a second Connection field");
+}
+
+/* Safety #26.2: options are bounded, so marking costs options x fields with a small bound. */
+Test(http_msg, head_connection_options_bounded)
+{
+    char req[1024];
+    int n = snprintf(req, sizeof(req), "GET / HTTP/1.1\r\nHost: a\r\nConnection: ");
+
+    for (int i = 0; i < HTTP_MAX_CONN_TOKENS; i++)
+        n += snprintf(req + n, sizeof(req) - (size_t)n, "%sx-%d", i ? ", " : "", i);
+    memcpy(req + n, "\r\n\r\n", 5);
+    cr_assert_eq(head(HTTP_REQUEST, req, strlen(req), 16), 0, "%d options", HTTP_MAX_CONN_TOKENS);
+    n = snprintf(req, sizeof(req), "GET / HTTP/1.1\r\nHost: a\r\nConnection: ");
+    for (int i = 0; i <= HTTP_MAX_CONN_TOKENS; i++)
+        n += snprintf(req + n, sizeof(req) - (size_t)n, "%sx-%d", i ? ", " : "", i);
+    memcpy(req + n, "\r\n\r\n", 5);
+    cr_assert_eq(head(HTTP_REQUEST, req, strlen(req), 16), -400, "one option more");
+}
+
+/* Safety #8: any method token is forwarded; llhttp 8.1.0 knows only its list. */
+Test(http_msg, head_extension_methods)
+{
+    static const char *const ok[] = {"BREW", "BAN", "M", "XY", "purge-all", "A!#$%&'*+-.^_`|~9"};
+
+    for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+        char req[256];
+
+        snprintf(req, sizeof(req), "%s /pot?x=1 HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\n",
+                 ok[i]);
+        cr_assert_eq(head(HTTP_REQUEST, req, strlen(req), 16), 0, "%s", ok[i]);
+        cr_assert_eq(msg.ext_method, 1);
+        cr_assert_eq(msg.method.len, strlen(ok[i]));
+        cr_assert_eq(memcmp(msg.method.p, ok[i], msg.method.len), 0);
+        cr_assert_eq(msg.target.len, 8);
+        cr_assert_eq(memcmp(msg.target.p, "/pot?x=1", 8), 0);
+        cr_assert_eq(msg.body, HB_LENGTH, "framed as any request");
+        cr_assert_eq(msg.parser.http_minor, 1);
+    }
+    cr_assert_eq(HEAD_REQ("BREW / HTTP/1.0\r\n\r\n"), 0);
+    cr_assert_eq(msg.parser.http_minor, 0);
+    cr_assert_eq(msg.complete, 1);
+    cr_assert_eq(HEAD_REQ("BREW / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"), 0);
+    cr_assert_eq(msg.body, HB_CHUNKED);
+    cr_assert_eq(HEAD_REQ("GET / HTTP/1.1\r\nHost: a\r\n\r\n"), 0);
+    cr_assert_eq(msg.ext_method, 0, "a known method is llhttp's");
+
+    /* not tokens, or a broken request line: still malformed */
+    cr_assert_eq(HEAD_REQ("GE(T / HTTP/1.1\r\nHost: a\r\n\r\n"), -400);
+    cr_assert_eq(HEAD_REQ("G@T / HTTP/1.1\r\nHost: a\r\n\r\n"), -400);
+    cr_assert_eq(HEAD_REQ("BREW  / HTTP/1.1\r\nHost: a\r\n\r\n"), -400);
+    cr_assert_eq(HEAD_REQ("BREW / HTTP/2.0\r\nHost: a\r\n\r\n"), -400);
+    cr_assert_eq(HEAD_REQ("BREW / HTTP/1.1 \r\nHost: a\r\n\r\n"), -400);
+    cr_assert_eq(HEAD_REQ("BREW /\r\nHost: a\r\n\r\n"), -400);
+    cr_assert_eq(HEAD_REQ("BREW / HTTP/1.1\r\nHost a\r\n\r\n"), -400, "fields still checked");
 }
