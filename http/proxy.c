@@ -138,7 +138,8 @@ struct http_end {
     uint8_t eof;
     uint8_t tclass;
     uint8_t starved;
-    uint8_t moved; /* bytes went either way since the last conn_sync() */
+    uint8_t moved;   /* bytes went either way since the last conn_sync() */
+    uint8_t shut_wr; /* a tunnel forwarded the other side's half-close here */
     uint16_t nops;
     int fd;
     struct core_segq rxq, txq;
@@ -376,12 +377,41 @@ static void end_timer_sync(struct http_worker *w, struct http_end *e, enum tclas
 }
 
 /*
+ * A tunnel forwards each side's half-close (EOF) to the other once every
+ * byte received before it has been sent on, and ends when both sides have
+ * closed their write side this way.
+ */
+static void tunnel_halfclose(struct http_worker *w, struct http_conn *c)
+{
+    struct http_up *u = c->up;
+
+    if (!u || u->e.closing) {
+        conn_abort(w, c, NULL);
+        return;
+    }
+    if (c->e.eof && !c->e.rxq.bytes && !u->e.txq.bytes && !u->e.sending && !u->e.shut_wr) {
+        (void)shutdown(u->e.fd, SHUT_WR);
+        u->e.shut_wr = 1;
+    }
+    if (u->e.eof && !u->e.rxq.bytes && !c->e.txq.bytes && !c->e.sending && !c->e.shut_wr) {
+        (void)shutdown(c->e.fd, SHUT_WR);
+        c->e.shut_wr = 1;
+    }
+    if (c->e.shut_wr && u->e.shut_wr)
+        conn_abort(w, c, NULL); /* logged when it opened */
+}
+
+/*
  * After every event on c or its upstream: each socket's timer from its
  * state, each receive armed or paused by the room its queues have.
  */
 static void conn_sync(struct http_worker *w, struct http_conn *c)
 {
-    struct http_up *u = c->up;
+    struct http_up *u;
+
+    if (c->state == HST_TUNNEL && !c->e.closing)
+        tunnel_halfclose(w, c);
+    u = c->up;
 
     if (!c->e.closing) {
         end_timer_sync(w, &c->e, conn_tclass(c));
@@ -1059,14 +1089,12 @@ static void conn_eof(struct http_worker *w, struct http_conn *c)
         if (!c->req_done)
             conn_abort(w, c, "client_closed");
         break;
-    case HST_TUNNEL:
-        if (c->up && !c->up->e.closing)
-            (void)shutdown(c->up->e.fd, SHUT_WR);
-        if (!c->up)
-            end_close(w, &c->e);
-        break;
     default:
-        break; /* HST_WAIT: the response goes out, then conn_finish() comes back here */
+        /*
+         * HST_WAIT: the response goes out, then conn_finish() comes back
+         * here. HST_TUNNEL: tunnel_halfclose() forwards it.
+         */
+        break;
     }
 }
 
@@ -1692,14 +1720,6 @@ static void up_process(struct http_worker *w, struct http_up *u)
         if (u->state == UPS_BODY && http_msg_eof(&u->resp) == 1) {
             u->reusable = 0;
             up_done(w, u);
-        } else if (u->state == UPS_TUNNEL) {
-            /* the origin ended the tunnel: deliver what it sent, then close */
-            c->keep_alive = 0;
-            up_close(w, u);
-            if (!c->e.txq.bytes && !c->e.sending)
-                conn_abort(w, c, NULL);
-            else
-                c->abort_after_flush = 1;
         } else if (u->state == UPS_HEAD || u->state == UPS_BODY) {
             up_failed(w, u, HF_RESET);
         }
