@@ -228,10 +228,17 @@ int main(int argc, char **argv)
     if (!nworkers)
         nworkers = core_cpus_usable();
 
-    /* Every thread inherits this mask: only the main thread takes signals. */
+    /*
+     * Every thread inherits this mask: only the main thread takes signals.
+     * TERM and INT drain and stop; HUP, USR1 and USR2, whose default would
+     * kill the process mid-request, are taken and only reported.
+     */
     sigemptyset(&sigs);
     sigaddset(&sigs, SIGTERM);
     sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGHUP);
+    sigaddset(&sigs, SIGUSR1);
+    sigaddset(&sigs, SIGUSR2);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
 
@@ -318,7 +325,8 @@ int main(int argc, char **argv)
              upstream_arg, admin_arg);
 
     while (sigwait(&sigs, &sig) != 0 || (sig != SIGTERM && sig != SIGINT))
-        ;
+        if (sig == SIGHUP || sig == SIGUSR1 || sig == SIGUSR2)
+            log_info("%s: ignored (only SIGTERM and SIGINT stop ringproxy)", strsignal(sig));
     log_info("%s: draining (grace %u ms)", sig == SIGTERM ? "SIGTERM" : "SIGINT",
              cfg->shutdown_grace_ms);
     atomic_store(&sh.draining, 1);

@@ -22,6 +22,13 @@ enum admin_op {
 };
 
 #define ADMIN_REQ_MAX 2048
+/*
+ * Every admin receive and send has this long to complete (a linked
+ * timeout): an idle or stalled scraper is closed. At most ADMIN_CONNS_MAX
+ * admin connections are open at once; more are closed at accept.
+ */
+#define ADMIN_IO_TIMEOUT_MS 10000
+#define ADMIN_CONNS_MAX 64
 
 struct admin_conn {
     struct core_op op;
@@ -39,8 +46,22 @@ struct http_admin {
     struct http_shared *sh;
     int fd;
     int accepting;
+    unsigned nconns;
     struct admin_conn *conns;
 };
+
+/* Bound the operation just prepared in sqe by ADMIN_IO_TIMEOUT_MS. */
+static void link_timeout(struct http_admin *a, struct io_uring_sqe *sqe)
+{
+    static struct __kernel_timespec ts = {ADMIN_IO_TIMEOUT_MS / 1000,
+                                          ADMIN_IO_TIMEOUT_MS % 1000 * 1000000L};
+    struct io_uring_sqe *tsqe;
+
+    sqe->flags |= IOSQE_IO_LINK;
+    tsqe = core_sqe(a->t);
+    io_uring_prep_link_timeout(tsqe, &ts, 0);
+    io_uring_sqe_set_data64(tsqe, CORE_UD_IGNORE);
+}
 
 static void arm_accept(struct http_admin *a)
 {
@@ -76,6 +97,7 @@ static void conn_free(struct http_admin *a, struct admin_conn *c)
     (void)close(c->fd);
     free(c->out);
     free(c);
+    a->nconns--;
 }
 
 void http_admin_free(struct http_admin *a)
@@ -256,6 +278,7 @@ static void respond(struct http_admin *a, struct admin_conn *c)
     sqe = core_sqe(a->t);
     io_uring_prep_send(sqe, c->fd, c->out, c->outlen, MSG_NOSIGNAL);
     io_uring_sqe_set_data(sqe, &c->op);
+    link_timeout(a, sqe);
 }
 
 static void arm_recv(struct http_admin *a, struct admin_conn *c)
@@ -265,6 +288,7 @@ static void arm_recv(struct http_admin *a, struct admin_conn *c)
     c->op.kind = AOP_RECV;
     io_uring_prep_recv(sqe, c->fd, c->req + c->len, ADMIN_REQ_MAX - 1 - c->len, 0);
     io_uring_sqe_set_data(sqe, &c->op);
+    link_timeout(a, sqe);
 }
 
 void http_admin_cqe(struct http_admin *a, struct core_op *op, const struct io_uring_cqe *cqe)
@@ -275,10 +299,11 @@ void http_admin_cqe(struct http_admin *a, struct core_op *op, const struct io_ur
         if (!(cqe->flags & IORING_CQE_F_MORE))
             a->accepting = 0;
         if (cqe->res >= 0) {
-            c = calloc(1, sizeof(*c));
+            c = a->nconns < ADMIN_CONNS_MAX ? calloc(1, sizeof(*c)) : NULL;
             if (!c) {
                 (void)close(cqe->res);
             } else {
+                a->nconns++;
                 c->fd = cqe->res;
                 c->next = a->conns;
                 if (a->conns)
@@ -312,6 +337,7 @@ void http_admin_cqe(struct http_admin *a, struct core_op *op, const struct io_ur
         struct io_uring_sqe *sqe = core_sqe(a->t);
         io_uring_prep_send(sqe, c->fd, c->out + c->sent, c->outlen - c->sent, MSG_NOSIGNAL);
         io_uring_sqe_set_data(sqe, &c->op);
+        link_timeout(a, sqe);
         return;
     }
     conn_free(a, c);

@@ -183,6 +183,10 @@ struct http_conn {
     uint64_t tx_mark, rx_mark; /* e.tx_total / e.rx_total at request start */
     uint64_t final_mark;       /* e.tx_total + txq bytes when the final head was queued */
     uint64_t body_sent_mark;   /* e.tx_total when the response head was queued */
+    /* the final response's head, for the log: its fields live in resp_blk (a reference) */
+    void *resp_blk;
+    const struct core_hdr *resp_hdrs;
+    uint16_t nresp_hdrs;
     const char *termination;
     /* the final response head, for the log (in the upstream's block) */
     int upstream_status;
@@ -246,6 +250,7 @@ struct http_worker {
     size_t log_writing;
     uint64_t log_since_ms; /* when the oldest unwritten line came, 0 if none */
     uint64_t log_dropped_reported;
+    uint64_t log_dropped_counted; /* in the metric */
     uint64_t log_report_ms;
     int evfd;
     uint64_t evbuf;
@@ -502,6 +507,7 @@ static void end_free(struct http_worker *w, struct http_end *e)
     if (e->side == SIDE_CLIENT) {
         struct http_conn *c = (struct http_conn *)e;
         core_blk_put(&w->t->pool, c->blk);
+        core_blk_put(&w->t->pool, c->resp_blk);
         w->nclients--;
         STAT_DEC(w->st, clients_active);
     } else {
@@ -810,6 +816,15 @@ static const char *reject_reason(int status)
     }
 }
 
+/* Forget the final response's head (the log no longer needs it). */
+static void conn_drop_resp_head(struct http_worker *w, struct http_conn *c)
+{
+    core_blk_put(&w->t->pool, c->resp_blk);
+    c->resp_blk = NULL;
+    c->resp_hdrs = NULL;
+    c->nresp_hdrs = 0;
+}
+
 /* Nothing of the final response has reached the client's socket yet. */
 static int final_unsent(const struct http_conn *c)
 {
@@ -863,6 +878,7 @@ static void conn_respond(struct http_worker *w, struct http_conn *c, int status,
         core_segq_truncate(&c->e.txq, &w->t->pool, &w->t->bufs, c->final_mark - c->e.tx_total);
         c->resp_begun = c->resp_done = 0;
         c->decode = 0;
+        conn_drop_resp_head(w, c);
     }
     if (!c->req_done)
         c->keep_alive = 0;
@@ -900,8 +916,6 @@ static void conn_log(struct http_worker *w, struct http_conn *c)
 {
     struct log_access_rec r = {0};
     int have_req = c->req.method.p != NULL;
-    struct http_up *u = c->up;
-    int have_resp = u && u->blk && u->resp.nhdrs;
     uint64_t dur = w->t->now_us - c->start_us;
     char *line;
     long n;
@@ -936,16 +950,21 @@ static void conn_log(struct http_worker *w, struct http_conn *c)
         }
         r.client_ip = (struct core_str){c->peer, strlen(c->peer)};
     }
-    if (have_resp)
-        r.content_type = http_msg_known(&u->resp, HK_CONTENT_TYPE);
+    for (uint16_t i = 0; i < c->nresp_hdrs; i++)
+        if (c->resp_hdrs[i].kind == HK_CONTENT_TYPE) {
+            r.content_type = c->resp_hdrs[i].value;
+            break;
+        }
     if (c->upstream_addr[0])
         r.upstream_addr = (struct core_str){c->upstream_addr, strlen(c->upstream_addr)};
     r.status = c->status;
     r.upstream_status = c->upstream_status ? c->upstream_status : -1;
     r.bytes_sent = (int64_t)(c->e.tx_total - c->tx_mark);
-    r.response_body_bytes =
-        c->e.tx_total > c->body_sent_mark ? (int64_t)(c->e.tx_total - c->body_sent_mark) : 0;
-    r.request_bytes = (int64_t)(c->e.rx_total - c->rx_mark);
+    r.response_body_bytes = c->resp_begun && c->e.tx_total > c->body_sent_mark
+                                ? (int64_t)(c->e.tx_total - c->body_sent_mark)
+                                : 0;
+    /* what this request took from the input: pipelined requests behind it wait in rxq */
+    r.request_bytes = (int64_t)(c->e.rx_total - c->e.rxq.bytes - c->rx_mark);
     r.upstream_bytes = c->upstream_addr[0] ? c->up_bytes : -1;
     r.upstream_connect_us = c->up_connect_us;
     r.upstream_header_us = c->up_header_us;
@@ -957,10 +976,8 @@ static void conn_log(struct http_worker *w, struct http_conn *c)
         r.req_hdrs = c->req.hdrs;
         r.nreq_hdrs = c->req.nhdrs;
     }
-    if (have_resp) {
-        r.resp_hdrs = u->resp.hdrs;
-        r.nresp_hdrs = u->resp.nhdrs;
-    }
+    r.resp_hdrs = c->resp_hdrs;
+    r.nresp_hdrs = c->nresp_hdrs;
     STAT_INC(w->st, requests[c->status / 100 <= 5 ? c->status / 100 : 0]);
     http_stats_observe(w->st, dur);
     if (!w->sh->access_log)
@@ -972,7 +989,6 @@ static void conn_log(struct http_worker *w, struct http_conn *c)
         if (line)
             log_out_commit(w->lo, 0);
         log_out_drop(w->lo);
-        STAT_INC(w->st, log_dropped);
     }
 }
 
@@ -982,6 +998,8 @@ static void conn_reset_exchange(struct http_worker *w, struct http_conn *c)
 {
     core_blk_put(&w->t->pool, c->blk);
     c->blk = NULL;
+    conn_drop_resp_head(w, c);
+    c->body_sent_mark = c->final_mark = 0;
     c->req.method = c->req.target = (struct core_str){0};
     c->req.nhdrs = 0;
     c->req_done = c->resp_done = c->resp_begun = c->upgrade = c->has_body = 0;
@@ -1595,11 +1613,16 @@ static void up_head(struct http_worker *w, struct http_up *u)
     }
     c->body_sent_mark = c->e.tx_total + c->e.txq.bytes;
     u->settle = u->resp.no_body || status == 204 || status == 304;
+    /* the log reads the head's fields even after u is gone (a failure mid-body) */
+    core_blk_ref(u->blk);
+    c->resp_blk = u->blk;
+    c->resp_hdrs = u->resp.hdrs;
+    c->nresp_hdrs = u->resp.nhdrs;
     if (status == 101) {
+        /* the tunnel is logged when it ends, with all its bytes */
         u->state = UPS_TUNNEL;
         c->state = HST_TUNNEL;
         c->req_done = 1;
-        conn_log(w, c); /* the exchange is logged when the tunnel opens */
         conn_process(w, c);
     } else if (u->resp.complete) {
         u->state = UPS_DONE;
@@ -2059,13 +2082,10 @@ static void drain_begin(struct http_worker *w)
         return;
     w->draining = 1;
     w->drain_deadline = w->t->now_ms + w->cfg->shutdown_grace_ms;
-    for (int i = 0; i < HTTP_MAX_LISTENERS; i++) {
-        if (w->lfd[i] < 0)
-            continue;
-        struct io_uring_sqe *sqe = core_sqe(w->t);
-        io_uring_prep_cancel_fd(sqe, w->lfd[i], IORING_ASYNC_CANCEL_ALL);
-        io_uring_sqe_set_data64(sqe, CORE_UD_IGNORE);
-    }
+    /*
+     * Accepting goes on while draining, and on_accept() closes each new
+     * connection at once: a client learns now, not from a reset at exit.
+     */
     while (w->pool)
         up_close(w, w->pool);
     for (e = w->live.next; e != &w->live; e = next) {
@@ -2111,6 +2131,11 @@ static void log_flush(struct http_worker *w)
         }
     }
     dropped = log_out_dropped(w->lo);
+    if (dropped != w->log_dropped_counted) {
+        /* the metric and stderr count the same thing */
+        STAT_ADD(w->st, log_dropped, dropped - w->log_dropped_counted);
+        w->log_dropped_counted = dropped;
+    }
     if (dropped != w->log_dropped_reported && w->t->now_ms - w->log_report_ms >= 1000) {
         log_warn("access log: %llu lines dropped (stdout too slow)",
                  (unsigned long long)(dropped - w->log_dropped_reported));
@@ -2140,9 +2165,14 @@ static void w_cqe(struct core_thread *t, struct core_op *op, const struct io_uri
         if (cqe->res > 0) {
             log_out_consume(w->lo, (size_t)cqe->res);
         } else if (cqe->res != -EAGAIN && cqe->res != -EINTR) {
-            /* stdout is gone: what is pending can't be written anywhere */
+            /* stdout is gone: the lines of this write can't go anywhere; count each */
+            const char *p;
+            size_t n = log_out_peek(w->lo, &p, w->log_writing);
+
+            for (size_t i = 0; i < n; i++)
+                if (p[i] == '\n')
+                    log_out_drop(w->lo);
             log_out_consume(w->lo, w->log_writing);
-            log_out_drop(w->lo);
         }
         w->log_writing = 0;
         break;
@@ -2197,12 +2227,19 @@ static long w_turn(struct core_thread *t)
         }
     }
     for (int i = 0; i < HTTP_MAX_LISTENERS; i++)
-        if (w->lfd[i] >= 0 && !w->accepting[i] && !w->draining)
+        if (w->lfd[i] >= 0 && !w->accepting[i])
             arm_accept(w, i);
     log_flush(w);
     if (w->draining) {
         if (t->now_ms >= w->drain_deadline) {
             struct http_end *e, *nx;
+
+            /* what did not finish in the grace period is cut off, and logged */
+            for (e = w->live.next; e != &w->live; e = nx) {
+                nx = e->next;
+                if (!e->closing && e->side == SIDE_CLIENT)
+                    conn_abort(w, (struct http_conn *)e, "shutdown");
+            }
             for (e = w->live.next; e != &w->live; e = nx) {
                 nx = e->next;
                 if (!e->closing)
