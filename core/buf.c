@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/mman.h>
 
 #define HUGE_PAGE ((size_t)2 << 20)
@@ -157,7 +158,8 @@ struct blk_hdr {
         uint32_t refs;
         struct blk_hdr *next; /* on the free list */
     };
-    char pad[8];
+    uint8_t chunk; /* a chunk, not a head block */
+    char pad[7];
 };
 _Static_assert(sizeof(struct blk_hdr) == 16, "block header");
 
@@ -200,6 +202,11 @@ void core_pool_exit(struct core_pool *p)
         p->free_blks = h->next;
         free(h);
     }
+    while (p->free_chunks) {
+        struct blk_hdr *h = p->free_chunks;
+        p->free_chunks = h->next;
+        free(h);
+    }
 }
 
 struct core_seg *core_seg_new(struct core_pool *p)
@@ -234,6 +241,24 @@ void *core_blk_get(struct core_pool *p)
         return NULL;
     }
     h->refs = 1;
+    h->chunk = 0;
+    return h + 1;
+}
+
+void *core_chunk_get(struct core_pool *p)
+{
+    struct blk_hdr *h = p->free_chunks;
+
+    if (fault(p))
+        return NULL;
+    if (h) {
+        p->free_chunks = h->next;
+        p->nfree_chunks--;
+    } else if (!(h = malloc(sizeof(*h) + CORE_CHUNK_SIZE))) {
+        return NULL;
+    }
+    h->refs = 1;
+    h->chunk = 1;
     return h + 1;
 }
 
@@ -251,6 +276,16 @@ void core_blk_put(struct core_pool *p, void *blk)
     h = hdr_of(blk);
     if (--h->refs)
         return;
+    if (h->chunk) {
+        if (p->nfree_chunks >= CORE_CHUNK_FREE_MAX) {
+            free(h);
+            return;
+        }
+        h->next = p->free_chunks;
+        p->free_chunks = h;
+        p->nfree_chunks++;
+        return;
+    }
     if (p->nfree_blks >= p->max_free_blks) {
         free(h);
         return;
@@ -308,6 +343,14 @@ int core_segq_push_blk(struct core_segq *q, struct core_pool *p, const char *ptr
     return 0;
 }
 
+int core_segq_push_view(struct core_segq *q, struct core_pool *p, struct core_bufring *b,
+                        const struct core_seg *src, const char *ptr, size_t len)
+{
+    if (src->bid >= 0)
+        return core_segq_push(q, p, b, ptr, len, (uint16_t)src->bid);
+    return core_segq_push_blk(q, p, ptr, len, src->blk);
+}
+
 static void seg_release(struct core_segq *q, struct core_pool *p, struct core_bufring *b,
                         struct core_seg *s)
 {
@@ -318,6 +361,88 @@ static void seg_release(struct core_segq *q, struct core_pool *p, struct core_bu
         core_blk_put(p, s->blk);
     }
     core_seg_free(p, s);
+}
+
+int core_segq_compact(struct core_segq *q, struct core_pool *p, struct core_bufring *b,
+                      unsigned skip)
+{
+    struct core_seg **pp = &q->head, *prev = NULL, *s;
+    char *chunk = NULL; /* the chunk being filled, and how far */
+    size_t used = 0;
+    int r = 0;
+
+    for (unsigned i = 0; *pp && i < skip; i++) {
+        prev = *pp;
+        pp = &prev->next;
+    }
+    while (q->nring && (s = *pp)) {
+        const char *src = s->p;
+        size_t left = s->len;
+
+        if (s->bid < 0) {
+            prev = s;
+            pp = &s->next;
+            continue;
+        }
+        /* s leaves the list; its bytes come back as chunk pieces in its place */
+        *pp = s->next;
+        if (q->tailp == &s->next)
+            q->tailp = pp;
+        while (left) {
+            size_t k;
+
+            if (!chunk || used == CORE_CHUNK_SIZE) {
+                char *n = core_chunk_get(p);
+
+                if (!n) {
+                    r = -ENOMEM;
+                    break;
+                }
+                core_blk_put(p, chunk); /* the pieces keep what they need */
+                chunk = n;
+                used = 0;
+            }
+            k = left < CORE_CHUNK_SIZE - used ? left : CORE_CHUNK_SIZE - used;
+            if (prev && prev->bid < 0 && prev->blk == chunk &&
+                prev->p + prev->len == chunk + used) {
+                prev->len += (uint32_t)k; /* right after the bytes before it */
+            } else {
+                struct core_seg *n = core_seg_new(p);
+
+                if (!n) {
+                    r = -ENOMEM;
+                    break;
+                }
+                *n = (struct core_seg){
+                    .next = *pp, .p = chunk + used, .len = (uint32_t)k, .bid = -1, .blk = chunk};
+                core_blk_ref(chunk);
+                if (q->tailp == pp)
+                    q->tailp = &n->next;
+                *pp = n;
+                prev = n;
+                pp = &n->next;
+            }
+            memcpy(chunk + used, src, k);
+            used += k;
+            src += k;
+            left -= k;
+        }
+        if (left) {
+            /* out of memory: what was not copied stays where it was */
+            s->p = src;
+            s->len = (uint32_t)left;
+            s->next = *pp;
+            if (q->tailp == pp)
+                q->tailp = &s->next;
+            *pp = s;
+            break;
+        }
+        core_buf_release(b, (uint16_t)s->bid);
+        q->nring--;
+        core_seg_free(p, s);
+    }
+    core_blk_put(p, chunk);
+    return r;
 }
 
 void core_segq_truncate(struct core_segq *q, struct core_pool *p, struct core_bufring *b,

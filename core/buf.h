@@ -75,8 +75,18 @@ struct core_segq {
     uint32_t nring; /* segments holding a ring buffer */
 };
 
+/*
+ * Bytes that must wait (a client that does not read, pipelined input, a
+ * body the origin does not take) are copied out of the shared ring buffers
+ * into chunks of this size, owned by the queue that waits (core_segq_compact).
+ */
+#define CORE_CHUNK_SIZE 16384
+#define CORE_CHUNK_FREE_MAX 256
+
 struct core_pool {
     struct core_seg *free_segs;
+    void *free_chunks;
+    unsigned nfree_chunks;
 #ifdef CORE_FAULT_INJECT
     uint32_t fault_every; /* test builds: every Nth segment or block allocation fails */
     uint32_t fault_count;
@@ -99,6 +109,8 @@ void core_seg_free(struct core_pool *p, struct core_seg *s);
  */
 void *core_blk_get(struct core_pool *p);
 void core_blk_ref(void *blk);
+/* A chunk of CORE_CHUNK_SIZE bytes, reference-counted like a block (core_blk_put frees it). */
+void *core_chunk_get(struct core_pool *p);
 /* Drop one reference. NULL-safe. */
 void core_blk_put(struct core_pool *p, void *blk);
 
@@ -110,11 +122,27 @@ void core_segq_init(struct core_segq *q);
 __attribute__((warn_unused_result)) int core_segq_push(struct core_segq *q, struct core_pool *p,
                                                        struct core_bufring *b, const char *ptr,
                                                        size_t len, uint16_t bid);
+/*
+ * Append a view of bytes that segment src views (a ring buffer or a block),
+ * taking a reference to whichever holds them. -ENOMEM as above.
+ */
+__attribute__((warn_unused_result)) int
+core_segq_push_view(struct core_segq *q, struct core_pool *p, struct core_bufring *b,
+                    const struct core_seg *src, const char *ptr, size_t len);
 /* Append a view into pool block blk, taking a reference to it. -ENOMEM as above. */
 __attribute__((warn_unused_result)) int core_segq_push_blk(struct core_segq *q, struct core_pool *p,
                                                            const char *ptr, size_t len, void *blk);
 /* Drop n bytes from the front, releasing what they held. */
 void core_segq_consume(struct core_segq *q, struct core_pool *p, struct core_bufring *b, size_t n);
+/*
+ * Copy the bytes of every segment after the first skip ones that view a ring
+ * buffer into chunks, and drop the ring buffer references: the queue then
+ * holds no shared buffer however long it waits. Consecutive bytes share a
+ * chunk. -ENOMEM when a chunk or segment could not be had; what was done
+ * stays done and nothing is lost either way.
+ */
+int core_segq_compact(struct core_segq *q, struct core_pool *p, struct core_bufring *b,
+                      unsigned skip);
 /* Keep the first keep bytes (at most q->bytes), releasing what the rest held. */
 void core_segq_truncate(struct core_segq *q, struct core_pool *p, struct core_bufring *b,
                         size_t keep);

@@ -196,6 +196,10 @@ size_t http_admin_metrics(const struct http_shared *sh, char *buf, size_t cap)
     metric(&b, "ringproxy_recv_buffer_waits_total", "counter",
            "Receives that found every receive buffer in use and waited for one.",
            SUM(sh, recv_buffer_waits));
+    metric(&b, "ringproxy_buffer_sweeps_total", "counter",
+           "Times more than half a worker's receive buffers were held and waiting bytes were "
+           "moved out of them.",
+           SUM(sh, buffer_sweeps));
     net_resolver_state(sh->resolver, &changes, &failing);
     metric(&b, "ringproxy_resolver_changes_total", "counter",
            "Times the upstream address set changed.", changes);

@@ -13,6 +13,7 @@
 #include "http/proxy.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,6 +40,13 @@
  * at a time could pin every buffer of the worker with a few hundred bytes.
  */
 #define MAX_RING_SEGS 8
+/*
+ * When more than half the ring's buffers are held, every SWEEP_MS the queues
+ * that wait move their bytes out of them (pressure_sweep).
+ */
+#define SWEEP_MS 2
+/* Pipelined input read ahead while a response is under way, at most. */
+#define PIPELINE_MAX (16 * 1024)
 #define IOV_SEND 16
 #define LINGER_MS 2000
 /*
@@ -68,6 +76,7 @@ enum op_kind {
     OPK_CONNECT,
     OPK_LOGW,
     OPK_WAKE,
+    OPK_POLL,
     /* must stay last */
     OPK_COUNT
 };
@@ -130,7 +139,7 @@ enum tclass {
 struct http_worker;
 
 struct http_end {
-    struct core_op op_recv, op_send, op_connect;
+    struct core_op op_recv, op_send, op_connect, op_poll;
     uint8_t side;
     uint8_t rx;
     uint8_t sending;
@@ -138,8 +147,12 @@ struct http_end {
     uint8_t eof;
     uint8_t tclass;
     uint8_t starved;
-    uint8_t moved;   /* bytes went either way since the last conn_sync() */
-    uint8_t shut_wr; /* a tunnel forwarded the other side's half-close here */
+    uint8_t moved;       /* bytes went either way since the last conn_sync() */
+    uint8_t shut_wr;     /* a tunnel forwarded the other side's half-close here */
+    uint8_t polling;     /* the socket took no more: waiting for POLLOUT */
+    uint8_t tx_nsegs;    /* segments of the send in flight */
+    uint32_t tx_attempt; /* bytes of the send in flight */
+    uint32_t rx_turn;    /* loop turn the receive was last armed in */
     uint16_t nops;
     int fd;
     struct core_segq rxq, txq;
@@ -212,7 +225,8 @@ struct http_up {
     struct net_addr addr;
     uint64_t addr_gen; /* the address set addr was last found in */
     uint64_t t_connect, t_sent;
-    uint64_t tx_mark; /* e.tx_total when this exchange's request was queued */
+    uint64_t tx_mark;   /* e.tx_total when this exchange's request was queued */
+    uint32_t pool_turn; /* loop turn it went into the pool */
     struct http_up *pool_prev, *pool_next;
 };
 
@@ -259,8 +273,10 @@ struct http_worker {
     uint64_t drain_deadline;
     size_t hdr_off, blksz;
     uint16_t max_hdrs;
-    int cur_bid;
-    int decode_oom; /* a de-chunked piece could not be queued */
+    const struct core_seg *cur_seg; /* the segment on_decoded_body() takes bytes of */
+    int decode_oom;                 /* a de-chunked piece could not be queued */
+    uint64_t sweep_ms;              /* next pressure_sweep() */
+    uint32_t turn;                  /* loop turns so far */
     struct http_conn *cur_decode;
 };
 
@@ -289,6 +305,7 @@ static void end_init(struct http_worker *w, struct http_end *e, uint8_t side, in
     e->op_recv.kind = OPK_RECV;
     e->op_send.kind = OPK_SEND;
     e->op_connect.kind = OPK_CONNECT;
+    e->op_poll.kind = OPK_POLL;
     e->side = side;
     e->fd = fd;
     core_segq_init(&e->rxq);
@@ -434,7 +451,15 @@ static int end_want_rx(struct http_worker *w, const struct http_end *e)
         return 0;
     if (e->side == SIDE_UP) {
         const struct http_up *u = (const struct http_up *)e;
-        return u->state != UPS_CONNECT;
+
+        /* a client that is behind stops the reading of its response (backpressure) */
+        return u->state != UPS_CONNECT && !(u->c && q_full(&u->c->e.txq));
+    }
+    if (e->side == SIDE_CLIENT) {
+        const struct http_conn *c = (const struct http_conn *)e;
+
+        /* pipelined requests are read ahead only a little while a response is under way */
+        return c->state != HST_WAIT || e->rxq.bytes < PIPELINE_MAX;
     }
     return 1;
 }
@@ -451,6 +476,7 @@ static void end_rx_update(struct http_worker *w, struct http_end *e)
         sqe->buf_group = w->t->bufs.bgid;
         io_uring_sqe_set_data(sqe, &e->op_recv);
         e->rx = RX_ON;
+        e->rx_turn = w->turn;
         e->nops++;
     } else if (!want && e->rx == RX_ON) {
         sqe = core_sqe(w->t);
@@ -466,22 +492,51 @@ static void end_tx_kick(struct http_worker *w, struct http_end *e)
     struct core_seg *s;
     unsigned n = 0;
 
-    if (e->sending || e->closing || !e->txq.bytes || e->fd < 0)
+    if (e->sending || e->polling || e->closing || !e->txq.bytes || e->fd < 0)
         return;
     if (e->side == SIDE_UP && ((struct http_up *)e)->state == UPS_CONNECT)
         return;
     sqe = core_sqe(w->t);
     s = e->txq.head;
+    /*
+     * Never a send that waits for room: it would hold the ring buffers it
+     * points into for as long as the peer does not read. A full socket
+     * answers -EAGAIN (or takes part), and on_send() waits with a poll.
+     */
     if (!s->next) {
-        io_uring_prep_send(sqe, e->fd, s->p, s->len, MSG_NOSIGNAL);
+        io_uring_prep_send(sqe, e->fd, s->p, s->len, MSG_NOSIGNAL | MSG_DONTWAIT);
+        e->tx_attempt = s->len;
+        n = 1;
     } else {
-        for (; s && n < IOV_SEND; s = s->next, n++)
+        e->tx_attempt = 0;
+        for (; s && n < IOV_SEND; s = s->next, n++) {
             e->iov[n] = (struct iovec){(void *)s->p, s->len};
+            e->tx_attempt += s->len;
+        }
         e->msg = (struct msghdr){.msg_iov = e->iov, .msg_iovlen = n};
-        io_uring_prep_sendmsg(sqe, e->fd, &e->msg, MSG_NOSIGNAL);
+        io_uring_prep_sendmsg(sqe, e->fd, &e->msg, MSG_NOSIGNAL | MSG_DONTWAIT);
     }
     io_uring_sqe_set_data(sqe, &e->op_send);
+    e->tx_nsegs = (uint8_t)n;
     e->sending = 1;
+    e->nops++;
+}
+
+/*
+ * e's peer takes no more for now. What waits in its queue is moved out of
+ * the shared ring buffers (a few peers that do not read must not hold the
+ * buffers every other connection of the worker receives into), and the send
+ * resumes when the socket has room.
+ */
+static void end_tx_wait(struct http_worker *w, struct http_end *e)
+{
+    struct io_uring_sqe *sqe;
+
+    (void)core_segq_compact(&e->txq, &w->t->pool, &w->t->bufs, 0);
+    sqe = core_sqe(w->t);
+    io_uring_prep_poll_add(sqe, e->fd, POLLOUT);
+    io_uring_sqe_set_data(sqe, &e->op_poll);
+    e->polling = 1;
     e->nops++;
 }
 
@@ -572,6 +627,7 @@ static void pool_remove(struct http_worker *w, struct http_up *u)
 static void pool_insert(struct http_worker *w, struct http_up *u)
 {
     u->state = UPS_POOL;
+    u->pool_turn = w->turn;
     u->pool_prev = NULL;
     u->pool_next = w->pool;
     if (w->pool)
@@ -1373,7 +1429,7 @@ static void conn_body(struct http_worker *w, struct http_conn *c)
             conn_respond(w, c, 413, "limit_exceeded");
             return;
         }
-        if (core_segq_push(&u->e.txq, &w->t->pool, &w->t->bufs, s->p, used, (uint16_t)s->bid) < 0) {
+        if (core_segq_push_view(&u->e.txq, &w->t->pool, &w->t->bufs, s, s->p, used) < 0) {
             conn_respond(w, c, 502, "out_of_memory");
             return;
         }
@@ -1396,7 +1452,7 @@ static int relay(struct http_worker *w, struct http_end *from, struct http_end *
     while (q->head && !q_full(&to->txq)) {
         struct core_seg *s = q->head;
 
-        if (core_segq_push(&to->txq, &w->t->pool, &w->t->bufs, s->p, s->len, (uint16_t)s->bid) < 0)
+        if (core_segq_push_view(&to->txq, &w->t->pool, &w->t->bufs, s, s->p, s->len) < 0)
             return -ENOMEM;
         core_segq_consume(q, &w->t->pool, &w->t->bufs, s->len);
     }
@@ -1440,12 +1496,28 @@ static void conn_process(struct http_worker *w, struct http_conn *c)
 }
 
 /* Attach an upstream to c and queue the request head. Returns 0 or -1 (answered). */
+/*
+ * May u carry the next request? Bytes that arrived after its last response
+ * (an origin that sends more than it framed) must have been seen first, and
+ * closed it. With deferred task work the kernel reports a receive only when
+ * the loop enters it, in the order things arrived: so u must have gone idle,
+ * with its receive armed, before the loop last entered the kernel. Bytes an
+ * origin sends later than the next request arrives cannot be told from the
+ * answer to that request, by any proxy.
+ */
+static int up_quiet(const struct http_worker *w, const struct http_up *u)
+{
+    return u->e.rx == RX_ON && u->pool_turn != w->turn && u->e.rx_turn != w->turn;
+}
+
 static int up_attach(struct http_worker *w, struct http_conn *c, int fresh)
 {
     struct http_up *u = NULL;
 
-    if (!fresh && w->pool) {
-        u = w->pool;
+    if (!fresh)
+        for (u = w->pool; u && !up_quiet(w, u); u = u->pool_next)
+            ;
+    if (u) {
         pool_remove(w, u);
         u->reused = 1;
         STAT_INC(w->st, upstream_reuses);
@@ -1493,7 +1565,7 @@ static void on_decoded_body(void *ctx, const char *p, size_t n)
 
     /* after one piece is lost, none may follow it: the caller ends the exchange */
     if (!w->decode_oom &&
-        core_segq_push(&c->e.txq, &w->t->pool, &w->t->bufs, p, n, (uint16_t)w->cur_bid) < 0)
+        core_segq_push_view(&c->e.txq, &w->t->pool, &w->t->bufs, w->cur_seg, p, n) < 0)
         w->decode_oom = 1;
 }
 
@@ -1712,16 +1784,16 @@ static void up_process(struct http_worker *w, struct http_up *u)
             int r;
 
             w->cur_decode = c;
-            w->cur_bid = s->bid;
+            w->cur_seg = s;
             w->decode_oom = 0;
             r = http_msg_body(&u->resp, s->p, s->len, &used);
             if (r < 0) {
                 up_failed(w, u, HF_BAD_RESPONSE);
                 return;
             }
-            if (w->decode_oom || (!c->decode && !append_to_head(w, u, c, s->p, used) &&
-                                  core_segq_push(&c->e.txq, &w->t->pool, &w->t->bufs, s->p, used,
-                                                 (uint16_t)s->bid) < 0)) {
+            if (w->decode_oom ||
+                (!c->decode && !append_to_head(w, u, c, s->p, used) &&
+                 core_segq_push_view(&c->e.txq, &w->t->pool, &w->t->bufs, s, s->p, used) < 0)) {
                 up_oom(w, u);
                 return;
             }
@@ -1924,6 +1996,38 @@ static void on_recv(struct http_worker *w, struct http_end *e, const struct io_u
     }
 }
 
+/* A send completed with res bytes (or -EAGAIN): next send, or wait for room. */
+static void end_sent(struct http_worker *w, struct http_end *e, int res)
+{
+    if (res > 0) {
+        core_segq_consume(&e->txq, &w->t->pool, &w->t->bufs, (size_t)res);
+        e->tx_total += (uint64_t)res;
+        e->moved = 1;
+    }
+    if (res < 0 || ((uint32_t)res < e->tx_attempt && e->txq.bytes))
+        end_tx_wait(w, e); /* the socket is full */
+    else
+        end_tx_kick(w, e);
+}
+
+/* The socket that was full has room again (or failed: the send will say). */
+static void on_poll(struct http_worker *w, struct http_end *e)
+{
+    struct http_conn *c;
+
+    e->polling = 0;
+    e->nops--;
+    if (e->closing) {
+        if (!e->nops)
+            end_reap(w, e);
+        return;
+    }
+    end_tx_kick(w, e);
+    c = e->side == SIDE_CLIENT ? (struct http_conn *)e : ((struct http_up *)e)->c;
+    if (c)
+        conn_sync(w, c);
+}
+
 static void on_send(struct http_worker *w, struct http_end *e, const struct io_uring_cqe *cqe)
 {
     int res = cqe->res;
@@ -1938,15 +2042,12 @@ static void on_send(struct http_worker *w, struct http_end *e, const struct io_u
     if (e->side == SIDE_CLIENT) {
         struct http_conn *c = (struct http_conn *)e;
 
-        if (res < 0) {
+        if (res < 0 && res != -EAGAIN) {
             conn_abort(w, c, "client_closed");
             return;
         }
-        core_segq_consume(&e->txq, &w->t->pool, &w->t->bufs, (size_t)res);
-        e->tx_total += (uint64_t)res;
-        e->moved |= res > 0;
-        STAT_ADD(w->st, bytes_out, (uint64_t)res);
-        end_tx_kick(w, e);
+        end_sent(w, e, res);
+        STAT_ADD(w->st, bytes_out, (uint64_t)(res > 0 ? res : 0));
         /* room on this side lets the upstream's backlog move */
         if (c->up && !c->up->e.closing)
             up_process(w, c->up);
@@ -1963,13 +2064,10 @@ static void on_send(struct http_worker *w, struct http_end *e, const struct io_u
         struct http_up *u = (struct http_up *)e;
         struct http_conn *c = u->c;
 
-        if (res < 0) {
+        if (res < 0 && res != -EAGAIN) {
             up_failed(w, u, HF_RESET);
         } else {
-            core_segq_consume(&e->txq, &w->t->pool, &w->t->bufs, (size_t)res);
-            e->tx_total += (uint64_t)res;
-            e->moved |= res > 0;
-            end_tx_kick(w, e);
+            end_sent(w, e, res);
             /* room upstream lets the client's backlog move */
             if (c && !c->e.closing && (c->state == HST_BODY || c->state == HST_TUNNEL))
                 conn_process(w, c);
@@ -2099,6 +2197,34 @@ static void drain_begin(struct http_worker *w)
     }
 }
 
+/*
+ * The ring's buffers are shared by every connection of the worker, and each
+ * receive takes a whole one. Bytes that wait (for a client that does not
+ * read, behind a slow response, for an origin that does not take a body) may
+ * hold them only while there are plenty: past half the ring, each waiting
+ * queue's bytes move into chunks of its own and its buffers go back, so
+ * however many connections stall, the others still find buffers to receive
+ * into. A send in flight keeps the segments it points to.
+ */
+static void pressure_sweep(struct http_worker *w)
+{
+    struct core_bufring *b = &w->t->bufs;
+    struct http_end *e;
+
+    if (b->in_use <= b->nbufs / 2 || w->t->now_ms < w->sweep_ms)
+        return;
+    w->sweep_ms = w->t->now_ms + SWEEP_MS;
+    STAT_INC(w->st, buffer_sweeps);
+    for (e = w->live.next; e != &w->live; e = e->next) {
+        if (e->closing)
+            continue;
+        if (e->rxq.nring)
+            (void)core_segq_compact(&e->rxq, &w->t->pool, b, 0);
+        if (e->txq.nring)
+            (void)core_segq_compact(&e->txq, &w->t->pool, b, e->sending ? e->tx_nsegs : 0);
+    }
+}
+
 static void log_flush(struct http_worker *w)
 {
     const char *p;
@@ -2161,6 +2287,9 @@ static void w_cqe(struct core_thread *t, struct core_op *op, const struct io_uri
     case OPK_CONNECT:
         on_connect(w, (struct http_up *)container_of(op, struct http_end, op_connect), cqe);
         break;
+    case OPK_POLL:
+        on_poll(w, container_of(op, struct http_end, op_poll));
+        break;
     case OPK_LOGW:
         if (cqe->res > 0) {
             log_out_consume(w->lo, (size_t)cqe->res);
@@ -2194,6 +2323,7 @@ static long w_turn(struct core_thread *t)
     struct http_worker *w = t->app;
     uint64_t next = UINT64_MAX;
 
+    w->turn++;
     while (w->reap) {
         struct http_end *e = w->reap;
         w->reap = e->reap_next;
@@ -2226,6 +2356,7 @@ static long w_turn(struct core_thread *t)
             e = n;
         }
     }
+    pressure_sweep(w);
     for (int i = 0; i < HTTP_MAX_LISTENERS; i++)
         if (w->lfd[i] >= 0 && !w->accepting[i])
             arm_accept(w, i);

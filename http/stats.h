@@ -42,6 +42,7 @@ struct http_stats {
     _Atomic uint64_t pool_idle;
     _Atomic uint64_t log_dropped;
     _Atomic uint64_t recv_buffer_waits;           /* receives that found no ring buffer */
+    _Atomic uint64_t buffer_sweeps;               /* pressure_sweep() runs */
     _Atomic uint64_t hist[HTTP_HIST_BUCKETS + 1]; /* last = +Inf */
     _Atomic uint64_t hist_sum_us;
     _Atomic uint64_t loop_turns;

@@ -899,7 +899,107 @@ Test(core_buf, segq_truncate_keeps_a_prefix, .init = fake_up, .fini = fake_down)
     cr_assert_eq(q.nring, 0);
 }
 
+/*
+ * Fairness (#19.1): a queue that waits holds no shared ring buffer. Its bytes
+ * move into chunks, consecutive ones together, in order, and the buffers go
+ * back to the kernel.
+ */
+Test(core_buf, segq_compact_frees_ring_buffers, .init = fake_up, .fini = fake_down)
+{
+    struct core_segq q;
+    char *blk = core_blk_get(&pool);
+    char want[64];
+
+    memcpy(blk, "HEAD", 4);
+    core_segq_init(&q);
+    cr_assert_eq(core_segq_push_blk(&q, &pool, blk, 4, blk), 0);
+    for (uint16_t i = 0; i < 5; i++) {
+        char s[8];
+
+        snprintf(s, sizeof(s), "<%u>", i);
+        cr_assert_eq(core_segq_push(&q, &pool, &fake, fake_fill(i, s), 3, i), 0);
+        core_buf_release(&fake, i);
+    }
+    cr_assert_eq(q.nring, 5);
+    cr_assert_eq(fake.in_use, 5);
+    cr_assert_eq(core_segq_compact(&q, &pool, &fake, 2), 0); /* the first two are being sent */
+    assert_segq(&q, "HEAD<0><1><2><3><4>");
+    cr_assert_eq(q.nring, 1, "the one segment in flight keeps its buffer");
+    cr_assert_eq(fake.in_use, 1);
+    cr_assert_not_null(q.head->next->next);
+    cr_assert_null(q.head->next->next->next, "<1>..<4> are one chunk segment");
+    cr_assert_eq(q.tailp, &q.head->next->next->next);
+    cr_assert_eq(core_segq_compact(&q, &pool, &fake, 0), 0);
+    assert_segq(&q, "HEAD<0><1><2><3><4>");
+    cr_assert_eq(q.nring, 0);
+    cr_assert_eq(fake.in_use, 0);
+    strcpy(want, "HEAD<0><1><2><3><4>");
+    core_segq_consume(&q, &pool, &fake, 8);
+    assert_segq(&q, want + 8);
+    core_segq_clear(&q, &pool, &fake);
+    core_blk_put(&pool, blk);
+    fake_down();
+    assert_no_leaks();
+}
+
+/* A segment larger than what is left of a chunk is split over two. */
+Test(core_buf, segq_compact_spans_chunks, .init = fake_up, .fini = fake_down)
+{
+    struct core_segq q;
+    static char p[CORE_CHUNK_SIZE + 1000]; /* stands for buffer 7's memory: fake ones are small */
+    size_t n = sizeof(p), total = 0;
+
+    for (size_t i = 0; i < n; i++)
+        p[i] = (char)('a' + i % 26);
+    core_buf_take(&fake, 7);
+    core_segq_init(&q);
+    cr_assert_eq(core_segq_push(&q, &pool, &fake, p, 100, 7), 0);
+    cr_assert_eq(core_segq_push(&q, &pool, &fake, p + 100, n - 100, 7), 0);
+    core_buf_release(&fake, 7);
+    cr_assert_eq(core_segq_compact(&q, &pool, &fake, 0), 0);
+    cr_assert_eq(fake.in_use, 0);
+    cr_assert_eq(q.bytes, n);
+    for (struct core_seg *s = q.head; s; s = s->next) {
+        for (size_t i = 0; i < s->len; i++)
+            cr_assert_eq(s->p[i], (char)('a' + (total + i) % 26), "byte %zu", total + i);
+        total += s->len;
+        cr_assert_eq(s->bid, -1);
+    }
+    cr_assert_eq(total, n);
+    cr_assert_not_null(q.head->next, "two chunks");
+    cr_assert_null(q.head->next->next);
+    core_segq_clear(&q, &pool, &fake);
+    cr_assert_eq(pool.nfree_chunks, 2);
+    fake_down();
+    assert_no_leaks();
+}
+
 #ifdef CORE_FAULT_INJECT
+/* Out of memory half-way: nothing lost, nothing doubled. */
+Test(core_buf, segq_compact_oom_keeps_bytes, .init = fake_up, .fini = fake_down)
+{
+    for (uint32_t every = 1; every < 6; every++) {
+        struct core_segq q;
+
+        core_segq_init(&q);
+        for (uint16_t i = 0; i < 4; i++) {
+            char s[8];
+
+            snprintf(s, sizeof(s), "[%u]", i);
+            cr_assert_eq(core_segq_push(&q, &pool, &fake, fake_fill(i, s), 3, i), 0);
+            core_buf_release(&fake, i);
+        }
+        pool.fault_every = every;
+        pool.fault_count = 0;
+        (void)core_segq_compact(&q, &pool, &fake, 0);
+        pool.fault_every = 0;
+        assert_segq(&q, "[0][1][2][3]");
+        cr_assert_eq(fake.in_use, q.nring);
+        core_segq_clear(&q, &pool, &fake);
+        cr_assert_eq(fake.in_use, 0);
+    }
+}
+
 Test(core_buf, fault_injection_fails_every_nth, .init = fake_up, .fini = fake_down)
 {
     struct core_segq q;

@@ -1,0 +1,387 @@
+/*
+ * Fairness, bounded resources and exact accounting (docs/architecture.md
+ * "Flow control", docs/logging.md, docs/operations.md): a few peers that do
+ * not read or that trickle cannot take a worker from everyone else; every
+ * request is logged once, with fields from its own exchange; shutdown cuts
+ * off and logs what did not finish; only TERM and INT stop the proxy; admin
+ * connections do not stay open for ever.
+ */
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <criterion/criterion.h>
+#include <jansson.h>
+
+#include "tests/e2e/harness.h"
+
+static struct origin *origin;
+static struct proxy px;
+
+#define BASE_CFG "\"shutdown_grace_ms\": 1000"
+
+static void up_cfg(const char *inner)
+{
+    char json[512];
+
+    origin = origin_start("127.0.0.1", 0);
+    cr_assert(origin);
+    snprintf(json, sizeof(json), "{%s%s%s}", BASE_CFG, inner ? ", " : "", inner ? inner : "");
+    h_proxy_start(&px, origin_port(origin), json, NULL);
+}
+
+static void up(void)
+{
+    up_cfg(NULL);
+}
+
+static void down(void)
+{
+    if (px.pid)
+        cr_expect_eq(h_proxy_stop(&px), 0, "ringproxy exits 0 on SIGTERM");
+    if (px.out_fd > 0)
+        close(px.out_fd);
+    origin_stop(origin);
+}
+
+static long metric(unsigned port, const char *name)
+{
+    struct h_resp r;
+    char key[128];
+    long v = -1;
+    int fd = h_connect(port);
+
+    if (fd < 0)
+        return -1;
+    if (h_sends(fd, "GET /metrics HTTP/1.1\r\nHost: a\r\n\r\n") == 0 &&
+        h_read_response(fd, &r, 0) == 0) {
+        char *p;
+
+        r.body = realloc(r.body, r.body_len + 1);
+        r.body[r.body_len] = '\0';
+        snprintf(key, sizeof(key), "\n%s ", name);
+        p = strstr(r.body, key);
+        if (p)
+            v = atol(p + strlen(key));
+        h_resp_free(&r);
+    }
+    h_close(fd);
+    return v;
+}
+
+/* A connection that asks for a download and then never reads. */
+static int stalled_download(size_t n)
+{
+    int fd = h_connect(px.port), small = 4096;
+    char req[128];
+
+    cr_assert(fd >= 0);
+    (void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+    snprintf(req, sizeof(req), "GET /size/%zu HTTP/1.1\r\nHost: a\r\n\r\n", n);
+    cr_assert_eq(h_sends(fd, req), 0);
+    return fd;
+}
+
+/* A new client's small request is answered, and soon (not after an idle timeout). */
+static void assert_served_soon(const char *why)
+{
+    for (int i = 0; i < 5; i++) {
+        long t0 = h_now_ms();
+        struct h_resp r;
+
+        cr_assert_eq(h_roundtrip(px.port, "GET /size/10 HTTP/1.1\r\nHost: a\r\n\r\n", &r), 0,
+                     "%s: a new client got no response", why);
+        cr_assert_eq(r.status, 200);
+        h_resp_free(&r);
+        cr_assert_lt(h_now_ms() - t0, 3000, "%s: a new client waited %ld ms", why, h_now_ms() - t0);
+    }
+}
+
+/*
+ * Fairness #19.1: 48 clients that request 8 MB and never read, on one worker
+ * (256 receive buffers of 64 KiB): each used to hold buffers on both sides
+ * until the idle timeout, and 16 were enough to freeze the worker for 58 s.
+ */
+Test(e2e_fairness, stalled_readers_do_not_starve_others, .init = up, .fini = down, .timeout = 60)
+{
+    int fd[48];
+
+    for (int i = 0; i < 48; i++)
+        fd[i] = stalled_download(8000000);
+    h_msleep(1000); /* their responses fill every socket buffer on the way */
+    assert_served_soon("48 stalled readers");
+    cr_assert_gt(metric(px.admin_port, "ringproxy_buffer_sweeps_total"), 0,
+                 "the stalled queues were moved out of the ring");
+    for (int i = 0; i < 48; i++)
+        h_close(fd[i]);
+}
+
+/*
+ * Fairness #19.1: 64 connections each with a slow request in flight and 16
+ * 1-byte writes pipelined behind it: each write takes a whole receive buffer.
+ */
+Test(e2e_fairness, trickled_pipelines_do_not_starve_others, .init = up, .fini = down, .timeout = 60)
+{
+    static const char next[] = "GET /x HTTP/1.1\r\n";
+    int fd[64];
+
+    for (int i = 0; i < 64; i++) {
+        fd[i] = h_connect(px.port);
+        cr_assert(fd[i] >= 0);
+        cr_assert_eq(h_sends(fd[i], "GET /sleep/4000 HTTP/1.1\r\nHost: a\r\n\r\n"), 0);
+    }
+    for (int k = 0; k < 16; k++) {
+        for (int i = 0; i < 64; i++)
+            cr_assert_eq(h_send(fd[i], next + k, 1), 0);
+        h_msleep(3);
+    }
+    assert_served_soon("64 trickled pipelines");
+    for (int i = 0; i < 64; i++)
+        h_close(fd[i]);
+}
+
+/* #19.4: only TERM and INT stop the proxy; HUP, USR1, USR2 are reported. */
+Test(e2e_fairness, hup_and_usr_signals_do_not_stop_it, .init = up, .fini = down)
+{
+    struct h_resp r;
+    char *err;
+
+    cr_assert_eq(kill(px.pid, SIGHUP), 0);
+    cr_assert_eq(kill(px.pid, SIGUSR1), 0);
+    cr_assert_eq(kill(px.pid, SIGUSR2), 0);
+    h_msleep(200);
+    cr_assert_eq(h_roundtrip(px.port, "GET /size/3 HTTP/1.1\r\nHost: a\r\n\r\n", &r), 0);
+    cr_assert_eq(r.status, 200);
+    h_resp_free(&r);
+    err = h_slurp(px.err_path);
+    cr_assert(strstr(err, "Hangup: ignored"), "%s", err);
+    free(err);
+}
+
+/* #19.5: admin connections are bounded in number and in idle time. */
+Test(e2e_fairness, admin_connections_bounded, .init = up, .fini = down, .timeout = 60)
+{
+    int fd[80], open = 0;
+    char c;
+
+    for (int i = 0; i < 80; i++)
+        fd[i] = h_connect(px.admin_port);
+    h_msleep(300);
+    for (int i = 0; i < 80; i++) {
+        struct pollfd p = {.fd = fd[i], .events = POLLIN};
+
+        /* a connection over the limit was closed at accept: readable, EOF */
+        if (fd[i] >= 0 && !(poll(&p, 1, 0) == 1 && recv(fd[i], &c, 1, MSG_DONTWAIT) == 0))
+            open++;
+    }
+    cr_assert_leq(open, 64, "%d admin connections kept open", open);
+    cr_assert_geq(open, 32);
+    /* the idle ones are closed after 10 s */
+    for (int i = 0; i < 80; i++) {
+        struct pollfd p = {.fd = fd[i], .events = POLLIN};
+
+        if (fd[i] < 0)
+            continue;
+        cr_assert_eq(poll(&p, 1, 15000), 1, "admin connection %d still open after 15 s", i);
+        cr_assert_eq(recv(fd[i], &c, 1, 0), 0);
+        h_close(fd[i]);
+    }
+}
+
+/* The proxy's log lines, parsed; n of them (bounded wait). */
+static json_t *log_lines(int n)
+{
+    json_t *a = json_array();
+    char *s, *save = NULL;
+
+    cr_assert_geq(h_wait_log_lines(&px, n), n, "fewer than %d log lines", n);
+    s = h_slurp(px.out_path);
+    for (char *line = strtok_r(s, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        json_error_t err;
+        json_t *j = json_loads(line, 0, &err);
+
+        cr_assert(j, "not JSON (%s): %s", err.text, line);
+        json_array_append_new(a, j);
+    }
+    free(s);
+    return a;
+}
+
+static long num(json_t *line, const char *k)
+{
+    json_t *v = json_object_get(line, k);
+
+    cr_assert(json_is_integer(v), "%s is not a number", k);
+    return (long)json_integer_value(v);
+}
+
+static const char *str(json_t *line, const char *k)
+{
+    json_t *v = json_object_get(line, k);
+
+    return json_is_string(v) ? json_string_value(v) : "";
+}
+
+/* #19.3: what is still running when the grace period ends is cut off and logged. */
+Test(e2e_fairness, shutdown_logs_what_it_cuts_off, .fini = down)
+{
+    json_t *a;
+    int slow, late;
+    char buf[64];
+
+    up_cfg(NULL);
+    slow = h_connect(px.port);
+    cr_assert(slow >= 0);
+    cr_assert_eq(h_sends(slow, "GET /sleep/5000 HTTP/1.1\r\nHost: a\r\n\r\n"), 0);
+    h_msleep(200);
+    cr_assert_eq(kill(px.pid, SIGTERM), 0);
+    h_msleep(100);
+    /* a connection made during the drain is closed at once, not left in the backlog */
+    late = h_connect(px.port);
+    if (late >= 0) {
+        long t0 = h_now_ms();
+
+        (void)h_read_all(late, buf, sizeof(buf), 3000);
+        cr_assert_lt(h_now_ms() - t0, 800, "a connection made while draining waited");
+        h_close(late);
+    }
+    cr_assert_eq(h_proxy_stop(&px), 0);
+    a = log_lines(1);
+    cr_assert_eq(json_array_size(a), 1);
+    cr_assert_str_eq(str(json_array_get(a, 0), "termination"), "shutdown");
+    cr_assert_str_eq(str(json_array_get(a, 0), "path"), "/sleep/5000");
+    json_decref(a);
+    h_close(slow);
+}
+
+/* #19.6: request_bytes is this request's own, not the pipelined ones behind it. */
+Test(e2e_fairness, request_bytes_of_pipelined_requests, .init = up, .fini = down)
+{
+    static const char one[] = "GET /size/1 HTTP/1.1\r\nHost: a\r\n\r\n";
+    struct h_resp r;
+    json_t *a;
+    char three[3 * sizeof(one)];
+    int fd = h_connect(px.port);
+
+    snprintf(three, sizeof(three), "%s%s%s", one, one, one);
+    cr_assert_eq(h_sends(fd, three), 0);
+    for (int i = 0; i < 3; i++) {
+        cr_assert_eq(h_read_response(fd, &r, 0), 0);
+        h_resp_free(&r);
+    }
+    h_close(fd);
+    a = log_lines(3);
+    for (size_t i = 0; i < 3; i++)
+        cr_assert_eq(num(json_array_get(a, i), "request_bytes"), (long)sizeof(one) - 1, "line %zu",
+                     i);
+    json_decref(a);
+}
+
+/* #19.6: an exchange cut short logs no body bytes of the exchange before it. */
+Test(e2e_fairness, response_body_bytes_do_not_carry_over, .init = up, .fini = down)
+{
+    struct h_resp r;
+    json_t *a;
+    int fd = h_connect(px.port);
+
+    cr_assert_eq(h_sends(fd, "GET /size/100 HTTP/1.1\r\nHost: a\r\n\r\n"), 0);
+    cr_assert_eq(h_read_response(fd, &r, 0), 0);
+    h_resp_free(&r);
+    cr_assert_eq(h_sends(fd, "GET /size/5 HTTP/1.1\r\nHost:"), 0);
+    h_msleep(100);
+    h_close(fd); /* half a head, then gone */
+    a = log_lines(2);
+    cr_assert_eq(num(json_array_get(a, 0), "response_body_bytes"), 100);
+    cr_assert_eq(num(json_array_get(a, 1), "response_body_bytes"), 0);
+    cr_assert_str_eq(str(json_array_get(a, 1), "termination"), "client_closed");
+    json_decref(a);
+}
+
+/* #19.6: fields of a response that broke mid-body are still the response's. */
+Test(e2e_fairness, content_type_logged_when_origin_fails_mid_body, .init = up, .fini = down)
+{
+    static const char resp[] = "HTTP/1.1 200 OK\r\nContent-Type: text/x-broken\r\n"
+                               "Content-Length: 100\r\n\r\nabc";
+    char buf[512];
+    json_t *a;
+    int fd = h_connect(px.port);
+
+    origin_script(origin, resp, sizeof(resp) - 1, 1);
+    cr_assert_eq(h_sends(fd, "GET /broken HTTP/1.1\r\nHost: a\r\n\r\n"), 0);
+    (void)h_read_all(fd, buf, sizeof(buf), 3000);
+    h_close(fd);
+    a = log_lines(1);
+    cr_assert_str_eq(str(json_array_get(a, 0), "content_type"), "text/x-broken");
+    cr_assert_eq(num(json_array_get(a, 0), "status"), 200);
+    cr_assert_eq(num(json_array_get(a, 0), "response_body_bytes"), 3);
+    cr_assert_str_eq(str(json_array_get(a, 0), "termination"), "upstream_reset");
+    json_decref(a);
+}
+
+/* #19.6: a tunnel is logged once, when it ends, with the bytes that went through it. */
+Test(e2e_fairness, tunnel_logged_with_its_bytes, .init = up, .fini = down)
+{
+    static const char resp[] = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                               "Connection: upgrade\r\n\r\nhello from the tunnel";
+    char buf[512];
+    json_t *a;
+    int fd = h_connect(px.port);
+    size_t n;
+
+    origin_script(origin, resp, sizeof(resp) - 1, 1);
+    cr_assert_eq(h_sends(fd, "GET /ws HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\n"
+                             "Upgrade: websocket\r\n\r\n"),
+                 0);
+    n = h_read_all(fd, buf, sizeof(buf), 3000);
+    cr_assert(strstr(buf, "hello from the tunnel"), "%zu: %s", n, buf);
+    h_close(fd);
+    a = log_lines(1);
+    cr_assert_eq(json_array_size(a), 1, "one line for the tunnel");
+    cr_assert_eq(num(json_array_get(a, 0), "status"), 101);
+    cr_assert_eq(num(json_array_get(a, 0), "bytes"), (long)n);
+    cr_assert_eq(num(json_array_get(a, 0), "response_body_bytes"), 21);
+    json_decref(a);
+}
+
+/* #19.6: with stdout gone, the drop metric counts what stderr reports. */
+Test(e2e_fairness, dropped_lines_counted_once_everywhere, .fini = down)
+{
+    long dropped;
+    char *err, *p;
+    long reported = 0;
+
+    origin = origin_start("127.0.0.1", 0);
+    cr_assert(origin);
+    h_proxy_start_piped(&px, origin_port(origin), "{" BASE_CFG "}", NULL);
+    close(px.out_fd);
+    px.out_fd = -1;
+    for (int i = 0; i < 20; i++) {
+        struct h_resp r;
+
+        cr_assert_eq(h_roundtrip(px.port, "GET /size/1 HTTP/1.1\r\nHost: a\r\n\r\n", &r), 0);
+        h_resp_free(&r);
+    }
+    /* stderr reports at most once a second: wait for both to settle */
+    for (int i = 0; i < 50; i++) {
+        dropped = metric(px.admin_port, "ringproxy_access_log_dropped_total");
+        err = h_slurp(px.err_path);
+        reported = 0;
+        for (p = err; (p = strstr(p, "access log: ")); p++)
+            reported += atol(p + strlen("access log: "));
+        if (dropped == 20 && reported == 20)
+            break;
+        free(err);
+        err = NULL;
+        h_msleep(100);
+    }
+    if (!err)
+        err = h_slurp(px.err_path);
+    cr_assert_eq(dropped, 20, "metric %ld", dropped);
+    cr_assert_eq(reported, dropped, "stderr reported %ld, the metric %ld:\n%s", reported, dropped,
+                 err);
+    free(err);
+}
