@@ -385,3 +385,34 @@ Test(e2e_fairness, dropped_lines_counted_once_everywhere, .fini = down)
                  err);
     free(err);
 }
+
+/*
+ * #19.6 / #26.7: a flood of interim responses is bounded, and a final status
+ * is still owed: after the 1xx heads the client gets a 502, and none of the
+ * 1xx bytes count as body.
+ */
+Test(e2e_fairness, interim_flood_ends_in_502, .init = up, .fini = down)
+{
+    static const char one[] = "HTTP/1.1 100 Continue\r\n\r\n";
+    size_t n = 1400 * (sizeof(one) - 1);
+    char *flood = malloc(n), *buf = malloc(n + 4096);
+    json_t *a;
+    size_t got;
+    int fd = h_connect(px.port);
+
+    cr_assert(flood && buf);
+    for (int i = 0; i < 1400; i++)
+        memcpy(flood + (size_t)i * (sizeof(one) - 1), one, sizeof(one) - 1);
+    origin_script(origin, flood, n, 0);
+    cr_assert_eq(h_sends(fd, "GET /flood HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"), 0);
+    got = h_read_all(fd, buf, n + 4096, 3000);
+    cr_assert(got > 0 && strstr(buf, "HTTP/1.1 502 "), "no final 502 after the 1xx (%zu bytes)",
+              got);
+    h_close(fd);
+    a = log_lines(1);
+    cr_assert_eq(num(json_array_get(a, 0), "status"), 502);
+    cr_assert_eq(num(json_array_get(a, 0), "response_body_bytes"), 16, "\"502 Bad Gateway\\n\"");
+    json_decref(a);
+    free(flood);
+    free(buf);
+}
