@@ -50,13 +50,18 @@
 #define IOV_SEND 16
 #define LINGER_MS 2000
 /*
+ * The end of a head block's output area is kept for ringproxy's own answers
+ * (conn_respond): they never overwrite the rewritten request head, which an
+ * upstream's queue or send in flight may still be reading.
+ */
+#define ANSWER_ROOM 256
+/*
  * How long an upstream connection stays out of the pool after a response
  * that has no body by its status or request (HEAD, 204, 304): origins that
  * send a body anyway are a known class of bug, and bytes arriving in this
  * time close the connection instead of becoming the next client's response.
  */
 #define SETTLE_MS 100
-#define LOG_LINE_MAX (64 * 1024)
 #define LOG_DELAY_MS 4 /* longest an access-log line waits for company */
 /*
  * Longest access-log write of a lone worker. Runs of 16 and 32 KiB were 6
@@ -260,6 +265,8 @@ struct http_worker {
     struct addr_health health[HEALTH_SLOTS];
     unsigned rr;
     struct log_out *lo;
+    char *log_line;      /* one access-log line is formatted here, then copied to lo */
+    size_t log_line_max; /* log_fmt_max_line(): no line is longer */
     struct core_op op_logw;
     size_t log_writing;
     uint64_t log_since_ms; /* when the oldest unwritten line came, 0 if none */
@@ -559,6 +566,7 @@ static void end_free(struct http_worker *w, struct http_end *e)
     e->next->prev = e->prev;
     if (e->fd >= 0)
         (void)close(e->fd);
+    core_segq_clear(&e->txq, &w->t->pool, &w->t->bufs);
     if (e->side == SIDE_CLIENT) {
         struct http_conn *c = (struct http_conn *)e;
         core_blk_put(&w->t->pool, c->blk);
@@ -599,7 +607,9 @@ static void end_close(struct http_worker *w, struct http_end *e)
     end_timer(w, e, TC_NONE);
     starved_remove(w, e);
     core_segq_clear(&e->rxq, &w->t->pool, &w->t->bufs);
-    core_segq_clear(&e->txq, &w->t->pool, &w->t->bufs);
+    /* a send in flight still reads its segments: end_free() drops them */
+    if (!e->sending)
+        core_segq_clear(&e->txq, &w->t->pool, &w->t->bufs);
     if (e->nops) {
         struct io_uring_sqe *sqe = core_sqe(w->t);
         io_uring_prep_cancel_fd(sqe, e->fd, IORING_ASYNC_CANCEL_ALL);
@@ -942,8 +952,8 @@ static void conn_respond(struct http_worker *w, struct http_conn *c, int status,
     c->termination = why;
     c->status = (uint16_t)status;
     blen = snprintf(body, sizeof(body), "%d %s\n", status, reason_of(status));
-    out = c->blk + w->cfg->limits.max_header_bytes;
-    cap = w->hdr_off - w->cfg->limits.max_header_bytes;
+    out = c->blk + w->hdr_off - ANSWER_ROOM;
+    cap = ANSWER_ROOM;
     n = snprintf(out, cap,
                  "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n"
                  "Connection: %s\r\n\r\n%s",
@@ -973,7 +983,6 @@ static void conn_log(struct http_worker *w, struct http_conn *c)
     struct log_access_rec r = {0};
     int have_req = c->req.method.p != NULL;
     uint64_t dur = w->t->now_us - c->start_us;
-    char *line;
     long n;
 
     if (c->logged)
@@ -1038,14 +1047,12 @@ static void conn_log(struct http_worker *w, struct http_conn *c)
     http_stats_observe(w->st, dur);
     if (!w->sh->access_log)
         return;
-    line = log_out_reserve(w->lo, LOG_LINE_MAX);
-    if (line && (n = log_fmt_line(w->sh->log_fmt, &r, line, LOG_LINE_MAX)) > 0) {
-        log_out_commit(w->lo, (size_t)n);
-    } else {
-        if (line)
-            log_out_commit(w->lo, 0);
+    /* Long values are cut, so the line always fits; lo counts a line it cannot hold. */
+    n = log_fmt_line(w->sh->log_fmt, &r, w->log_line, w->log_line_max);
+    if (n > 0)
+        (void)log_out_append(w->lo, w->log_line, (size_t)n);
+    else
         log_out_drop(w->lo);
-    }
 }
 
 /* ---- exchange lifecycle --------------------------------------------------- */
@@ -1286,7 +1293,7 @@ static int req_rewrite(struct http_worker *w, struct http_conn *c)
     struct http_msg *m = &c->req;
     llhttp_t *p = &m->parser;
     struct wbuf b = {c->blk + w->cfg->limits.max_header_bytes, 0,
-                     w->hdr_off - w->cfg->limits.max_header_bytes, 0};
+                     w->hdr_off - ANSWER_ROOM - w->cfg->limits.max_header_bytes, 0};
     unsigned nhost = m->count[HK_HOST];
     struct core_str te = http_msg_known(m, HK_TRANSFER_ENCODING);
     struct core_str authority = {0}, path = m->target;
@@ -2410,7 +2417,7 @@ int http_worker_run(struct http_shared *sh, const struct http_worker_params *p,
         return -ENOMEM;
     }
     log_err_set_worker(p->id);
-    w->hdr_off = (2 * H + 1024 + 15) & ~(size_t)15;
+    w->hdr_off = (2 * H + 1024 + ANSWER_ROOM + 15) & ~(size_t)15;
     w->max_hdrs = (uint16_t)(cfg->limits.max_headers + 1);
     w->blksz = w->hdr_off + (size_t)w->max_hdrs * sizeof(struct core_hdr);
     tp = (struct core_thread_params){
@@ -2452,9 +2459,11 @@ int http_worker_run(struct http_shared *sh, const struct http_worker_params *p,
     w->op_logw.kind = OPK_LOGW;
     w->op_wake.kind = OPK_WAKE;
     w->evfd = p->evfd;
-    w->lo = log_out_new(cfg->access_log.buffer_bytes);
+    w->log_line_max = log_fmt_max_line(sh->log_fmt);
+    w->log_line = malloc(w->log_line_max);
+    w->lo = log_out_new_lines(cfg->access_log.buffer_bytes, w->log_line_max);
     w->addrs = net_resolver_get(sh->resolver, (unsigned)p->id);
-    if (!w->lo) {
+    if (!w->lo || !w->log_line) {
         r = -ENOMEM;
         what = "log buffer";
         goto fail;
@@ -2472,11 +2481,13 @@ int http_worker_run(struct http_shared *sh, const struct http_worker_params *p,
         log_error("worker %d: io_uring_submit_and_wait: %s", p->id, strerror(-r));
     http_admin_free(w->admin);
     log_out_free(w->lo);
+    free(w->log_line);
     core_thread_exit(&t);
     free(w);
     return r;
 fail:
     log_out_free(w->lo);
+    free(w->log_line);
     core_thread_exit(&t);
     free(w);
     ready(arg, r, what);

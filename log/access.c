@@ -21,6 +21,11 @@
  *   ", " as RFC 9110 5.3 allows for list-valued fields (and as nginx does for
  *   a few of its $http_ variables), so no occurrence is lost.
  *
+ * - A string value is cut when its escaped form would be longer than
+ *   LOG_VALUE_MAX bytes: it keeps the longest head that leaves room for
+ *   LOG_CUT_MARK, cut between two characters or escapes (log_cv_*), so a line
+ *   has a fixed bound, log_fmt_max_line(), computed with the format.
+ *
  * JSON values are strings escaped per RFC 8259, and every byte that is not
  * part of a strictly valid UTF-8 sequence (overlong, surrogate, above
  * U+10FFFF, truncated, stray continuation) is written as \u00XX of its value,
@@ -32,13 +37,14 @@
  *
  * A line takes one of two paths per op. When the buffer has room for the
  * key and for the value's worst case (a fixed bound, or 6 bytes per byte of a
- * string), the value is written with no check per byte or per piece
- * (log_put_*), which is nearly always: lines are a few hundred bytes and the
- * buffer is 64 KiB. Otherwise the op takes the careful path (log_w_*), which
- * checks every write and stops at cap: strings are escaped piece by piece,
- * values of bounded size (numbers, times, booleans) are rendered by the same
- * log_put_* code into a scratch buffer and copied if they fit. Both paths
- * write the same bytes.
+ * string) and no string can need cutting (LOG_SHORT_MAX), the value is
+ * written with no check per byte or per piece (log_put_*), which is nearly
+ * always: lines are a few hundred bytes and the buffer is log_fmt_max_line().
+ * Otherwise the op takes the careful path (log_w_*), which checks every
+ * write and stops at cap: strings are escaped piece by piece and cut at
+ * LOG_VALUE_MAX, values of bounded size (numbers, times, booleans) are
+ * rendered by the same log_put_* code into a scratch buffer and copied if
+ * they fit. Both paths write the same bytes.
  */
 #include "log/access.h"
 
@@ -135,6 +141,7 @@ static const struct {
 /* One allocation: this struct, the ops, then the strings they point to. */
 struct log_fmt {
     enum cfg_log_format format;
+    size_t max_line; /* log_fmt_max_line() */
     size_t nops;
     struct log_op ops[];
 };
@@ -231,56 +238,61 @@ static inline int log_is_plain(unsigned char c, int json)
     return c >= 0x20 && c < 0x7f && c != '\\' && (c != '"' || !json);
 }
 
-static void log_w_esc_byte(struct log_w *w, unsigned char c, int json)
+/*
+ * The escape of byte c, which is neither plain nor the start of a valid
+ * UTF-8 sequence, into b; returns its length (2 to 6).
+ */
+static size_t log_esc_code(unsigned char c, int json, char b[6])
 {
-    char b[6];
+    char e = 0;
 
     switch (c) {
     case '\\':
-        LOG_W_LIT(w, "\\\\");
-        return;
+        e = '\\';
+        break;
     case '\n':
-        LOG_W_LIT(w, "\\n");
-        return;
+        e = 'n';
+        break;
     case '\r':
-        LOG_W_LIT(w, "\\r");
-        return;
+        e = 'r';
+        break;
     case '\t':
-        LOG_W_LIT(w, "\\t");
-        return;
+        e = 't';
+        break;
     case '"':
-        if (json) {
-            LOG_W_LIT(w, "\\\"");
-            return;
-        }
+        e = json ? '"' : 0;
         break;
     case '\b':
-        if (json) {
-            LOG_W_LIT(w, "\\b");
-            return;
-        }
+        e = json ? 'b' : 0;
         break;
     case '\f':
-        if (json) {
-            LOG_W_LIT(w, "\\f");
-            return;
-        }
+        e = json ? 'f' : 0;
         break;
     default:
         break;
     }
+    b[0] = '\\';
+    if (e) {
+        b[1] = e;
+        return 2;
+    }
     if (json) {
-        memcpy(b, "\\u00", 4);
+        memcpy(b + 1, "u00", 3);
         b[4] = log_hex[c >> 4];
         b[5] = log_hex[c & 15];
-        log_w_put(w, b, 6);
-    } else {
-        b[0] = '\\';
-        b[1] = 'x';
-        b[2] = log_hex[c >> 4];
-        b[3] = log_hex[c & 15];
-        log_w_put(w, b, 4);
+        return 6;
     }
+    b[1] = 'x';
+    b[2] = log_hex[c >> 4];
+    b[3] = log_hex[c & 15];
+    return 4;
+}
+
+static void log_w_esc_byte(struct log_w *w, unsigned char c, int json)
+{
+    char b[6];
+
+    log_w_put(w, b, log_esc_code(c, json, b));
 }
 
 #define LOG_ONES UINT64_C(0x0101010101010101)
@@ -333,6 +345,161 @@ static void log_w_esc(struct log_w *w, const char *p, size_t len, int json)
     }
 }
 
+/*
+ * A value no longer than this (input bytes) cannot need cutting: each byte
+ * becomes at most 6 (\u00XX).
+ */
+#define LOG_SHORT_MAX (LOG_VALUE_MAX / 6)
+
+_Static_assert(LOG_VALUE_MAX > LOG_CUT_LEN + 6, "a cut value keeps a head");
+
+/*
+ * A string value capped at LOG_VALUE_MAX bytes of output. Its head goes out
+ * while it leaves room for the marker (room); the first piece that does not
+ * fit there, and all after it, are held in tail, which has room for what
+ * was left plus the marker. If the value ends with everything held, the
+ * tail follows the head and nothing was cut; if a piece does not fit in the
+ * tail either, the tail is dropped and the marker follows the head. So the
+ * marker appears exactly when the whole value would not fit, and nothing is
+ * ever written past what the line keeps.
+ */
+enum { LOG_CV_HEAD, LOG_CV_TAIL, LOG_CV_CUT };
+
+struct log_cv {
+    struct log_w *w;
+    size_t room; /* LOG_CV_HEAD: bytes the head may still take */
+    size_t tcap; /* LOG_CV_TAIL: room of tail */
+    size_t tlen;
+    int state;
+    /*
+     * tcap is the head's room left when it stopped, below 6 (an escape did
+     * not fit) or 4 (a run stopped before a UTF-8 sequence), plus the marker.
+     */
+    char tail[LOG_CUT_LEN + 6];
+};
+
+static void log_cv_init(struct log_cv *v, struct log_w *w)
+{
+    v->w = w;
+    v->room = LOG_VALUE_MAX - LOG_CUT_LEN;
+    v->tcap = 0;
+    v->tlen = 0;
+    v->state = LOG_CV_HEAD;
+}
+
+/* Bytes the value may still take; a piece longer than this cuts it. */
+static size_t log_cv_left(const struct log_cv *v)
+{
+    if (v->state == LOG_CV_HEAD)
+        return v->room + LOG_CUT_LEN;
+    return v->state == LOG_CV_TAIL ? v->tcap - v->tlen : 0;
+}
+
+static void log_cv_hold(struct log_cv *v, const char *s, size_t n)
+{
+    if (n > v->tcap - v->tlen) {
+        v->state = LOG_CV_CUT;
+        log_w_put(v->w, LOG_CUT_MARK, LOG_CUT_LEN);
+        return;
+    }
+    memcpy(v->tail + v->tlen, s, n);
+    v->tlen += n;
+}
+
+/* n bytes that stay together: one escape. */
+static void log_cv_unit(struct log_cv *v, const char *s, size_t n)
+{
+    if (v->state == LOG_CV_HEAD) {
+        if (n <= v->room) {
+            log_w_put(v->w, s, n);
+            v->room -= n;
+            return;
+        }
+        v->state = LOG_CV_TAIL;
+        v->tcap = v->room + LOG_CUT_LEN;
+    }
+    if (v->state == LOG_CV_TAIL)
+        log_cv_hold(v, s, n);
+}
+
+/* Plain bytes and whole UTF-8 sequences: split between two characters only. */
+static void log_cv_run(struct log_cv *v, const char *s, size_t n)
+{
+    if (v->state == LOG_CV_HEAD) {
+        size_t k = v->room;
+
+        if (n <= k) {
+            log_w_put(v->w, s, n);
+            v->room -= n;
+            return;
+        }
+        /* s[k] exists; back up to the lead byte of its character. */
+        while (k > 0 && log_is_cont((unsigned char)s[k]))
+            k--;
+        log_w_put(v->w, s, k);
+        v->state = LOG_CV_TAIL;
+        v->tcap = v->room - k + LOG_CUT_LEN;
+        s += k;
+        n -= k;
+    }
+    if (v->state == LOG_CV_TAIL)
+        log_cv_hold(v, s, n);
+}
+
+/* log_w_esc() into a capped value. */
+static void log_cv_esc(struct log_cv *v, const char *p, size_t len, int json)
+{
+    const unsigned char *s = (const unsigned char *)p;
+    const unsigned char *end = s + len;
+
+    while (s < end && v->state != LOG_CV_CUT) {
+        const unsigned char *run = s;
+        size_t left = log_cv_left(v);
+        uint64_t x;
+        size_t k;
+
+        /* A run longer than left cuts the value: no need to scan further. */
+        while ((size_t)(s - run) <= left) {
+            if (end - s >= 8 && (memcpy(&x, s, 8), log_word_plain(x, json))) {
+                s += 8;
+            } else if (s < end && log_is_plain(*s, json)) {
+                s++;
+            } else if (s < end && *s >= 0x80 && (k = log_utf8_len(s, (size_t)(end - s))) != 0) {
+                s += k;
+            } else {
+                break;
+            }
+        }
+        if (s > run)
+            log_cv_run(v, (const char *)run, (size_t)(s - run));
+        if (s < end && v->state != LOG_CV_CUT) {
+            char b[6];
+
+            log_cv_unit(v, b, log_esc_code(*s++, json, b));
+        }
+    }
+}
+
+static void log_cv_end(struct log_cv *v)
+{
+    if (v->state == LOG_CV_TAIL)
+        log_w_put(v->w, v->tail, v->tlen);
+}
+
+/* One string value, escaped and capped, without quotes. */
+static void log_w_val(struct log_w *w, const char *p, size_t len, int json)
+{
+    struct log_cv v;
+
+    if (len <= LOG_SHORT_MAX) {
+        log_w_esc(w, p, len, json);
+        return;
+    }
+    log_cv_init(&v, w);
+    log_cv_esc(&v, p, len, json);
+    log_cv_end(&v);
+}
+
 static void log_w_dash(struct log_w *w, int json)
 {
     if (json)
@@ -349,7 +516,7 @@ static void log_w_str(struct log_w *w, struct core_str v, int json)
     }
     if (json)
         log_w_ch(w, '"');
-    log_w_esc(w, v.p, v.len, json);
+    log_w_val(w, v.p, v.len, json);
     if (json)
         log_w_ch(w, '"');
 }
@@ -400,7 +567,7 @@ static inline long log_time_ms(struct timespec ts)
 static void log_w_part(struct log_w *w, struct core_str v, int json)
 {
     if (v.p)
-        log_w_esc(w, v.p, v.len, json);
+        log_w_val(w, v.p, v.len, json);
     else
         log_w_ch(w, '-');
 }
@@ -422,11 +589,14 @@ static void log_w_request(struct log_w *w, const struct log_access_rec *r, int j
         log_w_ch(w, '"');
 }
 
+/* The matching headers' values joined with ", ": one value, capped as one. */
 static void log_w_hdr(struct log_w *w, const struct log_op *op, const struct core_hdr *h, size_t n,
                       int json)
 {
+    struct log_cv v;
     size_t found = 0;
 
+    log_cv_init(&v, w);
     for (size_t i = 0; i < n; i++) {
         if (!h[i].name.p || !core_str_ieq(h[i].name, op->hdr, op->hdrlen))
             continue;
@@ -434,18 +604,18 @@ static void log_w_hdr(struct log_w *w, const struct log_op *op, const struct cor
             if (json)
                 log_w_ch(w, '"');
         } else {
-            LOG_W_LIT(w, ", ");
+            log_cv_run(&v, ", ", 2);
         }
         if (h[i].value.p)
-            log_w_esc(w, h[i].value.p, h[i].value.len, json);
+            log_cv_esc(&v, h[i].value.p, h[i].value.len, json);
     }
+    log_cv_end(&v);
     if (found == 0)
         log_w_dash(w, json);
     else if (json)
         log_w_ch(w, '"');
 }
 
-/* One op, key and value, on the careful path. */
 /*
  * The fast path: each log_put_* writes at o, which the caller has checked
  * has room for the worst case, and returns the end of what it wrote.
@@ -770,13 +940,17 @@ static char *log_put_request(char *o, const struct log_access_rec *r, int json)
 }
 
 /*
- * The whole line, compiled once per format so that json is a constant. An
- * op's fields go to locals before anything is written: a store to out may
- * alias f and r as far as the compiler knows, and would force reloads.
+ * The whole line, compiled once per format so that json is a constant, and
+ * once more for a cap of at least log_fmt_max_line() (sure): then no write
+ * can pass the end, and only strings long enough to be cut leave the fast
+ * path. An op's fields go to locals before anything is written: a store to
+ * out may alias f and r as far as the compiler knows, and would force
+ * reloads.
  */
 static inline __attribute__((always_inline)) long log_fmt_run(const struct log_fmt *f,
                                                               const struct log_access_rec *r,
-                                                              char *out, size_t cap, const int json)
+                                                              char *out, size_t cap, const int json,
+                                                              const int sure)
 {
     const struct log_op *op = f->ops;
     const struct log_op *last = op + f->nops;
@@ -789,7 +963,7 @@ static inline __attribute__((always_inline)) long log_fmt_run(const struct log_f
         size_t room = (size_t)(end - p);
         char *o;
 
-        if (room < keylen + LOG_FAST_ROOM)
+        if (!sure && room < keylen + LOG_FAST_ROOM)
             goto careful;
         room -= keylen;
         o = log_put_bytes(p, op->key, keylen);
@@ -797,7 +971,7 @@ static inline __attribute__((always_inline)) long log_fmt_run(const struct log_f
         case LH_STR: {
             struct core_str v = *(const struct core_str *)at;
 
-            if (v.len > LOG_STR_MAX(room))
+            if ((!sure && v.len > LOG_STR_MAX(room)) || v.len > LOG_SHORT_MAX)
                 goto careful;
             o = log_put_str(o, v, json);
             break;
@@ -806,7 +980,7 @@ static inline __attribute__((always_inline)) long log_fmt_run(const struct log_f
             const char *s = *(const char *const *)at;
             struct core_str v = {s, s ? strlen(s) : 0};
 
-            if (v.len > LOG_STR_MAX(room))
+            if ((!sure && v.len > LOG_STR_MAX(room)) || v.len > LOG_SHORT_MAX)
                 goto careful;
             o = log_put_str(o, v, json);
             break;
@@ -815,7 +989,8 @@ static inline __attribute__((always_inline)) long log_fmt_run(const struct log_f
             size_t m = r->method.len, t = r->target.len, v = r->version.len;
 
             /* (m | t | v) <= LOG_STR_MAX bounds each, so the sum cannot wrap. */
-            if ((m | t | v) > LOG_STR_MAX(room) || m + t + v > LOG_STR_MAX(room))
+            if ((m | t | v) > LOG_SHORT_MAX ||
+                (!sure && ((m | t | v) > LOG_STR_MAX(room) || m + t + v > LOG_STR_MAX(room))))
                 goto careful;
             o = log_put_request(o, r, json);
             break;
@@ -838,16 +1013,21 @@ static inline __attribute__((always_inline)) long log_fmt_run(const struct log_f
     if (json) {
         size_t n = f->nops == 0 ? 3 : 2;
 
-        if ((size_t)(end - p) < n)
+        if (!sure && (size_t)(end - p) < n)
             return -ENOSPC;
         memcpy(p, f->nops == 0 ? "{}\n" : "}\n", n);
         p += n;
     } else {
-        if (p == end)
+        if (!sure && p == end)
             return -ENOSPC;
         *p++ = '\n';
     }
     return (long)(p - out);
+}
+
+size_t log_fmt_max_line(const struct log_fmt *f)
+{
+    return f->max_line;
 }
 
 long log_fmt_line(const struct log_fmt *f, const struct log_access_rec *r, char *out, size_t cap)
@@ -855,9 +1035,12 @@ long log_fmt_line(const struct log_fmt *f, const struct log_access_rec *r, char 
     /* Every line has at least its '\n'; this also keeps out == NULL safe. */
     if (cap == 0)
         return -ENOSPC;
+    if (cap >= f->max_line)
+        return f->format == CFG_LOG_JSON ? log_fmt_run(f, r, out, cap, 1, 1)
+                                         : log_fmt_run(f, r, out, cap, 0, 1);
     if (f->format == CFG_LOG_JSON)
-        return log_fmt_run(f, r, out, cap, 1);
-    return log_fmt_run(f, r, out, cap, 0);
+        return log_fmt_run(f, r, out, cap, 1, 0);
+    return log_fmt_run(f, r, out, cap, 0, 0);
 }
 
 /*
@@ -947,6 +1130,38 @@ static char *log_fmt_add(struct log_fmt *f, char *pool, size_t labellen, enum lo
     return pool + labellen + 4;
 }
 
+/*
+ * The longest line of f: its keys, each value's bound and the line's end
+ * ("}\n", or "{}\n" when there is no op, or "\n"). A string value is at most
+ * LOG_VALUE_MAX bytes and 2 quotes ("-" fits in that too), a request 3 of
+ * them, 2 spaces and 2 quotes, any other value LOG_FAST_ROOM.
+ */
+static size_t log_fmt_bound(const struct log_fmt *f)
+{
+    size_t n = 3;
+
+    for (size_t i = 0; i < f->nops; i++) {
+        const struct log_op *op = &f->ops[i];
+
+        n += op->keylen;
+        switch ((enum log_how)op->how) {
+        case LH_STR:
+        case LH_CSTR:
+        case LH_REQ_HDR:
+        case LH_RESP_HDR:
+            n += LOG_VALUE_MAX + 2;
+            break;
+        case LH_REQUEST:
+            n += 3 * LOG_VALUE_MAX + 4;
+            break;
+        default:
+            n += LOG_FAST_ROOM;
+            break;
+        }
+    }
+    return n;
+}
+
 struct log_fmt *log_fmt_new(const struct cfg_access_log *c)
 {
     size_t nfields = c->nfields < CFG_F_COUNT ? c->nfields : CFG_F_COUNT;
@@ -1005,6 +1220,7 @@ struct log_fmt *log_fmt_new(const struct cfg_access_log *c)
         if (log_fmt_add(f, p, n, LH_RESP_HDR, 0, hdr) != p)
             p = hdr + strlen(hdr) + 1;
     }
+    f->max_line = log_fmt_bound(f);
     return f;
 
 fail:

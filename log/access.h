@@ -1,8 +1,9 @@
 /*
  * Access log (C5): one line per request on stdout, JSON (default) or LTSV,
  * with the field names of ../shared/CONTRACT.md and INTERFACE.md. The format
- * is compiled once at load; a line is formatted at request end into the
- * worker's log_out buffer.
+ * is compiled once at load; a line is formatted at request end into a
+ * scratch buffer of log_fmt_max_line() bytes and appended to the worker's
+ * log_out buffer. Long values are cut (LOG_VALUE_MAX), never the line.
  */
 #ifndef RINGPROXY_LOG_ACCESS_H
 #define RINGPROXY_LOG_ACCESS_H
@@ -61,8 +62,34 @@ struct log_fmt *log_fmt_new(const struct cfg_access_log *c);
 void log_fmt_free(struct log_fmt *f);
 
 /*
+ * Longest output of one string value, not counting JSON's quotes: a value
+ * whose escaped form is longer is cut at a character or escape boundary
+ * (never inside \u00XX, \xHH or a UTF-8 sequence) and ends with
+ * LOG_CUT_MARK, the two together at most LOG_VALUE_MAX bytes. Each part of
+ * `request` (method, target, version) is a value of its own; a repeated
+ * header's joined value is one value.
+ */
+#define LOG_VALUE_MAX 4096
+
+/*
+ * What ends a cut value, in both formats: an escaped U+2026 (JSON decodes it
+ * to "\xe2\x80\xa6[cut]"). Neither escaper ever writes the escape \u2026
+ * otherwise (a client's "\u2026" comes out as "\\u2026"): JSON escapes only
+ * bytes below U+0100 and LTSV never writes "\u".
+ */
+#define LOG_CUT_MARK "\\u2026[cut]"
+#define LOG_CUT_LEN (sizeof(LOG_CUT_MARK) - 1)
+
+/*
+ * The longest line f can produce, its '\n' included, whatever the record
+ * holds: log_fmt_line() with a cap of at least this never fails.
+ */
+size_t log_fmt_max_line(const struct log_fmt *f);
+
+/*
  * Format one line (with its trailing '\n') into out. Returns its length, or
- * -ENOSPC when it does not fit in cap (nothing useful is left in out then).
+ * -ENOSPC when it does not fit in cap (nothing useful is left in out then),
+ * which cannot happen when cap >= log_fmt_max_line(f).
  */
 long log_fmt_line(const struct log_fmt *f, const struct log_access_rec *r, char *out, size_t cap);
 

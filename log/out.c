@@ -15,18 +15,36 @@
  * asynchronous write stays intact until log_out_consume() is called for it.
  *
  * Lines are expected to end with '\n' (log_fmt_line() guarantees it); chunks
- * are cut only after a '\n'. A log_out_consume() between reserve() and
- * commit() cancels the reservation (the line counts as dropped).
- * Single-threaded: one per worker, no locks.
+ * are cut only after a '\n'. A log_out_consume() or log_out_append() between
+ * reserve() and commit() cancels the reservation (the line counts as
+ * dropped). Single-threaded: one per worker, no locks.
+ *
+ * How much it holds. A line that does not fit at the end of the array goes
+ * to the front, and the end's free bytes (w) stay unused until A drains, so
+ * an array of cap bytes could refuse a line with up to w + n bytes free. The
+ * array is therefore size = cap + line_max bytes, and what decides whether a
+ * line of n <= line_max bytes is taken is the count alone: pending + n <=
+ * cap (or nothing pending). Then there is always room in one piece:
+ * - nothing pending: the array starts over at 0, and n <= size;
+ * - B in use: B began with a line of m <= line_max bytes that did not fit
+ *   after A, so w < m <= line_max and A has not grown since; the room
+ *   between B and A is a_start - b_end = size - w - pending >
+ *   cap - pending >= n;
+ * - B not in use and no room after A (a_end > size - n): then
+ *   a_start = a_end - pending > size - n - pending >= size - cap =
+ *   line_max >= n, so the line fits at the front.
+ * The checks on room in one piece stay, for lines longer than line_max.
  */
 #include "log/out.h"
 
+#include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 struct log_out {
-    size_t cap;
+    size_t cap;  /* most bytes of lines pending */
+    size_t size; /* of buf: cap + line_max */
     size_t a_start;
     size_t a_end;
     size_t b_end; /* 0 when B is not in use */
@@ -37,20 +55,26 @@ struct log_out {
     char buf[];
 };
 
-struct log_out *log_out_new(size_t cap)
+struct log_out *log_out_new_lines(size_t cap, size_t line_max)
 {
     struct log_out *o;
 
-    if (cap > SIZE_MAX - sizeof(*o))
+    if (line_max > SIZE_MAX - sizeof(*o) || cap > SIZE_MAX - sizeof(*o) - line_max)
         goto fail;
-    o = calloc(1, sizeof(*o) + cap);
+    o = calloc(1, sizeof(*o) + cap + line_max);
     if (!o)
         goto fail;
     o->cap = cap;
+    o->size = cap + line_max;
     return o;
 
 fail:
     return NULL;
+}
+
+struct log_out *log_out_new(size_t cap)
+{
+    return log_out_new_lines(cap, 0);
 }
 
 void log_out_free(struct log_out *o)
@@ -58,27 +82,74 @@ void log_out_free(struct log_out *o)
     free(o);
 }
 
-char *log_out_reserve(struct log_out *o, size_t max)
+/*
+ * Where n bytes in one piece can go: their offset, with *ret_in_b set when
+ * they start or extend B; SIZE_MAX when there is no such room.
+ */
+static size_t log_out_place(struct log_out *o, size_t n, int *ret_in_b)
 {
-    o->res_in_b = 0;
-    o->res_max = 0;
     /* Empty: start over at offset 0 so the whole array is one free run. */
     if (o->a_start == o->a_end && o->b_end == 0)
         o->a_start = o->a_end = 0;
 
+    *ret_in_b = 0;
     if (o->b_end > 0) {
-        if (o->a_start - o->b_end < max)
-            return NULL;
-        o->res = o->b_end;
-        o->res_in_b = 1;
-    } else if (o->cap - o->a_end >= max) {
-        o->res = o->a_end;
-    } else if (o->a_start >= max) {
-        o->res = 0;
-        o->res_in_b = 1;
-    } else {
-        return NULL;
+        if (o->a_start - o->b_end < n)
+            return SIZE_MAX;
+        *ret_in_b = 1;
+        return o->b_end;
     }
+    if (o->size - o->a_end >= n)
+        return o->a_end;
+    if (o->a_start >= n) {
+        *ret_in_b = 1;
+        return 0;
+    }
+    return SIZE_MAX;
+}
+
+/* Whether n more bytes of lines may be pending: at most cap, or one line. */
+static int log_out_may_take(const struct log_out *o, size_t n)
+{
+    size_t pending = log_out_pending(o);
+
+    return pending == 0 || (pending <= o->cap && n <= o->cap - pending);
+}
+
+int log_out_append(struct log_out *o, const char *line, size_t n)
+{
+    size_t at;
+    int in_b;
+
+    o->res_max = 0;
+    o->res_in_b = 0;
+    if (n == 0)
+        return 0;
+    if (!log_out_may_take(o, n) || (at = log_out_place(o, n, &in_b)) == SIZE_MAX) {
+        o->dropped++;
+        return -ENOSPC;
+    }
+    memcpy(o->buf + at, line, n);
+    if (in_b)
+        o->b_end = at + n;
+    else
+        o->a_end = at + n;
+    return 0;
+}
+
+char *log_out_reserve(struct log_out *o, size_t max)
+{
+    size_t pending = log_out_pending(o);
+    int in_b;
+
+    o->res_in_b = 0;
+    o->res_max = 0;
+    if (pending > 0 && pending >= o->cap)
+        return NULL;
+    o->res = log_out_place(o, max, &in_b);
+    if (o->res == SIZE_MAX)
+        return NULL;
+    o->res_in_b = in_b;
     o->res_max = max;
     return o->buf + o->res;
 }
@@ -86,10 +157,11 @@ char *log_out_reserve(struct log_out *o, size_t max)
 void log_out_commit(struct log_out *o, size_t n)
 {
     /*
-     * More than was reserved (or a reservation cancelled by a consume) would
-     * commit memory that may be A's or a cut line: drop it instead.
+     * More than was reserved (or a reservation cancelled by a consume or an
+     * append) would commit memory that may be A's or a cut line, and more
+     * than cap pending is more than the buffer may hold: drop it instead.
      */
-    if (n > o->res_max)
+    if (n > o->res_max || (n > 0 && !log_out_may_take(o, n)))
         o->dropped++;
     else if (n > 0 && o->res_in_b)
         o->b_end = o->res + n;

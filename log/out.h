@@ -3,6 +3,11 @@
  * loop takes chunks of whole lines and writes them with its own ring, so
  * stdout never blocks the loop. Memory is bounded: a line that does not fit
  * is dropped and counted.
+ *
+ * The worker formats a line into its own scratch buffer of
+ * log_fmt_max_line() bytes and appends the exact line with
+ * log_out_append(), to a buffer made by log_out_new_lines(cap, that size):
+ * then cap is the number of bytes of lines it holds, to the byte.
  */
 #ifndef RINGPROXY_LOG_OUT_H
 #define RINGPROXY_LOG_OUT_H
@@ -12,20 +17,48 @@
 
 struct log_out;
 
-/* A buffer holding at most cap bytes of pending lines; NULL on OOM. */
+/*
+ * A buffer holding up to cap bytes of pending lines, each at most line_max
+ * bytes long; NULL on OOM. It takes cap + line_max bytes of memory, so that
+ * the room lost where its lines wrap around never counts against cap: a line
+ * is dropped only when the lines pending and it would be more than cap
+ * bytes. An empty buffer takes any line of up to line_max bytes, even one
+ * longer than cap.
+ */
+struct log_out *log_out_new_lines(size_t cap, size_t line_max);
+
+/*
+ * log_out_new_lines(cap, 0): cap bytes of memory, in which a line is placed
+ * only where it fits in one piece, so up to a line's worth of it can be
+ * unusable where lines wrap around.
+ */
 struct log_out *log_out_new(size_t cap);
 
 /* NULL-safe. */
 void log_out_free(struct log_out *o);
 
 /*
- * Room to format one line of at most max bytes: returns a pointer to write
- * to, or NULL when that much room is not free (the caller then drops the line
- * and calls log_out_drop()).
+ * Copy the line (n bytes, ending with '\n') in: 0, or -ENOSPC when the
+ * buffer cannot take it, and the line is then counted as dropped. Cancels a
+ * reservation made by log_out_reserve() (its commit then counts as dropped).
+ */
+int log_out_append(struct log_out *o, const char *line, size_t n);
+
+/*
+ * Room to format one line of at most max bytes in place: returns a pointer
+ * to write to, or NULL when that much room is not free in one piece or the
+ * buffer already holds cap bytes (the caller then drops the line and calls
+ * log_out_drop()). A reservation needs max bytes in one piece, so it can
+ * fail with less than cap pending: log_out_append() of the exact line does
+ * not.
  */
 char *log_out_reserve(struct log_out *o, size_t max);
 
-/* Make the first n bytes written after log_out_reserve() pending. */
+/*
+ * Make the first n bytes written after log_out_reserve() pending; counted as
+ * dropped instead when that would make more than cap bytes pending (unless
+ * the buffer was empty), or n is more than was reserved.
+ */
 void log_out_commit(struct log_out *o, size_t n);
 
 /* Count one dropped line. */
@@ -44,7 +77,10 @@ void log_out_consume(struct log_out *o, size_t n);
 
 size_t log_out_pending(const struct log_out *o);
 
-/* Lines dropped since the buffer was made. */
+/*
+ * Lines dropped since the buffer was made: by log_out_append(),
+ * log_out_commit() and log_out_drop(). The one count of dropped lines.
+ */
 uint64_t log_out_dropped(const struct log_out *o);
 
 #endif

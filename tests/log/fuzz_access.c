@@ -4,15 +4,20 @@
  * checked:
  * - JSON parses with jansson (which rejects invalid UTF-8 and bad escapes),
  *   is one object with exactly the expected keys, and the useragent string
- *   reads back unchanged whenever jansson agrees it was valid UTF-8;
+ *   reads back unchanged whenever jansson agrees it was valid UTF-8, or, when
+ *   it was long enough to be cut, as a head of it followed by the marker;
  * - LTSV has exactly one '\n', at the end, no other control byte but the
  *   TABs between fields, and the expected labels in order;
- * - both fit a buffer of exactly their length, and one byte less gives
- *   -ENOSPC (the buffers are malloc'ed to size, so ASan sees any overrun).
+ * - both fit a buffer of exactly log_fmt_max_line() bytes, and one of
+ *   exactly their length, and one byte less gives -ENOSPC (the buffers are
+ *   malloc'ed to size, so ASan sees any overrun): however long the values,
+ *   a line is never refused by a buffer of log_fmt_max_line().
  *
  * Input layout: a count byte and that many field bytes (each taken modulo
  * CFG_F_COUNT, repeats allowed), the numbers, then length-prefixed strings
- * (length 0xff = absent); missing input reads as zeros / absent.
+ * (length 0xff = absent; 0xfe = long: a byte k and a string repeated to
+ * (k + 1) * 97 bytes, up to 24,832, so that values get cut); missing input
+ * reads as zeros / absent.
  */
 #include <errno.h>
 #include <stdint.h>
@@ -67,6 +72,13 @@ static int64_t fz_num(struct fz_in *in)
     return fz_i64(in);
 }
 
+/* Room for the long values of one input: at most 25 strings and 16 header values. */
+#define FZ_LONG_MAX (256 * 97)
+#define FZ_LONG_SLOTS 48
+
+static char fz_long[FZ_LONG_SLOTS][FZ_LONG_MAX];
+static size_t fz_nlong;
+
 static struct core_str fz_str(struct fz_in *in)
 {
     uint8_t len = fz_u8(in);
@@ -74,6 +86,20 @@ static struct core_str fz_str(struct fz_in *in)
 
     if (len == 0xff)
         return s;
+    if (len == 0xfe) {
+        size_t n = ((size_t)fz_u8(in) + 1) * 97;
+        struct core_str pat = fz_str(in);
+        char *v;
+
+        if (!pat.p || pat.len == 0 || fz_nlong == FZ_LONG_SLOTS)
+            return pat;
+        v = fz_long[fz_nlong++];
+        for (size_t i = 0; i < n; i++)
+            v[i] = pat.p[i % pat.len];
+        s.p = v;
+        s.len = n;
+        return s;
+    }
     if (len > in->n)
         len = (uint8_t)in->n;
     s.p = (const char *)in->p;
@@ -120,8 +146,17 @@ static void fz_check_json(const char *line, size_t n, const char *const *keys, s
         json_t *ref = json_stringn(ua.p, ua.len);
         json_t *got = json_object_get(j, "useragent");
 
-        if (ref && !json_equal(ref, got))
-            abort();
+        if (ref && !json_equal(ref, got)) {
+            /* Cut: a head of the value, then the marker (U+2026 "[cut]"). */
+            static const char mark[] = "\xe2\x80\xa6[cut]";
+            const char *g = json_string_value(got);
+            size_t gl = json_string_length(got), ml = sizeof(mark) - 1;
+
+            if (ua.len <= LOG_VALUE_MAX / 6 || !g || gl < ml ||
+                memcmp(g + gl - ml, mark, ml) != 0 || gl - ml > ua.len ||
+                memcmp(g, ua.p, gl - ml) != 0)
+                abort();
+        }
         json_decref(ref);
     }
     json_decref(j);
@@ -155,15 +190,23 @@ static void fz_check_ltsv(const char *line, size_t n, const char *const *keys, s
         abort();
 }
 
-/* Format once in a big buffer, then in buffers of exactly n and n - 1. */
+/*
+ * Format once in a big buffer, then in buffers of exactly log_fmt_max_line(),
+ * n and n - 1 bytes.
+ */
 static long fz_format(const struct log_fmt *f, const struct log_access_rec *r, char *big,
                       size_t cap)
 {
     long n = log_fmt_line(f, r, big, cap);
+    size_t max = log_fmt_max_line(f);
     char *exact;
 
-    if (n <= 0)
+    if (n <= 0 || (size_t)n > max)
         abort();
+    exact = malloc(max);
+    if (!exact || log_fmt_line(f, r, exact, max) != n || memcmp(exact, big, (size_t)n))
+        abort();
+    free(exact);
     exact = malloc((size_t)n);
     if (!exact || log_fmt_line(f, r, exact, (size_t)n) != n || memcmp(exact, big, (size_t)n))
         abort();
@@ -177,7 +220,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    static char big[1 << 17];
+    static char big[1 << 20];
     struct fz_in in = {data, size};
     struct cfg_access_log c = {0};
     const char *keys[CFG_F_COUNT + 3];
@@ -185,9 +228,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int seen[CFG_F_COUNT] = {0};
     struct core_hdr req[FZ_MAX_HDRS], resp[FZ_MAX_HDRS];
     struct log_access_rec r = {0};
-    char term[256];
+    static char term[FZ_LONG_MAX + 1];
     struct core_str t;
     size_t nf = fz_u8(&in) % (CFG_F_COUNT + 8);
+
+    fz_nlong = 0;
 
     for (size_t i = 0; i < nf; i++) {
         enum cfg_field f = (enum cfg_field)(fz_u8(&in) % CFG_F_COUNT);

@@ -1167,3 +1167,439 @@ Test(log_access, every_cap_same_line)
         log_fmt_free(f);
     }
 }
+
+/* ---- long values: cut, never the line (issue #19.2) ---------------------- */
+
+/* A value of n bytes, byte i being pat[i % patlen], in a buffer the test frees. */
+static char *repeat(const char *pat, size_t patlen, size_t n)
+{
+    char *v = malloc(n + 1);
+
+    cr_assert_not_null(v);
+    for (size_t i = 0; i < n; i++)
+        v[i] = pat[i % patlen];
+    v[n] = '\0';
+    return v;
+}
+
+/* Format r with f into a buffer of exactly log_fmt_max_line(f) bytes (so ASan sees overruns). */
+static char *fmt_max(const struct log_fmt *f, const struct log_access_rec *r, size_t *ret_n)
+{
+    size_t max = log_fmt_max_line(f);
+    char *buf = malloc(max);
+    long n;
+
+    cr_assert_not_null(buf);
+    n = log_fmt_line(f, r, buf, max);
+    cr_assert_gt(n, 0, "a line always fits log_fmt_max_line() (%zu)", max);
+    cr_assert_leq((size_t)n, max);
+    cr_assert_eq(memchr(buf, '\n', (size_t)n), buf + n - 1, "exactly one newline");
+    *ret_n = (size_t)n;
+    return buf;
+}
+
+/*
+ * The report of #19.2: two 8,000-byte obs-text header values (6 bytes each
+ * once escaped) and an 8,000-byte target made a line longer than the proxy's
+ * 64 KiB buffer, and the line was dropped. Now the line is logged, in a
+ * buffer of 64 KiB as well as in one of log_fmt_max_line(), with those values
+ * cut and marked and every other field intact.
+ */
+Test(log_access, hostile_long_values_are_cut_not_dropped)
+{
+    char *names[] = {"X-A", "X-B"};
+    char *obs = repeat("\x80\x9f\xff", 3, 8000);
+    char *target = repeat("/aaaaaaa", 8, 8000);
+    struct core_hdr h[] = {{.name = S("X-A"), .value = {obs, 8000}},
+                           {.name = S("x-b"), .value = {obs, 8000}}};
+    struct log_access_rec r = rec_full();
+    char *big = malloc(64 * 1024);
+
+    r.target = (struct core_str){target, 8000};
+    r.req_hdrs = h;
+    r.nreq_hdrs = 2;
+    for (int fmt = 0; fmt < CFG_LOG_FORMAT_COUNT; fmt++) {
+        struct cfg_access_log c = cfg_all((enum cfg_log_format)fmt);
+        struct log_fmt *f;
+        size_t n;
+        char *l;
+
+        c.request_headers = names;
+        c.nrequest_headers = 2;
+        f = log_fmt_new(&c);
+        cr_assert_not_null(f);
+        l = fmt_max(f, &r, &n);
+        /* The proxy's 64 KiB line buffer of before takes it too. */
+        cr_assert_eq(log_fmt_line(f, &r, big, 64 * 1024), (long)n);
+        cr_assert_arr_eq(big, l, n);
+        if (fmt == CFG_LOG_JSON) {
+            json_t *j = parse(l, n);
+            const char *keys[] = {"http_x_a", "http_x_b", "path"};
+
+            cr_assert_eq(json_object_size(j), CFG_F_COUNT + 2);
+            cr_assert_eq(json_integer_value(json_object_get(j, "status")), 200);
+            cr_assert_str_eq(json_string_value(json_object_get(j, "useragent")), "curl/8.0");
+            for (size_t i = 0; i < 3; i++) {
+                const char *v = json_string_value(json_object_get(j, keys[i]));
+
+                cr_assert_not_null(v, "%s", keys[i]);
+                /* decoded: the marker's \u2026 is U+2026 */
+                cr_assert(strlen(v) > 6 && strcmp(v + strlen(v) - 8, "\xe2\x80\xa6[cut]") == 0,
+                          "%s", keys[i]);
+            }
+            cr_assert_eq(
+                strncmp(json_string_value(json_object_get(j, "request")), "GET /aaaaaaa", 12), 0);
+            json_decref(j);
+        }
+        /* Raw: the marker once per cut value (target in request and path, 2 headers). */
+        {
+            size_t marks = 0;
+
+            for (const char *p = l;
+                 (p = memmem(p, n - (size_t)(p - l), LOG_CUT_MARK, LOG_CUT_LEN)) != NULL; p++)
+                marks++;
+            cr_assert_eq(marks, 4);
+        }
+        free(l);
+        log_fmt_free(f);
+    }
+    free(big);
+    free(obs);
+    free(target);
+}
+
+/*
+ * The escaped output of a value made of j plain bytes then m copies of unit
+ * u, whose escaped form is e with '|' between its characters, in a field
+ * alone: exactly the uncut output when it fits LOG_VALUE_MAX, else its
+ * longest head ending between two characters that leaves room for the
+ * marker, then the marker.
+ */
+static void check_cut(enum cfg_log_format format, size_t j, const char *u, const char *e, size_t m)
+{
+    enum cfg_field fld = CFG_F_USERAGENT;
+    struct cfg_access_log c = cfg_fields(format, &fld, 1);
+    struct log_fmt *f = log_fmt_new(&c);
+    size_t pre = format == CFG_LOG_JSON ? strlen("{\"useragent\":\"") : strlen("useragent:");
+    size_t post = format == CFG_LOG_JSON ? 3 : 1;
+    size_t ul = strlen(u), room = LOG_VALUE_MAX - LOG_CUT_LEN;
+    size_t piece[8] = {0}, npiece = 0, el = 0, full, head, wn, n;
+    char *v = malloc(j + m * ul), *want, *l;
+    struct log_access_rec r = rec_full();
+
+    cr_assert_not_null(f);
+    for (const char *p = e; *p; p++) {
+        if (*p == '|') {
+            npiece++;
+            continue;
+        }
+        piece[npiece]++;
+        el++;
+    }
+    npiece++;
+    full = j + m * el;
+    want = malloc(full + LOG_CUT_LEN);
+    memset(v, 'a', j);
+    memset(want, 'a', j);
+    for (size_t i = 0, o = j; i < m; i++) {
+        memcpy(v + j + i * ul, u, ul);
+        for (const char *p = e; *p; p++)
+            if (*p != '|')
+                want[o++] = *p;
+    }
+    if (full <= LOG_VALUE_MAX) {
+        wn = full;
+    } else {
+        head = j < room ? j : room;
+        for (size_t i = 0; head < room && i < m * npiece; i++) {
+            if (head + piece[i % npiece] > room)
+                break;
+            head += piece[i % npiece];
+        }
+        memcpy(want + head, LOG_CUT_MARK, LOG_CUT_LEN);
+        wn = head + LOG_CUT_LEN;
+    }
+    r.useragent = (struct core_str){v, j + m * ul};
+    l = fmt_max(f, &r, &n);
+    cr_assert_eq(n - pre - post, wn, "j %zu m %zu unit %s: %zu bytes, want %zu", j, m, e,
+                 n - pre - post, wn);
+    cr_assert_arr_eq(l + pre, want, wn, "j %zu m %zu unit %s", j, m, e);
+    cr_assert_leq(wn, LOG_VALUE_MAX);
+    if (format == CFG_LOG_JSON)
+        json_decref(parse(l, n));
+    free(l);
+    free(v);
+    free(want);
+    log_fmt_free(f);
+}
+
+/* Around the limit, with every kind of piece at every alignment. */
+Test(log_access, cut_between_characters_and_escapes)
+{
+    static const struct {
+        const char *in, *json, *ltsv;
+    } units[] = {
+        {"b", "b", "b"},
+        {"\x01", "\\u0001", "\\x01"},
+        {"\xff", "\\u00ff", "\\xff"},
+        {"\"", "\\\"", "\""},
+        {"\\", "\\\\", "\\\\"},
+        {"\t", "\\t", "\\t"},
+        {"\xc3\xa9", "\xc3\xa9", "\xc3\xa9"},                         /* é */
+        {"\xe2\x82\xac", "\xe2\x82\xac", "\xe2\x82\xac"},             /* € */
+        {"\xf0\x9f\x98\x80", "\xf0\x9f\x98\x80", "\xf0\x9f\x98\x80"}, /* 😀 */
+        {"\xc3\xa9\x01", "\xc3\xa9|\\u0001", "\xc3\xa9|\\x01"},
+        {"\xe2\x82"
+         "b",
+         "\\u00e2|\\u0082|b", "\\xe2|\\x82|b"}, /* a truncated sequence */
+    };
+
+    for (size_t k = 0; k < sizeof(units) / sizeof(units[0]); k++) {
+        for (int fmt = 0; fmt < CFG_LOG_FORMAT_COUNT; fmt++) {
+            enum cfg_log_format format = (enum cfg_log_format)fmt;
+            const char *e = format == CFG_LOG_JSON ? units[k].json : units[k].ltsv;
+            size_t el = strlen(e) - (size_t)(strchr(e, '|') ? 1 : 0) -
+                        (size_t)(strchr(e, '|') && strchr(strchr(e, '|') + 1, '|') ? 1 : 0);
+
+            /* Outputs of LOG_VALUE_MAX - el to LOG_VALUE_MAX + 2 * el... */
+            for (size_t j = 0; j < 12; j++) {
+                size_t m = (LOG_VALUE_MAX - j) / el;
+
+                for (size_t d = 0; d < 4; d++)
+                    check_cut(format, j, units[k].in, e, m + d - 1);
+            }
+            /* ...and far past it, the cut falling at every offset of a unit. */
+            for (size_t j = LOG_VALUE_MAX - LOG_CUT_LEN - 8; j < LOG_VALUE_MAX - LOG_CUT_LEN + 2;
+                 j++)
+                check_cut(format, j, units[k].in, e, 3000);
+        }
+    }
+    /* A plain value of 8 MiB is cut like any other. */
+    check_cut(CFG_LOG_JSON, 8 << 20, "b", "b", 0);
+}
+
+/* A repeated header's joined value is cut as one value, ", " included. */
+Test(log_access, joined_headers_cut_as_one_value)
+{
+    char *names[] = {"Cookie"};
+    enum cfg_field fld = CFG_F_STATUS;
+    struct cfg_access_log c = cfg_fields(CFG_LOG_JSON, &fld, 1);
+    char *v = repeat("c", 1, 1000);
+    struct core_hdr h[8];
+    struct log_access_rec r = rec_full();
+    struct log_fmt *f;
+    json_t *j;
+    const char *got;
+    char *want = malloc(8 * 1002);
+    size_t n, wn = 0;
+    char *l;
+
+    for (size_t i = 0; i < 8; i++) {
+        h[i] = (struct core_hdr){.name = S("cookie"), .value = {v, 1000}};
+        if (i)
+            memcpy(want + wn, ", ", 2), wn += 2;
+        memcpy(want + wn, v, 1000);
+        wn += 1000;
+    }
+    c.request_headers = names;
+    c.nrequest_headers = 1;
+    f = log_fmt_new(&c);
+    r.req_hdrs = h;
+    r.nreq_hdrs = 8;
+    l = fmt_max(f, &r, &n);
+    j = parse(l, n);
+    got = json_string_value(json_object_get(j, "http_cookie"));
+    cr_assert_not_null(got);
+    /* 4085 bytes of the joined value, then U+2026 "[cut]" */
+    cr_assert_eq(strlen(got), LOG_VALUE_MAX - LOG_CUT_LEN + 8);
+    cr_assert_arr_eq(got, want, LOG_VALUE_MAX - LOG_CUT_LEN);
+    cr_assert_str_eq(got + LOG_VALUE_MAX - LOG_CUT_LEN, "\xe2\x80\xa6[cut]");
+    json_decref(j);
+    free(l);
+    /* 4 of them, 4006 bytes, fit: no marker. */
+    r.nreq_hdrs = 4;
+    l = fmt_max(f, &r, &n);
+    j = parse(l, n);
+    got = json_string_value(json_object_get(j, "http_cookie"));
+    cr_assert_eq(strlen(got), 4006);
+    cr_assert_arr_eq(got, want, 4006);
+    json_decref(j);
+    free(l);
+    free(want);
+    free(v);
+    log_fmt_free(f);
+}
+
+/* In request, the target is cut and the method and version stay. */
+Test(log_access, request_parts_cut_each)
+{
+    enum cfg_field fld = CFG_F_REQUEST;
+    struct cfg_access_log c = cfg_fields(CFG_LOG_LTSV, &fld, 1);
+    struct log_fmt *f = log_fmt_new(&c);
+    char *t = repeat("/x", 2, 9000);
+    struct log_access_rec r = rec_full();
+    size_t n, room = LOG_VALUE_MAX - LOG_CUT_LEN;
+    char *l;
+
+    r.target = (struct core_str){t, 9000};
+    l = fmt_max(f, &r, &n);
+    cr_assert_eq(n, strlen("request:GET ") + room + LOG_CUT_LEN + strlen(" HTTP/1.1\n"));
+    cr_assert_arr_eq(l, "request:GET /x/x", 16);
+    cr_assert_arr_eq(l + 12, t, room);
+    cr_assert_arr_eq(l + 12 + room, LOG_CUT_MARK " HTTP/1.1\n", LOG_CUT_LEN + 10);
+    free(l);
+    free(t);
+    log_fmt_free(f);
+}
+
+/*
+ * Arbitrarily long hostile values in every string field and many header
+ * fields: the line always fits log_fmt_max_line() and is one valid line, and
+ * the bound is close to what such a line takes (it is not just huge).
+ */
+Test(log_access, max_line_holds_the_worst_line)
+{
+    static const char *const pats[] = {"\x01", "\xff", "\"\\", "\xc3\xa9\x01", "abc\xe2\x82"};
+    char *rnames[CFG_MAX_LOG_HEADERS], *snames[CFG_MAX_LOG_HEADERS];
+    struct core_hdr rh[2 * CFG_MAX_LOG_HEADERS], sh[2 * CFG_MAX_LOG_HEADERS];
+
+    for (size_t i = 0; i < CFG_MAX_LOG_HEADERS; i++) {
+        rnames[i] = malloc(16);
+        snames[i] = malloc(16);
+        snprintf(rnames[i], 16, "X-Req-%zu", i);
+        snprintf(snames[i], 16, "X-Resp-%zu", i);
+    }
+    for (size_t p = 0; p < sizeof(pats) / sizeof(pats[0]); p++) {
+        char *v = repeat(pats[p], strlen(pats[p]), 20000);
+        struct core_str sv = {v, 20000};
+        struct log_access_rec r = rec_full();
+
+        r.method = r.target = r.version = r.host = r.referrer = r.useragent = sv;
+        r.x_forwarded_proto = r.section_io_id = r.section_io_tag = r.content_type = sv;
+        r.client_ip = r.upstream_addr = sv;
+        r.termination = v;
+        r.start.tv_sec = 253402300800; /* a five-digit year: the longest time */
+        r.duration_us = r.bytes_sent = r.upstream_response_us = INT64_MAX;
+        for (size_t i = 0; i < 2 * CFG_MAX_LOG_HEADERS; i++) {
+            rh[i].name = (struct core_str){rnames[i / 2], strlen(rnames[i / 2])};
+            sh[i].name = (struct core_str){snames[i / 2], strlen(snames[i / 2])};
+            rh[i].value = sh[i].value = (struct core_str){v, 3000 + i};
+        }
+        r.req_hdrs = rh;
+        r.nreq_hdrs = 2 * CFG_MAX_LOG_HEADERS;
+        r.resp_hdrs = sh;
+        r.nresp_hdrs = 2 * CFG_MAX_LOG_HEADERS;
+        for (int fmt = 0; fmt < CFG_LOG_FORMAT_COUNT; fmt++) {
+            for (size_t nh = 0; nh <= CFG_MAX_LOG_HEADERS; nh += CFG_MAX_LOG_HEADERS) {
+                struct cfg_access_log c = cfg_all((enum cfg_log_format)fmt);
+                struct log_fmt *f;
+                size_t n, tabs = 0;
+                char *l;
+
+                c.request_headers = rnames;
+                c.response_headers = snames;
+                c.nrequest_headers = c.nresponse_headers = nh;
+                f = log_fmt_new(&c);
+                cr_assert_not_null(f);
+                l = fmt_max(f, &r, &n);
+                /*
+                 * Every string value is cut here: the bound is not much more
+                 * (what is left is mostly the 64 bytes of each number).
+                 */
+                cr_assert_geq(n + 2048, log_fmt_max_line(f), "%zu of %zu", n, log_fmt_max_line(f));
+                if (fmt == CFG_LOG_JSON) {
+                    json_decref(parse(l, n));
+                } else {
+                    for (size_t i = 0; i + 1 < n; i++) {
+                        unsigned char ch = (unsigned char)l[i];
+
+                        cr_assert((ch >= 0x20 && ch != 0x7f) || ch == '\t', "byte %zu", i);
+                        tabs += ch == '\t';
+                    }
+                    cr_assert_eq(tabs, CFG_F_COUNT - 1 + 2 * nh);
+                }
+                free(l);
+                log_fmt_free(f);
+            }
+        }
+        free(v);
+    }
+    for (size_t i = 0; i < CFG_MAX_LOG_HEADERS; i++) {
+        free(rnames[i]);
+        free(snames[i]);
+    }
+}
+
+/* The bound of a few formats, by hand. */
+Test(log_access, max_line_by_format)
+{
+    enum cfg_field fld[] = {CFG_F_STATUS, CFG_F_HOSTNAME, CFG_F_REQUEST};
+    struct cfg_access_log c = cfg_fields(CFG_LOG_JSON, fld, 3);
+    struct log_fmt *f = log_fmt_new(&c);
+
+    /* {"status":  ,"hostname":  ,"request":  }\n and the values' bounds */
+    cr_assert_eq(log_fmt_max_line(f),
+                 10 + 12 + 11 + 3 + 64 + (LOG_VALUE_MAX + 2) + (3 * LOG_VALUE_MAX + 4));
+    log_fmt_free(f);
+    c = cfg_fields(CFG_LOG_JSON, NULL, 0);
+    f = log_fmt_new(&c);
+    cr_assert_eq(log_fmt_max_line(f), 3);
+    log_fmt_free(f);
+}
+
+/*
+ * Every cap around a line with cut values: the careful path cuts exactly as
+ * the fast one, gives -ENOSPC below the line's length, and writes nothing
+ * past the line or past cap (the tail held back before a cut never lands).
+ */
+Test(log_access, every_cap_same_line_with_cuts)
+{
+    enum cfg_field fld[] = {CFG_F_STATUS, CFG_F_USERAGENT, CFG_F_REQUEST, CFG_F_BYTES};
+    char *names[] = {"X-Custom-Header"};
+    char *ua = repeat("\xc3\xa9\x01", 3, 3000); /* 2 + 6 bytes per 3 */
+    char *t = repeat("/abc\xe2\x82\xac", 7, 6000);
+    struct core_hdr h[] = {{.name = S("x-custom-header"), .value = {ua, 2000}},
+                           {.name = S("x-custom-header"), .value = {t, 2100}}};
+    struct log_access_rec r = rec_full();
+
+    r.useragent = (struct core_str){ua, 3000};
+    r.target = (struct core_str){t, 6000};
+    r.req_hdrs = h;
+    r.nreq_hdrs = 2;
+    for (int fmt = 0; fmt < CFG_LOG_FORMAT_COUNT; fmt++) {
+        struct cfg_access_log c = cfg_fields((enum cfg_log_format)fmt, fld, 4);
+        struct log_fmt *f;
+        size_t len, size;
+        char *full, *buf;
+
+        c.request_headers = names;
+        c.nrequest_headers = 1;
+        f = log_fmt_new(&c);
+        full = fmt_max(f, &r, &len);
+        size = len + 64;
+        buf = malloc(size);
+        for (size_t cap = 0; cap <= size; cap++) {
+            long n;
+            size_t w;
+
+            memset(buf, 0x5a, size);
+            n = log_fmt_line(f, &r, buf, cap);
+            if (cap < len) {
+                cr_assert_eq(n, -ENOSPC, "cap %zu", cap);
+                w = cap;
+            } else {
+                cr_assert_eq(n, (long)len, "cap %zu", cap);
+                cr_assert_eq(memcmp(buf, full, len), 0, "cap %zu", cap);
+                w = len;
+            }
+            for (size_t i = w; i < size; i++)
+                if (buf[i] != 0x5a)
+                    cr_assert_fail("cap %zu: wrote at %zu", cap, i);
+        }
+        free(buf);
+        free(full);
+        log_fmt_free(f);
+    }
+    free(ua);
+    free(t);
+}

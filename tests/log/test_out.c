@@ -384,3 +384,206 @@ Test(log_out, pipe_buf_chunks_never_interleave)
     close(fds[1]);
     free(all);
 }
+
+/* ---- exact lines: log_out_append() (issue #27.2) -------------------------- */
+
+/* A line of n bytes: tag repeated, then '\n'. */
+static void mkline(char *l, size_t n, char tag)
+{
+    memset(l, tag, n - 1);
+    l[n - 1] = '\n';
+}
+
+/*
+ * The report of #27.2: at the smallest buffer_bytes (65536), lines of about
+ * 300 bytes. The buffer holds all the lines that fit in 65536 bytes, to the
+ * line, however big the largest possible line (here 70,000 bytes) is.
+ */
+Test(log_out, min_buffer_holds_its_bytes)
+{
+    struct log_out *o = log_out_new_lines(65536, 70000);
+    char l[300];
+    size_t kept = 0;
+
+    cr_assert_not_null(o);
+    mkline(l, sizeof(l), 'a');
+    for (int i = 0; i < 300; i++)
+        kept += log_out_append(o, l, sizeof(l)) == 0;
+    cr_assert_eq(kept, 65536 / 300); /* 218 */
+    cr_assert_eq(log_out_pending(o), kept * 300);
+    cr_assert_eq(log_out_dropped(o), 300 - kept);
+    cr_assert_eq(log_out_append(o, l, 136), 0, "the last 136 bytes are usable too");
+    cr_assert_eq(log_out_pending(o), 65536);
+    cr_assert_eq(log_out_append(o, l, 1), -ENOSPC);
+    log_out_free(o);
+}
+
+/*
+ * Requests one after another with a writer that takes 32 KiB runs, as the
+ * proxy does: none is dropped (before, 48 of 50 were at this size).
+ */
+Test(log_out, min_buffer_sequential_requests_none_dropped)
+{
+    struct log_out *o = log_out_new_lines(65536, 70000);
+    char l[300];
+
+    mkline(l, sizeof(l), 'r');
+    for (int i = 0; i < 5000; i++) {
+        const char *p;
+        size_t n;
+
+        cr_assert_eq(log_out_append(o, l, sizeof(l)), 0, "request %d", i);
+        /* a write in flight for a while, then done */
+        n = log_out_peek(o, &p, 32 * 1024);
+        if (i % 7 == 6)
+            log_out_consume(o, n);
+    }
+    cr_assert_eq(log_out_dropped(o), 0);
+    log_out_free(o);
+}
+
+/* An empty buffer takes any line up to line_max, even one longer than cap. */
+Test(log_out, empty_buffer_takes_longest_line)
+{
+    struct log_out *o = log_out_new_lines(100, 300);
+    char l[251];
+
+    mkline(l, 250, 'x');
+    l[250] = '\0';
+    cr_assert_eq(log_out_append(o, l, 250), 0);
+    cr_assert_eq(log_out_append(o, "\n", 1), -ENOSPC, "more than cap pending: full");
+    take(o, 4096, l);
+    cr_assert_eq(log_out_append(o, "\n", 1), 0);
+    log_out_free(o);
+}
+
+/*
+ * Random appends of lines up to line_max, some as long as that, and writes
+ * of random size, some short: a line is dropped exactly when the lines
+ * pending and it would be more than cap bytes (and something is pending),
+ * whatever the wrap-around; order and bytes are kept; and the buffer's
+ * memory is never written outside cap + line_max bytes (ASan builds).
+ */
+static void random_append(size_t cap, size_t line_max, unsigned seed)
+{
+    enum { MODEL = 1 << 22 };
+    struct log_out *o = log_out_new_lines(cap, line_max);
+    char *model = malloc(MODEL), *l = malloc(line_max);
+    size_t mhead = 0, mtail = 0;
+    uint64_t drops = 0, taken = 0;
+
+    cr_assert_not_null(o);
+    for (int it = 0; it < 200000; it++) {
+        /* stdout stalls for 1024 turns out of every 2048 */
+        int op = rand_r(&seed) % 5;
+
+        if (op >= 3 && (it >> 10) % 2)
+            op = 0;
+
+        if (op < 3) {
+            size_t pending = mtail - mhead;
+            size_t n = rand_r(&seed) % 16 == 0 ? line_max - (size_t)rand_r(&seed) % 4
+                                               : 1 + (size_t)rand_r(&seed) % 400;
+            int want_ok, r;
+
+            if (n > line_max)
+                n = line_max;
+            want_ok = pending == 0 || pending + n <= cap;
+            for (size_t i = 0; i + 1 < n; i++)
+                l[i] = (char)('a' + (mtail + i) % 26);
+            l[n - 1] = '\n';
+            r = log_out_append(o, l, n);
+            cr_assert_eq(r, want_ok ? 0 : -ENOSPC, "it %d: pending %zu + %zu, cap %zu", it, pending,
+                         n, cap);
+            if (r < 0) {
+                drops++;
+                continue;
+            }
+            taken++;
+            if (mtail + n > (size_t)MODEL) {
+                memmove(model, model + mhead, mtail - mhead);
+                mtail -= mhead;
+                mhead = 0;
+            }
+            memcpy(model + mtail, l, n);
+            mtail += n;
+        } else {
+            size_t max = (size_t)rand_r(&seed) % (op == 3 ? 600 : 40000);
+            const char *p;
+            size_t n = log_out_peek(o, &p, max);
+
+            if (n == 0) {
+                cr_assert_eq(mhead, mtail);
+                continue;
+            }
+            cr_assert_eq(p[n - 1], '\n');
+            cr_assert_arr_eq(p, model + mhead, n);
+            if (rand_r(&seed) % 4 == 0)
+                n = 1 + (size_t)rand_r(&seed) % n;
+            log_out_consume(o, n);
+            mhead += n;
+        }
+        cr_assert_eq(log_out_pending(o), mtail - mhead);
+    }
+    cr_assert_eq(log_out_dropped(o), drops);
+    cr_assert_gt(drops, 0);
+    cr_assert_gt(taken, 1000);
+    free(l);
+    free(model);
+    log_out_free(o);
+}
+
+Test(log_out, append_exact_at_small_capacities)
+{
+    random_append(65536, 70000, 1);
+    random_append(65536, 1000, 2);
+    random_append(4096, 4096, 3);
+    random_append(1000, 3000, 4);
+}
+
+Test(log_out, append_cancels_reservation)
+{
+    struct log_out *o = log_out_new_lines(64, 64);
+    char *p = log_out_reserve(o, 8);
+
+    cr_assert_not_null(p);
+    cr_assert_eq(log_out_append(o, "a\n", 2), 0);
+    log_out_commit(o, 2);
+    cr_assert_eq(log_out_dropped(o), 1);
+    take(o, 4096, "a\n");
+    cr_assert_eq(log_out_append(o, "", 0), 0, "nothing to append");
+    cr_assert_eq(log_out_pending(o), 0);
+    log_out_free(o);
+}
+
+/* reserve() and commit() keep to cap too. */
+Test(log_out, commit_keeps_to_cap)
+{
+    struct log_out *o = log_out_new_lines(10, 100);
+    char *p = log_out_reserve(o, 100);
+
+    cr_assert_not_null(p);
+    memcpy(p, "0123456\n", 8);
+    log_out_commit(o, 8);
+    p = log_out_reserve(o, 100);
+    cr_assert_not_null(p);
+    memcpy(p, "abc\n", 4);
+    log_out_commit(o, 4); /* 12 > 10 */
+    cr_assert_eq(log_out_dropped(o), 1);
+    cr_assert_eq(log_out_pending(o), 8);
+    p = log_out_reserve(o, 100);
+    memcpy(p, "a\n", 2);
+    log_out_commit(o, 2); /* 10 */
+    cr_assert_eq(log_out_pending(o), 10);
+    cr_assert_eq(log_out_dropped(o), 1);
+    cr_assert_null(log_out_reserve(o, 1), "full");
+    take(o, 4096, "0123456\na\n");
+    log_out_free(o);
+}
+
+Test(log_out, new_lines_overflow)
+{
+    cr_assert_null(log_out_new_lines(SIZE_MAX, 1));
+    cr_assert_null(log_out_new_lines(1, SIZE_MAX));
+    cr_assert_null(log_out_new_lines(SIZE_MAX / 2 + 1, SIZE_MAX / 2 + 1));
+}
