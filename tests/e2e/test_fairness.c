@@ -416,3 +416,59 @@ Test(e2e_fairness, interim_flood_ends_in_502, .init = up, .fini = down)
     free(flood);
     free(buf);
 }
+
+/* #19.2: a request with huge fields is logged, its long values cut with a marker. */
+Test(e2e_fairness, long_fields_are_cut_not_dropped, .fini = down)
+{
+    char *req = malloc(20000), *p;
+    struct h_resp r;
+    json_t *a;
+
+    /* 3 x 3500 obs-text bytes escape to 63000: with the target, over 64 KiB of line */
+    p = req + sprintf(req, "GET /");
+    memset(p, 'a', 2000);
+    p += 2000;
+    p += sprintf(p, " HTTP/1.1\r\nHost: a\r\n");
+    for (int h = 0; h < 3; h++) {
+        p += sprintf(p, "X-%c: ", 'A' + h);
+        memset(p, 0xf0 + h, 3500);
+        p += 3500;
+        p += sprintf(p, "\r\n");
+    }
+    p += sprintf(p, "\r\n");
+    up_cfg("\"access_log\": {\"request_headers\": [\"X-A\", \"X-B\", \"X-C\"]}");
+    cr_assert_eq(h_roundtrip(px.port, req, &r), 0);
+    cr_assert_eq(r.status, 200, "status %d: %.200s", r.status, r.head);
+    h_resp_free(&r);
+    a = log_lines(1);
+    cr_assert_eq(num(json_array_get(a, 0), "status"), 200);
+    cr_assert_eq(strlen(str(json_array_get(a, 0), "path")), 2001, "a short value is whole");
+    for (int h = 0; h < 3; h++) {
+        char k[16];
+        const char *v;
+
+        snprintf(k, sizeof(k), "http_x_%c", 'a' + h);
+        v = str(json_array_get(a, 0), k);
+        cr_assert(strlen(v) > 600 && strstr(v, "\u2026[cut]"), "%s is cut, with the marker", k);
+    }
+    json_decref(a);
+    free(req);
+}
+
+/* #27.2: access_log.buffer_bytes at its minimum holds that many bytes of lines. */
+Test(e2e_fairness, smallest_log_buffer_holds_its_bytes, .fini = down)
+{
+    json_t *a;
+
+    up_cfg("\"workers\": 1, \"access_log\": {\"buffer_bytes\": 65536}");
+    for (int i = 0; i < 50; i++) {
+        struct h_resp r;
+
+        cr_assert_eq(h_roundtrip(px.port, "GET /size/1 HTTP/1.1\r\nHost: a\r\n\r\n", &r), 0);
+        h_resp_free(&r);
+    }
+    a = log_lines(50);
+    cr_assert_eq(json_array_size(a), 50);
+    cr_assert_eq(metric(px.admin_port, "ringproxy_access_log_dropped_total"), 0);
+    json_decref(a);
+}
