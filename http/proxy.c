@@ -200,6 +200,7 @@ struct http_conn {
     uint64_t start_us;
     uint64_t tx_mark, rx_mark; /* e.tx_total / e.rx_total at request start */
     uint64_t final_mark;       /* e.tx_total + txq bytes when the final head was queued */
+    struct core_str host_sent; /* the Host the origin got (the log's hostname) */
     uint64_t body_sent_mark;   /* e.tx_total when the response head was queued */
     /* the final response's head, for the log: its fields live in resp_blk (a reference) */
     void *resp_blk;
@@ -997,7 +998,7 @@ static void conn_log(struct http_worker *w, struct http_conn *c)
         r.version = c->http10 ? (struct core_str){"HTTP/1.0", 8} : (struct core_str){"HTTP/1.1", 8};
     }
     if (have_req) {
-        r.host = http_msg_known(&c->req, HK_HOST);
+        r.host = c->host_sent.p ? c->host_sent : http_msg_known(&c->req, HK_HOST);
         r.referrer = http_msg_known(&c->req, HK_REFERER);
         r.useragent = http_msg_known(&c->req, HK_USER_AGENT);
         r.x_forwarded_proto = http_msg_known(&c->req, HK_X_FORWARDED_PROTO);
@@ -1063,6 +1064,7 @@ static void conn_reset_exchange(struct http_worker *w, struct http_conn *c)
     c->blk = NULL;
     conn_drop_resp_head(w, c);
     c->body_sent_mark = c->final_mark = 0;
+    c->host_sent = (struct core_str){0};
     c->req.method = c->req.target = (struct core_str){0};
     c->req.nhdrs = 0;
     c->req_done = c->resp_done = c->resp_begun = c->upgrade = c->has_body = 0;
@@ -1224,11 +1226,11 @@ static void wb_hdr(struct wbuf *b, struct core_str name, struct core_str value)
     WB_LIT(b, "\r\n");
 }
 
-static int authority_char(unsigned char ch)
+/* reg-name bytes: unreserved, sub-delims, pct-encoded (RFC 3986 3.2.2) */
+static int reg_name_char(unsigned char ch)
 {
     if ((ch >= '0' && ch <= '9') || ((ch | 0x20) >= 'a' && (ch | 0x20) <= 'z'))
         return 1;
-    /* unreserved, sub-delims, pct-encoded, port and IP-literal bytes (gcc makes this a bit test) */
     switch (ch) {
     case '-':
     case '.':
@@ -1246,22 +1248,46 @@ static int authority_char(unsigned char ch)
     case ';':
     case '=':
     case '%':
-    case ':':
-    case '[':
-    case ']':
         return 1;
     default:
         return 0;
     }
 }
 
-/* A Host value or absolute-form authority: reg-name, IPv4 or [IPv6], optional :port. */
+/*
+ * A Host value or absolute-form authority (RFC 9112 3.2, RFC 3986 3.2.2):
+ * a non-empty reg-name or IPv4 address, or an IP-literal in brackets, then
+ * an optional ":" and digits. "[::1", ":80", "a:b:c" are not.
+ */
 static int valid_authority(struct core_str a)
 {
-    if (!a.len)
+    size_t i = 0, n = a.len;
+
+    if (!n)
         return 0;
-    for (size_t i = 0; i < a.len; i++)
-        if (!authority_char((unsigned char)a.p[i]))
+    if (a.p[0] == '[') {
+        for (i = 1; i < n && a.p[i] != ']'; i++) {
+            unsigned char ch = (unsigned char)a.p[i];
+
+            if (!((ch >= '0' && ch <= '9') || ((ch | 0x20) >= 'a' && (ch | 0x20) <= 'f') ||
+                  ch == ':' || ch == '.'))
+                return 0;
+        }
+        if (i == n || i == 1)
+            return 0;
+        i++;
+    } else {
+        while (i < n && reg_name_char((unsigned char)a.p[i]))
+            i++;
+        if (!i)
+            return 0;
+    }
+    if (i == n)
+        return 1;
+    if (a.p[i++] != ':')
+        return 0;
+    for (; i < n; i++)
+        if (a.p[i] < '0' || a.p[i] > '9')
             return 0;
     return 1;
 }
@@ -1352,12 +1378,16 @@ static int req_rewrite(struct http_worker *w, struct http_conn *c)
         }
         wb_hdr(&b, m->hdrs[i].name, m->hdrs[i].value);
     }
-    if (!nhost && authority.p) {
-        wb_hdr(&b, (struct core_str){"Host", 4}, authority);
-    } else if (!nhost) {
+    if (authority.p) {
+        c->host_sent = authority;
+    } else if (nhost) {
+        c->host_sent = http_msg_known(m, HK_HOST);
+    } else {
         const char *h = w->sh->upstream_host;
-        wb_hdr(&b, (struct core_str){"Host", 4}, (struct core_str){h, strlen(h)});
+        c->host_sent = (struct core_str){h, strlen(h)};
     }
+    if (!nhost)
+        wb_hdr(&b, (struct core_str){"Host", 4}, c->host_sent);
     if (c->upgrade)
         WB_LIT(&b, "Connection: upgrade\r\n");
     WB_LIT(&b, "\r\n");
@@ -1650,7 +1680,9 @@ static void up_head(struct http_worker *w, struct http_up *u)
     r = http_msg_head(&u->resp, HTTP_RESPONSE, u->blk, u->in_len,
                       (struct core_hdr *)(u->blk + w->hdr_off), w->max_hdrs);
     status = p->status_code;
-    if (r < 0 || p->http_major != 1 || (status == 101 && !c->upgrade)) {
+    /* llhttp takes any three digits: a status outside 100..599 has no meaning, so no framing */
+    if (r < 0 || p->http_major != 1 || status < 100 || status > 599 ||
+        (status == 101 && !c->upgrade)) {
         up_failed(w, u, HF_BAD_RESPONSE);
         return;
     }

@@ -1,0 +1,183 @@
+/*
+ * Protocol edges (#26.7, #26.8; docs/http.md): authorities that are not
+ * host[:port], statuses outside 100..599, the final status owed after an
+ * interim one, and the log's hostname for absolute-form requests.
+ */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <criterion/criterion.h>
+#include <jansson.h>
+
+#include "tests/e2e/harness.h"
+
+static struct origin *origin;
+static struct proxy px;
+
+static void up_cfg(const char *inner)
+{
+    char json[512];
+
+    origin = origin_start("127.0.0.1", 0);
+    cr_assert(origin);
+    snprintf(json, sizeof(json), "{\"shutdown_grace_ms\": 1000%s%s}", inner ? ", " : "",
+             inner ? inner : "");
+    h_proxy_start(&px, origin_port(origin), json, NULL);
+}
+
+static void up(void)
+{
+    up_cfg(NULL);
+}
+
+static void down(void)
+{
+    if (px.pid)
+        cr_expect_eq(h_proxy_stop(&px), 0, "ringproxy exits 0 on SIGTERM");
+    origin_stop(origin);
+}
+
+static int status_of(const char *req)
+{
+    struct h_resp r;
+    int s;
+
+    cr_assert_eq(h_roundtrip(px.port, req, &r), 0, "no response to %s", req);
+    s = r.status;
+    h_resp_free(&r);
+    return s;
+}
+
+/* #26.8: RFC 9112 3.2 - Host is uri-host [":" port]; anything else is a 400 and reaches nothing. */
+Test(e2e_edges, malformed_authorities_are_400, .init = up, .fini = down)
+{
+    static const char *const bad[] = {
+        "GET / HTTP/1.1\r\nHost: [::1\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: :80\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: a:b:c\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: []\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: [::1]x\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: a:8x\r\n\r\n",
+        "GET http://a:b:c/ HTTP/1.1\r\nHost: a\r\n\r\n",
+        "GET http://[::1/ HTTP/1.1\r\nHost: a\r\n\r\n",
+    };
+    static const char *const good[] = {
+        "GET / HTTP/1.1\r\nHost: [::1]:8080\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: a.example:\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: 127.0.0.1:80\r\n\r\n",
+        "GET http://[::1]:80/ HTTP/1.1\r\nHost: a\r\n\r\n",
+    };
+
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        cr_assert_eq(status_of(bad[i]), 400, "%s", bad[i]);
+    cr_assert_eq(origin_requests(origin), 0, "a malformed authority reached the origin");
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
+        cr_assert_eq(status_of(good[i]), 200, "%s", good[i]);
+}
+
+/* #26.8: a status the origin cannot mean (llhttp takes any three digits) is a 502. */
+Test(e2e_edges, status_outside_100_599_is_502, .init = up, .fini = down)
+{
+    static const char *const resp[] = {
+        "HTTP/1.1 099 Low\r\nContent-Length: 2\r\n\r\nok",
+        "HTTP/1.1 600 High\r\nContent-Length: 2\r\n\r\nok",
+    };
+
+    for (size_t i = 0; i < 2; i++) {
+        origin_script(origin, resp[i], strlen(resp[i]), 1);
+        cr_assert_eq(status_of("GET / HTTP/1.1\r\nHost: a\r\n\r\n"), 502, "%s", resp[i]);
+    }
+}
+
+/* The log's lines (bounded wait), parsed. */
+static json_t *log_line(int i)
+{
+    char *s, *save = NULL, *line;
+    json_t *j = NULL;
+
+    cr_assert_geq(h_wait_log_lines(&px, i + 1), i + 1);
+    s = h_slurp(px.out_path);
+    line = strtok_r(s, "\n", &save);
+    for (int k = 0; k < i && line; k++)
+        line = strtok_r(NULL, "\n", &save);
+    cr_assert(line);
+    j = json_loads(line, 0, NULL);
+    cr_assert(j, "%s", line);
+    free(s);
+    return j;
+}
+
+/* #26.8: for absolute-form, the log's hostname is the authority the origin got as Host. */
+Test(e2e_edges, absolute_form_logs_the_host_sent, .init = up, .fini = down)
+{
+    char head[4096];
+    json_t *j;
+
+    cr_assert_eq(status_of("GET http://abs.example/p HTTP/1.1\r\nHost: other.example\r\n\r\n"),
+                 200);
+    origin_last_head(origin, head, sizeof(head));
+    cr_assert(strstr(head, "\r\nHost: abs.example\r\n"), "%s", head);
+    j = log_line(0);
+    cr_assert_str_eq(json_string_value(json_object_get(j, "hostname")), "abs.example");
+    json_decref(j);
+}
+
+/* #26.7: after an interim response the final one is still owed: 502 when the origin closes. */
+Test(e2e_edges, interim_then_close_is_502, .fini = down)
+{
+    static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t sl = sizeof(sa);
+    struct h_resp r;
+    char head[2048];
+    int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), ofd, fd;
+
+    /* a raw origin: the test one answers only after a whole request, body included */
+    cr_assert(lfd >= 0);
+    cr_assert_eq(bind(lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    cr_assert_eq(listen(lfd, 4), 0);
+    cr_assert_eq(getsockname(lfd, (struct sockaddr *)&sa, &sl), 0);
+    h_proxy_start(&px, ntohs(sa.sin_port), "{\"shutdown_grace_ms\": 1000}", NULL);
+    fd = h_connect(px.port);
+    cr_assert_eq(h_sends(fd, "POST /up HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n"
+                             "Expect: 100-continue\r\n\r\n"),
+                 0);
+    ofd = accept(lfd, NULL, NULL);
+    cr_assert(ofd >= 0);
+    (void)h_read_all(ofd, head, sizeof(head), 300); /* the head; the body never comes */
+    cr_assert_eq(h_send(ofd, cont, sizeof(cont) - 1), 0);
+    close(ofd);
+    cr_assert_eq(h_read_response(fd, &r, 0), 0);
+    cr_assert_eq(r.status, 100);
+    h_resp_free(&r);
+    cr_assert_eq(h_read_response(fd, &r, 0), 0, "no final response after the 100");
+    cr_assert_eq(r.status, 502);
+    h_resp_free(&r);
+    h_close(fd);
+    close(lfd);
+}
+
+/* #26.7: an origin that sends 103 and then nothing: the final status is a 504. */
+Test(e2e_edges, interim_then_stall_is_504, .fini = down)
+{
+    static const char early[] = "HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\n\r\n";
+    struct h_resp r;
+    int fd;
+
+    up_cfg("\"upstream\": {\"response_timeout_ms\": 500}");
+    fd = h_connect(px.port);
+    origin_script(origin, early, sizeof(early) - 1, 0);
+    cr_assert_eq(h_sends(fd, "GET /hints HTTP/1.1\r\nHost: a\r\n\r\n"), 0);
+    cr_assert_eq(h_read_response(fd, &r, 0), 0);
+    cr_assert_eq(r.status, 103);
+    h_resp_free(&r);
+    cr_assert_eq(h_read_response(fd, &r, 0), 0, "no final response after the 103");
+    cr_assert_eq(r.status, 504);
+    h_resp_free(&r);
+    h_close(fd);
+}
