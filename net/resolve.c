@@ -11,6 +11,13 @@
 
 #include "log/error.h"
 
+/*
+ * Connect failures ask for a resolution at once (net_resolver_kick), but at
+ * most one every KICK_MIN_MS: a dead origin under load must not turn every
+ * failed request into a DNS query.
+ */
+#define KICK_MIN_MS 1000
+
 struct seen {
     _Atomic uint64_t gen;
     char pad[64 - sizeof(uint64_t)];
@@ -31,7 +38,8 @@ struct net_resolver {
     pthread_t thread;
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    int started, stop, kicked;
+    int started, stop;
+    _Atomic int kicked; /* a resolution was asked for and has not started */
     _Atomic uint64_t changes;
     _Atomic int failing;
     uint64_t next_gen;
@@ -60,7 +68,14 @@ struct net_resolver *net_resolver_new(const char *host, const char *port, unsign
     r->nworkers = nworkers;
     r->next_gen = 1;
     (void)pthread_mutex_init(&r->mu, NULL);
-    (void)pthread_cond_init(&r->cv, NULL);
+    {
+        pthread_condattr_t ca;
+
+        (void)pthread_condattr_init(&ca);
+        (void)pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+        (void)pthread_cond_init(&r->cv, &ca);
+        (void)pthread_condattr_destroy(&ca);
+    }
     return r;
 }
 
@@ -179,28 +194,43 @@ static void resolve_once(struct net_resolver *r)
     r->retired = ret;
 }
 
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
 static void *resolver_main(void *arg)
 {
     struct net_resolver *r = arg;
+    uint64_t last = mono_ms(); /* net_resolver_start() resolved once */
 
     log_err_set_worker(LOG_ERR_RESOLVER);
     pthread_mutex_lock(&r->mu);
     while (!r->stop) {
-        struct timespec ts;
+        /* every interval, or on a kick once KICK_MIN_MS have passed since the last */
+        for (;;) {
+            uint64_t now = mono_ms(), until = last + r->interval_ms;
+            struct timespec ts;
 
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_sec += r->interval_ms / 1000;
-        ts.tv_nsec += (long)(r->interval_ms % 1000) * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
-        while (!r->stop && !r->kicked)
-            if (pthread_cond_timedwait(&r->cv, &r->mu, &ts) == ETIMEDOUT)
+            if (r->stop || now >= until)
                 break;
+            if (atomic_load(&r->kicked)) {
+                if (now >= last + KICK_MIN_MS)
+                    break;
+                if (last + KICK_MIN_MS < until)
+                    until = last + KICK_MIN_MS;
+            }
+            ts.tv_sec = (time_t)(until / 1000);
+            ts.tv_nsec = (long)(until % 1000) * 1000000L;
+            (void)pthread_cond_timedwait(&r->cv, &r->mu, &ts);
+        }
         if (r->stop)
             break;
-        r->kicked = 0;
+        atomic_store(&r->kicked, 0);
+        last = mono_ms();
         pthread_mutex_unlock(&r->mu);
         resolve_once(r);
         reclaim(r);
@@ -232,8 +262,10 @@ const struct net_addrset *net_resolver_get(struct net_resolver *r, unsigned work
 
 void net_resolver_kick(struct net_resolver *r)
 {
+    /* one pending kick is enough: the rest cost no lock and no wake-up */
+    if (atomic_exchange(&r->kicked, 1))
+        return;
     pthread_mutex_lock(&r->mu);
-    r->kicked = 1;
     pthread_cond_signal(&r->cv);
     pthread_mutex_unlock(&r->mu);
 }

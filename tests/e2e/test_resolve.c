@@ -558,6 +558,37 @@ Test(e2e_resolve, failing_nameserver_keeps_last_good_answer, .fini = env_down)
     h_close(fd);
 }
 
+/*
+ * #26.4: every failed connect asks for a resolution, but a dead origin under
+ * load makes at most one a second (on c2cf0d5: one per request, A and AAAA).
+ */
+Test(e2e_resolve, connect_failures_resolve_at_most_once_a_second, .fini = env_down)
+{
+    const char *dead[] = {"127.0.0.9"}; /* nobody listens there */
+    unsigned q0, q;
+    uint64_t t0;
+    int n = 0;
+
+    env_up(HOSTS_NONE, 1);
+    dns_set_answer(E.dns, dead, 1, 1);
+    rp_start("{\"upstream\": {\"resolve_interval_ms\": 60000}}");
+    q0 = dns_queries(E.dns);
+    t0 = h_now_ms();
+    while (h_now_ms() - t0 < 1500) {
+        struct h_resp r;
+
+        cr_assert_eq(h_roundtrip(E.px.port, req_get, &r), 0);
+        cr_assert_eq(r.status, 502);
+        h_resp_free(&r);
+        n++;
+    }
+    q = dns_queries(E.dns) - q0;
+    cr_log_info("%d failed requests in 1.5 s made %u queries", n, q);
+    cr_assert_gt(n, 20);
+    /* each resolution asks A and AAAA: two (maybe three) resolutions in 1.5 s */
+    cr_assert_leq(q, 6, "%d failed requests made %u DNS queries", n, q);
+}
+
 Test(e2e_resolve, two_addresses_share_load_and_dead_one_is_skipped, .fini = env_down)
 {
     unsigned n2;
