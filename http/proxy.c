@@ -231,13 +231,15 @@ struct http_up {
     struct net_addr addr;
     uint64_t addr_gen; /* the address set addr was last found in */
     uint64_t t_connect, t_sent;
-    uint64_t tx_mark;   /* e.tx_total when this exchange's request was queued */
-    uint32_t pool_turn; /* loop turn it went into the pool */
+    uint64_t tx_mark; /* e.tx_total when this exchange's request was queued */
     struct http_up *pool_prev, *pool_next;
 };
 
-/* Per-worker memory of upstream addresses that refused or timed out. */
-#define HEALTH_SLOTS 16
+/*
+ * Per-worker memory of how each upstream address answered: one entry per
+ * address of the current set, in the set's order (health_sync() rebuilds it
+ * when the set changes, keeping what is known of addresses that stay).
+ */
 struct addr_health {
     char str[NET_ADDRSTRLEN];
     uint64_t down_until_ms;
@@ -263,7 +265,8 @@ struct http_worker {
     struct http_end *reap;
     const struct net_addrset *addrs;
     uint64_t addrs_gen;
-    struct addr_health health[HEALTH_SLOTS];
+    struct addr_health *health; /* health[i] is addrs->a[i]'s */
+    unsigned nhealth;
     unsigned rr;
     struct log_out *lo;
     char *log_line;      /* one access-log line is formatted here, then copied to lo */
@@ -638,7 +641,6 @@ static void pool_remove(struct http_worker *w, struct http_up *u)
 static void pool_insert(struct http_worker *w, struct http_up *u)
 {
     u->state = UPS_POOL;
-    u->pool_turn = w->turn;
     u->pool_prev = NULL;
     u->pool_next = w->pool;
     if (w->pool)
@@ -738,33 +740,44 @@ static void up_connect(struct http_worker *w, struct http_up *u)
     STAT_INC(w->st, upstream_connects);
 }
 
-static struct addr_health *health_of(struct http_worker *w, const char *str, int create)
+/* The set changed: one entry per address, what was known of the old ones kept. */
+static void health_sync(struct http_worker *w)
 {
-    struct addr_health *free_slot = NULL, *oldest = &w->health[0];
+    const struct net_addrset *as = w->addrs;
+    struct addr_health *h = as->n ? calloc(as->n, sizeof(*h)) : NULL;
 
-    for (int i = 0; i < HEALTH_SLOTS; i++) {
-        struct addr_health *h = &w->health[i];
-        if (!strcmp(h->str, str))
-            return h;
-        if (!h->str[0] && !free_slot)
-            free_slot = h;
-        if (h->down_until_ms < oldest->down_until_ms)
-            oldest = h;
+    if (as->n && !h)
+        return; /* keep the old table; health_of() finds nothing new */
+    for (unsigned i = 0; i < as->n; i++) {
+        snprintf(h[i].str, sizeof(h[i].str), "%s", as->a[i].str);
+        for (unsigned k = 0; k < w->nhealth; k++)
+            if (!strcmp(w->health[k].str, h[i].str)) {
+                h[i] = w->health[k];
+                break;
+            }
     }
-    if (!create)
-        return NULL;
-    free_slot = free_slot ? free_slot : oldest;
-    *free_slot = (struct addr_health){0};
-    snprintf(free_slot->str, sizeof(free_slot->str), "%s", str);
-    return free_slot;
+    free(w->health);
+    w->health = h;
+    w->nhealth = as->n;
+}
+
+static struct addr_health *health_of(struct http_worker *w, const char *str)
+{
+    for (unsigned i = 0; i < w->nhealth; i++)
+        if (!strcmp(w->health[i].str, str))
+            return &w->health[i];
+    return NULL;
 }
 
 /* Skip an address that refused for a while: 0.5 s, doubling up to 30 s. */
 static void addr_failed(struct http_worker *w, const char *str)
 {
-    struct addr_health *h = health_of(w, str, 1);
-    uint32_t shift = h->fails < 6 ? h->fails : 6;
+    struct addr_health *h = health_of(w, str);
+    uint32_t shift;
 
+    if (!h)
+        return; /* no longer in the set */
+    shift = h->fails < 6 ? h->fails : 6;
     h->fails++;
     h->down_until_ms = w->t->now_ms + ((uint64_t)500 << shift);
     if (h->down_until_ms > w->t->now_ms + 30000)
@@ -773,10 +786,12 @@ static void addr_failed(struct http_worker *w, const char *str)
 
 static void addr_ok(struct http_worker *w, const char *str)
 {
-    struct addr_health *h = health_of(w, str, 0);
+    struct addr_health *h = health_of(w, str);
 
-    if (h)
-        h->str[0] = '\0';
+    if (h) {
+        h->fails = 0;
+        h->down_until_ms = 0;
+    }
 }
 
 /* Next address, round robin over those not backing off (all of them if every one is). */
@@ -787,9 +802,9 @@ static const struct net_addr *addr_pick(struct http_worker *w)
     uint64_t best_until = UINT64_MAX;
 
     for (unsigned k = 0; k < as->n; k++) {
-        const struct net_addr *a = &as->a[(w->rr + k) % as->n];
-        struct addr_health *h = health_of(w, a->str, 0);
-        uint64_t until = h ? h->down_until_ms : 0;
+        unsigned i = (w->rr + k) % as->n;
+        const struct net_addr *a = &as->a[i];
+        uint64_t until = i < w->nhealth ? w->health[i].down_until_ms : 0;
 
         if (until <= w->t->now_ms) {
             w->rr += k + 1;
@@ -1536,15 +1551,15 @@ static void conn_process(struct http_worker *w, struct http_conn *c)
 /*
  * May u carry the next request? Bytes that arrived after its last response
  * (an origin that sends more than it framed) must have been seen first, and
- * closed it. With deferred task work the kernel reports a receive only when
- * the loop enters it, in the order things arrived: so u must have gone idle,
- * with its receive armed, before the loop last entered the kernel. Bytes an
- * origin sends later than the next request arrives cannot be told from the
- * answer to that request, by any proxy.
+ * closed it. A multishot receive that stayed armed reports all that is in
+ * the socket, in order, before any later event; one armed in this loop turn
+ * (after a pause for backpressure) has not reported yet: wait a turn. Bytes
+ * an origin sends later than the next request arrives cannot be told from
+ * the answer to that request, by any proxy.
  */
 static int up_quiet(const struct http_worker *w, const struct http_up *u)
 {
-    return u->e.rx == RX_ON && u->pool_turn != w->turn && u->e.rx_turn != w->turn;
+    return u->e.rx == RX_ON && u->e.rx_turn != w->turn;
 }
 
 static int up_attach(struct http_worker *w, struct http_conn *c, int fresh)
@@ -2373,6 +2388,7 @@ static long w_turn(struct core_thread *t)
     w->addrs = net_resolver_get(w->sh->resolver, (unsigned)t->id);
     if (w->addrs->gen != w->addrs_gen) {
         w->addrs_gen = w->addrs->gen;
+        health_sync(w);
         pool_sweep(w);
     }
     for (int tc = TC_NONE + 1; tc < TC_COUNT; tc++) {
@@ -2495,6 +2511,8 @@ int http_worker_run(struct http_shared *sh, const struct http_worker_params *p,
     w->log_line = malloc(w->log_line_max);
     w->lo = log_out_new_lines(cfg->access_log.buffer_bytes, w->log_line_max);
     w->addrs = net_resolver_get(sh->resolver, (unsigned)p->id);
+    w->addrs_gen = w->addrs->gen;
+    health_sync(w);
     if (!w->lo || !w->log_line) {
         r = -ENOMEM;
         what = "log buffer";
@@ -2514,12 +2532,14 @@ int http_worker_run(struct http_shared *sh, const struct http_worker_params *p,
     http_admin_free(w->admin);
     log_out_free(w->lo);
     free(w->log_line);
+    free(w->health);
     core_thread_exit(&t);
     free(w);
     return r;
 fail:
     log_out_free(w->lo);
     free(w->log_line);
+    free(w->health);
     core_thread_exit(&t);
     free(w);
     ready(arg, r, what);

@@ -1,23 +1,23 @@
 /*
  * Per-worker stdout buffer: a bip buffer (two regions in one array) rather
- * than a plain byte ring, because both sides need contiguous memory: the
- * formatter writes a whole line through one pointer, and the writer hands
- * whole lines to one write() without an iovec split at the wrap point.
+ * than a plain byte ring, because the writer hands whole lines to one
+ * write() of at most PIPE_BUF bytes: a line split at the wrap point would
+ * take two writes, and lines from other workers could land between them.
+ * So every line is stored in one piece.
  *
  * Pending data is region A = [a_start, a_end), followed in time by region
  * B = [0, b_end) once writing has wrapped to the front. New lines go after B
  * when B is in use, else after A, else (no room at the end) to the front,
  * which starts B. When A drains, B becomes A. All operations are O(1) except
  * log_out_peek(), which looks for the last '\n' within max bytes, so each
- * byte is scanned about once: O(1) amortised. Only log_out_new() allocates.
+ * byte is scanned about once: O(1) amortised. Only log_out_new_lines()
+ * allocates.
  *
  * New lines never land in [a_start, a_end), so a chunk handed to an
  * asynchronous write stays intact until log_out_consume() is called for it.
  *
  * Lines are expected to end with '\n' (log_fmt_line() guarantees it); chunks
- * are cut only after a '\n'. A log_out_consume() or log_out_append() between
- * reserve() and commit() cancels the reservation (the line counts as
- * dropped). Single-threaded: one per worker, no locks.
+ * are cut only after a '\n'. Single-threaded: one per worker, no locks.
  *
  * How much it holds. A line that does not fit at the end of the array goes
  * to the front, and the end's free bytes (w) stay unused until A drains, so
@@ -48,9 +48,6 @@ struct log_out {
     size_t a_start;
     size_t a_end;
     size_t b_end; /* 0 when B is not in use */
-    size_t res;   /* offset of the last reservation */
-    size_t res_max;
-    int res_in_b; /* the last reservation was at the front, starting B */
     uint64_t dropped;
     char buf[];
 };
@@ -70,11 +67,6 @@ struct log_out *log_out_new_lines(size_t cap, size_t line_max)
 
 fail:
     return NULL;
-}
-
-struct log_out *log_out_new(size_t cap)
-{
-    return log_out_new_lines(cap, 0);
 }
 
 void log_out_free(struct log_out *o)
@@ -121,8 +113,6 @@ int log_out_append(struct log_out *o, const char *line, size_t n)
     size_t at;
     int in_b;
 
-    o->res_max = 0;
-    o->res_in_b = 0;
     if (n == 0)
         return 0;
     if (!log_out_may_take(o, n) || (at = log_out_place(o, n, &in_b)) == SIZE_MAX) {
@@ -135,40 +125,6 @@ int log_out_append(struct log_out *o, const char *line, size_t n)
     else
         o->a_end = at + n;
     return 0;
-}
-
-char *log_out_reserve(struct log_out *o, size_t max)
-{
-    size_t pending = log_out_pending(o);
-    int in_b;
-
-    o->res_in_b = 0;
-    o->res_max = 0;
-    if (pending > 0 && pending >= o->cap)
-        return NULL;
-    o->res = log_out_place(o, max, &in_b);
-    if (o->res == SIZE_MAX)
-        return NULL;
-    o->res_in_b = in_b;
-    o->res_max = max;
-    return o->buf + o->res;
-}
-
-void log_out_commit(struct log_out *o, size_t n)
-{
-    /*
-     * More than was reserved (or a reservation cancelled by a consume or an
-     * append) would commit memory that may be A's or a cut line, and more
-     * than cap pending is more than the buffer may hold: drop it instead.
-     */
-    if (n > o->res_max || (n > 0 && !log_out_may_take(o, n)))
-        o->dropped++;
-    else if (n > 0 && o->res_in_b)
-        o->b_end = o->res + n;
-    else if (n > 0)
-        o->a_end = o->res + n;
-    o->res_max = 0;
-    o->res_in_b = 0;
 }
 
 void log_out_drop(struct log_out *o)
@@ -198,13 +154,6 @@ size_t log_out_peek(struct log_out *o, const char **ret_p, size_t max)
 
 void log_out_consume(struct log_out *o, size_t n)
 {
-    /*
-     * reserve() and commit() are meant to be back to back; should a consume
-     * come between them, the reservation is cancelled (commit counts the
-     * line as dropped) rather than committing over moved regions.
-     */
-    o->res_max = 0;
-    o->res_in_b = 0;
     while (n > 0 && (o->a_end > o->a_start || o->b_end > 0)) {
         size_t alen = o->a_end - o->a_start;
         size_t k = n < alen ? n : alen;

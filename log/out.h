@@ -27,39 +27,14 @@ struct log_out;
  */
 struct log_out *log_out_new_lines(size_t cap, size_t line_max);
 
-/*
- * log_out_new_lines(cap, 0): cap bytes of memory, in which a line is placed
- * only where it fits in one piece, so up to a line's worth of it can be
- * unusable where lines wrap around.
- */
-struct log_out *log_out_new(size_t cap);
-
 /* NULL-safe. */
 void log_out_free(struct log_out *o);
 
 /*
  * Copy the line (n bytes, ending with '\n') in: 0, or -ENOSPC when the
- * buffer cannot take it, and the line is then counted as dropped. Cancels a
- * reservation made by log_out_reserve() (its commit then counts as dropped).
+ * buffer cannot take it, and the line is then counted as dropped.
  */
 int log_out_append(struct log_out *o, const char *line, size_t n);
-
-/*
- * Room to format one line of at most max bytes in place: returns a pointer
- * to write to, or NULL when that much room is not free in one piece or the
- * buffer already holds cap bytes (the caller then drops the line and calls
- * log_out_drop()). A reservation needs max bytes in one piece, so it can
- * fail with less than cap pending: log_out_append() of the exact line does
- * not.
- */
-char *log_out_reserve(struct log_out *o, size_t max);
-
-/*
- * Make the first n bytes written after log_out_reserve() pending; counted as
- * dropped instead when that would make more than cap bytes pending (unless
- * the buffer was empty), or n is more than was reserved.
- */
-void log_out_commit(struct log_out *o, size_t n);
 
 /* Count one dropped line. */
 void log_out_drop(struct log_out *o);
@@ -78,8 +53,8 @@ void log_out_consume(struct log_out *o, size_t n);
 size_t log_out_pending(const struct log_out *o);
 
 /*
- * Lines dropped since the buffer was made: by log_out_append(),
- * log_out_commit() and log_out_drop(). The one count of dropped lines.
+ * Lines dropped since the buffer was made: by log_out_append() and
+ * log_out_drop(). The one count of dropped lines.
  */
 uint64_t log_out_dropped(const struct log_out *o);
 

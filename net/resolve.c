@@ -94,17 +94,28 @@ static int set_equal(const struct net_addrset *a, const struct net_addrset *b)
     return 1;
 }
 
+/* "N addresses: a, b, c and M more", whole addresses only, within cap. */
 static void set_describe(const struct net_addrset *s, char *out, size_t cap)
 {
     size_t off = 0;
+    unsigned i;
+    int n;
 
     out[0] = '\0';
-    for (unsigned i = 0; i < s->n && off + 2 < cap; i++) {
-        int n = snprintf(out + off, cap - off, "%s%s", i ? ", " : "", s->a[i].str);
-        if (n < 0)
-            break;
-        off += (size_t)n;
+    if (s->n > 1) {
+        n = snprintf(out, cap, "%u addresses: ", s->n);
+        off = n > 0 ? (size_t)n : 0;
     }
+    for (i = 0; i < s->n; i++) {
+        size_t need = strlen(s->a[i].str) + 2;
+
+        /* room for this one and for " and 9999 more" */
+        if (off + need + 16 >= cap)
+            break;
+        off += (size_t)snprintf(out + off, cap - off, "%s%s", i ? ", " : "", s->a[i].str);
+    }
+    if (i < s->n)
+        (void)snprintf(out + off, cap - off, " and %u more", s->n - i);
 }
 
 /* Free retired sets that every worker has moved past. */

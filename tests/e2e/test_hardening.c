@@ -478,7 +478,11 @@ REJECTS(host_with_slash_is_400, 400, "GET / HTTP/1.1\r\nHost: a.example/evil\r\n
 /* Every byte in a Host value: reg-name, IP-literal and port bytes pass, all else is 400. */
 Test(e2e_hardening, host_value_bytes, .init = up, .fini = down)
 {
-    static const char ok[] = "-._~!$&'()*+,;=%:[]";
+    /*
+     * reg-name bytes; ':', '[' and ']' are structure (a port, an IP literal):
+     * "a:b" and "a[b" are not host[:port] (e2e_edges::malformed_authorities_are_400)
+     */
+    static const char ok[] = "-._~!$&'()*+,;=%";
 
     for (int b = 1; b < 256; b++) {
         char req[64];

@@ -12,19 +12,13 @@
 
 #include "log/out.h"
 
-/* Append a line the way the worker does: reserve, write, commit. */
+/* The longest line the tests below append, unless they say otherwise. */
+enum { LMAX = 64 };
+
+/* Append a line the way the worker does: the exact line, copied in. */
 static int put(struct log_out *o, const char *s)
 {
-    size_t n = strlen(s);
-    char *p = log_out_reserve(o, n);
-
-    if (!p) {
-        log_out_drop(o);
-        return 0;
-    }
-    memcpy(p, s, n);
-    log_out_commit(o, n);
-    return 1;
+    return log_out_append(o, s, strlen(s)) == 0;
 }
 
 /* Take the next chunk and check it is exactly want. */
@@ -38,9 +32,16 @@ static void take(struct log_out *o, size_t max, const char *want)
     log_out_consume(o, n);
 }
 
+/* A line of n bytes: tag repeated, then '\n'. */
+static void mkline(char *l, size_t n, char tag)
+{
+    memset(l, tag, n - 1);
+    l[n - 1] = '\n';
+}
+
 Test(log_out, new_free)
 {
-    struct log_out *o = log_out_new(128);
+    struct log_out *o = log_out_new_lines(128, LMAX);
     const char *p;
 
     cr_assert_not_null(o);
@@ -53,7 +54,7 @@ Test(log_out, new_free)
 
 Test(log_out, append_peek_consume)
 {
-    struct log_out *o = log_out_new(128);
+    struct log_out *o = log_out_new_lines(128, LMAX);
 
     cr_assert(put(o, "one\n"));
     cr_assert(put(o, "two\n"));
@@ -67,7 +68,7 @@ Test(log_out, append_peek_consume)
 
 Test(log_out, partial_consume)
 {
-    struct log_out *o = log_out_new(128);
+    struct log_out *o = log_out_new_lines(128, LMAX);
     const char *p;
     size_t n;
 
@@ -88,7 +89,7 @@ Test(log_out, partial_consume)
 
 Test(log_out, chunks_are_whole_lines_up_to_max)
 {
-    struct log_out *o = log_out_new(256);
+    struct log_out *o = log_out_new_lines(256, LMAX);
 
     put(o, "aaaa\n"); /* 5 */
     put(o, "bbbb\n"); /* 10 */
@@ -103,7 +104,7 @@ Test(log_out, chunks_are_whole_lines_up_to_max)
 
 Test(log_out, overlong_line_alone)
 {
-    struct log_out *o = log_out_new(256);
+    struct log_out *o = log_out_new_lines(256, LMAX);
 
     put(o, "0123456789abcdef\n");
     put(o, "x\n");
@@ -116,9 +117,60 @@ Test(log_out, overlong_line_alone)
     log_out_free(o);
 }
 
+/*
+ * Lines that wrap around: the oldest (at the end of the array) come out
+ * first, then those at the front, and the room is counted to cap exactly.
+ */
 Test(log_out, wraparound)
 {
-    struct log_out *o = log_out_new(100);
+    struct log_out *o = log_out_new_lines(100, 30);
+    char l[4][31], both[61];
+    const char *end, *front;
+    size_t n;
+
+    for (int i = 0; i < 4; i++) {
+        memset(l[i], 'a' + i, 29);
+        l[i][29] = '\n';
+        l[i][30] = '\0';
+    }
+    cr_assert(put(o, l[0]));
+    cr_assert(put(o, l[1]));
+    cr_assert(put(o, l[2])); /* 90 of 100 */
+    cr_assert_not(put(o, l[3]));
+    cr_assert_eq(log_out_dropped(o), 1);
+    take(o, 30, l[0]);
+    take(o, 30, l[1]);
+    /* 40 bytes left at the end of the 130: this one goes there... */
+    cr_assert(put(o, l[3]));
+    /* ...and this one, with 10 left at the end, to the front. */
+    cr_assert(put(o, l[0]));
+    cr_assert(put(o, "012345678\n"), "after it, up to cap");
+    cr_assert_eq(log_out_pending(o), 100);
+    cr_assert_not(put(o, "x\n"), "more than cap");
+    cr_assert_eq(log_out_dropped(o), 2);
+    /* Oldest first: the end part, then the front part. */
+    snprintf(both, sizeof(both), "%s%s", l[2], l[3]);
+    n = log_out_peek(o, &end, 4096);
+    cr_assert_eq(n, 60);
+    cr_assert_arr_eq(end, both, 60);
+    log_out_consume(o, n);
+    snprintf(both, sizeof(both), "%s%s", l[0], "012345678\n");
+    n = log_out_peek(o, &front, 4096);
+    cr_assert_eq(n, 40);
+    cr_assert_arr_eq(front, both, 40);
+    cr_assert_lt(front, end, "wrapped to the front");
+    log_out_consume(o, n);
+    cr_assert_eq(log_out_pending(o), 0);
+    log_out_free(o);
+}
+
+/*
+ * A line longer than line_max (0 here) goes only where it fits in one
+ * piece: never over the pending lines at the end, whatever cap allows.
+ */
+Test(log_out, overlong_lines_need_room_in_one_piece)
+{
+    struct log_out *o = log_out_new_lines(100, 0);
     char l[4][31];
 
     for (int i = 0; i < 4; i++) {
@@ -149,12 +201,32 @@ Test(log_out, wraparound)
     }
     cr_assert_eq(log_out_pending(o), 0);
     cr_assert_eq(log_out_dropped(o), 2);
+
+    /* Within cap by count, but not in one piece between B and A. */
+    cr_assert(put(o, l[0]));
+    cr_assert(put(o, l[1]));
+    cr_assert(put(o, l[2]));
+    take(o, 30, l[0]);
+    cr_assert(put(o, "0123456789abcdefghi\n")); /* 20, to the front */
+    cr_assert_not(put(o, "0123456789abcd\n"), "15: 95 <= cap, but 10 free in one piece");
+    cr_assert_eq(log_out_dropped(o), 3);
+    cr_assert(put(o, "012345678\n")); /* 10: exactly the room left */
+    cr_assert_eq(log_out_pending(o), 90);
+    {
+        char both[61];
+
+        snprintf(both, sizeof(both), "%s%s", l[1], l[2]);
+        take(o, 4096, both);
+    }
+    take(o, 4096, "0123456789abcdefghi\n012345678\n");
+    cr_assert_eq(log_out_pending(o), 0);
+    cr_assert_eq(log_out_dropped(o), 3);
     log_out_free(o);
 }
 
 Test(log_out, full_buffer_drops_and_counts)
 {
-    struct log_out *o = log_out_new(64);
+    struct log_out *o = log_out_new_lines(64, LMAX);
     int kept = 0;
 
     for (int i = 0; i < 100; i++)
@@ -169,101 +241,101 @@ Test(log_out, full_buffer_drops_and_counts)
     log_out_free(o);
 }
 
-Test(log_out, reserve_larger_than_cap)
+/*
+ * A line longer than the free room is dropped and counted, and nothing of
+ * it is kept; one longer than the whole array is dropped even when empty.
+ */
+Test(log_out, line_beyond_free_room_is_dropped)
 {
-    struct log_out *o = log_out_new(64);
+    struct log_out *o = log_out_new_lines(64, 64);
+    char big[129], a[31], b[36], c[35];
 
-    cr_assert_null(log_out_reserve(o, 65));
-    cr_assert_not_null(log_out_reserve(o, 64));
-    log_out_commit(o, 0);
-    cr_assert_eq(log_out_pending(o), 0);
-    log_out_free(o);
-}
-
-Test(log_out, reserve_more_commit_less)
-{
-    struct log_out *o = log_out_new(64);
-    char *p = log_out_reserve(o, 64);
-
-    memcpy(p, "hi\n", 3);
-    log_out_commit(o, 3);
-    take(o, 4096, "hi\n");
-    log_out_free(o);
-}
-
-Test(log_out, commit_beyond_reservation_is_dropped)
-{
-    struct log_out *o = log_out_new(64);
-    char *p = log_out_reserve(o, 4);
-
-    memcpy(p, "abc\n", 4);
-    log_out_commit(o, 5);
+    mkline(big, sizeof(big), 'z');
+    mkline(a, 30, 'a');
+    a[30] = '\0';
+    mkline(b, 35, 'b');
+    mkline(c, 34, 'c');
+    c[34] = '\0';
+    cr_assert_eq(log_out_append(o, big, 129), -ENOSPC, "more than cap + line_max");
     cr_assert_eq(log_out_pending(o), 0);
     cr_assert_eq(log_out_dropped(o), 1);
-    /* Commit without a reservation. */
-    log_out_commit(o, 1);
-    cr_assert_eq(log_out_pending(o), 0);
+    cr_assert_eq(log_out_append(o, a, 30), 0);
+    cr_assert_eq(log_out_append(o, b, 35), -ENOSPC, "65 > 64");
+    cr_assert_eq(log_out_pending(o), 30);
     cr_assert_eq(log_out_dropped(o), 2);
+    cr_assert_eq(log_out_append(o, c, 34), 0, "64: exactly cap");
+    cr_assert_eq(log_out_append(o, "\n", 1), -ENOSPC, "full");
+    cr_assert_eq(log_out_dropped(o), 3);
+    take(o, 30, a);
+    take(o, 4096, c);
+    cr_assert_eq(log_out_pending(o), 0);
+    cr_assert_eq(log_out_append(o, big + 65, 64), 0, "an empty buffer takes line_max");
+    cr_assert_eq(log_out_dropped(o), 3);
     log_out_free(o);
 }
 
-Test(log_out, consume_cancels_reservation)
+/* log_out_drop() counts with the lines log_out_append() drops. */
+Test(log_out, drop_counts_with_append)
 {
-    struct log_out *o = log_out_new(64);
-    const char *q;
-    char *p;
+    struct log_out *o = log_out_new_lines(4, LMAX);
 
-    put(o, "a\n");
-    p = log_out_reserve(o, 8);
-    memcpy(p, "b\n", 2);
-    log_out_consume(o, log_out_peek(o, &q, 4096));
-    log_out_commit(o, 2);
-    cr_assert_eq(log_out_pending(o), 0);
+    log_out_drop(o);
     cr_assert_eq(log_out_dropped(o), 1);
+    cr_assert(put(o, "abc\n"));
+    cr_assert_not(put(o, "d\n"));
+    log_out_drop(o);
+    cr_assert_eq(log_out_dropped(o), 3);
+    cr_assert_eq(log_out_pending(o), 4);
     log_out_free(o);
 }
 
 /*
- * Random traffic against a simple model: order is kept, every chunk is whole
- * lines within max (or one longer line), reservations stay inside the
- * cap bytes handed out first, and pending never exceeds cap.
+ * Random traffic against a simple byte-queue model: order and bytes are
+ * kept, a line is dropped exactly when the lines pending and it would be
+ * more than cap bytes, every chunk is whole lines within max (or one longer
+ * line) and lies within the buffer's cap + line_max bytes, and pending
+ * never exceeds cap.
  */
 Test(log_out, random_against_model)
 {
     enum { CAP = 1000, MAXLINE = 120, MODEL = 1 << 20 };
-    struct log_out *o = log_out_new(CAP);
+    struct log_out *o = log_out_new_lines(CAP, MAXLINE);
     char *model = malloc(MODEL);
+    char l[MAXLINE];
     size_t mhead = 0, mtail = 0;
-    char *base = log_out_reserve(o, 0);
+    const char *base;
     unsigned seed = 12345;
     uint64_t drops = 0;
 
-    log_out_commit(o, 0);
+    /* An empty buffer starts over at the front of its array. */
+    cr_assert_eq(log_out_append(o, "\n", 1), 0);
+    cr_assert_eq(log_out_peek(o, &base, 4096), 1);
+    log_out_consume(o, 1);
     for (int it = 0; it < 200000; it++) {
         int op = rand_r(&seed) % 3;
 
         if (op < 2) {
             size_t n = 1 + (size_t)rand_r(&seed) % MAXLINE;
-            size_t want = (size_t)rand_r(&seed) % 2 ? MAXLINE : n;
-            char *p = log_out_reserve(o, want);
+            size_t pending = mtail - mhead;
+            int r;
 
-            if (!p) {
-                log_out_drop(o);
+            for (size_t i = 0; i + 1 < n; i++)
+                l[i] = (char)('a' + (mtail + i) % 26);
+            l[n - 1] = '\n';
+            r = log_out_append(o, l, n);
+            if (pending + n > CAP) {
+                cr_assert_eq(r, -ENOSPC, "it %d: pending %zu + %zu", it, pending, n);
                 drops++;
                 continue;
             }
-            cr_assert(p >= base && p + want <= base + CAP);
-            for (size_t i = 0; i + 1 < n; i++)
-                p[i] = (char)('a' + (mtail + i) % 26);
-            p[n - 1] = '\n';
+            cr_assert_eq(r, 0, "it %d: pending %zu + %zu", it, pending, n);
             if (mtail + n > (size_t)MODEL) {
                 memmove(model, model + mhead, mtail - mhead);
                 mtail -= mhead;
                 mhead = 0;
             }
-            memcpy(model + mtail, p, n);
+            memcpy(model + mtail, l, n);
             mtail += n;
-            log_out_commit(o, n);
         } else {
             size_t max = (size_t)rand_r(&seed) % 300;
             const char *p;
@@ -273,7 +345,7 @@ Test(log_out, random_against_model)
                 cr_assert_eq(mhead, mtail);
                 continue;
             }
-            cr_assert(p >= base && p + n <= base + CAP);
+            cr_assert(p >= base && p + n <= base + CAP + MAXLINE);
             cr_assert_eq(p[n - 1], '\n');
             if (n > max)
                 cr_assert_eq(memchr(p, '\n', n), p + n - 1, "only one line beyond max");
@@ -308,23 +380,22 @@ struct writer {
 static void *writer_main(void *arg)
 {
     struct writer *w = arg;
-    struct log_out *o = log_out_new(64 * 1024);
+    struct log_out *o = log_out_new_lines(64 * 1024, 1024);
+    char p[1024]; /* the worker's scratch line */
     int seq = 0;
 
     while (seq < LINES || log_out_pending(o) > 0) {
         /* Fill a few lines, then flush a chunk. */
         for (int k = 0; k < 7 && seq < LINES; k++) {
-            char *p = log_out_reserve(o, 1024);
-            int len;
-
-            if (!p)
-                break;
-            len = 1 + (seq * 7919 + w->id) % 900;
+            int len = 1 + (seq * 7919 + w->id) % 900;
             /* "wID SEQ LEN xxxxx\n" */
             int h = snprintf(p, 64, "w%d %d %d ", w->id, seq, len);
+
             memset(p + h, 'a' + w->id, (size_t)len);
             p[h + len] = '\n';
-            log_out_commit(o, (size_t)(h + len + 1));
+            /* Full: flush, and try this line again (no line may be lost). */
+            if (log_out_append(o, p, (size_t)(h + len + 1)) < 0)
+                break;
             seq++;
         }
         const char *c;
@@ -386,13 +457,6 @@ Test(log_out, pipe_buf_chunks_never_interleave)
 }
 
 /* ---- exact lines: log_out_append() (issue #27.2) -------------------------- */
-
-/* A line of n bytes: tag repeated, then '\n'. */
-static void mkline(char *l, size_t n, char tag)
-{
-    memset(l, tag, n - 1);
-    l[n - 1] = '\n';
-}
 
 /*
  * The report of #27.2: at the smallest buffer_bytes (65536), lines of about
@@ -541,42 +605,35 @@ Test(log_out, append_exact_at_small_capacities)
     random_append(1000, 3000, 4);
 }
 
-Test(log_out, append_cancels_reservation)
+/* Appending nothing keeps nothing and drops nothing. */
+Test(log_out, append_empty_is_nothing)
 {
     struct log_out *o = log_out_new_lines(64, 64);
-    char *p = log_out_reserve(o, 8);
 
-    cr_assert_not_null(p);
-    cr_assert_eq(log_out_append(o, "a\n", 2), 0);
-    log_out_commit(o, 2);
-    cr_assert_eq(log_out_dropped(o), 1);
-    take(o, 4096, "a\n");
     cr_assert_eq(log_out_append(o, "", 0), 0, "nothing to append");
     cr_assert_eq(log_out_pending(o), 0);
+    cr_assert(put(o, "a\n"));
+    cr_assert_eq(log_out_append(o, "", 0), 0);
+    take(o, 4096, "a\n");
+    cr_assert_eq(log_out_pending(o), 0);
+    cr_assert_eq(log_out_dropped(o), 0);
     log_out_free(o);
 }
 
-/* reserve() and commit() keep to cap too. */
-Test(log_out, commit_keeps_to_cap)
+/* Appends keep to cap, however much room the line_max bytes leave. */
+Test(log_out, append_keeps_to_cap)
 {
     struct log_out *o = log_out_new_lines(10, 100);
-    char *p = log_out_reserve(o, 100);
 
-    cr_assert_not_null(p);
-    memcpy(p, "0123456\n", 8);
-    log_out_commit(o, 8);
-    p = log_out_reserve(o, 100);
-    cr_assert_not_null(p);
-    memcpy(p, "abc\n", 4);
-    log_out_commit(o, 4); /* 12 > 10 */
+    cr_assert(put(o, "0123456\n"));
+    cr_assert_not(put(o, "abc\n")); /* 12 > 10 */
     cr_assert_eq(log_out_dropped(o), 1);
     cr_assert_eq(log_out_pending(o), 8);
-    p = log_out_reserve(o, 100);
-    memcpy(p, "a\n", 2);
-    log_out_commit(o, 2); /* 10 */
+    cr_assert(put(o, "a\n")); /* 10 */
     cr_assert_eq(log_out_pending(o), 10);
     cr_assert_eq(log_out_dropped(o), 1);
-    cr_assert_null(log_out_reserve(o, 1), "full");
+    cr_assert_not(put(o, "\n"), "full");
+    cr_assert_eq(log_out_dropped(o), 2);
     take(o, 4096, "0123456\na\n");
     log_out_free(o);
 }
