@@ -46,6 +46,7 @@ struct http_admin {
     struct http_shared *sh;
     int fd;
     int accepting;
+    uint64_t resume_ms; /* accepting paused for want of descriptors until then */
     unsigned nconns;
     struct admin_conn *conns;
 };
@@ -107,6 +108,16 @@ void http_admin_free(struct http_admin *a)
     while (a->conns)
         conn_free(a, a->conns);
     free(a);
+}
+
+uint64_t http_admin_turn(struct http_admin *a)
+{
+    if (!a || a->accepting || atomic_load(&a->sh->stop))
+        return UINT64_MAX;
+    if (a->t->now_ms < a->resume_ms)
+        return a->resume_ms;
+    arm_accept(a);
+    return UINT64_MAX;
 }
 
 int http_admin_owns(const struct http_admin *a, const struct core_op *op)
@@ -196,6 +207,9 @@ size_t http_admin_metrics(const struct http_shared *sh, char *buf, size_t cap)
     metric(&b, "ringproxy_recv_buffer_waits_total", "counter",
            "Receives that found every receive buffer in use and waited for one.",
            SUM(sh, recv_buffer_waits));
+    metric(&b, "ringproxy_accept_pauses_total", "counter",
+           "Times a worker stopped accepting for want of descriptors or memory.",
+           SUM(sh, accept_pauses));
     metric(&b, "ringproxy_buffer_sweeps_total", "counter",
            "Times more than half a worker's receive buffers were held and waiting bytes were "
            "moved out of them.",
@@ -235,7 +249,8 @@ static int healthy(const struct http_shared *sh)
     now = (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
     /* Each loop turns at least once a second when idle; 5 s of silence is a stuck worker. */
     for (unsigned i = 0; i < sh->nworkers; i++)
-        if (now > atomic_load(&sh->stats[i].last_turn_ms) + 5000)
+        if (now > atomic_load(&sh->stats[i].last_turn_ms) + 5000 ||
+            atomic_load(&sh->stats[i].accept_paused))
             return 0;
     return 1;
 }
@@ -315,6 +330,18 @@ void http_admin_cqe(struct http_admin *a, struct core_op *op, const struct io_ur
                 a->conns = c;
                 arm_recv(a, c);
             }
+        }
+        if (cqe->res == -EMFILE || cqe->res == -ENFILE || cqe->res == -ENOBUFS ||
+            cqe->res == -ENOMEM) {
+            /* do not fail again in a loop: http_admin_turn() tries again later */
+            a->resume_ms = a->t->now_ms + 100;
+            if (a->accepting) {
+                struct io_uring_sqe *sqe = core_sqe(a->t);
+
+                io_uring_prep_cancel(sqe, &a->op_accept, 0);
+                io_uring_sqe_set_data64(sqe, CORE_UD_IGNORE);
+            }
+            return;
         }
         if (!a->accepting && cqe->res != -ECANCELED && !atomic_load(&a->sh->stop))
             arm_accept(a);

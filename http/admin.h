@@ -6,6 +6,8 @@
 #ifndef RINGPROXY_HTTP_ADMIN_H
 #define RINGPROXY_HTTP_ADMIN_H
 
+#include <stdint.h>
+
 #include <liburing.h>
 
 #include "core/loop.h"
@@ -19,6 +21,9 @@ struct http_admin *http_admin_new(struct core_thread *t, struct http_shared *sh,
 void http_admin_free(struct http_admin *a);
 
 /* Does op belong to the admin listener? NULL-safe. */
+/* Once per loop turn: re-arms a paused accept; the time it wants the loop back, or UINT64_MAX. */
+uint64_t http_admin_turn(struct http_admin *a);
+
 int http_admin_owns(const struct http_admin *a, const struct core_op *op);
 void http_admin_cqe(struct http_admin *a, struct core_op *op, const struct io_uring_cqe *cqe);
 

@@ -45,6 +45,11 @@
  * that wait move their bytes out of them (pressure_sweep).
  */
 #define SWEEP_MS 2
+/*
+ * Out of descriptors (EMFILE, ENFILE) or kernel memory, accepting stops for
+ * this long instead of failing in a loop; existing connections are served.
+ */
+#define ACCEPT_PAUSE_MS 100
 /* Pipelined input read ahead while a response is under way, at most. */
 #define PIPELINE_MAX (16 * 1024)
 #define IOV_SEND 16
@@ -255,6 +260,8 @@ struct http_worker {
     int lfd[HTTP_MAX_LISTENERS];
     struct core_op op_accept[HTTP_MAX_LISTENERS];
     uint8_t accepting[HTTP_MAX_LISTENERS];
+    uint8_t accept_paused; /* since the last failed accept; reported once */
+    uint64_t accept_resume_ms;
     struct http_admin *admin;
     struct core_tq tq[TC_COUNT];
     struct http_end live; /* sentinel */
@@ -819,17 +826,22 @@ static const struct net_addr *addr_pick(struct http_worker *w)
     return best;
 }
 
-static struct http_up *up_new(struct http_worker *w)
+/* A new upstream connection; NULL with *ret_err -ENOENT (no address) or the socket's error. */
+static struct http_up *up_new(struct http_worker *w, int *ret_err)
 {
     const struct net_addr *a = addr_pick(w);
     struct http_up *u;
     int fd;
 
+    *ret_err = -ENOENT;
     if (!a)
         return NULL;
     fd = net_socket_for(&a->sa);
-    if (fd < 0)
+    if (fd < 0) {
+        *ret_err = fd;
         return NULL;
+    }
+    *ret_err = -ENOMEM;
     u = calloc(1, sizeof(*u));
     if (!u) {
         (void)close(fd);
@@ -1575,11 +1587,20 @@ static int up_attach(struct http_worker *w, struct http_conn *c, int fresh)
         STAT_INC(w->st, upstream_reuses);
         c->up_connect_us = -1;
     } else {
-        u = up_new(w);
-        if (!u) {
-            STAT_INC(w->st, upstream_failures[w->addrs->n ? HF_CONNECT_REFUSED : HF_NO_ADDRESS]);
+        int err;
+
+        u = up_new(w, &err);
+        if (!u && err == -ENOENT) {
+            STAT_INC(w->st, upstream_failures[HF_NO_ADDRESS]);
             net_resolver_kick(w->sh->resolver);
             conn_respond(w, c, 502, "upstream_unavailable");
+            return -1;
+        }
+        if (!u) {
+            /* out of descriptors or memory here, not a fault of the origin */
+            STAT_INC(w->st, upstream_failures[HF_SOCKET]);
+            log_warn("upstream connection: %s", strerror(-err));
+            conn_respond(w, c, 502, "upstream_connect_failed");
             return -1;
         }
         u->reused = 0;
@@ -1902,7 +1923,8 @@ static void up_failed(struct http_worker *w, struct http_up *u, enum http_fail w
      * to another address, if there is one not tried yet.
      */
     if (u->state == UPS_CONNECT && c->attempts < w->addrs->n && c->attempts < 4) {
-        struct http_up *n = up_new(w);
+        int err;
+        struct http_up *n = up_new(w, &err);
 
         if (n && strcmp(n->addr.str, u->addr.str)) {
             n->e.txq = u->e.txq;
@@ -1937,6 +1959,32 @@ static void up_failed(struct http_worker *w, struct http_up *u, enum http_fail w
 
 /* ---- completions --------------------------------------------------------- */
 
+/*
+ * A failed accept for want of descriptors or memory: stop accepting for
+ * ACCEPT_PAUSE_MS (the connections wait in the listen backlog) rather than
+ * fail again at once in a loop, keep serving the connections there are, and
+ * say so once until an accept succeeds again. /healthz answers 503 meanwhile.
+ */
+static void accept_pause(struct http_worker *w, int err)
+{
+    w->accept_resume_ms = w->t->now_ms + ACCEPT_PAUSE_MS;
+    for (int i = 0; i < HTTP_MAX_LISTENERS; i++)
+        if (w->lfd[i] >= 0 && w->accepting[i]) {
+            struct io_uring_sqe *sqe = core_sqe(w->t);
+
+            io_uring_prep_cancel(sqe, &w->op_accept[i], 0);
+            io_uring_sqe_set_data64(sqe, CORE_UD_IGNORE);
+        }
+    if (w->accept_paused)
+        return;
+    w->accept_paused = 1;
+    STAT_INC(w->st, accept_pauses);
+    STAT_INC(w->st, accept_paused);
+    log_warn("accept: %s: new connections wait, %d ms at a time, until descriptors are free "
+             "(connections already open are served)",
+             strerror(-err), ACCEPT_PAUSE_MS);
+}
+
 static void on_accept(struct http_worker *w, int li, const struct io_uring_cqe *cqe)
 {
     struct http_conn *c;
@@ -1945,9 +1993,16 @@ static void on_accept(struct http_worker *w, int li, const struct io_uring_cqe *
     if (!(cqe->flags & IORING_CQE_F_MORE))
         w->accepting[li] = 0;
     if (fd < 0) {
-        if (fd != -ECANCELED)
+        if (fd == -EMFILE || fd == -ENFILE || fd == -ENOBUFS || fd == -ENOMEM)
+            accept_pause(w, fd);
+        else if (fd != -ECANCELED)
             log_warn("accept: %s", strerror(-fd));
         return;
+    }
+    if (w->accept_paused) {
+        w->accept_paused = 0;
+        STAT_ADD(w->st, accept_paused, (uint64_t)-1);
+        log_info("accept: accepting again");
     }
     STAT_INC(w->st, clients_accepted);
     if (w->draining ||
@@ -2412,9 +2467,17 @@ static long w_turn(struct core_thread *t)
         }
     }
     pressure_sweep(w);
+    {
+        uint64_t at = http_admin_turn(w->admin);
+
+        if (at < next)
+            next = at;
+    }
     for (int i = 0; i < HTTP_MAX_LISTENERS; i++)
-        if (w->lfd[i] >= 0 && !w->accepting[i])
+        if (w->lfd[i] >= 0 && !w->accepting[i] && t->now_ms >= w->accept_resume_ms)
             arm_accept(w, i);
+    if (t->now_ms < w->accept_resume_ms && w->accept_resume_ms < next)
+        next = w->accept_resume_ms;
     log_flush(w);
     if (w->draining) {
         if (t->now_ms >= w->drain_deadline) {

@@ -4,9 +4,13 @@ const double http_hist_bounds_ms[HTTP_HIST_BUCKETS] = {1,   2.5, 5,    10,   25,
                                                        100, 250, 1000, 2500, 10000, 60000};
 
 static const char *const fail_names[HF_COUNT] = {
-    [HF_CONNECT_REFUSED] = "connect_refused",   [HF_CONNECT_TIMEOUT] = "connect_timeout",
-    [HF_RESPONSE_TIMEOUT] = "response_timeout", [HF_RESET] = "reset",
-    [HF_BAD_RESPONSE] = "bad_response",         [HF_NO_ADDRESS] = "no_address",
+    [HF_CONNECT_REFUSED] = "connect_refused",
+    [HF_CONNECT_TIMEOUT] = "connect_timeout",
+    [HF_RESPONSE_TIMEOUT] = "response_timeout",
+    [HF_RESET] = "reset",
+    [HF_BAD_RESPONSE] = "bad_response",
+    [HF_NO_ADDRESS] = "no_address",
+    [HF_SOCKET] = "no_socket",
 };
 
 const char *http_fail_str(enum http_fail f)

@@ -16,6 +16,7 @@ enum http_fail {
     HF_RESET,
     HF_BAD_RESPONSE,
     HF_NO_ADDRESS,
+    HF_SOCKET, /* no socket could be made (out of descriptors) */
     /* must stay last */
     HF_COUNT
 };
@@ -43,6 +44,8 @@ struct http_stats {
     _Atomic uint64_t log_dropped;
     _Atomic uint64_t recv_buffer_waits;           /* receives that found no ring buffer */
     _Atomic uint64_t buffer_sweeps;               /* pressure_sweep() runs */
+    _Atomic uint64_t accept_pauses;               /* accepting paused: out of descriptors */
+    _Atomic uint64_t accept_paused;               /* 1 while it is */
     _Atomic uint64_t hist[HTTP_HIST_BUCKETS + 1]; /* last = +Inf */
     _Atomic uint64_t hist_sum_us;
     _Atomic uint64_t loop_turns;
