@@ -13,6 +13,7 @@
 #include "http/proxy.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <poll.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -280,6 +281,9 @@ struct http_worker {
     size_t log_line_max; /* log_fmt_max_line(): no line is longer */
     struct core_op op_logw;
     size_t log_writing;
+    size_t log_long_left;  /* bytes of a long line not yet written, while holding sh->log_long */
+    int log_short;         /* the write in flight counts in sh->log_inflight */
+    int log_deferred;      /* another worker writes a long line: try again next turn */
     uint64_t log_since_ms; /* when the oldest unwritten line came, 0 if none */
     uint64_t log_dropped_reported;
     uint64_t log_dropped_counted; /* in the metric */
@@ -2334,19 +2338,67 @@ static void pressure_sweep(struct http_worker *w)
     }
 }
 
+/*
+ * Several workers share a stdout pipe. A write of at most PIPE_BUF bytes is
+ * atomic, so lines in such writes never interleave. A longer line cannot be
+ * written atomically: its worker takes sh->log_long, waits until no other
+ * worker's write is in flight, and writes the line (in as many writes as the
+ * pipe takes) while the others hold theirs back. Returns 0, or -EAGAIN when
+ * the write must wait for another worker.
+ */
+static int log_shared_pipe_begin(struct http_worker *w, size_t n)
+{
+    struct http_shared *sh = w->sh;
+    int me = w->t->id + 1, holder = atomic_load(&sh->log_long);
+
+    if (holder == me)
+        return atomic_load(&sh->log_inflight) ? -EAGAIN : 0;
+    if (holder)
+        return -EAGAIN;
+    if (n <= PIPE_BUF) {
+        atomic_fetch_add(&sh->log_inflight, 1);
+        if (atomic_load(&sh->log_long)) {
+            atomic_fetch_sub(&sh->log_inflight, 1);
+            return -EAGAIN;
+        }
+        w->log_short = 1;
+        return 0;
+    }
+    if (!atomic_compare_exchange_strong(&sh->log_long, &holder, me))
+        return -EAGAIN;
+    w->log_long_left = n;
+    return atomic_load(&sh->log_inflight) ? -EAGAIN : 0;
+}
+
+/* A write of res bytes (or an error) completed. */
+static void log_shared_pipe_end(struct http_worker *w, long res)
+{
+    struct http_shared *sh = w->sh;
+
+    if (w->log_short) {
+        w->log_short = 0;
+        atomic_fetch_sub(&sh->log_inflight, 1);
+    }
+    if (w->log_long_left) {
+        w->log_long_left =
+            res > 0 && (size_t)res < w->log_long_left ? w->log_long_left - (size_t)res : 0;
+        if (!w->log_long_left)
+            atomic_store(&sh->log_long, 0);
+    }
+}
+
 static void log_flush(struct http_worker *w)
 {
     const char *p;
     size_t n;
     uint64_t dropped;
+    int shared = w->sh->stdout_is_pipe && w->sh->nworkers > 1;
 
+    w->log_deferred = 0;
     if (!w->log_writing && log_out_pending(w->lo)) {
-        /*
-         * Several workers share a stdout pipe: a write of at most PIPE_BUF
-         * bytes is atomic, so their lines never interleave. A lone worker
-         * (or a file, opened O_APPEND) can write larger runs.
+        /* on a shared pipe, runs of at most PIPE_BUF bytes (atomic); a lone worker's can be larger
          */
-        size_t chunk = w->sh->stdout_is_pipe && w->sh->nworkers > 1 ? 4096 : LOG_RUN_MAX;
+        size_t chunk = shared ? PIPE_BUF : LOG_RUN_MAX;
 
         /*
          * One write per many lines, not per line: a pipe write wakes the
@@ -2356,15 +2408,22 @@ static void log_flush(struct http_worker *w)
         if (!w->log_since_ms)
             w->log_since_ms = w->t->now_ms;
         n = log_out_peek(w->lo, &p, chunk);
-        if (n &&
-            (n > chunk - 1024 || w->t->now_ms >= w->log_since_ms + LOG_DELAY_MS || w->draining)) {
+        if (n && (n > chunk - 1024 || w->t->now_ms >= w->log_since_ms + LOG_DELAY_MS ||
+                  w->draining || w->log_long_left)) {
+            struct io_uring_sqe *sqe;
+
+            if (shared && log_shared_pipe_begin(w, n) < 0) {
+                w->log_deferred = 1;
+                goto report;
+            }
             w->log_since_ms = 0;
-            struct io_uring_sqe *sqe = core_sqe(w->t);
+            sqe = core_sqe(w->t);
             io_uring_prep_write(sqe, STDOUT_FILENO, p, (unsigned)n, (uint64_t)-1);
             io_uring_sqe_set_data(sqe, &w->op_logw);
             w->log_writing = n;
         }
     }
+report:
     dropped = log_out_dropped(w->lo);
     if (dropped != w->log_dropped_counted) {
         /* the metric and stderr count the same thing */
@@ -2400,6 +2459,7 @@ static void w_cqe(struct core_thread *t, struct core_op *op, const struct io_uri
         on_poll(w, container_of(op, struct http_end, op_poll));
         break;
     case OPK_LOGW:
+        log_shared_pipe_end(w, cqe->res);
         if (cqe->res > 0) {
             log_out_consume(w->lo, (size_t)cqe->res);
         } else if (cqe->res != -EAGAIN && cqe->res != -EINTR) {
@@ -2502,7 +2562,7 @@ static long w_turn(struct core_thread *t)
         if (t->now_ms > w->drain_deadline + 2000)
             return -1; /* something never completed: give up waiting */
     }
-    if (w->starved)
+    if (w->starved || w->log_deferred)
         next = t->now_ms + 1;
     if (w->log_since_ms && w->log_since_ms + LOG_DELAY_MS < next)
         next = w->log_since_ms + LOG_DELAY_MS;

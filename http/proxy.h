@@ -24,9 +24,16 @@ struct http_shared {
     const char *upstream_host; /* Host for requests that carry none (HTTP/1.0) */
     unsigned nworkers;
     int stdout_is_pipe;
-    int access_log;           /* 0 only with --no-access-log (benchmarks) */
-    _Atomic int stop;         /* set by the main thread: drain and exit */
-    _Atomic int draining;     /* for /healthz */
+    int access_log;       /* 0 only with --no-access-log (benchmarks) */
+    _Atomic int stop;     /* set by the main thread: drain and exit */
+    _Atomic int draining; /* for /healthz */
+    /*
+     * A shared stdout pipe: writes of at most PIPE_BUF bytes are atomic; a
+     * longer line is written by one worker at a time, with no other write in
+     * flight (log_flush() in http/proxy.c).
+     */
+    _Atomic int log_long;     /* worker id + 1 writing a line longer than PIPE_BUF, or 0 */
+    _Atomic int log_inflight; /* short writes in flight, all workers */
     struct http_stats *stats; /* one per worker, summed by the admin endpoint */
 };
 
