@@ -266,6 +266,24 @@ int main(int argc, char **argv)
         return 1;
     }
 
+    /*
+     * The workers' listeners form a SO_REUSEPORT group, which another
+     * process's listeners could join as well (a second ringproxy would take
+     * part of the traffic unseen): first make sure nothing listens there.
+     */
+    for (unsigned k = 0; k < nla; k++) {
+        int e = net_listen_free(&la[k], lalen[k]);
+
+        if (e == -EAFNOSUPPORT && !listen_arg && k == 1)
+            continue;
+        if (e < 0) {
+            char as[NET_ADDRSTRLEN];
+
+            net_addr_str(&la[k], as, sizeof(as));
+            fprintf(stderr, "ringproxy: cannot listen on %s: %s\n", as, strerror(-e));
+            return 1;
+        }
+    }
     for (unsigned i = 0; i < nworkers; i++) {
         wa[i].sh = &sh;
         wa[i].st = &st;
@@ -275,7 +293,7 @@ int main(int argc, char **argv)
             wa[i].p.lfd[k] = -1;
         for (unsigned k = 0; k < nla; k++) {
             char as[NET_ADDRSTRLEN];
-            int fd = net_listen(&la[k], lalen[k], 4096);
+            int fd = net_listen(&la[k], lalen[k], 4096, 1);
 
             if (fd == -EAFNOSUPPORT && !listen_arg && k == 1)
                 continue; /* no IPv6 on this host: 0.0.0.0:80 alone */
@@ -292,7 +310,7 @@ int main(int argc, char **argv)
             return 1;
         }
     }
-    admin_fd = net_listen(&aa, aalen, 64);
+    admin_fd = net_listen(&aa, aalen, 64, 0); /* one listener: no group to join */
     if (admin_fd < 0) {
         fprintf(stderr, "ringproxy: cannot listen on admin address %s: %s\n", admin_arg,
                 strerror(-admin_fd));

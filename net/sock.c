@@ -7,7 +7,7 @@
 #include <stdio.h>
 #include <unistd.h>
 
-int net_listen(const struct sockaddr_storage *sa, socklen_t len, int backlog)
+int net_listen(const struct sockaddr_storage *sa, socklen_t len, int backlog, int group)
 {
     int one = 1, fd, r;
 
@@ -15,7 +15,7 @@ int net_listen(const struct sockaddr_storage *sa, socklen_t len, int backlog)
     if (fd < 0)
         return -errno;
     if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
-        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0 ||
+        (group && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0) ||
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) < 0)
         goto fail;
     /* [::]:80 and 0.0.0.0:80 are separate listeners: keep the v6 one v6-only. */
@@ -29,6 +29,16 @@ fail:
     r = -errno;
     (void)close(fd);
     return r;
+}
+
+int net_listen_free(const struct sockaddr_storage *sa, socklen_t len)
+{
+    int fd = net_listen(sa, len, 1, 0);
+
+    if (fd < 0)
+        return fd;
+    (void)close(fd);
+    return 0;
 }
 
 int net_socket_for(const struct sockaddr_storage *sa)

@@ -8,8 +8,18 @@
 #include <stddef.h>
 #include <sys/socket.h>
 
-/* A bound, listening TCP socket; returns the fd or -errno. */
-int net_listen(const struct sockaddr_storage *sa, socklen_t len, int backlog);
+/*
+ * A bound, listening TCP socket; returns the fd or -errno. group: with
+ * SO_REUSEPORT, one of a group of listeners (one per worker) on the address.
+ */
+int net_listen(const struct sockaddr_storage *sa, socklen_t len, int backlog, int group);
+
+/*
+ * Is the address free? A listener without SO_REUSEPORT is bound and closed
+ * again: -EADDRINUSE when anything listens there, a SO_REUSEPORT group of
+ * another process included (which a group listener would silently join).
+ */
+int net_listen_free(const struct sockaddr_storage *sa, socklen_t len);
 
 /* A non-blocking TCP socket of sa's family with TCP_NODELAY; fd or -errno. */
 int net_socket_for(const struct sockaddr_storage *sa);

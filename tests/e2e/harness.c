@@ -87,6 +87,8 @@ unsigned h_free_port(void)
          * process can hold.
          */
         (void)setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+        /* and SO_REUSEADDR: ringproxy's check that nothing listens there binds beside it */
+        (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
         ok = bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 && claim_port(port);
         if (ok)
             return port; /* both stay open until the test process exits */

@@ -64,7 +64,7 @@ static int is_listening(int fd)
 Test(net_sock, listen_v4_ephemeral)
 {
     struct sockaddr_storage sa = v4("127.0.0.1", 0);
-    int fd = net_listen(&sa, sizeof(struct sockaddr_in), 16);
+    int fd = net_listen(&sa, sizeof(struct sockaddr_in), 16, 1);
 
     cr_assert_geq(fd, 0, "net_listen: %s", strerror(-fd));
     cr_assert_neq(bound_port(fd), 0);
@@ -83,16 +83,38 @@ Test(net_sock, listen_reuseport_twice)
     int a, b;
     unsigned port;
 
-    a = net_listen(&sa, sizeof(struct sockaddr_in), 16);
+    a = net_listen(&sa, sizeof(struct sockaddr_in), 16, 1);
     cr_assert_geq(a, 0);
     port = bound_port(a);
     sa = v4("127.0.0.1", port);
     /* One listener per worker on the same port. */
-    b = net_listen(&sa, sizeof(struct sockaddr_in), 16);
+    b = net_listen(&sa, sizeof(struct sockaddr_in), 16, 1);
     cr_assert_geq(b, 0, "second SO_REUSEPORT listener: %s", strerror(-b));
     cr_assert_eq(bound_port(b), port);
     cr_assert(is_listening(b));
     (void)close(a);
+    (void)close(b);
+}
+
+/*
+ * #27.1: a group listener of another process would join the group; the
+ * check before it sees the port as taken, and a lone listener is no group.
+ */
+Test(net_sock, listen_free_sees_a_reuseport_group)
+{
+    struct sockaddr_storage sa = v4("127.0.0.1", 0);
+    int a = net_listen(&sa, sizeof(struct sockaddr_in), 16, 1), b;
+
+    cr_assert_geq(a, 0);
+    sa = v4("127.0.0.1", bound_port(a));
+    cr_assert_eq(net_listen_free(&sa, sizeof(struct sockaddr_in)), -EADDRINUSE);
+    (void)close(a);
+    cr_assert_eq(net_listen_free(&sa, sizeof(struct sockaddr_in)), 0, "free once closed");
+    b = net_listen(&sa, sizeof(struct sockaddr_in), 16, 0);
+    cr_assert_geq(b, 0);
+    cr_assert_not(sockopt(b, SOL_SOCKET, SO_REUSEPORT));
+    cr_assert_lt(net_listen(&sa, sizeof(struct sockaddr_in), 16, 1), 0,
+                 "nothing joins a lone listener");
     (void)close(b);
 }
 
@@ -108,7 +130,7 @@ Test(net_sock, listen_busy_port_eaddrinuse)
     cr_assert_eq(bind(other, (struct sockaddr *)&sa, len), 0);
     cr_assert_eq(listen(other, 4), 0);
     sa = v4("127.0.0.1", bound_port(other));
-    fd = net_listen(&sa, len, 16);
+    fd = net_listen(&sa, len, 16, 1);
     cr_assert_eq(fd, -EADDRINUSE, "got %d (%s)", fd, fd < 0 ? strerror(-fd) : "an fd");
     (void)close(other);
 }
@@ -119,14 +141,14 @@ Test(net_sock, listen_bad_family_is_error)
     int fd;
 
     sa.ss_family = AF_UNSPEC;
-    fd = net_listen(&sa, sizeof(sa), 16);
+    fd = net_listen(&sa, sizeof(sa), 16, 1);
     cr_assert_lt(fd, 0);
 }
 
 Test(net_sock, listen_v6_only)
 {
     struct sockaddr_storage sa = v6("::1", 0);
-    int fd = net_listen(&sa, sizeof(struct sockaddr_in6), 16);
+    int fd = net_listen(&sa, sizeof(struct sockaddr_in6), 16, 1);
 
     if (fd == -EAFNOSUPPORT || fd == -EADDRNOTAVAIL)
         cr_skip_test("no IPv6 loopback here");
@@ -139,7 +161,7 @@ Test(net_sock, listen_v6_only)
 Test(net_sock, listen_accepts_connections)
 {
     struct sockaddr_storage sa = v4("127.0.0.1", 0);
-    int fd = net_listen(&sa, sizeof(struct sockaddr_in), 16), c, s;
+    int fd = net_listen(&sa, sizeof(struct sockaddr_in), 16, 1), c, s;
 
     cr_assert_geq(fd, 0);
     sa = v4("127.0.0.1", bound_port(fd));

@@ -1,0 +1,102 @@
+/*
+ * Start-up (#27; docs/operations.md): a second ringproxy on the same public
+ * or admin port fails with one clear line instead of joining the first one's
+ * SO_REUSEPORT group and taking part of its traffic unseen.
+ */
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <criterion/criterion.h>
+
+#include "tests/e2e/harness.h"
+
+static struct origin *origin;
+static struct proxy px;
+
+static void up(void)
+{
+    origin = origin_start("127.0.0.1", 0);
+    cr_assert(origin);
+    h_proxy_start(&px, origin_port(origin), "{\"shutdown_grace_ms\": 1000}", NULL);
+}
+
+static void down(void)
+{
+    if (px.pid)
+        cr_expect_eq(h_proxy_stop(&px), 0, "ringproxy exits 0 on SIGTERM");
+    origin_stop(origin);
+}
+
+/* Run a second ringproxy (bounded: 5 s); its exit status, and stderr into err. */
+static int second(const char *listen, const char *admin, char *err, size_t cap)
+{
+    char path[64], up[32];
+    int status = -1, fd;
+    pid_t pid;
+
+    snprintf(path, sizeof(path), "/tmp/rp-e2e-second.%d", (int)getpid());
+    snprintf(up, sizeof(up), "127.0.0.1:%u", origin_port(origin));
+    pid = fork();
+    cr_assert(pid >= 0);
+    if (pid == 0) {
+        fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        dup2(fd, 2);
+        dup2(fd, 1);
+        execl(getenv("RINGPROXY"), "ringproxy", "--config", "/nonexistent", "--listen", listen,
+              "--admin", admin, "--upstream", up, "--workers", "1", (char *)NULL);
+        _exit(127);
+    }
+    for (int i = 0; i < 500; i++) {
+        if (waitpid(pid, &status, WNOHANG) == pid)
+            break;
+        h_msleep(10);
+        if (i == 499) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &status, 0);
+            status = -1;
+        }
+    }
+    {
+        char *s = h_slurp(path);
+
+        snprintf(err, cap, "%s", s);
+        free(s);
+    }
+    unlink(path);
+    return status >= 0 && WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+Test(e2e_startup, second_instance_on_the_public_port_fails, .init = up, .fini = down)
+{
+    char listen[32], admin[32], err[4096], want[96];
+    struct h_resp r;
+
+    snprintf(listen, sizeof(listen), "127.0.0.1:%u", px.port);
+    snprintf(admin, sizeof(admin), "127.0.0.1:%u", h_free_port());
+    cr_assert_eq(second(listen, admin, err, sizeof(err)), 1, "a second instance started: %s", err);
+    snprintf(want, sizeof(want), "ringproxy: cannot listen on %s: Address already in use\n",
+             listen);
+    cr_assert(strstr(err, want), "%s", err);
+    /* and the first one still has all the traffic */
+    for (int i = 0; i < 12; i++) {
+        cr_assert_eq(h_roundtrip(px.port, "GET /size/3 HTTP/1.1\r\nHost: a\r\n\r\n", &r), 0);
+        cr_assert_eq(r.status, 200);
+        h_resp_free(&r);
+    }
+}
+
+Test(e2e_startup, second_instance_on_the_admin_port_fails, .init = up, .fini = down)
+{
+    char listen[32], admin[32], err[4096];
+
+    snprintf(listen, sizeof(listen), "127.0.0.1:%u", h_free_port());
+    snprintf(admin, sizeof(admin), "127.0.0.1:%u", px.admin_port);
+    cr_assert_eq(second(listen, admin, err, sizeof(err)), 1, "a second instance started: %s", err);
+    cr_assert(strstr(err, "cannot listen on admin address"), "%s", err);
+    cr_assert(strstr(err, "Address already in use"), "%s", err);
+}
