@@ -46,6 +46,8 @@
  * that wait move their bytes out of them (pressure_sweep).
  */
 #define SWEEP_MS 2
+/* A queue is stalled, and may be copied out of the ring, once it waited this long. */
+#define STALL_MS 10
 /*
  * Out of descriptors (EMFILE, ENFILE) or kernel memory, accepting stops for
  * this long instead of failing in a loop; existing connections are served.
@@ -164,6 +166,8 @@ struct http_end {
     uint8_t tx_nsegs;    /* segments of the send in flight */
     uint32_t tx_attempt; /* bytes of the send in flight */
     uint32_t rx_turn;    /* loop turn the receive was last armed in */
+    uint64_t tx_wait_ms; /* since when the send queue waits for the peer (0: it does not) */
+    uint64_t rx_wait_ms; /* since when received bytes wait in the receive queue */
     uint16_t nops;
     int fd;
     struct core_segq rxq, txq;
@@ -420,6 +424,15 @@ static void end_timer_sync(struct http_worker *w, struct http_end *e, enum tclas
         end_timer(w, e, tc);
 }
 
+/* After an event: do received bytes wait (the other side is full, or they are pipelined)? */
+static void end_rx_wait(struct http_worker *w, struct http_end *e)
+{
+    if (!e->rxq.nring)
+        e->rx_wait_ms = 0;
+    else if (!e->rx_wait_ms)
+        e->rx_wait_ms = w->t->now_ms;
+}
+
 /*
  * A tunnel forwards each side's half-close (EOF) to the other once every
  * byte received before it has been sent on, and ends when both sides have
@@ -460,10 +473,12 @@ static void conn_sync(struct http_worker *w, struct http_conn *c)
     if (!c->e.closing) {
         end_timer_sync(w, &c->e, conn_tclass(c));
         end_rx_update(w, &c->e);
+        end_rx_wait(w, &c->e);
     }
     if (u && !u->e.closing) {
         end_timer_sync(w, &u->e, up_tclass(u));
         end_rx_update(w, &u->e);
+        end_rx_wait(w, &u->e);
     }
 }
 
@@ -544,17 +559,23 @@ static void end_tx_kick(struct http_worker *w, struct http_end *e)
     e->nops++;
 }
 
+/* More than half the ring's buffers are held: waiting bytes must leave them. */
+static int ring_pressed(const struct http_worker *w)
+{
+    return w->t->bufs.in_use > w->t->bufs.nbufs / 2;
+}
+
 /*
- * e's peer takes no more for now. What waits in its queue is moved out of
- * the shared ring buffers (a few peers that do not read must not hold the
- * buffers every other connection of the worker receives into), and the send
- * resumes when the socket has room.
+ * e's peer takes no more for now: the send resumes when the socket has
+ * room. No send is in flight meanwhile, so nothing pins the queue's ring
+ * buffers, and if the peer stays stalled pressure_sweep() gives them back.
  */
 static void end_tx_wait(struct http_worker *w, struct http_end *e)
 {
     struct io_uring_sqe *sqe;
 
-    (void)core_segq_compact(&e->txq, &w->t->pool, &w->t->bufs, 0);
+    if (!e->tx_wait_ms)
+        e->tx_wait_ms = w->t->now_ms;
     sqe = core_sqe(w->t);
     io_uring_prep_poll_add(sqe, e->fd, POLLOUT);
     io_uring_sqe_set_data(sqe, &e->op_poll);
@@ -2117,6 +2138,8 @@ static void end_sent(struct http_worker *w, struct http_end *e, int res)
         e->tx_total += (uint64_t)res;
         e->moved = 1;
     }
+    if (!e->txq.bytes)
+        e->tx_wait_ms = 0;
     if (res < 0 || ((uint32_t)res < e->tx_attempt && e->txq.bytes))
         end_tx_wait(w, e); /* the socket is full */
     else
@@ -2314,26 +2337,27 @@ static void drain_begin(struct http_worker *w)
  * The ring's buffers are shared by every connection of the worker, and each
  * receive takes a whole one. Bytes that wait (for a client that does not
  * read, behind a slow response, for an origin that does not take a body) may
- * hold them only while there are plenty: past half the ring, each waiting
- * queue's bytes move into chunks of its own and its buffers go back, so
- * however many connections stall, the others still find buffers to receive
- * into. A send in flight keeps the segments it points to.
+ * hold them only while there are plenty: past half the ring, each queue that
+ * has waited STALL_MS moves its bytes into chunks of its own and its buffers
+ * go back, so however many connections stall, the others still find buffers
+ * to receive into. Queues that move (fast peers) are never copied. A send in
+ * flight keeps the segments it points to.
  */
 static void pressure_sweep(struct http_worker *w)
 {
     struct core_bufring *b = &w->t->bufs;
     struct http_end *e;
 
-    if (b->in_use <= b->nbufs / 2 || w->t->now_ms < w->sweep_ms)
+    if (!ring_pressed(w) || w->t->now_ms < w->sweep_ms)
         return;
     w->sweep_ms = w->t->now_ms + SWEEP_MS;
     STAT_INC(w->st, buffer_sweeps);
     for (e = w->live.next; e != &w->live; e = e->next) {
         if (e->closing)
             continue;
-        if (e->rxq.nring)
+        if (e->rxq.nring && e->rx_wait_ms && w->t->now_ms - e->rx_wait_ms >= STALL_MS)
             (void)core_segq_compact(&e->rxq, &w->t->pool, b, 0);
-        if (e->txq.nring)
+        if (e->txq.nring && e->tx_wait_ms && w->t->now_ms - e->tx_wait_ms >= STALL_MS)
             (void)core_segq_compact(&e->txq, &w->t->pool, b, e->sending ? e->tx_nsegs : 0);
     }
 }
