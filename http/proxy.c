@@ -982,7 +982,7 @@ static void conn_respond(struct http_worker *w, struct http_conn *c, int status,
     char body[96];
     char *out;
     size_t cap;
-    int n, blen;
+    int n, n_head, blen;
 
     if (!final_unsent(c)) {
         conn_break(w, c, why);
@@ -1011,8 +1011,12 @@ static void conn_respond(struct http_worker *w, struct http_conn *c, int status,
                  "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n"
                  "Connection: %s\r\n\r\n%s",
                  status, reason_of(status), blen, c->keep_alive ? "keep-alive" : "close", body);
+    n_head = n - blen;
+    /* the answer to HEAD has the head of the answer to GET, and no body (RFC 9110 9.3.2) */
+    if (c->req.method.p && c->req.parser.method == HTTP_HEAD && !c->req.ext_method)
+        n = n_head;
     c->final_mark = c->e.tx_total + c->e.txq.bytes;
-    c->body_sent_mark = c->final_mark + (uint64_t)(n - blen);
+    c->body_sent_mark = c->final_mark + (uint64_t)n_head;
     if (core_segq_push_blk(&c->e.txq, &w->t->pool, out, (size_t)n, c->blk) < 0) {
         conn_abort(w, c, "out_of_memory");
         return;

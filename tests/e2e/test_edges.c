@@ -205,3 +205,29 @@ Test(e2e_edges, connection_token_floods_are_400, .init = up, .fini = down)
     cr_assert_eq(origin_requests(origin), 0);
     free(req);
 }
+
+/*
+ * ringproxy's own answer to HEAD has no body (RFC 9110 9.3.2): found by the
+ * adversarial layer, where the 16 body bytes of a 502 to HEAD were read as
+ * the start of the next response on the connection.
+ */
+Test(e2e_edges, own_answer_to_head_has_no_body, .init = up, .fini = down)
+{
+    static const char bad[] = "HTTP/1.1 200 OK\r\nConnection: Content-Length\r\n"
+                              "Content-Length: 2\r\n\r\n";
+    struct h_resp r;
+    int fd = h_connect(px.port);
+
+    origin_script(origin, bad, sizeof(bad) - 1, 0);
+    cr_assert_eq(h_sends(fd, "HEAD /x HTTP/1.1\r\nHost: a\r\n\r\n"), 0);
+    cr_assert_eq(h_read_response(fd, &r, 1), 0);
+    cr_assert_eq(r.status, 502);
+    cr_assert_eq(r.content_length, 16, "the head of the answer to GET");
+    h_resp_free(&r);
+    cr_assert_eq(h_sends(fd, "GET /size/3 HTTP/1.1\r\nHost: a\r\n\r\n"), 0);
+    cr_assert_eq(h_read_response(fd, &r, 0), 0);
+    cr_assert_eq(r.status, 200, "the next response starts where the head ended");
+    cr_assert_eq(r.body_len, 3);
+    h_resp_free(&r);
+    h_close(fd);
+}
