@@ -159,7 +159,8 @@ struct blk_hdr {
         struct blk_hdr *next; /* on the free list */
     };
     uint8_t chunk; /* a chunk, not a head block */
-    char pad[7];
+    char pad[3];
+    uint32_t used; /* chunks: bytes filled so far; nothing views beyond them */
 };
 _Static_assert(sizeof(struct blk_hdr) == 16, "block header");
 
@@ -259,6 +260,7 @@ void *core_chunk_get(struct core_pool *p)
     }
     h->refs = 1;
     h->chunk = 1;
+    h->used = 0;
     return h + 1;
 }
 
@@ -301,6 +303,7 @@ void core_segq_init(struct core_segq *q)
     q->tailp = &q->head;
     q->bytes = 0;
     q->nring = 0;
+    q->fill = NULL;
 }
 
 static void segq_append(struct core_segq *q, struct core_seg *s)
@@ -367,8 +370,9 @@ int core_segq_compact(struct core_segq *q, struct core_pool *p, struct core_bufr
                       unsigned skip)
 {
     struct core_seg **pp = &q->head, *prev = NULL, *s;
-    char *chunk = NULL; /* the chunk being filled, and how far */
-    size_t used = 0;
+    /* the chunk being filled, and how far: the queue's last one while it has room */
+    char *chunk = q->fill;
+    size_t used = chunk ? hdr_of(chunk)->used : 0;
     int r = 0;
 
     for (unsigned i = 0; *pp && i < skip; i++) {
@@ -401,6 +405,7 @@ int core_segq_compact(struct core_segq *q, struct core_pool *p, struct core_bufr
                 core_blk_put(p, chunk); /* the pieces keep what they need */
                 chunk = n;
                 used = 0;
+                q->fill = chunk;
             }
             k = left < CORE_CHUNK_SIZE - used ? left : CORE_CHUNK_SIZE - used;
             if (prev && prev->bid < 0 && prev->blk == chunk &&
@@ -424,6 +429,7 @@ int core_segq_compact(struct core_segq *q, struct core_pool *p, struct core_bufr
             }
             memcpy(chunk + used, src, k);
             used += k;
+            hdr_of(chunk)->used = (uint32_t)used;
             src += k;
             left -= k;
         }
@@ -441,8 +447,7 @@ int core_segq_compact(struct core_segq *q, struct core_pool *p, struct core_bufr
         q->nring--;
         core_seg_free(p, s);
     }
-    core_blk_put(p, chunk);
-    return r;
+    return r; /* q->fill keeps the chunk's reference for the next call */
 }
 
 void core_segq_truncate(struct core_segq *q, struct core_pool *p, struct core_bufring *b,
@@ -471,6 +476,10 @@ void core_segq_truncate(struct core_segq *q, struct core_pool *p, struct core_bu
         seg_release(q, p, b, s);
         s = n;
     }
+    if (!q->head) {
+        core_blk_put(p, q->fill);
+        q->fill = NULL;
+    }
 }
 
 void core_segq_consume(struct core_segq *q, struct core_pool *p, struct core_bufring *b, size_t n)
@@ -489,8 +498,11 @@ void core_segq_consume(struct core_segq *q, struct core_pool *p, struct core_buf
         q->head = s->next;
         seg_release(q, p, b, s);
     }
-    if (!q->head)
+    if (!q->head) {
         q->tailp = &q->head;
+        core_blk_put(p, q->fill); /* an empty queue holds no memory */
+        q->fill = NULL;
+    }
 }
 
 void core_segq_clear(struct core_segq *q, struct core_pool *p, struct core_bufring *b)

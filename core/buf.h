@@ -73,6 +73,7 @@ struct core_segq {
     struct core_seg **tailp;
     size_t bytes;
     uint32_t nring; /* segments holding a ring buffer */
+    void *fill;     /* the chunk core_segq_compact() fills next (a reference), or NULL */
 };
 
 /*

@@ -974,6 +974,38 @@ Test(core_buf, segq_compact_spans_chunks, .init = fake_up, .fini = fake_down)
     assert_no_leaks();
 }
 
+/*
+ * A queue compacted again and again (a peer trickling a byte at a time)
+ * fills its last chunk before taking another: memory follows the bytes, not
+ * the number of compactions (an attacker's 1-byte writes once cost 16 KiB
+ * each). An emptied queue gives its chunk back.
+ */
+Test(core_buf, segq_compact_fills_the_last_chunk, .init = fake_up, .fini = fake_down)
+{
+    struct core_segq q;
+
+    core_segq_init(&q);
+    for (int i = 0; i < 100; i++) {
+        char s[2] = {(char)('a' + i % 26), 0};
+
+        cr_assert_eq(core_segq_push(&q, &pool, &fake, fake_fill(0, s), 1, 0), 0);
+        core_buf_release(&fake, 0);
+        cr_assert_eq(core_segq_compact(&q, &pool, &fake, 0), 0);
+        cr_assert_eq(fake.in_use, 0);
+        fake.nstack = 0; /* the fake ring never republishes */
+    }
+    cr_assert_eq(q.bytes, 100);
+    cr_assert_null(q.head->next, "100 bytes compacted one by one are one segment of one chunk");
+    cr_assert_eq(q.head->blk, q.fill);
+    for (int i = 0; i < 100; i++)
+        cr_assert_eq(q.head->p[i], (char)('a' + i % 26));
+    core_segq_consume(&q, &pool, &fake, 100);
+    cr_assert_null(q.fill);
+    cr_assert_eq(pool.nfree_chunks, 1);
+    fake_down();
+    assert_no_leaks();
+}
+
 #ifdef CORE_FAULT_INJECT
 /* Out of memory half-way: nothing lost, nothing doubled. */
 Test(core_buf, segq_compact_oom_keeps_bytes, .init = fake_up, .fini = fake_down)
