@@ -245,7 +245,9 @@ int main(int argc, char **argv)
     sh.cfg = cfg;
     sh.nworkers = nworkers;
     sh.upstream_host = up_host;
-    sh.stdout_is_pipe = fstat(STDOUT_FILENO, &sb) == 0 && S_ISFIFO(sb.st_mode);
+    /* a stream socket (journald) takes writes in part too: as a pipe */
+    sh.stdout_is_pipe =
+        fstat(STDOUT_FILENO, &sb) == 0 && (S_ISFIFO(sb.st_mode) || S_ISSOCK(sb.st_mode));
     /*
      * Workers write stdout from their own rings at "the current position";
      * on a regular file two of them could write at the same offset. With

@@ -51,6 +51,14 @@ struct http_admin {
     struct admin_conn *conns;
 };
 
+/* An SQE for an operation that link_timeout() follows: room for both, or the link breaks. */
+static struct io_uring_sqe *linked_sqe(struct http_admin *a)
+{
+    if (io_uring_sq_space_left(&a->t->ring) < 2)
+        (void)io_uring_submit(&a->t->ring);
+    return core_sqe(a->t);
+}
+
 /* Bound the operation just prepared in sqe by ADMIN_IO_TIMEOUT_MS. */
 static void link_timeout(struct http_admin *a, struct io_uring_sqe *sqe)
 {
@@ -294,7 +302,7 @@ static void respond(struct http_admin *a, struct admin_conn *c)
     c->outlen = (size_t)n + (head_only ? 0 : blen);
     free(body);
     c->op.kind = AOP_SEND;
-    sqe = core_sqe(a->t);
+    sqe = linked_sqe(a);
     io_uring_prep_send(sqe, c->fd, c->out, c->outlen, MSG_NOSIGNAL);
     io_uring_sqe_set_data(sqe, &c->op);
     link_timeout(a, sqe);
@@ -302,7 +310,7 @@ static void respond(struct http_admin *a, struct admin_conn *c)
 
 static void arm_recv(struct http_admin *a, struct admin_conn *c)
 {
-    struct io_uring_sqe *sqe = core_sqe(a->t);
+    struct io_uring_sqe *sqe = linked_sqe(a);
 
     c->op.kind = AOP_RECV;
     io_uring_prep_recv(sqe, c->fd, c->req + c->len, ADMIN_REQ_MAX - 1 - c->len, 0);
@@ -365,7 +373,7 @@ void http_admin_cqe(struct http_admin *a, struct core_op *op, const struct io_ur
         return;
     }
     if (cqe->res > 0 && (c->sent += (size_t)cqe->res) < c->outlen) {
-        struct io_uring_sqe *sqe = core_sqe(a->t);
+        struct io_uring_sqe *sqe = linked_sqe(a);
         io_uring_prep_send(sqe, c->fd, c->out + c->sent, c->outlen - c->sent, MSG_NOSIGNAL);
         io_uring_sqe_set_data(sqe, &c->op);
         link_timeout(a, sqe);

@@ -139,7 +139,8 @@ enum tclass {
     TC_NONE = 0,
     TC_IDLE,
     TC_HEADER,
-    TC_SEND,
+    TC_SEND, /* the client must take what is queued */
+    TC_BODY, /* the client must send its request body */
     TC_LINGER,
     TC_CONNECT,
     TC_RESPONSE,
@@ -160,14 +161,14 @@ struct http_end {
     uint8_t eof;
     uint8_t tclass;
     uint8_t starved;
-    uint8_t moved;       /* bytes went either way since the last conn_sync() */
-    uint8_t shut_wr;     /* a tunnel forwarded the other side's half-close here */
-    uint8_t polling;     /* the socket took no more: waiting for POLLOUT */
-    uint8_t tx_nsegs;    /* segments of the send in flight */
-    uint32_t tx_attempt; /* bytes of the send in flight */
-    uint32_t rx_turn;    /* loop turn the receive was last armed in */
-    uint64_t tx_wait_ms; /* since when the send queue waits for the peer (0: it does not) */
-    uint64_t rx_wait_ms; /* since when received bytes wait in the receive queue */
+    uint8_t moved_rx, moved_tx; /* bytes came in / went out since the last conn_sync() */
+    uint8_t shut_wr;            /* a tunnel forwarded the other side's half-close here */
+    uint8_t polling;            /* the socket took no more: waiting for POLLOUT */
+    uint8_t tx_nsegs;           /* segments of the send in flight */
+    uint32_t tx_attempt;        /* bytes of the send in flight */
+    uint32_t rx_turn;           /* loop turn the receive was last armed in */
+    uint64_t tx_wait_ms;        /* since when the send queue waits for the peer (0: it does not) */
+    uint64_t rx_wait_ms;        /* since when received bytes wait in the receive queue */
     uint16_t nops;
     int fd;
     struct core_segq rxq, txq;
@@ -381,7 +382,7 @@ static enum tclass conn_tclass(const struct http_conn *c)
     if (c->e.txq.bytes || c->e.sending)
         return TC_SEND; /* the client must take what is queued */
     if (c->state == HST_BODY && !c->req_done && c->up && !q_full(&c->up->e.txq))
-        return TC_SEND; /* the client must send its body */
+        return TC_BODY; /* the client must send its body */
     return TC_NONE;
 }
 
@@ -412,14 +413,20 @@ static enum tclass up_tclass(const struct http_up *u)
 /* Deadlines stay where they were set; these move with every byte. */
 static int tc_slides(enum tclass tc)
 {
-    return tc == TC_SEND || tc == TC_RESPONSE || tc == TC_IDLE;
+    return tc == TC_SEND || tc == TC_BODY || tc == TC_RESPONSE || tc == TC_IDLE;
 }
 
 static void end_timer_sync(struct http_worker *w, struct http_end *e, enum tclass tc)
 {
-    int moved = e->moved;
+    /*
+     * A deadline moves only with the bytes it waits for: bytes a client
+     * sends do not excuse it from reading what it was sent, nor the reverse.
+     */
+    int moved = tc == TC_SEND   ? e->moved_tx
+                : tc == TC_BODY ? e->moved_rx
+                                : e->moved_rx | e->moved_tx;
 
-    e->moved = 0;
+    e->moved_rx = e->moved_tx = 0;
     if (tc != e->tclass || (moved && tc_slides(tc)))
         end_timer(w, e, tc);
 }
@@ -1225,7 +1232,8 @@ static void conn_eof(struct http_worker *w, struct http_conn *c)
         conn_abort(w, c, "client_closed");
         break;
     case HST_BODY:
-        if (!c->req_done)
+        /* the rest of the body may be queued, waiting for the upstream: conn_body() decides */
+        if (!c->req_done && !c->e.rxq.bytes)
             conn_abort(w, c, "client_closed");
         break;
     default:
@@ -1534,6 +1542,10 @@ static void conn_body(struct http_worker *w, struct http_conn *c)
     }
     if (u)
         end_tx_kick(w, &u->e);
+    if (c->e.eof && !c->req_done && !q->head) {
+        conn_abort(w, c, "client_closed"); /* the body ended short */
+        return;
+    }
     conn_check_done(w, c);
 }
 
@@ -1939,6 +1951,12 @@ static void up_failed(struct http_worker *w, struct http_up *u, enum http_fail w
     };
 
     STAT_INC(w->st, upstream_failures[why]);
+    if (c && u->state == UPS_DONE) {
+        /* the response is whole (an early answer): it goes out as it is, then the close */
+        up_close(w, u);
+        conn_check_done(w, c);
+        return;
+    }
     if (u->state == UPS_CONNECT) {
         addr_failed(w, u->addr.str);
         net_resolver_kick(w->sh->resolver);
@@ -2072,7 +2090,7 @@ static void on_recv(struct http_worker *w, struct http_end *e, const struct io_u
                 oom = 1; /* these bytes are lost: the stream can't go on */
             } else {
                 e->rx_total += (uint64_t)res;
-                e->moved = 1;
+                e->moved_rx = 1;
             }
         }
         core_buf_release(&w->t->bufs, bid);
@@ -2140,7 +2158,7 @@ static void end_sent(struct http_worker *w, struct http_end *e, int res)
     if (res > 0) {
         core_segq_consume(&e->txq, &w->t->pool, &w->t->bufs, (size_t)res);
         e->tx_total += (uint64_t)res;
-        e->moved = 1;
+        e->moved_tx = 1;
     }
     if (!e->txq.bytes)
         e->tx_wait_ms = 0;
@@ -2408,8 +2426,11 @@ static void log_shared_pipe_end(struct http_worker *w, long res)
         atomic_fetch_sub(&sh->log_inflight, 1);
     }
     if (w->log_long_left) {
-        w->log_long_left =
-            res > 0 && (size_t)res < w->log_long_left ? w->log_long_left - (size_t)res : 0;
+        /* the line is out, or (stdout gone) dropped; a retry keeps the lock */
+        if (res > 0)
+            w->log_long_left = (size_t)res < w->log_long_left ? w->log_long_left - (size_t)res : 0;
+        else if (res != -EAGAIN && res != -EINTR)
+            w->log_long_left = 0;
         if (!w->log_long_left)
             atomic_store(&sh->log_long, 0);
     }
@@ -2646,6 +2667,7 @@ int http_worker_run(struct http_shared *sh, const struct http_worker_params *p,
     core_tq_init(&w->tq[TC_IDLE], cfg->client.idle_timeout_ms);
     core_tq_init(&w->tq[TC_HEADER], cfg->client.header_timeout_ms);
     core_tq_init(&w->tq[TC_SEND], cfg->client.idle_timeout_ms);
+    core_tq_init(&w->tq[TC_BODY], cfg->client.idle_timeout_ms);
     core_tq_init(&w->tq[TC_LINGER], LINGER_MS);
     core_tq_init(&w->tq[TC_CONNECT], cfg->upstream.connect_timeout_ms);
     core_tq_init(&w->tq[TC_RESPONSE], cfg->upstream.response_timeout_ms);

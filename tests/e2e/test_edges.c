@@ -5,6 +5,7 @@
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -230,4 +231,74 @@ Test(e2e_edges, own_answer_to_head_has_no_body, .init = up, .fini = down)
     cr_assert_eq(r.body_len, 3);
     h_resp_free(&r);
     h_close(fd);
+}
+
+struct slow_origin {
+    int lfd;
+    size_t got;
+};
+
+/* Accept one connection, take the head and a 3 MB body slowly, answer 200. */
+static void *slow_origin_main(void *arg)
+{
+    struct slow_origin *o = arg;
+    char buf[65536];
+    size_t want = 0, seen = 0;
+    int fd = accept(o->lfd, NULL, NULL);
+
+    if (fd < 0)
+        return NULL;
+    h_msleep(300); /* let the proxy's queue towards us fill */
+    for (long until = h_now_ms() + 10000; h_now_ms() < until;) {
+        ssize_t n = recv(fd, buf, sizeof(buf), 0);
+        char *e;
+
+        if (n <= 0)
+            break;
+        seen += (size_t)n;
+        if (!want && (e = memmem(buf, (size_t)n, "\r\n\r\n", 4)))
+            want = 3000000 + (size_t)(e + 4 - buf);
+        if (want && seen >= want)
+            break;
+        h_msleep(1);
+    }
+    o->got = seen;
+    (void)!send(fd, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", 40, MSG_NOSIGNAL);
+    h_msleep(200);
+    close(fd);
+    return NULL;
+}
+
+/*
+ * A client that sends a whole body and half-closes at once gets its
+ * response, though the end of the body still waited for a slow origin when
+ * the EOF came (found in review: it was cut off as client_closed).
+ */
+Test(e2e_edges, half_close_after_a_whole_body_gets_the_response, .fini = down, .timeout = 60)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t sl = sizeof(sa);
+    struct slow_origin o = {.lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)};
+    char *body = malloc(3000000), buf[4096];
+    pthread_t th;
+    size_t n;
+    int fd;
+
+    cr_assert(o.lfd >= 0 && body);
+    cr_assert_eq(bind(o.lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    cr_assert_eq(listen(o.lfd, 4), 0);
+    cr_assert_eq(getsockname(o.lfd, (struct sockaddr *)&sa, &sl), 0);
+    h_proxy_start(&px, ntohs(sa.sin_port), "{\"shutdown_grace_ms\": 1000}", NULL);
+    cr_assert_eq(pthread_create(&th, NULL, slow_origin_main, &o), 0);
+    memset(body, 'b', 3000000);
+    fd = h_connect(px.port);
+    cr_assert_eq(h_sends(fd, "POST /up HTTP/1.1\r\nHost: a\r\nContent-Length: 3000000\r\n\r\n"), 0);
+    cr_assert_eq(h_send(fd, body, 3000000), 0);
+    cr_assert_eq(shutdown(fd, SHUT_WR), 0);
+    n = h_read_all(fd, buf, sizeof(buf), 10000);
+    pthread_join(th, NULL);
+    cr_assert(n > 0 && !strncmp(buf, "HTTP/1.1 200 OK", 15), "got %zu bytes: %.60s", n, buf);
+    h_close(fd);
+    close(o.lfd);
+    free(body);
 }
