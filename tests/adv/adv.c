@@ -1,0 +1,2056 @@
+/*
+ * The adversarial layer: the real ringproxy between a hostile origin
+ * (tests/adv/hostile.c) and many concurrent hostile clients, for a bounded
+ * time, with four invariants checked on every run:
+ *
+ *  1. a client receives only bytes of its own requests, in order: no other
+ *     request's tag or `secret=` cookie, no POISONED stray bytes, ever;
+ *  2. every request gets, within its mode's bound, its expected answer or
+ *     one of the failures its mode allows (502, 504, its own partial
+ *     response then EOF); nothing hangs;
+ *  3. the access log has at most one line per request, exactly one with
+ *     the client's status for every complete response;
+ *  4. afterwards the proxy holds no more descriptors than after start-up,
+ *     still answers, and exits 0 on SIGTERM (no sanitizer report).
+ *
+ * One Test per family of scenarios (framing, poison, leak, timeouts) and a
+ * mixed one, each with its own proxy and origin. Clients pipeline 1-4
+ * requests, read slowly through small receive buffers, half-close, close
+ * abruptly, send bodies (length and chunked); the origin's misbehaviour is
+ * chosen by the request path (hostile.h).
+ *
+ * Random choices come from one seed: ADV_SEED=N reproduces a run's
+ * requests (timing aside). The seed is printed as `adv: seed=N`, on stderr
+ * and in $ADV_REPORT_DIR/adv-<family>.txt (under meson, the test's build
+ * folder: Criterion hides a test's stderr under TAP), with the failures (a
+ * few per invariant and mode; all with ADV_VERBOSE=1), the origin's account
+ * of each failed request, and the tail of the proxy's stderr.
+ *
+ *   meson test -C build adv -v
+ *   ADV_SEED=N ADV_VERBOSE=1 meson test -C build adv -v
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <criterion/criterion.h>
+#include <jansson.h>
+
+#include "tests/adv/hostile.h"
+#include "tests/e2e/harness.h"
+
+#define MAX_PIPE 4
+#define MAX_REQ_PER_CLIENT 4000
+#define SLACK_MS 3000        /* on top of the proxy's own timeouts */
+#define BADCHUNK_MAX_MS 1200 /* a broken chunk is answered at once, not at a timeout */
+#define HANG_MS 25000        /* no request may take longer than this in total */
+
+/* ---- a family of scenarios ---------------------------------------------- */
+
+struct fam {
+    const char *name;
+    const char *json;
+    const char *workers;
+    int clients, load_ms;
+    int resp_ms, idle_ms; /* as in json */
+    unsigned weight[AM_COUNT];
+    int slow_pct, pipe_max, half_pct, abrupt_pct, post_pct;
+    int bigpad_pct; /* requests with a head of many KiB */
+    int stall_pct;  /* sessions that pipeline a socket-filling body and a big head, then stall */
+};
+
+#define CFG_A                                                                                      \
+    "{\"upstream\": {\"response_timeout_ms\": 1500, \"connect_timeout_ms\": 1000,"                 \
+    " \"pool_idle_timeout_ms\": 500},"                                                             \
+    " \"client\": {\"idle_timeout_ms\": 3000, \"header_timeout_ms\": 3000},"                       \
+    " \"shutdown_grace_ms\": 1000}"
+/* the client's idle timeout below the upstream's response timeout: waiting is not idling */
+#define CFG_B                                                                                      \
+    "{\"upstream\": {\"response_timeout_ms\": 2000, \"connect_timeout_ms\": 1000,"                 \
+    " \"pool_idle_timeout_ms\": 500},"                                                             \
+    " \"client\": {\"idle_timeout_ms\": 1000, \"header_timeout_ms\": 3000},"                       \
+    " \"shutdown_grace_ms\": 1000}"
+
+static const struct fam fam_framing = {
+    .name = "framing",
+    .json = CFG_A,
+    .workers = "1",
+    .clients = 24,
+    .load_ms = 6000,
+    .resp_ms = 1500,
+    .idle_ms = 3000,
+    .weight = {[AM_OK] = 30,
+               [AM_CHUNKED] = 25,
+               [AM_INTERIM] = 15,
+               [AM_CONNLEN] = 10,
+               [AM_BADCHUNK] = 10,
+               [AM_MIDCLOSE] = 10},
+    .slow_pct = 25,
+    .pipe_max = 4,
+    .half_pct = 15,
+    .abrupt_pct = 10,
+    .post_pct = 30,
+    .bigpad_pct = 15,
+    .stall_pct = 0,
+};
+
+static const struct fam fam_poison = {
+    .name = "poison",
+    .json = CFG_A,
+    .workers = "2",
+    .clients = 32,
+    .load_ms = 6000,
+    .resp_ms = 1500,
+    .idle_ms = 3000,
+    .weight = {[AM_HEAD204] = 30,
+               [AM_OK] = 25,
+               [AM_BIGHEAD] = 15,
+               [AM_MIDCLOSE] = 10,
+               [AM_CHUNKED] = 10,
+               [AM_EARLY] = 5,
+               [AM_STALL] = 5},
+    .slow_pct = 50,
+    .pipe_max = 4,
+    .half_pct = 10,
+    .abrupt_pct = 10,
+    .post_pct = 30,
+    .bigpad_pct = 20,
+    .stall_pct = 0,
+};
+
+/* queued response heads outliving their block, with slow readers and big request heads about */
+static const struct fam fam_leak = {
+    .name = "leak",
+    .json = CFG_A,
+    .workers = "1",
+    .clients = 32,
+    .load_ms = 5000,
+    .resp_ms = 1500,
+    .idle_ms = 3000,
+    .weight = {[AM_BIGHEAD] = 40, [AM_MIDCLOSE] = 20, [AM_OK] = 25, [AM_CHUNKED] = 15},
+    .slow_pct = 70,
+    .pipe_max = 3,
+    .half_pct = 10,
+    .abrupt_pct = 10,
+    .post_pct = 40,
+    .bigpad_pct = 50,
+    .stall_pct = 12,
+};
+
+static const struct fam fam_timeouts = {
+    .name = "timeouts",
+    .json = CFG_B,
+    .workers = "1",
+    .clients = 24,
+    .load_ms = 6000,
+    .resp_ms = 2000,
+    .idle_ms = 1000,
+    .weight =
+        {[AM_STALL] = 20, [AM_EARLY] = 20, [AM_OK] = 35, [AM_INTERIM] = 10, [AM_CHUNKED] = 15},
+    .slow_pct = 25,
+    .pipe_max = 3,
+    .half_pct = 15,
+    .abrupt_pct = 10,
+    .post_pct = 30,
+    .bigpad_pct = 15,
+    .stall_pct = 0,
+};
+
+static const struct fam fam_mixed = {
+    .name = "mixed",
+    .json = CFG_A,
+    .workers = "2",
+    .clients = 40,
+    .load_ms = 9000,
+    .resp_ms = 1500,
+    .idle_ms = 3000,
+    .weight = {[AM_OK] = 30,
+               [AM_CHUNKED] = 15,
+               [AM_HEAD204] = 12,
+               [AM_EARLY] = 4,
+               [AM_MIDCLOSE] = 6,
+               [AM_BIGHEAD] = 8,
+               [AM_CONNLEN] = 6,
+               [AM_BADCHUNK] = 6,
+               [AM_STALL] = 3,
+               [AM_INTERIM] = 10},
+    .slow_pct = 35,
+    .pipe_max = 4,
+    .half_pct = 10,
+    .abrupt_pct = 10,
+    .post_pct = 30,
+    .bigpad_pct = 25,
+    .stall_pct = 3,
+};
+
+/* ---- results ------------------------------------------------------------ */
+
+enum outcome {
+    OC_EXPECTED = 0, /* the origin's answer, as sent */
+    OC_LOCAL,        /* an allowed 502 / 504 from the proxy */
+    OC_PARTIAL,      /* an allowed partial response, then EOF */
+    OC_CUT_HEAD,     /* the same, cut inside its head */
+    OC_UNANSWERED,   /* an allowed EOF before any byte of it (the connection had ended) */
+    OC_ABANDONED,    /* the client gave up on it (abrupt close) */
+    OC_FAILED,
+    /* must stay last */
+    OC_COUNT
+};
+
+static const char *const oc_names[OC_COUNT] = {"expected",   "local",     "partial", "cut-head",
+                                               "unanswered", "abandoned", "FAILED"};
+
+struct res {
+    char tag[48];
+    int16_t status; /* of a complete final response, else 0 */
+    uint8_t mode;
+};
+
+struct fail {
+    char tag[48];  /* empty: not tied to one request */
+    int inv, mode; /* mode -1: none */
+    int on502;     /* about a complete 502: excused when the request crossed junk */
+    char msg[400];
+};
+
+struct cl {
+    int id;
+    uint64_t rng;
+    unsigned seq;
+    struct res *res;
+    size_t nres, capres;
+    struct fail *fail;
+    size_t nfail, capfail;
+    unsigned long stats[AM_COUNT][OC_COUNT];
+    int judging502; /* the answer being judged is a complete 502 */
+    long slowest_ms;
+    char slowest[48];
+};
+
+static struct {
+    const struct fam *f;
+    uint64_t seed;
+    char seedstr[24];
+    long deadline;
+    unsigned port;
+    size_t capacity; /* bytes a non-reading client's sockets take in; 0: unknown */
+    int retried;     /* a family failing on timing alone runs once more */
+} run;
+
+/*
+ * The report goes to stderr and to $ADV_REPORT_DIR/adv-<family>.txt: under
+ * `meson test` (TAP), Criterion sends a test's stderr to /dev/null.
+ */
+static FILE *report;
+
+__attribute__((format(printf, 1, 2))) static void rep(const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    if (report) {
+        va_start(ap, fmt);
+        vfprintf(report, fmt, ap);
+        va_end(ap);
+        fflush(report);
+    }
+}
+
+__attribute__((constructor)) static void seed_init(void)
+{
+    /* set once in the runner, so that every test's child sees the same seed */
+    if (!getenv("ADV_SEED")) {
+        struct timespec ts;
+        char s[32];
+
+        clock_gettime(CLOCK_REALTIME, &ts);
+        snprintf(s, sizeof(s), "%llu",
+                 100000000ull + ((unsigned long long)ts.tv_sec * 1000003ull ^
+                                 (unsigned long long)ts.tv_nsec ^ (unsigned long long)getpid()) %
+                                    900000000ull);
+        setenv("ADV_SEED", s, 1);
+    }
+}
+
+static uint64_t rnd(uint64_t *s)
+{
+    *s ^= *s >> 12;
+    *s ^= *s << 25;
+    *s ^= *s >> 27;
+    return *s * 2685821657736338717ull;
+}
+
+static unsigned rnd_in(uint64_t *s, unsigned lo, unsigned hi)
+{
+    return lo + (unsigned)(rnd(s) % (uint64_t)(hi - lo + 1));
+}
+
+static int pct(struct cl *c, int p)
+{
+    return (int)(rnd(&c->rng) % 100) < p;
+}
+
+__attribute__((format(printf, 5, 6))) static void cl_fail(struct cl *c, const char *tag, int mode,
+                                                          int inv, const char *fmt, ...)
+{
+    struct fail *f;
+    va_list ap;
+
+    if (c->nfail == c->capfail) {
+        size_t cap = c->capfail ? c->capfail * 2 : 16;
+        void *p = realloc(c->fail, cap * sizeof(*c->fail));
+        if (!p)
+            return;
+        c->fail = p;
+        c->capfail = cap;
+    }
+    f = &c->fail[c->nfail++];
+    snprintf(f->tag, sizeof(f->tag), "%s", tag ? tag : "");
+    f->inv = inv;
+    f->mode = mode;
+    f->on502 = c->judging502;
+    va_start(ap, fmt);
+    vsnprintf(f->msg, sizeof(f->msg), fmt, ap);
+    va_end(ap);
+}
+
+/* ---- one request -------------------------------------------------------- */
+
+struct rq {
+    char tag[48];
+    enum adv_mode mode;
+    int v, head, idx;
+    size_t n, b;
+    size_t end;      /* offset in the connection's output just past this request */
+    long t_sent;     /* all of it written */
+    long t_start;    /* the proxy may have started on it (previous answer read) */
+    enum outcome oc; /* OC_COUNT while open */
+    char desc[64];
+};
+
+/* "mode/vN METHOD body" for messages */
+static const char *mode_of(const struct rq *q)
+{
+    return q->desc;
+}
+
+static void cl_result(struct cl *c, struct rq *q, enum outcome oc, int status)
+{
+    struct res *r;
+    long took = q->t_start ? h_now_ms() - q->t_start : 0;
+
+    if (took > c->slowest_ms && oc != OC_ABANDONED) {
+        c->slowest_ms = took;
+        snprintf(c->slowest, sizeof(c->slowest), "%s", q->tag);
+    }
+    q->oc = oc;
+    c->stats[q->mode][oc]++;
+    if (c->nres == c->capres) {
+        size_t cap = c->capres ? c->capres * 2 : 256;
+        void *p = realloc(c->res, cap * sizeof(*c->res));
+        if (!p)
+            return;
+        c->res = p;
+        c->capres = cap;
+    }
+    r = &c->res[c->nres++];
+    snprintf(r->tag, sizeof(r->tag), "%s", q->tag);
+    r->status = (int16_t)status;
+    r->mode = (uint8_t)q->mode;
+}
+
+/* ---- response parsing (incremental) -------------------------------------- */
+
+enum rps { RP_HEAD = 0, RP_CL, RP_CSIZE, RP_CDATA, RP_CCRLF, RP_TRAILER, RP_EOF, RP_DONE };
+
+struct rp {
+    enum rps st;
+    size_t off; /* bytes of this message parsed */
+    size_t head_len;
+    int status, close, chunked, interim, until_eof, has_xtag;
+    long long cl;
+    unsigned long long remain;
+    char xtag[64];
+    char line1[96];
+    char *body;
+    size_t blen, bcap;
+};
+
+static void rp_reset(struct rp *p)
+{
+    char *body = p->body;
+    size_t cap = p->bcap;
+
+    memset(p, 0, sizeof(*p));
+    p->body = body;
+    p->bcap = cap;
+    p->cl = -1;
+}
+
+static int rp_add(struct rp *p, const char *s, size_t n)
+{
+    if (p->blen + n + 1 > p->bcap) {
+        size_t cap = p->bcap ? p->bcap : 4096;
+        char *q;
+        while (cap < p->blen + n + 1)
+            cap *= 2;
+        if (cap > (8u << 20))
+            return -1;
+        q = realloc(p->body, cap);
+        if (!q)
+            return -1;
+        p->body = q;
+        p->bcap = cap;
+    }
+    memcpy(p->body + p->blen, s, n);
+    p->blen += n;
+    p->body[p->blen] = '\0'; /* for messages */
+    return 0;
+}
+
+static const char *crlf(const char *b, size_t from, size_t len)
+{
+    for (size_t i = from; i + 1 < len; i++)
+        if (b[i] == '\r' && b[i + 1] == '\n')
+            return b + i;
+    return NULL;
+}
+
+static int has_token(const char *v, size_t vl, const char *tok)
+{
+    size_t tl = strlen(tok);
+
+    for (size_t i = 0; i < vl;) {
+        size_t s, e;
+        while (i < vl && (v[i] == ' ' || v[i] == '\t' || v[i] == ','))
+            i++;
+        s = i;
+        while (i < vl && v[i] != ',')
+            i++;
+        e = i;
+        while (e > s && (v[e - 1] == ' ' || v[e - 1] == '\t'))
+            e--;
+        if (e - s == tl && !strncasecmp(v + s, tok, tl))
+            return 1;
+    }
+    return 0;
+}
+
+static int rp_head(struct rp *p, const char *b, size_t hl, char *err, size_t ecap)
+{
+    const char *e = crlf(b, 0, hl), *l;
+    size_t l1 = (size_t)(e - b);
+
+    snprintf(p->line1, sizeof(p->line1), "%.*s", (int)(l1 < 90 ? l1 : 90), b);
+    for (char *x = p->line1; *x; x++)
+        if ((unsigned char)*x < 0x20 || (unsigned char)*x >= 0x7f)
+            *x = '.'; /* one line in the report */
+    if (l1 < 12 || strncmp(b, "HTTP/1.", 7) || b[8] != ' ' ||
+        sscanf(b + 9, "%3d", &p->status) != 1) {
+        snprintf(err, ecap, "not a status line: \"%s\"", p->line1);
+        return -1;
+    }
+    for (l = e + 2; l < b + hl - 2; l = e + 2) {
+        const char *colon, *v;
+        size_t nl, vl;
+
+        e = crlf(b, (size_t)(l - b), hl);
+        colon = memchr(l, ':', (size_t)(e - l));
+        if (!colon) {
+            snprintf(err, ecap, "header line without a colon: \"%.60s\"", l);
+            return -1;
+        }
+        nl = (size_t)(colon - l);
+        v = colon + 1;
+        while (v < e && (*v == ' ' || *v == '\t'))
+            v++;
+        vl = (size_t)(e - v);
+        if (nl == 14 && !strncasecmp(l, "Content-Length", 14)) {
+            long long x = 0;
+            if (p->cl >= 0) {
+                snprintf(err, ecap, "two Content-Length fields");
+                return -1;
+            }
+            for (size_t i = 0; i < vl; i++) {
+                if (v[i] < '0' || v[i] > '9' || x > (1ll << 40)) {
+                    snprintf(err, ecap, "bad Content-Length \"%.*s\"", (int)vl, v);
+                    return -1;
+                }
+                x = x * 10 + (v[i] - '0');
+            }
+            p->cl = x;
+        } else if (nl == 17 && !strncasecmp(l, "Transfer-Encoding", 17)) {
+            p->chunked = has_token(v, vl, "chunked");
+        } else if (nl == 10 && !strncasecmp(l, "Connection", 10)) {
+            p->close |= has_token(v, vl, "close");
+        } else if (nl == 5 && !strncasecmp(l, "X-Tag", 5)) {
+            p->has_xtag = 1;
+            snprintf(p->xtag, sizeof(p->xtag), "%.*s", (int)(vl < 63 ? vl : 63), v);
+        }
+    }
+    return 0;
+}
+
+/*
+ * Feed the bytes of the message at b[0..len) (eof: nothing more will come).
+ * Returns 1 when the message is complete (p->off bytes), 0 when more is
+ * needed, -1 on a framing error (err says what).
+ */
+static int rp_feed(struct rp *p, const char *b, size_t len, int eof, int no_body, char *err,
+                   size_t ecap)
+{
+    for (;;) {
+        switch (p->st) {
+        case RP_HEAD: {
+            const char *e = len >= 4 ? memmem(b + (p->off > 3 ? p->off - 3 : 0),
+                                              len - (p->off > 3 ? p->off - 3 : 0), "\r\n\r\n", 4)
+                                     : NULL;
+            if (!e) {
+                p->off = len;
+                if (len > 65536) {
+                    snprintf(err, ecap, "response head over 64 KiB");
+                    return -1;
+                }
+                return 0;
+            }
+            p->head_len = p->off = (size_t)(e - b) + 4;
+            if (rp_head(p, b, p->head_len, err, ecap) < 0)
+                return -1;
+            if (p->status >= 100 && p->status < 200 && p->status != 101) {
+                p->interim = 1;
+                p->st = RP_DONE;
+            } else if (no_body || p->status == 204 || p->status == 304) {
+                p->st = RP_DONE;
+            } else if (p->chunked) {
+                p->st = RP_CSIZE;
+            } else if (p->cl >= 0) {
+                p->remain = (unsigned long long)p->cl;
+                p->st = p->cl ? RP_CL : RP_DONE;
+            } else {
+                p->until_eof = 1;
+                p->st = RP_EOF;
+            }
+            break;
+        }
+        case RP_CL:
+        case RP_CDATA: {
+            size_t k = len - p->off;
+            if (k > p->remain)
+                k = (size_t)p->remain;
+            if (!k)
+                return 0;
+            if (rp_add(p, b + p->off, k) < 0) {
+                snprintf(err, ecap, "body too large");
+                return -1;
+            }
+            p->off += k;
+            p->remain -= k;
+            if (!p->remain)
+                p->st = p->st == RP_CL ? RP_DONE : RP_CCRLF;
+            break;
+        }
+        case RP_CSIZE: {
+            const char *e = crlf(b, p->off, len);
+            const char *s = b + p->off;
+            unsigned long long sz = 0;
+            int digits = 0, sig = 0;
+
+            if (!e) {
+                if (len - p->off > 1024) {
+                    snprintf(err, ecap, "chunk size line over 1 KiB");
+                    return -1;
+                }
+                return 0;
+            }
+            for (; s < e; s++) {
+                int d = *s >= '0' && *s <= '9'   ? *s - '0'
+                        : *s >= 'a' && *s <= 'f' ? *s - 'a' + 10
+                        : *s >= 'A' && *s <= 'F' ? *s - 'A' + 10
+                                                 : -1;
+                if (d < 0)
+                    break;
+                digits++;
+                if (sz || d)
+                    sig++;
+                sz = sz * 16 + (unsigned)d;
+                if (sig > 15) {
+                    snprintf(err, ecap, "chunk size overflows");
+                    return -1;
+                }
+            }
+            if (!digits || (s < e && *s != ';')) {
+                snprintf(err, ecap, "bad chunk size line \"%.*s\"",
+                         (int)((e - b) - (long)p->off < 40 ? (e - b) - (long)p->off : 40),
+                         b + p->off);
+                return -1;
+            }
+            p->off = (size_t)(e - b) + 2;
+            p->remain = sz;
+            p->st = sz ? RP_CDATA : RP_TRAILER;
+            break;
+        }
+        case RP_CCRLF:
+            if (len - p->off < 2)
+                return 0;
+            if (b[p->off] != '\r' || b[p->off + 1] != '\n') {
+                snprintf(err, ecap, "chunk data not followed by CRLF");
+                return -1;
+            }
+            p->off += 2;
+            p->st = RP_CSIZE;
+            break;
+        case RP_TRAILER: {
+            const char *e = crlf(b, p->off, len);
+            if (!e) {
+                if (len - p->off > 8192) {
+                    snprintf(err, ecap, "trailer over 8 KiB");
+                    return -1;
+                }
+                return 0;
+            }
+            if ((size_t)(e - b) == p->off)
+                p->st = RP_DONE;
+            p->off = (size_t)(e - b) + 2;
+            break;
+        }
+        case RP_EOF:
+            if (len > p->off && rp_add(p, b + p->off, len - p->off) < 0) {
+                snprintf(err, ecap, "unframed body too large");
+                return -1;
+            }
+            p->off = len;
+            if (!eof)
+                return 0;
+            p->st = RP_DONE;
+            break;
+        case RP_DONE:
+            return 1;
+        }
+    }
+}
+
+/* ---- one connection --------------------------------------------------- */
+
+struct cn {
+    int fd;
+    char *in;
+    size_t len, cap; /* received, not consumed */
+    struct rp p;
+    char *out;
+    size_t olen, ooff, ocap;
+    char *rest; /* the rest of an early request's body, sent after its answer (or not) */
+    size_t restlen;
+    int eof, reset, wdead, half_wanted, half, closing, ended_by_prev;
+    int slow, rchunk, rcvbuf;
+    long abrupt_at; /* bytes of this batch after which the client closes; -1 never */
+    int stall_ms;   /* read nothing for this long once the batch is written */
+    long stall_until;
+    size_t rx_batch;
+    long last_rx, last_done, t_open;
+    long prev_sent;    /* when the last request of the batch before was all written */
+    char prev[192];    /* the answer before, for messages */
+    long long head_cl; /* the last answer was to HEAD and announced this many body bytes */
+    struct rq head_rq;
+    char head_line[96];
+    struct rq rq[MAX_PIPE];
+    int nrq, next;
+};
+
+static void out_add(struct cn *k, const void *s, size_t n)
+{
+    if (k->olen + n > k->ocap) {
+        size_t cap = k->ocap ? k->ocap : 8192;
+        char *p;
+        while (cap < k->olen + n)
+            cap *= 2;
+        p = realloc(k->out, cap);
+        if (!p)
+            abort();
+        k->out = p;
+        k->ocap = cap;
+    }
+    memcpy(k->out + k->olen, s, n);
+    k->olen += n;
+}
+
+__attribute__((format(printf, 2, 3))) static void out_fmt(struct cn *k, const char *fmt, ...)
+{
+    char tmp[2048];
+    va_list ap;
+    int n;
+
+    va_start(ap, fmt);
+    n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
+    va_end(ap);
+    if (n > 0)
+        out_add(k, tmp, (size_t)n < sizeof(tmp) ? (size_t)n : sizeof(tmp) - 1);
+}
+
+static int cn_open(struct cl *c, struct cn *k)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_port = htons((uint16_t)run.port),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
+
+    if (fd < 0)
+        return -1;
+    if (k->slow || k->rcvbuf) {
+        int rb = k->rcvbuf ? k->rcvbuf : (int)rnd_in(&c->rng, 2048, 4096);
+        /* before connect, so the window is small from the start */
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rb, sizeof(rb));
+    }
+    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+        close(fd);
+        return -1;
+    }
+    if (pct(c, 50))
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+    k->fd = fd;
+    k->t_open = h_now_ms();
+    return 0;
+}
+
+static void cn_close(struct cn *k, int reset)
+{
+    if (k->fd < 0)
+        return;
+    if (reset) {
+        struct linger lg = {1, 0};
+        setsockopt(k->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+    }
+    close(k->fd);
+    k->fd = -1;
+}
+
+static void cn_write(struct cn *k, long now)
+{
+    while (!k->wdead && k->ooff < k->olen) {
+        ssize_t w = send(k->fd, k->out + k->ooff, k->olen - k->ooff, MSG_NOSIGNAL);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            break;
+        if (w <= 0) {
+            k->wdead = 1; /* the proxy closed: what it sent is still to be read */
+            break;
+        }
+        k->ooff += (size_t)w;
+    }
+    for (int i = 0; i < k->nrq; i++)
+        if (!k->rq[i].t_sent && k->ooff >= k->rq[i].end)
+            k->rq[i].t_sent = now;
+    if (k->half_wanted && !k->half && k->ooff == k->olen) {
+        (void)shutdown(k->fd, SHUT_WR);
+        k->half = 1;
+    }
+}
+
+/* Read once (a little when slow); returns bytes read, 0 on EOF or nothing. */
+static size_t cn_read(struct cn *k)
+{
+    size_t want = k->slow ? (size_t)k->rchunk : 65536;
+    ssize_t r;
+
+    if (k->cap - k->len < want + 1) {
+        size_t cap = k->cap ? k->cap : 65536;
+        char *p;
+        while (cap - k->len < want + 1)
+            cap *= 2;
+        p = realloc(k->in, cap);
+        if (!p)
+            abort();
+        k->in = p;
+        k->cap = cap;
+    }
+    do
+        r = recv(k->fd, k->in + k->len, want, 0);
+    while (r < 0 && errno == EINTR);
+    if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+        return 0;
+    if (r <= 0) {
+        k->eof = 1; /* 0: FIN; < 0: reset; what was received stays ours to check */
+        k->reset = r < 0;
+        return 0;
+    }
+    k->len += (size_t)r;
+    k->in[k->len] = '\0'; /* for messages */
+    k->rx_batch += (size_t)r;
+    return (size_t)r;
+}
+
+static void cn_consume(struct cn *k, size_t n)
+{
+    memmove(k->in, k->in + n, k->len - n);
+    k->len -= n;
+    k->in[k->len] = '\0';
+}
+
+/* ---- judging ----------------------------------------------------------- */
+
+/* Invariant 1 on raw bytes that answer q: nothing of any other request. */
+static int scan(struct cl *c, const struct rq *q, const char *raw, size_t n)
+{
+    const char *s;
+    size_t pos = 0, tl;
+    int bad = 0;
+
+    if ((s = memmem(raw, n, "secret=", 7))) {
+        cl_fail(c, q->tag, (int)q->mode, 1, "request bytes (\"%.60s\") in the answer to %s (%s)", s,
+                q->tag, mode_of(q));
+        bad = 1;
+    }
+    if (memmem(raw, n, ADV_POISON, strlen(ADV_POISON))) {
+        cl_fail(c, q->tag, (int)q->mode, 1, "POISONED stray bytes in the answer to %s (%s)", q->tag,
+                mode_of(q));
+        bad = 1;
+    }
+    while ((s = adv_tag_find(raw, n, run.seedstr, &pos, &tl))) {
+        if (tl != strlen(q->tag) || memcmp(s, q->tag, tl)) {
+            cl_fail(c, q->tag, (int)q->mode, 1, "foreign tag %.*s in the answer to %s (%s)",
+                    (int)tl, s, q->tag, mode_of(q));
+            bad = 1;
+            break;
+        }
+    }
+    return bad;
+}
+
+/* The origin's own answer: its X-Tag must be the request's. */
+static int xtag_ok(struct cl *c, const struct rq *q, const struct rp *p)
+{
+    if (p->has_xtag && !strcmp(p->xtag, q->tag))
+        return 1;
+    cl_fail(c, q->tag, (int)q->mode, 1, "%s (%s): \"%s\" with X-Tag %s", q->tag, mode_of(q),
+            p->line1, p->has_xtag ? p->xtag : "(none)");
+    return 0;
+}
+
+static int body_ok(struct cl *c, const struct rq *q, const struct rp *p, size_t want, int exact)
+{
+    size_t tl = strlen(q->tag);
+    unsigned h = adv_tag_hash(q->tag);
+
+    if (exact ? p->blen != want : p->blen > want) {
+        cl_fail(c, q->tag, (int)q->mode, 2, "%s (%s): body of %zu bytes, expected %s%zu", q->tag,
+                mode_of(q), p->blen, exact ? "" : "at most ", want);
+        return 0;
+    }
+    for (size_t i = 0; i < p->blen; i++)
+        if (p->body[i] != adv_body_byte(q->tag, tl, h, i)) {
+            cl_fail(c, q->tag, (int)q->mode, 1,
+                    "%s (%s): body byte %zu is '%c', not its own (\"%.40s\")", q->tag, mode_of(q),
+                    i, p->body[i], p->body + i);
+            return 0;
+        }
+    return 1;
+}
+
+/* The status the origin answers this mode with, when it answers fully. */
+static int origin_status(const struct rq *q)
+{
+    switch (q->mode) {
+    case AM_HEAD204:
+        return q->v == 2 ? 200 : q->v == 3 ? 304 : 204;
+    case AM_EARLY:
+        return 401;
+    default:
+        return 200;
+    }
+}
+
+static size_t origin_body_len(const struct rq *q)
+{
+    switch (q->mode) {
+    case AM_HEAD204:
+        return 0;
+    case AM_BIGHEAD:
+        return ADV_BIGHEAD_BODY;
+    default:
+        return q->n;
+    }
+}
+
+static void judge_complete(struct cl *c, struct cn *k, struct rq *q, const char *raw, long now)
+{
+    struct rp *p = &k->p;
+    int st = p->status, ok = 0;
+    enum outcome oc = OC_EXPECTED;
+
+    c->judging502 = st == 502;
+    scan(c, q, raw, p->off);
+    switch (q->mode) {
+    case AM_OK:
+    case AM_CHUNKED:
+    case AM_INTERIM:
+    case AM_HEAD204:
+    case AM_EARLY:
+        if (st != origin_status(q)) {
+            cl_fail(c, q->tag, (int)q->mode, 2, "%s (%s): expected %d, got \"%s\"", q->tag,
+                    mode_of(q), origin_status(q), p->line1);
+            break;
+        }
+        ok = xtag_ok(c, q, p) && body_ok(c, q, p, origin_body_len(q), 1);
+        if (ok && q->mode == AM_EARLY && !p->close) {
+            cl_fail(c, q->tag, (int)q->mode, 2,
+                    "%s (%s): 401 answered before the request body was read lacks "
+                    "Connection: close",
+                    q->tag, mode_of(q));
+            ok = 0;
+        }
+        break;
+    case AM_MIDCLOSE:
+    case AM_BIGHEAD:
+    case AM_CONNLEN:
+    case AM_BADCHUNK:
+        if (st == 502) {
+            ok = 1;
+            oc = OC_LOCAL;
+        } else {
+            cl_fail(c, q->tag, (int)q->mode, 2,
+                    "%s (%s): expected 502%s, got a complete \"%s\" (%zu body bytes%s)", q->tag,
+                    mode_of(q), q->mode == AM_CONNLEN ? "" : " or its own partial answer then EOF",
+                    p->line1, p->blen, p->until_eof ? ", read until close" : "");
+        }
+        if (ok && q->mode == AM_BADCHUNK && now - q->t_start > BADCHUNK_MAX_MS) {
+            cl_fail(c, q->tag, (int)q->mode, 2, "%s (%s): 502 only after %ld ms", q->tag,
+                    mode_of(q), now - q->t_start);
+            ok = 0;
+        }
+        break;
+    case AM_STALL:
+        if (st == 504) {
+            ok = 1;
+            oc = OC_LOCAL;
+        } else {
+            cl_fail(c, q->tag, (int)q->mode, 2, "%s (%s): expected 504, got \"%s\"", q->tag,
+                    mode_of(q), p->line1);
+        }
+        break;
+    default:
+        break;
+    }
+    c->judging502 = 0;
+    cl_result(c, q, ok ? oc : OC_FAILED, st);
+}
+
+/* EOF after some bytes of q's answer. */
+static void judge_partial(struct cl *c, struct cn *k, struct rq *q, long now)
+{
+    struct rp *p = &k->p;
+    int ok = 0;
+
+    scan(c, q, k->in, k->len);
+    if (p->st == RP_HEAD && (q->mode == AM_MIDCLOSE || q->mode == AM_BIGHEAD) && k->len >= 16 &&
+        !memcmp(k->in, "HTTP/1.1 200 OK\r\n", 17 < k->len ? 17 : 16)) {
+        /*
+         * Its own partial answer, cut inside the head: the proxy closed
+         * while a client's pipelined bytes were unread, and the reset
+         * dropped what its socket still held. Allowed, counted apart.
+         */
+        cl_result(c, q, OC_CUT_HEAD, 0);
+        return;
+    }
+    if (p->st == RP_HEAD) {
+        cl_fail(c, q->tag, (int)q->mode, 2,
+                "%s (%s): %s inside the answer's head (%zu bytes: \"%.40s\")", q->tag, mode_of(q),
+                k->reset ? "reset" : "EOF", k->len, k->in);
+    } else if (q->mode == AM_MIDCLOSE || q->mode == AM_BIGHEAD || q->mode == AM_BADCHUNK) {
+        if (p->status != 200)
+            cl_fail(c, q->tag, (int)q->mode, 2, "%s (%s): partial \"%s\"", q->tag, mode_of(q),
+                    p->line1);
+        else
+            ok = xtag_ok(c, q, p) &&
+                 body_ok(c, q, p, origin_body_len(q) ? origin_body_len(q) : 5, 0);
+        if (ok && q->mode == AM_BADCHUNK && now - q->t_start > BADCHUNK_MAX_MS) {
+            cl_fail(c, q->tag, (int)q->mode, 2, "%s (%s): connection closed only after %ld ms",
+                    q->tag, mode_of(q), now - q->t_start);
+            ok = 0;
+        }
+    } else {
+        cl_fail(c, q->tag, (int)q->mode, 2, "%s (%s): \"%s\" cut short: %zu body bytes then %s",
+                q->tag, mode_of(q), p->line1, p->blen, k->reset ? "a reset" : "EOF");
+    }
+    cl_result(c, q, ok ? OC_PARTIAL : OC_FAILED, 0);
+}
+
+/* EOF before any byte of q's answer. */
+static void judge_unanswered(struct cl *c, struct cn *k, struct rq *q, long now)
+{
+    /* a half-close after complete requests still gets every answer (docs/http.md) */
+    if (k->ended_by_prev) {
+        cl_result(c, q, OC_UNANSWERED, 0);
+        return;
+    }
+    /*
+     * A keep-alive close: the proxy's idle timeout counts from when it
+     * handed the last answer to the kernel, which may be long before a slow
+     * reader has read it. A new batch sent an idle timeout (less a few ms
+     * for the crossing) after the one before may meet the close.
+     */
+    if (q->idx == 0 && k->prev_sent && q->t_sent &&
+        q->t_sent - k->prev_sent >= run.f->idle_ms - 20) {
+        cl_result(c, q, OC_UNANSWERED, 0);
+        k->ended_by_prev = 1;
+        return;
+    }
+    cl_fail(c, q->tag, (int)q->mode, 2,
+            "%s (%s): connection %s without an answer, %ld ms after the proxy could start "
+            "on it (answer %d of %d in its batch; before it: %s, %ld ms before)",
+            q->tag, mode_of(q), k->reset ? "reset" : "closed", q->t_start ? now - q->t_start : -1,
+            q->idx + 1, k->nrq, k->prev[0] ? k->prev : "the connection was opened",
+            now - (k->last_done ? k->last_done : k->t_open));
+    cl_result(c, q, OC_FAILED, 0);
+    k->ended_by_prev = 1; /* the rest follow from this one */
+}
+
+static void abandon_rest(struct cl *c, struct cn *k)
+{
+    for (; k->next < k->nrq; k->next++)
+        cl_result(c, &k->rq[k->next], OC_ABANDONED, 0);
+}
+
+/* The longest q may go without progress. */
+static long bound_ms(const struct rq *q)
+{
+    const struct fam *f = run.f;
+
+    if (q->mode == AM_STALL)
+        return f->resp_ms + SLACK_MS;
+    return (f->resp_ms > f->idle_ms ? f->resp_ms : f->idle_ms) + SLACK_MS;
+}
+
+/* When the proxy could start on q at the earliest: sent, and the answer before it read. */
+static void set_start(struct cn *k, struct rq *q, long now)
+{
+    if (q->t_start)
+        return;
+    if (!q->t_sent)
+        q->t_sent = now; /* answered before the write was seen complete */
+    q->t_start = q->t_sent > k->last_done ? q->t_sent : k->last_done;
+}
+
+/* Parse what arrived; judge complete answers. */
+static void progress(struct cl *c, struct cn *k, long now)
+{
+    char err[160];
+
+    while (k->next < k->nrq || k->head_cl) {
+        struct rq *q = &k->rq[k->next];
+        int r;
+
+        if (k->head_cl) {
+            /*
+             * The answer to a HEAD request announced a body: none may
+             * follow. The next answer starts with "HTTP/"; anything else is
+             * that body, sent anyway (by the proxy: the origin never does).
+             */
+            if (!k->len)
+                return;
+            if (k->in[0] != 'H') {
+                size_t n = (size_t)k->head_cl < k->len ? (size_t)k->head_cl : k->len;
+                if (n < (size_t)k->head_cl && !k->eof)
+                    return;
+                char shown[24];
+
+                for (size_t i = 0; i < sizeof(shown) - 1; i++)
+                    shown[i] = i >= n ? '\0' : (unsigned char)k->in[i] < 0x20 ? '.' : k->in[i];
+                shown[sizeof(shown) - 1] = '\0';
+                scan(c, &k->head_rq, k->in, n);
+                cl_fail(c, k->head_rq.tag, (int)k->head_rq.mode, 1,
+                        "%s (%s): %zu body bytes (\"%s\") came after its answer \"%s\" to HEAD",
+                        k->head_rq.tag, mode_of(&k->head_rq), n, shown, k->head_line);
+                cn_consume(k, n);
+            }
+            k->head_cl = 0;
+            continue;
+        }
+        r = rp_feed(&k->p, k->in, k->len, k->eof, q->head, err, sizeof(err));
+        if (r == 0)
+            return;
+        set_start(k, q, now);
+        if (r < 0) {
+            scan(c, q, k->in, k->len);
+            cl_fail(c, q->tag, (int)q->mode, 1, "%s (%s): malformed answer: %s (before it: %s)",
+                    q->tag, mode_of(q), err, k->prev[0] ? k->prev : "nothing on this connection");
+            cl_result(c, q, OC_FAILED, 0);
+            k->next++;
+            abandon_rest(c, k);
+            k->closing = 2; /* nothing more can be read in step */
+            return;
+        }
+        if (k->p.interim) {
+            if (q->mode == AM_INTERIM && k->p.has_xtag)
+                (void)xtag_ok(c, q, &k->p);
+            scan(c, q, k->in, k->p.off);
+            cn_consume(k, k->p.off);
+            rp_reset(&k->p);
+            continue;
+        }
+        judge_complete(c, k, q, k->in, now);
+        snprintf(k->prev, sizeof(k->prev), "%s (%s) got \"%.40s\"%s in %ld ms", q->tag, mode_of(q),
+                 k->p.line1, k->p.close ? " with Connection: close" : "", now - q->t_start);
+        if (q->mode == AM_EARLY && k->rest && pct(c, 50)) {
+            /* the rest of the body, which the proxy must discard */
+            out_add(k, k->rest, k->restlen);
+        }
+        if (k->p.close || k->p.until_eof)
+            k->closing = 1;
+        if (q->head && k->p.cl > 0 && !k->closing) {
+            k->head_cl = k->p.cl;
+            k->head_rq = *q;
+            snprintf(k->head_line, sizeof(k->head_line), "%s", k->p.line1);
+        }
+        cn_consume(k, k->p.off);
+        rp_reset(&k->p);
+        k->next++;
+        k->last_done = now;
+        if (k->closing) {
+            k->ended_by_prev = 1;
+            for (; k->next < k->nrq; k->next++)
+                cl_result(c, &k->rq[k->next], OC_UNANSWERED, 0);
+        }
+    }
+}
+
+/* After an answer that ends the connection: EOF must follow, and nothing else. */
+static void await_eof(struct cl *c, struct cn *k)
+{
+    long t0 = h_now_ms();
+    const char *tag = k->nrq ? k->rq[k->nrq - 1].tag : NULL;
+
+    if (k->closing == 2)
+        return;
+    while (!k->eof) {
+        struct pollfd pf = {k->fd, POLLIN | (k->ooff < k->olen && !k->wdead ? POLLOUT : 0), 0};
+        long now = h_now_ms();
+
+        if (now - t0 > 2000 + SLACK_MS) {
+            cl_fail(c, tag, k->nrq ? (int)k->rq[k->nrq - 1].mode : -1, 2,
+                    "no EOF within %d ms after an answer that ended the connection (%s)",
+                    2000 + SLACK_MS, tag ? tag : "");
+            return;
+        }
+        if (poll(&pf, 1, 20) <= 0)
+            continue;
+        if (pf.revents & POLLOUT)
+            cn_write(k, now);
+        if (pf.revents & (POLLIN | POLLHUP | POLLERR))
+            (void)cn_read(k);
+    }
+    if (k->len) {
+        const struct rq *q = &k->rq[k->nrq - 1];
+        scan(c, q, k->in, k->len);
+        cl_fail(c, tag, k->nrq ? (int)k->rq[k->nrq - 1].mode : -1, 1,
+                "%zu bytes after the answer that ended the connection (after %s): \"%.60s\"",
+                k->len, tag ? tag : "", k->in);
+    }
+}
+
+/* Build one request into k's output. */
+static void add_request(struct cl *c, struct cn *k, struct rq *q, int with_early_rest)
+{
+    const struct fam *f = run.f;
+    int te = 0, zeros = 0, post;
+    size_t first = 0;
+    char *body = NULL;
+    const char *method;
+
+    post = q->mode == AM_EARLY || ((q->mode == AM_OK || q->mode == AM_CHUNKED ||
+                                    q->mode == AM_INTERIM || q->mode == AM_STALL) &&
+                                   pct(c, f->post_pct));
+    if (post && q->mode != AM_EARLY) {
+        q->b = pct(c, 70) ? rnd_in(&c->rng, 1, 4096) : rnd_in(&c->rng, 4097, 65536);
+        te = pct(c, 50);
+        zeros = te && pct(c, 15);
+    }
+    method = q->head ? "HEAD" : post ? "POST" : "GET";
+    if (q->mode == AM_EARLY)
+        snprintf(q->desc, sizeof(q->desc), "early/v%d POST partial body", q->v);
+    else if (post)
+        snprintf(q->desc, sizeof(q->desc), "%s/v%d POST %s %zu", adv_mode_name(q->mode), q->v,
+                 !te     ? "length"
+                 : zeros ? "chunked with 0-padded sizes"
+                         : "chunked",
+                 q->b);
+    else
+        snprintf(q->desc, sizeof(q->desc), "%s/v%d %s", adv_mode_name(q->mode), q->v, method);
+    out_fmt(k,
+            "%s /%s/%s?n=%zu&v=%d&b=%zu HTTP/1.1\r\nHost: adv\r\nX-Tag: %s\r\n"
+            "Cookie: secret=%s\r\nUser-Agent: adv/%d\r\n",
+            method, adv_mode_name(q->mode), q->tag, q->n, q->v, q->b, q->tag, q->tag, c->id);
+    if (pct(c, run.f->bigpad_pct)) {
+        /*
+         * A head of up to ~28 KiB, secrets all along: copied into a head
+         * block that a queued response still points into, it would show.
+         */
+        unsigned lines = rnd_in(&c->rng, 1, 4), len = rnd_in(&c->rng, 1000, 7000);
+        for (unsigned l = 0; l < lines; l++) {
+            size_t start = k->olen;
+            out_fmt(k, "X-Pad-%u: ", l);
+            while (k->olen - start < len)
+                out_fmt(k, "%s;secret=%s ", q->tag, q->tag);
+            out_fmt(k, "\r\n");
+        }
+    }
+    if (q->mode == AM_EARLY) {
+        /* the rest would be a request if anyone parsed the body as one */
+        char line[128];
+        int ll =
+            snprintf(line, sizeof(line), "GET /smuggled/%s HTTP/1.1\r\nHost: a\r\n\r\n", q->tag);
+        q->b = rnd_in(&c->rng, 256 * 1024, 2 * 1024 * 1024);
+        body = malloc(q->b);
+        if (!body)
+            abort();
+        for (size_t i = 0; i < q->b; i++)
+            body[i] = line[i % (size_t)ll];
+        first = rnd_in(&c->rng, 4096, 32768);
+        out_fmt(k, "Content-Length: %zu\r\n\r\n", q->b);
+        out_add(k, body, first);
+        if (with_early_rest) {
+            k->rest = body;
+            k->restlen = q->b - first;
+            memmove(k->rest, body + first, k->restlen);
+        } else {
+            free(body);
+        }
+        q->end = k->olen;
+        return;
+    }
+    if (!post) {
+        out_fmt(k, "\r\n");
+        q->end = k->olen;
+        return;
+    }
+    body = malloc(q->b);
+    if (!body)
+        abort();
+    adv_body(q->tag, q->b, body);
+    if (!te) {
+        out_fmt(k, "Content-Length: %zu\r\n\r\n", q->b);
+        out_add(k, body, q->b);
+    } else {
+        out_fmt(k, "Transfer-Encoding: chunked\r\n\r\n");
+        for (size_t off = 0; off < q->b;) {
+            size_t n = rnd_in(&c->rng, 1, 9000);
+            if (n > q->b - off)
+                n = q->b - off;
+            if (zeros)
+                out_fmt(k, "%0*zx\r\n", (int)rnd_in(&c->rng, 16, 20), n);
+            else
+                out_fmt(k, "%zx\r\n", n);
+            out_add(k, body + off, n);
+            out_fmt(k, "\r\n");
+            off += n;
+        }
+        out_fmt(k, "0\r\n\r\n");
+    }
+    free(body);
+    q->end = k->olen;
+}
+
+static enum adv_mode pick_mode(struct cl *c)
+{
+    unsigned total = 0, r;
+
+    for (int m = 0; m < AM_COUNT; m++)
+        total += run.f->weight[m];
+    r = (unsigned)(rnd(&c->rng) % total);
+    for (int m = 0; m < AM_COUNT; m++) {
+        if (r < run.f->weight[m])
+            return (enum adv_mode)m;
+        r -= run.f->weight[m];
+    }
+    return AM_OK;
+}
+
+/*
+ * A body size. Up to 300 KiB; 64 KiB for a small-buffer reader, whose tiny
+ * window against loopback's 64 KiB segments can make TCP itself crawl
+ * (persist timer, delayed ACKs): its backpressure comes from stalled_session().
+ */
+static size_t pick_size(struct cl *c, const struct cn *k)
+{
+    unsigned r = (unsigned)(rnd(&c->rng) % 100);
+
+    if (r < 65)
+        return rnd_in(&c->rng, 64, 4096);
+    if (r < 90 || k->slow)
+        return rnd_in(&c->rng, 4097, 65536);
+    return rnd_in(&c->rng, 65537, 300 * 1024);
+}
+
+/* Choose and queue a batch of pipelined requests. */
+static void make_batch(struct cl *c, struct cn *k, int last)
+{
+    int depth = (int)rnd_in(&c->rng, 1, (unsigned)run.f->pipe_max), stalls = 0;
+
+    for (int i = 0; i < k->nrq; i++)
+        if (k->rq[i].t_sent > k->prev_sent)
+            k->prev_sent = k->rq[i].t_sent;
+    k->nrq = k->next = 0;
+    k->olen = k->ooff = 0;
+    k->rx_batch = 0;
+    for (int i = 0; i < depth; i++) {
+        struct rq *q = &k->rq[k->nrq];
+        enum adv_mode m = pick_mode(c);
+
+        if (m == AM_STALL && stalls++)
+            m = AM_OK; /* one wait per batch keeps the run short */
+        if (m == AM_EARLY && !last)
+            m = AM_OK; /* it ends the connection on purpose */
+        memset(q, 0, sizeof(*q));
+        q->oc = OC_COUNT;
+        q->idx = k->nrq;
+        q->mode = m;
+        q->v = (int)(rnd(&c->rng) % (uint64_t)adv_mode_variants(m));
+        snprintf(q->tag, sizeof(q->tag), "c%d-r%u-%s", c->id, c->seq++, run.seedstr);
+        switch (m) {
+        case AM_OK:
+            q->n = q->v == 1 ? rnd_in(&c->rng, 1, 16000) : pick_size(c, k);
+            break;
+        case AM_CHUNKED:
+        case AM_INTERIM:
+            q->n = pick_size(c, k);
+            break;
+        case AM_HEAD204:
+            q->head = q->v == 2;
+            q->n = rnd_in(&c->rng, 1, 100000);
+            break;
+        case AM_EARLY:
+            q->n = rnd_in(&c->rng, 10, 2000);
+            break;
+        case AM_MIDCLOSE:
+            q->n = rnd_in(&c->rng, 100, 100000);
+            break;
+        case AM_CONNLEN:
+            q->head = pct(c, 25);
+            q->n = rnd_in(&c->rng, 10, 5000);
+            break;
+        default:
+            q->n = 0;
+            break;
+        }
+        add_request(c, k, q, 1);
+        k->nrq++;
+        if (m == AM_EARLY)
+            break;
+        /* what ends the connection usually comes last */
+        if ((m == AM_MIDCLOSE || m == AM_BIGHEAD || m == AM_BADCHUNK) && pct(c, 80))
+            break;
+    }
+}
+
+/* Run one batch; returns 1 when the connection is over. */
+static int run_batch(struct cl *c, struct cn *k)
+{
+    long t0 = h_now_ms();
+
+    k->last_rx = t0;
+    for (;;) {
+        long now = h_now_ms();
+        struct pollfd pf = {k->fd, POLLIN, 0};
+
+        if (k->next < k->nrq) {
+            struct rq *q = &k->rq[k->next];
+            if (q->t_sent && !q->t_start)
+                q->t_start = q->t_sent > k->last_done ? q->t_sent : k->last_done;
+            if (q->t_start) {
+                long ref = q->t_start > k->last_rx ? q->t_start : k->last_rx;
+                if (now - ref > bound_ms(q) || now - q->t_start > HANG_MS) {
+                    scan(c, q, k->in, k->len);
+                    cl_fail(c, q->tag, (int)q->mode, 2,
+                            "%s (%s): no answer (%zu bytes of it) %ld ms after the proxy could "
+                            "start on it, nothing for %ld ms (%s reader)",
+                            q->tag, mode_of(q), k->len, now - q->t_start, now - ref,
+                            k->slow       ? "slow, small-buffer"
+                            : k->stall_ms ? "stalling"
+                                          : "fast");
+                    cl_result(c, q, OC_FAILED, 0);
+                    k->next++;
+                    abandon_rest(c, k);
+                    return 1;
+                }
+            } else if (now - t0 > HANG_MS) {
+                cl_fail(c, q->tag, (int)q->mode, 2, "%s: could not send the request in %d ms",
+                        q->tag, HANG_MS);
+                abandon_rest(c, k);
+                return 1;
+            }
+        } else if (k->closing) {
+            await_eof(c, k);
+            return 1;
+        } else {
+            return 0;
+        }
+        if (k->abrupt_at == 0 && k->ooff == k->olen) {
+            /* gone before any answer: the proxy must clean up after us */
+            h_msleep((int)rnd_in(&c->rng, 0, 30));
+            abandon_rest(c, k);
+            return 1;
+        }
+        if (k->ooff < k->olen && !k->wdead)
+            pf.events |= POLLOUT;
+        if (k->stall_ms && !k->stall_until && k->ooff == k->olen)
+            k->stall_until = now + k->stall_ms;
+        if (k->stall_until && now >= k->stall_until && k->rcvbuf) {
+            /* the stall is over: a bigger window, or TCP itself crawls through megabytes */
+            int rb = 1 << 20;
+            setsockopt(k->fd, SOL_SOCKET, SO_RCVBUF, &rb, sizeof(rb));
+            k->rcvbuf = 0;
+        }
+        if (k->stall_until && now < k->stall_until) {
+            /* not reading: the proxy's queue towards us fills up */
+            pf.events &= (short)~POLLIN;
+            k->last_rx = now;
+            if (!pf.events) {
+                h_msleep(10);
+                continue;
+            }
+        }
+        if (poll(&pf, 1, 20) <= 0)
+            continue;
+        now = h_now_ms();
+        if (pf.revents & POLLOUT)
+            cn_write(k, now);
+        if (pf.revents & (POLLIN | POLLHUP | POLLERR)) {
+            size_t got = cn_read(k);
+            if (got)
+                k->last_rx = now;
+            progress(c, k, now);
+            if (k->abrupt_at > 0 && k->rx_batch >= (size_t)k->abrupt_at && k->next < k->nrq) {
+                /* give up mid-answer: what came so far must still be ours */
+                scan(c, &k->rq[k->next], k->in, k->len);
+                abandon_rest(c, k);
+                return 1;
+            }
+            if (k->eof && k->next < k->nrq) {
+                struct rq *q = &k->rq[k->next];
+
+                set_start(k, q, now);
+                if (k->len) {
+                    judge_partial(c, k, q, now);
+                    k->next++;
+                    k->ended_by_prev = 1;
+                }
+                for (; k->next < k->nrq; k->next++)
+                    judge_unanswered(c, k, &k->rq[k->next], now);
+                return 1;
+            }
+            if (got && k->slow)
+                h_msleep((int)rnd_in(&c->rng, 1, 3));
+        }
+    }
+}
+
+/*
+ * The pattern of a use after free: a body that leaves the client's sockets
+ * (which take run.capacity bytes) only a little room, then a ~30 KiB response
+ * head that no longer fits, so the proxy holds it; the origin breaks that
+ * response off, the client reads nothing for a while, and other clients'
+ * big request heads (secrets all along) keep coming meanwhile.
+ */
+static void stalled_session(struct cl *c)
+{
+    struct cn k;
+    struct rq *q;
+    size_t room = rnd_in(&c->rng, 2048, 24576);
+
+    memset(&k, 0, sizeof(k));
+    k.fd = -1;
+    k.rcvbuf = 4096; /* as when run.capacity was measured */
+    rp_reset(&k.p);
+    if (cn_open(c, &k) < 0) {
+        cl_fail(c, NULL, -1, 2, "client %d: cannot connect to the proxy: %s", c->id,
+                strerror(errno));
+        h_msleep(50);
+        return;
+    }
+    k.abrupt_at = -1;
+    k.stall_ms = (int)rnd_in(&c->rng, 300, 600);
+    for (int i = 0; i < 2; i++) {
+        q = &k.rq[k.nrq];
+        memset(q, 0, sizeof(*q));
+        q->oc = OC_COUNT;
+        q->idx = k.nrq;
+        q->mode = i ? AM_BIGHEAD : AM_OK;
+        q->v = i ? (int)(rnd(&c->rng) % 2) : 0;
+        q->n = i ? 0 : run.capacity - room;
+        snprintf(q->tag, sizeof(q->tag), "c%d-r%u-%s", c->id, c->seq++, run.seedstr);
+        add_request(c, &k, q, 0);
+        k.nrq++;
+    }
+    (void)run_batch(c, &k);
+    cn_close(&k, 0);
+    free(k.in);
+    free(k.out);
+    free(k.rest);
+    free(k.p.body);
+}
+
+/* One connection: a few batches, then close (or the proxy closes it). */
+static void session(struct cl *c)
+{
+    const struct fam *f = run.f;
+    struct cn k;
+    int batches = (int)rnd_in(&c->rng, 1, 4), half = pct(c, f->half_pct);
+    int abrupt = pct(c, f->abrupt_pct), ended = 0;
+
+    if (run.capacity && pct(c, f->stall_pct)) {
+        stalled_session(c);
+        return;
+    }
+    memset(&k, 0, sizeof(k));
+    k.fd = -1;
+    rp_reset(&k.p);
+    k.slow = pct(c, f->slow_pct);
+    k.rchunk = (int)rnd_in(&c->rng, 512, 2048);
+    if (cn_open(c, &k) < 0) {
+        cl_fail(c, NULL, -1, 2, "client %d: cannot connect to the proxy: %s", c->id,
+                strerror(errno));
+        h_msleep(50);
+        return;
+    }
+    for (int b = 0;
+         b < batches && !ended && h_now_ms() < run.deadline && c->seq < MAX_REQ_PER_CLIENT; b++) {
+        int last = b == batches - 1;
+
+        free(k.rest);
+        k.rest = NULL;
+        k.restlen = 0;
+        make_batch(c, &k, last);
+        if (k.rq[k.nrq - 1].mode == AM_EARLY)
+            last = 1;
+        k.half_wanted = last && half && k.rq[k.nrq - 1].mode != AM_EARLY;
+        k.abrupt_at = -1;
+        if (abrupt && last)
+            k.abrupt_at = pct(c, 25) ? 0 : (long)rnd_in(&c->rng, 1, 40000);
+        ended = run_batch(c, &k);
+        if (!ended && !last)
+            h_msleep(pct(c, 90) ? (int)rnd_in(&c->rng, 0, 20) : (int)rnd_in(&c->rng, 50, 200));
+    }
+    if (!ended && k.fd >= 0) {
+        /* nothing may follow the last answer */
+        struct pollfd pf = {k.fd, POLLIN, 0};
+        if (poll(&pf, 1, 5) > 0) {
+            (void)cn_read(&k);
+            if (k.len) {
+                scan(c, &k.rq[k.nrq - 1], k.in, k.len);
+                for (size_t i = 0; i < k.len; i++)
+                    if ((unsigned char)k.in[i] < 0x20)
+                        k.in[i] = '.';
+                cl_fail(c, NULL, (int)k.rq[k.nrq - 1].mode, 1,
+                        "client %d: %zu stray bytes after the last answer (%s): \"%.60s\"", c->id,
+                        k.len, k.prev, k.in);
+            }
+        }
+    }
+    cn_close(&k, abrupt && pct(c, 50));
+    free(k.in);
+    free(k.out);
+    free(k.rest);
+    free(k.p.body);
+}
+
+static void *client_main(void *arg)
+{
+    struct cl *c = arg;
+
+    while (h_now_ms() < run.deadline && c->seq < MAX_REQ_PER_CLIENT)
+        session(c);
+    return NULL;
+}
+
+/* ---- the proxy's side ---------------------------------------------------- */
+
+static int fd_count(pid_t pid)
+{
+    char path[64];
+    struct dirent *d;
+    DIR *dir;
+    int n = 0;
+
+    snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
+    dir = opendir(path);
+    if (!dir)
+        return -1;
+    while ((d = readdir(dir)))
+        n += d->d_name[0] != '.';
+    closedir(dir);
+    return n;
+}
+
+static long metric(unsigned port, const char *name)
+{
+    struct h_resp r;
+    char key[128];
+    long v = -1;
+    int fd = h_connect(port);
+
+    if (fd < 0)
+        return -1;
+    if (h_sends(fd, "GET /metrics HTTP/1.1\r\nHost: a\r\n\r\n") == 0 &&
+        h_read_response(fd, &r, 0) == 0) {
+        char *p;
+        r.body = realloc(r.body, r.body_len + 1);
+        r.body[r.body_len] = '\0';
+        snprintf(key, sizeof(key), "\n%s ", name);
+        p = strstr(r.body, key);
+        if (p)
+            v = atol(p + strlen(key));
+        h_resp_free(&r);
+    }
+    h_close(fd);
+    return v;
+}
+
+/* Send-Q of the proxy's socket to local port cport (/proc/net/tcp); -1 if none. */
+static long proxy_send_q(unsigned pport, unsigned cport)
+{
+    char line[512];
+    long q = -1;
+    FILE *f = fopen("/proc/net/tcp", "r");
+
+    if (!f)
+        return -1;
+    while (q < 0 && fgets(line, sizeof(line), f)) {
+        unsigned lport, rport;
+        unsigned long tx;
+
+        if (sscanf(line, " %*d: %*x:%x %*x:%x %*x %lx:%*x", &lport, &rport, &tx) == 3 &&
+            lport == pport && rport == cport)
+            q = (long)tx;
+    }
+    fclose(f);
+    return q;
+}
+
+/*
+ * How many bytes of a response the sockets towards a client that reads
+ * nothing take in (the proxy's send queue and the client's receive queue,
+ * with a 4 KiB receive buffer); 0 when it cannot be told.
+ */
+static size_t capacity(unsigned port)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_port = htons((uint16_t)port),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t sl = sizeof(sa);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), rb = 4096, inq = 0;
+    long q = -1, last = -2, stable_since = h_now_ms(), end = h_now_ms() + 5000;
+    struct linger lg = {1, 0};
+    char req[256];
+
+    if (fd < 0)
+        return 0;
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rb, sizeof(rb));
+    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 ||
+        getsockname(fd, (struct sockaddr *)&sa, &sl) != 0) {
+        close(fd);
+        return 0;
+    }
+    snprintf(req, sizeof(req),
+             "GET /ok/cal-%s?n=%u&v=0&b=0 HTTP/1.1\r\nHost: adv\r\nX-Tag: cal-%s\r\n"
+             "Cookie: secret=cal-%s\r\n\r\n",
+             run.seedstr, 8u << 20, run.seedstr, run.seedstr);
+    (void)h_sends(fd, req);
+    while (h_now_ms() < end && h_now_ms() - stable_since < 300) {
+        h_msleep(20);
+        q = proxy_send_q(port, ntohs(sa.sin_port));
+        if (q != last) {
+            last = q;
+            stable_since = h_now_ms();
+        }
+    }
+    (void)ioctl(fd, FIONREAD, &inq);
+    setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+    close(fd);
+    if (q < 0 || h_now_ms() >= end)
+        return 0;
+    return (size_t)q + (size_t)inq;
+}
+
+static int res_cmp(const void *a, const void *b)
+{
+    return strcmp(((const struct res *)a)->tag, ((const struct res *)b)->tag);
+}
+
+/* Invariant 3: one log line per answered request, with the status its client got. */
+static void check_log(struct cl *c0, const struct proxy *px, struct res *all, size_t nall,
+                      struct hostile *h)
+{
+    char *s = h_slurp(px->out_path), *line, *save = NULL;
+    unsigned *count = calloc(nall + 1, sizeof(unsigned));
+    int *status = calloc(nall + 1, sizeof(int));
+    size_t lines = 0;
+
+    qsort(all, nall, sizeof(*all), res_cmp);
+    for (line = strtok_r(s, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        json_error_t je;
+        json_t *o = json_loads(line, 0, &je), *jp, *js;
+        const char *path, *t, *e;
+        struct res key, *r;
+
+        lines++;
+        if (!o) {
+            cl_fail(c0, NULL, -1, 3, "access log line is not JSON (%s): %.80s", je.text, line);
+            continue;
+        }
+        jp = json_object_get(o, "path");
+        js = json_object_get(o, "status");
+        path = json_is_string(jp) ? json_string_value(jp) : "";
+        if (!strncmp(path, "/smuggled/", 10))
+            cl_fail(c0, NULL, -1, 1, "access log has a smuggled request: %.80s", line);
+        t = path[0] == '/' ? strchr(path + 1, '/') : NULL;
+        if (t) {
+            t++;
+            e = strchr(t, '?');
+            snprintf(key.tag, sizeof(key.tag), "%.*s", (int)(e ? e - t : (long)strlen(t)), t);
+            r = bsearch(&key, all, nall, sizeof(*all), res_cmp);
+            if (r) {
+                size_t i = (size_t)(r - all);
+                count[i]++;
+                status[i] = json_is_integer(js) ? (int)json_integer_value(js) : -1;
+            }
+        }
+        json_decref(o);
+    }
+    for (size_t i = 0; i < nall; i++) {
+        if (hostile_excused(h, all[i].tag))
+            continue;
+        if (count[i] > 1)
+            cl_fail(c0, all[i].tag, all[i].mode, 3, "%s (%s): %u access log lines", all[i].tag,
+                    adv_mode_name(all[i].mode), count[i]);
+        else if (all[i].status && count[i] == 0)
+            cl_fail(c0, all[i].tag, all[i].mode, 3,
+                    "%s (%s): answered %d but not in the access log", all[i].tag,
+                    adv_mode_name(all[i].mode), all[i].status);
+        else if (all[i].status && status[i] != all[i].status)
+            cl_fail(c0, all[i].tag, all[i].mode, 3,
+                    "%s (%s): the client got %d, the access log says %d", all[i].tag,
+                    adv_mode_name(all[i].mode), all[i].status, status[i]);
+    }
+    free(count);
+    free(status);
+    free(s);
+    rep("adv[%s]: %zu access log lines\n", run.f->name, lines);
+}
+
+static void check_sanitizer(struct cl *c0, const struct proxy *px)
+{
+    char *err = h_slurp(px->err_path);
+    const char *pats[] = {"ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
+                          "runtime error:", "SUMMARY: UndefinedBehaviorSanitizer"};
+
+    for (size_t i = 0; i < sizeof(pats) / sizeof(pats[0]); i++) {
+        const char *p = strstr(err, pats[i]);
+        if (p) {
+            cl_fail(c0, NULL, -1, 4, "sanitizer report on the proxy's stderr: %.300s", p);
+            break;
+        }
+    }
+    free(err);
+}
+
+/* ---- a run ------------------------------------------------------------- */
+
+static void run_family(const struct fam *f)
+{
+    const char *args[] = {"--workers", f->workers, NULL};
+    const char *env = getenv("ADV_SEED");
+    struct proxy px;
+    struct hostile *h;
+    struct cl *cls, c0;
+    pthread_t *tid;
+    struct res *all;
+    size_t nall = 0, nfail = 0, nexcused = 0;
+    unsigned long inv[5] = {0}, total = 0, stats[AM_COUNT][OC_COUNT] = {{0}};
+    unsigned per[5][AM_COUNT + 1] = {{0}};
+    int verbose = getenv("ADV_VERBOSE") && strcmp(getenv("ADV_VERBOSE"), "0");
+    long t_start = h_now_ms(), t_load = 0, t_fds = 0, slowest = 0;
+    const char *slowest_tag = "";
+    int base_fds, fds = -1, rc, status;
+    char probs[2048], first[512] = "", report_path[512] = "";
+    int shown = 0;
+    unsigned nprob;
+
+    memset(&c0, 0, sizeof(c0));
+    run.f = f;
+    run.seed = strtoull(env ? env : "1", NULL, 10);
+    snprintf(run.seedstr, sizeof(run.seedstr), "%llu", (unsigned long long)run.seed);
+    if (getenv("ADV_REPORT_DIR")) {
+        snprintf(report_path, sizeof(report_path), "%s/adv-%s.txt", getenv("ADV_REPORT_DIR"),
+                 f->name);
+        report = fopen(report_path, "w");
+    }
+    rep("adv: seed=%s family=%s workers=%s clients=%d load=%d ms\n", run.seedstr, f->name,
+        f->workers, f->clients, f->load_ms);
+    h = hostile_start(run.seed ^ (uint64_t)(uintptr_t)f->name[0] * 0x9e3779b97f4a7c15ull);
+    cr_assert(h, "adv: seed=%s: hostile origin did not start", run.seedstr);
+    h_proxy_start(&px, hostile_port(h), f->json, args);
+    run.port = px.port;
+    /* the start-up probes' connections close; what stays is the baseline */
+    h_msleep(300);
+    base_fds = fd_count(px.pid);
+    for (int i = 0; i < 3; i++) {
+        int n;
+        h_msleep(100);
+        n = fd_count(px.pid);
+        if (n >= 0 && n < base_fds)
+            base_fds = n;
+    }
+
+    run.capacity = 0;
+    if (f->stall_pct) {
+        run.capacity = capacity(px.port);
+        if (run.capacity < 65536 || run.capacity > (6u << 20)) {
+            rep("adv[%s]: client sockets take %zu bytes: no stalled sessions\n", f->name,
+                run.capacity);
+            run.capacity = 0;
+        } else {
+            rep("adv[%s]: client sockets take %zu bytes\n", f->name, run.capacity);
+        }
+        /* its connections close again before the descriptors are counted */
+    }
+    cls = calloc((size_t)f->clients, sizeof(*cls));
+    tid = calloc((size_t)f->clients, sizeof(*tid));
+    cr_assert(cls && tid);
+    run.deadline = h_now_ms() + f->load_ms;
+    for (int i = 0; i < f->clients; i++) {
+        cls[i].id = i;
+        cls[i].rng = (run.seed * 0x9e3779b97f4a7c15ull) ^ ((uint64_t)(i + 1) << 32) ^
+                     (uint64_t)(unsigned char)f->name[0] ^ 0x5bd1e995ull;
+        if (!cls[i].rng)
+            cls[i].rng = 1;
+        cr_assert_eq(pthread_create(&tid[i], NULL, client_main, &cls[i]), 0);
+    }
+    for (int i = 0; i < f->clients; i++)
+        pthread_join(tid[i], NULL);
+    t_load = h_now_ms();
+
+    /* invariant 4: the proxy is alive, closes everything, answers, exits 0 */
+    if (waitpid(px.pid, &status, WNOHANG) == px.pid) {
+        char *err = h_slurp(px.err_path);
+        size_t el = strlen(err);
+        cl_fail(&c0, NULL, -1, 4, "the proxy died during the load (status %#x): %.400s", status,
+                el > 400 ? err + el - 400 : err);
+        free(err);
+        px.pid = 0;
+    } else {
+        long t0 = h_now_ms();
+        while (h_now_ms() - t0 < 10000) {
+            fds = fd_count(px.pid);
+            if (fds >= 0 && fds <= base_fds)
+                break;
+            h_msleep(100);
+        }
+        t_fds = h_now_ms();
+        if (fds > base_fds)
+            cl_fail(&c0, NULL, -1, 4,
+                    "%d descriptors open 10 s after the load, %d after start-up "
+                    "(client connections %ld, idle pool %ld)",
+                    fds, base_fds, metric(px.admin_port, "ringproxy_client_connections"),
+                    metric(px.admin_port, "ringproxy_upstream_pool_idle"));
+        {
+            struct h_resp r;
+            char req[256], want[64];
+            snprintf(req, sizeof(req),
+                     "GET /ok/final-%s?n=100&v=0&b=0 HTTP/1.1\r\nHost: adv\r\n"
+                     "X-Tag: final-%s\r\nCookie: secret=final-%s\r\n\r\n",
+                     run.seedstr, run.seedstr, run.seedstr);
+            snprintf(want, sizeof(want), "final-%s", run.seedstr);
+            if (h_roundtrip(px.port, req, &r) != 0) {
+                cl_fail(&c0, NULL, -1, 4, "no answer to a plain request after the load");
+            } else {
+                char xt[64] = "";
+                (void)h_header(r.head, "X-Tag", xt, sizeof(xt));
+                if (r.status != 200 || strcmp(xt, want) || r.body_len != 100)
+                    cl_fail(&c0, NULL, -1, 4,
+                            "a plain request after the load got %d, X-Tag %s, %zu body bytes",
+                            r.status, xt, r.body_len);
+                h_resp_free(&r);
+            }
+        }
+        rc = h_proxy_stop(&px);
+        if (rc != 0)
+            cl_fail(&c0, NULL, -1, 4, "the proxy exited %d on SIGTERM, not 0", rc);
+    }
+    check_sanitizer(&c0, &px);
+
+    /* invariant 3 needs every client's results */
+    for (int i = 0; i < f->clients; i++)
+        nall += cls[i].nres;
+    all = calloc(nall + 1, sizeof(*all));
+    cr_assert(all);
+    nall = 0;
+    for (int i = 0; i < f->clients; i++) {
+        memcpy(all + nall, cls[i].res, cls[i].nres * sizeof(*all));
+        nall += cls[i].nres;
+    }
+    check_log(&c0, &px, all, nall, h);
+
+    nprob = hostile_problems(h, probs, sizeof(probs));
+    if (nprob)
+        cl_fail(&c0, NULL, -1, 1, "the origin saw %u bad requests, first: %.300s", nprob, probs);
+
+    /* the report: a few messages per invariant and mode (all with ADV_VERBOSE=1) */
+    for (int i = 0; i <= f->clients; i++) {
+        struct cl *c = i < f->clients ? &cls[i] : &c0;
+        for (size_t j = 0; j < c->nfail; j++) {
+            struct fail *fl = &c->fail[j];
+            unsigned *seen = &per[fl->inv][fl->mode + 1];
+            if (fl->tag[0] && fl->on502 && hostile_excused(h, fl->tag)) {
+                if (verbose || nexcused < 5)
+                    rep("adv: seed=%s excused: [inv%d] %s\n", run.seedstr, fl->inv, fl->msg);
+                nexcused++;
+                continue;
+            }
+            inv[fl->inv]++;
+            if (!nfail)
+                snprintf(first, sizeof(first), "[inv%d] %s", fl->inv, fl->msg);
+            if (verbose || (*seen)++ < 3) {
+                char nt[256];
+                rep("adv: seed=%s [inv%d] %s\n", run.seedstr, fl->inv, fl->msg);
+                if (fl->tag[0])
+                    rep("adv:     %s: %s\n", fl->tag,
+                        hostile_note(h, fl->tag, nt, sizeof(nt)) ? nt
+                                                                 : "the origin never received it");
+                /* the only channel to meson's test log */
+                if (shown++ < 12)
+                    cr_expect_fail("[inv%d] %s", fl->inv, fl->msg);
+            }
+            nfail++;
+        }
+        if (c->slowest_ms > slowest) {
+            slowest = c->slowest_ms;
+            slowest_tag = c->slowest;
+        }
+        for (int m = 0; m < AM_COUNT && i < f->clients; m++)
+            for (int o = 0; o < OC_COUNT; o++) {
+                stats[m][o] += c->stats[m][o];
+                total += c->stats[m][o];
+            }
+    }
+    for (int v = 1; v <= 4; v++)
+        for (int m = -1; m < AM_COUNT; m++)
+            if (per[v][m + 1] > 3 && !verbose)
+                rep("adv: seed=%s [inv%d] %s: %u failures in all\n", run.seedstr, v,
+                    m < 0 ? "(no mode)" : adv_mode_name((enum adv_mode)m), per[v][m + 1]);
+    rep("adv[%s]: seed=%s %lu requests (origin saw %lu) in %.1f s, %zu failures", f->name,
+        run.seedstr, total, hostile_requests(h), (double)(h_now_ms() - t_start) / 1e3, nfail);
+    if (nexcused)
+        rep(", %zu excused (stray bytes crossed a request)", nexcused);
+    rep("\n");
+    rep("adv[%s]: clients done at %.1f s, descriptors back at %.1f s; slowest request %s: %ld ms\n",
+        f->name, (double)(t_load - t_start) / 1e3, (double)(t_fds - t_start) / 1e3, slowest_tag,
+        slowest);
+    {
+        char ex[1024];
+        if (hostile_excused_list(h, ex, sizeof(ex)))
+            rep("adv[%s]: requests that crossed stray bytes: %s\n", f->name, ex);
+    }
+    for (int m = 0; m < AM_COUNT; m++) {
+        unsigned long n = 0;
+        for (int o = 0; o < OC_COUNT; o++)
+            n += stats[m][o];
+        if (!n)
+            continue;
+        rep("adv[%s]:   %-9s %5lu:", f->name, adv_mode_name((enum adv_mode)m), n);
+        for (int o = 0; o < OC_COUNT; o++)
+            if (stats[m][o])
+                rep(" %s %lu", oc_names[o], stats[m][o]);
+        rep("\n");
+    }
+
+    hostile_stop(h);
+    for (int i = 0; i < f->clients; i++) {
+        free(cls[i].res);
+        free(cls[i].fail);
+    }
+    free(c0.res);
+    free(c0.fail);
+    free(all);
+    free(cls);
+    free(tid);
+    if (nfail) {
+        /* the proxy's own account, for whoever reads the report */
+        char *err = h_slurp(px.err_path);
+        size_t el = strlen(err);
+        const char *from = el > 3000 ? err + el - 3000 : err;
+        rep("adv[%s]: the proxy's stderr (last %zu bytes):\n%s\n", f->name, strlen(from), from);
+        free(err);
+    }
+    if (report)
+        fclose(report);
+    report = NULL;
+    if (nfail && !inv[1] && !inv[3] && !inv[4] && !run.retried) {
+        /*
+         * Only answers late or cut short (inv2), which depend on timing on a
+         * loaded machine: said here, and the family runs once more with
+         * another seed; failing again fails the test. A foreign byte
+         * (inv1), a missing or doubled log line (inv3) or a leaked
+         * descriptor (inv4) fails it at once.
+         */
+        cr_log_warn("adv[%s] ADV_SEED=%s: %zu late or cut answers (first: %s); once more with "
+                    "another seed",
+                    f->name, run.seedstr, nfail, first);
+        run.retried = 1;
+        {
+            char next[32];
+
+            snprintf(next, sizeof(next), "%llu", (unsigned long long)run.seed * 2654435761u + 1);
+            setenv("ADV_SEED", next, 1);
+        }
+        run_family(f);
+        return;
+    }
+    if (nfail)
+        cr_assert_fail("adv[%s] ADV_SEED=%s: %zu invariant failures (inv1 %lu, inv2 %lu, inv3 %lu, "
+                       "inv4 %lu)%s%s%s",
+                       f->name, run.seedstr, nfail, inv[1], inv[2], inv[3], inv[4],
+                       run.retried ? " (second run)" : "", report_path[0] ? "; report: " : "",
+                       report_path);
+}
+
+Test(adv, framing, .timeout = 120)
+{
+    run_family(&fam_framing);
+}
+
+Test(adv, poison, .timeout = 120)
+{
+    run_family(&fam_poison);
+}
+
+Test(adv, leak, .timeout = 120)
+{
+    run_family(&fam_leak);
+}
+
+Test(adv, timeouts, .timeout = 120)
+{
+    run_family(&fam_timeouts);
+}
+
+Test(adv, mixed, .timeout = 120)
+{
+    run_family(&fam_mixed);
+}
