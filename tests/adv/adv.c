@@ -1598,51 +1598,6 @@ static int fd_count(pid_t pid)
     return n;
 }
 
-static long metric(unsigned port, const char *name)
-{
-    struct h_resp r;
-    char key[128];
-    long v = -1;
-    int fd = h_connect(port);
-
-    if (fd < 0)
-        return -1;
-    if (h_sends(fd, "GET /metrics HTTP/1.1\r\nHost: a\r\n\r\n") == 0 &&
-        h_read_response(fd, &r, 0) == 0) {
-        char *p;
-        r.body = realloc(r.body, r.body_len + 1);
-        r.body[r.body_len] = '\0';
-        snprintf(key, sizeof(key), "\n%s ", name);
-        p = strstr(r.body, key);
-        if (p)
-            v = atol(p + strlen(key));
-        h_resp_free(&r);
-    }
-    h_close(fd);
-    return v;
-}
-
-/* Send-Q of the proxy's socket to local port cport (/proc/net/tcp); -1 if none. */
-static long proxy_send_q(unsigned pport, unsigned cport)
-{
-    char line[512];
-    long q = -1;
-    FILE *f = fopen("/proc/net/tcp", "r");
-
-    if (!f)
-        return -1;
-    while (q < 0 && fgets(line, sizeof(line), f)) {
-        unsigned lport, rport;
-        unsigned long tx;
-
-        if (sscanf(line, " %*d: %*x:%x %*x:%x %*x %lx:%*x", &lport, &rport, &tx) == 3 &&
-            lport == pport && rport == cport)
-            q = (long)tx;
-    }
-    fclose(f);
-    return q;
-}
-
 /*
  * How many bytes of a response the sockets towards a client that reads
  * nothing take in (the proxy's send queue and the client's receive queue,
@@ -1674,7 +1629,7 @@ static size_t capacity(unsigned port)
     (void)h_sends(fd, req);
     while (h_now_ms() < end && h_now_ms() - stable_since < 300) {
         h_msleep(20);
-        q = proxy_send_q(port, ntohs(sa.sin_port));
+        q = h_send_q(port, ntohs(sa.sin_port));
         if (q != last) {
             last = q;
             stable_since = h_now_ms();
@@ -1867,8 +1822,8 @@ static void run_family(const struct fam *f)
             cl_fail(&c0, NULL, -1, 4,
                     "%d descriptors open 10 s after the load, %d after start-up "
                     "(client connections %ld, idle pool %ld)",
-                    fds, base_fds, metric(px.admin_port, "ringproxy_client_connections"),
-                    metric(px.admin_port, "ringproxy_upstream_pool_idle"));
+                    fds, base_fds, h_metric(px.admin_port, "ringproxy_client_connections"),
+                    h_metric(px.admin_port, "ringproxy_upstream_pool_idle"));
         {
             struct h_resp r;
             char req[256], want[64];

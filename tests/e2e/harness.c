@@ -550,3 +550,48 @@ int h_roundtrip(unsigned port, const char *req, struct h_resp *r)
     h_close(fd);
     return rc;
 }
+
+long h_metric(unsigned admin_port, const char *sample)
+{
+    struct h_resp r;
+    char key[160];
+    long v = -1;
+    int fd = h_connect(admin_port);
+
+    if (fd < 0)
+        return -1;
+    if (h_sends(fd, "GET /metrics HTTP/1.1\r\nHost: a\r\n\r\n") == 0 &&
+        h_read_response(fd, &r, 0) == 0) {
+        char *p;
+
+        r.body = realloc(r.body, r.body_len + 1);
+        r.body[r.body_len] = '\0';
+        snprintf(key, sizeof(key), "\n%s ", sample);
+        p = strstr(r.body, key);
+        if (p)
+            v = atol(p + strlen(key));
+        h_resp_free(&r);
+    }
+    h_close(fd);
+    return v;
+}
+
+long h_send_q(unsigned lport, unsigned rport)
+{
+    char line[512];
+    long q = -1;
+    FILE *f = fopen("/proc/net/tcp", "r");
+
+    if (!f)
+        return -1;
+    while (q < 0 && fgets(line, sizeof(line), f)) {
+        unsigned lp, rp;
+        unsigned long tx;
+
+        if (sscanf(line, " %*d: %*x:%x %*x:%x %*x %lx:%*x", &lp, &rp, &tx) == 3 && lp == lport &&
+            rp == rport)
+            q = (long)tx;
+    }
+    fclose(f);
+    return q;
+}

@@ -81,6 +81,13 @@ void h_close(int fd);
 /* One request on a fresh connection, response returned; the connection is closed. */
 int h_roundtrip(unsigned port, const char *req, struct h_resp *r);
 
+/* The value of one sample of the proxy's /metrics ("name" or "name{labels}"); -1 if none. */
+long h_metric(unsigned admin_port, const char *sample);
+
+/* Send-Q of the TCP socket from local port lport to remote port rport (/proc/net/tcp); -1 if none.
+ */
+long h_send_q(unsigned lport, unsigned rport);
+
 /* Value of header name in a response head, copied to out; 0 if found. */
 int h_header(const char *head, const char *name, char *out, size_t cap);
 

@@ -51,31 +51,6 @@ static void down(void)
     origin_stop(origin);
 }
 
-static long metric(unsigned port, const char *name)
-{
-    struct h_resp r;
-    char key[128];
-    long v = -1;
-    int fd = h_connect(port);
-
-    if (fd < 0)
-        return -1;
-    if (h_sends(fd, "GET /metrics HTTP/1.1\r\nHost: a\r\n\r\n") == 0 &&
-        h_read_response(fd, &r, 0) == 0) {
-        char *p;
-
-        r.body = realloc(r.body, r.body_len + 1);
-        r.body[r.body_len] = '\0';
-        snprintf(key, sizeof(key), "\n%s ", name);
-        p = strstr(r.body, key);
-        if (p)
-            v = atol(p + strlen(key));
-        h_resp_free(&r);
-    }
-    h_close(fd);
-    return v;
-}
-
 /* A connection that asks for a download and then never reads. */
 static int stalled_download(size_t n)
 {
@@ -117,7 +92,7 @@ Test(e2e_fairness, stalled_readers_do_not_starve_others, .init = up, .fini = dow
         fd[i] = stalled_download(8000000);
     h_msleep(1000); /* their responses fill every socket buffer on the way */
     assert_served_soon("48 stalled readers");
-    cr_assert_gt(metric(px.admin_port, "ringproxy_buffer_sweeps_total"), 0,
+    cr_assert_gt(h_metric(px.admin_port, "ringproxy_buffer_sweeps_total"), 0,
                  "the stalled queues were moved out of the ring");
     for (int i = 0; i < 48; i++)
         h_close(fd[i]);
@@ -370,7 +345,7 @@ Test(e2e_fairness, dropped_lines_counted_once_everywhere, .fini = down)
     }
     /* stderr reports at most once a second: wait for both to settle */
     for (int i = 0; i < 50; i++) {
-        dropped = metric(px.admin_port, "ringproxy_access_log_dropped_total");
+        dropped = h_metric(px.admin_port, "ringproxy_access_log_dropped_total");
         err = h_slurp(px.err_path);
         reported = 0;
         for (p = err; (p = strstr(p, "access log: ")); p++)
@@ -472,7 +447,7 @@ Test(e2e_fairness, smallest_log_buffer_holds_its_bytes, .fini = down)
     }
     a = log_lines(50);
     cr_assert_eq(json_array_size(a), 50);
-    cr_assert_eq(metric(px.admin_port, "ringproxy_access_log_dropped_total"), 0);
+    cr_assert_eq(h_metric(px.admin_port, "ringproxy_access_log_dropped_total"), 0);
     json_decref(a);
 }
 
@@ -564,7 +539,7 @@ Test(e2e_fairness, out_of_descriptors_pauses_accepting, .fini = down, .timeout =
     cr_assert_eq(h_roundtrip(px.port, "GET /size/5 HTTP/1.1\r\nHost: a\r\n\r\n", &r), 0);
     cr_assert_eq(r.status, 200);
     h_resp_free(&r);
-    cr_assert_geq(metric(px.admin_port, "ringproxy_accept_pauses_total"), 1);
+    cr_assert_geq(h_metric(px.admin_port, "ringproxy_accept_pauses_total"), 1);
     err = h_slurp(px.err_path);
     cr_assert(strstr(err, "accept: accepting again"), "%s", err);
     free(err);
@@ -595,7 +570,7 @@ Test(e2e_fairness, no_descriptor_for_upstream_is_502, .init = up, .fini = down)
     a = log_lines(1);
     cr_assert_str_eq(str(json_array_get(a, 0), "termination"), "upstream_connect_failed");
     json_decref(a);
-    cr_assert_eq(metric(px.admin_port, "ringproxy_upstream_failures_total{reason=\"no_socket\"}"),
+    cr_assert_eq(h_metric(px.admin_port, "ringproxy_upstream_failures_total{reason=\"no_socket\"}"),
                  1);
     err = h_slurp(px.err_path);
     cr_assert(strstr(err, "upstream connection: Too many open files"), "%s", err);

@@ -569,27 +569,6 @@ static int connect_small_rcvbuf(unsigned port)
     return fd;
 }
 
-/* Send-Q of the proxy's socket to the client at local port cport (/proc/net/tcp); -1 if none. */
-static long proxy_send_q(unsigned cport)
-{
-    char line[512];
-    long q = -1;
-    FILE *f = fopen("/proc/net/tcp", "r");
-
-    if (!f)
-        return -1;
-    while (q < 0 && fgets(line, sizeof(line), f)) {
-        unsigned lport, rport;
-        unsigned long tx;
-
-        if (sscanf(line, " %*d: %*x:%x %*x:%x %*x %lx:%*x", &lport, &rport, &tx) == 3 &&
-            lport == px.port && rport == cport)
-            q = (long)tx;
-    }
-    fclose(f);
-    return q;
-}
-
 static void uaf_reset(void)
 {
     for (int i = 0; i < uaf.n; i++)
@@ -622,7 +601,7 @@ static size_t uaf_capacity(void)
         cr_assert_lt(h_now_ms(), end, "the origin never stopped being able to write");
         uaf_pump(20, -1);
     }
-    q = proxy_send_q(ntohs(sa.sin_port));
+    q = h_send_q(px.port, ntohs(sa.sin_port));
     cr_assert_gt(q, 0, "no send queue for the proxy's socket in /proc/net/tcp");
     cr_assert_eq(ioctl(a, FIONREAD, &inq), 0);
     h_close(a);

@@ -82,30 +82,6 @@ static void *load_main(void *arg)
     return NULL;
 }
 
-static long metric(unsigned port, const char *name)
-{
-    struct h_resp r;
-    char req[128], key[128];
-    long v = -1;
-    int fd = h_connect(port);
-
-    if (fd < 0)
-        return -1;
-    snprintf(req, sizeof(req), "GET /metrics HTTP/1.1\r\nHost: a\r\n\r\n");
-    if (h_sends(fd, req) == 0 && h_read_response(fd, &r, 0) == 0) {
-        char *p;
-        r.body = realloc(r.body, r.body_len + 1);
-        r.body[r.body_len] = '\0';
-        snprintf(key, sizeof(key), "\n%s ", name);
-        p = strstr(r.body, key);
-        if (p)
-            v = atol(p + strlen(key));
-        h_resp_free(&r);
-    }
-    h_close(fd);
-    return v;
-}
-
 static long rss_kib(pid_t pid)
 {
     char path[64], line[256];
@@ -153,14 +129,14 @@ Test(e2e_soak, mixed_hostile_traffic_leaves_no_residue, .init = up, .fini = down
     round_of_load(200);
     /* every client connection is closed again, within the header timeout */
     for (int i = 0; i < 40; i++) {
-        active = metric(px.admin_port, "ringproxy_client_connections");
+        active = h_metric(px.admin_port, "ringproxy_client_connections");
         if (active == 0)
             break;
         h_msleep(100);
     }
     cr_assert_eq(active, 0, "client connections left open: %ld", active);
     {
-        long idle = metric(px.admin_port, "ringproxy_upstream_pool_idle");
+        long idle = h_metric(px.admin_port, "ringproxy_upstream_pool_idle");
 
         /* -1 is a failed scrape, not an empty pool (safety #10) */
         cr_assert(idle >= 0 && idle <= 2 * 64, "pool idle %ld", idle);
@@ -200,7 +176,7 @@ Test(e2e_soak, trickled_bytes_pin_few_buffers, .init = up, .fini = down)
     cr_assert_eq(h_roundtrip(px.port, "GET / HTTP/1.1\r\nHost: a\r\n\r\n", &r), 0);
     cr_assert_eq(r.status, 200, "another client is still served");
     h_resp_free(&r);
-    cr_assert_eq(metric(px.admin_port, "ringproxy_recv_buffer_waits_total"), 0,
+    cr_assert_eq(h_metric(px.admin_port, "ringproxy_recv_buffer_waits_total"), 0,
                  "a trickling client ran the receive buffers out");
     cr_assert_eq(h_read_response(fd, &r, 0), 0);
     cr_assert_eq(r.status, 200);
