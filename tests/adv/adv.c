@@ -1727,6 +1727,53 @@ static void check_sanitizer(struct cl *c0, const struct proxy *px)
 
 /* ---- a run ------------------------------------------------------------- */
 
+/*
+ * Starvation (#19.1): a well-behaved client next to the hostile ones, a new
+ * connection every 100 ms for a small answer, timed. However the others
+ * behave (slow readers, trickles, stalls), it must be served within
+ * PROBE_MAX_MS (a worker starved by a few stalled readers once kept new
+ * clients waiting for the idle timeout).
+ */
+#define PROBE_MAX_MS 2000
+#define STALLERS 48
+
+struct probe {
+    unsigned port;
+    long worst_ms;
+    int n, failed;
+    char worst[64];
+};
+
+static void *probe_main(void *arg)
+{
+    struct probe *p = arg;
+
+    while (h_now_ms() < run.deadline) {
+        char req[256], tag[48];
+        struct h_resp r;
+        long t0 = h_now_ms(), took;
+        int ok;
+
+        snprintf(tag, sizeof(tag), "probe%d", p->n++);
+        snprintf(req, sizeof(req),
+                 "GET /ok/%s?n=5&v=0&b=0 HTTP/1.1\r\nHost: a\r\nX-Tag: %s\r\n"
+                 "Cookie: secret=%s\r\nConnection: close\r\n\r\n",
+                 tag, tag, tag);
+        ok = h_roundtrip(p->port, req, &r) == 0 && r.status == 200;
+        if (ok)
+            h_resp_free(&r);
+        took = h_now_ms() - t0;
+        if (!ok)
+            p->failed++;
+        if (took > p->worst_ms) {
+            p->worst_ms = took;
+            snprintf(p->worst, sizeof(p->worst), "%s", tag);
+        }
+        h_msleep(100);
+    }
+    return NULL;
+}
+
 static void run_family(const struct fam *f)
 {
     const char *args[] = {"--workers", f->workers, NULL};
@@ -1789,6 +1836,37 @@ static void run_family(const struct fam *f)
     tid = calloc((size_t)f->clients, sizeof(*tid));
     cr_assert(cls && tid);
     run.deadline = h_now_ms() + f->load_ms;
+    struct probe probe = {.port = px.port};
+    pthread_t probe_tid;
+    int stalled[STALLERS];
+
+    /*
+     * In the leak family (one worker), STALLERS clients also ask for 8 MB
+     * (4 MB under the sanitizers, where the origin is slow to make them)
+     * and read nothing until the load ends: on c2cf0d5 they held every
+     * receive buffer of the worker, and the probe waited.
+     */
+    const char *san = getenv("RINGPROXY_SANITIZED");
+    int stall_bytes = san && !strcmp(san, "1") ? 4000000 : 8000000;
+
+    for (int i = 0; i < STALLERS; i++) {
+        char req[256];
+        int small = 4096;
+
+        stalled[i] = -1;
+        if (strcmp(f->name, "leak"))
+            continue;
+        stalled[i] = h_connect(px.port);
+        if (stalled[i] < 0)
+            continue;
+        (void)setsockopt(stalled[i], SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+        snprintf(req, sizeof(req),
+                 "GET /ok/stall%d?n=%d&v=0&b=0 HTTP/1.1\r\nHost: a\r\nX-Tag: stall%d\r\n"
+                 "Cookie: secret=stall%d\r\n\r\n",
+                 i, stall_bytes, i, i);
+        (void)h_sends(stalled[i], req);
+    }
+    cr_assert_eq(pthread_create(&probe_tid, NULL, probe_main, &probe), 0);
     for (int i = 0; i < f->clients; i++) {
         cls[i].id = i;
         cls[i].rng = (run.seed * 0x9e3779b97f4a7c15ull) ^ ((uint64_t)(i + 1) << 32) ^
@@ -1799,7 +1877,18 @@ static void run_family(const struct fam *f)
     }
     for (int i = 0; i < f->clients; i++)
         pthread_join(tid[i], NULL);
+    pthread_join(probe_tid, NULL);
+    for (int i = 0; i < STALLERS; i++)
+        if (stalled[i] >= 0)
+            h_close(stalled[i]);
     t_load = h_now_ms();
+    rep("adv[%s]: a well-behaved client: %d requests, slowest %s %ld ms, %d unanswered\n", f->name,
+        probe.n, probe.worst, probe.worst_ms, probe.failed);
+    if (probe.worst_ms > PROBE_MAX_MS || probe.failed)
+        cl_fail(&c0, NULL, -1, 2,
+                "a well-behaved client next to the hostile ones waited %ld ms (%s), %d of %d "
+                "unanswered",
+                probe.worst_ms, probe.worst, probe.failed, probe.n);
 
     /* invariant 4: the proxy is alive, closes everything, answers, exits 0 */
     if (waitpid(px.pid, &status, WNOHANG) == px.pid) {
