@@ -69,7 +69,7 @@
  * send a body anyway are a known class of bug, and bytes arriving in this
  * time close the connection instead of becoming the next client's response.
  */
-#define SETTLE_MS 100
+#define SETTLE_MS 250
 #define LOG_DELAY_MS 4 /* longest an access-log line waits for company */
 /*
  * Longest access-log write of a lone worker. Runs of 16 and 32 KiB were 6
