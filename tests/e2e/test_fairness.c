@@ -555,11 +555,16 @@ Test(e2e_fairness, no_descriptor_for_upstream_is_502, .init = up, .fini = down)
     char *err;
     int fd;
 
-    cr_assert_eq(prlimit(px.pid, RLIMIT_NOFILE, NULL, &rl), 0);
-    rl.rlim_cur = (rlim_t)open_fds(px.pid) + 1; /* the client's, not the origin's */
-    cr_assert_eq(prlimit(px.pid, RLIMIT_NOFILE, &rl, NULL), 0);
+    int n0 = open_fds(px.pid);
+
     fd = h_connect(px.port);
     cr_assert(fd >= 0);
+    /* once the client's descriptor is taken, not one more: the upstream socket fails */
+    for (int i = 0; i < 200 && open_fds(px.pid) <= n0; i++)
+        h_msleep(10);
+    cr_assert_eq(prlimit(px.pid, RLIMIT_NOFILE, NULL, &rl), 0);
+    rl.rlim_cur = (rlim_t)open_fds(px.pid);
+    cr_assert_eq(prlimit(px.pid, RLIMIT_NOFILE, &rl, NULL), 0);
     cr_assert_eq(h_sends(fd, "GET /size/5 HTTP/1.1\r\nHost: a\r\n\r\n"), 0);
     cr_assert_eq(h_read_response(fd, &r, 0), 0);
     cr_assert_eq(r.status, 502);
