@@ -128,7 +128,7 @@ int main(int argc, char **argv)
     const char *admin_arg = NULL;
     long workers_arg = -1;
     int no_access_log = 0;
-    char up_host[256], up_port[8];
+    char up_host[256], up_port[8], config_desc[600];
     struct sockaddr_storage la[HTTP_MAX_LISTENERS], aa;
     unsigned lalen[HTTP_MAX_LISTENERS], aalen, nla = 0, nworkers;
     struct cfg *cfg = NULL;
@@ -183,6 +183,14 @@ int main(int argc, char **argv)
         return 2;
     }
 
+    {
+        struct stat cs;
+
+        snprintf(config_desc, sizeof(config_desc), "%s/%s", dir, CFG_FILE_NAME);
+        if (stat(config_desc, &cs) != 0)
+            snprintf(config_desc, sizeof(config_desc), "none (no %s/%s: built-in defaults)", dir,
+                     CFG_FILE_NAME);
+    }
     r = cfg_load(dir, &cfg, &errs);
     if (r < 0) {
         for (size_t i = 0; i < errs.n; i++)
@@ -340,9 +348,9 @@ int main(int argc, char **argv)
         io_uring_hint(st.err, st.what);
         return 1;
     }
-    log_info("ringproxy %s: %u worker%s, listening on %s, upstream %s, admin %s", RINGPROXY_VERSION,
-             nworkers, nworkers == 1 ? "" : "s", listen_arg ? listen_arg : "0.0.0.0:80 [::]:80",
-             upstream_arg, admin_arg);
+    log_info("ringproxy %s: %u worker%s, listening on %s, upstream %s, admin %s, config %s",
+             RINGPROXY_VERSION, nworkers, nworkers == 1 ? "" : "s",
+             listen_arg ? listen_arg : "0.0.0.0:80 [::]:80", upstream_arg, admin_arg, config_desc);
 
     while (sigwait(&sigs, &sig) != 0 || (sig != SIGTERM && sig != SIGINT))
         if (sig == SIGHUP || sig == SIGUSR1 || sig == SIGUSR2)

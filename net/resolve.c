@@ -155,8 +155,11 @@ static void resolve_once(struct net_resolver *r)
     if (e) {
         /* Keep the last good answer; say so once per change of state. */
         if (!atomic_exchange(&r->failing, 1))
-            log_event(CFG_LL_WARN, "resolve %s: %s; keeping the last good answer", r->host,
-                      e == EAI_SYSTEM ? strerror(errno) : gai_strerror(e));
+            log_event(CFG_LL_WARN, "resolve %s: %s; %s", r->host,
+                      e == EAI_SYSTEM ? strerror(errno) : gai_strerror(e),
+                      atomic_load(&r->cur)->n
+                          ? "keeping the last good answer"
+                          : "no address yet: requests get 502 until it resolves");
         return;
     }
     for (ai = res; ai; ai = ai->ai_next)
