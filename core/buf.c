@@ -169,6 +169,16 @@ static inline struct blk_hdr *hdr_of(void *blk)
     return (struct blk_hdr *)blk - 1;
 }
 
+static void free_list_drain(struct blk_hdr *h)
+{
+    while (h) {
+        struct blk_hdr *n = h->next;
+
+        free(h);
+        h = n;
+    }
+}
+
 void core_pool_init(struct core_pool *p, size_t blksz, unsigned max_free_blks)
 {
     *p = (struct core_pool){.blksz = blksz, .max_free_blks = max_free_blks};
@@ -198,16 +208,10 @@ void core_pool_exit(struct core_pool *p)
         p->free_segs = s->next;
         free(s);
     }
-    while (p->free_blks) {
-        struct blk_hdr *h = p->free_blks;
-        p->free_blks = h->next;
-        free(h);
-    }
-    while (p->free_chunks) {
-        struct blk_hdr *h = p->free_chunks;
-        p->free_chunks = h->next;
-        free(h);
-    }
+    free_list_drain(p->free_blks);
+    free_list_drain(p->free_chunks);
+    p->free_blks = p->free_chunks = NULL; /* a second exit finds nothing */
+    p->nfree_blks = p->nfree_chunks = 0;
 }
 
 struct core_seg *core_seg_new(struct core_pool *p)
@@ -229,39 +233,44 @@ void core_seg_free(struct core_pool *p, struct core_seg *s)
     p->free_segs = s;
 }
 
-void *core_blk_get(struct core_pool *p)
+/* Head blocks and chunks: one free list each, the same header. */
+static void *blk_take(struct core_pool *p, void **list, unsigned *nfree, size_t size, int chunk)
 {
-    struct blk_hdr *h = p->free_blks;
+    struct blk_hdr *h = *list;
 
     if (fault(p))
         return NULL;
     if (h) {
-        p->free_blks = h->next;
-        p->nfree_blks--;
-    } else if (!(h = malloc(sizeof(*h) + p->blksz))) {
+        *list = h->next;
+        (*nfree)--;
+    } else if (!(h = malloc(sizeof(*h) + size))) {
         return NULL;
     }
     h->refs = 1;
-    h->chunk = 0;
+    h->chunk = (uint8_t)chunk;
+    h->used = 0;
     return h + 1;
+}
+
+static void blk_give(void **list, unsigned *nfree, unsigned max, struct blk_hdr *h)
+{
+    if (*nfree >= max) {
+        free(h);
+        return;
+    }
+    h->next = *list;
+    *list = h;
+    (*nfree)++;
+}
+
+void *core_blk_get(struct core_pool *p)
+{
+    return blk_take(p, &p->free_blks, &p->nfree_blks, p->blksz, 0);
 }
 
 void *core_chunk_get(struct core_pool *p)
 {
-    struct blk_hdr *h = p->free_chunks;
-
-    if (fault(p))
-        return NULL;
-    if (h) {
-        p->free_chunks = h->next;
-        p->nfree_chunks--;
-    } else if (!(h = malloc(sizeof(*h) + CORE_CHUNK_SIZE))) {
-        return NULL;
-    }
-    h->refs = 1;
-    h->chunk = 1;
-    h->used = 0;
-    return h + 1;
+    return blk_take(p, &p->free_chunks, &p->nfree_chunks, CORE_CHUNK_SIZE, 1);
 }
 
 void core_blk_ref(void *blk)
@@ -278,23 +287,10 @@ void core_blk_put(struct core_pool *p, void *blk)
     h = hdr_of(blk);
     if (--h->refs)
         return;
-    if (h->chunk) {
-        if (p->nfree_chunks >= CORE_CHUNK_FREE_MAX) {
-            free(h);
-            return;
-        }
-        h->next = p->free_chunks;
-        p->free_chunks = h;
-        p->nfree_chunks++;
-        return;
-    }
-    if (p->nfree_blks >= p->max_free_blks) {
-        free(h);
-        return;
-    }
-    h->next = p->free_blks;
-    p->free_blks = h;
-    p->nfree_blks++;
+    if (h->chunk)
+        blk_give(&p->free_chunks, &p->nfree_chunks, CORE_CHUNK_FREE_MAX, h);
+    else
+        blk_give(&p->free_blks, &p->nfree_blks, p->max_free_blks, h);
 }
 
 void core_segq_init(struct core_segq *q)
