@@ -317,6 +317,31 @@ static inline int log_word_plain(uint64_t v, int json)
 }
 
 /* The bytes of one value, escaped for the format, without quotes. */
+/*
+ * The end of the run of bytes at s that need no escaping (plain ASCII and
+ * valid UTF-8), scanning no further once more than max bytes are taken.
+ */
+static inline const unsigned char *log_plain_run(const unsigned char *s, const unsigned char *end,
+                                                 size_t max, int json)
+{
+    const unsigned char *run = s;
+    uint64_t v;
+    size_t k;
+
+    while ((size_t)(s - run) <= max) {
+        if (end - s >= 8 && (memcpy(&v, s, 8), log_word_plain(v, json))) {
+            s += 8;
+        } else if (s < end && log_is_plain(*s, json)) {
+            s++;
+        } else if (s < end && *s >= 0x80 && (k = log_utf8_len(s, (size_t)(end - s))) != 0) {
+            s += k;
+        } else {
+            break;
+        }
+    }
+    return s;
+}
+
 static void log_w_esc(struct log_w *w, const char *p, size_t len, int json)
 {
     const unsigned char *s = (const unsigned char *)p;
@@ -324,21 +349,9 @@ static void log_w_esc(struct log_w *w, const char *p, size_t len, int json)
 
     while (s < end) {
         const unsigned char *run = s;
-        uint64_t v;
-        size_t k;
 
         /* Copy runs of plain ASCII and valid UTF-8 with one memcpy. */
-        for (;;) {
-            if (end - s >= 8 && (memcpy(&v, s, 8), log_word_plain(v, json))) {
-                s += 8;
-            } else if (s < end && log_is_plain(*s, json)) {
-                s++;
-            } else if (s < end && *s >= 0x80 && (k = log_utf8_len(s, (size_t)(end - s))) != 0) {
-                s += k;
-            } else {
-                break;
-            }
-        }
+        s = log_plain_run(s, end, SIZE_MAX, json);
         log_w_put(w, run, (size_t)(s - run));
         if (s < end)
             log_w_esc_byte(w, *s++, json);
@@ -455,21 +468,9 @@ static void log_cv_esc(struct log_cv *v, const char *p, size_t len, int json)
     while (s < end && v->state != LOG_CV_CUT) {
         const unsigned char *run = s;
         size_t left = log_cv_left(v);
-        uint64_t x;
-        size_t k;
 
         /* A run longer than left cuts the value: no need to scan further. */
-        while ((size_t)(s - run) <= left) {
-            if (end - s >= 8 && (memcpy(&x, s, 8), log_word_plain(x, json))) {
-                s += 8;
-            } else if (s < end && log_is_plain(*s, json)) {
-                s++;
-            } else if (s < end && *s >= 0x80 && (k = log_utf8_len(s, (size_t)(end - s))) != 0) {
-                s += k;
-            } else {
-                break;
-            }
-        }
+        s = log_plain_run(s, end, left, json);
         if (s > run)
             log_cv_run(v, (const char *)run, (size_t)(s - run));
         if (s < end && v->state != LOG_CV_CUT) {
