@@ -726,12 +726,10 @@ Test(e2e_safety, queued_response_head_never_shows_other_requests, .fini = down)
         cr_expect_eq(h_proxy_stop(&px), 0, "ringproxy exits 0 on SIGTERM");
         uaf_reset();
     }
-    if (armed)
-        cr_log_info("safety #2: /second answered in %d of %zu rounds (capacity %zu)", armed,
-                    sizeof(rooms) / sizeof(rooms[0]), capacity);
-    else
-        cr_log_warn("safety #2: /big never completed (capacity %zu): this run proved nothing",
-                    capacity);
+    cr_log_info("safety #2: /second answered in %d of %zu rounds (capacity %zu)", armed,
+                sizeof(rooms) / sizeof(rooms[0]), capacity);
+    /* a run in which the pattern never formed proves nothing: it may not pass */
+    cr_assert_gt(armed, 0, "/big never completed in any round (capacity %zu)", capacity);
 }
 
 /* ==== safety #3: late stray bytes from the origin ============================== */
