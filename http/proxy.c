@@ -7,8 +7,8 @@
  * client's receive queue until the current response has been sent.
  *
  * Every socket (struct http_end) counts its operations in flight and is freed
- * only when that count is zero after a close: cancel, then free on the last
- * completion.
+ * only when that count is zero after a close: shutdown, then free on the
+ * last completion.
  */
 #include "http/proxy.h"
 
@@ -641,7 +641,15 @@ static void starved_remove(struct http_worker *w, struct http_end *e)
     e->starved = 0;
 }
 
-/* Close: drop queued data, cancel what is in flight, free on the last completion. */
+/*
+ * Close: drop queued data, end what is in flight, free on the last
+ * completion. A shutdown() wakes every operation waiting on the socket and
+ * each ends by itself: a receive reads EOF, a poll sees POLLHUP, a send
+ * never waits (MSG_DONTWAIT). An io_uring cancel by descriptor would search
+ * every request in flight, a cost that grows with the connections; only a
+ * connect in flight is cancelled (it may not have reached the kernel yet,
+ * and a shutdown before it would not stop it).
+ */
 static void end_close(struct http_worker *w, struct http_end *e)
 {
     if (e->closing)
@@ -653,13 +661,16 @@ static void end_close(struct http_worker *w, struct http_end *e)
     /* a send in flight still reads its segments: end_free() drops them */
     if (!e->sending)
         core_segq_clear(&e->txq, &w->t->pool, &w->t->bufs);
-    if (e->nops) {
-        struct io_uring_sqe *sqe = core_sqe(w->t);
-        io_uring_prep_cancel_fd(sqe, e->fd, IORING_ASYNC_CANCEL_ALL);
-        io_uring_sqe_set_data64(sqe, CORE_UD_IGNORE);
+    if (!e->nops) {
+        end_reap(w, e);
         return;
     }
-    end_reap(w, e);
+    if (e->side == SIDE_UP && ((struct http_up *)e)->state == UPS_CONNECT) {
+        struct io_uring_sqe *sqe = core_sqe(w->t);
+        io_uring_prep_cancel(sqe, &e->op_connect, 0);
+        io_uring_sqe_set_data64(sqe, CORE_UD_IGNORE);
+    }
+    (void)shutdown(e->fd, SHUT_RDWR);
 }
 
 /* ---- upstream pool -------------------------------------------------- */
