@@ -73,8 +73,10 @@ static const struct cfg_key keys[] = {
     UINT("upstream.pool_idle_timeout_ms", upstream.pool_idle_timeout_ms, 1, 3600000, 4000,
          "an idle pooled upstream connection is closed after this; keep it below the "
          "origin's keep-alive timeout (Apache's is 5 s)"),
-    UINT("upstream.pool_max_idle", upstream.pool_max_idle, 0, 65536, 64,
-         "idle upstream connections kept per worker; 0 = no reuse"),
+    UINT("upstream.pool_max_idle", upstream.pool_max_idle, 0, 65536, 4096,
+         "idle upstream connections kept per worker at most; the pool holds what recent load "
+         "used (the rest close after `pool_idle_timeout_ms`), never more than half the "
+         "worker's share of the file-descriptor limit; 0 = no reuse"),
 
     OBJECT("client", "the connections from the Section edge"),
     UINT("client.header_timeout_ms", client.header_timeout_ms, 1, 600000, 10000,

@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -272,8 +273,14 @@ struct http_worker {
     struct core_tq tq[TC_COUNT];
     struct http_end live; /* sentinel */
     unsigned nclients, nups;
-    struct http_up *pool; /* idle upstreams, most recent first */
+    /*
+     * Idle upstreams, most recent first: a request takes the most recent, so
+     * the pool holds what recent concurrency used and the rest age out
+     * (pool_idle_timeout_ms) at the tail.
+     */
+    struct http_up *pool;
     unsigned npool;
+    unsigned pool_cap; /* upstream.pool_max_idle, within the worker's share of descriptors */
     struct http_end *starved, **starved_tail; /* in the order they ran out */
     struct http_end *reap;
     const struct net_addrset *addrs;
@@ -728,7 +735,7 @@ static int addr_current(struct http_worker *w, struct http_up *u)
 static int up_poolable(struct http_worker *w, struct http_up *u)
 {
     return u->reusable && !u->e.rxq.bytes && !u->e.txq.bytes && !u->e.eof && !u->e.closing &&
-           !w->draining && w->npool < w->cfg->upstream.pool_max_idle && addr_current(w, u);
+           !w->draining && w->npool < w->pool_cap && addr_current(w, u);
 }
 
 /*
@@ -898,6 +905,24 @@ static struct http_up *up_new(struct http_worker *w, int *ret_err)
     STAT_INC(w->st, upstreams_active);
     up_connect(w, u);
     return u;
+}
+
+/*
+ * Most idle upstream connections a worker keeps: upstream.pool_max_idle, and
+ * at most half of the worker's share of the descriptor limit, so that idle
+ * connections never keep clients out.
+ */
+static unsigned pool_cap(const struct cfg *cfg, unsigned nworkers)
+{
+    struct rlimit rl;
+    unsigned cap = cfg->upstream.pool_max_idle;
+
+    if (!getrlimit(RLIMIT_NOFILE, &rl) && rl.rlim_cur != RLIM_INFINITY) {
+        rlim_t share = rl.rlim_cur / (nworkers ? nworkers : 1) / 2;
+        if (share < cap)
+            cap = (unsigned)share;
+    }
+    return cap;
 }
 
 /* Close pooled connections to addresses the resolver no longer returns. */
@@ -2674,6 +2699,7 @@ int http_worker_run(struct http_shared *sh, const struct http_worker_params *p,
                                           .max_line = cfg->limits.max_header_bytes,
                                           .max_first_line = cfg->limits.max_header_line_bytes,
                                           .max_lines = cfg->limits.max_headers};
+    w->pool_cap = pool_cap(cfg, sh->nworkers);
     core_tq_init(&w->tq[TC_NONE], 0);
     core_tq_init(&w->tq[TC_IDLE], cfg->client.idle_timeout_ms);
     core_tq_init(&w->tq[TC_HEADER], cfg->client.header_timeout_ms);

@@ -84,7 +84,7 @@ Test(cfg_defaults, values)
     cr_expect_eq(c->upstream.response_timeout_ms, 60000);
     cr_expect_eq(c->upstream.resolve_interval_ms, 5000);
     cr_expect_eq(c->upstream.pool_idle_timeout_ms, 4000);
-    cr_expect_eq(c->upstream.pool_max_idle, 64);
+    cr_expect_eq(c->upstream.pool_max_idle, 4096);
     cr_expect_eq(c->client.header_timeout_ms, 10000);
     cr_expect_eq(c->client.idle_timeout_ms, 60000);
     cr_expect_eq(c->client.max_connections, 0);
