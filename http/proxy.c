@@ -179,8 +179,17 @@ struct http_end {
     struct http_end *reap_next;    /* closed, nothing in flight: freed at the next turn */
     uint8_t reaping;
     uint64_t tx_total, rx_total;
-    struct iovec iov[IOV_SEND];
+    struct tx_vec *vec; /* a sendmsg in flight: its vector */
+};
+
+/*
+ * The vector of a sendmsg in flight, taken from the worker for the time of
+ * the send: a socket that sends nothing, or one segment, holds none.
+ */
+struct tx_vec {
+    struct tx_vec *next; /* in the worker's free list */
     struct msghdr msg;
+    struct iovec iov[IOV_SEND];
 };
 
 struct http_up;
@@ -203,7 +212,7 @@ struct http_conn {
     uint8_t logged;
     uint16_t status;
     struct http_up *up;
-    struct http_msg req;
+    struct http_msg *req; /* the request's, in blk (struct conn_xa); NULL without blk */
     struct http_scan scan;
     char *blk;
     uint32_t in_len;  /* head bytes in blk */
@@ -221,11 +230,25 @@ struct http_conn {
     const char *termination;
     /* the final response head, for the log (in the upstream's block) */
     int upstream_status;
-    char upstream_addr[NET_ADDRSTRLEN];
     int64_t up_connect_us, up_header_us, up_total_us, up_bytes;
     int up_reused;
     char peer[NET_ADDRSTRLEN]; /* filled on first use */
 };
+
+/*
+ * What only an exchange needs, kept in its head block (at the worker's
+ * xa_off) rather than in struct http_conn: an idle keep-alive connection
+ * holds neither.
+ */
+struct conn_xa {
+    struct http_msg req;
+    char upstream_addr[NET_ADDRSTRLEN]; /* empty until an upstream is chosen */
+};
+
+static inline struct conn_xa *conn_xa(const struct http_conn *c)
+{
+    return (struct conn_xa *)c->req;
+}
 
 struct http_up {
     struct http_end e;
@@ -283,6 +306,7 @@ struct http_worker {
     unsigned pool_cap; /* upstream.pool_max_idle, within the worker's share of descriptors */
     struct http_end *starved, **starved_tail; /* in the order they ran out */
     struct http_end *reap;
+    struct tx_vec *free_vecs;
     const struct net_addrset *addrs;
     uint64_t addrs_gen;
     struct addr_health *health; /* health[i] is addrs->a[i]'s */
@@ -305,7 +329,7 @@ struct http_worker {
     struct core_op op_wake;
     int draining;
     uint64_t drain_deadline;
-    size_t hdr_off, blksz;
+    size_t hdr_off, xa_off, blksz;
     uint16_t max_hdrs;
     const struct core_seg *cur_seg; /* the segment on_decoded_body() takes bytes of */
     int decode_oom;                 /* a de-chunked piece could not be queued */
@@ -537,6 +561,17 @@ static void end_rx_update(struct http_worker *w, struct http_end *e)
     }
 }
 
+static struct tx_vec *vec_get(struct http_worker *w)
+{
+    struct tx_vec *v = w->free_vecs;
+
+    if (v)
+        w->free_vecs = v->next;
+    else
+        v = malloc(sizeof(*v));
+    return v;
+}
+
 static void end_tx_kick(struct http_worker *w, struct http_end *e)
 {
     struct io_uring_sqe *sqe;
@@ -549,23 +584,26 @@ static void end_tx_kick(struct http_worker *w, struct http_end *e)
         return;
     sqe = core_sqe(w->t);
     s = e->txq.head;
+    if (s->next)
+        e->vec = vec_get(w);
     /*
      * Never a send that waits for room: it would hold the ring buffers it
      * points into for as long as the peer does not read. A full socket
      * answers -EAGAIN (or takes part), and on_send() waits with a poll.
+     * Without a vector (out of memory) the segments go one at a time.
      */
-    if (!s->next) {
+    if (!e->vec) {
         io_uring_prep_send(sqe, e->fd, s->p, s->len, MSG_NOSIGNAL | MSG_DONTWAIT);
         e->tx_attempt = s->len;
         n = 1;
     } else {
         e->tx_attempt = 0;
         for (; s && n < IOV_SEND; s = s->next, n++) {
-            e->iov[n] = (struct iovec){(void *)s->p, s->len};
+            e->vec->iov[n] = (struct iovec){(void *)s->p, s->len};
             e->tx_attempt += s->len;
         }
-        e->msg = (struct msghdr){.msg_iov = e->iov, .msg_iovlen = n};
-        io_uring_prep_sendmsg(sqe, e->fd, &e->msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+        e->vec->msg = (struct msghdr){.msg_iov = e->vec->iov, .msg_iovlen = n};
+        io_uring_prep_sendmsg(sqe, e->fd, &e->vec->msg, MSG_NOSIGNAL | MSG_DONTWAIT);
     }
     io_uring_sqe_set_data(sqe, &e->op_send);
     e->tx_nsegs = (uint8_t)n;
@@ -1012,6 +1050,18 @@ static void conn_break(struct http_worker *w, struct http_conn *c, const char *w
     end_tx_kick(w, &c->e);
 }
 
+/* The exchange's head block, taken when it has none, with a cleared exchange area. */
+static int conn_blk(struct http_worker *w, struct http_conn *c)
+{
+    if (c->blk)
+        return 0;
+    if (!(c->blk = core_blk_get(&w->t->pool)))
+        return -1;
+    c->req = (struct http_msg *)(c->blk + w->xa_off);
+    memset(c->req, 0, sizeof(struct conn_xa));
+    return 0;
+}
+
 /*
  * Answer the current request ourselves: refusals, and every way an exchange
  * can fail (upstream failures, out of memory). While nothing of the final
@@ -1031,7 +1081,7 @@ static void conn_respond(struct http_worker *w, struct http_conn *c, int status,
         conn_break(w, c, why);
         return;
     }
-    if (!c->blk && !(c->blk = core_blk_get(&w->t->pool))) {
+    if (conn_blk(w, c) < 0) {
         conn_abort(w, c, "out_of_memory");
         return;
     }
@@ -1056,7 +1106,7 @@ static void conn_respond(struct http_worker *w, struct http_conn *c, int status,
                  status, reason_of(status), blen, c->keep_alive ? "keep-alive" : "close", body);
     n_head = n - blen;
     /* the answer to HEAD has the head of the answer to GET, and no body (RFC 9110 9.3.2) */
-    if (c->req.method.p && c->req.parser.method == HTTP_HEAD && !c->req.ext_method)
+    if (c->req->method.p && c->req->parser.method == HTTP_HEAD && !c->req->ext_method)
         n = n_head;
     c->final_mark = c->e.tx_total + c->e.txq.bytes;
     c->body_sent_mark = c->final_mark + (uint64_t)n_head;
@@ -1081,7 +1131,8 @@ static void conn_respond(struct http_worker *w, struct http_conn *c, int status,
 static void conn_log(struct http_worker *w, struct http_conn *c)
 {
     struct log_access_rec r = {0};
-    int have_req = c->req.method.p != NULL;
+    int have_req = c->req && c->req->method.p;
+    const char *upstream_addr = c->req ? conn_xa(c)->upstream_addr : "";
     uint64_t dur = w->t->now_us - c->start_us;
     long n;
 
@@ -1092,18 +1143,18 @@ static void conn_log(struct http_worker *w, struct http_conn *c)
     r.start = c->start_rt;
     r.duration_us = (int64_t)dur;
     if (have_req) {
-        r.method = c->req.method;
-        r.target = c->req.target;
+        r.method = c->req->method;
+        r.target = c->req->target;
         r.version = c->http10 ? (struct core_str){"HTTP/1.0", 8} : (struct core_str){"HTTP/1.1", 8};
     }
     if (have_req) {
-        r.host = c->host_sent.p ? c->host_sent : http_msg_known(&c->req, HK_HOST);
-        r.referrer = http_msg_known(&c->req, HK_REFERER);
-        r.useragent = http_msg_known(&c->req, HK_USER_AGENT);
-        r.x_forwarded_proto = http_msg_known(&c->req, HK_X_FORWARDED_PROTO);
-        r.section_io_id = http_msg_known(&c->req, HK_SECTION_IO_ID);
-        r.section_io_tag = http_msg_known(&c->req, HK_SECTION_IO_TAG);
-        r.client_ip = http_msg_known(&c->req, HK_TRUE_CLIENT_IP);
+        r.host = c->host_sent.p ? c->host_sent : http_msg_known(c->req, HK_HOST);
+        r.referrer = http_msg_known(c->req, HK_REFERER);
+        r.useragent = http_msg_known(c->req, HK_USER_AGENT);
+        r.x_forwarded_proto = http_msg_known(c->req, HK_X_FORWARDED_PROTO);
+        r.section_io_id = http_msg_known(c->req, HK_SECTION_IO_ID);
+        r.section_io_tag = http_msg_known(c->req, HK_SECTION_IO_TAG);
+        r.client_ip = http_msg_known(c->req, HK_TRUE_CLIENT_IP);
     }
     if (!r.client_ip.p) {
         /* C10: the socket peer when the edge sent no True-Client-IP; asked once per connection */
@@ -1120,8 +1171,8 @@ static void conn_log(struct http_worker *w, struct http_conn *c)
             r.content_type = c->resp_hdrs[i].value;
             break;
         }
-    if (c->upstream_addr[0])
-        r.upstream_addr = (struct core_str){c->upstream_addr, strlen(c->upstream_addr)};
+    if (upstream_addr[0])
+        r.upstream_addr = (struct core_str){upstream_addr, strlen(upstream_addr)};
     r.status = c->status;
     r.upstream_status = c->upstream_status ? c->upstream_status : -1;
     r.bytes_sent = (int64_t)(c->e.tx_total - c->tx_mark);
@@ -1130,16 +1181,16 @@ static void conn_log(struct http_worker *w, struct http_conn *c)
                                 : 0;
     /* what this request took from the input: pipelined requests behind it wait in rxq */
     r.request_bytes = (int64_t)(c->e.rx_total - c->e.rxq.bytes - c->rx_mark);
-    r.upstream_bytes = c->upstream_addr[0] ? c->up_bytes : -1;
+    r.upstream_bytes = upstream_addr[0] ? c->up_bytes : -1;
     r.upstream_connect_us = c->up_connect_us;
     r.upstream_header_us = c->up_header_us;
     r.upstream_response_us = c->up_total_us;
-    r.upstream_reused = c->upstream_addr[0] ? c->up_reused : -1;
+    r.upstream_reused = upstream_addr[0] ? c->up_reused : -1;
     r.upstream_attempts = c->attempts;
     r.termination = c->termination;
     if (have_req) {
-        r.req_hdrs = c->req.hdrs;
-        r.nreq_hdrs = c->req.nhdrs;
+        r.req_hdrs = c->req->hdrs;
+        r.nreq_hdrs = c->req->nhdrs;
     }
     r.resp_hdrs = c->resp_hdrs;
     r.nresp_hdrs = c->nresp_hdrs;
@@ -1161,17 +1212,15 @@ static void conn_reset_exchange(struct http_worker *w, struct http_conn *c)
 {
     core_blk_put(&w->t->pool, c->blk);
     c->blk = NULL;
+    c->req = NULL;
     conn_drop_resp_head(w, c);
     c->body_sent_mark = c->final_mark = 0;
     c->host_sent = (struct core_str){0};
-    c->req.method = c->req.target = (struct core_str){0};
-    c->req.nhdrs = 0;
     c->req_done = c->resp_done = c->resp_begun = c->upgrade = c->has_body = 0;
     c->attempts = 0;
     c->status = 0;
     c->termination = NULL;
     c->upstream_status = 0;
-    c->upstream_addr[0] = '\0';
     c->up_connect_us = c->up_header_us = c->up_total_us = -1;
     c->up_bytes = 0;
     c->up_reused = 0;
@@ -1416,7 +1465,7 @@ static int split_absolute(struct core_str t, struct core_str *ret_auth, struct c
 /* Validate the parsed request and write the head we send upstream. Returns 0 or -status. */
 static int req_rewrite(struct http_worker *w, struct http_conn *c)
 {
-    struct http_msg *m = &c->req;
+    struct http_msg *m = c->req;
     llhttp_t *p = &m->parser;
     struct wbuf b = {c->blk + w->cfg->limits.max_header_bytes, 0,
                      w->hdr_off - ANSWER_ROOM - w->cfg->limits.max_header_bytes, 0};
@@ -1501,7 +1550,7 @@ static void conn_request(struct http_worker *w, struct http_conn *c)
 {
     int r;
 
-    r = http_msg_head(&c->req, HTTP_REQUEST, c->blk, c->in_len,
+    r = http_msg_head(c->req, HTTP_REQUEST, c->blk, c->in_len,
                       (struct core_hdr *)(c->blk + w->hdr_off), w->max_hdrs);
     if (r == 0)
         r = req_rewrite(w, c);
@@ -1510,7 +1559,7 @@ static void conn_request(struct http_worker *w, struct http_conn *c)
         conn_respond(w, c, -r, reject_reason(-r));
         return;
     }
-    c->req_done = c->req.complete;
+    c->req_done = c->req->complete;
     c->state = c->req_done ? HST_WAIT : HST_BODY;
     if (up_attach(w, c, 0) < 0)
         return;
@@ -1524,7 +1573,7 @@ static void conn_head(struct http_worker *w, struct http_conn *c)
 {
     struct core_segq *q = &c->e.rxq;
 
-    if (!c->blk && !(c->blk = core_blk_get(&w->t->pool))) {
+    if (conn_blk(w, c) < 0) {
         conn_abort(w, c, "out_of_memory");
         return;
     }
@@ -1556,13 +1605,13 @@ static void conn_body(struct http_worker *w, struct http_conn *c)
     while (q->head && !c->req_done && u && !q_full(&u->e.txq)) {
         struct core_seg *s = q->head;
         size_t used = 0;
-        int r = http_msg_body(&c->req, s->p, s->len, &used);
+        int r = http_msg_body(c->req, s->p, s->len, &used);
 
         if (r < 0) {
             conn_respond(w, c, 400, "bad_request_body");
             return;
         }
-        if (w->cfg->limits.max_body_bytes && c->req.data_bytes > w->cfg->limits.max_body_bytes) {
+        if (w->cfg->limits.max_body_bytes && c->req->data_bytes > w->cfg->limits.max_body_bytes) {
             conn_respond(w, c, 413, "limit_exceeded");
             return;
         }
@@ -1693,8 +1742,9 @@ static int up_attach(struct http_worker *w, struct http_conn *c, int fresh)
     u->in_len = u->out_len = 0;
     u->resp.nhdrs = 0;
     c->up_reused = u->reused;
-    _Static_assert(sizeof(c->upstream_addr) == sizeof(u->addr.str), "address strings differ");
-    memcpy(c->upstream_addr, u->addr.str, sizeof(c->upstream_addr));
+    _Static_assert(sizeof(conn_xa(c)->upstream_addr) == sizeof(u->addr.str),
+                   "address strings differ");
+    memcpy(conn_xa(c)->upstream_addr, u->addr.str, sizeof(u->addr.str));
     u->t_sent = w->t->now_us;
     if (u->state != UPS_CONNECT)
         u->state = UPS_HEAD;
@@ -1789,7 +1839,7 @@ static void up_head(struct http_worker *w, struct http_up *u)
     llhttp_t *p = &u->resp.parser;
     int r, status;
 
-    u->resp.no_body = c->req.parser.method == HTTP_HEAD;
+    u->resp.no_body = c->req->parser.method == HTTP_HEAD;
     r = http_msg_head(&u->resp, HTTP_RESPONSE, u->blk, u->in_len,
                       (struct core_hdr *)(u->blk + w->hdr_off), w->max_hdrs);
     status = p->status_code;
@@ -2019,7 +2069,8 @@ static void up_failed(struct http_worker *w, struct http_up *u, enum http_fail w
             c->up = n;
             c->attempts++;
             c->up_reused = 0;
-            snprintf(c->upstream_addr, sizeof(c->upstream_addr), "%s", n->addr.str);
+            snprintf(conn_xa(c)->upstream_addr, sizeof(conn_xa(c)->upstream_addr), "%s",
+                     n->addr.str);
             u->c = NULL;
             up_close(w, u);
             return;
@@ -2226,6 +2277,11 @@ static void on_send(struct http_worker *w, struct http_end *e, const struct io_u
 {
     int res = cqe->res;
 
+    if (e->vec) {
+        e->vec->next = w->free_vecs;
+        w->free_vecs = e->vec;
+        e->vec = NULL;
+    }
     e->sending = 0;
     e->nops--;
     if (e->closing) {
@@ -2675,7 +2731,8 @@ int http_worker_run(struct http_shared *sh, const struct http_worker_params *p,
     log_err_set_worker(p->id);
     w->hdr_off = (2 * H + 1024 + ANSWER_ROOM + 15) & ~(size_t)15;
     w->max_hdrs = (uint16_t)(cfg->limits.max_headers + 1);
-    w->blksz = w->hdr_off + (size_t)w->max_hdrs * sizeof(struct core_hdr);
+    w->xa_off = (w->hdr_off + (size_t)w->max_hdrs * sizeof(struct core_hdr) + 15) & ~(size_t)15;
+    w->blksz = w->xa_off + sizeof(struct conn_xa);
     tp = (struct core_thread_params){
         .entries = 1024, .nbufs = 256, .bufsz = 65536, .blksz = w->blksz};
     r = core_thread_init(&t, p->id, &tp, &what);
@@ -2743,6 +2800,11 @@ int http_worker_run(struct http_shared *sh, const struct http_worker_params *p,
     log_out_free(w->lo);
     free(w->log_line);
     free(w->health);
+    while (w->free_vecs) {
+        struct tx_vec *v = w->free_vecs;
+        w->free_vecs = v->next;
+        free(v);
+    }
     core_thread_exit(&t);
     free(w);
     return r;
