@@ -50,13 +50,18 @@ int core_bufring_init(struct core_bufring *b, struct io_uring *ring, uint16_t bg
         return -errno;
     }
     b->mem = map_buffers((size_t)nbufs * bufsz);
+    /* core_bufring_trim()'s unit: a huge page where map_buffers() asked for them */
+    b->group = (size_t)nbufs * bufsz % HUGE_PAGE == 0 && HUGE_PAGE % bufsz == 0
+                   ? (uint32_t)(HUGE_PAGE / bufsz)
+                   : 1;
     if (!b->mem) {
         r = -errno;
         goto fail;
     }
     b->refs = calloc(nbufs, sizeof(*b->refs));
-    b->stack = malloc(nbufs * sizeof(*b->stack));
-    if (!b->refs || !b->stack) {
+    b->freemap = calloc((nbufs + 63) / 64, sizeof(*b->freemap));
+    b->resident = calloc(nbufs, 1);
+    if (!b->refs || !b->freemap || !b->resident) {
         r = -ENOMEM;
         goto fail;
     }
@@ -67,16 +72,16 @@ int core_bufring_init(struct core_bufring *b, struct io_uring *ring, uint16_t bg
     if (r < 0)
         goto fail;
     io_uring_buf_ring_init(b->br);
-    /* Buffer 0 on top: the first ones used are the first in memory. */
     for (uint32_t i = 0; i < nbufs; i++)
-        b->stack[i] = (uint16_t)(nbufs - 1 - i);
-    b->nstack = nbufs;
+        b->freemap[i / 64] |= 1ull << (i % 64);
+    b->nfree = nbufs;
     b->window = nbufs < CORE_BUF_WINDOW_MIN ? nbufs : CORE_BUF_WINDOW_MIN;
     core_bufring_flush(b);
     return 0;
 fail:
     free(b->refs);
-    free(b->stack);
+    free(b->freemap);
+    free(b->resident);
     if (b->mem)
         (void)munmap(b->mem, (size_t)nbufs * bufsz);
     (void)munmap(b->br, ringsz);
@@ -92,14 +97,17 @@ void core_bufring_exit(struct core_bufring *b, struct io_uring *ring)
     (void)munmap(b->mem, (size_t)b->nbufs * b->bufsz);
     (void)munmap(b->br, b->nbufs * sizeof(struct io_uring_buf));
     free(b->refs);
-    free(b->stack);
+    free(b->freemap);
+    free(b->resident);
     *b = (struct core_bufring){0};
 }
 
 void core_buf_take(struct core_bufring *b, uint16_t bid)
 {
     b->refs[bid] = 1;
-    b->in_use++;
+    b->resident[bid] = 1;
+    if (++b->in_use > b->peak)
+        b->peak = b->in_use;
     b->published--;
     b->taken++;
 }
@@ -114,7 +122,21 @@ void core_buf_release(struct core_bufring *b, uint16_t bid)
     if (--b->refs[bid])
         return;
     b->in_use--;
-    b->stack[b->nstack++] = bid;
+    b->freemap[bid / 64] |= 1ull << (bid % 64);
+    b->nfree++;
+}
+
+/* The lowest free buffer, taken off the free map; there must be one. */
+static uint16_t lowest_free(struct core_bufring *b)
+{
+    uint32_t i = 0;
+
+    while (!b->freemap[i])
+        i++;
+    uint32_t bit = (uint32_t)__builtin_ctzll(b->freemap[i]);
+    b->freemap[i] &= b->freemap[i] - 1;
+    b->nfree--;
+    return (uint16_t)(i * 64 + bit);
 }
 
 void core_bufring_flush(struct core_bufring *b)
@@ -136,8 +158,8 @@ void core_bufring_flush(struct core_bufring *b)
     else
         b->window -= (b->window - want + 15) / 16;
     b->taken = 0;
-    while (b->published + n < b->window && b->nstack) {
-        uint16_t bid = b->stack[--b->nstack];
+    while (b->published + n < b->window && b->nfree) {
+        uint16_t bid = lowest_free(b);
 
         io_uring_buf_ring_add(b->br, core_buf_ptr(b, bid), b->bufsz, bid,
                               io_uring_buf_ring_mask(b->nbufs), (int)n);
@@ -147,6 +169,43 @@ void core_bufring_flush(struct core_bufring *b)
         io_uring_buf_ring_advance(b->br, (int)n);
         b->published += n;
     }
+}
+
+/*
+ * Buffers are given back in groups that fill whole pages of the mapping: 2
+ * MiB where it is advised for huge pages. A part of a huge page given back
+ * would come back at once: khugepaged collapses a range that has any page
+ * left into a whole huge page again.
+ *
+ * Published buffers are given back too (the window stays as large as the
+ * peak made it until the kernel uses them): the kernel writes into a
+ * provided buffer only while receiving for this ring, which happens in
+ * this thread (submission, task work), never while it runs madvise(); a
+ * buffer given back reads as zeros, and the receive that uses it next
+ * faults its memory in again.
+ */
+size_t core_bufring_trim(struct core_bufring *b)
+{
+    uint32_t group = b->group;
+    /* the lowest groups are the ones the peak used (and a minimal window): they stay */
+    uint32_t from = (b->peak + CORE_BUF_WINDOW_MIN + group - 1) / group * group;
+    size_t freed = 0;
+
+    b->peak = b->in_use;
+    for (uint32_t g = from; g + group <= b->nbufs; g += group) {
+        uint32_t all = 1, any = 0;
+
+        for (uint32_t i = g; i < g + group; i++) {
+            all &= !b->refs[i];
+            any |= b->resident[i];
+        }
+        if (!all || !any)
+            continue;
+        (void)madvise(core_buf_ptr(b, (uint16_t)g), (size_t)group * b->bufsz, MADV_DONTNEED);
+        freed += (size_t)group * b->bufsz;
+        memset(b->resident + g, 0, group);
+    }
+    return freed;
 }
 
 /*
@@ -208,6 +267,7 @@ void core_pool_exit(struct core_pool *p)
         p->free_segs = s->next;
         free(s);
     }
+    p->nfree_segs = 0;
     free_list_drain(p->free_blks);
     free_list_drain(p->free_chunks);
     p->free_blks = p->free_chunks = NULL; /* a second exit finds nothing */
@@ -222,6 +282,7 @@ struct core_seg *core_seg_new(struct core_pool *p)
         return NULL;
     if (s) {
         p->free_segs = s->next;
+        p->nfree_segs--;
         return s;
     }
     return malloc(sizeof(*s));
@@ -231,6 +292,7 @@ void core_seg_free(struct core_pool *p, struct core_seg *s)
 {
     s->next = p->free_segs;
     p->free_segs = s;
+    p->nfree_segs++;
 }
 
 /* Head blocks and chunks: one free list each, the same header. */
@@ -246,10 +308,42 @@ static void *blk_take(struct core_pool *p, void **list, unsigned *nfree, size_t 
     } else if (!(h = malloc(sizeof(*h) + size))) {
         return NULL;
     }
+    p->taken++;
     h->refs = 1;
     h->chunk = (uint8_t)chunk;
     h->used = 0;
     return h + 1;
+}
+
+/* Free the colder half of a free list (its tail: lists are most recent first). */
+static size_t free_list_halve(void **list, unsigned *nfree, size_t size)
+{
+    unsigned keep = *nfree / 2, n = *nfree - keep;
+    void **at = list;
+
+    for (unsigned i = 0; i < keep; i++)
+        at = (void **)&((struct blk_hdr *)*at)->next;
+    free_list_drain(*at);
+    *at = NULL;
+    *nfree = keep;
+    return n * (sizeof(struct blk_hdr) + size);
+}
+
+size_t core_pool_trim(struct core_pool *p)
+{
+    unsigned keep = p->nfree_segs / 2, n = p->nfree_segs - keep;
+    struct core_seg **at = &p->free_segs;
+
+    for (unsigned i = 0; i < keep; i++)
+        at = &(*at)->next;
+    while (*at) {
+        struct core_seg *s = *at;
+        *at = s->next;
+        free(s);
+    }
+    p->nfree_segs = keep;
+    return n * sizeof(struct core_seg) + free_list_halve(&p->free_blks, &p->nfree_blks, p->blksz) +
+           free_list_halve(&p->free_chunks, &p->nfree_chunks, CORE_CHUNK_SIZE);
 }
 
 static void blk_give(void **list, unsigned *nfree, unsigned max, struct blk_hdr *h)

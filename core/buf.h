@@ -14,10 +14,12 @@
 #include <liburing.h>
 
 /*
- * Only a window of the free buffers is published to the kernel at a time; the
- * rest wait on a stack, most recently freed on top, so the kernel receives
- * into buffers that are still in the cache rather than cycling through all of
- * them. The window follows how many buffers a loop turn uses.
+ * Only a window of the free buffers is published to the kernel at a time,
+ * the lowest-numbered free ones first: the kernel receives into the same few
+ * buffers, still in the cache, rather than cycling through all of them, and
+ * the buffers in use stay at the start of the mapping, so the memory the
+ * ring holds follows its peak use and the rest can be given back
+ * (core_bufring_trim). The window follows how many buffers a loop turn uses.
  */
 #define CORE_BUF_WINDOW_MIN 32
 
@@ -25,14 +27,17 @@ struct core_bufring {
     struct io_uring_buf_ring *br;
     char *mem;
     uint16_t *refs;
-    uint16_t *stack; /* free and not published, hottest on top */
-    uint32_t nstack;
+    uint64_t *freemap; /* bit per buffer: free and not published */
+    uint32_t nfree;
     uint32_t nbufs;
     uint32_t bufsz;
     uint32_t published; /* in the ring, not yet picked by the kernel */
     uint32_t window;    /* how many to keep published */
     uint32_t taken;     /* picked by the kernel since the last flush */
     uint32_t in_use;
+    uint32_t peak;     /* most in use at once since the last trim */
+    uint8_t *resident; /* per buffer: written since it was last given back (core_bufring_trim) */
+    uint32_t group;    /* buffers given back together (a huge page's worth, or 1) */
     uint16_t bgid;
 };
 
@@ -51,8 +56,15 @@ void core_buf_take(struct core_bufring *b, uint16_t bid);
 void core_buf_ref(struct core_bufring *b, uint16_t bid);
 /* Drop one reference; the last one gives the buffer back to the kernel. */
 void core_buf_release(struct core_bufring *b, uint16_t bid);
-/* Top the published window up from the stack: once per loop turn. */
+/* Top the published window up from the free buffers: once per loop turn. */
 void core_bufring_flush(struct core_bufring *b);
+/*
+ * Give the memory of buffers not needed lately back to the kernel
+ * (MADV_DONTNEED): whole groups of buffers not in use (free or published)
+ * above the lowest ones the peak use since the last trim needed. Returns
+ * the bytes given back.
+ */
+size_t core_bufring_trim(struct core_bufring *b);
 
 /*
  * A view queued on a socket. Every segment owns a reference to the memory it
@@ -86,6 +98,7 @@ struct core_segq {
 
 struct core_pool {
     struct core_seg *free_segs;
+    unsigned nfree_segs;
     void *free_chunks;
     unsigned nfree_chunks;
 #ifdef CORE_FAULT_INJECT
@@ -93,6 +106,7 @@ struct core_pool {
     uint32_t fault_count;
 #endif
     void *free_blks;
+    uint64_t taken; /* head blocks and chunks handed out, ever */
     size_t blksz;
     unsigned nfree_blks;
     unsigned max_free_blks;
@@ -114,6 +128,8 @@ void core_blk_ref(void *blk);
 void *core_chunk_get(struct core_pool *p);
 /* Drop one reference. NULL-safe. */
 void core_blk_put(struct core_pool *p, void *blk);
+/* Free half of the free head blocks and chunks (at least one of each); the bytes freed. */
+size_t core_pool_trim(struct core_pool *p);
 
 void core_segq_init(struct core_segq *q);
 /*

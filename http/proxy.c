@@ -14,6 +14,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <malloc.h>
 #include <poll.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -72,6 +73,12 @@
  */
 #define SETTLE_MS 250
 #define LOG_DELAY_MS 4 /* longest an access-log line waits for company */
+/*
+ * Every TRIM_MS memory not needed lately goes back to the kernel: receive
+ * buffers beyond the last second's peak, half of the free blocks, and once
+ * a worker is quiet, the allocator's free pages (malloc_trim).
+ */
+#define TRIM_MS 1000
 /*
  * Longest access-log write of a lone worker. Runs of 16 and 32 KiB were 6
  * points of the 13 B floor ratio cheaper than 64 KiB in two sets each, and
@@ -307,6 +314,7 @@ struct http_worker {
     struct http_end *starved, **starved_tail; /* in the order they ran out */
     struct http_end *reap;
     struct tx_vec *free_vecs;
+    unsigned nfree_vecs;
     const struct net_addrset *addrs;
     uint64_t addrs_gen;
     struct addr_health *health; /* health[i] is addrs->a[i]'s */
@@ -334,6 +342,9 @@ struct http_worker {
     const struct core_seg *cur_seg; /* the segment on_decoded_body() takes bytes of */
     int decode_oom;                 /* a de-chunked piece could not be queued */
     uint64_t sweep_ms;              /* next pressure_sweep() */
+    uint64_t trim_ms;               /* next memory_trim() */
+    uint64_t trim_taken;            /* the pool's count of blocks taken at the last trim */
+    int trimmed;                    /* quiet since the last malloc_trim() */
     uint32_t turn;                  /* loop turns so far */
     struct http_conn *cur_decode;
 };
@@ -565,11 +576,36 @@ static struct tx_vec *vec_get(struct http_worker *w)
 {
     struct tx_vec *v = w->free_vecs;
 
-    if (v)
-        w->free_vecs = v->next;
-    else
-        v = malloc(sizeof(*v));
+    if (!v)
+        return malloc(sizeof(*v));
+    w->free_vecs = v->next;
+    w->nfree_vecs--;
     return v;
+}
+
+static void vec_put(struct http_worker *w, struct tx_vec *v)
+{
+    v->next = w->free_vecs;
+    w->free_vecs = v;
+    w->nfree_vecs++;
+}
+
+/* Free the free vectors past the first keep (the most recently used); the bytes freed. */
+static size_t vec_trim(struct http_worker *w, unsigned keep)
+{
+    struct tx_vec **at = &w->free_vecs;
+    size_t n = 0;
+
+    for (unsigned i = 0; i < keep && *at; i++)
+        at = &(*at)->next;
+    while (*at) {
+        struct tx_vec *v = *at;
+        *at = v->next;
+        free(v);
+        n++;
+    }
+    w->nfree_vecs -= (unsigned)n;
+    return n * sizeof(struct tx_vec);
 }
 
 static void end_tx_kick(struct http_worker *w, struct http_end *e)
@@ -943,6 +979,44 @@ static struct http_up *up_new(struct http_worker *w, int *ret_err)
     STAT_INC(w->st, upstreams_active);
     up_connect(w, u);
     return u;
+}
+
+/*
+ * The receive buffers of all workers together take at most RING_BUDGET, or
+ * an eighth of the container's memory limit (cgroup v2 memory.max) when
+ * that is less, so that more workers do not mean more memory; a worker has
+ * at least RING_MIN_BUFS. Memory is taken as buffers are used and given back
+ * when they are no longer needed (memory_trim()).
+ */
+#define RING_BUFSZ 65536
+#define RING_BUDGET (32u << 20)
+#define RING_MIN_BUFS 32
+#define RING_MAX_BUFS 4096
+
+static uint64_t cgroup_memory_max(void)
+{
+    char buf[32] = "";
+    FILE *f = fopen("/sys/fs/cgroup/memory.max", "re");
+
+    if (!f)
+        return 0;
+    if (!fgets(buf, sizeof(buf), f))
+        buf[0] = '\0';
+    fclose(f);
+    return buf[0] >= '0' && buf[0] <= '9' ? strtoull(buf, NULL, 10) : 0; /* "max": none */
+}
+
+static uint32_t ring_bufs(unsigned nworkers)
+{
+    uint64_t budget = RING_BUDGET, limit = cgroup_memory_max();
+    uint32_t n = RING_MIN_BUFS;
+
+    if (limit && limit / 8 < budget)
+        budget = limit / 8;
+    /* the largest power of two (as the ring needs) within the worker's share */
+    while (n < RING_MAX_BUFS && (uint64_t)2 * n * RING_BUFSZ * (nworkers ? nworkers : 1) <= budget)
+        n *= 2;
+    return n;
 }
 
 /*
@@ -2278,8 +2352,7 @@ static void on_send(struct http_worker *w, struct http_end *e, const struct io_u
     int res = cqe->res;
 
     if (e->vec) {
-        e->vec->next = w->free_vecs;
-        w->free_vecs = e->vec;
+        vec_put(w, e->vec);
         e->vec = NULL;
     }
     e->sending = 0;
@@ -2628,6 +2701,27 @@ static void w_cqe(struct core_thread *t, struct core_op *op, const struct io_uri
     }
 }
 
+/* Give back memory the last TRIM_MS did not need (see TRIM_MS). */
+static void memory_trim(struct http_worker *w)
+{
+    struct core_pool *p = &w->t->pool;
+    int quiet = p->taken == w->trim_taken;
+
+    size_t freed = core_pool_trim(p);
+
+    (void)core_bufring_trim(&w->t->bufs);
+    freed += vec_trim(w, w->nfree_vecs / 2);
+    if (freed || !quiet)
+        w->trimmed = 0;
+    if (quiet && !w->trimmed) {
+        w->trimmed = 1;
+#ifndef RINGPROXY_SANITIZED /* not glibc's allocator there: malloc_trim() would crash */
+        (void)malloc_trim(0);
+#endif
+    }
+    w->trim_taken = p->taken;
+}
+
 static long w_turn(struct core_thread *t)
 {
     struct http_worker *w = t->app;
@@ -2668,6 +2762,12 @@ static long w_turn(struct core_thread *t)
         }
     }
     pressure_sweep(w);
+    if (t->now_ms >= w->trim_ms) {
+        memory_trim(w);
+        w->trim_ms = t->now_ms + TRIM_MS;
+    }
+    if (w->trim_ms < next)
+        next = w->trim_ms;
     {
         uint64_t at = http_admin_turn(w->admin);
 
@@ -2734,7 +2834,7 @@ int http_worker_run(struct http_shared *sh, const struct http_worker_params *p,
     w->xa_off = (w->hdr_off + (size_t)w->max_hdrs * sizeof(struct core_hdr) + 15) & ~(size_t)15;
     w->blksz = w->xa_off + sizeof(struct conn_xa);
     tp = (struct core_thread_params){
-        .entries = 1024, .nbufs = 256, .bufsz = 65536, .blksz = w->blksz};
+        .entries = 1024, .nbufs = ring_bufs(sh->nworkers), .bufsz = RING_BUFSZ, .blksz = w->blksz};
     r = core_thread_init(&t, p->id, &tp, &what);
     if (r < 0) {
         free(w);
@@ -2800,11 +2900,7 @@ int http_worker_run(struct http_shared *sh, const struct http_worker_params *p,
     log_out_free(w->lo);
     free(w->log_line);
     free(w->health);
-    while (w->free_vecs) {
-        struct tx_vec *v = w->free_vecs;
-        w->free_vecs = v->next;
-        free(v);
-    }
+    (void)vec_trim(w, 0);
     core_thread_exit(&t);
     free(w);
     return r;

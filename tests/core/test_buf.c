@@ -131,7 +131,7 @@ Test(core_buf, init_publishes_every_buffer, .fini = ring_down)
     cr_assert_eq(b.bgid, BGID);
     cr_assert_eq(b.in_use, 0);
     cr_assert_eq(b.published, 8, "a ring smaller than the window is published whole");
-    cr_assert_eq(b.nstack, 0);
+    cr_assert_eq(b.nfree, 0);
     cr_assert_eq(ring_tail(&b), 8);
     for (uint16_t i = 0; i < 8; i++) {
         cr_assert_eq(b.refs[i], 0);
@@ -264,18 +264,18 @@ Test(core_buf, release_returns_id_only_at_zero, .fini = ring_down)
     core_buf_release(&b, 3);
     cr_assert_eq(b.refs[3], 1);
     cr_assert_eq(b.in_use, 1);
-    cr_assert_eq(b.nstack, 0, "given back before the last reference");
+    cr_assert_eq(b.nfree, 0, "given back before the last reference");
 
     core_buf_release(&b, 3);
     cr_assert_eq(b.refs[3], 0);
     cr_assert_eq(b.in_use, 0);
-    cr_assert_eq(b.nstack, 1);
-    cr_assert_eq(b.stack[0], 3);
+    cr_assert_eq(b.nfree, 1);
+    cr_assert_eq(b.freemap[0], 1u << 3);
     /* Not visible to the kernel before the flush. */
     cr_assert_eq(ring_tail(&b), tail);
 
     core_bufring_flush(&b);
-    cr_assert_eq(b.nstack, 0);
+    cr_assert_eq(b.nfree, 0);
     cr_assert_eq(b.published, 8);
     cr_assert_eq(ring_tail(&b), (uint16_t)(tail + 1));
     cr_assert_eq(b.br->bufs[tail & mask].bid, 3);
@@ -284,8 +284,11 @@ Test(core_buf, release_returns_id_only_at_zero, .fini = ring_down)
     core_bufring_exit(&b, &ring);
 }
 
-/* The buffer given back last is still in the cache: it is published first. */
-Test(core_buf, releases_go_back_most_recent_first, .fini = ring_down)
+/*
+ * The lowest free buffers are published first, whatever the order they came
+ * back in: the buffers in use stay at the start of the mapping.
+ */
+Test(core_buf, lowest_free_buffers_go_out_first, .fini = ring_down)
 {
     struct core_bufring b;
     uint16_t tail, mask = io_uring_buf_ring_mask(8);
@@ -300,12 +303,12 @@ Test(core_buf, releases_go_back_most_recent_first, .fini = ring_down)
     core_buf_release(&b, 6);
     core_buf_release(&b, 5);
     cr_assert_eq(b.in_use, 0);
-    cr_assert_eq(b.nstack, 3);
+    cr_assert_eq(b.nfree, 3);
     core_bufring_flush(&b);
     cr_assert_eq(ring_tail(&b), (uint16_t)(tail + 3));
-    cr_assert_eq(b.br->bufs[(tail + 0) & mask].bid, 5);
-    cr_assert_eq(b.br->bufs[(tail + 1) & mask].bid, 6);
-    cr_assert_eq(b.br->bufs[(tail + 2) & mask].bid, 1);
+    cr_assert_eq(b.br->bufs[(tail + 0) & mask].bid, 1);
+    cr_assert_eq(b.br->bufs[(tail + 1) & mask].bid, 5);
+    cr_assert_eq(b.br->bufs[(tail + 2) & mask].bid, 6);
     /* Nothing given back: a flush changes nothing. */
     core_bufring_flush(&b);
     cr_assert_eq(ring_tail(&b), (uint16_t)(tail + 3));
@@ -324,7 +327,7 @@ Test(core_buf, published_window_follows_use, .fini = ring_down)
 
     bufring_up(&b, n, 16);
     cr_assert_eq(b.published, CORE_BUF_WINDOW_MIN);
-    cr_assert_eq(b.nstack, n - CORE_BUF_WINDOW_MIN);
+    cr_assert_eq(b.nfree, n - CORE_BUF_WINDOW_MIN);
     cr_assert_eq(ring_tail(&b), CORE_BUF_WINDOW_MIN);
     /* The lowest buffers go out first: a light load touches little memory. */
     for (uint16_t i = 0; i < CORE_BUF_WINDOW_MIN; i++)
@@ -336,7 +339,7 @@ Test(core_buf, published_window_follows_use, .fini = ring_down)
     core_bufring_flush(&b);
     cr_assert_eq(b.window, 60);
     cr_assert_eq(b.published, 60);
-    cr_assert_eq(b.published + b.nstack + b.in_use, n, "a buffer got lost");
+    cr_assert_eq(b.published + b.nfree + b.in_use, n, "a buffer got lost");
 
     /* A turn that drains the ring doubles the window. */
     tail = ring_tail(&b);
@@ -345,8 +348,8 @@ Test(core_buf, published_window_follows_use, .fini = ring_down)
     cr_assert_eq(b.published, 0);
     core_bufring_flush(&b);
     cr_assert_eq(b.window, 120);
-    cr_assert_eq(b.published + b.in_use, n, "the stack ran out: everything else is published");
-    cr_assert_eq(b.nstack, 0);
+    cr_assert_eq(b.published + b.in_use, n, "no free ones left: everything else is published");
+    cr_assert_eq(b.nfree, 0);
 
     /* Idle turns: the window shrinks toward the minimum, a step at a time. */
     w = b.window;
@@ -487,6 +490,45 @@ Test(core_buf, multishot_recv_draws_returned_buffers, .fini = ring_down)
  * to core_buf_release(), so build one by hand.
  */
 #define FAKE_NBUFS 8
+/*
+ * After a burst the memory of the buffers it used is given back: the free
+ * ones above what the last second's peak needed read as zeros again, the
+ * ones in use or published keep their bytes.
+ */
+Test(core_buf, trim_gives_back_what_the_peak_no_longer_needs, .fini = ring_down)
+{
+    struct core_bufring b;
+    uint32_t n = 4 * CORE_BUF_WINDOW_MIN, used = 3 * CORE_BUF_WINDOW_MIN;
+    size_t freed;
+
+    bufring_up(&b, n, 4096);
+    cr_assert_eq(b.group, 1, "a ring smaller than a huge page is given back buffer by buffer");
+    /* a burst: the kernel fills the lowest `used` buffers, all held at once */
+    for (uint16_t bid = 0; bid < used; bid++) {
+        if (!b.published)
+            core_bufring_flush(&b);
+        core_buf_take(&b, bid);
+        memset(core_buf_ptr(&b, bid), 'x', 4096);
+    }
+    core_bufring_flush(&b);
+    cr_assert_eq(core_bufring_trim(&b), 0, "in use: nothing to give back");
+    for (uint16_t bid = 1; bid < used; bid++)
+        core_buf_release(&b, bid);
+    for (int i = 0; i < 200; i++)
+        core_bufring_flush(&b); /* quiet turns: the window shrinks back */
+    /* the first trim after the burst keeps what its peak used; the next gives it back */
+    cr_assert_eq(core_bufring_trim(&b), 0);
+    freed = core_bufring_trim(&b);
+    cr_assert_gt(freed, 0);
+    cr_assert_eq(freed % 4096, 0);
+    cr_assert_eq(core_buf_ptr(&b, used - 1)[0], 0, "given back: reads as zeros");
+    cr_assert_eq(core_buf_ptr(&b, 0)[0], 'x', "still held: keeps its bytes");
+    cr_assert_eq(b.in_use, 1);
+    cr_assert_eq(core_bufring_trim(&b), 0, "nothing resident left to give back");
+    core_buf_release(&b, 0);
+    core_bufring_exit(&b, &ring);
+}
+
 #define FAKE_BUFSZ 32
 
 static struct core_bufring fake;
@@ -498,9 +540,10 @@ static void fake_up(void)
     fake.br = calloc(FAKE_NBUFS, sizeof(struct io_uring_buf));
     fake.mem = calloc(FAKE_NBUFS, FAKE_BUFSZ);
     fake.refs = calloc(FAKE_NBUFS, sizeof(*fake.refs));
-    fake.stack = calloc(FAKE_NBUFS, sizeof(*fake.stack));
+    fake.freemap = calloc((FAKE_NBUFS + 63) / 64, sizeof(*fake.freemap));
+    fake.resident = calloc(FAKE_NBUFS, 1);
     fake.published = FAKE_NBUFS;
-    cr_assert(fake.br && fake.mem && fake.refs && fake.stack);
+    cr_assert(fake.br && fake.mem && fake.refs && fake.freemap && fake.resident);
     core_pool_init(&pool, 128, 4);
 }
 
@@ -510,7 +553,8 @@ static void fake_down(void)
     free(fake.br);
     free(fake.mem);
     free(fake.refs);
-    free(fake.stack);
+    free(fake.freemap);
+    free(fake.resident);
     fake = (struct core_bufring){0};
 }
 
@@ -691,7 +735,7 @@ Test(core_buf, segq_push_takes_references, .init = fake_up, .fini = fake_down)
     core_segq_clear(&q, &pool, &fake);
     cr_assert_eq(fake.in_use, 0);
     cr_assert_eq(fake.refs[1], 0);
-    cr_assert_eq(fake.nstack, 1);
+    cr_assert_eq(fake.nfree, 1);
     cr_assert_eq(pool.nfree_blks, 1, "the block went back with the segment");
 }
 
@@ -729,7 +773,7 @@ Test(core_buf, segq_consume_across_segments, .init = fake_up, .fini = fake_down)
     cr_assert_eq(q.nring, 0);
     cr_assert_eq(fake.refs[2], 0);
     cr_assert_eq(fake.in_use, 0);
-    cr_assert_eq(fake.nstack, 2);
+    cr_assert_eq(fake.nfree, 2);
 
     core_segq_consume(&q, &pool, &fake, 0);
     assert_segq(&q, "hi");
@@ -781,7 +825,7 @@ Test(core_buf, segq_byte_at_a_time, .init = fake_up, .fini = fake_down)
     }
     assert_segq(&q, "");
     cr_assert_eq(fake.in_use, 0);
-    cr_assert_eq(fake.nstack, 4);
+    cr_assert_eq(fake.nfree, 4);
 }
 
 Test(core_buf, segq_same_buffer_twice, .init = fake_up, .fini = fake_down)
@@ -798,11 +842,11 @@ Test(core_buf, segq_same_buffer_twice, .init = fake_up, .fini = fake_down)
     core_segq_consume(&q, &pool, &fake, 4);
     cr_assert_eq(fake.refs[6], 1);
     cr_assert_eq(fake.in_use, 1);
-    cr_assert_eq(fake.nstack, 0);
+    cr_assert_eq(fake.nfree, 0);
     core_segq_clear(&q, &pool, &fake);
     cr_assert_eq(fake.refs[6], 0);
     cr_assert_eq(fake.in_use, 0);
-    cr_assert_eq(fake.nstack, 1);
+    cr_assert_eq(fake.nfree, 1);
 }
 
 Test(core_buf, segq_clear_recycles_segments, .init = fake_up, .fini = fake_down)
@@ -992,7 +1036,7 @@ Test(core_buf, segq_compact_fills_the_last_chunk, .init = fake_up, .fini = fake_
         core_buf_release(&fake, 0);
         cr_assert_eq(core_segq_compact(&q, &pool, &fake, 0), 0);
         cr_assert_eq(fake.in_use, 0);
-        fake.nstack = 0; /* the fake ring never republishes */
+        fake.nfree = 0; /* the fake ring never republishes */
     }
     cr_assert_eq(q.bytes, 100);
     cr_assert_null(q.head->next, "100 bytes compacted one by one are one segment of one chunk");
@@ -1029,7 +1073,7 @@ Test(core_buf, segq_compact_oom_keeps_bytes, .init = fake_up, .fini = fake_down)
         cr_assert_eq(fake.in_use, q.nring);
         core_segq_clear(&q, &pool, &fake);
         cr_assert_eq(fake.in_use, 0);
-        fake.nstack = 0; /* the fake ring never republishes: start each round full */
+        fake.nfree = 0; /* the fake ring never republishes: start each round full */
     }
 }
 

@@ -388,7 +388,7 @@ struct origin *origin_start(const char *addr, unsigned port)
     if (!o->recv_log || o->fd < 0 || inet_pton(AF_INET, addr, &sa.sin_addr) != 1)
         goto fail;
     (void)setsockopt(o->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    if (bind(o->fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(o->fd, 512) < 0 ||
+    if (bind(o->fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(o->fd, 4096) < 0 ||
         getsockname(o->fd, (struct sockaddr *)&sa, &sl) < 0)
         goto fail;
     o->port = ntohs(sa.sin_port);
