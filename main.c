@@ -1,8 +1,9 @@
 /*
- * ringproxy: the process. Reads the command line and proxy.json, opens the
- * listeners (so a busy port fails start-up with one clear line), starts the
- * resolver and one worker thread per usable CPU, then waits for SIGTERM/SIGINT and
- * lets the workers drain.
+ * ringproxy: the process, and the one place that wires the modules
+ * together. Reads the command line (parse_args) and proxy.json (cfg/), opens
+ * the listeners (so a busy port fails start-up with one clear line), starts
+ * the resolver (net/) and one worker thread per usable CPU (http/ on core/),
+ * then waits for SIGTERM/SIGINT and lets the workers drain.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -111,7 +112,15 @@ static void io_uring_hint(int err, const char *what)
         fprintf(stderr, "ringproxy: cannot start a worker: %s: %s\n", what, strerror(-err));
 }
 
-int main(int argc, char **argv)
+/* The command line. */
+struct args {
+    const char *dir, *listen, *upstream, *admin; /* listen, admin: NULL = default */
+    long workers;                                /* -1: from the config */
+    int no_access_log;
+};
+
+/* Parse argv into a; -1 to go on, else the exit status (after --help, or a usage error). */
+static int parse_args(int argc, char **argv, struct args *a)
 {
     static const struct option opts[] = {
         {"config", required_argument, NULL, 'c'},
@@ -124,37 +133,24 @@ int main(int argc, char **argv)
         {"no-access-log", no_argument, NULL, 'n'},
         {NULL, 0, NULL, 0},
     };
-    const char *dir = CFG_DEFAULT_DIR, *listen_arg = NULL, *upstream_arg = "next-hop:80";
-    const char *admin_arg = NULL;
-    long workers_arg = -1;
-    int no_access_log = 0;
-    char up_host[256], up_port[8], config_desc[600];
-    struct sockaddr_storage la[HTTP_MAX_LISTENERS], aa;
-    unsigned lalen[HTTP_MAX_LISTENERS], aalen, nla = 0, nworkers;
-    struct cfg *cfg = NULL;
-    struct cfg_errs errs = {0};
-    struct http_shared sh = {0};
-    struct worker_arg *wa = NULL;
-    struct start st = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, NULL};
-    struct stat sb;
-    sigset_t sigs;
-    int admin_fd = -1, opt, r, sig;
+    int opt;
 
+    *a = (struct args){.dir = CFG_DEFAULT_DIR, .upstream = "next-hop:80", .workers = -1};
     while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (opt) {
         case 'c':
-            dir = optarg;
+            a->dir = optarg;
             break;
         case 'l':
-            listen_arg = optarg;
+            a->listen = optarg;
             break;
         case 'u':
-            upstream_arg = optarg;
+            a->upstream = optarg;
             break;
         case 'w': {
             char *end;
-            workers_arg = strtol(optarg, &end, 10);
-            if (*end || workers_arg < 0 || workers_arg > MAX_WORKERS) {
+            a->workers = strtol(optarg, &end, 10);
+            if (*end || a->workers < 0 || a->workers > MAX_WORKERS) {
                 fprintf(stderr, "ringproxy: --workers: expected an integer from 0 to %d\n",
                         MAX_WORKERS);
                 return 2;
@@ -162,10 +158,10 @@ int main(int argc, char **argv)
             break;
         }
         case 'a':
-            admin_arg = optarg;
+            a->admin = optarg;
             break;
         case 'n':
-            no_access_log = 1;
+            a->no_access_log = 1;
             break;
         case 'h':
             fputs(usage, stdout);
@@ -182,6 +178,32 @@ int main(int argc, char **argv)
         fprintf(stderr, "ringproxy: unexpected argument '%s'\n%s", argv[optind], usage);
         return 2;
     }
+    return -1;
+}
+
+int main(int argc, char **argv)
+{
+    struct args a;
+    const char *dir, *listen_arg, *upstream_arg, *admin_arg;
+    char up_host[256], up_port[8], config_desc[600];
+    struct sockaddr_storage la[HTTP_MAX_LISTENERS], aa;
+    unsigned lalen[HTTP_MAX_LISTENERS], aalen, nla = 0, nworkers;
+    struct cfg *cfg = NULL;
+    struct cfg_errs errs = {0};
+    struct http_shared sh = {0};
+    struct worker_arg *wa = NULL;
+    struct start st = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, NULL};
+    struct stat sb;
+    sigset_t sigs;
+    int admin_fd = -1, r, sig;
+
+    r = parse_args(argc, argv, &a);
+    if (r >= 0)
+        return r;
+    dir = a.dir;
+    listen_arg = a.listen;
+    upstream_arg = a.upstream;
+    admin_arg = a.admin;
 
     {
         struct stat cs;
@@ -232,7 +254,7 @@ int main(int argc, char **argv)
                 admin_arg);
         return 2;
     }
-    nworkers = workers_arg >= 0 ? (unsigned)workers_arg : cfg->workers;
+    nworkers = a.workers >= 0 ? (unsigned)a.workers : cfg->workers;
     if (!nworkers)
         nworkers = core_cpus_usable();
 
@@ -267,7 +289,7 @@ int main(int argc, char **argv)
             (void)fcntl(STDOUT_FILENO, F_SETFL, fl | O_APPEND);
     }
     sh.log_fmt = log_fmt_new(&cfg->access_log);
-    sh.access_log = !no_access_log;
+    sh.access_log = !a.no_access_log;
     sh.stats = calloc(nworkers, sizeof(*sh.stats));
     sh.resolver = net_resolver_new(up_host, up_port, cfg->upstream.resolve_interval_ms, nworkers);
     wa = calloc(nworkers, sizeof(*wa));
