@@ -13,9 +13,30 @@
 
 #include "core/buf.h"
 
+/*
+ * Every kind of operation a worker's ring carries, the proxy's and the admin
+ * listener's: one switch (http/proxy.c, w_cqe()) dispatches them all, and
+ * -Wswitch names any kind it misses.
+ */
+enum core_op_kind {
+    OPK_NONE = 0,
+    OPK_ACCEPT,       /* a public listener's multishot accept */
+    OPK_RECV,         /* a client's or upstream's multishot receive */
+    OPK_SEND,         /* a client's or upstream's send */
+    OPK_CONNECT,      /* an upstream connect */
+    OPK_POLL,         /* waiting for room to send (POLLOUT) */
+    OPK_LOGW,         /* the access log's write to stdout */
+    OPK_WAKE,         /* the eventfd the main thread wakes workers with */
+    OPK_ADMIN_ACCEPT, /* the admin listener */
+    OPK_ADMIN_RECV,
+    OPK_ADMIN_SEND,
+    /* must stay last */
+    OPK_COUNT
+};
+
 /* Embedded in whatever owns an operation; the SQE's user_data points here. */
 struct core_op {
-    uint8_t kind;
+    uint8_t kind; /* enum core_op_kind */
 };
 
 /* user_data of operations whose completion nobody needs (cancels). */

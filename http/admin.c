@@ -12,15 +12,6 @@
 #include "http/proxy.h"
 #include "http/stats.h"
 
-/* Operation kinds of the admin listener; the proxy's own stay below. */
-enum admin_op {
-    AOP_ACCEPT = 100,
-    AOP_RECV,
-    AOP_SEND,
-    /* must stay last */
-    AOP_COUNT
-};
-
 #define ADMIN_REQ_MAX 2048
 /*
  * Every admin receive and send has this long to complete (a linked
@@ -87,7 +78,7 @@ struct http_admin *http_admin_new(struct core_thread *t, struct http_shared *sh,
 
     if (!a)
         return NULL;
-    a->op_accept.kind = AOP_ACCEPT;
+    a->op_accept.kind = OPK_ADMIN_ACCEPT;
     a->t = t;
     a->sh = sh;
     a->fd = fd;
@@ -126,11 +117,6 @@ uint64_t http_admin_turn(struct http_admin *a)
         return a->resume_ms;
     arm_accept(a);
     return UINT64_MAX;
-}
-
-int http_admin_owns(const struct http_admin *a, const struct core_op *op)
-{
-    return a && op->kind >= AOP_ACCEPT && op->kind < AOP_COUNT;
 }
 
 struct mbuf {
@@ -301,7 +287,7 @@ static void respond(struct http_admin *a, struct admin_conn *c)
         memcpy(c->out + n, body, blen);
     c->outlen = (size_t)n + (head_only ? 0 : blen);
     free(body);
-    c->op.kind = AOP_SEND;
+    c->op.kind = OPK_ADMIN_SEND;
     sqe = linked_sqe(a);
     io_uring_prep_send(sqe, c->fd, c->out, c->outlen, MSG_NOSIGNAL);
     io_uring_sqe_set_data(sqe, &c->op);
@@ -312,7 +298,7 @@ static void arm_recv(struct http_admin *a, struct admin_conn *c)
 {
     struct io_uring_sqe *sqe = linked_sqe(a);
 
-    c->op.kind = AOP_RECV;
+    c->op.kind = OPK_ADMIN_RECV;
     io_uring_prep_recv(sqe, c->fd, c->req + c->len, ADMIN_REQ_MAX - 1 - c->len, 0);
     io_uring_sqe_set_data(sqe, &c->op);
     link_timeout(a, sqe);
@@ -356,7 +342,7 @@ void http_admin_cqe(struct http_admin *a, struct core_op *op, const struct io_ur
         return;
     }
     c = (struct admin_conn *)op;
-    if (op->kind == AOP_RECV) {
+    if (op->kind == OPK_ADMIN_RECV) {
         if (cqe->res <= 0) {
             conn_free(a, c);
             return;

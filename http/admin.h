@@ -20,11 +20,10 @@ struct http_admin *http_admin_new(struct core_thread *t, struct http_shared *sh,
 /* NULL-safe; closes the admin's connections. */
 void http_admin_free(struct http_admin *a);
 
-/* Does op belong to the admin listener? NULL-safe. */
 /* Once per loop turn: re-arms a paused accept; the time it wants the loop back, or UINT64_MAX. */
 uint64_t http_admin_turn(struct http_admin *a);
 
-int http_admin_owns(const struct http_admin *a, const struct core_op *op);
+/* The completion of one of a's operations (kinds OPK_ADMIN_*). */
 void http_admin_cqe(struct http_admin *a, struct core_op *op, const struct io_uring_cqe *cqe);
 
 /* Render the metrics text of every worker into buf; returns its length. */

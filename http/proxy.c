@@ -90,18 +90,6 @@
 
 #define container_of(p, type, member) ((type *)((char *)(p)-offsetof(type, member)))
 
-enum op_kind {
-    OPK_ACCEPT = 1,
-    OPK_RECV,
-    OPK_SEND,
-    OPK_CONNECT,
-    OPK_LOGW,
-    OPK_WAKE,
-    OPK_POLL,
-    /* must stay last */
-    OPK_COUNT
-};
-
 enum end_side {
     SIDE_CLIENT = 0,
     SIDE_UP,
@@ -2233,10 +2221,17 @@ static void on_accept(struct http_worker *w, int li, const struct io_uring_cqe *
     conn_sync(w, c);
 }
 
-static void on_recv(struct http_worker *w, struct http_end *e, const struct io_uring_cqe *cqe)
+/*
+ * What every receive completion does, whichever side: account for the
+ * operation, queue the bytes, note EOF or a wait for buffers. 1 when the
+ * side's handler is to run (the socket is open); *oom when bytes were lost.
+ */
+static int end_received(struct http_worker *w, struct http_end *e, const struct io_uring_cqe *cqe,
+                        int *oom)
 {
-    int res = cqe->res, oom = 0;
+    int res = cqe->res;
 
+    *oom = 0;
     if (!(cqe->flags & IORING_CQE_F_MORE)) {
         e->rx = RX_OFF;
         e->nops--;
@@ -2248,7 +2243,7 @@ static void on_recv(struct http_worker *w, struct http_end *e, const struct io_u
         if (res > 0 && !e->closing) {
             if (core_segq_push(&e->rxq, &w->t->pool, &w->t->bufs, core_buf_ptr(&w->t->bufs, bid),
                                (size_t)res, bid) < 0) {
-                oom = 1; /* these bytes are lost: the stream can't go on */
+                *oom = 1; /* these bytes are lost: the stream can't go on */
             } else {
                 e->rx_total += (uint64_t)res;
                 e->moved_rx = 1;
@@ -2272,45 +2267,60 @@ static void on_recv(struct http_worker *w, struct http_end *e, const struct io_u
     if (e->closing) {
         if (!e->nops)
             end_reap(w, e);
-        return;
+        return 0;
     }
-    if (e->side == SIDE_CLIENT) {
-        struct http_conn *c = (struct http_conn *)e;
+    return 1;
+}
 
-        if (oom) {
-            c->keep_alive = 0;
-            if (c->state == HST_BODY || c->state == HST_WAIT)
-                conn_respond(w, c, 502, "out_of_memory");
-            else
-                conn_abort(w, c, "out_of_memory");
-        } else if (res > 0) {
-            STAT_ADD(w->st, bytes_in, (uint64_t)res);
-            if (c->discard)
-                core_segq_clear(&c->e.rxq, &w->t->pool, &w->t->bufs);
-            if (c->state != HST_WAIT)
-                conn_process(w, c);
-        }
-        if (c->e.eof)
-            conn_eof(w, c);
-        conn_sync(w, c);
-    } else {
-        struct http_up *u = (struct http_up *)e;
-        struct http_conn *c = u->c;
-
-        if (res > 0) {
-            u->got_bytes = 1;
-            if (c)
-                c->up_bytes += res;
-        }
-        if (oom)
-            up_oom(w, u);
+static void conn_received(struct http_worker *w, struct http_conn *c, int res, int oom)
+{
+    if (oom) {
+        c->keep_alive = 0;
+        if (c->state == HST_BODY || c->state == HST_WAIT)
+            conn_respond(w, c, 502, "out_of_memory");
         else
-            up_process(w, u);
-        if (c)
-            conn_sync(w, c);
-        else if (!u->e.closing)
-            end_rx_update(w, &u->e);
+            conn_abort(w, c, "out_of_memory");
+    } else if (res > 0) {
+        STAT_ADD(w->st, bytes_in, (uint64_t)res);
+        if (c->discard)
+            core_segq_clear(&c->e.rxq, &w->t->pool, &w->t->bufs);
+        if (c->state != HST_WAIT)
+            conn_process(w, c);
     }
+    if (c->e.eof)
+        conn_eof(w, c);
+    conn_sync(w, c);
+}
+
+static void up_received(struct http_worker *w, struct http_up *u, int res, int oom)
+{
+    struct http_conn *c = u->c;
+
+    if (res > 0) {
+        u->got_bytes = 1;
+        if (c)
+            c->up_bytes += res;
+    }
+    if (oom)
+        up_oom(w, u);
+    else
+        up_process(w, u);
+    if (c)
+        conn_sync(w, c);
+    else if (!u->e.closing)
+        end_rx_update(w, &u->e);
+}
+
+static void on_recv(struct http_worker *w, struct http_end *e, const struct io_uring_cqe *cqe)
+{
+    int oom;
+
+    if (!end_received(w, e, cqe, &oom))
+        return;
+    if (e->side == SIDE_CLIENT)
+        conn_received(w, (struct http_conn *)e, cqe->res, oom);
+    else
+        up_received(w, (struct http_up *)e, cqe->res, oom);
 }
 
 /* A send completed with res bytes (or -EAGAIN): next send, or wait for room. */
@@ -2347,10 +2357,47 @@ static void on_poll(struct http_worker *w, struct http_end *e)
         conn_sync(w, c);
 }
 
+static void conn_send_done(struct http_worker *w, struct http_conn *c, int res)
+{
+    if (res < 0 && res != -EAGAIN) {
+        conn_abort(w, c, "client_closed");
+        return;
+    }
+    end_sent(w, &c->e, res);
+    STAT_ADD(w->st, bytes_out, (uint64_t)(res > 0 ? res : 0));
+    /* room on this side lets the upstream's backlog move */
+    if (c->up && !c->up->e.closing)
+        up_process(w, c->up);
+    if (c->e.closing)
+        return;
+    if (!c->e.txq.bytes && !c->e.sending && c->abort_after_flush) {
+        /* a broken response fully flushed: close, don't pretend it ended */
+        conn_abort(w, c, c->termination);
+        return;
+    }
+    conn_check_done(w, c);
+    conn_sync(w, c);
+}
+
+static void up_send_done(struct http_worker *w, struct http_up *u, int res)
+{
+    struct http_conn *c = u->c;
+
+    if (res < 0 && res != -EAGAIN) {
+        up_failed(w, u, HF_RESET);
+    } else {
+        end_sent(w, &u->e, res);
+        /* room upstream lets the client's backlog move */
+        if (c && !c->e.closing && (c->state == HST_BODY || c->state == HST_TUNNEL))
+            conn_process(w, c);
+    }
+    if (c)
+        conn_sync(w, c);
+}
+
+/* A send completed: the socket's bookkeeping, then its side's handler. */
 static void on_send(struct http_worker *w, struct http_end *e, const struct io_uring_cqe *cqe)
 {
-    int res = cqe->res;
-
     if (e->vec) {
         vec_put(w, e->vec);
         e->vec = NULL;
@@ -2362,42 +2409,10 @@ static void on_send(struct http_worker *w, struct http_end *e, const struct io_u
             end_reap(w, e);
         return;
     }
-    if (e->side == SIDE_CLIENT) {
-        struct http_conn *c = (struct http_conn *)e;
-
-        if (res < 0 && res != -EAGAIN) {
-            conn_abort(w, c, "client_closed");
-            return;
-        }
-        end_sent(w, e, res);
-        STAT_ADD(w->st, bytes_out, (uint64_t)(res > 0 ? res : 0));
-        /* room on this side lets the upstream's backlog move */
-        if (c->up && !c->up->e.closing)
-            up_process(w, c->up);
-        if (e->closing)
-            return;
-        if (!e->txq.bytes && !e->sending && c->abort_after_flush) {
-            /* a broken response fully flushed: close, don't pretend it ended */
-            conn_abort(w, c, c->termination);
-            return;
-        }
-        conn_check_done(w, c);
-        conn_sync(w, c);
-    } else {
-        struct http_up *u = (struct http_up *)e;
-        struct http_conn *c = u->c;
-
-        if (res < 0 && res != -EAGAIN) {
-            up_failed(w, u, HF_RESET);
-        } else {
-            end_sent(w, e, res);
-            /* room upstream lets the client's backlog move */
-            if (c && !c->e.closing && (c->state == HST_BODY || c->state == HST_TUNNEL))
-                conn_process(w, c);
-        }
-        if (c)
-            conn_sync(w, c);
-    }
+    if (e->side == SIDE_CLIENT)
+        conn_send_done(w, (struct http_conn *)e, cqe->res);
+    else
+        up_send_done(w, (struct http_up *)e, cqe->res);
 }
 
 static void on_connect(struct http_worker *w, struct http_up *u, const struct io_uring_cqe *cqe)
@@ -2656,7 +2671,7 @@ static void w_cqe(struct core_thread *t, struct core_op *op, const struct io_uri
 {
     struct http_worker *w = t->app;
 
-    switch (op->kind) {
+    switch ((enum core_op_kind)op->kind) {
     case OPK_ACCEPT:
         on_accept(w, op == &w->op_accept[0] ? 0 : 1, cqe);
         break;
@@ -2694,9 +2709,14 @@ static void w_cqe(struct core_thread *t, struct core_op *op, const struct io_uri
         else
             arm_wake(w);
         break;
-    default:
-        if (http_admin_owns(w->admin, op))
-            http_admin_cqe(w->admin, op, cqe);
+    case OPK_ADMIN_ACCEPT:
+    case OPK_ADMIN_RECV:
+    case OPK_ADMIN_SEND:
+        http_admin_cqe(w->admin, op, cqe);
+        break;
+    case OPK_NONE:
+    case OPK_COUNT:
+        log_error("completion of an unknown operation (kind %u)", op->kind);
         break;
     }
 }
