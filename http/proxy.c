@@ -34,6 +34,7 @@
 #include "http/msg.h"
 #include "log/error.h"
 #include "log/out.h"
+#include "net/pick.h"
 #include "net/sock.h"
 
 #define HIGH_WATER (128 * 1024) /* bytes queued per direction before reading pauses */
@@ -265,17 +266,6 @@ struct http_up {
     struct http_up *pool_prev, *pool_next;
 };
 
-/*
- * Per-worker memory of how each upstream address answered: one entry per
- * address of the current set, in the set's order (health_sync() rebuilds it
- * when the set changes, keeping what is known of addresses that stay).
- */
-struct addr_health {
-    char str[NET_ADDRSTRLEN];
-    uint64_t down_until_ms;
-    uint32_t fails;
-};
-
 struct http_worker {
     struct core_thread *t;
     struct http_shared *sh;
@@ -305,9 +295,7 @@ struct http_worker {
     unsigned nfree_vecs;
     const struct net_addrset *addrs;
     uint64_t addrs_gen;
-    struct addr_health *health; /* health[i] is addrs->a[i]'s */
-    unsigned nhealth;
-    unsigned rr;
+    struct net_pick pick; /* address choice and backoff (net/pick.h) */
     struct log_out *lo;
     char *log_line;      /* one access-log line is formatted here, then copied to lo */
     size_t log_line_max; /* log_fmt_max_line(): no line is longer */
@@ -859,89 +847,10 @@ static void up_connect(struct http_worker *w, struct http_up *u)
     STAT_INC(w->st, upstream_connects);
 }
 
-/* The set changed: one entry per address, what was known of the old ones kept. */
-static void health_sync(struct http_worker *w)
-{
-    const struct net_addrset *as = w->addrs;
-    struct addr_health *h = as->n ? calloc(as->n, sizeof(*h)) : NULL;
-
-    if (as->n && !h)
-        return; /* keep the old table; health_of() finds nothing new */
-    for (unsigned i = 0; i < as->n; i++) {
-        snprintf(h[i].str, sizeof(h[i].str), "%s", as->a[i].str);
-        for (unsigned k = 0; k < w->nhealth; k++)
-            if (!strcmp(w->health[k].str, h[i].str)) {
-                h[i] = w->health[k];
-                break;
-            }
-    }
-    free(w->health);
-    w->health = h;
-    w->nhealth = as->n;
-}
-
-static struct addr_health *health_of(struct http_worker *w, const char *str)
-{
-    for (unsigned i = 0; i < w->nhealth; i++)
-        if (!strcmp(w->health[i].str, str))
-            return &w->health[i];
-    return NULL;
-}
-
-/* Skip an address that refused for a while: 0.5 s, doubling up to 30 s. */
-static void addr_failed(struct http_worker *w, const char *str)
-{
-    struct addr_health *h = health_of(w, str);
-    uint32_t shift;
-
-    if (!h)
-        return; /* no longer in the set */
-    shift = h->fails < 6 ? h->fails : 6;
-    h->fails++;
-    h->down_until_ms = w->t->now_ms + ((uint64_t)500 << shift);
-    if (h->down_until_ms > w->t->now_ms + 30000)
-        h->down_until_ms = w->t->now_ms + 30000;
-}
-
-static void addr_ok(struct http_worker *w, const char *str)
-{
-    struct addr_health *h = health_of(w, str);
-
-    if (h) {
-        h->fails = 0;
-        h->down_until_ms = 0;
-    }
-}
-
-/* Next address, round robin over those not backing off (all of them if every one is). */
-static const struct net_addr *addr_pick(struct http_worker *w)
-{
-    const struct net_addrset *as = w->addrs;
-    const struct net_addr *best = NULL;
-    uint64_t best_until = UINT64_MAX;
-
-    for (unsigned k = 0; k < as->n; k++) {
-        unsigned i = (w->rr + k) % as->n;
-        const struct net_addr *a = &as->a[i];
-        uint64_t until = i < w->nhealth ? w->health[i].down_until_ms : 0;
-
-        if (until <= w->t->now_ms) {
-            w->rr += k + 1;
-            return a;
-        }
-        if (until < best_until) {
-            best_until = until;
-            best = a;
-        }
-    }
-    w->rr++;
-    return best;
-}
-
 /* A new upstream connection; NULL with *ret_err -ENOENT (no address) or the socket's error. */
 static struct http_up *up_new(struct http_worker *w, int *ret_err)
 {
-    const struct net_addr *a = addr_pick(w);
+    const struct net_addr *a = net_pick_next(&w->pick, w->t->now_ms);
     struct http_up *u;
     int fd;
 
@@ -2106,7 +2015,7 @@ static void up_failed(struct http_worker *w, struct http_up *u, enum http_fail w
         return;
     }
     if (u->state == UPS_CONNECT) {
-        addr_failed(w, u->addr.str);
+        net_pick_failed(&w->pick, u->addr.str, w->t->now_ms);
         net_resolver_kick(w->sh->resolver);
     }
     if (!c) {
@@ -2429,7 +2338,7 @@ static void on_connect(struct http_worker *w, struct http_up *u, const struct io
         log_warn("connect to upstream %s: %s", u->addr.str, strerror(-cqe->res));
         up_failed(w, u, cqe->res == -ECANCELED ? HF_CONNECT_TIMEOUT : HF_CONNECT_REFUSED);
     } else {
-        addr_ok(w, u->addr.str);
+        net_pick_ok(&w->pick, u->addr.str);
         if (c)
             c->up_connect_us = (int64_t)(w->t->now_us - u->t_connect);
         u->state = UPS_HEAD;
@@ -2758,7 +2667,7 @@ static long w_turn(struct core_thread *t)
     w->addrs = net_resolver_get(w->sh->resolver, (unsigned)t->id);
     if (w->addrs->gen != w->addrs_gen) {
         w->addrs_gen = w->addrs->gen;
-        health_sync(w);
+        net_pick_sync(&w->pick, w->addrs);
         pool_sweep(w);
     }
     for (int tc = TC_NONE + 1; tc < TC_COUNT; tc++) {
@@ -2899,7 +2808,7 @@ int http_worker_run(struct http_shared *sh, const struct http_worker_params *p,
     w->lo = log_out_new_lines(cfg->access_log.buffer_bytes, w->log_line_max);
     w->addrs = net_resolver_get(sh->resolver, (unsigned)p->id);
     w->addrs_gen = w->addrs->gen;
-    health_sync(w);
+    net_pick_sync(&w->pick, w->addrs);
     if (!w->lo || !w->log_line) {
         r = -ENOMEM;
         what = "log buffer";
@@ -2919,7 +2828,7 @@ int http_worker_run(struct http_shared *sh, const struct http_worker_params *p,
     http_admin_free(w->admin);
     log_out_free(w->lo);
     free(w->log_line);
-    free(w->health);
+    net_pick_free(&w->pick);
     (void)vec_trim(w, 0);
     core_thread_exit(&t);
     free(w);
@@ -2927,7 +2836,7 @@ int http_worker_run(struct http_shared *sh, const struct http_worker_params *p,
 fail:
     log_out_free(w->lo);
     free(w->log_line);
-    free(w->health);
+    net_pick_free(&w->pick);
     core_thread_exit(&t);
     free(w);
     ready(arg, r, what);
