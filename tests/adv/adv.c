@@ -29,7 +29,6 @@
  *   meson test -C build adv -v
  *   ADV_SEED=N ADV_VERBOSE=1 meson test -C build adv -v
  */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -51,6 +50,7 @@
 #include <criterion/criterion.h>
 #include <jansson.h>
 
+#include "tests/adv/common.h"
 #include "tests/adv/hostile.h"
 #include "tests/e2e/harness.h"
 
@@ -273,38 +273,9 @@ __attribute__((format(printf, 1, 2))) static void rep(const char *fmt, ...)
     }
 }
 
-__attribute__((constructor)) static void seed_init(void)
-{
-    /* set once in the runner, so that every test's child sees the same seed */
-    if (!getenv("ADV_SEED")) {
-        struct timespec ts;
-        char s[32];
-
-        clock_gettime(CLOCK_REALTIME, &ts);
-        snprintf(s, sizeof(s), "%llu",
-                 100000000ull + ((unsigned long long)ts.tv_sec * 1000003ull ^
-                                 (unsigned long long)ts.tv_nsec ^ (unsigned long long)getpid()) %
-                                    900000000ull);
-        setenv("ADV_SEED", s, 1);
-    }
-}
-
-static uint64_t rnd(uint64_t *s)
-{
-    *s ^= *s >> 12;
-    *s ^= *s << 25;
-    *s ^= *s >> 27;
-    return *s * 2685821657736338717ull;
-}
-
-static unsigned rnd_in(uint64_t *s, unsigned lo, unsigned hi)
-{
-    return lo + (unsigned)(rnd(s) % (uint64_t)(hi - lo + 1));
-}
-
 static int pct(struct cl *c, int p)
 {
-    return (int)(rnd(&c->rng) % 100) < p;
+    return (int)(adv_rnd(&c->rng) % 100) < p;
 }
 
 __attribute__((format(printf, 5, 6))) static void cl_fail(struct cl *c, const char *tag, int mode,
@@ -713,7 +684,7 @@ static int cn_open(struct cl *c, struct cn *k)
     if (fd < 0)
         return -1;
     if (k->slow || k->rcvbuf) {
-        int rb = k->rcvbuf ? k->rcvbuf : (int)rnd_in(&c->rng, 2048, 4096);
+        int rb = k->rcvbuf ? k->rcvbuf : (int)adv_rnd_in(&c->rng, 2048, 4096);
         /* before connect, so the window is small from the start */
         setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rb, sizeof(rb));
     }
@@ -1178,7 +1149,7 @@ static void add_request(struct cl *c, struct cn *k, struct rq *q, int with_early
                                     q->mode == AM_INTERIM || q->mode == AM_STALL) &&
                                    pct(c, f->post_pct));
     if (post && q->mode != AM_EARLY) {
-        q->b = pct(c, 70) ? rnd_in(&c->rng, 1, 4096) : rnd_in(&c->rng, 4097, 65536);
+        q->b = pct(c, 70) ? adv_rnd_in(&c->rng, 1, 4096) : adv_rnd_in(&c->rng, 4097, 65536);
         te = pct(c, 50);
         zeros = te && pct(c, 15);
     }
@@ -1202,7 +1173,7 @@ static void add_request(struct cl *c, struct cn *k, struct rq *q, int with_early
          * A head of up to ~28 KiB, secrets all along: copied into a head
          * block that a queued response still points into, it would show.
          */
-        unsigned lines = rnd_in(&c->rng, 1, 4), len = rnd_in(&c->rng, 1000, 7000);
+        unsigned lines = adv_rnd_in(&c->rng, 1, 4), len = adv_rnd_in(&c->rng, 1000, 7000);
         for (unsigned l = 0; l < lines; l++) {
             size_t start = k->olen;
             out_fmt(k, "X-Pad-%u: ", l);
@@ -1216,13 +1187,13 @@ static void add_request(struct cl *c, struct cn *k, struct rq *q, int with_early
         char line[128];
         int ll =
             snprintf(line, sizeof(line), "GET /smuggled/%s HTTP/1.1\r\nHost: a\r\n\r\n", q->tag);
-        q->b = rnd_in(&c->rng, 256 * 1024, 2 * 1024 * 1024);
+        q->b = adv_rnd_in(&c->rng, 256 * 1024, 2 * 1024 * 1024);
         body = malloc(q->b);
         if (!body)
             abort();
         for (size_t i = 0; i < q->b; i++)
             body[i] = line[i % (size_t)ll];
-        first = rnd_in(&c->rng, 4096, 32768);
+        first = adv_rnd_in(&c->rng, 4096, 32768);
         out_fmt(k, "Content-Length: %zu\r\n\r\n", q->b);
         out_add(k, body, first);
         if (with_early_rest) {
@@ -1250,11 +1221,11 @@ static void add_request(struct cl *c, struct cn *k, struct rq *q, int with_early
     } else {
         out_fmt(k, "Transfer-Encoding: chunked\r\n\r\n");
         for (size_t off = 0; off < q->b;) {
-            size_t n = rnd_in(&c->rng, 1, 9000);
+            size_t n = adv_rnd_in(&c->rng, 1, 9000);
             if (n > q->b - off)
                 n = q->b - off;
             if (zeros)
-                out_fmt(k, "%0*zx\r\n", (int)rnd_in(&c->rng, 16, 20), n);
+                out_fmt(k, "%0*zx\r\n", (int)adv_rnd_in(&c->rng, 16, 20), n);
             else
                 out_fmt(k, "%zx\r\n", n);
             out_add(k, body + off, n);
@@ -1273,7 +1244,7 @@ static enum adv_mode pick_mode(struct cl *c)
 
     for (int m = 0; m < AM_COUNT; m++)
         total += run.f->weight[m];
-    r = (unsigned)(rnd(&c->rng) % total);
+    r = (unsigned)(adv_rnd(&c->rng) % total);
     for (int m = 0; m < AM_COUNT; m++) {
         if (r < run.f->weight[m])
             return (enum adv_mode)m;
@@ -1289,19 +1260,19 @@ static enum adv_mode pick_mode(struct cl *c)
  */
 static size_t pick_size(struct cl *c, const struct cn *k)
 {
-    unsigned r = (unsigned)(rnd(&c->rng) % 100);
+    unsigned r = (unsigned)(adv_rnd(&c->rng) % 100);
 
     if (r < 65)
-        return rnd_in(&c->rng, 64, 4096);
+        return adv_rnd_in(&c->rng, 64, 4096);
     if (r < 90 || k->slow)
-        return rnd_in(&c->rng, 4097, 65536);
-    return rnd_in(&c->rng, 65537, 300 * 1024);
+        return adv_rnd_in(&c->rng, 4097, 65536);
+    return adv_rnd_in(&c->rng, 65537, 300 * 1024);
 }
 
 /* Choose and queue a batch of pipelined requests. */
 static void make_batch(struct cl *c, struct cn *k, int last)
 {
-    int depth = (int)rnd_in(&c->rng, 1, (unsigned)run.f->pipe_max), stalls = 0;
+    int depth = (int)adv_rnd_in(&c->rng, 1, (unsigned)run.f->pipe_max), stalls = 0;
 
     for (int i = 0; i < k->nrq; i++)
         if (k->rq[i].t_sent > k->prev_sent)
@@ -1321,11 +1292,11 @@ static void make_batch(struct cl *c, struct cn *k, int last)
         q->oc = OC_COUNT;
         q->idx = k->nrq;
         q->mode = m;
-        q->v = (int)(rnd(&c->rng) % (uint64_t)adv_mode_variants(m));
+        q->v = (int)(adv_rnd(&c->rng) % (uint64_t)adv_mode_variants(m));
         snprintf(q->tag, sizeof(q->tag), "c%d-r%u-%s", c->id, c->seq++, run.seedstr);
         switch (m) {
         case AM_OK:
-            q->n = q->v == 1 ? rnd_in(&c->rng, 1, 16000) : pick_size(c, k);
+            q->n = q->v == 1 ? adv_rnd_in(&c->rng, 1, 16000) : pick_size(c, k);
             break;
         case AM_CHUNKED:
         case AM_INTERIM:
@@ -1333,17 +1304,17 @@ static void make_batch(struct cl *c, struct cn *k, int last)
             break;
         case AM_HEAD204:
             q->head = q->v == 2;
-            q->n = rnd_in(&c->rng, 1, 100000);
+            q->n = adv_rnd_in(&c->rng, 1, 100000);
             break;
         case AM_EARLY:
-            q->n = rnd_in(&c->rng, 10, 2000);
+            q->n = adv_rnd_in(&c->rng, 10, 2000);
             break;
         case AM_MIDCLOSE:
-            q->n = rnd_in(&c->rng, 100, 100000);
+            q->n = adv_rnd_in(&c->rng, 100, 100000);
             break;
         case AM_CONNLEN:
             q->head = pct(c, 25);
-            q->n = rnd_in(&c->rng, 10, 5000);
+            q->n = adv_rnd_in(&c->rng, 10, 5000);
             break;
         default:
             q->n = 0;
@@ -1403,7 +1374,7 @@ static int run_batch(struct cl *c, struct cn *k)
         }
         if (k->abrupt_at == 0 && k->ooff == k->olen) {
             /* gone before any answer: the proxy must clean up after us */
-            h_msleep((int)rnd_in(&c->rng, 0, 30));
+            h_msleep((int)adv_rnd_in(&c->rng, 0, 30));
             abandon_rest(c, k);
             return 1;
         }
@@ -1456,7 +1427,7 @@ static int run_batch(struct cl *c, struct cn *k)
                 return 1;
             }
             if (got && k->slow)
-                h_msleep((int)rnd_in(&c->rng, 1, 3));
+                h_msleep((int)adv_rnd_in(&c->rng, 1, 3));
         }
     }
 }
@@ -1472,7 +1443,7 @@ static void stalled_session(struct cl *c)
 {
     struct cn k;
     struct rq *q;
-    size_t room = rnd_in(&c->rng, 2048, 24576);
+    size_t room = adv_rnd_in(&c->rng, 2048, 24576);
 
     memset(&k, 0, sizeof(k));
     k.fd = -1;
@@ -1485,14 +1456,14 @@ static void stalled_session(struct cl *c)
         return;
     }
     k.abrupt_at = -1;
-    k.stall_ms = (int)rnd_in(&c->rng, 300, 600);
+    k.stall_ms = (int)adv_rnd_in(&c->rng, 300, 600);
     for (int i = 0; i < 2; i++) {
         q = &k.rq[k.nrq];
         memset(q, 0, sizeof(*q));
         q->oc = OC_COUNT;
         q->idx = k.nrq;
         q->mode = i ? AM_BIGHEAD : AM_OK;
-        q->v = i ? (int)(rnd(&c->rng) % 2) : 0;
+        q->v = i ? (int)(adv_rnd(&c->rng) % 2) : 0;
         q->n = i ? 0 : run.capacity - room;
         snprintf(q->tag, sizeof(q->tag), "c%d-r%u-%s", c->id, c->seq++, run.seedstr);
         add_request(c, &k, q, 0);
@@ -1511,7 +1482,7 @@ static void session(struct cl *c)
 {
     const struct fam *f = run.f;
     struct cn k;
-    int batches = (int)rnd_in(&c->rng, 1, 4), half = pct(c, f->half_pct);
+    int batches = (int)adv_rnd_in(&c->rng, 1, 4), half = pct(c, f->half_pct);
     int abrupt = pct(c, f->abrupt_pct), ended = 0;
 
     if (run.capacity && pct(c, f->stall_pct)) {
@@ -1522,7 +1493,7 @@ static void session(struct cl *c)
     k.fd = -1;
     rp_reset(&k.p);
     k.slow = pct(c, f->slow_pct);
-    k.rchunk = (int)rnd_in(&c->rng, 512, 2048);
+    k.rchunk = (int)adv_rnd_in(&c->rng, 512, 2048);
     if (cn_open(c, &k) < 0) {
         cl_fail(c, NULL, -1, 2, "client %d: cannot connect to the proxy: %s", c->id,
                 strerror(errno));
@@ -1542,10 +1513,11 @@ static void session(struct cl *c)
         k.half_wanted = last && half && k.rq[k.nrq - 1].mode != AM_EARLY;
         k.abrupt_at = -1;
         if (abrupt && last)
-            k.abrupt_at = pct(c, 25) ? 0 : (long)rnd_in(&c->rng, 1, 40000);
+            k.abrupt_at = pct(c, 25) ? 0 : (long)adv_rnd_in(&c->rng, 1, 40000);
         ended = run_batch(c, &k);
         if (!ended && !last)
-            h_msleep(pct(c, 90) ? (int)rnd_in(&c->rng, 0, 20) : (int)rnd_in(&c->rng, 50, 200));
+            h_msleep(pct(c, 90) ? (int)adv_rnd_in(&c->rng, 0, 20)
+                                : (int)adv_rnd_in(&c->rng, 50, 200));
     }
     if (!ended && k.fd >= 0) {
         /* nothing may follow the last answer */
@@ -1580,23 +1552,6 @@ static void *client_main(void *arg)
 }
 
 /* ---- the proxy's side ---------------------------------------------------- */
-
-static int fd_count(pid_t pid)
-{
-    char path[64];
-    struct dirent *d;
-    DIR *dir;
-    int n = 0;
-
-    snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
-    dir = opendir(path);
-    if (!dir)
-        return -1;
-    while ((d = readdir(dir)))
-        n += d->d_name[0] != '.';
-    closedir(dir);
-    return n;
-}
 
 /*
  * How many bytes of a response the sockets towards a client that reads
@@ -1712,16 +1667,10 @@ static void check_log(struct cl *c0, const struct proxy *px, struct res *all, si
 static void check_sanitizer(struct cl *c0, const struct proxy *px)
 {
     char *err = h_slurp(px->err_path);
-    const char *pats[] = {"ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
-                          "runtime error:", "SUMMARY: UndefinedBehaviorSanitizer"};
+    const char *p = adv_sanitizer_report(err);
 
-    for (size_t i = 0; i < sizeof(pats) / sizeof(pats[0]); i++) {
-        const char *p = strstr(err, pats[i]);
-        if (p) {
-            cl_fail(c0, NULL, -1, 4, "sanitizer report on the proxy's stderr: %.300s", p);
-            break;
-        }
-    }
+    if (p)
+        cl_fail(c0, NULL, -1, 4, "sanitizer report on the proxy's stderr: %.300s", p);
     free(err);
 }
 
@@ -1812,11 +1761,11 @@ static void run_family(const struct fam *f)
     run.port = px.port;
     /* the start-up probes' connections close; what stays is the baseline */
     h_msleep(300);
-    base_fds = fd_count(px.pid);
+    base_fds = adv_fd_count(px.pid);
     for (int i = 0; i < 3; i++) {
         int n;
         h_msleep(100);
-        n = fd_count(px.pid);
+        n = adv_fd_count(px.pid);
         if (n >= 0 && n < base_fds)
             base_fds = n;
     }
@@ -1903,7 +1852,7 @@ static void run_family(const struct fam *f)
     } else {
         long t0 = h_now_ms();
         while (h_now_ms() - t0 < 10000) {
-            fds = fd_count(px.pid);
+            fds = adv_fd_count(px.pid);
             if (fds >= 0 && fds <= base_fds)
                 break;
             h_msleep(100);

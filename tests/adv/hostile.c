@@ -16,6 +16,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "tests/adv/common.h"
+
 #define MAX_CONNS 1024
 #define MAX_PROBLEMS 16
 #define HEAD_MAX 65536
@@ -188,20 +190,6 @@ static long now_us(void)
     return (long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
-static uint64_t rnd(uint64_t *s)
-{
-    /* xorshift64*: the origin's choices only need to be reproducible, not good */
-    *s ^= *s >> 12;
-    *s ^= *s << 25;
-    *s ^= *s >> 27;
-    return *s * 2685821657736338717ull;
-}
-
-static unsigned rnd_in(uint64_t *s, unsigned lo, unsigned hi)
-{
-    return lo + (unsigned)(rnd(s) % (uint64_t)(hi - lo + 1));
-}
-
 __attribute__((format(printf, 2, 3))) static void problem(struct hostile *h, const char *fmt, ...)
 {
     va_list ap;
@@ -343,13 +331,13 @@ static int wr(int fd, const char *s, size_t n)
 /* Write s in 1 to 3 pieces, sometimes a moment apart: the proxy sees odd splits. */
 static int wr_split(struct hconn *hc, const char *s, size_t n)
 {
-    unsigned pieces = rnd_in(&hc->rng, 1, 3);
+    unsigned pieces = adv_rnd_in(&hc->rng, 1, 3);
 
     while (pieces > 1 && n > 1) {
-        size_t k = 1 + rnd(&hc->rng) % (n - 1);
+        size_t k = 1 + adv_rnd(&hc->rng) % (n - 1);
         if (wr(hc->fd, s, k) < 0)
             return -1;
-        if (rnd(&hc->rng) % 2)
+        if (adv_rnd(&hc->rng) % 2)
             msleep(1);
         s += k;
         n -= k;
@@ -757,15 +745,15 @@ static void ob_chunks(struct hconn *hc, struct ob *o, const char *tag, size_t n,
         abort();
     adv_body(tag, n, body);
     while (off < n) {
-        size_t k = rnd_in(&hc->rng, 1, rnd(&hc->rng) % 4 ? 4096 : 40000);
+        size_t k = adv_rnd_in(&hc->rng, 1, adv_rnd(&hc->rng) % 4 ? 4096 : 40000);
         if (k > n - off)
             k = n - off;
         if (zeros)
-            ob_fmt(o, "%0*zx", (int)rnd_in(&hc->rng, 16, 24), k);
+            ob_fmt(o, "%0*zx", (int)adv_rnd_in(&hc->rng, 16, 24), k);
         else
             ob_fmt(o, "%zx", k);
         if (ext)
-            ob_fmt(o, ";ext=%u", rnd_in(&hc->rng, 0, 99));
+            ob_fmt(o, ";ext=%u", adv_rnd_in(&hc->rng, 0, 99));
         ob_add(o, "\r\n", 2);
         ob_add(o, body + off, k);
         ob_add(o, "\r\n", 2);
@@ -773,7 +761,7 @@ static void ob_chunks(struct hconn *hc, struct ob *o, const char *tag, size_t n,
     }
     free(body);
     if (zeros)
-        ob_fmt(o, "%0*d\r\n", (int)rnd_in(&hc->rng, 16, 24), 0);
+        ob_fmt(o, "%0*d\r\n", (int)adv_rnd_in(&hc->rng, 16, 24), 0);
     else
         ob_add(o, "0\r\n", 3);
     if (ext)
@@ -851,7 +839,7 @@ static int respond(struct hconn *hc, struct hreq *q)
              */
             long t_answer = now_us();
 
-            if (!readable_within(hc->fd, (int)rnd_in(&hc->rng, 20, 60))) {
+            if (!readable_within(hc->fd, (int)adv_rnd_in(&hc->rng, 20, 60))) {
                 t0 = now_us();
                 rc = wr(hc->fd, ADV_JUNK, strlen(ADV_JUNK));
                 stray_sent(hc, q, t0 - t_answer);
@@ -899,7 +887,7 @@ static int respond(struct hconn *hc, struct hreq *q)
              * late for that (a loaded machine), the bytes are junk instead,
              * under the rules of ok/v2.
              */
-            msleep((int)rnd_in(&hc->rng, 20, 60));
+            msleep((int)adv_rnd_in(&hc->rng, 20, 60));
             if (now_us() - t0 < LATE_STRAY_US) {
                 rc = wr(hc->fd, ADV_POISON_RESPONSE, strlen(ADV_POISON_RESPONSE));
                 stray_sent(hc, q, now_us() - t0);
@@ -917,7 +905,7 @@ static int respond(struct hconn *hc, struct hreq *q)
                q->n, q->v == 1 ? "Connection: keep-alive\r\n" : "");
         ob_body(&o, tag, q->n);
         (void)wr(hc->fd, o.p, o.len);
-        msleep((int)rnd_in(&hc->rng, 50, 150));
+        msleep((int)adv_rnd_in(&hc->rng, 50, 150));
         close_after = 1;
         break;
     case AM_MIDCLOSE: {
@@ -932,7 +920,7 @@ static int respond(struct hconn *hc, struct hreq *q)
             ob_fmt(&o, "HTTP/1.1 200 OK\r\nX-Tag: %s\r\nContent-Length: %zu\r\n\r\n", tag, q->n);
             if (q->v == 1) {
                 (void)wr(hc->fd, o.p, o.len);
-                msleep((int)rnd_in(&hc->rng, 5, 20));
+                msleep((int)adv_rnd_in(&hc->rng, 5, 20));
                 o.len = 0;
             }
             ob_body(&o, tag, k);
@@ -956,7 +944,7 @@ static int respond(struct hconn *hc, struct hreq *q)
         ob_add(&o, "\r\n", 2);
         if (q->v == 1) {
             (void)wr(hc->fd, o.p, o.len);
-            msleep((int)rnd_in(&hc->rng, 5, 15));
+            msleep((int)adv_rnd_in(&hc->rng, 5, 15));
             o.len = 0;
         }
         ob_body(&o, tag, 10);
@@ -1008,7 +996,7 @@ static int respond(struct hconn *hc, struct hreq *q)
         ob_add(&o, "\r\n", 2);
         if (q->v == 1) {
             (void)wr(hc->fd, o.p, o.len);
-            msleep((int)rnd_in(&hc->rng, 20, 40));
+            msleep((int)adv_rnd_in(&hc->rng, 20, 40));
             o.len = 0;
         }
         ob_add(&o, "zz\r\n", 4);

@@ -2,7 +2,8 @@
  * End to end: the access log on stdout (C5), diagnostics on stderr (C6), no
  * files (C7). Every request is logged exactly once, whatever its fate, in a
  * line a JSON or LTSV consumer can parse; a stalled stdout never stalls the
- * proxy.
+ * proxy. Lines longer than PIPE_BUF from two workers on one slowly read pipe
+ * (#26.5) are tested in the adversarial layer (tests/adv/abuse.c).
  */
 #include <dirent.h>
 #include <fcntl.h>
@@ -327,102 +328,4 @@ Test(e2e_logging, log_level_from_environment, .init = origin_up, .fini = down)
     cr_assert(!strstr(err, " info "), "no info lines at level error: %s", err);
     free(err);
     unsetenv("SECTION_OPS_LOG_LEVEL");
-}
-
-struct slow_reader {
-    int fd;
-    char *buf;
-    size_t len, cap;
-    volatile int stop;
-};
-
-/* Take 4 KiB every 3 ms until told to stop and the pipe is dry. */
-static void *slow_reader_main(void *arg)
-{
-    struct slow_reader *s = arg;
-
-    for (;;) {
-        struct pollfd p = {s->fd, POLLIN, 0};
-        ssize_t n;
-
-        if (poll(&p, 1, s->stop ? 300 : 50) <= 0) {
-            if (s->stop)
-                return NULL;
-            continue;
-        }
-        if (s->len + 4096 >= s->cap)
-            s->buf = realloc(s->buf, s->cap *= 2);
-        n = read(s->fd, s->buf + s->len, 4096);
-        if (n <= 0)
-            return NULL;
-        s->len += (size_t)n;
-        usleep(3000);
-    }
-}
-
-static void *long_ua_main(void *arg)
-{
-    char *req = malloc(8192);
-    int off = snprintf(req, 8192, "GET /size/1 HTTP/1.1\r\nHost: a\r\nUser-Agent: ");
-    int fd = h_connect(*(unsigned *)arg);
-
-    memset(req + off, 'u', 6000);
-    off += 6000;
-    memcpy(req + off, "\r\n\r\n", 5);
-    for (int i = 0; i < 60 && fd >= 0; i++) {
-        struct h_resp r;
-
-        if (h_sends(fd, req) || h_read_response(fd, &r, 0))
-            break;
-        h_resp_free(&r);
-    }
-    h_close(fd);
-    free(req);
-    return NULL;
-}
-
-/*
- * #26.5: lines longer than PIPE_BUF from several workers sharing a stdout
- * pipe, read slowly: each line arrives whole (on c2cf0d5, about half of them
- * were broken by another worker's bytes).
- */
-Test(e2e_logging, long_lines_never_interleave_on_a_shared_pipe, .init = origin_up, .fini = down,
-     .timeout = 120)
-{
-    static const char *const args[] = {"--workers", "2", NULL};
-    struct slow_reader s = {.cap = 1 << 20};
-    pthread_t rt, th[6];
-    char *save = NULL;
-    int lines = 0;
-
-    s.buf = malloc(s.cap);
-    /* a buffer that holds every line: the slow reader, not a drop, is the test */
-    h_proxy_start_piped(
-        &px, origin_port(origin),
-        "{\"shutdown_grace_ms\": 3000, \"access_log\": {\"buffer_bytes\": 4194304}}", args);
-    s.fd = px.out_fd;
-    cr_assert_eq(pthread_create(&rt, NULL, slow_reader_main, &s), 0);
-    for (int i = 0; i < 6; i++)
-        cr_assert_eq(pthread_create(&th[i], NULL, long_ua_main, &px.port), 0);
-    for (int i = 0; i < 6; i++)
-        pthread_join(th[i], NULL);
-    cr_assert_eq(h_proxy_stop(&px), 0);
-    s.stop = 1;
-    pthread_join(rt, NULL);
-    s.buf[s.len] = '\0';
-    for (char *line = strtok_r(s.buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-        json_error_t err;
-        json_t *j = json_loads(line, 0, &err);
-
-        cr_assert(j, "line %d is broken (%s): %.200s", lines, err.text, line);
-        json_decref(j);
-        lines++;
-    }
-    {
-        char *err = h_slurp(px.err_path);
-
-        cr_assert_eq(lines, 360, "every request logged once, whole: %d lines; %s", lines, err);
-        free(err);
-    }
-    free(s.buf);
 }

@@ -1,31 +1,25 @@
 /*
  * End to end: resolution of next-hop (C3, C4) and the upstream pool (C11).
  *
- * Resolution runs the real libc resolver. Each test gets a private network
- * namespace when the kernel allows it (so port 80 and 53 on 127.0.0.x are
- * ours alone, even with tests running in parallel), origins on
- * 127.0.0.2:80 and 127.0.0.3:80, optionally a test nameserver on
- * 127.0.0.53:53 (tests/support/dns.c), and a ringproxy started without
+ * Resolution runs the real libc resolver, in the environment of
+ * tests/e2e/netns.h: each test gets a private network namespace when the
+ * kernel allows it, origins on 127.0.0.2:80 and 127.0.0.3:80, optionally a
+ * test nameserver on 127.0.0.53:53, and a ringproxy started without
  * --upstream, in a private mount namespace where a test /etc/hosts and
- * /etc/resolv.conf are bind-mounted over the real ones. The real /etc files
- * are never touched. Without root (or CAP_SYS_ADMIN) the tests skip.
+ * /etc/resolv.conf are bind-mounted over the real ones. Without root (or
+ * CAP_SYS_ADMIN) the tests skip. Many concurrent failing requests against
+ * a dead origin (#26.4) are the adversarial layer's (tests/adv/abuse.c).
  *
  * The pool tests run the proxy in front of an origin on 127.0.0.1 with
  * the ordinary harness.
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <net/if.h>
-#include <sched.h>
-#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
-#include <sys/mount.h>
 #include <sys/socket.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -34,29 +28,17 @@
 #include <jansson.h>
 
 #include "tests/e2e/harness.h"
+#include "tests/e2e/netns.h"
 #include "tests/support/dns.h"
 
-#define EXIT_NS_REFUSED 77
 #define INTERVAL_JSON "{\"upstream\": {\"resolve_interval_ms\": 200}}"
-#define HOSTS_NONE "127.0.0.1 localhost\n::1 localhost ip6-localhost ip6-loopback\n"
 #define HOSTS_2 HOSTS_NONE "127.0.0.2 next-hop\n"
 #define HOSTS_3 HOSTS_NONE "127.0.0.3 next-hop\n"
 #define HOSTS_BOTH HOSTS_NONE "127.0.0.2 next-hop\n127.0.0.3 next-hop\n"
-/* No search line: "next-hop" is asked as is. One try, one second. */
-#define RESOLV "nameserver 127.0.0.53\noptions ndots:1 attempts:1 timeout:1\n"
 
 static const char *const req_get = "GET / HTTP/1.1\r\nHost: site.example\r\n\r\n";
 
 /* ---- helpers ------------------------------------------------------------ */
-
-static void write_file(const char *path, const char *s)
-{
-    FILE *f = fopen(path, "w");
-
-    cr_assert(f, "%s: %s", path, strerror(errno));
-    fputs(s, f);
-    cr_assert_eq(fclose(f), 0);
-}
 
 /*
  * A bind mount pins the inode: change the file in place (overwrite, then cut),
@@ -155,187 +137,38 @@ static int get_on(int fd, const char *req)
 
 /* ---- the resolution environment ----------------------------------------- */
 
-static struct {
-    int private_net;
-    struct origin *o2, *o3;
-    struct dns_server *dns;
-    char dir[64], hosts[96], resolv[96];
-    struct proxy px;
-} E;
-
-/* A network namespace of our own, loopback up. 0 when the kernel refuses (shared netns then). */
-static int private_net(void)
-{
-    struct ifreq ifr = {0};
-    int fd;
-
-    if (unshare(CLONE_NEWNET) < 0)
-        return 0;
-    fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    cr_assert(fd >= 0);
-    snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "lo");
-    cr_assert_eq(ioctl(fd, SIOCGIFFLAGS, &ifr), 0, "SIOCGIFFLAGS lo: %s", strerror(errno));
-    ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
-    cr_assert_eq(ioctl(fd, SIOCSIFFLAGS, &ifr), 0, "SIOCSIFFLAGS lo: %s", strerror(errno));
-    close(fd);
-    return 1;
-}
-
-/* Origins on 127.0.0.2:80 and .3:80, the nameserver when asked, the files. */
-static void env_up(const char *hosts, int with_dns)
-{
-    memset(&E, 0, sizeof(E));
-    E.px.out_fd = -1;
-    E.private_net = private_net();
-    if (!E.private_net)
-        cr_log_warn("no private network namespace (%s): sharing 127.0.0.2-3:80 with the host",
-                    strerror(errno));
-    E.o2 = origin_start("127.0.0.2", 80);
-    if (!E.o2)
-        cr_skip_test("cannot listen on 127.0.0.2:80: %s", strerror(errno));
-    E.o3 = origin_start("127.0.0.3", 80);
-    if (!E.o3)
-        cr_skip_test("cannot listen on 127.0.0.3:80: %s", strerror(errno));
-    if (with_dns) {
-        const char *a2[] = {"127.0.0.2"};
-
-        E.dns = dns_start("127.0.0.53", 53, "next-hop");
-        if (!E.dns)
-            cr_skip_test("cannot listen on udp 127.0.0.53:53: %s", strerror(errno));
-        dns_set_answer(E.dns, a2, 1, 1);
-    }
-    snprintf(E.dir, sizeof(E.dir), "/tmp/rp-resolve-XXXXXX");
-    cr_assert(mkdtemp(E.dir));
-    snprintf(E.hosts, sizeof(E.hosts), "%s/hosts", E.dir);
-    snprintf(E.resolv, sizeof(E.resolv), "%s/resolv.conf", E.dir);
-    write_file(E.hosts, hosts);
-    write_file(E.resolv, RESOLV);
-}
-
-/*
- * ringproxy without --upstream (so next-hop:80), one worker, in a private
- * mount namespace where E.hosts and E.resolv are /etc/hosts and
- * /etc/resolv.conf. Skips when the namespace cannot be made.
- */
-static void rp_start(const char *json)
-{
-    struct proxy *p = &E.px;
-    const char *bin = getenv("RINGPROXY");
-    char listen[32], admin[32], path[128];
-    int status;
-
-    cr_assert(bin, "RINGPROXY is not set");
-    snprintf(p->dir, sizeof(p->dir), "%s", E.dir);
-    snprintf(p->out_path, sizeof(p->out_path), "%s/stdout", E.dir);
-    snprintf(p->err_path, sizeof(p->err_path), "%s/stderr", E.dir);
-    snprintf(path, sizeof(path), "%s/proxy.json", E.dir);
-    write_file(path, json);
-    p->port = h_free_port();
-    p->admin_port = h_free_port();
-    snprintf(listen, sizeof(listen), "127.0.0.1:%u", p->port);
-    snprintf(admin, sizeof(admin), "127.0.0.1:%u", p->admin_port);
-
-    p->pid = fork();
-    cr_assert(p->pid >= 0);
-    if (p->pid == 0) {
-        const char *argv[] = {bin,       "--config", E.dir,       "--listen", listen,
-                              "--admin", admin,      "--workers", "1",        NULL};
-        int out = open(p->out_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        int err = open(p->err_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-
-        dup2(out, 1);
-        dup2(err, 2);
-        /* Private first, or the bind mounts would propagate to the host. */
-        if (unshare(CLONE_NEWNS) < 0) {
-            dprintf(2, "test: unshare(CLONE_NEWNS): %s\n", strerror(errno));
-            _exit(EXIT_NS_REFUSED);
-        }
-        if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) {
-            dprintf(2, "test: making / private: %s\n", strerror(errno));
-            _exit(EXIT_NS_REFUSED);
-        }
-        if (mount(E.hosts, "/etc/hosts", NULL, MS_BIND, NULL) < 0 ||
-            mount(E.resolv, "/etc/resolv.conf", NULL, MS_BIND, NULL) < 0) {
-            dprintf(2, "test: bind-mounting over /etc: %s\n", strerror(errno));
-            _exit(EXIT_NS_REFUSED);
-        }
-        execv(bin, (char *const *)argv);
-        _exit(127);
-    }
-    for (int i = 0; i < 500; i++) {
-        int fd;
-
-        if (waitpid(p->pid, &status, WNOHANG) == p->pid) {
-            char *err = h_slurp(p->err_path);
-
-            p->pid = 0;
-            if (WIFEXITED(status) && WEXITSTATUS(status) == EXIT_NS_REFUSED)
-                cr_skip_test("no private mount namespace: %s", err);
-            if (strstr(err, "io_uring is not available"))
-                cr_skip_test("the kernel refuses io_uring here");
-            cr_assert_fail("ringproxy exited at start-up: %s", err);
-        }
-        fd = h_connect(p->port);
-        if (fd >= 0) {
-            close(fd);
-            return;
-        }
-        h_msleep(10);
-    }
-    cr_assert_fail("ringproxy did not start listening within 5 s");
-}
-
-static void env_down(void)
-{
-    const char *files[] = {"stdout", "stderr", "proxy.json", "hosts", "resolv.conf"};
-    char path[128];
-
-    if (E.px.pid)
-        cr_expect_eq(h_proxy_stop(&E.px), 0, "ringproxy exits 0 on SIGTERM");
-    origin_stop(E.o2);
-    origin_stop(E.o3);
-    dns_stop(E.dns);
-    if (!E.dir[0])
-        return;
-    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
-        snprintf(path, sizeof(path), "%s/%s", E.dir, files[i]);
-        (void)unlink(path);
-    }
-    (void)rmdir(E.dir);
-}
-
 /* The proxy's stderr, for failure messages; malloc'd. */
 static char *errlog(void)
 {
-    return h_slurp(E.px.err_path);
+    return h_slurp(NS.px.err_path);
 }
 
 /* ---- C3/C4: next-hop through /etc/hosts, then DNS ----------------------- */
 
-Test(e2e_resolve, hosts_entry_reaches_next_hop, .fini = env_down)
+Test(e2e_resolve, hosts_entry_reaches_next_hop, .fini = netns_down)
 {
     struct h_resp r;
     json_t *j;
     char *out, *err;
 
-    env_up(HOSTS_2, 0);
-    rp_start(INTERVAL_JSON);
-    cr_assert_eq(h_roundtrip(E.px.port, req_get, &r), 0);
+    netns_up(HOSTS_2, 0);
+    netns_proxy_start(INTERVAL_JSON);
+    cr_assert_eq(h_roundtrip(NS.px.port, req_get, &r), 0);
     err = errlog();
     cr_assert_eq(r.status, 200, "stderr: %s", err);
     cr_assert_eq(r.body_len, 18);
     cr_assert_arr_eq(r.body, "hello from origin\n", 18);
     h_resp_free(&r);
     free(err);
-    wait_err(E.px.err_path, "resolve next-hop: 127.0.0.2:80\n", 1000);
+    wait_err(NS.px.err_path, "resolve next-hop: 127.0.0.2:80\n", 1000);
     err = errlog();
-    cr_assert_eq(origin_requests(E.o2), 1);
-    cr_assert_eq(origin_requests(E.o3), 0);
+    cr_assert_eq(origin_requests(NS.o2), 1);
+    cr_assert_eq(origin_requests(NS.o3), 0);
     /* one diagnostic line for the answer */
     cr_assert(strstr(err, "resolve next-hop: 127.0.0.2:80\n"), "%s", err);
     free(err);
-    cr_assert_eq(h_wait_log_lines(&E.px, 1), 1);
-    out = h_slurp(E.px.out_path);
+    cr_assert_eq(h_wait_log_lines(&NS.px, 1), 1);
+    out = h_slurp(NS.px.out_path);
     j = json_loads(out, JSON_DISABLE_EOF_CHECK, NULL);
     cr_assert(j, "%s", out);
     cr_assert_str_eq(json_string_value(json_object_get(j, "upstream_addr")), "127.0.0.2:80");
@@ -343,7 +176,7 @@ Test(e2e_resolve, hosts_entry_reaches_next_hop, .fini = env_down)
     free(out);
 }
 
-Test(e2e_resolve, hosts_change_moves_traffic_without_failures, .fini = env_down)
+Test(e2e_resolve, hosts_change_moves_traffic_without_failures, .fini = netns_down)
 {
     int fd, slow, failures = 0, st;
     unsigned n2, n3;
@@ -351,41 +184,42 @@ Test(e2e_resolve, hosts_change_moves_traffic_without_failures, .fini = env_down)
     struct h_resp r;
     char *err;
 
-    env_up(HOSTS_2, 0);
-    rp_start(INTERVAL_JSON);
-    fd = h_connect(E.px.port);
+    netns_up(HOSTS_2, 0);
+    netns_proxy_start(INTERVAL_JSON);
+    fd = h_connect(NS.px.port);
     cr_assert(fd >= 0);
     for (int i = 0; i < 5; i++)
         cr_assert_eq(get_on(fd, req_get), 200);
-    cr_assert_eq(origin_requests(E.o2), 5);
+    cr_assert_eq(origin_requests(NS.o2), 5);
 
     /* a request in flight on the old address when the name moves */
-    slow = h_connect(E.px.port);
+    slow = h_connect(NS.px.port);
     cr_assert(slow >= 0);
     cr_assert_eq(h_sends(slow, "GET /sleep/700 HTTP/1.1\r\nHost: site.example\r\n\r\n"), 0);
     h_msleep(50);
 
-    rewrite_in_place(E.hosts, HOSTS_3);
+    rewrite_in_place(NS.hosts, HOSTS_3);
     t0 = h_now_ms();
-    while (origin_requests(E.o3) == 0 && h_now_ms() - t0 < 3000) {
+    while (origin_requests(NS.o3) == 0 && h_now_ms() - t0 < 3000) {
         st = get_on(fd, req_get);
         failures += st != 200;
         h_msleep(20);
     }
     took = h_now_ms() - t0;
     err = errlog();
-    cr_assert_gt(origin_requests(E.o3), 0, "traffic did not move to 127.0.0.3 within 3 s: %s", err);
+    cr_assert_gt(origin_requests(NS.o3), 0, "traffic did not move to 127.0.0.3 within 3 s: %s",
+                 err);
     cr_log_info("hosts change -> first request on the new address after %llu ms",
                 (unsigned long long)took);
     /* from then on, every new request goes to the new address */
-    n2 = origin_requests(E.o2);
-    n3 = origin_requests(E.o3);
+    n2 = origin_requests(NS.o2);
+    n3 = origin_requests(NS.o3);
     for (int i = 0; i < 20; i++) {
         st = get_on(fd, req_get);
         failures += st != 200;
     }
-    cr_assert_eq(origin_requests(E.o2), n2, "a request went to the old address after the switch");
-    cr_assert_eq(origin_requests(E.o3), n3 + 20);
+    cr_assert_eq(origin_requests(NS.o2), n2, "a request went to the old address after the switch");
+    cr_assert_eq(origin_requests(NS.o3), n3 + 20);
     cr_assert_eq(failures, 0, "requests failed during the switch (keep-alive client): %s", err);
 
     /* the old origin finishes what it had */
@@ -399,8 +233,8 @@ Test(e2e_resolve, hosts_change_moves_traffic_without_failures, .fini = env_down)
     cr_assert(strstr(err, "resolve next-hop: 127.0.0.3:80\n"), "%s", err);
     free(err);
     /* only the connection to the new address stays open (in the pool) */
-    cr_assert_eq(metric_wait(E.px.admin_port, "ringproxy_upstream_connections", 1, 1000), 1);
-    cr_assert_eq(metric(E.px.admin_port, "ringproxy_resolver_changes_total"), 2);
+    cr_assert_eq(metric_wait(NS.px.admin_port, "ringproxy_upstream_connections", 1, 1000), 1);
+    cr_assert_eq(metric(NS.px.admin_port, "ringproxy_resolver_changes_total"), 2);
 }
 
 /* Wait (bounded) until a request on fd reaches o; 1 when one did. */
@@ -419,80 +253,80 @@ static int moved_to(int fd, struct origin *o, int ms)
 }
 
 /* One line per change of state, even when changes come faster than once a second. */
-Test(e2e_resolve, every_change_gets_its_line, .fini = env_down)
+Test(e2e_resolve, every_change_gets_its_line, .fini = netns_down)
 {
     int fd;
     char *err;
 
-    env_up(HOSTS_2, 0);
-    rp_start(INTERVAL_JSON);
-    fd = h_connect(E.px.port);
+    netns_up(HOSTS_2, 0);
+    netns_proxy_start(INTERVAL_JSON);
+    fd = h_connect(NS.px.port);
     cr_assert(fd >= 0);
     cr_assert_eq(get_on(fd, req_get), 200);
-    rewrite_in_place(E.hosts, HOSTS_3);
-    cr_assert(moved_to(fd, E.o3, 3000));
-    rewrite_in_place(E.hosts, HOSTS_2);
-    cr_assert(moved_to(fd, E.o2, 3000));
+    rewrite_in_place(NS.hosts, HOSTS_3);
+    cr_assert(moved_to(fd, NS.o3, 3000));
+    rewrite_in_place(NS.hosts, HOSTS_2);
+    cr_assert(moved_to(fd, NS.o2, 3000));
     h_close(fd);
-    cr_assert_eq(metric(E.px.admin_port, "ringproxy_resolver_changes_total"), 3);
+    cr_assert_eq(metric(NS.px.admin_port, "ringproxy_resolver_changes_total"), 3);
     err = errlog();
-    cr_assert_eq(count_in(E.px.err_path, "resolve next-hop: 127.0.0.3:80\n"), 1,
+    cr_assert_eq(count_in(NS.px.err_path, "resolve next-hop: 127.0.0.3:80\n"), 1,
                  "the change to .3 is logged: %s", err);
-    cr_assert_eq(count_in(E.px.err_path, "resolve next-hop: 127.0.0.2:80\n"), 2,
+    cr_assert_eq(count_in(NS.px.err_path, "resolve next-hop: 127.0.0.2:80\n"), 2,
                  "the change back to .2 is logged too (start-up + change): %s", err);
     free(err);
 }
 
-Test(e2e_resolve, nameserver_answers_without_hosts_entry, .fini = env_down)
+Test(e2e_resolve, nameserver_answers_without_hosts_entry, .fini = netns_down)
 {
     const char *a3[] = {"127.0.0.3"};
     struct h_resp r;
     uint64_t t0;
     char *err;
 
-    env_up(HOSTS_NONE, 1);
-    rp_start(INTERVAL_JSON);
-    cr_assert_eq(h_roundtrip(E.px.port, req_get, &r), 0);
+    netns_up(HOSTS_NONE, 1);
+    netns_proxy_start(INTERVAL_JSON);
+    cr_assert_eq(h_roundtrip(NS.px.port, req_get, &r), 0);
     h_resp_free(&r);
     err = errlog();
-    cr_assert_eq(origin_requests(E.o2), 1, "the nameserver's answer (127.0.0.2) was not used: %s",
+    cr_assert_eq(origin_requests(NS.o2), 1, "the nameserver's answer (127.0.0.2) was not used: %s",
                  err);
-    cr_assert_gt(dns_queries(E.dns), 0);
+    cr_assert_gt(dns_queries(NS.dns), 0);
     cr_assert(strstr(err, "resolve next-hop: 127.0.0.2:80\n"), "%s", err);
     free(err);
 
     /* a new answer from the nameserver moves traffic too */
-    dns_set_answer(E.dns, a3, 1, 1);
+    dns_set_answer(NS.dns, a3, 1, 1);
     t0 = h_now_ms();
-    while (origin_requests(E.o3) == 0 && h_now_ms() - t0 < 3000) {
-        cr_assert_eq(h_roundtrip(E.px.port, req_get, &r), 0);
+    while (origin_requests(NS.o3) == 0 && h_now_ms() - t0 < 3000) {
+        cr_assert_eq(h_roundtrip(NS.px.port, req_get, &r), 0);
         cr_assert_eq(r.status, 200);
         h_resp_free(&r);
         h_msleep(20);
     }
-    cr_assert_gt(origin_requests(E.o3), 0, "the new DNS answer was not used within 3 s");
+    cr_assert_gt(origin_requests(NS.o3), 0, "the new DNS answer was not used within 3 s");
 }
 
-Test(e2e_resolve, hosts_file_comes_before_nameserver, .fini = env_down)
+Test(e2e_resolve, hosts_file_comes_before_nameserver, .fini = netns_down)
 {
     const char *a3[] = {"127.0.0.3"};
     int fd;
 
-    env_up(HOSTS_2, 1);
-    dns_set_answer(E.dns, a3, 1, 1);
-    rp_start(INTERVAL_JSON);
+    netns_up(HOSTS_2, 1);
+    dns_set_answer(NS.dns, a3, 1, 1);
+    netns_proxy_start(INTERVAL_JSON);
     h_msleep(500); /* a few re-resolutions */
-    fd = h_connect(E.px.port);
+    fd = h_connect(NS.px.port);
     cr_assert(fd >= 0);
     for (int i = 0; i < 5; i++)
         cr_assert_eq(get_on(fd, req_get), 200);
     h_close(fd);
-    cr_assert_eq(origin_requests(E.o2), 5);
-    cr_assert_eq(origin_requests(E.o3), 0);
-    cr_assert_eq(dns_queries(E.dns), 0, "the nameserver was asked although /etc/hosts answers");
+    cr_assert_eq(origin_requests(NS.o2), 5);
+    cr_assert_eq(origin_requests(NS.o3), 0);
+    cr_assert_eq(dns_queries(NS.dns), 0, "the nameserver was asked although /etc/hosts answers");
 }
 
-Test(e2e_resolve, failing_nameserver_keeps_last_good_answer, .fini = env_down)
+Test(e2e_resolve, failing_nameserver_keeps_last_good_answer, .fini = netns_down)
 {
     const char *keep = "keeping the last good answer";
     unsigned q0, n2;
@@ -500,16 +334,16 @@ Test(e2e_resolve, failing_nameserver_keeps_last_good_answer, .fini = env_down)
     int fd, failures = 0;
     char *err;
 
-    env_up(HOSTS_NONE, 1);
-    rp_start(INTERVAL_JSON);
-    fd = h_connect(E.px.port);
+    netns_up(HOSTS_NONE, 1);
+    netns_proxy_start(INTERVAL_JSON);
+    fd = h_connect(NS.px.port);
     cr_assert(fd >= 0);
     cr_assert_eq(get_on(fd, req_get), 200);
-    cr_assert_eq(origin_requests(E.o2), 1);
+    cr_assert_eq(origin_requests(NS.o2), 1);
 
     /* SERVFAIL for ~7 intervals: traffic stays on the last answer, one warning */
-    dns_set_mode(E.dns, DNS_SERVFAIL);
-    q0 = dns_queries(E.dns);
+    dns_set_mode(NS.dns, DNS_SERVFAIL);
+    q0 = dns_queries(NS.dns);
     t0 = h_now_ms();
     while (h_now_ms() - t0 < 1500) {
         failures += get_on(fd, req_get) != 200;
@@ -517,26 +351,26 @@ Test(e2e_resolve, failing_nameserver_keeps_last_good_answer, .fini = env_down)
     }
     err = errlog();
     cr_assert_eq(failures, 0, "%s", err);
-    cr_assert_eq(origin_requests(E.o3), 0);
-    cr_assert_geq(dns_queries(E.dns) - q0, 3, "the resolver stopped asking while failing");
-    cr_assert_eq(count_in(E.px.err_path, keep), 1,
+    cr_assert_eq(origin_requests(NS.o3), 0);
+    cr_assert_geq(dns_queries(NS.dns) - q0, 3, "the resolver stopped asking while failing");
+    cr_assert_eq(count_in(NS.px.err_path, keep), 1,
                  "want one warning per change of state, not one per interval: %s", err);
     free(err);
-    cr_assert_eq(metric(E.px.admin_port, "ringproxy_resolver_failing"), 1);
+    cr_assert_eq(metric(NS.px.admin_port, "ringproxy_resolver_failing"), 1);
 
     /* answers again: one line, failing gauge back to 0, no change of the set */
-    dns_set_mode(E.dns, DNS_ANSWER);
-    cr_assert_eq(metric_wait(E.px.admin_port, "ringproxy_resolver_failing", 0, 2000), 0);
-    cr_assert_eq(count_in(E.px.err_path, "answering again"), 1);
-    cr_assert_eq(metric(E.px.admin_port, "ringproxy_resolver_changes_total"), 1);
+    dns_set_mode(NS.dns, DNS_ANSWER);
+    cr_assert_eq(metric_wait(NS.px.admin_port, "ringproxy_resolver_failing", 0, 2000), 0);
+    cr_assert_eq(count_in(NS.px.err_path, "answering again"), 1);
+    cr_assert_eq(metric(NS.px.admin_port, "ringproxy_resolver_changes_total"), 1);
 
     /*
      * A nameserver that does not answer at all: getaddrinfo blocks for the
      * resolv.conf timeout, on the resolver thread only. Requests keep their
      * usual latency and their address.
      */
-    dns_set_mode(E.dns, DNS_SILENT);
-    n2 = origin_requests(E.o2);
+    dns_set_mode(NS.dns, DNS_SILENT);
+    n2 = origin_requests(NS.o2);
     t0 = h_now_ms();
     while (h_now_ms() - t0 < 2500) {
         uint64_t s = h_now_ms();
@@ -546,77 +380,46 @@ Test(e2e_resolve, failing_nameserver_keeps_last_good_answer, .fini = env_down)
             worst = h_now_ms() - s;
         h_msleep(50);
     }
-    dns_set_mode(E.dns, DNS_ANSWER); /* so that the stop does not wait for a timeout */
+    dns_set_mode(NS.dns, DNS_ANSWER); /* so that the stop does not wait for a timeout */
     err = errlog();
     cr_assert_eq(failures, 0, "%s", err);
-    cr_assert_gt(origin_requests(E.o2), n2);
-    cr_assert_eq(origin_requests(E.o3), 0);
+    cr_assert_gt(origin_requests(NS.o2), n2);
+    cr_assert_eq(origin_requests(NS.o3), 0);
     cr_assert_lt(worst, 250, "a request took %llu ms while the nameserver was silent",
                  (unsigned long long)worst);
-    cr_assert_eq(count_in(E.px.err_path, keep), 2, "%s", err);
+    cr_assert_eq(count_in(NS.px.err_path, keep), 2, "%s", err);
     free(err);
     h_close(fd);
 }
 
-/*
- * #26.4: every failed connect asks for a resolution, but a dead origin under
- * load makes at most one a second (on c2cf0d5: one per request, A and AAAA).
- */
-Test(e2e_resolve, connect_failures_resolve_at_most_once_a_second, .fini = env_down)
-{
-    const char *dead[] = {"127.0.0.9"}; /* nobody listens there */
-    unsigned q0, q;
-    uint64_t t0;
-    int n = 0;
-
-    env_up(HOSTS_NONE, 1);
-    dns_set_answer(E.dns, dead, 1, 1);
-    rp_start("{\"upstream\": {\"resolve_interval_ms\": 60000}}");
-    q0 = dns_queries(E.dns);
-    t0 = h_now_ms();
-    while (h_now_ms() - t0 < 1500) {
-        struct h_resp r;
-
-        cr_assert_eq(h_roundtrip(E.px.port, req_get, &r), 0);
-        cr_assert_eq(r.status, 502);
-        h_resp_free(&r);
-        n++;
-    }
-    q = dns_queries(E.dns) - q0;
-    cr_log_info("%d failed requests in 1.5 s made %u queries", n, q);
-    cr_assert_gt(n, 20);
-    /* each resolution asks A and AAAA: two (maybe three) resolutions in 1.5 s */
-    cr_assert_leq(q, 6, "%d failed requests made %u DNS queries", n, q);
-}
-
-Test(e2e_resolve, two_addresses_share_load_and_dead_one_is_skipped, .fini = env_down)
+Test(e2e_resolve, two_addresses_share_load_and_dead_one_is_skipped, .fini = netns_down)
 {
     unsigned n2;
     double refused;
     int fd, failures = 0;
     char *err;
 
-    env_up(HOSTS_BOTH, 0);
+    netns_up(HOSTS_BOTH, 0);
     /* no pool: every request opens a connection, so each one picks an address */
-    rp_start("{\"upstream\": {\"resolve_interval_ms\": 200, \"pool_max_idle\": 0}}");
-    wait_err(E.px.err_path, "resolve next-hop: 2 addresses: 127.0.0.2:80, 127.0.0.3:80\n", 1000);
+    netns_proxy_start("{\"upstream\": {\"resolve_interval_ms\": 200, \"pool_max_idle\": 0}}");
+    wait_err(NS.px.err_path, "resolve next-hop: 2 addresses: 127.0.0.2:80, 127.0.0.3:80\n", 1000);
     err = errlog();
     cr_assert(strstr(err, "resolve next-hop: 2 addresses: 127.0.0.2:80, 127.0.0.3:80\n"),
               "/etc/hosts has two lines for next-hop (multi on): %s", err);
     free(err);
-    fd = h_connect(E.px.port);
+    fd = h_connect(NS.px.port);
     cr_assert(fd >= 0);
     for (int i = 0; i < 20; i++)
         cr_assert_eq(get_on(fd, req_get), 200);
-    cr_log_info("round robin over two addresses: %u / %u", origin_requests(E.o2),
-                origin_requests(E.o3));
-    cr_assert_geq(origin_requests(E.o2), 8);
-    cr_assert_geq(origin_requests(E.o3), 8);
+    cr_log_info("round robin over two addresses: %u / %u", origin_requests(NS.o2),
+                origin_requests(NS.o3));
+    cr_assert_geq(origin_requests(NS.o2), 8);
+    cr_assert_geq(origin_requests(NS.o3), 8);
 
     /* .3 dies (connect refused); the name still lists it */
-    origin_stop(E.o3);
-    E.o3 = NULL;
-    n2 = origin_requests(E.o2);
+    origin_stop(NS.o3);
+    NS.o3 = NULL;
+    n2 = origin_requests(NS.o2);
     for (int i = 0; i < 30; i++) {
         failures += get_on(fd, req_get) != 200;
         h_msleep(50);
@@ -624,9 +427,9 @@ Test(e2e_resolve, two_addresses_share_load_and_dead_one_is_skipped, .fini = env_
     h_close(fd);
     err = errlog();
     cr_assert_eq(failures, 0, "failover to the live address: %s", err);
-    cr_assert_eq(origin_requests(E.o2), n2 + 30);
+    cr_assert_eq(origin_requests(NS.o2), n2 + 30);
     refused =
-        metric(E.px.admin_port, "ringproxy_upstream_failures_total{reason=\"connect_refused\"}");
+        metric(NS.px.admin_port, "ringproxy_upstream_failures_total{reason=\"connect_refused\"}");
     cr_log_info("connect_refused over 1.5 s with a dead address: %.0f", refused);
     /* backoff 0.5 s, 1 s, 2 s: a handful of tries, not one per request */
     cr_assert_geq(refused, 1);
@@ -641,7 +444,7 @@ Test(e2e_resolve, two_addresses_share_load_and_dead_one_is_skipped, .fini = env_
  * 40 of them 4 or 5 of 48 requests a second got through). The log line says how many
  * addresses there are and cuts only between addresses.
  */
-Test(e2e_resolve, backoff_covers_every_address, .fini = env_down)
+Test(e2e_resolve, backoff_covers_every_address, .fini = netns_down)
 {
     char hosts[4096];
     int off = snprintf(hosts, sizeof(hosts), "%s127.0.0.2 next-hop\n", HOSTS_NONE), fd, ok = 0;
@@ -649,14 +452,14 @@ Test(e2e_resolve, backoff_covers_every_address, .fini = env_down)
 
     for (int i = 10; i < 50; i++)
         off += snprintf(hosts + off, sizeof(hosts) - (size_t)off, "127.0.0.%d next-hop\n", i);
-    env_up(hosts, 0);
-    rp_start("{\"upstream\": {\"resolve_interval_ms\": 60000, \"pool_max_idle\": 0}}");
-    wait_err(E.px.err_path, "resolve next-hop: 41 addresses: ", 1000);
+    netns_up(hosts, 0);
+    netns_proxy_start("{\"upstream\": {\"resolve_interval_ms\": 60000, \"pool_max_idle\": 0}}");
+    wait_err(NS.px.err_path, "resolve next-hop: 41 addresses: ", 1000);
     err = errlog();
     cr_assert(strstr(err, "resolve next-hop: 41 addresses: 127.0.0.10:80, "), "%s", err);
     cr_assert(strstr(err, " more\n"), "a long set is cut between addresses, with a count: %s", err);
     free(err);
-    fd = h_connect(E.px.port);
+    fd = h_connect(NS.px.port);
     cr_assert(fd >= 0);
     /* every dead address refuses once (or a few times), and is then skipped */
     for (int i = 0; i < 48; i++)

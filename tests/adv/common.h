@@ -1,0 +1,27 @@
+/*
+ * What the adversarial programs (tests/adv/adv.c, tests/adv/abuse.c) and the
+ * hostile origin share: the run's seed, a reproducible generator, and a look
+ * at the proxy process from outside.
+ *
+ * The seed is $ADV_SEED; when it is not set, the runner picks one at start
+ * (a constructor, before Criterion forks a child per test) and sets it, so
+ * every test of a run sees the same seed.
+ */
+#ifndef RINGPROXY_TESTS_ADV_COMMON_H
+#define RINGPROXY_TESTS_ADV_COMMON_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+/* xorshift64*: choices only need to be reproducible, not good. *s must not be 0. */
+uint64_t adv_rnd(uint64_t *s);
+/* Uniform in lo .. hi, both included. */
+unsigned adv_rnd_in(uint64_t *s, unsigned lo, unsigned hi);
+
+/* Descriptors pid holds (/proc/<pid>/fd); -1 when it cannot be told. */
+int adv_fd_count(pid_t pid);
+
+/* The first sanitizer report in a process's stderr text, or NULL. */
+const char *adv_sanitizer_report(const char *err);
+
+#endif
