@@ -192,10 +192,10 @@ size_t http_admin_metrics(const struct http_shared *sh, char *buf, size_t cap)
            SUM(sh, upstream_retries));
     mb_printf(&b, "# HELP ringproxy_upstream_failures_total Upstream failures, by reason.\n"
                   "# TYPE ringproxy_upstream_failures_total counter\n");
-    for (int i = 0; i < HF_COUNT; i++)
-        mb_printf(&b, "ringproxy_upstream_failures_total{reason=\"%s\"} %llu\n",
-                  http_fail_str((enum http_fail)i),
-                  (unsigned long long)SUM(sh, upstream_failures[i]));
+    for (int i = 0; i < HT_COUNT; i++)
+        if (http_terms[i].reason)
+            mb_printf(&b, "ringproxy_upstream_failures_total{reason=\"%s\"} %llu\n",
+                      http_terms[i].reason, (unsigned long long)SUM(sh, upstream_failures[i]));
     metric(&b, "ringproxy_access_log_dropped_total", "counter",
            "Access-log lines dropped because stdout did not keep up.", SUM(sh, log_dropped));
     metric(&b, "ringproxy_recv_buffer_waits_total", "counter",

@@ -223,7 +223,7 @@ struct http_conn {
     void *resp_blk;
     const struct core_hdr *resp_hdrs;
     uint16_t nresp_hdrs;
-    const char *termination;
+    enum http_term termination;
     /* the final response head, for the log (in the upstream's block) */
     int upstream_status;
     int64_t up_connect_us, up_header_us, up_total_us, up_bytes;
@@ -331,10 +331,11 @@ static void end_tx_kick(struct http_worker *w, struct http_end *e);
 static void conn_process(struct http_worker *w, struct http_conn *c);
 static void conn_check_done(struct http_worker *w, struct http_conn *c);
 static void conn_eof(struct http_worker *w, struct http_conn *c);
-static void conn_abort(struct http_worker *w, struct http_conn *c, const char *why);
-static void conn_respond(struct http_worker *w, struct http_conn *c, int status, const char *why);
+static void conn_abort(struct http_worker *w, struct http_conn *c, enum http_term why);
+static void conn_respond(struct http_worker *w, struct http_conn *c, int status,
+                         enum http_term why);
 static void up_process(struct http_worker *w, struct http_up *u);
-static void up_failed(struct http_worker *w, struct http_up *u, enum http_fail why);
+static void up_failed(struct http_worker *w, struct http_up *u, enum http_term why);
 static int up_attach(struct http_worker *w, struct http_conn *c, int fresh);
 
 static const char *http_state_str(enum http_state s)
@@ -468,7 +469,7 @@ static void tunnel_halfclose(struct http_worker *w, struct http_conn *c)
     struct http_up *u = c->up;
 
     if (!u || u->e.closing) {
-        conn_abort(w, c, NULL);
+        conn_abort(w, c, HT_NONE);
         return;
     }
     if (c->e.eof && !c->e.rxq.bytes && !u->e.txq.bytes && !u->e.sending && !u->e.shut_wr) {
@@ -480,7 +481,7 @@ static void tunnel_halfclose(struct http_worker *w, struct http_conn *c)
         c->e.shut_wr = 1;
     }
     if (c->e.shut_wr && u->e.shut_wr)
-        conn_abort(w, c, NULL); /* logged when it opened */
+        conn_abort(w, c, HT_NONE); /* logged when it opened */
 }
 
 /*
@@ -975,15 +976,15 @@ static const char *reason_of(int status)
 }
 
 /* The access log's termination for a request we refused with status. */
-static const char *reject_reason(int status)
+static enum http_term reject_reason(int status)
 {
     switch (status) {
     case 400:
-        return "bad_request";
+        return HT_BAD_REQUEST;
     case 501:
-        return "not_implemented";
+        return HT_NOT_IMPLEMENTED;
     default:
-        return "limit_exceeded"; /* 413, 414, 431 */
+        return HT_LIMIT_EXCEEDED; /* 413, 414, 431 */
     }
 }
 
@@ -1006,7 +1007,7 @@ static int final_unsent(const struct http_conn *c)
  * Part of the final response reached the client and the rest can't come:
  * send what is queued, then close. Never forge an end of body.
  */
-static void conn_break(struct http_worker *w, struct http_conn *c, const char *why)
+static void conn_break(struct http_worker *w, struct http_conn *c, enum http_term why)
 {
     up_drop(w, c);
     c->keep_alive = 0;
@@ -1041,7 +1042,7 @@ static int conn_blk(struct http_worker *w, struct http_conn *c)
  * (conn_break). Local answers end the connection unless the whole request
  * was read.
  */
-static void conn_respond(struct http_worker *w, struct http_conn *c, int status, const char *why)
+static void conn_respond(struct http_worker *w, struct http_conn *c, int status, enum http_term why)
 {
     char body[96];
     char *out;
@@ -1053,7 +1054,7 @@ static void conn_respond(struct http_worker *w, struct http_conn *c, int status,
         return;
     }
     if (conn_blk(w, c) < 0) {
-        conn_abort(w, c, "out_of_memory");
+        conn_abort(w, c, HT_OUT_OF_MEMORY);
         return;
     }
     if (c->resp_begun) {
@@ -1082,7 +1083,7 @@ static void conn_respond(struct http_worker *w, struct http_conn *c, int status,
     c->final_mark = c->e.tx_total + c->e.txq.bytes;
     c->body_sent_mark = c->final_mark + (uint64_t)n_head;
     if (core_segq_push_blk(&c->e.txq, &w->t->pool, out, (size_t)n, c->blk) < 0) {
-        conn_abort(w, c, "out_of_memory");
+        conn_abort(w, c, HT_OUT_OF_MEMORY);
         return;
     }
     c->resp_begun = c->resp_done = 1;
@@ -1158,7 +1159,7 @@ static void conn_log(struct http_worker *w, struct http_conn *c)
     r.upstream_response_us = c->up_total_us;
     r.upstream_reused = upstream_addr[0] ? c->up_reused : -1;
     r.upstream_attempts = c->attempts;
-    r.termination = c->termination;
+    r.termination = http_term_str(c->termination);
     if (have_req) {
         r.req_hdrs = c->req->hdrs;
         r.nreq_hdrs = c->req->nhdrs;
@@ -1190,7 +1191,7 @@ static void conn_reset_exchange(struct http_worker *w, struct http_conn *c)
     c->req_done = c->resp_done = c->resp_begun = c->upgrade = c->has_body = 0;
     c->attempts = 0;
     c->status = 0;
-    c->termination = NULL;
+    c->termination = HT_NONE;
     c->upstream_status = 0;
     c->up_connect_us = c->up_header_us = c->up_total_us = -1;
     c->up_bytes = 0;
@@ -1249,20 +1250,20 @@ static void conn_check_done(struct http_worker *w, struct http_conn *c)
         c->keep_alive = 0;
         if (c->up)
             c->up->reusable = 0;
-        c->termination = c->termination ? c->termination : "early_response";
+        c->termination = c->termination ? c->termination : HT_EARLY_RESPONSE;
     }
     conn_finish(w, c);
 }
 
 /* Something broke after the response began: close, never forge an end of body. */
-static void conn_abort(struct http_worker *w, struct http_conn *c, const char *why)
+static void conn_abort(struct http_worker *w, struct http_conn *c, enum http_term why)
 {
     if (c->e.closing)
         return;
     if (!c->termination)
         c->termination = why;
     log_debug("client fd %d: closing in state %s: %s", c->e.fd, http_state_str(c->state),
-              c->termination ? c->termination : "done");
+              c->termination ? http_term_str(c->termination) : "done");
     if (c->state != HST_IDLE && c->state != HST_LINGER &&
         (c->state != HST_HEAD || c->in_len || c->e.rxq.bytes))
         conn_log(w, c);
@@ -1285,12 +1286,12 @@ static void conn_eof(struct http_worker *w, struct http_conn *c)
         end_close(w, &c->e);
         break;
     case HST_HEAD:
-        conn_abort(w, c, "client_closed");
+        conn_abort(w, c, HT_CLIENT_CLOSED);
         break;
     case HST_BODY:
         /* the rest of the body may be queued, waiting for the upstream: conn_body() decides */
         if (!c->req_done && !c->e.rxq.bytes)
-            conn_abort(w, c, "client_closed");
+            conn_abort(w, c, HT_CLIENT_CLOSED);
         break;
     default:
         /*
@@ -1545,7 +1546,7 @@ static void conn_head(struct http_worker *w, struct http_conn *c)
     struct core_segq *q = &c->e.rxq;
 
     if (conn_blk(w, c) < 0) {
-        conn_abort(w, c, "out_of_memory");
+        conn_abort(w, c, HT_OUT_OF_MEMORY);
         return;
     }
     while (q->head && c->state == HST_HEAD) {
@@ -1579,15 +1580,15 @@ static void conn_body(struct http_worker *w, struct http_conn *c)
         int r = http_msg_body(c->req, s->p, s->len, &used);
 
         if (r < 0) {
-            conn_respond(w, c, 400, "bad_request_body");
+            conn_respond(w, c, 400, HT_BAD_REQUEST_BODY);
             return;
         }
         if (w->cfg->limits.max_body_bytes && c->req->data_bytes > w->cfg->limits.max_body_bytes) {
-            conn_respond(w, c, 413, "limit_exceeded");
+            conn_respond(w, c, 413, HT_LIMIT_EXCEEDED);
             return;
         }
         if (core_segq_push_view(&u->e.txq, &w->t->pool, &w->t->bufs, s, s->p, used) < 0) {
-            conn_respond(w, c, 502, "out_of_memory");
+            conn_respond(w, c, 502, HT_OUT_OF_MEMORY);
             return;
         }
         core_segq_consume(q, &w->t->pool, &w->t->bufs, used);
@@ -1599,7 +1600,7 @@ static void conn_body(struct http_worker *w, struct http_conn *c)
     if (u)
         end_tx_kick(w, &u->e);
     if (c->e.eof && !c->req_done && !q->head) {
-        conn_abort(w, c, "client_closed"); /* the body ended short */
+        conn_abort(w, c, HT_CLIENT_CLOSED); /* the body ended short */
         return;
     }
     conn_check_done(w, c);
@@ -1646,7 +1647,7 @@ static void conn_process(struct http_worker *w, struct http_conn *c)
         break;
     case HST_TUNNEL:
         if (c->up && relay(w, &c->e, &c->up->e) < 0)
-            conn_abort(w, c, "out_of_memory");
+            conn_abort(w, c, HT_OUT_OF_MEMORY);
         break;
     case HST_LINGER:
         core_segq_clear(&c->e.rxq, &w->t->pool, &w->t->bufs);
@@ -1688,16 +1689,16 @@ static int up_attach(struct http_worker *w, struct http_conn *c, int fresh)
 
         u = up_new(w, &err);
         if (!u && err == -ENOENT) {
-            STAT_INC(w->st, upstream_failures[HF_NO_ADDRESS]);
+            STAT_INC(w->st, upstream_failures[HT_UPSTREAM_UNAVAILABLE]);
             net_resolver_kick(w->sh->resolver);
-            conn_respond(w, c, 502, "upstream_unavailable");
+            conn_respond(w, c, 502, HT_UPSTREAM_UNAVAILABLE);
             return -1;
         }
         if (!u) {
             /* out of descriptors or memory here, not a fault of the origin */
-            STAT_INC(w->st, upstream_failures[HF_SOCKET]);
+            STAT_INC(w->st, upstream_failures[HT_UPSTREAM_NO_SOCKET]);
             log_warn("upstream connection: %s", strerror(-err));
-            conn_respond(w, c, 502, "upstream_connect_failed");
+            conn_respond(w, c, 502, HT_UPSTREAM_NO_SOCKET);
             return -1;
         }
         u->reused = 0;
@@ -1721,7 +1722,7 @@ static int up_attach(struct http_worker *w, struct http_conn *c, int fresh)
         u->state = UPS_HEAD;
     if (core_segq_push_blk(&u->e.txq, &w->t->pool, c->blk + w->cfg->limits.max_header_bytes,
                            c->out_len, c->blk) < 0) {
-        conn_respond(w, c, 502, "out_of_memory");
+        conn_respond(w, c, 502, HT_OUT_OF_MEMORY);
         return -1;
     }
     return 0; /* the caller sends, so that body bytes at hand go in the same send */
@@ -1747,7 +1748,7 @@ static void up_oom(struct http_worker *w, struct http_up *u)
 
     up_close(w, u);
     if (c)
-        conn_respond(w, c, 502, "out_of_memory");
+        conn_respond(w, c, 502, HT_OUT_OF_MEMORY);
 }
 
 /* Write the head the client gets. Returns 0, -1 when it does not fit, or -ENOMEM. */
@@ -1817,7 +1818,7 @@ static void up_head(struct http_worker *w, struct http_up *u)
     /* llhttp takes any three digits: a status outside 100..599 has no meaning, so no framing */
     if (r < 0 || p->http_major != 1 || status < 100 || status > 599 ||
         (status == 101 && !c->upgrade)) {
-        up_failed(w, u, HF_BAD_RESPONSE);
+        up_failed(w, u, HT_UPSTREAM_BAD_RESPONSE);
         return;
     }
     if (status >= 100 && status < 200 && status != 101) {
@@ -1827,7 +1828,7 @@ static void up_head(struct http_worker *w, struct http_up *u)
             if (r == -ENOMEM)
                 up_oom(w, u);
             else
-                up_failed(w, u, HF_BAD_RESPONSE);
+                up_failed(w, u, HT_UPSTREAM_BAD_RESPONSE);
             return;
         }
         u->in_len = 0;
@@ -1853,7 +1854,7 @@ static void up_head(struct http_worker *w, struct http_up *u)
         if (r == -ENOMEM)
             up_oom(w, u);
         else
-            up_failed(w, u, HF_BAD_RESPONSE);
+            up_failed(w, u, HT_UPSTREAM_BAD_RESPONSE);
         return;
     }
     c->body_sent_mark = c->e.tx_total + c->e.txq.bytes;
@@ -1940,7 +1941,7 @@ static void up_process(struct http_worker *w, struct http_up *u)
             }
             n = http_scan(&u->scan, &w->resp_limits, s->p, s->len, &done);
             if (n < 0) {
-                up_failed(w, u, HF_BAD_RESPONSE);
+                up_failed(w, u, HT_UPSTREAM_BAD_RESPONSE);
                 return;
             }
             memcpy(u->blk + u->in_len, s->p, (size_t)n);
@@ -1961,7 +1962,7 @@ static void up_process(struct http_worker *w, struct http_up *u)
             w->decode_oom = 0;
             r = http_msg_body(&u->resp, s->p, s->len, &used);
             if (r < 0) {
-                up_failed(w, u, HF_BAD_RESPONSE);
+                up_failed(w, u, HT_UPSTREAM_BAD_RESPONSE);
                 return;
             }
             if (w->decode_oom ||
@@ -1980,7 +1981,7 @@ static void up_process(struct http_worker *w, struct http_up *u)
         }
     }
     if (u->state == UPS_TUNNEL && relay(w, &u->e, &c->e) < 0) {
-        conn_abort(w, c, "out_of_memory");
+        conn_abort(w, c, HT_OUT_OF_MEMORY);
         return;
     }
     end_tx_kick(w, &c->e);
@@ -1989,23 +1990,15 @@ static void up_process(struct http_worker *w, struct http_up *u)
             u->reusable = 0;
             up_done(w, u);
         } else if (u->state == UPS_HEAD || u->state == UPS_BODY) {
-            up_failed(w, u, HF_RESET);
+            up_failed(w, u, HT_UPSTREAM_RESET);
         }
     }
 }
 
 /* The upstream failed before or during the response. */
-static void up_failed(struct http_worker *w, struct http_up *u, enum http_fail why)
+static void up_failed(struct http_worker *w, struct http_up *u, enum http_term why)
 {
     struct http_conn *c = u->c;
-    static const char *const term[HF_COUNT] = {
-        [HF_CONNECT_REFUSED] = "upstream_connect_failed",
-        [HF_CONNECT_TIMEOUT] = "upstream_connect_timeout",
-        [HF_RESPONSE_TIMEOUT] = "upstream_timeout",
-        [HF_RESET] = "upstream_reset",
-        [HF_BAD_RESPONSE] = "upstream_bad_response",
-        [HF_NO_ADDRESS] = "upstream_unavailable",
-    };
 
     STAT_INC(w->st, upstream_failures[why]);
     if (c && u->state == UPS_DONE) {
@@ -2050,8 +2043,9 @@ static void up_failed(struct http_worker *w, struct http_up *u, enum http_fail w
             up_close(w, n);
     }
     /* A reused connection the origin had closed: retry once where that is safe. */
-    if (u->reused && !u->got_bytes && (why == HF_RESET || why == HF_CONNECT_REFUSED) &&
-        c->idempotent && !c->has_body && c->attempts < 2 && !c->resp_begun) {
+    if (u->reused && !u->got_bytes &&
+        (why == HT_UPSTREAM_RESET || why == HT_UPSTREAM_CONNECT_REFUSED) && c->idempotent &&
+        !c->has_body && c->attempts < 2 && !c->resp_begun) {
         up_close(w, u);
         STAT_INC(w->st, upstream_retries);
         if (up_attach(w, c, 1) == 0)
@@ -2059,7 +2053,7 @@ static void up_failed(struct http_worker *w, struct http_up *u, enum http_fail w
         return;
     }
     up_close(w, u);
-    conn_respond(w, c, why == HF_RESPONSE_TIMEOUT ? 504 : 502, term[why]);
+    conn_respond(w, c, why == HT_UPSTREAM_TIMEOUT ? 504 : 502, why);
 }
 
 /* ---- completions --------------------------------------------------------- */
@@ -2186,9 +2180,9 @@ static void conn_received(struct http_worker *w, struct http_conn *c, int res, i
     if (oom) {
         c->keep_alive = 0;
         if (c->state == HST_BODY || c->state == HST_WAIT)
-            conn_respond(w, c, 502, "out_of_memory");
+            conn_respond(w, c, 502, HT_OUT_OF_MEMORY);
         else
-            conn_abort(w, c, "out_of_memory");
+            conn_abort(w, c, HT_OUT_OF_MEMORY);
     } else if (res > 0) {
         STAT_ADD(w->st, bytes_in, (uint64_t)res);
         if (c->discard)
@@ -2269,7 +2263,7 @@ static void on_poll(struct http_worker *w, struct http_end *e)
 static void conn_send_done(struct http_worker *w, struct http_conn *c, int res)
 {
     if (res < 0 && res != -EAGAIN) {
-        conn_abort(w, c, "client_closed");
+        conn_abort(w, c, HT_CLIENT_CLOSED);
         return;
     }
     end_sent(w, &c->e, res);
@@ -2293,7 +2287,7 @@ static void up_send_done(struct http_worker *w, struct http_up *u, int res)
     struct http_conn *c = u->c;
 
     if (res < 0 && res != -EAGAIN) {
-        up_failed(w, u, HF_RESET);
+        up_failed(w, u, HT_UPSTREAM_RESET);
     } else {
         end_sent(w, &u->e, res);
         /* room upstream lets the client's backlog move */
@@ -2336,7 +2330,9 @@ static void on_connect(struct http_worker *w, struct http_up *u, const struct io
     }
     if (cqe->res < 0) {
         log_warn("connect to upstream %s: %s", u->addr.str, strerror(-cqe->res));
-        up_failed(w, u, cqe->res == -ECANCELED ? HF_CONNECT_TIMEOUT : HF_CONNECT_REFUSED);
+        up_failed(w, u,
+                  cqe->res == -ECANCELED ? HT_UPSTREAM_CONNECT_TIMEOUT
+                                         : HT_UPSTREAM_CONNECT_REFUSED);
     } else {
         net_pick_ok(&w->pick, u->addr.str);
         if (c)
@@ -2370,9 +2366,9 @@ static void on_timer(struct http_worker *w, struct http_end *e, enum tclass tc)
                 up_close(w, u);
         } else if (tc == TC_CONNECT) {
             log_warn("connect to upstream %s: timed out", u->addr.str);
-            up_failed(w, u, HF_CONNECT_TIMEOUT);
+            up_failed(w, u, HT_UPSTREAM_CONNECT_TIMEOUT);
         } else {
-            up_failed(w, u, HF_RESPONSE_TIMEOUT);
+            up_failed(w, u, HT_UPSTREAM_TIMEOUT);
         }
         if (c)
             conn_sync(w, c);
@@ -2382,11 +2378,11 @@ static void on_timer(struct http_worker *w, struct http_end *e, enum tclass tc)
     switch (tc) {
     case TC_HEADER:
         c->keep_alive = 0;
-        conn_respond(w, c, 408, "header_timeout");
+        conn_respond(w, c, 408, HT_HEADER_TIMEOUT);
         break;
     case TC_IDLE:
         if (c->state == HST_TUNNEL)
-            conn_abort(w, c, "idle_timeout");
+            conn_abort(w, c, HT_IDLE_TIMEOUT);
         else
             end_close(w, e);
         break;
@@ -2394,7 +2390,7 @@ static void on_timer(struct http_worker *w, struct http_end *e, enum tclass tc)
         end_close(w, e);
         break;
     default:
-        conn_abort(w, c, "client_timeout");
+        conn_abort(w, c, HT_CLIENT_TIMEOUT);
         break;
     }
     conn_sync(w, c);
@@ -2717,7 +2713,7 @@ static long w_turn(struct core_thread *t)
             for (e = w->live.next; e != &w->live; e = nx) {
                 nx = e->next;
                 if (!e->closing && e->side == SIDE_CLIENT)
-                    conn_abort(w, (struct http_conn *)e, "shutdown");
+                    conn_abort(w, (struct http_conn *)e, HT_SHUTDOWN);
             }
             for (e = w->live.next; e != &w->live; e = nx) {
                 nx = e->next;

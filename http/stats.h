@@ -9,19 +9,46 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
-enum http_fail {
-    HF_CONNECT_REFUSED = 0,
-    HF_CONNECT_TIMEOUT,
-    HF_RESPONSE_TIMEOUT,
-    HF_RESET,
-    HF_BAD_RESPONSE,
-    HF_NO_ADDRESS,
-    HF_SOCKET, /* no socket could be made (out of descriptors) */
+/*
+ * Why an exchange did not end normally: one value per reason, with its name
+ * in the access log's `termination` field and, for the upstream's failures,
+ * its `reason` label in ringproxy_upstream_failures_total. Both come from
+ * http_terms[] (docs/troubleshooting.md describes each).
+ */
+enum http_term {
+    HT_NONE = 0, /* ended normally: `-` */
+    HT_BAD_REQUEST,
+    HT_BAD_REQUEST_BODY,
+    HT_NOT_IMPLEMENTED,
+    HT_LIMIT_EXCEEDED,
+    HT_HEADER_TIMEOUT,
+    HT_IDLE_TIMEOUT,
+    HT_CLIENT_TIMEOUT,
+    HT_CLIENT_CLOSED,
+    HT_EARLY_RESPONSE,
+    HT_OUT_OF_MEMORY,
+    HT_SHUTDOWN,
+    /* the upstream's failures: each counted by its reason */
+    HT_UPSTREAM_UNAVAILABLE,     /* no address */
+    HT_UPSTREAM_CONNECT_REFUSED, /* every address tried refused or failed the connect */
+    HT_UPSTREAM_NO_SOCKET,       /* no socket could be made here (out of descriptors) */
+    HT_UPSTREAM_CONNECT_TIMEOUT,
+    HT_UPSTREAM_TIMEOUT,
+    HT_UPSTREAM_RESET,
+    HT_UPSTREAM_BAD_RESPONSE,
     /* must stay last */
-    HF_COUNT
+    HT_COUNT
 };
 
-const char *http_fail_str(enum http_fail f);
+struct http_term_name {
+    const char *log;    /* the access log's termination value */
+    const char *reason; /* the failure metric's reason label, or NULL: not an upstream failure */
+};
+
+extern const struct http_term_name http_terms[HT_COUNT];
+
+/* The access log's name of t; NULL for HT_NONE (the log writes `-`). */
+const char *http_term_str(enum http_term t);
 
 #define HTTP_HIST_BUCKETS 12
 
@@ -39,7 +66,7 @@ struct http_stats {
     _Atomic uint64_t upstream_connects;
     _Atomic uint64_t upstream_reuses;
     _Atomic uint64_t upstream_retries;
-    _Atomic uint64_t upstream_failures[HF_COUNT];
+    _Atomic uint64_t upstream_failures[HT_COUNT]; /* rows of http_terms[] with a reason */
     _Atomic uint64_t pool_idle;
     _Atomic uint64_t log_dropped;
     _Atomic uint64_t recv_buffer_waits;           /* receives that found no ring buffer */

@@ -5,14 +5,10 @@ Usage: check_troubleshooting.py SOURCE_ROOT
 
 Everything is read from the code, not from a list kept here:
 
-- termination values: string literals that http/proxy.c passes as the
-  termination argument of conn_respond(), conn_abort() and conn_break(),
-  assigns to a `termination` field, or reaches through such an argument:
-  an array subscript (`term[why]`: every literal of that array's
-  initializer) or a call (`reject_reason(...)`: every literal the function
-  returns). A termination argument of any other form is reported, so that a
-  new way of naming a termination cannot slip past this check;
-- failure reasons: the literals of fail_names[] in http/stats.c;
+- termination values and failure reasons: the two columns of http_terms[]
+  in http/stats.c, the one table the access log and the metrics name them
+  from (every termination is an enum http_term value, so none can be named
+  anywhere else);
 - metric names: every `ringproxy_...` name in a string literal of
   http/admin.c (the _bucket/_sum/_count series of a histogram count as the
   histogram).
@@ -26,11 +22,9 @@ import os
 import re
 import sys
 
-TERM_CALLS = ("conn_respond", "conn_abort", "conn_break")
-# termination arguments that only pass on a value set elsewhere
-PASS_THROUGH = {"why", "NULL", "c->termination"}
 SNAKE = re.compile(r"^[a-z][a-z0-9]*(?:_[a-z0-9]+)*$")
 LITERAL = re.compile(r'"((?:[^"\\\n]|\\.)*)"')
+ROW = re.compile(r"\[(HT_\w+)\]\s*=\s*\{\s*(NULL|\"[^\"]*\")\s*,\s*(NULL|\"[^\"]*\")\s*\}")
 
 
 def strip_comments(src):
@@ -83,114 +77,31 @@ def balanced(src, start, open_ch, close_ch):
     raise ValueError("unbalanced %s at offset %d" % (open_ch, start))
 
 
-def split_args(args):
-    """Split a call's argument text at top-level commas."""
-    parts, depth, cur, i = [], 0, [], 0
-    while i < len(args):
-        ch = args[i]
-        if ch in "\"'":
-            j = i + 1
-            while j < len(args) and args[j] != ch:
-                j += 2 if args[j] == "\\" else 1
-            cur.append(args[i:j + 1])
-            i = j + 1
-            continue
-        if ch in "([{":
-            depth += 1
-        elif ch in ")]}":
-            depth -= 1
-        if ch == "," and depth == 0:
-            parts.append("".join(cur).strip())
-            cur = []
-        else:
-            cur.append(ch)
-        i += 1
-    parts.append("".join(cur).strip())
-    return parts
-
-
 def literals(text):
     return [m.group(1) for m in LITERAL.finditer(text)]
 
 
-def array_literals(src, name):
-    """Literals of the initializer of array `name` (`name[...] = { ... }`)."""
-    m = re.search(r"\b%s\s*\[[^\]]*\]\s*=\s*\{" % re.escape(name), src)
+def term_table(path, problems):
+    """Termination values and failure reasons: the columns of http_terms[]."""
+    src = strip_comments(open(path, encoding="utf-8").read())
+    m = re.search(r"\bhttp_terms\s*\[[^\]]*\]\s*=\s*\{", src)
     if not m:
-        return None
+        problems.append("http/stats.c: http_terms[] not found")
+        return {}, {}
     start = m.end() - 1
-    return literals(src[start:balanced(src, start, "{", "}")])
-
-
-def function_returns(src, name):
-    """Literals returned by the definition of function `name`."""
-    for m in re.finditer(r"\b%s\s*\(" % re.escape(name), src):
-        close = balanced(src, m.end() - 1, "(", ")")
-        rest = src[close:].lstrip()
-        if not rest.startswith("{"):
-            continue  # a call or a prototype
-        body_start = close + (len(src[close:]) - len(rest))
-        body = src[body_start:balanced(src, body_start, "{", "}")]
-        return [m2.group(1) for m2 in re.finditer(r'\breturn\s+"((?:[^"\\]|\\.)*)"', body)]
-    return None
-
-
-def termination_values(path, problems):
-    src = strip_comments(open(path, encoding="utf-8").read())
-    found = {}
-
-    def add(value, where):
-        if SNAKE.match(value):
-            found.setdefault(value, where)
-        else:
-            problems.append("%s: termination %r is not a snake_case name" % (where, value))
-
-    for m in re.finditer(r"\b(%s)\s*\(" % "|".join(TERM_CALLS), src):
-        fn = m.group(1)
-        line = src.count("\n", 0, m.start()) + 1
-        where = "http/proxy.c:%d %s()" % (line, fn)
-        close = balanced(src, m.end() - 1, "(", ")")
-        args = src[m.end():close - 1]
-        if re.search(r"\b(?:void|int|char)\s*\**\s*$", src[:m.start()]):
-            continue  # the prototype or the definition, not a call
-        arg = split_args(args)[-1]
-        lit = re.fullmatch(r'"((?:[^"\\]|\\.)*)"', arg)
-        sub = re.fullmatch(r"([A-Za-z_]\w*)\s*\[.*\]", arg, re.S)
-        call = re.fullmatch(r"([A-Za-z_]\w*)\s*\(.*\)", arg, re.S)
-        if lit:
-            add(lit.group(1), where)
-        elif arg in PASS_THROUGH:
-            pass
-        elif sub:
-            vals = array_literals(src, sub.group(1))
-            if not vals:
-                problems.append("%s: no initializer found for %s[]" % (where, sub.group(1)))
-            for v in vals or []:
-                add(v, "%s via %s[]" % (where, sub.group(1)))
-        elif call:
-            vals = function_returns(src, call.group(1))
-            if not vals:
-                problems.append("%s: no literal returns found in %s()" % (where, call.group(1)))
-            for v in vals or []:
-                add(v, "%s via %s()" % (where, call.group(1)))
-        else:
-            problems.append("%s: termination argument %r not understood: "
-                            "teach check_troubleshooting.py" % (where, arg))
-
-    for m in re.finditer(r"(?:->|\.)termination\s*=(?!=)([^;]*);", src):
-        line = src.count("\n", 0, m.start()) + 1
-        for v in literals(m.group(1)):
-            add(v, "http/proxy.c:%d termination =" % line)
-    return found
-
-
-def fail_reasons(path, problems):
-    src = strip_comments(open(path, encoding="utf-8").read())
-    vals = array_literals(src, "fail_names")
-    if not vals:
-        problems.append("http/stats.c: fail_names[] not found")
-        return {}
-    return {v: "http/stats.c fail_names[]" for v in vals}
+    table = src[start:balanced(src, start, "{", "}")]
+    terms, reasons = {}, {}
+    for row in ROW.finditer(table):
+        where = "http/stats.c http_terms[%s]" % row.group(1)
+        for col, out in ((row.group(2), terms), (row.group(3), reasons)):
+            if col == "NULL":
+                continue
+            value = col.strip('"')
+            if SNAKE.match(value):
+                out.setdefault(value, where)
+            else:
+                problems.append("%s: %r is not a snake_case name" % (where, value))
+    return terms, reasons
 
 
 def metric_names(path, problems):
@@ -223,8 +134,7 @@ def main():
         return 2
     root = sys.argv[1]
     problems = []
-    terms = termination_values(os.path.join(root, "http", "proxy.c"), problems)
-    reasons = fail_reasons(os.path.join(root, "http", "stats.c"), problems)
+    terms, reasons = term_table(os.path.join(root, "http", "stats.c"), problems)
     metrics = metric_names(os.path.join(root, "http", "admin.c"), problems)
     spans = code_spans(open(os.path.join(root, "docs", "troubleshooting.md"),
                             encoding="utf-8").read())

@@ -83,20 +83,30 @@ Test(http_stats, stat_macros)
     STAT_ADD(&s, clients_active, 4);
     STAT_DEC(&s, clients_active);
     cr_assert_eq(STAT_GET(&s, clients_active), 4);
-    STAT_ADD(&s, upstream_failures[HF_RESET], 3);
-    cr_assert_eq(STAT_GET(&s, upstream_failures[HF_RESET]), 3);
+    STAT_ADD(&s, upstream_failures[HT_UPSTREAM_RESET], 3);
+    cr_assert_eq(STAT_GET(&s, upstream_failures[HT_UPSTREAM_RESET]), 3);
 }
 
-Test(http_stats, fail_names)
+/* One table names every termination for the log and each upstream failure for the metric. */
+Test(http_stats, termination_names)
 {
-    cr_assert_str_eq(http_fail_str(HF_CONNECT_REFUSED), "connect_refused");
-    cr_assert_str_eq(http_fail_str(HF_CONNECT_TIMEOUT), "connect_timeout");
-    cr_assert_str_eq(http_fail_str(HF_RESPONSE_TIMEOUT), "response_timeout");
-    cr_assert_str_eq(http_fail_str(HF_RESET), "reset");
-    cr_assert_str_eq(http_fail_str(HF_BAD_RESPONSE), "bad_response");
-    cr_assert_str_eq(http_fail_str(HF_NO_ADDRESS), "no_address");
-    cr_assert_str_eq(http_fail_str(HF_COUNT), "?");
-    cr_assert_str_eq(http_fail_str((enum http_fail) - 1), "?");
+    cr_assert_null(http_term_str(HT_NONE), "a normal end is logged as -");
+    for (int t = HT_NONE + 1; t < HT_COUNT; t++) {
+        const char *n = http_terms[t].log;
+        cr_assert(n && *n, "termination %d has no log name", t);
+        for (const char *p = n; *p; p++)
+            cr_assert((*p >= 'a' && *p <= 'z') || *p == '_', "%s: not snake_case", n);
+        /* exactly the upstream's failures are counted by reason */
+        cr_assert_eq(http_terms[t].reason != NULL, t >= HT_UPSTREAM_UNAVAILABLE, "%s", n);
+    }
+    cr_assert_str_eq(http_term_str(HT_UPSTREAM_CONNECT_REFUSED), "upstream_connect_failed");
+    cr_assert_str_eq(http_terms[HT_UPSTREAM_CONNECT_REFUSED].reason, "connect_refused");
+    cr_assert_str_eq(http_term_str(HT_UPSTREAM_NO_SOCKET), "upstream_connect_failed");
+    cr_assert_str_eq(http_terms[HT_UPSTREAM_NO_SOCKET].reason, "no_socket");
+    cr_assert_str_eq(http_terms[HT_UPSTREAM_TIMEOUT].reason, "response_timeout");
+    cr_assert_str_eq(http_terms[HT_UPSTREAM_UNAVAILABLE].reason, "no_address");
+    cr_assert_str_eq(http_term_str(HT_COUNT), "?");
+    cr_assert_str_eq(http_term_str((enum http_term) - 1), "?");
 }
 
 /* ---- /metrics ---- */
@@ -342,9 +352,9 @@ Test(http_stats, metrics_sum_workers, .init = shared_up, .fini = shared_down)
     STAT_ADD(&st[1], upstream_connects, 7);
     STAT_ADD(&st[0], upstream_reuses, 8);
     STAT_ADD(&st[1], upstream_retries, 2);
-    STAT_ADD(&st[0], upstream_failures[HF_CONNECT_TIMEOUT], 1);
-    STAT_ADD(&st[1], upstream_failures[HF_CONNECT_TIMEOUT], 2);
-    STAT_ADD(&st[1], upstream_failures[HF_NO_ADDRESS], 5);
+    STAT_ADD(&st[0], upstream_failures[HT_UPSTREAM_CONNECT_TIMEOUT], 1);
+    STAT_ADD(&st[1], upstream_failures[HT_UPSTREAM_CONNECT_TIMEOUT], 2);
+    STAT_ADD(&st[1], upstream_failures[HT_UPSTREAM_UNAVAILABLE], 5);
     STAT_ADD(&st[0], pool_idle, 4);
     STAT_ADD(&st[1], log_dropped, 11);
     atomic_store(&sh.draining, 1);
