@@ -73,21 +73,12 @@
  * time close the connection instead of becoming the next client's response.
  */
 #define SETTLE_MS 250
-#define LOG_DELAY_MS 4 /* longest an access-log line waits for company */
 /*
  * Every TRIM_MS memory not needed lately goes back to the kernel: receive
  * buffers beyond the last second's peak, half of the free blocks, and once
  * a worker is quiet, the allocator's free pages (malloc_trim).
  */
 #define TRIM_MS 1000
-/*
- * Longest access-log write of a lone worker. Runs of 16 and 32 KiB were 6
- * points of the 13 B floor ratio cheaper than 64 KiB in two sets each, and
- * 4 KiB runs cost more than they save in reader wake-ups; why the middle
- * pays is not settled (where in the buffer lines go made no difference):
- * docs/performance.md, "Where the access log's cost lies".
- */
-#define LOG_RUN_MAX (32 * 1024)
 
 #define container_of(p, type, member) ((type *)((char *)(p)-offsetof(type, member)))
 
@@ -300,11 +291,7 @@ struct http_worker {
     char *log_line;      /* one access-log line is formatted here, then copied to lo */
     size_t log_line_max; /* log_fmt_max_line(): no line is longer */
     struct core_op op_logw;
-    size_t log_writing;
-    size_t log_long_left;  /* bytes of a long line not yet written, while holding sh->log_long */
-    int log_short;         /* the write in flight counts in sh->log_inflight */
-    int log_deferred;      /* another worker writes a long line: try again next turn */
-    uint64_t log_since_ms; /* when the oldest unwritten line came, 0 if none */
+    struct log_writer lw; /* when and what goes to stdout (log/out.h) */
     uint64_t log_dropped_reported;
     uint64_t log_dropped_counted; /* in the metric */
     uint64_t log_report_ms;
@@ -2469,95 +2456,18 @@ static void pressure_sweep(struct http_worker *w)
     }
 }
 
-/*
- * Several workers share a stdout pipe. A write of at most PIPE_BUF bytes is
- * atomic, so lines in such writes never interleave. A longer line cannot be
- * written atomically: its worker takes sh->log_long, waits until no other
- * worker's write is in flight, and writes the line (in as many writes as the
- * pipe takes) while the others hold theirs back. Returns 0, or -EAGAIN when
- * the write must wait for another worker.
- */
-static int log_shared_pipe_begin(struct http_worker *w, size_t n)
-{
-    struct http_shared *sh = w->sh;
-    int me = w->t->id + 1, holder = atomic_load(&sh->log_long);
-
-    if (holder == me)
-        return atomic_load(&sh->log_inflight) ? -EAGAIN : 0;
-    if (holder)
-        return -EAGAIN;
-    if (n <= PIPE_BUF) {
-        atomic_fetch_add(&sh->log_inflight, 1);
-        if (atomic_load(&sh->log_long)) {
-            atomic_fetch_sub(&sh->log_inflight, 1);
-            return -EAGAIN;
-        }
-        w->log_short = 1;
-        return 0;
-    }
-    if (!atomic_compare_exchange_strong(&sh->log_long, &holder, me))
-        return -EAGAIN;
-    w->log_long_left = n;
-    return atomic_load(&sh->log_inflight) ? -EAGAIN : 0;
-}
-
-/* A write of res bytes (or an error) completed. */
-static void log_shared_pipe_end(struct http_worker *w, long res)
-{
-    struct http_shared *sh = w->sh;
-
-    if (w->log_short) {
-        w->log_short = 0;
-        atomic_fetch_sub(&sh->log_inflight, 1);
-    }
-    if (w->log_long_left) {
-        /* the line is out, or (stdout gone) dropped; a retry keeps the lock */
-        if (res > 0)
-            w->log_long_left = (size_t)res < w->log_long_left ? w->log_long_left - (size_t)res : 0;
-        else if (res != -EAGAIN && res != -EINTR)
-            w->log_long_left = 0;
-        if (!w->log_long_left)
-            atomic_store(&sh->log_long, 0);
-    }
-}
-
+/* Start the access log's next write to stdout, if one is due; report dropped lines. */
 static void log_flush(struct http_worker *w)
 {
     const char *p;
-    size_t n;
+    size_t n = log_writer_next(&w->lw, w->t->now_ms, w->draining, &p);
     uint64_t dropped;
-    int shared = w->sh->stdout_is_pipe && w->sh->nworkers > 1;
 
-    w->log_deferred = 0;
-    if (!w->log_writing && log_out_pending(w->lo)) {
-        /* on a shared pipe, runs of at most PIPE_BUF bytes (atomic); a lone worker's can be larger
-         */
-        size_t chunk = shared ? PIPE_BUF : LOG_RUN_MAX;
-
-        /*
-         * One write per many lines, not per line: a pipe write wakes the
-         * reader, which costs more than formatting the line. Lines wait at
-         * most LOG_DELAY_MS, or until a full chunk is ready.
-         */
-        if (!w->log_since_ms)
-            w->log_since_ms = w->t->now_ms;
-        n = log_out_peek(w->lo, &p, chunk);
-        if (n && (n > chunk - 1024 || w->t->now_ms >= w->log_since_ms + LOG_DELAY_MS ||
-                  w->draining || w->log_long_left)) {
-            struct io_uring_sqe *sqe;
-
-            if (shared && log_shared_pipe_begin(w, n) < 0) {
-                w->log_deferred = 1;
-                goto report;
-            }
-            w->log_since_ms = 0;
-            sqe = core_sqe(w->t);
-            io_uring_prep_write(sqe, STDOUT_FILENO, p, (unsigned)n, (uint64_t)-1);
-            io_uring_sqe_set_data(sqe, &w->op_logw);
-            w->log_writing = n;
-        }
+    if (n) {
+        struct io_uring_sqe *sqe = core_sqe(w->t);
+        io_uring_prep_write(sqe, STDOUT_FILENO, p, (unsigned)n, (uint64_t)-1);
+        io_uring_sqe_set_data(sqe, &w->op_logw);
     }
-report:
     dropped = log_out_dropped(w->lo);
     if (dropped != w->log_dropped_counted) {
         /* the metric and stderr count the same thing */
@@ -2593,20 +2503,7 @@ static void w_cqe(struct core_thread *t, struct core_op *op, const struct io_uri
         on_poll(w, container_of(op, struct http_end, op_poll));
         break;
     case OPK_LOGW:
-        log_shared_pipe_end(w, cqe->res);
-        if (cqe->res > 0) {
-            log_out_consume(w->lo, (size_t)cqe->res);
-        } else if (cqe->res != -EAGAIN && cqe->res != -EINTR) {
-            /* stdout is gone: the lines of this write can't go anywhere; count each */
-            const char *p;
-            size_t n = log_out_peek(w->lo, &p, w->log_writing);
-
-            for (size_t i = 0; i < n; i++)
-                if (p[i] == '\n')
-                    log_out_drop(w->lo);
-            log_out_consume(w->lo, w->log_writing);
-        }
-        w->log_writing = 0;
+        log_writer_done(&w->lw, cqe->res);
         break;
     case OPK_WAKE:
         if (atomic_load(&w->sh->stop))
@@ -2721,17 +2618,17 @@ static long w_turn(struct core_thread *t)
                     end_close(w, e);
             }
         }
-        if (w->live.next == &w->live && !log_out_pending(w->lo) && !w->log_writing)
+        if (w->live.next == &w->live && !log_out_pending(w->lo) && !w->lw.writing)
             return -1;
         if (w->drain_deadline < next)
             next = w->drain_deadline;
         if (t->now_ms > w->drain_deadline + 2000)
             return -1; /* something never completed: give up waiting */
     }
-    if (w->starved || w->log_deferred)
+    if (w->starved)
         next = t->now_ms + 1;
-    if (w->log_since_ms && w->log_since_ms + LOG_DELAY_MS < next)
-        next = w->log_since_ms + LOG_DELAY_MS;
+    if (log_writer_due(&w->lw, t->now_ms) < next)
+        next = log_writer_due(&w->lw, t->now_ms);
     if (next == UINT64_MAX)
         return 1000;
     return next <= t->now_ms ? 0 : (long)(next - t->now_ms);
@@ -2802,6 +2699,10 @@ int http_worker_run(struct http_shared *sh, const struct http_worker_params *p,
     w->log_line_max = log_fmt_max_line(sh->log_fmt);
     w->log_line = malloc(w->log_line_max);
     w->lo = log_out_new_lines(cfg->access_log.buffer_bytes, w->log_line_max);
+    w->lw =
+        (struct log_writer){.o = w->lo,
+                            .lock = sh->stdout_is_pipe && sh->nworkers > 1 ? &sh->log_lock : NULL,
+                            .id = p->id + 1};
     w->addrs = net_resolver_get(sh->resolver, (unsigned)p->id);
     w->addrs_gen = w->addrs->gen;
     net_pick_sync(&w->pick, w->addrs);

@@ -12,6 +12,7 @@
 #include "cfg/cfg.h"
 #include "http/stats.h"
 #include "log/access.h"
+#include "log/out.h"
 #include "net/resolve.h"
 
 #define HTTP_MAX_LISTENERS 2
@@ -27,13 +28,8 @@ struct http_shared {
     int access_log;       /* 0 only with --no-access-log (benchmarks) */
     _Atomic int stop;     /* set by the main thread: drain and exit */
     _Atomic int draining; /* for /healthz */
-    /*
-     * A shared stdout pipe: writes of at most PIPE_BUF bytes are atomic; a
-     * longer line is written by one worker at a time, with no other write in
-     * flight (log_flush() in http/proxy.c).
-     */
-    _Atomic int log_long;     /* worker id + 1 writing a line longer than PIPE_BUF, or 0 */
-    _Atomic int log_inflight; /* short writes in flight, all workers */
+    /* the workers' writers on a shared stdout pipe take turns for long lines (log/out.h) */
+    struct log_pipe_lock log_lock;
     struct http_stats *stats; /* one per worker, summed by the admin endpoint */
 };
 

@@ -38,6 +38,7 @@
 #include "log/out.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -177,4 +178,96 @@ size_t log_out_pending(const struct log_out *o)
 uint64_t log_out_dropped(const struct log_out *o)
 {
     return o->dropped;
+}
+
+/* ---- the writer ------------------------------------------------------- */
+
+/* May w start a write of n bytes on the shared pipe? 0, or -EAGAIN: wait for another writer. */
+static int pipe_begin(struct log_writer *w, size_t n)
+{
+    struct log_pipe_lock *l = w->lock;
+    int holder = atomic_load(&l->long_holder);
+
+    if (holder == w->id)
+        return atomic_load(&l->inflight) ? -EAGAIN : 0;
+    if (holder)
+        return -EAGAIN;
+    if (n <= PIPE_BUF) {
+        atomic_fetch_add(&l->inflight, 1);
+        if (atomic_load(&l->long_holder)) {
+            atomic_fetch_sub(&l->inflight, 1);
+            return -EAGAIN;
+        }
+        w->short_inflight = 1;
+        return 0;
+    }
+    if (!atomic_compare_exchange_strong(&l->long_holder, &holder, w->id))
+        return -EAGAIN;
+    w->long_left = n;
+    return atomic_load(&l->inflight) ? -EAGAIN : 0;
+}
+
+static void pipe_end(struct log_writer *w, long res)
+{
+    if (w->short_inflight) {
+        w->short_inflight = 0;
+        atomic_fetch_sub(&w->lock->inflight, 1);
+    }
+    if (w->long_left) {
+        /* the line is out, or (stdout gone) dropped; a retry keeps the lock */
+        if (res > 0)
+            w->long_left = (size_t)res < w->long_left ? w->long_left - (size_t)res : 0;
+        else if (res != -EAGAIN && res != -EINTR)
+            w->long_left = 0;
+        if (!w->long_left)
+            atomic_store(&w->lock->long_holder, 0);
+    }
+}
+
+size_t log_writer_next(struct log_writer *w, uint64_t now_ms, int urgent, const char **p)
+{
+    size_t chunk = w->lock ? PIPE_BUF : LOG_OUT_RUN_MAX, n;
+
+    w->deferred = 0;
+    if (w->writing || !log_out_pending(w->o))
+        return 0;
+    if (!w->since_ms)
+        w->since_ms = now_ms;
+    n = log_out_peek(w->o, p, chunk);
+    if (!n ||
+        !(n > chunk - 1024 || now_ms >= w->since_ms + LOG_OUT_DELAY_MS || urgent || w->long_left))
+        return 0;
+    if (w->lock && pipe_begin(w, n) < 0) {
+        w->deferred = 1;
+        return 0;
+    }
+    w->since_ms = 0;
+    w->writing = n;
+    return n;
+}
+
+void log_writer_done(struct log_writer *w, long res)
+{
+    if (w->lock)
+        pipe_end(w, res);
+    if (res > 0) {
+        log_out_consume(w->o, (size_t)res);
+    } else if (res != -EAGAIN && res != -EINTR) {
+        /* stdout is gone: the lines of this write can't go anywhere; count each */
+        const char *p;
+        size_t n = log_out_peek(w->o, &p, w->writing);
+
+        for (size_t i = 0; i < n; i++)
+            if (p[i] == '\n')
+                log_out_drop(w->o);
+        log_out_consume(w->o, w->writing);
+    }
+    w->writing = 0;
+}
+
+uint64_t log_writer_due(const struct log_writer *w, uint64_t now_ms)
+{
+    if (w->deferred)
+        return now_ms + 1;
+    return w->since_ms ? w->since_ms + LOG_OUT_DELAY_MS : UINT64_MAX;
 }

@@ -644,3 +644,123 @@ Test(log_out, new_lines_overflow)
     cr_assert_null(log_out_new_lines(1, SIZE_MAX));
     cr_assert_null(log_out_new_lines(SIZE_MAX / 2 + 1, SIZE_MAX / 2 + 1));
 }
+
+/* ---- the writer ---------------------------------------------------------- */
+
+/* Lines wait for company up to LOG_OUT_DELAY_MS; draining (urgent) writes at once. */
+Test(log_writer, lines_wait_for_company_then_go_in_one_write)
+{
+    struct log_out *o = log_out_new_lines(4096, LMAX);
+    struct log_writer w = {.o = o, .id = 1};
+    const char *p;
+
+    cr_assert_eq(log_writer_due(&w, 100), UINT64_MAX, "nothing pending");
+    cr_assert(put(o, "a\n"));
+    cr_assert_eq(log_writer_next(&w, 100, 0, &p), 0, "waits for company");
+    cr_assert_eq(log_writer_due(&w, 100), 100 + LOG_OUT_DELAY_MS);
+    cr_assert(put(o, "b\n"));
+    cr_assert_eq(log_writer_next(&w, 100 + LOG_OUT_DELAY_MS - 1, 0, &p), 0);
+    cr_assert_eq(log_writer_next(&w, 100 + LOG_OUT_DELAY_MS, 0, &p), 4, "both lines, one write");
+    cr_assert_arr_eq(p, "a\nb\n", 4);
+    cr_assert_eq(log_writer_next(&w, 200, 1, &p), 0, "one write in flight at a time");
+    log_writer_done(&w, 4);
+    cr_assert_eq(log_out_pending(o), 0);
+    cr_assert(put(o, "c\n"));
+    cr_assert_eq(log_writer_next(&w, 200, 1, &p), 2, "urgent: no wait");
+    log_writer_done(&w, 2);
+    log_out_free(o);
+}
+
+/* A full run goes at once: LOG_OUT_RUN_MAX bytes alone, PIPE_BUF on a shared pipe. */
+Test(log_writer, full_runs_go_at_once_and_are_capped)
+{
+    struct log_pipe_lock lock = {0};
+    struct log_out *o = log_out_new_lines(4 * LOG_OUT_RUN_MAX, LMAX);
+    struct log_writer lone = {.o = o, .id = 1}, shared = {.o = o, .lock = &lock, .id = 1};
+    char l[LMAX];
+    const char *p;
+    size_t n;
+
+    mkline(l, sizeof(l), 'x');
+    for (int i = 0; i < 2 * LOG_OUT_RUN_MAX / LMAX; i++)
+        cr_assert_eq(log_out_append(o, l, sizeof(l)), 0);
+    n = log_writer_next(&shared, 0, 0, &p);
+    cr_assert(n > PIPE_BUF - 1024 && n <= PIPE_BUF, "%zu", n);
+    cr_assert_eq(atomic_load(&lock.inflight), 1);
+    log_writer_done(&shared, (long)n);
+    cr_assert_eq(atomic_load(&lock.inflight), 0);
+    n = log_writer_next(&lone, 0, 0, &p);
+    cr_assert(n > LOG_OUT_RUN_MAX - 1024 && n <= LOG_OUT_RUN_MAX, "%zu", n);
+    log_writer_done(&lone, (long)n);
+    log_out_free(o);
+}
+
+/*
+ * #26.5: on a shared pipe a line longer than PIPE_BUF goes out while no
+ * other writer's write is in flight, and no other writer starts one until
+ * all its bytes are out, however many writes the pipe takes.
+ */
+Test(log_writer, a_long_line_has_the_shared_pipe_to_itself)
+{
+    enum { LONG = 3 * PIPE_BUF };
+    struct log_pipe_lock lock = {0};
+    struct log_out *oa = log_out_new_lines(4 * LONG, LONG), *ob = log_out_new_lines(4096, LMAX);
+    struct log_writer a = {.o = oa, .lock = &lock, .id = 1}, b = {.o = ob, .lock = &lock, .id = 2};
+    char *line = malloc(LONG);
+    const char *p;
+    size_t n;
+
+    cr_assert(line);
+    mkline(line, LONG, 'L');
+    cr_assert(put(ob, "short\n"));
+    cr_assert_eq(log_writer_next(&b, 0, 1, &p), 6, "b's short write is in flight");
+    cr_assert_eq(log_out_append(oa, line, LONG), 0);
+    cr_assert_eq(log_writer_next(&a, 0, 1, &p), 0, "a waits for b's write");
+    cr_assert_eq(log_writer_due(&a, 0), 1, "and asks again soon");
+    cr_assert_eq(atomic_load(&lock.long_holder), 1, "a holds the pipe meanwhile");
+    log_writer_done(&b, 6);
+    cr_assert(put(ob, "next\n"));
+    cr_assert_eq(log_writer_next(&b, 0, 1, &p), 0, "b holds back while a has the pipe");
+    n = log_writer_next(&a, 0, 1, &p);
+    cr_assert_eq(n, LONG);
+    log_writer_done(&a, PIPE_BUF); /* the pipe took part of it */
+    cr_assert_eq(log_writer_next(&b, 0, 1, &p), 0, "still a's until the line is out");
+    cr_assert_eq(log_writer_next(&a, 0, 1, &p), LONG - PIPE_BUF, "the rest");
+    log_writer_done(&a, LONG - PIPE_BUF);
+    cr_assert_eq(atomic_load(&lock.long_holder), 0, "released");
+    cr_assert_eq(log_writer_next(&b, 0, 1, &p), 5);
+    log_writer_done(&b, 5);
+    free(line);
+    log_out_free(oa);
+    log_out_free(ob);
+}
+
+/* stdout gone: the lines of the failed write are counted as dropped, and the lock let go. */
+Test(log_writer, lines_of_a_failed_write_are_dropped)
+{
+    enum { LONG = 2 * PIPE_BUF };
+    struct log_pipe_lock lock = {0};
+    struct log_out *o = log_out_new_lines(4 * LONG, LONG);
+    struct log_writer w = {.o = o, .lock = &lock, .id = 1};
+    char *line = malloc(LONG);
+    const char *p;
+
+    cr_assert(line);
+    mkline(line, LONG, 'L');
+    cr_assert_eq(log_out_append(o, line, LONG), 0);
+    cr_assert_eq(log_writer_next(&w, 0, 1, &p), LONG);
+    log_writer_done(&w, -EPIPE);
+    cr_assert_eq(log_out_dropped(o), 1);
+    cr_assert_eq(log_out_pending(o), 0);
+    cr_assert_eq(atomic_load(&lock.long_holder), 0);
+    cr_assert(put(o, "a\n"));
+    cr_assert(put(o, "b\n"));
+    cr_assert_eq(log_writer_next(&w, 0, 1, &p), 4);
+    log_writer_done(&w, -EAGAIN); /* a retry: nothing lost */
+    cr_assert_eq(log_out_dropped(o), 1);
+    cr_assert_eq(log_writer_next(&w, 0, 1, &p), 4);
+    log_writer_done(&w, -EBADF);
+    cr_assert_eq(log_out_dropped(o), 3);
+    free(line);
+    log_out_free(o);
+}
