@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# End-to-end test of the container image (CONTRACT.md C8, C12), runnable where no
+# End-to-end test of the container image (docs/contract.md: C8, C12), runnable where no
 # container registry is reachable: only the Debian mirror that apt already uses.
 #
 #   sudo container/image-test.sh
@@ -535,7 +535,7 @@ EOF
         check "stdout: the request's JSON access line (status 200, hostname, bytes), only JSON" \
             test "$lrc" = 0
         missing=$(sed -n 's/^MISSING //p' "$tmp/log.check")
-        check "access line has every INTERFACE.md field${missing:+ (missing: $missing)}" \
+        check "access line has every fixed field of docs/contract.md${missing:+ (missing: $missing)}" \
             test -z "$missing"
         sed '/^MISSING /d; s/^/    /' "$tmp/log.check" | cut -c1-400
         check "stderr carries no access line" bash -c "! grep -q -- '$id' '$tmp/proxy.err'"

@@ -6,7 +6,7 @@
  *
  * Rendering rules, shared by both formats:
  * - An absent string (p == NULL) and a negative ("unknown") number are "-"
- *   (INTERFACE.md); a present but empty string stays empty. A status of 0
+ *   (docs/contract.md); a present but empty string stays empty. A status of 0
  *   means no response was sent, which is also "-".
  * - time: ISO 8601 UTC with milliseconds, 2026-11-27T00:34:11.123Z.
  * - time_taken_ms: an integer number of milliseconds, truncated, like the

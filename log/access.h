@@ -1,6 +1,6 @@
 /*
  * Access log (C5): one line per request on stdout, JSON (default) or LTSV,
- * with the field names of ../shared/CONTRACT.md and INTERFACE.md. The format
+ * with the field names fixed in docs/contract.md ("Access-log fields"). The format
  * is compiled once at load; a line is formatted at request end into a
  * scratch buffer of log_fmt_max_line() bytes and appended to the worker's
  * log_out buffer. Long values are cut (LOG_VALUE_MAX), never the line.
