@@ -31,6 +31,7 @@
 #include "core/loop.h"
 #include "core/timer.h"
 #include "http/admin.h"
+#include "http/forward.h"
 #include "http/msg.h"
 #include "log/error.h"
 #include "log/out.h"
@@ -291,7 +292,8 @@ struct http_worker {
     char *log_line;      /* one access-log line is formatted here, then copied to lo */
     size_t log_line_max; /* log_fmt_max_line(): no line is longer */
     struct core_op op_logw;
-    struct log_writer lw; /* when and what goes to stdout (log/out.h) */
+    struct log_writer lw;       /* when and what goes to stdout (log/out.h) */
+    struct http_fwd_policy fwd; /* the request rules' limits (http/forward.h) */
     uint64_t log_dropped_reported;
     uint64_t log_dropped_counted; /* in the metric */
     uint64_t log_report_ms;
@@ -936,32 +938,6 @@ static void pool_sweep(struct http_worker *w)
 
 /* ---- client responses generated here ---------------------------------- */
 
-static const char *reason_of(int status)
-{
-    switch (status) {
-    case 400:
-        return "Bad Request";
-    case 408:
-        return "Request Timeout";
-    case 413:
-        return "Content Too Large";
-    case 414:
-        return "URI Too Long";
-    case 431:
-        return "Request Header Fields Too Large";
-    case 501:
-        return "Not Implemented";
-    case 502:
-        return "Bad Gateway";
-    case 503:
-        return "Service Unavailable";
-    case 504:
-        return "Gateway Timeout";
-    default:
-        return "Error";
-    }
-}
-
 /* The access log's termination for a request we refused with status. */
 static enum http_term reject_reason(int status)
 {
@@ -1031,10 +1007,8 @@ static int conn_blk(struct http_worker *w, struct http_conn *c)
  */
 static void conn_respond(struct http_worker *w, struct http_conn *c, int status, enum http_term why)
 {
-    char body[96];
     char *out;
-    size_t cap;
-    int n, n_head, blen;
+    int n, n_head;
 
     if (!final_unsent(c)) {
         conn_break(w, c, why);
@@ -1056,17 +1030,11 @@ static void conn_respond(struct http_worker *w, struct http_conn *c, int status,
     up_drop(w, c);
     c->termination = why;
     c->status = (uint16_t)status;
-    blen = snprintf(body, sizeof(body), "%d %s\n", status, reason_of(status));
     out = c->blk + w->hdr_off - ANSWER_ROOM;
-    cap = ANSWER_ROOM;
-    n = snprintf(out, cap,
-                 "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n"
-                 "Connection: %s\r\n\r\n%s",
-                 status, reason_of(status), blen, c->keep_alive ? "keep-alive" : "close", body);
-    n_head = n - blen;
-    /* the answer to HEAD has the head of the answer to GET, and no body (RFC 9110 9.3.2) */
-    if (c->req->method.p && c->req->parser.method == HTTP_HEAD && !c->req->ext_method)
-        n = n_head;
+    n = http_fwd_answer(status, c->keep_alive,
+                        c->req->method.p && c->req->parser.method == HTTP_HEAD &&
+                            !c->req->ext_method,
+                        out, ANSWER_ROOM, &n_head);
     c->final_mark = c->e.tx_total + c->e.txq.bytes;
     c->body_sent_mark = c->final_mark + (uint64_t)n_head;
     if (core_segq_push_blk(&c->e.txq, &w->t->pool, out, (size_t)n, c->blk) < 0) {
@@ -1291,217 +1259,22 @@ static void conn_eof(struct http_worker *w, struct http_conn *c)
 
 /* ---- request side ------------------------------------------------------ */
 
-/* Never forwarded: the fields of RFC 9110 7.6.1, and those a Connection option names. */
-static int is_hop_by_hop(const struct core_hdr *h, int keep_upgrade)
-{
-    switch (h->kind) {
-    case HK_CONNECTION:
-    case HK_KEEP_ALIVE:
-    case HK_PROXY_CONNECTION:
-    case HK_TE:
-    case HK_TRAILER:
-        return 1;
-    case HK_UPGRADE:
-        return !keep_upgrade;
-    default:
-        return h->hop;
-    }
-}
-
-struct wbuf {
-    char *p;
-    size_t len, cap;
-    int overflow;
-};
-
-static void wb_put(struct wbuf *b, const char *s, size_t n)
-{
-    if (b->len + n > b->cap) {
-        b->overflow = 1;
-        return;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-}
-
-#define WB_LIT(b, lit) wb_put((b), (lit), sizeof(lit) - 1)
-
-static void wb_hdr(struct wbuf *b, struct core_str name, struct core_str value)
-{
-    wb_put(b, name.p, name.len);
-    WB_LIT(b, ": ");
-    wb_put(b, value.p, value.len);
-    WB_LIT(b, "\r\n");
-}
-
-/* reg-name bytes: unreserved, sub-delims, pct-encoded (RFC 3986 3.2.2) */
-static int reg_name_char(unsigned char ch)
-{
-    if ((ch >= '0' && ch <= '9') || ((ch | 0x20) >= 'a' && (ch | 0x20) <= 'z'))
-        return 1;
-    switch (ch) {
-    case '-':
-    case '.':
-    case '_':
-    case '~':
-    case '!':
-    case '$':
-    case '&':
-    case '\'':
-    case '(':
-    case ')':
-    case '*':
-    case '+':
-    case ',':
-    case ';':
-    case '=':
-    case '%':
-        return 1;
-    default:
-        return 0;
-    }
-}
-
-/*
- * A Host value or absolute-form authority (RFC 9112 3.2, RFC 3986 3.2.2):
- * a non-empty reg-name or IPv4 address, or an IP-literal in brackets, then
- * an optional ":" and digits. "[::1", ":80", "a:b:c" are not.
- */
-static int valid_authority(struct core_str a)
-{
-    size_t i = 0, n = a.len;
-
-    if (!n)
-        return 0;
-    if (a.p[0] == '[') {
-        for (i = 1; i < n && a.p[i] != ']'; i++) {
-            unsigned char ch = (unsigned char)a.p[i];
-
-            if (!((ch >= '0' && ch <= '9') || ((ch | 0x20) >= 'a' && (ch | 0x20) <= 'f') ||
-                  ch == ':' || ch == '.'))
-                return 0;
-        }
-        if (i == n || i == 1)
-            return 0;
-        i++;
-    } else {
-        while (i < n && reg_name_char((unsigned char)a.p[i]))
-            i++;
-        if (!i)
-            return 0;
-    }
-    if (i == n)
-        return 1;
-    if (a.p[i++] != ':')
-        return 0;
-    for (; i < n; i++)
-        if (a.p[i] < '0' || a.p[i] > '9')
-            return 0;
-    return 1;
-}
-
-/* "http://host[:port]/path?q" into its authority and its origin-form rest. */
-static int split_absolute(struct core_str t, struct core_str *ret_auth, struct core_str *ret_path)
-{
-    size_t i, skip;
-
-    if (t.len > 7 && !strncasecmp(t.p, "http://", 7))
-        skip = 7;
-    else if (t.len > 8 && !strncasecmp(t.p, "https://", 8))
-        skip = 8;
-    else
-        return -1;
-    for (i = skip; i < t.len && t.p[i] != '/' && t.p[i] != '?'; i++)
-        if (t.p[i] == '@')
-            return -1; /* userinfo is deprecated and a known confusion vector */
-    *ret_auth = (struct core_str){t.p + skip, i - skip};
-    if (!valid_authority(*ret_auth))
-        return -1;
-    *ret_path = (struct core_str){t.p + i, t.len - i};
-    return 0;
-}
-
-/* Validate the parsed request and write the head we send upstream. Returns 0 or -status. */
+/* Check the parsed request and write the head the origin gets (http/forward.c). 0 or -status. */
 static int req_rewrite(struct http_worker *w, struct http_conn *c)
 {
-    struct http_msg *m = c->req;
-    llhttp_t *p = &m->parser;
-    struct wbuf b = {c->blk + w->cfg->limits.max_header_bytes, 0,
-                     w->hdr_off - ANSWER_ROOM - w->cfg->limits.max_header_bytes, 0};
-    unsigned nhost = m->count[HK_HOST];
-    struct core_str te = http_msg_known(m, HK_TRANSFER_ENCODING);
-    struct core_str authority = {0}, path = m->target;
+    struct http_fwd_req f;
+    size_t off = w->cfg->limits.max_header_bytes;
+    long n = http_fwd_request(c->req, &w->fwd, c->blk + off, w->hdr_off - ANSWER_ROOM - off, &f);
 
-    if (p->http_major != 1)
-        return -400;
-    c->http10 = p->http_minor == 0;
-    if (nhost > 1 || (!c->http10 && nhost == 0))
-        return -400;
-    if (nhost && !valid_authority(http_msg_known(m, HK_HOST)))
-        return -400;
-    if (te.p) {
-        /* Transfer-Encoding in HTTP/1.0 can't be trusted for framing (RFC 9112 6.1). */
-        if (c->http10)
-            return -400;
-        /* We don't decode transfer codings, so the origin would get what it may not know. */
-        if (m->count[HK_TRANSFER_ENCODING] > 1 || !CORE_STR_IEQ(te, "chunked"))
-            return -501;
-    }
-    if (p->method == HTTP_CONNECT)
-        return -501; /* no tunnels to arbitrary hosts */
-    if (m->target.len > w->cfg->limits.max_uri_bytes)
-        return -414;
-    if (m->target.len && m->target.p[0] != '/' &&
-        !(m->target.len == 1 && m->target.p[0] == '*' && p->method == HTTP_OPTIONS)) {
-        /*
-         * absolute-form (RFC 9112 3.2.2): forward in origin form, and the
-         * authority replaces any Host the client sent.
-         */
-        if (split_absolute(m->target, &authority, &path) < 0)
-            return -400;
-    }
-    if (w->cfg->limits.max_body_bytes && p->content_length > w->cfg->limits.max_body_bytes &&
-        !(p->flags & F_CHUNKED))
-        return -413;
-    /* Upgrade in an HTTP/1.0 request is ignored (RFC 9110 7.8) */
-    c->upgrade = p->upgrade && m->count[HK_UPGRADE] && !c->http10;
-    c->has_body = (p->flags & F_CHUNKED) || p->content_length > 0;
-    c->idempotent = !m->ext_method &&
-                    (p->method == HTTP_GET || p->method == HTTP_HEAD || p->method == HTTP_OPTIONS ||
-                     p->method == HTTP_PUT || p->method == HTTP_DELETE || p->method == HTTP_TRACE);
-    c->keep_alive = llhttp_should_keep_alive(p);
-
-    wb_put(&b, m->method.p, m->method.len);
-    WB_LIT(&b, " ");
-    if (!path.len || path.p[0] == '?')
-        WB_LIT(&b, "/");
-    wb_put(&b, path.p, path.len);
-    WB_LIT(&b, " HTTP/1.1\r\n");
-    for (uint16_t i = 0; i < m->nhdrs; i++) {
-        if (is_hop_by_hop(&m->hdrs[i], c->upgrade))
-            continue;
-        if (authority.p && m->hdrs[i].kind == HK_HOST) {
-            wb_hdr(&b, m->hdrs[i].name, authority);
-            continue;
-        }
-        wb_hdr(&b, m->hdrs[i].name, m->hdrs[i].value);
-    }
-    if (authority.p) {
-        c->host_sent = authority;
-    } else if (nhost) {
-        c->host_sent = http_msg_known(m, HK_HOST);
-    } else {
-        const char *h = w->sh->upstream_host;
-        c->host_sent = (struct core_str){h, strlen(h)};
-    }
-    if (!nhost)
-        wb_hdr(&b, (struct core_str){"Host", 4}, c->host_sent);
-    if (c->upgrade)
-        WB_LIT(&b, "Connection: upgrade\r\n");
-    WB_LIT(&b, "\r\n");
-    if (b.overflow)
-        return -431;
-    c->out_len = (uint32_t)b.len;
+    if (n < 0)
+        return (int)n;
+    c->http10 = f.http10;
+    c->upgrade = f.upgrade;
+    c->has_body = f.has_body;
+    c->idempotent = f.idempotent;
+    c->keep_alive = f.keep_alive;
+    c->host_sent = f.host_sent;
+    c->out_len = (uint32_t)n;
     return 0;
 }
 
@@ -1741,28 +1514,9 @@ static void up_oom(struct http_worker *w, struct http_up *u)
 /* Write the head the client gets. Returns 0, -1 when it does not fit, or -ENOMEM. */
 static int resp_rewrite(struct http_worker *w, struct http_up *u, struct http_conn *c, int final)
 {
-    struct http_msg *m = &u->resp;
-    llhttp_t *p = &m->parser;
     size_t base = w->cfg->limits.max_header_bytes + u->out_len;
-    struct wbuf b = {u->blk + base, 0, w->hdr_off - base, 0};
-    char status[16];
-    int tunnel = p->status_code == 101;
+    long n;
 
-    /* llhttp takes three digits only: 100..999 */
-    memcpy(status, "HTTP/1.1 000 ", 13);
-    status[9] = (char)('0' + p->status_code / 100);
-    status[10] = (char)('0' + p->status_code / 10 % 10);
-    status[11] = (char)('0' + p->status_code % 10);
-    wb_put(&b, status, 13);
-    wb_put(&b, m->reason.p, m->reason.len);
-    WB_LIT(&b, "\r\n");
-    for (uint16_t i = 0; i < m->nhdrs; i++) {
-        if (is_hop_by_hop(&m->hdrs[i], tunnel))
-            continue;
-        if (c->decode && m->hdrs[i].kind == HK_TRANSFER_ENCODING)
-            continue;
-        wb_hdr(&b, m->hdrs[i].name, m->hdrs[i].value);
-    }
     if (final && !c->req_done) {
         /*
          * An early answer: the rest of the request body is read and
@@ -1772,20 +1526,19 @@ static int resp_rewrite(struct http_worker *w, struct http_up *u, struct http_co
         c->keep_alive = 0;
         u->reusable = 0;
     }
-    if (tunnel)
-        WB_LIT(&b, "Connection: upgrade\r\n");
-    else if (final && !c->keep_alive)
-        WB_LIT(&b, "Connection: close\r\n");
-    else if (final && c->http10)
-        WB_LIT(&b, "Connection: keep-alive\r\n");
-    WB_LIT(&b, "\r\n");
-    if (b.overflow)
+    n = http_fwd_response(&u->resp,
+                          &(struct http_fwd_resp){.final = (uint8_t) final,
+                                                  .dechunk = c->decode,
+                                                  .keep_alive = c->keep_alive,
+                                                  .http10 = c->http10},
+                          u->blk + base, w->hdr_off - base);
+    if (n < 0)
         return -1;
     if (final)
         c->final_mark = c->e.tx_total + c->e.txq.bytes;
-    if (core_segq_push_blk(&c->e.txq, &w->t->pool, b.p, b.len, u->blk) < 0)
+    if (core_segq_push_blk(&c->e.txq, &w->t->pool, u->blk + base, (size_t)n, u->blk) < 0)
         return -ENOMEM;
-    u->out_len += (uint32_t)b.len;
+    u->out_len += (uint32_t)n;
     if (final)
         c->resp_begun = 1;
     return 0;
@@ -1802,9 +1555,7 @@ static void up_head(struct http_worker *w, struct http_up *u)
     r = http_msg_head(&u->resp, HTTP_RESPONSE, u->blk, u->in_len,
                       (struct core_hdr *)(u->blk + w->hdr_off), w->max_hdrs);
     status = p->status_code;
-    /* llhttp takes any three digits: a status outside 100..599 has no meaning, so no framing */
-    if (r < 0 || p->http_major != 1 || status < 100 || status > 599 ||
-        (status == 101 && !c->upgrade)) {
+    if (r < 0 || http_fwd_response_check(&u->resp, c->upgrade) < 0) {
         up_failed(w, u, HT_UPSTREAM_BAD_RESPONSE);
         return;
     }
@@ -2670,6 +2421,9 @@ int http_worker_run(struct http_shared *sh, const struct http_worker_params *p,
     w->st = &sh->stats[p->id];
     w->live.next = w->live.prev = &w->live;
     w->starved_tail = &w->starved;
+    w->fwd = (struct http_fwd_policy){.max_uri_bytes = cfg->limits.max_uri_bytes,
+                                      .max_body_bytes = cfg->limits.max_body_bytes,
+                                      .default_host = sh->upstream_host};
     w->req_limits = (struct http_limits){.max_head = cfg->limits.max_header_bytes,
                                          .max_line = cfg->limits.max_header_line_bytes,
                                          .max_first_line = cfg->limits.max_uri_bytes + 64,

@@ -71,13 +71,23 @@ char adv_body_byte(const char *tag, size_t tlen, unsigned hash, size_t i)
     return (char)('a' + (j * 7 + i / 1024 + hash) % 26);
 }
 
+/*
+ * Bodies repeat every 26 units (byte i depends on i % 1024 and i / 1024 % 26):
+ * the first period is computed, the rest copied. Byte by byte, the 8 MB
+ * bodies of the leak family's stalled readers took seconds of the two cores
+ * the proxy shares, and the other clients' first requests timed out.
+ */
+#define BODY_PERIOD (26 * 1024)
+
 void adv_body(const char *tag, size_t n, char *out)
 {
-    size_t tlen = strlen(tag);
+    size_t tlen = strlen(tag), first = n < BODY_PERIOD ? n : BODY_PERIOD;
     unsigned hash = adv_tag_hash(tag);
 
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < first; i++)
         out[i] = adv_body_byte(tag, tlen, hash, i);
+    for (size_t off = BODY_PERIOD; off < n; off += BODY_PERIOD)
+        memcpy(out + off, out, n - off < BODY_PERIOD ? n - off : BODY_PERIOD);
 }
 
 static int is_digit(char c)

@@ -264,7 +264,7 @@ static long flush_turn(struct core_thread *t)
         core_buf_release(&t->bufs, 2);
         return 0;
     }
-    a->pending_seen = t->bufs.nstack;
+    a->pending_seen = t->bufs.nfree;
     return -1;
 }
 
