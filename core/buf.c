@@ -1,6 +1,7 @@
 #include "core/buf.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -394,6 +395,32 @@ void core_segq_init(struct core_segq *q)
     q->bytes = 0;
     q->nring = 0;
     q->fill = NULL;
+}
+
+void core_segq_move(struct core_segq *dst, struct core_segq *src)
+{
+    *dst = *src;
+    if (!dst->head)
+        dst->tailp = &dst->head;
+    core_segq_init(src);
+}
+
+int core_segq_tail_ends_at(const struct core_segq *q, const char *end)
+{
+    const struct core_seg *t;
+
+    if (!q->head)
+        return 0;
+    t = (const struct core_seg *)((const char *)q->tailp - offsetof(struct core_seg, next));
+    return t->bid < 0 && t->p + t->len == end;
+}
+
+void core_segq_tail_grow(struct core_segq *q, size_t n)
+{
+    struct core_seg *t = (struct core_seg *)((char *)q->tailp - offsetof(struct core_seg, next));
+
+    t->len += (uint32_t)n;
+    q->bytes += n;
 }
 
 static void segq_append(struct core_segq *q, struct core_seg *s)

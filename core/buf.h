@@ -165,5 +165,14 @@ void core_segq_truncate(struct core_segq *q, struct core_pool *p, struct core_bu
                         size_t keep);
 /* Drop everything. */
 void core_segq_clear(struct core_segq *q, struct core_pool *p, struct core_bufring *b);
+/* Move everything queued in src (and its fill chunk) to dst, which must be empty; src is left
+ * empty. */
+void core_segq_move(struct core_segq *dst, struct core_segq *src);
+/*
+ * Does q's last segment view a block and end exactly at end? Then bytes the
+ * caller writes at end (inside that block) can join it: core_segq_tail_grow().
+ */
+int core_segq_tail_ends_at(const struct core_segq *q, const char *end);
+void core_segq_tail_grow(struct core_segq *q, size_t n);
 
 #endif

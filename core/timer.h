@@ -10,13 +10,15 @@
 
 #include <stdint.h>
 
+#include "core/list.h"
+
 struct core_timer {
-    struct core_timer *prev, *next; /* NULL when not armed */
+    struct core_list link; /* in its queue while armed */
     uint64_t deadline_ms;
 };
 
 struct core_tq {
-    struct core_timer head; /* sentinel of a circular list */
+    struct core_list head; /* armed timers, earliest deadline first */
     uint64_t timeout_ms;
 };
 
@@ -28,7 +30,7 @@ void core_timer_disarm(struct core_timer *t);
 
 static inline int core_timer_armed(const struct core_timer *t)
 {
-    return t->next != 0;
+    return core_list_linked(&t->link);
 }
 
 /* The first timer of q due at now, unlinked; NULL when none is due. */

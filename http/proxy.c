@@ -28,6 +28,7 @@
 
 #include <liburing.h>
 
+#include "core/list.h"
 #include "core/loop.h"
 #include "core/timer.h"
 #include "http/admin.h"
@@ -81,7 +82,7 @@
  */
 #define TRIM_MS 1000
 
-#define container_of(p, type, member) ((type *)((char *)(p)-offsetof(type, member)))
+#define container_of core_container_of
 
 enum end_side {
     SIDE_CLIENT = 0,
@@ -162,9 +163,9 @@ struct http_end {
     int fd;
     struct core_segq rxq, txq;
     struct core_timer timer;
-    struct http_end *prev, *next;  /* worker's live sockets */
-    struct http_end *starved_next; /* waiting for receive buffers */
-    struct http_end *reap_next;    /* closed, nothing in flight: freed at the next turn */
+    struct core_list live; /* in the worker's sockets */
+    /* in w->starved while waiting for receive buffers, then in w->reap once closed */
+    struct core_list wait;
     uint8_t reaping;
     uint64_t tx_total, rx_total;
     struct tx_vec *vec; /* a sendmsg in flight: its vector */
@@ -225,7 +226,7 @@ struct http_conn {
 
 /*
  * What only an exchange needs, kept in its head block (at the worker's
- * xa_off) rather than in struct http_conn: an idle keep-alive connection
+ * blk.xa) rather than in struct http_conn: an idle keep-alive connection
  * holds neither.
  */
 struct conn_xa {
@@ -254,8 +255,23 @@ struct http_up {
     struct net_addr addr;
     uint64_t addr_gen; /* the address set addr was last found in */
     uint64_t t_connect, t_sent;
-    uint64_t tx_mark; /* e.tx_total when this exchange's request was queued */
-    struct http_up *pool_prev, *pool_next;
+    uint64_t tx_mark;           /* e.tx_total when this exchange's request was queued */
+    struct core_list pool_link; /* in w->pool while idle */
+};
+
+/*
+ * A head block, one per exchange and side, from the worker's pool:
+ *   [0, out)          the head as received (in_len bytes; out = max_header_bytes)
+ *   [out, answer)     the head as rewritten (out_len bytes); on the upstream's
+ *                     side its interim heads and a small body follow, into
+ *                     the answer room, which that side does not use
+ *   [answer, hdrs)    ANSWER_ROOM: the proxy's own answer to the client
+ *                     (conn_respond), never over a rewritten head still queued
+ *   [hdrs, xa)        the parsed fields: struct core_hdr[max_hdrs]
+ *   [xa, size)        struct conn_xa (the client's side)
+ */
+struct blk_layout {
+    size_t out, answer, hdrs, xa, size;
 };
 
 struct http_worker {
@@ -271,18 +287,18 @@ struct http_worker {
     uint64_t accept_resume_ms;
     struct http_admin *admin;
     struct core_tq tq[TC_COUNT];
-    struct http_end live; /* sentinel */
+    struct core_list live; /* every socket */
     unsigned nclients, nups;
     /*
      * Idle upstreams, most recent first: a request takes the most recent, so
      * the pool holds what recent concurrency used and the rest age out
      * (pool_idle_timeout_ms) at the tail.
      */
-    struct http_up *pool;
+    struct core_list pool;
     unsigned npool;
-    unsigned pool_cap; /* upstream.pool_max_idle, within the worker's share of descriptors */
-    struct http_end *starved, **starved_tail; /* in the order they ran out */
-    struct http_end *reap;
+    unsigned pool_cap;        /* upstream.pool_max_idle, within the worker's share of descriptors */
+    struct core_list starved; /* sockets waiting for receive buffers, in the order they ran out */
+    struct core_list reap;    /* closed, nothing in flight: freed at the next turn */
     struct tx_vec *free_vecs;
     unsigned nfree_vecs;
     const struct net_addrset *addrs;
@@ -302,16 +318,13 @@ struct http_worker {
     struct core_op op_wake;
     int draining;
     uint64_t drain_deadline;
-    size_t hdr_off, xa_off, blksz;
+    struct blk_layout blk; /* of every head block (blk_layout_init()) */
     uint16_t max_hdrs;
-    const struct core_seg *cur_seg; /* the segment on_decoded_body() takes bytes of */
-    int decode_oom;                 /* a de-chunked piece could not be queued */
-    uint64_t sweep_ms;              /* next pressure_sweep() */
-    uint64_t trim_ms;               /* next memory_trim() */
-    uint64_t trim_taken;            /* the pool's count of blocks taken at the last trim */
-    int trimmed;                    /* quiet since the last malloc_trim() */
-    uint32_t turn;                  /* loop turns so far */
-    struct http_conn *cur_decode;
+    uint64_t sweep_ms;   /* next pressure_sweep() */
+    uint64_t trim_ms;    /* next memory_trim() */
+    uint64_t trim_taken; /* the pool's count of blocks taken at the last trim */
+    int trimmed;         /* quiet since the last malloc_trim() */
+    uint32_t turn;       /* loop turns so far */
 };
 
 static void end_close(struct http_worker *w, struct http_end *e);
@@ -345,10 +358,7 @@ static void end_init(struct http_worker *w, struct http_end *e, uint8_t side, in
     e->fd = fd;
     core_segq_init(&e->rxq);
     core_segq_init(&e->txq);
-    e->next = w->live.next;
-    e->prev = &w->live;
-    w->live.next->prev = e;
-    w->live.next = e;
+    core_list_add_head(&w->live, &e->live);
 }
 
 static void end_timer(struct http_worker *w, struct http_end *e, enum tclass tc)
@@ -646,14 +656,13 @@ static void end_reap(struct http_worker *w, struct http_end *e)
     if (e->reaping)
         return;
     e->reaping = 1;
-    e->reap_next = w->reap;
-    w->reap = e;
+    core_list_add_tail(&w->reap, &e->wait);
 }
 
 static void end_free(struct http_worker *w, struct http_end *e)
 {
-    e->prev->next = e->next;
-    e->next->prev = e->prev;
+    core_list_del(&e->live);
+    core_list_del(&e->wait);
     if (e->fd >= 0)
         (void)close(e->fd);
     core_segq_clear(&e->txq, &w->t->pool, &w->t->bufs);
@@ -674,17 +683,10 @@ static void end_free(struct http_worker *w, struct http_end *e)
 
 static void starved_remove(struct http_worker *w, struct http_end *e)
 {
-    struct http_end **pp = &w->starved;
-
+    (void)w;
     if (!e->starved)
         return;
-    while (*pp && *pp != e)
-        pp = &(*pp)->starved_next;
-    if (*pp) {
-        *pp = e->starved_next;
-        if (!*pp)
-            w->starved_tail = pp;
-    }
+    core_list_del(&e->wait);
     e->starved = 0;
 }
 
@@ -724,13 +726,7 @@ static void end_close(struct http_worker *w, struct http_end *e)
 
 static void pool_remove(struct http_worker *w, struct http_up *u)
 {
-    if (u->pool_prev)
-        u->pool_prev->pool_next = u->pool_next;
-    else
-        w->pool = u->pool_next;
-    if (u->pool_next)
-        u->pool_next->pool_prev = u->pool_prev;
-    u->pool_prev = u->pool_next = NULL;
+    core_list_del(&u->pool_link);
     w->npool--;
     STAT_DEC(w->st, pool_idle);
 }
@@ -738,11 +734,7 @@ static void pool_remove(struct http_worker *w, struct http_up *u)
 static void pool_insert(struct http_worker *w, struct http_up *u)
 {
     u->state = UPS_POOL;
-    u->pool_prev = NULL;
-    u->pool_next = w->pool;
-    if (w->pool)
-        w->pool->pool_prev = u;
-    w->pool = u;
+    core_list_add_head(&w->pool, &u->pool_link);
     w->npool++;
     STAT_INC(w->st, pool_idle);
     end_timer(w, &u->e, TC_POOL);
@@ -927,10 +919,12 @@ static unsigned pool_cap(const struct cfg *cfg, unsigned nworkers)
 /* Close pooled connections to addresses the resolver no longer returns. */
 static void pool_sweep(struct http_worker *w)
 {
-    struct http_up *u = w->pool, *next;
+    struct core_list *n = core_list_first(&w->pool), *next;
 
-    for (; u; u = next) {
-        next = u->pool_next;
+    for (; n; n = next) {
+        struct http_up *u = core_list_entry(n, struct http_up, pool_link);
+
+        next = core_list_next(&w->pool, n);
         if (!addr_current(w, u))
             up_close(w, u);
     }
@@ -992,7 +986,7 @@ static int conn_blk(struct http_worker *w, struct http_conn *c)
         return 0;
     if (!(c->blk = core_blk_get(&w->t->pool)))
         return -1;
-    c->req = (struct http_msg *)(c->blk + w->xa_off);
+    c->req = (struct http_msg *)(c->blk + w->blk.xa);
     memset(c->req, 0, sizeof(struct conn_xa));
     return 0;
 }
@@ -1030,11 +1024,11 @@ static void conn_respond(struct http_worker *w, struct http_conn *c, int status,
     up_drop(w, c);
     c->termination = why;
     c->status = (uint16_t)status;
-    out = c->blk + w->hdr_off - ANSWER_ROOM;
+    out = c->blk + w->blk.answer;
     n = http_fwd_answer(status, c->keep_alive,
                         c->req->method.p && c->req->parser.method == HTTP_HEAD &&
                             !c->req->ext_method,
-                        out, ANSWER_ROOM, &n_head);
+                        out, w->blk.hdrs - w->blk.answer, &n_head);
     c->final_mark = c->e.tx_total + c->e.txq.bytes;
     c->body_sent_mark = c->final_mark + (uint64_t)n_head;
     if (core_segq_push_blk(&c->e.txq, &w->t->pool, out, (size_t)n, c->blk) < 0) {
@@ -1263,8 +1257,7 @@ static void conn_eof(struct http_worker *w, struct http_conn *c)
 static int req_rewrite(struct http_worker *w, struct http_conn *c)
 {
     struct http_fwd_req f;
-    size_t off = w->cfg->limits.max_header_bytes;
-    long n = http_fwd_request(c->req, &w->fwd, c->blk + off, w->hdr_off - ANSWER_ROOM - off, &f);
+    long n = http_fwd_request(c->req, &w->fwd, c->blk + w->blk.out, w->blk.answer - w->blk.out, &f);
 
     if (n < 0)
         return (int)n;
@@ -1283,7 +1276,7 @@ static void conn_request(struct http_worker *w, struct http_conn *c)
     int r;
 
     r = http_msg_head(c->req, HTTP_REQUEST, c->blk, c->in_len,
-                      (struct core_hdr *)(c->blk + w->hdr_off), w->max_hdrs);
+                      (struct core_hdr *)(c->blk + w->blk.hdrs), w->max_hdrs);
     if (r == 0)
         r = req_rewrite(w, c);
     if (r < 0) {
@@ -1437,8 +1430,10 @@ static int up_attach(struct http_worker *w, struct http_conn *c, int fresh)
     struct http_up *u = NULL;
 
     if (!fresh)
-        for (u = w->pool; u && !up_quiet(w, u); u = u->pool_next)
-            ;
+        for (struct core_list *n = core_list_first(&w->pool); n && !u;
+             n = core_list_next(&w->pool, n))
+            if (up_quiet(w, core_list_entry(n, struct http_up, pool_link)))
+                u = core_list_entry(n, struct http_up, pool_link);
     if (u) {
         pool_remove(w, u);
         u->reused = 1;
@@ -1480,8 +1475,7 @@ static int up_attach(struct http_worker *w, struct http_conn *c, int fresh)
     u->t_sent = w->t->now_us;
     if (u->state != UPS_CONNECT)
         u->state = UPS_HEAD;
-    if (core_segq_push_blk(&u->e.txq, &w->t->pool, c->blk + w->cfg->limits.max_header_bytes,
-                           c->out_len, c->blk) < 0) {
+    if (core_segq_push_blk(&u->e.txq, &w->t->pool, c->blk + w->blk.out, c->out_len, c->blk) < 0) {
         conn_respond(w, c, 502, HT_OUT_OF_MEMORY);
         return -1;
     }
@@ -1490,15 +1484,22 @@ static int up_attach(struct http_worker *w, struct http_conn *c, int fresh)
 
 /* ---- response side ----------------------------------------------------- */
 
+/* What on_decoded_body() needs for one http_msg_body() call (through http_msg.ctx). */
+struct decode_call {
+    struct http_worker *w;
+    struct http_conn *c;
+    const struct core_seg *seg; /* the segment the decoded pieces are views of */
+    int oom;                    /* a piece could not be queued */
+};
+
 static void on_decoded_body(void *ctx, const char *p, size_t n)
 {
-    struct http_worker *w = ctx;
-    struct http_conn *c = w->cur_decode;
+    struct decode_call *d = ctx;
+    struct http_worker *w = d->w;
 
     /* after one piece is lost, none may follow it: the caller ends the exchange */
-    if (!w->decode_oom &&
-        core_segq_push_view(&c->e.txq, &w->t->pool, &w->t->bufs, w->cur_seg, p, n) < 0)
-        w->decode_oom = 1;
+    if (!d->oom && core_segq_push_view(&d->c->e.txq, &w->t->pool, &w->t->bufs, d->seg, p, n) < 0)
+        d->oom = 1;
 }
 
 /* Out of memory on the response path: 502 while nothing of it was sent, else break off. */
@@ -1514,7 +1515,7 @@ static void up_oom(struct http_worker *w, struct http_up *u)
 /* Write the head the client gets. Returns 0, -1 when it does not fit, or -ENOMEM. */
 static int resp_rewrite(struct http_worker *w, struct http_up *u, struct http_conn *c, int final)
 {
-    size_t base = w->cfg->limits.max_header_bytes + u->out_len;
+    size_t base = w->blk.out + u->out_len;
     long n;
 
     if (final && !c->req_done) {
@@ -1531,7 +1532,7 @@ static int resp_rewrite(struct http_worker *w, struct http_up *u, struct http_co
                                                   .dechunk = c->decode,
                                                   .keep_alive = c->keep_alive,
                                                   .http10 = c->http10},
-                          u->blk + base, w->hdr_off - base);
+                          u->blk + base, w->blk.hdrs - base);
     if (n < 0)
         return -1;
     if (final)
@@ -1553,7 +1554,7 @@ static void up_head(struct http_worker *w, struct http_up *u)
 
     u->resp.no_body = c->req->parser.method == HTTP_HEAD;
     r = http_msg_head(&u->resp, HTTP_RESPONSE, u->blk, u->in_len,
-                      (struct core_hdr *)(u->blk + w->hdr_off), w->max_hdrs);
+                      (struct core_hdr *)(u->blk + w->blk.hdrs), w->max_hdrs);
     status = p->status_code;
     if (r < 0 || http_fwd_response_check(&u->resp, c->upgrade) < 0) {
         up_failed(w, u, HT_UPSTREAM_BAD_RESPONSE);
@@ -1583,8 +1584,7 @@ static void up_head(struct http_worker *w, struct http_up *u)
     if (!u->resp.complete && (p->flags & F_CHUNKED) && c->http10) {
         c->decode = 1; /* HTTP/1.0 can't read chunked: de-chunk, end by closing */
         c->keep_alive = 0;
-        u->resp.on_body = on_decoded_body;
-        u->resp.ctx = w;
+        u->resp.on_body = on_decoded_body; /* its ctx: a struct decode_call, per call */
     } else {
         u->resp.on_body = NULL;
     }
@@ -1625,18 +1625,13 @@ static void up_head(struct http_worker *w, struct http_up *u)
 static int append_to_head(struct http_worker *w, struct http_up *u, struct http_conn *c,
                           const char *p, size_t n)
 {
-    char *end = u->blk + w->cfg->limits.max_header_bytes + u->out_len;
-    struct core_seg *tail;
+    char *end = u->blk + w->blk.out + u->out_len;
 
-    if (!n || n > 4096 || !c->e.txq.head || c->e.sending ||
-        w->hdr_off - (w->cfg->limits.max_header_bytes + u->out_len) < n)
-        return 0;
-    tail = container_of(c->e.txq.tailp, struct core_seg, next);
-    if (tail->bid >= 0 || tail->p + tail->len != end)
+    if (!n || n > 4096 || c->e.sending || w->blk.hdrs - (w->blk.out + u->out_len) < n ||
+        !core_segq_tail_ends_at(&c->e.txq, end))
         return 0;
     memcpy(end, p, n);
-    tail->len += (uint32_t)n;
-    c->e.txq.bytes += n;
+    core_segq_tail_grow(&c->e.txq, n);
     u->out_len += (uint32_t)n;
     return 1;
 }
@@ -1693,17 +1688,17 @@ static void up_process(struct http_worker *w, struct http_up *u)
         }
         {
             size_t used = 0;
+            struct decode_call d = {w, c, s, 0};
             int r;
 
-            w->cur_decode = c;
-            w->cur_seg = s;
-            w->decode_oom = 0;
+            u->resp.ctx = &d;
             r = http_msg_body(&u->resp, s->p, s->len, &used);
+            u->resp.ctx = NULL;
             if (r < 0) {
                 up_failed(w, u, HT_UPSTREAM_BAD_RESPONSE);
                 return;
             }
-            if (w->decode_oom ||
+            if (d.oom ||
                 (!c->decode && !append_to_head(w, u, c, s->p, used) &&
                  core_segq_push_view(&c->e.txq, &w->t->pool, &w->t->bufs, s, s->p, used) < 0)) {
                 up_oom(w, u);
@@ -1762,10 +1757,7 @@ static void up_failed(struct http_worker *w, struct http_up *u, enum http_term w
         struct http_up *n = up_new(w, &err);
 
         if (n && strcmp(n->addr.str, u->addr.str)) {
-            n->e.txq = u->e.txq;
-            if (!n->e.txq.head)
-                n->e.txq.tailp = &n->e.txq.head;
-            core_segq_init(&u->e.txq);
+            core_segq_move(&n->e.txq, &u->e.txq);
             n->c = c;
             n->reusable = 1;
             c->up = n;
@@ -1898,9 +1890,7 @@ static int end_received(struct http_worker *w, struct http_end *e, const struct 
         if (!e->closing && !e->starved) {
             /* first come, first re-armed: a wait is never passed over */
             e->starved = 1;
-            e->starved_next = NULL;
-            *w->starved_tail = e;
-            w->starved_tail = &e->starved_next;
+            core_list_add_tail(&w->starved, &e->wait);
         }
     } else if (res <= 0 && res != -ECANCELED) {
         e->eof = 1; /* 0 = orderly close; < 0 = reset: both end the input */
@@ -2155,7 +2145,7 @@ static void arm_wake(struct http_worker *w)
 
 static void drain_begin(struct http_worker *w)
 {
-    struct http_end *e, *next;
+    struct http_end *e;
 
     if (w->draining)
         return;
@@ -2165,10 +2155,11 @@ static void drain_begin(struct http_worker *w)
      * Accepting goes on while draining, and on_accept() closes each new
      * connection at once: a client learns now, not from a reset at exit.
      */
-    while (w->pool)
-        up_close(w, w->pool);
-    for (e = w->live.next; e != &w->live; e = next) {
-        next = e->next;
+    while (!core_list_empty(&w->pool))
+        up_close(w, core_list_entry(core_list_first(&w->pool), struct http_up, pool_link));
+    for (struct core_list *n = core_list_first(&w->live), *nx; n; n = nx) {
+        nx = core_list_next(&w->live, n);
+        e = core_list_entry(n, struct http_end, live);
         if (e->side == SIDE_CLIENT && !e->closing) {
             struct http_conn *c = (struct http_conn *)e;
             c->keep_alive = 0;
@@ -2197,7 +2188,8 @@ static void pressure_sweep(struct http_worker *w)
         return;
     w->sweep_ms = w->t->now_ms + SWEEP_MS;
     STAT_INC(w->st, buffer_sweeps);
-    for (e = w->live.next; e != &w->live; e = e->next) {
+    for (struct core_list *n = core_list_first(&w->live); n; n = core_list_next(&w->live, n)) {
+        e = core_list_entry(n, struct http_end, live);
         if (e->closing)
             continue;
         if (e->rxq.nring && e->rx_wait_ms && w->t->now_ms - e->rx_wait_ms >= STALL_MS)
@@ -2301,11 +2293,8 @@ static long w_turn(struct core_thread *t)
     uint64_t next = UINT64_MAX;
 
     w->turn++;
-    while (w->reap) {
-        struct http_end *e = w->reap;
-        w->reap = e->reap_next;
-        end_free(w, e);
-    }
+    while (!core_list_empty(&w->reap))
+        end_free(w, core_list_entry(core_list_first(&w->reap), struct http_end, wait));
     STAT_INC(w->st, loop_turns);
     atomic_store_explicit(&w->st->last_turn_ms, t->now_ms, memory_order_relaxed);
     w->addrs = net_resolver_get(w->sh->resolver, (unsigned)t->id);
@@ -2322,16 +2311,18 @@ static long w_turn(struct core_thread *t)
         if (core_tq_next(&w->tq[tc]) < next)
             next = core_tq_next(&w->tq[tc]);
     }
-    if (w->starved && t->bufs.in_use < t->bufs.nbufs) {
-        struct http_end *e = w->starved;
+    if (!core_list_empty(&w->starved) && t->bufs.in_use < t->bufs.nbufs) {
+        struct core_list waiting;
 
-        w->starved = NULL;
-        w->starved_tail = &w->starved;
-        while (e) {
-            struct http_end *n = e->starved_next;
+        /* those that run out again while re-armed wait in w->starved for the next turn */
+        core_list_init(&waiting);
+        core_list_splice_tail(&waiting, &w->starved);
+        while (!core_list_empty(&waiting)) {
+            struct http_end *e = core_list_entry(core_list_first(&waiting), struct http_end, wait);
+
+            core_list_del(&e->wait);
             e->starved = 0;
             end_rx_update(w, e);
-            e = n;
         }
     }
     pressure_sweep(w);
@@ -2355,28 +2346,30 @@ static long w_turn(struct core_thread *t)
     log_flush(w);
     if (w->draining) {
         if (t->now_ms >= w->drain_deadline) {
-            struct http_end *e, *nx;
+            struct http_end *e;
 
             /* what did not finish in the grace period is cut off, and logged */
-            for (e = w->live.next; e != &w->live; e = nx) {
-                nx = e->next;
+            for (struct core_list *n = core_list_first(&w->live), *nx; n; n = nx) {
+                nx = core_list_next(&w->live, n);
+                e = core_list_entry(n, struct http_end, live);
                 if (!e->closing && e->side == SIDE_CLIENT)
                     conn_abort(w, (struct http_conn *)e, HT_SHUTDOWN);
             }
-            for (e = w->live.next; e != &w->live; e = nx) {
-                nx = e->next;
+            for (struct core_list *n = core_list_first(&w->live), *nx; n; n = nx) {
+                nx = core_list_next(&w->live, n);
+                e = core_list_entry(n, struct http_end, live);
                 if (!e->closing)
                     end_close(w, e);
             }
         }
-        if (w->live.next == &w->live && !log_out_pending(w->lo) && !w->lw.writing)
+        if (core_list_empty(&w->live) && !log_out_pending(w->lo) && !w->lw.writing)
             return -1;
         if (w->drain_deadline < next)
             next = w->drain_deadline;
         if (t->now_ms > w->drain_deadline + 2000)
             return -1; /* something never completed: give up waiting */
     }
-    if (w->starved)
+    if (!core_list_empty(&w->starved))
         next = t->now_ms + 1;
     if (log_writer_due(&w->lw, t->now_ms) < next)
         next = log_writer_due(&w->lw, t->now_ms);
@@ -2402,12 +2395,17 @@ int http_worker_run(struct http_shared *sh, const struct http_worker_params *p,
         return -ENOMEM;
     }
     log_err_set_worker(p->id);
-    w->hdr_off = (2 * H + 1024 + ANSWER_ROOM + 15) & ~(size_t)15;
+    w->blk.out = H;
+    /* a rewritten head: the received one and what may be added (Host, Connection) */
+    w->blk.answer = (2 * H + 1024 + 15) & ~(size_t)15;
+    w->blk.hdrs = w->blk.answer + ANSWER_ROOM;
     w->max_hdrs = (uint16_t)(cfg->limits.max_headers + 1);
-    w->xa_off = (w->hdr_off + (size_t)w->max_hdrs * sizeof(struct core_hdr) + 15) & ~(size_t)15;
-    w->blksz = w->xa_off + sizeof(struct conn_xa);
-    tp = (struct core_thread_params){
-        .entries = 1024, .nbufs = ring_bufs(sh->nworkers), .bufsz = RING_BUFSZ, .blksz = w->blksz};
+    w->blk.xa = (w->blk.hdrs + (size_t)w->max_hdrs * sizeof(struct core_hdr) + 15) & ~(size_t)15;
+    w->blk.size = w->blk.xa + sizeof(struct conn_xa);
+    tp = (struct core_thread_params){.entries = 1024,
+                                     .nbufs = ring_bufs(sh->nworkers),
+                                     .bufsz = RING_BUFSZ,
+                                     .blksz = w->blk.size};
     r = core_thread_init(&t, p->id, &tp, &what);
     if (r < 0) {
         free(w);
@@ -2419,8 +2417,10 @@ int http_worker_run(struct http_shared *sh, const struct http_worker_params *p,
     w->sh = sh;
     w->cfg = cfg;
     w->st = &sh->stats[p->id];
-    w->live.next = w->live.prev = &w->live;
-    w->starved_tail = &w->starved;
+    core_list_init(&w->live);
+    core_list_init(&w->starved);
+    core_list_init(&w->reap);
+    core_list_init(&w->pool);
     w->fwd = (struct http_fwd_policy){.max_uri_bytes = cfg->limits.max_uri_bytes,
                                       .max_body_bytes = cfg->limits.max_body_bytes,
                                       .default_host = sh->upstream_host};

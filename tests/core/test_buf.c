@@ -1095,3 +1095,56 @@ Test(core_buf, fault_injection_fails_every_nth, .init = fake_up, .fini = fake_do
     core_blk_put(&pool, x);
 }
 #endif
+
+/* A queue moves whole to an empty one, its references and counts with it. */
+Test(core_buf, segq_move_takes_everything, .init = fake_up, .fini = fake_down)
+{
+    struct core_segq a, b;
+    void *blk = core_blk_get(&pool);
+
+    cr_assert_not_null(blk);
+    core_segq_init(&a);
+    core_segq_init(&b);
+    core_segq_move(&b, &a); /* empty into empty */
+    cr_assert_null(b.head);
+    cr_assert_eq(b.tailp, &b.head);
+    cr_assert_eq(core_segq_push_blk(&a, &pool, blk, 10, blk), 0);
+    cr_assert_eq(core_segq_push(&a, &pool, &fake, fake_fill(0, "abc"), 3, 0), 0);
+    core_buf_release(&fake, 0); /* the queue's reference is the last */
+    core_segq_move(&b, &a);
+    cr_assert_null(a.head);
+    cr_assert_eq(a.tailp, &a.head);
+    cr_assert_eq(a.bytes + a.nring, 0);
+    cr_assert_eq(b.bytes, 13);
+    cr_assert_eq(b.nring, 1);
+    /* the moved queue appends at its own tail */
+    cr_assert_eq(core_segq_push_blk(&b, &pool, (char *)blk + 10, 2, blk), 0);
+    cr_assert_eq(b.bytes, 15);
+    core_segq_clear(&b, &pool, &fake);
+    cr_assert_eq(fake.in_use, 0);
+    core_blk_put(&pool, blk);
+}
+
+/* Bytes written right behind a queued block segment join it (one send, not two). */
+Test(core_buf, segq_tail_grows_in_its_block, .init = fake_up, .fini = fake_down)
+{
+    struct core_segq q;
+    char *blk = core_blk_get(&pool);
+
+    cr_assert_not_null(blk);
+    core_segq_init(&q);
+    cr_assert_not(core_segq_tail_ends_at(&q, blk), "an empty queue has no tail");
+    cr_assert_eq(core_segq_push_blk(&q, &pool, blk, 8, blk), 0);
+    cr_assert(core_segq_tail_ends_at(&q, blk + 8));
+    cr_assert_not(core_segq_tail_ends_at(&q, blk + 9));
+    core_segq_tail_grow(&q, 4);
+    cr_assert_eq(q.bytes, 12);
+    cr_assert_eq(q.head->len, 12);
+    cr_assert(core_segq_tail_ends_at(&q, blk + 12));
+    /* a ring buffer's segment never grows: its buffer is the kernel's */
+    cr_assert_eq(core_segq_push(&q, &pool, &fake, fake_fill(1, "xy"), 2, 1), 0);
+    core_buf_release(&fake, 1);
+    cr_assert_not(core_segq_tail_ends_at(&q, core_buf_ptr(&fake, 1) + 2));
+    core_segq_clear(&q, &pool, &fake);
+    core_blk_put(&pool, blk);
+}
