@@ -6,9 +6,12 @@ Subcommands:
   ports N                      print N free loopback TCP ports
   wait URL BYTES TIMEOUT_S     wait until GET URL answers 200 with BYTES body bytes
   tree ROOT                    print the PIDs of ROOT and all its descendants
+  rss ROOT                     print the VmRSS (KiB) summed over ROOT and its descendants
   run ...                      one wrk run against a target, appended to a CSV
   idle ...                     idle keep-alive connection memory of one target
-  report DIR                   aggregate DIR/raw.csv etc. into the table + chart
+  report DIR [--headline N]    aggregate DIR/raw.csv etc. into table.md (headline at
+                               N clients), table.csv, ratios.csv, the chart and a
+                               short summary on stdout
   floor DIR...                 ringproxy ÷ relay pooled over several runs' repetitions
   instr ...                    instructions per request from a callgrind dump (--instr)
 
@@ -199,13 +202,35 @@ def cmd_tree(a):
     print(" ".join(map(str, tree(a.root))))
 
 
+def cmd_rss(a):
+    print(status_kib(tree(a.root), "VmRSS"))
+
+
 # --------------------------------------------------------------------------
 # one measured run
 
-RAW_FIELDS = ["rep", "target", "size", "bytes", "requests", "duration_s", "rps",
+RAW_FIELDS = ["rep", "target", "conns", "size", "bytes", "requests", "duration_s", "rps",
               "p50_us", "p99_us", "mean_us", "cpu_ticks", "cpu_us_per_req",
-              "peak_rss_kib", "noise_pct", "errors", "resp_bytes_per_req", "syscalls",
+              "rss_before_kib", "peak_rss_kib", "rss_after_kib", "settle_s", "origin_accepts",
+              "noise_pct", "errors", "resp_bytes_per_req", "syscalls",
               "syscalls_per_req", "note"]
+
+
+def origin_accepts(url):
+    """The origin's accepted-connections counter (nginx stub_status), or None."""
+    if not url:
+        return None
+    hostport, _, path = url[7:].partition("/")
+    host, _, port = hostport.rpartition(":")
+    try:
+        c = http.client.HTTPConnection(host, int(port), timeout=2)
+        c.request("GET", "/" + path)
+        body = c.getresponse().read().decode("ascii", "replace")
+        c.close()
+        # "Active connections: N \nserver accepts handled requests\n A H R \n..."
+        return int(body.splitlines()[2].split()[0])
+    except (OSError, http.client.HTTPException, ValueError, IndexError):
+        return None
 
 
 def parse_wrk(out):
@@ -252,14 +277,17 @@ def parse_perf(path):
 
 def cmd_run(a):
     row = {k: "" for k in RAW_FIELDS}
-    row.update(rep=a.rep, target=a.target, size=a.size, bytes=a.bytes)
+    row.update(rep=a.rep, target=a.target, conns=a.conns, size=a.size, bytes=a.bytes)
+    where = f"{a.target:16} {a.conns:>5} x {a.size:<4}"
     if not alive(a.root):
         row["note"] = "target not running"
         _append(a.out, row)
-        print(f"  {a.target:16} {a.size:>5}  target not running", file=sys.stderr)
+        print(f"  {where}  target not running", file=sys.stderr)
         return 0
     pids = tree(a.root)
+    rss0 = status_kib(pids, "VmRSS")
     reset_hwm(pids)
+    acc0 = origin_accepts(a.origin_status)
     perf = None
     if a.perf:
         fd, perf_out = tempfile.mkstemp(prefix="perf.", suffix=".txt")
@@ -291,11 +319,17 @@ def cmd_run(a):
             perf.kill()
             perf.wait()
     hwm = status_kib(pids, "VmHWM")
+    acc1 = origin_accepts(a.origin_status)
+    rss_after = None
+    if a.settle > 0:
+        # What is left a moment after the load: does the memory go back?
+        time.sleep(a.settle)
+        rss_after = status_kib(tree(a.root), "VmRSS")
     w = parse_wrk(out)
     if not w or w["requests"] <= 0:
         row["note"] = "wrk: no completed requests" + ("" if alive(a.root) else "; target died")
         _append(a.out, row)
-        print(f"  {a.target:16} {a.size:>5}  {row['note']}", file=sys.stderr)
+        print(f"  {where}  {row['note']}", file=sys.stderr)
         return 0
     req = w["requests"]
     dur = w["duration_us"] / 1e6
@@ -305,8 +339,12 @@ def cmd_run(a):
                p50_us=f"{w['p50_us']:.1f}", p99_us=f"{w['p99_us']:.1f}",
                mean_us=f"{w['mean_us']:.1f}", cpu_ticks=ticks,
                cpu_us_per_req=f"{ticks * 1e6 / CLK_TCK / req:.3f}",
-               peak_rss_kib=hwm, errors=errors,
+               rss_before_kib=rss0, peak_rss_kib=hwm, errors=errors,
                resp_bytes_per_req=f"{w['bytes'] / req:.0f}")
+    if rss_after is not None:
+        row.update(rss_after_kib=rss_after, settle_s=a.settle)
+    if acc0 is not None and acc1 is not None:
+        row["origin_accepts"] = max(0, acc1 - acc0 - 1)  # less the second status request's own
     if c0 and c1 and c1[1] > c0[1]:
         # Share of the proxy's core used by anything but the proxy: noise.
         row["noise_pct"] = f"{max(0.0, 100 * ((c1[0] - c0[0]) - ticks) / (c1[1] - c0[1])):.1f}"
@@ -321,8 +359,10 @@ def cmd_run(a):
         row["note"] = (row["note"] + "; target died").lstrip("; ")
     _append(a.out, row)
     sc = f" sys/req {row['syscalls_per_req']}" if perf is not None else ""
-    print(f"  {a.target:16} {a.size:>5}  {req / dur:10.0f} req/s  p99 {w['p99_us'] / 1000:7.2f} ms"
-          f"  cpu {float(row['cpu_us_per_req']):7.2f} us/req{sc}"
+    rss = (f"  rss {rss0 / 1024:.1f}/{hwm / 1024:.1f}"
+           + (f"/{rss_after / 1024:.1f}" if rss_after is not None else "") + " MiB")
+    print(f"  {where}  {req / dur:8.0f} req/s  p99 {w['p99_us'] / 1000:7.2f} ms"
+          f"  cpu {float(row['cpu_us_per_req']):7.2f} us/req{sc}{rss}"
           f"{'  errors ' + str(errors) if errors else ''}"
           f"{'  ' + row['note'] if row['note'] else ''}", file=sys.stderr)
     return 0
@@ -499,11 +539,29 @@ def _size_key(label):
     return int(s.rstrip("km")) * mult
 
 
-def _paired(raw, size, target):
+def _conns(r):
+    """A row's clients; 0 for rows of raw.csv files from before the sweep."""
+    try:
+        return int(r.get("conns") or 0)
+    except ValueError:
+        return 0
+
+
+def _point_key(p):
+    return (_size_key(p[1]), p[0])
+
+
+def _cgoal(size):
+    b = _size_key(size)
+    return "≤ 0.8" if b >= 1024 * 1024 else "≤ 0.6" if b <= 4096 else "—"
+
+
+def _paired(raw, conns, size, target):
     """target's CPU/request ÷ the relay's, one ratio per repetition that measured both."""
     by_rep = {}
     for r in raw:
-        if r["size"] == size and r["target"] in (target, "relay") and r["requests"] not in ("", "0"):
+        if (r["size"] == size and _conns(r) == conns and r["target"] in (target, "relay")
+                and r["requests"] not in ("", "0")):
             by_rep.setdefault(r["rep"], {})[r["target"]] = float(r["cpu_us_per_req"])
     return [v[target] / v["relay"] for v in by_rep.values() if target in v and v.get("relay")]
 
@@ -515,43 +573,62 @@ def cmd_floor(a):
     pool = {}
     for d in a.dirs:
         raw = _read_csv(os.path.join(d, "raw.csv"))
-        for s in {r["size"] for r in raw}:
-            pool.setdefault(s, []).extend(_paired(raw, s, "ringproxy"))
-    print("| body | ringproxy ÷ relay | middle half | range | repetitions | at or below 1.10 |")
-    print("|---:|---:|---|---|---:|---:|")
-    for s in sorted(pool, key=_size_key):
-        v = sorted(pool[s])
+        for c, s in {(_conns(r), r["size"]) for r in raw}:
+            pool.setdefault((c, s), []).extend(_paired(raw, c, s, "ringproxy"))
+    print("| clients | body | ringproxy ÷ relay | middle half | range | repetitions | at or below 1.10 |")
+    print("|---:|---:|---:|---|---|---:|---:|")
+    for c, s in sorted(pool, key=_point_key):
+        v = sorted(pool[(c, s)])
         if not v:
             continue
         n = len(v)
-        print(f"| {s} | {statistics.median(v):.2f} | {v[n // 4]:.2f}–{v[(3 * n) // 4]:.2f} "
+        print(f"| {c or '—'} | {s} | {statistics.median(v):.2f} | {v[n // 4]:.2f}–{v[(3 * n) // 4]:.2f} "
               f"| {v[0]:.2f}–{v[-1]:.2f} | {n} | {sum(1 for x in v if x <= 1.10)} |")
     return 0
 
 
-def cmd_report(a):
-    d = a.dir
-    raw = _read_csv(os.path.join(d, "raw.csv"))
-    sysc = _read_csv(os.path.join(d, "syscalls.csv"))
-    idle = _read_csv(os.path.join(d, "idle.csv"))
-    meta = ""
-    if os.path.exists(os.path.join(d, "meta.md")):
-        with open(os.path.join(d, "meta.md")) as f:
-            meta = f.read()
-    targets = [t for t in TARGET_ORDER if any(r["target"] == t for r in raw + sysc)]
-    targets += sorted({r["target"] for r in raw} - set(targets))
-    sizes = sorted({r["size"] for r in raw + sysc}, key=_size_key)
+def _ratio(a, b):
+    return a / b if a is not None and b else None
 
+
+RATIO_FIELDS = [
+    "conns", "size", "bytes",
+    "ringproxy_cpu_us_per_req", "ringproxy_growth", "growth_base_conns",
+    "best_peer_cpu_us_per_req", "cpu_ratio",
+    "ringproxy_p99_ms", "best_peer_p99_ms", "p99_ratio",
+    "ringproxy_rps", "best_peer_rps", "rps_ratio",
+    "floor_cpu_ratio", "floor_paired_median", "floor_paired_min", "floor_paired_max",
+    "nginx_growth", "haproxy_growth",
+] + [f"{t}_{k}" for t in ("ringproxy", "nginx", "haproxy", "relay")
+     for k in ("rss_before_mib", "peak_rss_mib", "rss_after_mib")]
+
+TABLE_FIELDS = ["target", "conns", "size", "bytes", "rps", "p50_ms", "p99_ms", "cpu_us_per_req",
+                "growth", "growth_base_conns", "cpu_spread_pct", "syscalls_per_req",
+                "origin_conns_per_kreq", "rss_before_mib", "peak_rss_mib", "rss_after_mib",
+                "noise_pct", "errors", "runs", "notes"]
+
+
+def _write_csv(path, rows, fields):
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=fields, restval="", extrasaction="ignore")
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: ("" if v is None else (repr(round(v, 4)) if isinstance(v, float) else v))
+                        for k, v in r.items()})
+
+
+def _aggregate(raw, sysc, targets, points):
     agg = {}
     for t in targets:
-        for s in sizes:
-            rs = [r for r in raw if r["target"] == t and r["size"] == s]
+        for c, s in points:
+            rs = [r for r in raw if r["target"] == t and r["size"] == s and _conns(r) == c]
             ok = [r for r in rs if r["requests"] not in ("", "0")]
-            ss = [r for r in sysc if r["target"] == t and r["size"] == s]
+            ss = [r for r in sysc if r["target"] == t and r["size"] == s and _conns(r) == c]
             if not rs and not ss:
                 continue
             cpu = [float(r["cpu_us_per_req"]) for r in ok]
-            m = {
+            kib = lambda k: _med(float(r[k]) / 1024 for r in ok if r.get(k) not in ("", None))
+            agg[(t, c, s)] = {
                 "runs": len(ok), "of": len(rs),
                 "rps": _med(r["rps"] for r in ok),
                 "p50": _med(float(r["p50_us"]) / 1000 for r in ok),
@@ -560,157 +637,294 @@ def cmd_report(a):
                 "spread": (100 * (max(cpu) - min(cpu)) / statistics.median(cpu)
                            if len(cpu) > 1 and statistics.median(cpu) > 0 else None),
                 "sys": _med(r["syscalls_per_req"] for r in ss),
-                "rss": _med(float(r["peak_rss_kib"]) / 1024 for r in ok),
+                "rss0": kib("rss_before_kib"),
+                "rss": kib("peak_rss_kib"),
+                "rss2": kib("rss_after_kib"),
+                "oconn": _med(1000 * float(r["origin_accepts"]) / float(r["requests"])
+                              for r in ok if r.get("origin_accepts") not in ("", None)),
                 "noise": _med(r.get("noise_pct", "") for r in ok),
                 "errors": sum(int(r["errors"] or 0) for r in ok),
-                "notes": sorted({r["note"] for r in rs + ss if r["note"]}),
+                "notes": sorted({r["note"] for r in rs if r["note"]}
+                                | {"perf run: " + r["note"] for r in ss if r["note"]}),
+                "growth": None,
             }
-            agg[(t, s)] = m
+    # growth: CPU/request ÷ the same target's at the fewest clients measured at that size
+    base = {}
+    for c, s in points:
+        base.setdefault(s, []).append(c)
+    for (t, c, s), m in agg.items():
+        b = agg.get((t, min(base[s]), s))
+        if len(base[s]) > 1 and b and b["cpu"] and m["cpu"] is not None:
+            m["growth"] = m["cpu"] / b["cpu"]
+    return agg, {s: (min(cs) if len(cs) > 1 else None) for s, cs in base.items()}
 
-    lines = []
-    lines.append("| target | body | req/s | p50 ms | p99 ms | CPU µs/req | CPU spread % | syscalls/req | peak RSS MiB | noise % | errors | runs |")
-    lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    csv_rows = []
-    for s in sizes:
-        for t in targets:
-            m = agg.get((t, s))
-            if not m:
-                continue
-            name = t + {"relay": " (floor)", "origin": " (direct)",
-                        "ringproxy-2w": " (2 workers, one CPU)"}.get(t, "")
-            lines.append(
-                f"| {name} | {s} | {_fmt(m['rps'], 0)} | {_fmt(m['p50'], 3)} | {_fmt(m['p99'], 3)} "
-                f"| {_fmt(m['cpu'], 2)} | {_fmt(m['spread'], 0)} | {_fmt(m['sys'], 2)} | {_fmt(m['rss'], 1)} "
-                f"| {_fmt(m['noise'], 0)} | {m['errors']} | {m['runs']}/{m['of']}{' — ' + '; '.join(m['notes']) if m['notes'] else ''} |")
-            csv_rows.append({"target": t, "size": s, "bytes": _size_key(s), "rps": m["rps"],
-                             "p50_ms": m["p50"], "p99_ms": m["p99"], "cpu_us_per_req": m["cpu"],
-                             "cpu_spread_pct": m["spread"], "syscalls_per_req": m["sys"],
-                             "peak_rss_mib": m["rss"], "noise_pct": m["noise"], "errors": m["errors"],
-                             "runs": m["runs"], "notes": "; ".join(m["notes"])})
 
-    # ringproxy ÷ best peer
-    ratio_lines = []
+def _rss_cell(m):
+    if not m or m["rss"] is None:
+        return "n/a"
+    return f"{_fmt(m['rss0'], 1)} → **{_fmt(m['rss'], 1)}** → {_fmt(m['rss2'], 1)}"
+
+
+def cmd_report(a):
+    d = a.dir
+    raw = _read_csv(os.path.join(d, "raw.csv"))
+    sysc = _read_csv(os.path.join(d, "syscalls.csv"))
+    idle = _read_csv(os.path.join(d, "idle.csv"))
+    start = {r["target"]: float(r["rss_kib"]) / 1024 for r in _read_csv(os.path.join(d, "start.csv"))
+             if r.get("rss_kib")}
+    meta = ""
+    if os.path.exists(os.path.join(d, "meta.md")):
+        with open(os.path.join(d, "meta.md")) as f:
+            meta = f.read()
+    targets = [t for t in TARGET_ORDER if any(r["target"] == t for r in raw + sysc)]
+    targets += sorted({r["target"] for r in raw} - set(targets))
+    points = sorted({(_conns(r), r["size"]) for r in raw + sysc}, key=_point_key)
+    agg, base_of = _aggregate(raw, sysc, targets, points)
+    reps = max((int(r["rep"]) for r in raw if r["rep"].isdigit()), default=0)
+    settle = _med(r.get("settle_s") for r in raw) if raw else None
+    after = f"{settle:g} s after" if settle else "after"
+
+    # ---- ringproxy ÷ the better peer, per point (ratios.csv)
     ratio_rows = []
-    for s in sizes:
-        rp = agg.get(("ringproxy", s))
-        peers = [agg[(p, s)] for p in PEERS if (p, s) in agg and agg[(p, s)]["cpu"] is not None]
-        fl = agg.get(("relay", s))
-        if not peers:
+    for c, s in points:
+        rp = agg.get(("ringproxy", c, s))
+        peers = [agg[(p, c, s)] for p in PEERS if (p, c, s) in agg and agg[(p, c, s)]["cpu"] is not None]
+        if not peers and not rp:
             continue
-        best_cpu = min(p["cpu"] for p in peers)
-        best_p99 = min(p["p99"] for p in peers)
-        best_rps = max(p["rps"] for p in peers)
-        goal = "≤ 0.8" if _size_key(s) >= 1024 * 1024 else "≤ 0.6" if _size_key(s) <= 4096 else "—"
-        if rp and rp["cpu"] is not None:
-            r_cpu, r_p99, r_rps = rp["cpu"] / best_cpu, rp["p99"] / best_p99, rp["rps"] / best_rps
-        else:
-            r_cpu = r_p99 = r_rps = None
-        floor = fl["cpu"] / best_cpu if fl and fl["cpu"] is not None else None
-        ratio_lines.append(f"| {s} | {_fmt(best_cpu, 2)} | {_fmt(r_cpu, 2)} | {goal} | {_fmt(r_p99, 2)} | ≤ 1.0 "
-                           f"| {_fmt(r_rps, 2)} | {_fmt(floor, 2)} |")
-        ratio_rows.append({"size": s, "best_peer_cpu_us": best_cpu, "cpu_ratio": r_cpu,
-                           "p99_ratio": r_p99, "rps_ratio": r_rps, "floor_cpu_ratio": floor})
-
-    # ringproxy ÷ floor, paired: the two run next to each other in every
-    # repetition, so each ratio is taken under the same machine conditions
-    floor_lines = []
-    for s in sizes:
-        on, off = _paired(raw, s, "ringproxy"), _paired(raw, s, "ringproxy-nolog")
-        if not on:
-            continue
-        row = next((r for r in ratio_rows if r["size"] == s), None)
-        peer_goal = 0.8 if _size_key(s) >= 1024 * 1024 else 0.6 if _size_key(s) <= 4096 else None
-        below = row and row["floor_cpu_ratio"] is not None and peer_goal is not None and row["floor_cpu_ratio"] > peer_goal
-        goal = ("≤ 1.10 (the peer goal lies below the floor)" if below
-                else "— (no peer in this run)" if row is None else "—")
-        floor_lines.append(f"| {s} | {_fmt(statistics.median(on), 2)} | {_fmt(min(on), 2)}–{_fmt(max(on), 2)} | {len(on)} "
-                           f"| {_fmt(statistics.median(off), 2) if off else 'n/a'} | {goal} |")
-        if row:
-            row.update({"floor_paired_median": statistics.median(on), "floor_paired_min": min(on),
-                        "floor_paired_max": max(on)})
+        fl = agg.get(("relay", c, s))
+        best_cpu = min(p["cpu"] for p in peers) if peers else None
+        best_p99 = min(p["p99"] for p in peers) if peers else None
+        best_rps = max(p["rps"] for p in peers) if peers else None
+        row = {"conns": c, "size": s, "bytes": _size_key(s), "growth_base_conns": base_of.get(s),
+               "ringproxy_cpu_us_per_req": rp and rp["cpu"], "ringproxy_growth": rp and rp["growth"],
+               "best_peer_cpu_us_per_req": best_cpu, "cpu_ratio": _ratio(rp and rp["cpu"], best_cpu),
+               "ringproxy_p99_ms": rp and rp["p99"], "best_peer_p99_ms": best_p99,
+               "p99_ratio": _ratio(rp and rp["p99"], best_p99),
+               "ringproxy_rps": rp and rp["rps"], "best_peer_rps": best_rps,
+               "rps_ratio": _ratio(rp and rp["rps"], best_rps),
+               "floor_cpu_ratio": _ratio(fl and fl["cpu"], best_cpu)}
+        on = _paired(raw, c, s, "ringproxy")
+        if on:
+            row.update(floor_paired_median=statistics.median(on), floor_paired_min=min(on),
+                       floor_paired_max=max(on))
+        for t in PEERS:
+            row[f"{t}_growth"] = (agg.get((t, c, s)) or {}).get("growth")
+        for t in ("ringproxy", "nginx", "haproxy", "relay"):
+            m = agg.get((t, c, s)) or {}
+            row.update({f"{t}_rss_before_mib": m.get("rss0"), f"{t}_peak_rss_mib": m.get("rss"),
+                        f"{t}_rss_after_mib": m.get("rss2")})
+        ratio_rows.append(row)
 
     out = []
     if meta:
         out.append(meta.rstrip() + "\n")
+
+    # ---- headline: one concurrency, every target
+    conns_seen = sorted({c for c, _ in points if c})
+    head_c = min(conns_seen, key=lambda c: (abs(c - a.headline), c)) if conns_seen else 0
     if agg:
-        out.append("### Per request (median of the repetitions)\n")
+        out.append(f"### Headline: {head_c} keep-alive clients (median of {reps} repetitions)\n")
+        out.append(f"| target | body | req/s | p99 ms | CPU µs/req | growth | peak RSS MiB "
+                   f"| RSS {after}, MiB | errors |")
+        out.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for c, s in points:
+            if c != head_c:
+                continue
+            for t in targets:
+                m = agg.get((t, c, s))
+                if not m:
+                    continue
+                out.append(f"| {_tname(t)} | {s} | {_fmt(m['rps'], 0)} | {_fmt(m['p99'], 3)} | {_fmt(m['cpu'], 2)} "
+                           f"| {_fmt(m['growth'], 2)} | {_fmt(m['rss'], 1)} | {_fmt(m['rss2'], 1)} | {m['errors']} |")
+        bases = sorted({base_of[s] for c, s in points if c == head_c and base_of.get(s)})
+        out.append("\ngrowth: CPU µs/req ÷ the same target's at "
+                   + (f"{', '.join(map(str, bases))} clients" if bases else "the fewest clients")
+                   + " and the same body size.\n")
+        hr = [r for r in ratio_rows if r["conns"] == head_c]
+        if hr:
+            out.append(f"ringproxy ÷ the better of nginx and HAProxy (access logs on) at {head_c} clients:\n")
+            out.append("| body | CPU/req ratio | goal | p99 ratio | goal | req/s ratio | ringproxy growth |")
+            out.append("|---:|---:|---|---:|---|---:|---:|")
+            for r in hr:
+                out.append(f"| {r['size']} | {_fmt(r['cpu_ratio'], 2)} | {_cgoal(r['size'])} | {_fmt(r['p99_ratio'], 2)} "
+                           f"| ≤ 1.0 | {_fmt(r['rps_ratio'], 2)} | {_fmt(r['ringproxy_growth'], 2)} |")
+        out.append("")
+
+    # ---- ringproxy across the sweep
+    if ratio_rows:
+        out.append("### ringproxy across the sweep, ÷ the better of nginx and HAProxy (access logs on)\n")
+        out.append("| clients | body | CPU µs/req | growth | best peer CPU µs/req | CPU/req ratio | goal "
+                   "| p99 ms | p99 ratio | req/s | req/s ratio | relay ÷ best peer CPU |")
+        out.append("|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|")
+        for r in ratio_rows:
+            out.append(f"| {r['conns'] or '—'} | {r['size']} | {_fmt(r['ringproxy_cpu_us_per_req'], 2)} "
+                       f"| {_fmt(r['ringproxy_growth'], 2)} | {_fmt(r['best_peer_cpu_us_per_req'], 2)} "
+                       f"| {_fmt(r['cpu_ratio'], 2)} | {_cgoal(r['size'])} | {_fmt(r['ringproxy_p99_ms'], 3)} "
+                       f"| {_fmt(r['p99_ratio'], 2)} | {_fmt(r['ringproxy_rps'], 0)} | {_fmt(r['rps_ratio'], 2)} "
+                       f"| {_fmt(r['floor_cpu_ratio'], 2)} |")
+        out.append("\ngrowth: ringproxy's CPU µs/req ÷ its own at the fewest clients of that body size "
+                   "(nginx's and HAProxy's are in the table below and in ratios.csv). Ratios: CPU/req and p99 "
+                   "÷ the lower of nginx and HAProxy, req/s ÷ the higher (each figure's better peer).\n")
+
+    # ---- memory
+    mem_t = [t for t in targets if t != "origin" and any(
+        (t, c, s) in agg and agg[(t, c, s)]["rss"] is not None for c, s in points)]
+    if mem_t:
+        out.append(f"### Memory: RSS of each target's processes, MiB: before the run → **peak** → {after} the load\n")
+        out.append("| clients | body | " + " | ".join(_tname(t) for t in mem_t) + " |")
+        out.append("|---:|---:|" + "---|" * len(mem_t))
+        if start:
+            out.append("| — | as started | " + " | ".join(_fmt(start.get(t), 1) for t in mem_t) + " |")
+        for c, s in points:
+            out.append(f"| {c or '—'} | {s} | " + " | ".join(_rss_cell(agg.get((t, c, s))) for t in mem_t) + " |")
+        out.append("\nSummed over the target's processes (nginx: master + worker). \"as started\": right after "
+                   "start, before the warm-up. Peak: VmHWM, reset to the current RSS before each run, so it includes "
+                   "what earlier runs (and the warm-up at the largest body and the most clients) left resident.\n")
+
+    # ---- everything
+    lines = []
+    csv_rows = []
+    lines.append("| target | clients | body | req/s | p50 ms | p99 ms | CPU µs/req | growth | CPU spread % "
+                 "| syscalls/req | origin conns/1k req | RSS before MiB | peak RSS MiB | RSS after MiB "
+                 "| noise % | errors | runs |")
+    lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for c, s in points:
+        for t in targets:
+            m = agg.get((t, c, s))
+            if not m:
+                continue
+            lines.append(
+                f"| {_tname(t)} | {c or '—'} | {s} | {_fmt(m['rps'], 0)} | {_fmt(m['p50'], 3)} | {_fmt(m['p99'], 3)} "
+                f"| {_fmt(m['cpu'], 2)} | {_fmt(m['growth'], 2)} | {_fmt(m['spread'], 0)} | {_fmt(m['sys'], 2)} "
+                f"| {_fmt(m['oconn'], 1)} | {_fmt(m['rss0'], 1)} | {_fmt(m['rss'], 1)} | {_fmt(m['rss2'], 1)} "
+                f"| {_fmt(m['noise'], 0)} | {m['errors']} | {m['runs']}/{m['of']}"
+                f"{' — ' + '; '.join(m['notes']) if m['notes'] else ''} |")
+            csv_rows.append({"target": t, "conns": c, "size": s, "bytes": _size_key(s), "rps": m["rps"],
+                             "p50_ms": m["p50"], "p99_ms": m["p99"], "cpu_us_per_req": m["cpu"],
+                             "growth": m["growth"], "growth_base_conns": base_of.get(s),
+                             "cpu_spread_pct": m["spread"], "syscalls_per_req": m["sys"],
+                             "origin_conns_per_kreq": m["oconn"], "rss_before_mib": m["rss0"],
+                             "peak_rss_mib": m["rss"], "rss_after_mib": m["rss2"], "noise_pct": m["noise"],
+                             "errors": m["errors"], "runs": m["runs"], "notes": "; ".join(m["notes"])})
+    if agg:
+        out.append("### Every target at every point (median of the repetitions)\n")
         out.extend(lines)
+        out.append("\norigin conns/1k req: connections the origin accepted during the run per 1000 requests "
+                   "(a proxy whose upstream pool keeps up opens almost none).\n")
+
+    # ---- ringproxy ÷ floor, paired: the two run next to each other in every
+    # repetition, so each ratio is taken under the same machine conditions
+    floor_lines = []
+    for c, s in points:
+        on, off = _paired(raw, c, s, "ringproxy"), _paired(raw, c, s, "ringproxy-nolog")
+        if not on:
+            continue
+        row = next((r for r in ratio_rows if r["conns"] == c and r["size"] == s), None)
+        peer_goal = 0.8 if _size_key(s) >= 1024 * 1024 else 0.6 if _size_key(s) <= 4096 else None
+        below = (row and row["floor_cpu_ratio"] is not None and peer_goal is not None
+                 and row["floor_cpu_ratio"] > peer_goal)
+        goal = ("≤ 1.10 (the peer goal lies below the floor)" if below
+                else "— (no peer in this run)" if row is None or row["best_peer_cpu_us_per_req"] is None else "—")
+        floor_lines.append(f"| {c or '—'} | {s} | {_fmt(statistics.median(on), 2)} | {_fmt(min(on), 2)}–{_fmt(max(on), 2)} "
+                           f"| {len(on)} | {_fmt(statistics.median(off), 2) if off else 'n/a'} | {goal} |")
+    if floor_lines:
+        out.append("### ringproxy ÷ floor (relay), CPU/req: median of the per-repetition ratios\n")
+        out.append("| clients | body | ringproxy ÷ relay | range | repetitions | ringproxy-nolog ÷ relay | goal |")
+        out.append("|---:|---:|---:|---|---:|---:|---|")
+        out.extend(floor_lines)
         out.append("")
-        out.append("### ringproxy ÷ best peer (better of nginx and HAProxy, access logs on)\n")
-        out.append("| body | best peer CPU µs/req | CPU/req ratio | goal | p99 ratio | goal | req/s ratio | floor (relay) ÷ best peer CPU |")
-        out.append("|---:|---:|---:|---|---:|---|---:|---:|")
-        out.extend(ratio_lines or ["| (no peer measured) | | | | | | | |"])
-        if floor_lines:
-            out.append("")
-            out.append("### ringproxy ÷ floor (relay), CPU/req: median of the per-repetition ratios\n")
-            out.append("| body | ringproxy ÷ relay | range | repetitions | ringproxy-nolog ÷ relay | goal |")
-            out.append("|---:|---:|---|---:|---:|---|")
-            out.extend(floor_lines)
+
     if any(t.endswith("-nolog") for t in targets):
-        out.append("")
         out.append("### Access log cost: CPU µs/req with the log on / off (and the difference)\n")
         heads = [t for t in ("ringproxy", "nginx", "haproxy") if t in targets or t + "-nolog" in targets]
-        out.append("| body | " + " | ".join(f"{t} on | {t} off | {t} Δ" for t in heads) + " |")
-        out.append("|---:|" + "---:|" * (3 * len(heads)))
-        for s in sizes:
+        out.append("| clients | body | " + " | ".join(f"{t} on | {t} off | {t} Δ" for t in heads) + " |")
+        out.append("|---:|---:|" + "---:|" * (3 * len(heads)))
+        for c, s in points:
             cells = []
             for t in heads:
-                on = (agg.get((t, s)) or {}).get("cpu")
-                off = (agg.get((t + "-nolog", s)) or {}).get("cpu")
+                on = (agg.get((t, c, s)) or {}).get("cpu")
+                off = (agg.get((t + "-nolog", c, s)) or {}).get("cpu")
                 cells += [_fmt(on, 2), _fmt(off, 2), _fmt(on - off if on is not None and off is not None else None, 2)]
-            out.append(f"| {s} | " + " | ".join(cells) + " |")
+            out.append(f"| {c or '—'} | {s} | " + " | ".join(cells) + " |")
         if "ringproxy-nolog" in targets:
             out.append("\nringproxy-nolog: `--no-access-log` (no line is formatted or written).")
-    if not any(("ringproxy", s) in agg for s in sizes) and not any(r["target"] == "ringproxy" for r in idle):
-        out.append("\nringproxy: not measured in this run (see build.log / ringproxy.stderr).")
-    if idle:
         out.append("")
-        out.append("### Idle keep-alive connections (RSS delta per connection; goal ≤ 2 KiB for ringproxy)\n")
-        out.append("| target | connections | B/conn, connected only | B/conn, after one request each | RSS before → after, MiB | note |")
+    if not any(t == "ringproxy" for t, _, _ in agg) and not any(r["target"] == "ringproxy" for r in idle):
+        out.append("ringproxy: not measured in this run (see build.log / ringproxy.stderr).\n")
+    if idle:
+        out.append("### Idle keep-alive connections: bytes of RSS per connection (goal ≤ 2 KiB for ringproxy)\n")
+        out.append("| target | connections (answered / connected) | **B per idle keep-alive connection** (after one request each) "
+                   "| B per connection, connected only | RSS before → after, MiB | note |")
         out.append("|---|---:|---:|---:|---|---|")
         for r in idle:
             def mib(k):
                 return f"{float(r[k]) / 1024:.1f}" if r[k] else "?"
-            out.append(f"| {r['target']} | {r['answered'] or 0}/{r['connected'] or 0} | {r['bytes_per_conn_connected'] or 'n/a'} "
-                       f"| {r['bytes_per_conn_after_request'] or 'n/a'} | {mib('base_rss_kib')} → {mib('rss_after_request_kib')} | {r['note']} |")
-    text = "\n".join(out) + "\n"
+            out.append(f"| {r['target']} | {r['answered'] or 0}/{r['connected'] or 0} "
+                       f"| {r['bytes_per_conn_after_request'] or 'n/a'} | {r['bytes_per_conn_connected'] or 'n/a'} "
+                       f"| {mib('base_rss_kib')} → {mib('rss_after_request_kib')} | {r['note']} |")
+        out.append("")
+    text = "\n".join(out).rstrip() + "\n"
     with open(os.path.join(d, "table.md"), "w") as f:
         f.write(text)
-    for name, rows in (("table.csv", csv_rows), ("ratios.csv", ratio_rows)):
-        if rows:
-            with open(os.path.join(d, name), "w", newline="") as f:
-                w = csv.DictWriter(f, fieldnames=list(dict.fromkeys(k for r in rows for k in r)),
-                                   restval="")
-                w.writeheader()
-                for r in rows:
-                    w.writerow({k: ("" if v is None else (f"{v:.4g}" if isinstance(v, float) else v))
-                                for k, v in r.items()})
-    _chart(d, agg, targets, sizes)
-    sys.stdout.write(text)
+    if csv_rows:
+        _write_csv(os.path.join(d, "table.csv"), csv_rows, TABLE_FIELDS)
+    if ratio_rows:
+        _write_csv(os.path.join(d, "ratios.csv"), ratio_rows, RATIO_FIELDS)
+    _chart(d, agg, targets, points)
+    sys.stdout.write(_summary(d, ratio_rows, agg, idle, reps, after))
     return 0
 
 
-def _chart(d, agg, targets, sizes):
-    ts = [t for t in targets if any((t, s) in agg and agg[(t, s)]["cpu"] is not None for s in sizes)]
+def _tname(t):
+    return t + {"relay": " (floor)", "origin": " (direct)",
+                "ringproxy-2w": " (2 workers, one CPU)"}.get(t, "")
+
+
+def _summary(d, ratio_rows, agg, idle, reps, after):
+    """A few lines for the terminal; table.md has everything."""
+    o = [""]
+    if ratio_rows:
+        o.append(f"ringproxy against the better of nginx and HAProxy, median of {reps} repetition(s):")
+        o.append(f"{'clients':>7} {'body':>5} {'CPU µs/req':>10} {'growth':>6} {'÷peer':>6} {'p99 ms':>8} {'÷peer':>6}"
+                 f" {'req/s':>8} {'÷peer':>6}   peak RSS MiB (ringproxy/nginx/haproxy), {after}")
+    for r in ratio_rows:  # none without a load table (--idle)
+        rss = "/".join(_fmt(r[f"{t}_peak_rss_mib"], 1) for t in ("ringproxy", "nginx", "haproxy"))
+        rss2 = "/".join(_fmt(r[f"{t}_rss_after_mib"], 1) for t in ("ringproxy", "nginx", "haproxy"))
+        o.append(f"{r['conns'] or '—':>7} {r['size']:>5} {_fmt(r['ringproxy_cpu_us_per_req'], 2):>10} "
+                 f"{_fmt(r['ringproxy_growth'], 2):>6} {_fmt(r['cpu_ratio'], 2):>6} "
+                 f"{_fmt(r['ringproxy_p99_ms'], 2):>8} {_fmt(r['p99_ratio'], 2):>6} "
+                 f"{_fmt(r['ringproxy_rps'], 0):>8} {_fmt(r['rps_ratio'], 2):>6}   {rss}, {rss2}")
+    errs = sum(m["errors"] for m in agg.values())
+    if errs:
+        o.append(f"errors: {errs} in all (see the table)")
+    if idle:
+        o.append("idle keep-alive, B per connection: " + ", ".join(
+            f"{r['target']} {r['bytes_per_conn_after_request'] or 'n/a'}" for r in idle)
+            + f" ({idle[0]['conns']} connections each)")
+    o.append(f"table: {os.path.join(d, 'table.md')}")
+    return "\n".join(o) + "\n"
+
+
+def _chart(d, agg, targets, points):
+    ts = [t for t in targets if any((t, c, s) in agg and agg[(t, c, s)]["cpu"] is not None for c, s in points)]
     if not ts:
         return
     dat = os.path.join(d, "chart.dat")
     with open(dat, "w") as f:
-        for metric in ("cpu", "p99", "rps"):
-            for s in sizes:
+        for metric in ("cpu", "p99", "rps", "rss"):
+            for c, s in points:
                 vals = []
                 for t in ts:
-                    m = agg.get((t, s))
+                    m = agg.get((t, c, s))
                     v = m[metric] if m else None
                     vals.append("?" if v is None else f"{v:.6g}")
-                f.write(f"{s} " + " ".join(vals) + "\n")
+                f.write(f"{c}x{s} " + " ".join(vals) + "\n")
             f.write("\n\n")
-    n = len(ts)
     plot = lambda idx: ", ".join(
         f"'{dat}' index {idx} using {i + 2}:xtic(1) title '{t}'" for i, t in enumerate(ts))
     gp = os.path.join(d, "chart.gp")
     with open(gp, "w") as f:
-        f.write(f"""set terminal pngcairo size 1500,560 font 'sans,10'
+        f.write(f"""set terminal pngcairo size 1400,900 font 'sans,10'
 set output '{os.path.join(d, "chart.png")}'
 set datafile missing '?'
 set style data histograms
@@ -719,14 +933,17 @@ set style fill solid 0.85 border -1
 set boxwidth 0.9
 set key outside bottom center horizontal maxrows 1 font ',9'
 set grid ytics
-set multiplot layout 1,3 title 'ringproxy bench: {os.path.basename(os.path.realpath(d))} (median of reps)'
+set multiplot layout 2,2 title 'ringproxy bench: {os.path.basename(os.path.realpath(d))} (median of reps; x: clients x body)'
 set logscale y
-set title 'CPU per request (µs, lower is better), by response body size'
+set title 'CPU per request (µs, lower is better)'
 plot {plot(0)}
 set title 'p99 latency (ms, lower is better)'
 plot {plot(1)}
+unset logscale y
 set title 'requests/s (higher is better; load core shared)'
 plot {plot(2)}
+set title 'peak RSS during the run (MiB, summed over each target''s processes)'
+plot {plot(3)}
 unset multiplot
 """)
     try:
@@ -734,7 +951,6 @@ unset multiplot
                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     except (OSError, subprocess.SubprocessError) as e:
         print(f"chart: gnuplot failed: {e}", file=sys.stderr)
-    _ = n
 
 
 # --------------------------------------------------------------------------
@@ -788,6 +1004,7 @@ def main():
     p = sp.add_parser("wait"); p.add_argument("url"); p.add_argument("bytes", type=int)
     p.add_argument("timeout", type=float); p.set_defaults(f=cmd_wait)
     p = sp.add_parser("tree"); p.add_argument("root", type=int); p.set_defaults(f=cmd_tree)
+    p = sp.add_parser("rss"); p.add_argument("root", type=int); p.set_defaults(f=cmd_rss)
     p = sp.add_parser("run")
     for k in ("target", "size", "url", "script", "out"):
         p.add_argument("--" + k, required=True)
@@ -796,6 +1013,9 @@ def main():
     for k in ("bytes", "rep", "root", "duration", "conns", "threads"):
         p.add_argument("--" + k, type=int, required=True)
     p.add_argument("--perf", action="store_true")
+    p.add_argument("--settle", type=float, default=0.0,
+                   help="seconds after the load before reading RSS again (0: not read)")
+    p.add_argument("--origin-status", default="", help="the origin's stub_status URL")
     p.set_defaults(f=cmd_run)
     p = sp.add_parser("idle")
     p.add_argument("--target", required=True); p.add_argument("--out", required=True)
@@ -803,7 +1023,10 @@ def main():
     for k, dflt in (("root", None), ("port", None), ("conns", 10000), ("batch", 100), ("timeout", 90)):
         p.add_argument("--" + k, type=int, required=dflt is None, default=dflt)
     p.set_defaults(f=cmd_idle)
-    p = sp.add_parser("report"); p.add_argument("dir"); p.set_defaults(f=cmd_report)
+    p = sp.add_parser("report"); p.add_argument("dir")
+    p.add_argument("--headline", type=int, default=512,
+                   help="clients of the headline table (the nearest measured if absent)")
+    p.set_defaults(f=cmd_report)
     p = sp.add_parser("floor"); p.add_argument("dirs", nargs="+"); p.set_defaults(f=cmd_floor)
     p = sp.add_parser("instr"); p.add_argument("--target"); p.add_argument("--size")
     p.add_argument("--requests", type=int); p.add_argument("--dump"); p.add_argument("--out")

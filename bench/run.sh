@@ -3,25 +3,42 @@
 # io_uring relay as the kernel's floor), behind/in front of one nginx origin,
 # all on loopback. One command; see docs/performance.md for the method.
 #
-#   bench/run.sh            load table (+ idle-connection memory), chart
+#   bench/run.sh            the sweep (concurrency x body size, memory),
+#                           idle-connection memory, chart
 #   bench/run.sh --logs     also rows with the access log off for every proxy
 #   bench/run.sh --idle     only the idle-connection memory test
-#   bench/run.sh --no-idle  only the load table
+#   bench/run.sh --no-idle  only the sweep
 #   bench/run.sh --instr    user-space instructions per request of ringproxy
 #                           (callgrind; stable where CPU time is noisy)
 #
+# The sweep is a list of points, each a number of keep-alive clients and a
+# body size: every BENCH_CONNS at every BENCH_SIZES, plus BENCH_MEM_POINT
+# (or exactly BENCH_POINTS). Default: 50, 512 and 2048 clients at 13 B and
+# 128 clients at 1 MiB (the memory point): 8-9 min in all.
+#
 # Environment (defaults in brackets):
+#   BENCH_CONNS ["50 512 2048"]  wrk keep-alive connections (clients), a list
+#   BENCH_SIZES ["13"]       response body sizes (bytes, k = KiB, m = MiB), each
+#                            measured at every BENCH_CONNS
+#   BENCH_MEM_POINT ["128x1m"]  one more point, CLIENTSxSIZE ("" for none): large
+#                            bodies in flight, where peak RSS tells most
+#   BENCH_POINTS []          the points exactly, e.g. "50x13 512x4k 128x1m"
+#                            (replaces the three above)
+#   BENCH_HEADLINE_CONNS [512]  the concurrency of table.md's headline table
+#                            (the nearest measured one if it is not in the sweep)
 #   BENCH_DURATION [4]       seconds per wrk run
-#   BENCH_REPS [3]           repetitions (interleaved); the table shows medians
-#   BENCH_CONNS [50]         wrk connections (keep-alive)
+#   BENCH_REPS [3]           repetitions (interleaved); the tables show medians
+#   BENCH_SETTLE [2]         seconds after each run's load before its "RSS after"
+#                            is read (does the proxy give memory back?)
 #   BENCH_THREADS [1]        wrk threads
-#   BENCH_SIZES ["13 4k 64k 1m"]   response body sizes (bytes, k = KiB, m = MiB)
 #   BENCH_TARGETS ["ringproxy nginx haproxy relay origin"]; also ringproxy-2w:
 #                            two ringproxy workers sharing the proxy CPU
 #   BENCH_SYSCALL_DURATION [1]  seconds per extra run under `perf stat` counting
 #                            syscalls (0: skip); kept apart from the timed runs
-#   BENCH_WARMUP [1]         seconds of warm-up per target, largest body (0: skip)
-#   BENCH_IDLE_CONNS [10000] idle keep-alive connections per proxy
+#   BENCH_WARMUP [1]         seconds of warm-up per target at the largest body and
+#                            at the most clients (0: skip)
+#   BENCH_IDLE_CONNS [10000] idle keep-alive connections per proxy (--idle; the
+#                            report gives bytes of RSS per idle connection)
 #   BENCH_INSTR_DURATION [4] seconds of load per body size under callgrind (--instr)
 #   BENCH_BUILD_DIR [build-bench]  meson build dir (release, LTO, profile-guided
 #                            by bench/pgo-build.sh, as the container image is built)
@@ -34,14 +51,22 @@
 #                            JSON lines like ringproxy; native: combined / option httplog
 #   BENCH_NGINX_LOG_BUFFER ["buffer=64k flush=1s"]  nginx access_log buffering
 #                            ("" = one write per request)
+#   BENCH_NGINX_KEEPALIVE [256]  nginx's upstream keepalive (idle connections it
+#                            caches; past them a finished one is closed)
 #   BENCH_LOAD_CPUS / BENCH_PROXY_CPUS   override the pinning (default: first
 #                            allowed CPU for wrk+origin, second for the proxies)
 #   BENCH_NICE [0]           nice value for everything the bench starts (e.g. -10
 #                            on a busy shared machine; needs root)
 #
+# File descriptors: the soft limit is raised to the hard one (as root, the hard
+# one too if the sweep's most clients need more); nginx's worker_connections,
+# HAProxy's maxconn and the origin are sized for the most clients plus their
+# upstream connections (and BENCH_IDLE_CONNS).
+#
 # Results: bench/results/<timestamp>/ (table.md, table.csv, ratios.csv,
-# raw.csv, syscalls.csv, idle.csv, chart.png, meta.md, logs) and the symlink
-# bench/results/latest. Nothing here judges timings: it reports them.
+# raw.csv, syscalls.csv, idle.csv, start.csv, chart.png, meta.md, logs) and the symlink
+# bench/results/latest; a short summary on stdout. Nothing here judges
+# timings: it reports them.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -64,9 +89,12 @@ done
 
 DURATION=${BENCH_DURATION:-4}
 REPS=${BENCH_REPS:-3}
-CONNS=${BENCH_CONNS:-50}
+CONNS=${BENCH_CONNS:-50 512 2048}
 THREADS=${BENCH_THREADS:-1}
-SIZES=${BENCH_SIZES:-13 4k 64k 1m}
+SIZES=${BENCH_SIZES:-13}
+MEM_POINT=${BENCH_MEM_POINT-128x1m}
+HEADLINE_CONNS=${BENCH_HEADLINE_CONNS:-512}
+SETTLE=${BENCH_SETTLE:-2}
 TARGETS=${BENCH_TARGETS:-ringproxy nginx haproxy relay origin}
 SYSCALL_DURATION=${BENCH_SYSCALL_DURATION:-1}
 WARMUP=${BENCH_WARMUP:-1}
@@ -78,9 +106,33 @@ BUILT_AS="given as BENCH_RINGPROXY"
 RINGPROXY=${BENCH_RINGPROXY:-}
 LOG_STYLE=${BENCH_LOG_STYLE:-json}
 NGINX_LOG_BUFFER=${BENCH_NGINX_LOG_BUFFER-buffer=64k flush=1s}
+NGINX_KEEPALIVE=${BENCH_NGINX_KEEPALIVE:-256}
 
 log() { printf '%s %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
+
+# ---------------------------------------------------------------- the sweep's points
+# POINTS: "CLIENTSxSIZE" in the order they run; ALL_SIZES: each size once.
+declare -a POINTS=()
+add_point() {
+    local p=${1,,} q
+    [[ $p =~ ^[1-9][0-9]*x[0-9]+[km]?$ ]] || die "bad point '$1' (CLIENTSxSIZE, e.g. 512x13 or 128x1m)"
+    for q in "${POINTS[@]}"; do [[ $q == "$p" ]] && return 0; done
+    POINTS+=("$p")
+}
+if [[ -n ${BENCH_POINTS:-} ]]; then
+    for pt in $BENCH_POINTS; do add_point "$pt"; done
+else
+    for s in $SIZES; do
+        for c in $CONNS; do add_point "${c}x$s"; done
+    done
+    for pt in $MEM_POINT; do add_point "$pt"; done
+fi
+((${#POINTS[@]})) || die "no point to measure (BENCH_CONNS, BENCH_SIZES, BENCH_POINTS)"
+ALL_SIZES=$(printf '%s\n' "${POINTS[@]#*x}" | awk '!seen[$0]++' | paste -sd ' ')
+MAX_CONNS=$(printf '%s\n' "${POINTS[@]%%x*}" | sort -n | tail -n 1)
+# --instr keeps its own sizes (10 connections each): the four of the old table.
+((DO_INSTR)) && ALL_SIZES=${BENCH_SIZES:-13 4k 64k 1m}
 
 # ---------------------------------------------------------------- packages
 need_pkgs=()
@@ -199,10 +251,36 @@ if [[ ${BENCH_NICE:-0} != 0 ]]; then
     PIN_PROXY=(nice -n "$BENCH_NICE" "${PIN_PROXY[@]}")
 fi
 
-# fds: 10k idle connections need a high soft limit (the hard one may be fixed).
-ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-NOFILE=$(ulimit -n)
+# fds: every process the bench starts inherits the soft limit, raised to the
+# hard one. A proxy holds a client and an upstream connection per client in
+# flight, so the sweep's most clients need 2 x MAX_CONNS + some; the idle test
+# needs IDLE_CONNS (its own client caps itself at the limit and says so).
+ulimit -Sn "$(ulimit -Hn)" 2>/dev/null || true
+NOFILE=$(ulimit -Sn)
 [[ $NOFILE == unlimited ]] && NOFILE=1048576
+NEED_FDS=$((2 * MAX_CONNS + 640))
+if ((DO_IDLE && IDLE_CONNS + 640 > NEED_FDS)); then NEED_FDS=$((IDLE_CONNS + 640)); fi
+if ((NOFILE < NEED_FDS)); then
+    # Only root can raise the hard limit (up to fs.nr_open).
+    ulimit -n "$NEED_FDS" 2>/dev/null && NOFILE=$NEED_FDS
+fi
+if ((DO_LOAD && NOFILE < 2 * MAX_CONNS + 640)); then
+    die "$MAX_CONNS clients need $((2 * MAX_CONNS + 640)) file descriptors per process, the limit is $NOFILE (raise ulimit -Hn, or lower BENCH_CONNS)"
+fi
+# Capacities sized to the need, not to the fd limit: nginx allocates and
+# touches all its worker_connections at start (~0.5 KiB each, part of its RSS),
+# so a limit-sized value would make its RSS a function of the machine's ulimit.
+# Client + upstream connections, or the idle test's clients; plus an eighth,
+# since nginx closes idle keep-alive connections ("worker_connections are not
+# enough, reusing connections") once fewer than a sixteenth are free.
+PROXY_CONNS=$((2 * MAX_CONNS > IDLE_CONNS ? 2 * MAX_CONNS : IDLE_CONNS))
+PROXY_CONNS=$((PROXY_CONNS + PROXY_CONNS / 8 + 512))
+((PROXY_CONNS > NOFILE - 100)) && PROXY_CONNS=$((NOFILE - 100))
+# HAProxy's maxconn counts client-side sessions (it adds the server side).
+HAPROXY_MAXCONN=$((MAX_CONNS > IDLE_CONNS ? MAX_CONNS + 256 : IDLE_CONNS + 256))
+# The origin: the current target's clients plus the pools every proxy keeps.
+ORIGIN_CONNS=$((4 * MAX_CONNS + IDLE_CONNS + 1024))
+((ORIGIN_CONNS > NOFILE - 100)) && ORIGIN_CONNS=$((NOFILE - 100))
 
 # ---------------------------------------------------------------- build
 build() {
@@ -279,7 +357,7 @@ start() {
 # ready NAME: every body size answers 200 with the right length
 ready() {
     local name=$1 s
-    for s in $SIZES; do
+    for s in $ALL_SIZES; do
         "${LIB[@]}" wait "http://127.0.0.1:${PORT[$name]}/$s" "$(size_bytes "$s")" 15 || return 1
     done
 }
@@ -290,12 +368,12 @@ start_origin() {
     local dir=$TMP/origin s
     mkdir -p "$dir/www"
     nginx_dirs "$dir"
-    for s in $SIZES; do
+    for s in $ALL_SIZES; do
         head -c "$(size_bytes "$s")" /dev/zero | tr '\0' 'x' >"$dir/www/$s"
     done
     PORT[origin]=$(mkport)
     fill "$BENCH/conf/origin-nginx.conf" "$dir/nginx.conf" off DIR="$dir" WWW="$dir/www" \
-        PORT="${PORT[origin]}" NOFILE="$NOFILE" WORKER_CONNECTIONS=$((NOFILE - 100))
+        PORT="${PORT[origin]}" NOFILE="$NOFILE" WORKER_CONNECTIONS="$ORIGIN_CONNS"
     # The origin shares the load core with wrk; the proxy core is the proxy's alone.
     start origin null "${PIN_LOAD[@]}" nginx -p "$dir" -e "$dir/error.log" -c "$dir/nginx.conf" -g 'daemon off;'
     ready origin || die "origin nginx did not start (see $RES/origin.error.log)"
@@ -312,12 +390,12 @@ start_target() { # start_target NAME: 0 when it answers
         nginx_dirs "$dir"
         fill "$BENCH/conf/proxy-nginx.conf" "$dir/nginx.conf" "$logmode" DIR="$dir" \
             PORT="${PORT[$name]}" ORIGIN_PORT="${PORT[origin]}" NOFILE="$NOFILE" \
-            WORKER_CONNECTIONS=$((NOFILE - 100)) LOG_BUFFER="$NGINX_LOG_BUFFER"
+            WORKER_CONNECTIONS="$PROXY_CONNS" LOG_BUFFER="$NGINX_LOG_BUFFER" KEEPALIVE="$NGINX_KEEPALIVE"
         start "$name" "$outmode" "${PIN_PROXY[@]}" nginx -p "$dir" -e "$dir/error.log" -c "$dir/nginx.conf" -g 'daemon off;'
         ;;
     haproxy | haproxy-nolog)
         fill "$BENCH/conf/haproxy.cfg" "$dir/haproxy.cfg" "$logmode" DIR="$dir" \
-            PORT="${PORT[$name]}" ORIGIN_PORT="${PORT[origin]}" MAXCONN=$(((NOFILE - 200) / 2 > IDLE_CONNS + 100 ? (NOFILE - 200) / 2 : IDLE_CONNS + 100))
+            PORT="${PORT[$name]}" ORIGIN_PORT="${PORT[origin]}" MAXCONN="$HAPROXY_MAXCONN"
         start "$name" "$outmode" "${PIN_PROXY[@]}" haproxy -db -f "$dir/haproxy.cfg"
         ;;
     ringproxy | ringproxy-nolog | ringproxy-2w)
@@ -356,14 +434,15 @@ start_target() { # start_target NAME: 0 when it answers
     fi
 }
 
-measure() { # measure OUT REP SIZE TARGET DURATION [--perf]
-    local out=$1 rep=$2 size=$3 t=$4 dur=$5 pc=$PROXY_CPUS
+measure() { # measure OUT REP CLIENTSxSIZE TARGET DURATION [--perf] [--settle S]
+    local out=$1 rep=$2 conns=${3%%x*} size=${3#*x} t=$4 dur=$5 pc=$PROXY_CPUS
     shift 5
     [[ $t == origin ]] && pc="" # the origin shares the load core: no noise figure
     fgrun "${PIN_LOAD[@]}" "${LIB[@]}" run --out "$out" --rep "$rep" --target "$t" --size "$size" \
         --bytes "$(size_bytes "$size")" --root "${ROOTPID[$t]}" \
-        --url "http://127.0.0.1:${PORT[$t]}/$size" --duration "$dur" --conns "$CONNS" \
-        --threads "$THREADS" --script "$BENCH/wrk-report.lua" --load-cpus "$LOAD_CPUS" --proxy-cpus "$pc" "$@"
+        --url "http://127.0.0.1:${PORT[$t]}/$size" --duration "$dur" --conns "$conns" \
+        --threads "$THREADS" --script "$BENCH/wrk-report.lua" --load-cpus "$LOAD_CPUS" --proxy-cpus "$pc" \
+        --origin-status "http://127.0.0.1:${PORT[origin]}/.bench-status" "$@"
 }
 
 versions() {
@@ -371,7 +450,11 @@ versions() {
     v=$(nginx -v 2>&1 | sed 's/.*version: //')
     echo "nginx ${v}, $(haproxy -v | head -n 1 | awk '{print "HAProxy", $3}'), $(wrk -v 2>&1 | head -n 1 | awk '{print $1, $2}')"
     if [[ -n $RINGPROXY ]]; then
-        echo "ringproxy: $("$RINGPROXY" --version 2>/dev/null | head -n 1 || echo '?') ($(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo 'no commit')$(git -C "$ROOT" diff --quiet HEAD 2>/dev/null || echo ', work tree modified'))"
+        local tree
+        tree="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo 'no commit')$(git -C "$ROOT" diff --quiet HEAD 2>/dev/null || echo ', work tree modified')"
+        # A given binary may come from any tree: say which one the bench is in, not more.
+        [[ -n ${BENCH_RINGPROXY:-} ]] && tree="given binary, the bench's tree is at $tree"
+        echo "ringproxy: $("$RINGPROXY" --version 2>/dev/null | head -n 1 || echo '?') ($tree)"
     fi
 }
 
@@ -398,6 +481,12 @@ for t in "${want[@]}"; do
 done
 ((${#ACTIVE[@]})) || die "no target answered"
 log "targets: ${ACTIVE[*]}"
+# Each target's RSS as started, before any load: the idle level the memory
+# table compares with.
+sleep 0.5
+for t in "${ACTIVE[@]}"; do
+    echo "$t,$("${LIB[@]}" rss "${ROOTPID[$t]}")"
+done | { echo "target,rss_kib"; cat; } >"$RES/start.csv"
 
 PERF_OK=0
 if ((SYSCALL_DURATION > 0)) && command -v perf >/dev/null 2>&1 &&
@@ -412,48 +501,81 @@ fi
     echo "- $(versions | paste -sd ';' | sed 's/;/; /g')"
     echo "- ringproxy: $RINGPROXY, $BUILT_AS"
     echo "- pinning: wrk + origin + log readers on CPU ${LOAD_CPUS:-(none)}, each proxy on CPU ${PROXY_CPUS:-(none)}; nice ${BENCH_NICE:-0}"
-    echo "- wrk -t$THREADS -c$CONNS -d${DURATION}s keep-alive; $REPS interleaved repetitions, median shown; warm-up ${WARMUP}s"
+    echo "- points (clients x body): ${POINTS[*]}; wrk -t$THREADS -c<clients> -d${DURATION}s keep-alive; $REPS interleaved repetitions, median shown; warm-up ${WARMUP}s"
+    echo "- capacities: fd limit $NOFILE; nginx worker_connections $PROXY_CONNS (preallocated, part of its RSS); HAProxy maxconn $HAPROXY_MAXCONN; origin worker_connections $ORIGIN_CONNS; upstream keep-alive: nginx keepalive $NGINX_KEEPALIVE, HAProxy pool-max-conn -1 (no cap; pool fd ratios 75/90 %), ringproxy upstream.pool_max_idle $([[ -n ${BENCH_RINGPROXY_CONFIG:-} ]] && echo "as in $BENCH_RINGPROXY_CONFIG" || echo "at its default (4096)")"
     echo "- access logs: ${LOG_STYLE} lines on stdout piped to \`cat >/dev/null\` (nginx ${NGINX_LOG_BUFFER:-unbuffered}); *-nolog rows: access log off (ringproxy-nolog: --no-access-log)"
     echo "- ringproxy's proxy.json: ${BENCH_RINGPROXY_CONFIG:-$([[ $LOG_STYLE == json ]] && echo "bench/conf/ringproxy.json (the peers' 18 log fields)" || echo "none (built-in defaults)")}"
-    echo "- CPU µs/req: user+sys of the proxy's process tree (/proc/PID/stat) over the run ÷ completed requests; syscalls/req: $(if ((PERF_OK)); then echo "separate ${SYSCALL_DURATION}s run under perf stat -e raw_syscalls:sys_enter"; else echo 'n/a (perf unavailable)'; fi); peak RSS: VmHWM summed over the tree, reset before each run"
+    echo "- CPU µs/req: user+sys of the proxy's process tree (/proc/PID/stat) over the run ÷ completed requests; syscalls/req: $(if ((PERF_OK)); then echo "separate ${SYSCALL_DURATION}s run under perf stat -e raw_syscalls:sys_enter"; else echo 'n/a (perf unavailable)'; fi); RSS: VmRSS summed over the tree before each run, its peak (VmHWM summed over the tree, reset before each run) and VmRSS $([[ $SETTLE == 0 ]] && echo "after the load: not read (BENCH_SETTLE=0)" || echo "${SETTLE}s after the load ended"); origin conns/1k req: connections the origin accepted during the run per 1000 requests (stub_status)"
 } >"$RES/meta.md"
 
 if ((DO_LOAD)); then
     LOADT=()
     for t in "${ACTIVE[@]}"; do LOADT+=("$t"); done
-    read -r -a SZ <<<"$SIZES"
     if ((WARMUP > 0)); then
-        log "warm-up"
-        for t in "${LOADT[@]}"; do
-            measure "$TMP/warmup.csv" 0 "${SZ[-1]}" "$t" "$WARMUP" 2>/dev/null
+        # At the largest body and at the most clients, so that no target meets
+        # either for the first time in a measured run.
+        big=${POINTS[0]} most=${POINTS[0]}
+        for pt in "${POINTS[@]}"; do
+            (($(size_bytes "${pt#*x}") > $(size_bytes "${big#*x}"))) && big=$pt
+            ((${pt%%x*} > ${most%%x*})) && most=$pt
+        done
+        warm=("$big")
+        [[ $most != "$big" ]] && warm+=("$most")
+        log "warm-up: ${warm[*]}"
+        for pt in "${warm[@]}"; do
+            for t in "${LOADT[@]}"; do
+                measure "$TMP/warmup.csv" 0 "$pt" "$t" "$WARMUP" 2>/dev/null
+            done
         done
     fi
     n=${#LOADT[@]}
     for ((rep = 1; rep <= REPS; rep++)); do
         log "repetition $rep/$REPS"
-        for si in "${!SZ[@]}"; do
+        for pi in "${!POINTS[@]}"; do
             for ((k = 0; k < n; k++)); do # rotate the order every time
-                t=${LOADT[(k + rep + si) % n]}
-                measure "$RES/raw.csv" "$rep" "${SZ[si]}" "$t" "$DURATION"
+                t=${LOADT[(k + rep + pi) % n]}
+                measure "$RES/raw.csv" "$rep" "${POINTS[pi]}" "$t" "$DURATION" --settle "$SETTLE"
             done
         done
     done
     if ((PERF_OK)); then
         log "syscalls per request (perf stat, ${SYSCALL_DURATION}s runs)"
-        for s in "${SZ[@]}"; do
+        for pt in "${POINTS[@]}"; do
             for t in "${LOADT[@]}"; do
-                measure "$RES/syscalls.csv" 0 "$s" "$t" "$SYSCALL_DURATION" --perf
+                measure "$RES/syscalls.csv" 0 "$pt" "$t" "$SYSCALL_DURATION" --perf
             done
         done
     fi
 fi
 
+# restart_target NAME: a fresh process in place of NAME's (its logs kept as NAME.sweep.*)
+restart_target() {
+    local t=$1 pid=${ROOTPID[$1]} i
+    kill_tree TERM "$pid"
+    for i in $(seq 1 100); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -0 "$pid" 2>/dev/null && kill_tree KILL "$pid"
+    wait "$pid" 2>/dev/null || true
+    rm -rf "$TMP/$t.sweep"
+    mv "$TMP/$t" "$TMP/$t.sweep"
+    start_target "$t"
+}
+
 if ((DO_IDLE)); then
     log "idle keep-alive connections: $IDLE_CONNS per proxy"
+    IDLE_SIZE=$(for s in $ALL_SIZES; do echo "$(size_bytes "$s") $s"; done | sort -n | head -n 1 | cut -d' ' -f2)
     for t in "${ACTIVE[@]}"; do
         [[ $t == relay || $t == origin || $t == *-nolog ]] && continue
+        # After the sweep a proxy has memory to spare (freed, not returned):
+        # new connections would take it and look free. Measure a fresh one.
+        if ((DO_LOAD)) && ! restart_target "$t"; then
+            log "$t did not restart; no idle figure"
+            continue
+        fi
         fgrun "${PIN_LOAD[@]}" "${LIB[@]}" idle --target "$t" --root "${ROOTPID[$t]}" \
-            --port "${PORT[$t]}" --conns "$IDLE_CONNS" --path "/${SIZES%% *}" --out "$RES/idle.csv"
+            --port "${PORT[$t]}" --conns "$IDLE_CONNS" --path "/$IDLE_SIZE" --out "$RES/idle.csv"
     done
 fi
 
@@ -470,7 +592,7 @@ instr() {
 
 if ((DO_INSTR)); then
     command -v callgrind_control >/dev/null || die "valgrind is missing"
-    for s in $SIZES; do
+    for s in $ALL_SIZES; do
         for t in "${ACTIVE[@]}"; do
             log "instructions per request: $t, $s"
             instr "$t" "$s"
@@ -482,6 +604,6 @@ if ((DO_INSTR)); then
     exit 0
 fi
 
-"${LIB[@]}" report "$RES"
+"${LIB[@]}" report "$RES" --headline "$HEADLINE_CONNS"
 ln -sfn "$STAMP" "$BENCH/results/latest"
 log "results: $RES (and bench/results/latest)"
