@@ -69,6 +69,40 @@ static const struct req_case forwarded[] = {
      "PURGE /x HTTP/1.1\r\nHost: a\r\n\r\n"},
     {"IPv6 literal with a port is a Host", "GET / HTTP/1.1\r\nHost: [::1]:80\r\n\r\n", 0,
      "GET / HTTP/1.1\r\nHost: [::1]:80\r\n\r\n"},
+    {"a target with escapes and sub-delims goes byte for byte",
+     "GET /p;v=1/%7Euser/./../x?q=a+b&&r=%00&s HTTP/1.1\r\nHost: a\r\n\r\n", 0,
+     "GET /p;v=1/%7Euser/./../x?q=a+b&&r=%00&s HTTP/1.1\r\nHost: a\r\n\r\n"},
+    {"a target of delimiters goes byte for byte",
+     "GET /!$&'()*+,;=:@-._~/?/?:@!$&'()*+,;= HTTP/1.1\r\nHost: a\r\n\r\n", 0,
+     "GET /!$&'()*+,;=:@-._~/?/?:@!$&'()*+,;= HTTP/1.1\r\nHost: a\r\n\r\n"},
+    {"double slashes and a second ? are not normalised",
+     "GET //double//slash/?b=c?d=e HTTP/1.1\r\nHost: a\r\n\r\n", 0,
+     "GET //double//slash/?b=c?d=e HTTP/1.1\r\nHost: a\r\n\r\n"},
+    {"absolute-form with only a query gets a / before it",
+     "GET http://b.example?x=1 HTTP/1.1\r\nHost: a\r\n\r\n", 0,
+     "GET /?x=1 HTTP/1.1\r\nHost: b.example\r\n\r\n"},
+    {"repeated fields and the platform's fields keep their order",
+     "GET /o HTTP/1.1\r\nHost: a\r\nX-Multi: 1\r\nX-Forwarded-For: 203.0.113.9, 10.0.0.1\r\n"
+     "X-Multi: 2\r\nTrue-Client-IP: 203.0.113.9\r\nX-Forwarded-Proto: https\r\n"
+     "section-io-id: 0123abcd\r\nAccept: */*\r\nX-Multi: 3\r\n\r\n",
+     0,
+     "GET /o HTTP/1.1\r\nHost: a\r\nX-Multi: 1\r\nX-Forwarded-For: 203.0.113.9, 10.0.0.1\r\n"
+     "X-Multi: 2\r\nTrue-Client-IP: 203.0.113.9\r\nX-Forwarded-Proto: https\r\n"
+     "section-io-id: 0123abcd\r\nAccept: */*\r\nX-Multi: 3\r\n\r\n"},
+    {"TAB and obs-text in a value pass unchanged",
+     "GET / HTTP/1.1\r\nHost: a\r\nX-V: a\tb caf\xc3\xa9\r\n\r\n", 0,
+     "GET / HTTP/1.1\r\nHost: a\r\nX-V: a\tb caf\xc3\xa9\r\n\r\n"},
+    {"Content-Length framing is kept, at limits.max_body_bytes too",
+     "POST /u HTTP/1.1\r\nHost: a\r\nContent-Length: 1000\r\n\r\n", 0,
+     "POST /u HTTP/1.1\r\nHost: a\r\nContent-Length: 1000\r\n\r\n"},
+    {"an extension method with a body is framed like any request",
+     "BREW /pot HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\n", 0,
+     "BREW /pot HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\n"},
+    {"HTTP/1.0 with a Host keeps that one Host", "GET / HTTP/1.0\r\nHost: h\r\n\r\n", 0,
+     "GET / HTTP/1.1\r\nHost: h\r\n\r\n"},
+    {"Expect: 100-continue is forwarded",
+     "POST /u HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n", 0,
+     "POST /u HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n"},
 };
 
 /* ---- requests: refused (docs/http.md, "Rejected", "Limits") ---- */
@@ -100,6 +134,17 @@ static const struct req_case refused[] = {
      414, NULL},
     {"a Content-Length over limits.max_body_bytes",
      "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1001\r\n\r\n", 413, NULL},
+    {"an HTTP/0.9 request line (no version)", "GET /\r\nHost: a\r\n\r\n", 400, NULL},
+    {"HTTP/1.2", "GET / HTTP/1.2\r\nHost: a\r\n\r\n", 400, NULL},
+    {"HTTP/2.0", "GET / HTTP/2.0\r\nHost: a\r\n\r\n", 400, NULL},
+    {"a truncated version", "GET / HTTP/1.\r\nHost: a\r\n\r\n", 400, NULL},
+    {"a lower-case version", "GET / http/1.1\r\nHost: a\r\n\r\n", 400, NULL},
+    {"Host with a space", "GET / HTTP/1.1\r\nHost: exa mple.com\r\n\r\n", 400, NULL},
+    {"Host with a slash", "GET / HTTP/1.1\r\nHost: a.example/evil\r\n\r\n", 400, NULL},
+    {"absolute-form with an empty authority", "GET http:///x HTTP/1.1\r\nHost: a\r\n\r\n", 400,
+     NULL},
+    {"a relative target", "GET a/b HTTP/1.1\r\nHost: a\r\n\r\n", 400, NULL},
+    {"* for a method other than OPTIONS", "GET * HTTP/1.1\r\nHost: a\r\n\r\n", 400, NULL},
 };
 
 Test(http_forward, requests_forwarded)
@@ -156,6 +201,106 @@ Test(http_forward, request_properties)
     cr_assert_eq(parse(HTTP_REQUEST, "GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"), 0);
     cr_assert_gt(http_fwd_request(&msg, &pol, out, sizeof(out), &f), 0);
     cr_assert(!f.keep_alive);
+
+    cr_assert_eq(parse(HTTP_REQUEST, "GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"), 0);
+    cr_assert_gt(http_fwd_request(&msg, &pol, out, sizeof(out), &f), 0);
+    cr_assert(f.http10 && f.keep_alive, "HTTP/1.0 stays open when it asks for keep-alive");
+
+    cr_assert_eq(parse(HTTP_REQUEST, "GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\n"
+                                     "Upgrade: websocket\r\n\r\n"),
+                 0);
+    cr_assert_gt(http_fwd_request(&msg, &pol, out, sizeof(out), &f), 0);
+    cr_assert(f.upgrade, "an HTTP/1.1 upgrade may be granted (101)");
+
+    cr_assert_eq(parse(HTTP_REQUEST, "GET / HTTP/1.0\r\nConnection: Upgrade\r\n"
+                                     "Upgrade: websocket\r\n\r\n"),
+                 0);
+    cr_assert_gt(http_fwd_request(&msg, &pol, out, sizeof(out), &f), 0);
+    cr_assert(!f.upgrade, "HTTP/1.0 asks for no upgrade: a 101 to it is a 502");
+}
+
+/*
+ * Only these are sent again after a keep-alive race (docs/http.md, "Keep-alive
+ * and the upstream race"), and only without a body.
+ */
+Test(http_forward, retry_only_idempotent_without_body)
+{
+    static const struct {
+        const char *name;
+        const char *in;
+        int idempotent, has_body;
+    } cases[] = {
+        {"GET", "GET / HTTP/1.1\r\nHost: a\r\n\r\n", 1, 0},
+        {"HEAD", "HEAD / HTTP/1.1\r\nHost: a\r\n\r\n", 1, 0},
+        {"OPTIONS", "OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n", 1, 0},
+        {"PUT", "PUT / HTTP/1.1\r\nHost: a\r\n\r\n", 1, 0},
+        {"DELETE", "DELETE / HTTP/1.1\r\nHost: a\r\n\r\n", 1, 0},
+        {"TRACE", "TRACE / HTTP/1.1\r\nHost: a\r\n\r\n", 1, 0},
+        {"PUT with a body", "PUT / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\n\r\n", 1, 1},
+        {"GET with a chunked body",
+         "GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n", 1, 1},
+        {"GET with Content-Length: 0", "GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n", 1,
+         0},
+        {"POST", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n", 0, 0},
+        {"PATCH", "PATCH / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n", 0, 0},
+        {"an extension method", "BREW / HTTP/1.1\r\nHost: a\r\n\r\n", 0, 0},
+    };
+
+    EACH(c, cases)
+    {
+        struct http_fwd_req f;
+
+        cr_assert_eq(parse(HTTP_REQUEST, c->in), 0, "%s: does not parse", c->name);
+        cr_assert_gt(http_fwd_request(&msg, &pol, out, sizeof(out), &f), 0, "%s", c->name);
+        cr_assert_eq(f.idempotent, c->idempotent, "%s: idempotent %d", c->name, f.idempotent);
+        cr_assert_eq(f.has_body, c->has_body, "%s: has_body %d", c->name, f.has_body);
+    }
+}
+
+/* limits.max_uri_bytes is exact: a target of that many bytes passes, one more is 414. */
+Test(http_forward, max_uri_bytes_exact)
+{
+    char target[128], in[256];
+    struct http_fwd_req f;
+
+    for (size_t len = 1; len <= pol.max_uri_bytes + 2; len++) {
+        long n;
+
+        target[0] = '/';
+        memset(target + 1, 'a', len - 1);
+        target[len] = '\0';
+        snprintf(in, sizeof(in), "GET %s HTTP/1.1\r\nHost: a\r\n\r\n", target);
+        cr_assert_eq(parse(HTTP_REQUEST, in), 0);
+        n = http_fwd_request(&msg, &pol, out, sizeof(out), &f);
+        if (len <= pol.max_uri_bytes)
+            cr_assert_gt(n, 0, "a target of %zu bytes: %ld", len, n);
+        else
+            cr_assert_eq(n, -414, "a target of %zu bytes: %ld", len, n);
+    }
+}
+
+/*
+ * Every byte in a Host value (as e2e_hardening::host_value_bytes): reg-name
+ * bytes pass, everything else is 400 from the parser or the rules.
+ */
+Test(http_forward, host_value_bytes)
+{
+    static const char ok[] = "-._~!$&'()*+,;=%";
+
+    for (int b = 1; b < 256; b++) {
+        char in[64];
+        struct http_fwd_req f;
+        int alnum = (b >= '0' && b <= '9') || (b >= 'a' && b <= 'z') || (b >= 'A' && b <= 'Z');
+        int r;
+
+        if (b == '\r' || b == '\n')
+            continue; /* a line end, not a byte of the value */
+        snprintf(in, sizeof(in), "GET / HTTP/1.1\r\nHost: a%cb\r\n\r\n", b);
+        r = parse(HTTP_REQUEST, in);
+        if (r == 0)
+            r = http_fwd_request(&msg, &pol, out, sizeof(out), &f) > 0 ? 0 : -400;
+        cr_assert_eq(r, alnum || strchr(ok, b) ? 0 : -400, "Host byte 0x%02x: %d", b, r);
+    }
 }
 
 /* A rewritten head that does not fit the room for it is 431. */
@@ -207,6 +352,14 @@ static const struct resp_case responses[] = {
      "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
      {.final = 1, .keep_alive = 1},
      "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n"},
+    {"repeated fields keep their order and are never merged",
+     "HTTP/1.1 200 OK\r\nSet-Cookie: a=1; Path=/\r\nX-Order-1: a\r\nSet-Cookie: b=2; HttpOnly\r\n"
+     "X-Order-2: b\r\nCache-Control: no-store\r\nCache-Control: private\r\nContent-Length: 2\r\n"
+     "\r\n",
+     {.final = 1, .keep_alive = 1},
+     "HTTP/1.1 200 OK\r\nSet-Cookie: a=1; Path=/\r\nX-Order-1: a\r\nSet-Cookie: b=2; HttpOnly\r\n"
+     "X-Order-2: b\r\nCache-Control: no-store\r\nCache-Control: private\r\nContent-Length: 2\r\n"
+     "\r\n"},
     {"an HTTP/1.0 origin's head goes out as HTTP/1.1",
      "HTTP/1.0 404 Not Found\r\nContent-Length: 0\r\n\r\n",
      {.final = 1, .keep_alive = 1},
