@@ -526,6 +526,28 @@ static int end_want_rx(struct http_worker *w, const struct http_end *e)
     return 1;
 }
 
+/*
+ * A multishot receive keeps taking buffers for as long as the socket has
+ * bytes, within one entry into the kernel: before its completions are seen
+ * and the reading paused (HIGH_WATER), a fast origin whose client does not
+ * read could fill the whole published window, and dozens of such streams
+ * made the worker copy megabytes out of the ring (pressure_sweep) while
+ * everyone else waited. So a socket that streams bodies takes one buffer per
+ * receive: every upstream, and a client sending a body or tunnelling. An
+ * idle or head-reading client keeps its multishot receive (no submission per
+ * request).
+ */
+static int rx_one_buffer(const struct http_end *e)
+{
+    if (e->side == SIDE_UP)
+        return 1;
+    if (e->side == SIDE_CLIENT) {
+        uint8_t st = ((const struct http_conn *)e)->state;
+        return st == HST_BODY || st == HST_TUNNEL;
+    }
+    return 0;
+}
+
 static void end_rx_update(struct http_worker *w, struct http_end *e)
 {
     int want = end_want_rx(w, e);
@@ -533,7 +555,10 @@ static void end_rx_update(struct http_worker *w, struct http_end *e)
 
     if (want && e->rx == RX_OFF && !e->starved) {
         sqe = core_sqe(w->t);
-        io_uring_prep_recv_multishot(sqe, e->fd, NULL, 0, 0);
+        if (rx_one_buffer(e))
+            io_uring_prep_recv(sqe, e->fd, NULL, 0, 0);
+        else
+            io_uring_prep_recv_multishot(sqe, e->fd, NULL, 0, 0);
         sqe->flags |= IOSQE_BUFFER_SELECT;
         sqe->buf_group = w->t->bufs.bgid;
         io_uring_sqe_set_data(sqe, &e->op_recv);

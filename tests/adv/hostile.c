@@ -692,61 +692,16 @@ static int read_request(struct hconn *hc, struct hreq *q)
     return 0;
 }
 
-/* A growing output buffer. */
-struct ob {
-    char *p;
-    size_t len, cap;
-};
-
-static void ob_add(struct ob *o, const void *s, size_t n)
+/* Body bytes of tag (adv_body) at the end of o. */
+static void ob_body(struct adv_buf *o, const char *tag, size_t n)
 {
-    if (o->len + n > o->cap) {
-        size_t cap = o->cap ? o->cap : 4096;
-        char *p;
-        while (cap < o->len + n)
-            cap *= 2;
-        p = realloc(o->p, cap);
-        if (!p)
-            abort();
-        o->p = p;
-        o->cap = cap;
-    }
-    memcpy(o->p + o->len, s, n);
-    o->len += n;
-}
-
-__attribute__((format(printf, 2, 3))) static void ob_fmt(struct ob *o, const char *fmt, ...)
-{
-    char tmp[1024];
-    va_list ap;
-    int n;
-
-    va_start(ap, fmt);
-    n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
-    va_end(ap);
-    if (n > 0)
-        ob_add(o, tmp, (size_t)n < sizeof(tmp) ? (size_t)n : sizeof(tmp) - 1);
-}
-
-static void ob_body(struct ob *o, const char *tag, size_t n)
-{
-    if (o->len + n > o->cap) {
-        size_t cap = o->cap ? o->cap : 4096;
-        char *p;
-        while (cap < o->len + n)
-            cap *= 2;
-        p = realloc(o->p, cap);
-        if (!p)
-            abort();
-        o->p = p;
-        o->cap = cap;
-    }
-    adv_body(tag, n, o->p + o->len);
+    adv_body(tag, n, adv_buf_room(o, n));
     o->len += n;
 }
 
 /* The body of n bytes as chunks; zeros: leading zeros on the sizes; ext: extensions. */
-static void ob_chunks(struct hconn *hc, struct ob *o, const char *tag, size_t n, int zeros, int ext)
+static void ob_chunks(struct hconn *hc, struct adv_buf *o, const char *tag, size_t n, int zeros,
+                      int ext)
 {
     char *body = malloc(n + 1);
     size_t off = 0;
@@ -759,24 +714,24 @@ static void ob_chunks(struct hconn *hc, struct ob *o, const char *tag, size_t n,
         if (k > n - off)
             k = n - off;
         if (zeros)
-            ob_fmt(o, "%0*zx", (int)adv_rnd_in(&hc->rng, 16, 24), k);
+            adv_buf_fmt(o, "%0*zx", (int)adv_rnd_in(&hc->rng, 16, 24), k);
         else
-            ob_fmt(o, "%zx", k);
+            adv_buf_fmt(o, "%zx", k);
         if (ext)
-            ob_fmt(o, ";ext=%u", adv_rnd_in(&hc->rng, 0, 99));
-        ob_add(o, "\r\n", 2);
-        ob_add(o, body + off, k);
-        ob_add(o, "\r\n", 2);
+            adv_buf_fmt(o, ";ext=%u", adv_rnd_in(&hc->rng, 0, 99));
+        adv_buf_add(o, "\r\n", 2);
+        adv_buf_add(o, body + off, k);
+        adv_buf_add(o, "\r\n", 2);
         off += k;
     }
     free(body);
     if (zeros)
-        ob_fmt(o, "%0*d\r\n", (int)adv_rnd_in(&hc->rng, 16, 24), 0);
+        adv_buf_fmt(o, "%0*d\r\n", (int)adv_rnd_in(&hc->rng, 16, 24), 0);
     else
-        ob_add(o, "0\r\n", 3);
+        adv_buf_add(o, "0\r\n", 3);
     if (ext)
-        ob_fmt(o, "X-Trailer: [%s]\r\n", tag);
-    ob_add(o, "\r\n", 2);
+        adv_buf_fmt(o, "X-Trailer: [%s]\r\n", tag);
+    adv_buf_add(o, "\r\n", 2);
 }
 
 /* Wait up to ms for the proxy to send something (or close): 1 if it did. */
@@ -817,22 +772,22 @@ static void stray_sent(struct hconn *hc, const struct hreq *q, long late_us)
 /* Answer q as its mode says. Returns 1 when the connection must be closed now. */
 static int respond(struct hconn *hc, struct hreq *q)
 {
-    struct ob o = {0};
+    struct adv_buf o = {0};
     int close_after = 0, rc = 0;
     const char *tag = q->tag;
     long t0;
 
     switch (q->mode) {
     case AM_OK:
-        ob_fmt(&o,
-               "HTTP/1.1 200 OK\r\nX-Tag: %s\r\nContent-Type: text/plain\r\n"
-               "Content-Length: %zu\r\n\r\n",
-               tag, q->n);
+        adv_buf_fmt(&o,
+                    "HTTP/1.1 200 OK\r\nX-Tag: %s\r\nContent-Type: text/plain\r\n"
+                    "Content-Length: %zu\r\n\r\n",
+                    tag, q->n);
         if (!q->head_req)
             ob_body(&o, tag, q->n);
         if (q->v == 1) {
             /* bytes beyond the Content-Length, in the very same write */
-            ob_add(&o, ADV_POISON_RESPONSE, strlen(ADV_POISON_RESPONSE));
+            adv_buf_add(&o, ADV_POISON_RESPONSE, strlen(ADV_POISON_RESPONSE));
             rc = wr(hc->fd, o.p, o.len);
             stray_sent(hc, q, 0);
         } else {
@@ -859,30 +814,32 @@ static int respond(struct hconn *hc, struct hreq *q)
         }
         break;
     case AM_CHUNKED:
-        ob_fmt(&o,
-               "HTTP/1.1 200 OK\r\nX-Tag: %s\r\nContent-Type: text/plain\r\n"
-               "Transfer-Encoding: chunked\r\n\r\n",
-               tag);
+        adv_buf_fmt(&o,
+                    "HTTP/1.1 200 OK\r\nX-Tag: %s\r\nContent-Type: text/plain\r\n"
+                    "Transfer-Encoding: chunked\r\n\r\n",
+                    tag);
         ob_chunks(hc, &o, tag, q->n, q->v == 1, q->v == 2);
         rc = wr_split(hc, o.p, o.len);
         break;
     case AM_HEAD204:
         switch (q->v) {
         case 0:
-            ob_fmt(&o, "HTTP/1.1 204 No Content\r\nX-Tag: %s\r\n\r\n", tag);
+            adv_buf_fmt(&o, "HTTP/1.1 204 No Content\r\nX-Tag: %s\r\n\r\n", tag);
             break;
         case 1:
-            ob_fmt(&o, "HTTP/1.1 204 No Content\r\nX-Tag: %s\r\nContent-Length: 8\r\n\r\n%s", tag,
-                   ADV_POISON);
+            adv_buf_fmt(&o, "HTTP/1.1 204 No Content\r\nX-Tag: %s\r\nContent-Length: 8\r\n\r\n%s",
+                        tag, ADV_POISON);
             break;
         case 2: /* a HEAD request */
-            ob_fmt(&o, "HTTP/1.1 200 OK\r\nX-Tag: %s\r\nContent-Length: %zu\r\n\r\n", tag, q->n);
+            adv_buf_fmt(&o, "HTTP/1.1 200 OK\r\nX-Tag: %s\r\nContent-Length: %zu\r\n\r\n", tag,
+                        q->n);
             break;
         case 3:
-            ob_fmt(&o, "HTTP/1.1 304 Not Modified\r\nX-Tag: %s\r\nETag: \"x\"\r\n\r\n", tag);
+            adv_buf_fmt(&o, "HTTP/1.1 304 Not Modified\r\nX-Tag: %s\r\nETag: \"x\"\r\n\r\n", tag);
             break;
         default:
-            ob_fmt(&o, "HTTP/1.1 204 No Content\r\nX-Tag: %s\r\n\r\n%s", tag, ADV_POISON_RESPONSE);
+            adv_buf_fmt(&o, "HTTP/1.1 204 No Content\r\nX-Tag: %s\r\n\r\n%s", tag,
+                        ADV_POISON_RESPONSE);
             break;
         }
         t0 = now_us(); /* before the proxy can have the answer: never less than its own wait */
@@ -911,8 +868,8 @@ static int respond(struct hconn *hc, struct hreq *q)
         }
         break;
     case AM_EARLY:
-        ob_fmt(&o, "HTTP/1.1 401 Unauthorized\r\nX-Tag: %s\r\nContent-Length: %zu\r\n%s\r\n", tag,
-               q->n, q->v == 1 ? "Connection: keep-alive\r\n" : "");
+        adv_buf_fmt(&o, "HTTP/1.1 401 Unauthorized\r\nX-Tag: %s\r\nContent-Length: %zu\r\n%s\r\n",
+                    tag, q->n, q->v == 1 ? "Connection: keep-alive\r\n" : "");
         ob_body(&o, tag, q->n);
         (void)wr(hc->fd, o.p, o.len);
         msleep((int)adv_rnd_in(&hc->rng, 50, 150));
@@ -921,13 +878,15 @@ static int respond(struct hconn *hc, struct hreq *q)
     case AM_MIDCLOSE: {
         size_t k = q->n / 3;
         if (q->v == 2) {
-            ob_fmt(&o, "HTTP/1.1 200 OK\r\nX-Tag: %s\r\nTransfer-Encoding: chunked\r\n\r\n", tag);
-            ob_fmt(&o, "%zx\r\n", k);
+            adv_buf_fmt(&o, "HTTP/1.1 200 OK\r\nX-Tag: %s\r\nTransfer-Encoding: chunked\r\n\r\n",
+                        tag);
+            adv_buf_fmt(&o, "%zx\r\n", k);
             ob_body(&o, tag, k);
-            ob_fmt(&o, "\r\n%zx\r\n", q->n - k);
+            adv_buf_fmt(&o, "\r\n%zx\r\n", q->n - k);
             (void)wr(hc->fd, o.p, o.len);
         } else {
-            ob_fmt(&o, "HTTP/1.1 200 OK\r\nX-Tag: %s\r\nContent-Length: %zu\r\n\r\n", tag, q->n);
+            adv_buf_fmt(&o, "HTTP/1.1 200 OK\r\nX-Tag: %s\r\nContent-Length: %zu\r\n\r\n", tag,
+                        q->n);
             if (q->v == 1) {
                 (void)wr(hc->fd, o.p, o.len);
                 msleep((int)adv_rnd_in(&hc->rng, 5, 20));
@@ -941,17 +900,18 @@ static int respond(struct hconn *hc, struct hreq *q)
     }
     case AM_BIGHEAD: {
         char *fill_line = malloc(5001);
-        ob_fmt(&o, "HTTP/1.1 200 OK\r\nX-Tag: %s\r\nContent-Length: %d\r\n", tag, ADV_BIGHEAD_BODY);
+        adv_buf_fmt(&o, "HTTP/1.1 200 OK\r\nX-Tag: %s\r\nContent-Length: %d\r\n", tag,
+                    ADV_BIGHEAD_BODY);
         if (!fill_line)
             abort();
         for (int i = 0; i < 6; i++) {
             adv_body(tag, 5000, fill_line);
-            ob_fmt(&o, "X-Big-%d: ", i);
-            ob_add(&o, fill_line, 5000);
-            ob_add(&o, "\r\n", 2);
+            adv_buf_fmt(&o, "X-Big-%d: ", i);
+            adv_buf_add(&o, fill_line, 5000);
+            adv_buf_add(&o, "\r\n", 2);
         }
         free(fill_line);
-        ob_add(&o, "\r\n", 2);
+        adv_buf_add(&o, "\r\n", 2);
         if (q->v == 1) {
             (void)wr(hc->fd, o.p, o.len);
             msleep((int)adv_rnd_in(&hc->rng, 5, 15));
@@ -966,34 +926,34 @@ static int respond(struct hconn *hc, struct hreq *q)
         /* a HEAD request gets no body: the proxy's 502 for it must have none either */
         switch (q->v) {
         case 0:
-            ob_fmt(&o,
-                   "HTTP/1.1 200 OK\r\nX-Tag: %s\r\nConnection: Content-Length\r\n"
-                   "Content-Length: %zu\r\n\r\n",
-                   tag, q->n);
+            adv_buf_fmt(&o,
+                        "HTTP/1.1 200 OK\r\nX-Tag: %s\r\nConnection: Content-Length\r\n"
+                        "Content-Length: %zu\r\n\r\n",
+                        tag, q->n);
             if (!q->head_req)
                 ob_body(&o, tag, q->n);
             break;
         case 1:
-            ob_fmt(&o,
-                   "HTTP/1.1 200 OK\r\nX-Tag: %s\r\nConnection: transfer-encoding\r\n"
-                   "Transfer-Encoding: chunked\r\n\r\n",
-                   tag);
+            adv_buf_fmt(&o,
+                        "HTTP/1.1 200 OK\r\nX-Tag: %s\r\nConnection: transfer-encoding\r\n"
+                        "Transfer-Encoding: chunked\r\n\r\n",
+                        tag);
             if (!q->head_req)
                 ob_chunks(hc, &o, tag, q->n, 0, 0);
             break;
         case 2:
-            ob_fmt(&o,
-                   "HTTP/1.1 200 OK\r\nX-Tag: %s\r\nConnection: keep-alive, Content-Length\r\n"
-                   "Content-Length: %zu\r\n\r\n",
-                   tag, q->n);
+            adv_buf_fmt(&o,
+                        "HTTP/1.1 200 OK\r\nX-Tag: %s\r\nConnection: keep-alive, Content-Length\r\n"
+                        "Content-Length: %zu\r\n\r\n",
+                        tag, q->n);
             if (!q->head_req)
                 ob_body(&o, tag, q->n);
             break;
         default:
-            ob_fmt(&o,
-                   "HTTP/1.1 200 OK\r\nX-Tag: %s\r\nConnection: keep-alive, Host\r\n"
-                   "Host: origin\r\nContent-Length: %zu\r\n\r\n",
-                   tag, q->n);
+            adv_buf_fmt(&o,
+                        "HTTP/1.1 200 OK\r\nX-Tag: %s\r\nConnection: keep-alive, Host\r\n"
+                        "Host: origin\r\nContent-Length: %zu\r\n\r\n",
+                        tag, q->n);
             if (!q->head_req)
                 ob_body(&o, tag, q->n);
             break;
@@ -1001,15 +961,16 @@ static int respond(struct hconn *hc, struct hreq *q)
         rc = wr(hc->fd, o.p, o.len);
         break;
     case AM_BADCHUNK:
-        ob_fmt(&o, "HTTP/1.1 200 OK\r\nX-Tag: %s\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n", tag);
+        adv_buf_fmt(&o, "HTTP/1.1 200 OK\r\nX-Tag: %s\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n",
+                    tag);
         ob_body(&o, tag, 5);
-        ob_add(&o, "\r\n", 2);
+        adv_buf_add(&o, "\r\n", 2);
         if (q->v == 1) {
             (void)wr(hc->fd, o.p, o.len);
             msleep((int)adv_rnd_in(&hc->rng, 20, 40));
             o.len = 0;
         }
-        ob_add(&o, "zz\r\n", 4);
+        adv_buf_add(&o, "zz\r\n", 4);
         (void)wr(hc->fd, o.p, o.len);
         /* left open: only the proxy's own reading of the framing can end this */
         await_close(hc);
@@ -1021,15 +982,15 @@ static int respond(struct hconn *hc, struct hreq *q)
         break;
     case AM_INTERIM:
         if (q->v == 0) {
-            ob_add(&o, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+            adv_buf_add(&o, "HTTP/1.1 100 Continue\r\n\r\n", 25);
         } else {
             if (q->v == 2) {
                 (void)wr(hc->fd, "HTTP/1.1 100 Continue\r\n\r\n", 25);
                 msleep(5);
             }
-            ob_fmt(&o,
-                   "HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\nX-Tag: %s\r\n\r\n",
-                   tag);
+            adv_buf_fmt(
+                &o, "HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\nX-Tag: %s\r\n\r\n",
+                tag);
             if (q->v == 2) {
                 (void)wr(hc->fd, o.p, o.len);
                 msleep(5);
@@ -1037,10 +998,12 @@ static int respond(struct hconn *hc, struct hreq *q)
             }
         }
         if (q->v == 1) {
-            ob_fmt(&o, "HTTP/1.1 200 OK\r\nX-Tag: %s\r\nTransfer-Encoding: chunked\r\n\r\n", tag);
+            adv_buf_fmt(&o, "HTTP/1.1 200 OK\r\nX-Tag: %s\r\nTransfer-Encoding: chunked\r\n\r\n",
+                        tag);
             ob_chunks(hc, &o, tag, q->n, 0, 0);
         } else {
-            ob_fmt(&o, "HTTP/1.1 200 OK\r\nX-Tag: %s\r\nContent-Length: %zu\r\n\r\n", tag, q->n);
+            adv_buf_fmt(&o, "HTTP/1.1 200 OK\r\nX-Tag: %s\r\nContent-Length: %zu\r\n\r\n", tag,
+                        q->n);
             ob_body(&o, tag, q->n);
         }
         rc = wr_split(hc, o.p, o.len);
@@ -1084,7 +1047,7 @@ static void *accept_main(void *arg)
         struct hconn *hc;
         pthread_attr_t attr;
         pthread_t t;
-        int fd = accept4(h->lfd, NULL, NULL, SOCK_CLOEXEC), slot = -1, one = 1;
+        int fd = accept4(h->lfd, NULL, NULL, SOCK_CLOEXEC), slot = -1, one = 1, sndbuf = 256 * 1024;
 
         if (fd < 0) {
             if (errno == EINTR || errno == ECONNABORTED)
@@ -1097,6 +1060,13 @@ static void *accept_main(void *arg)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
         setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        /*
+         * A fixed send buffer: where tcp_wmem lets it grow to megabytes, the
+         * leak family's 48 stalled 8 MB responses were copied into the
+         * kernel at once, and that copying, in this process, took the CPUs
+         * the clients and the proxy share.
+         */
+        setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
         pthread_mutex_lock(&h->mu);
         for (int i = 0; i < MAX_CONNS && slot < 0; i++)
             if (h->fds[i] < 0)
