@@ -931,6 +931,8 @@ Test(http_msg, body_invalid_chunk_size)
         "10000000000000000\r\n",            /* 2^64 */
         "0001000000000000000\r\n",          /* 2^60 behind leading zeros */
         "\r\nhello\r\n",                    /* no digit at all */
+        "\r\n\r\n",                         /* no digit, then what would end a last chunk */
+        ";a\r\n\r\n",                       /* no digit before an extension */
         "5\r\nhelloXX\r\n0\r\n\r\n",        /* data longer than the size */
         " 5\r\nhello\r\n0\r\n\r\n",         /* space before the size */
         "5 \r\nhello\r\n0\r\n\r\n",         /* space after the size */
