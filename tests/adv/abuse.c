@@ -178,38 +178,6 @@ static uint64_t rng_for(unsigned id)
     return r ? r : 1;
 }
 
-static int count_str(const char *s, const char *needle)
-{
-    int n = 0;
-
-    for (const char *p = strstr(s, needle); p; p = strstr(p + 1, needle))
-        n++;
-    return n;
-}
-
-/* Occurrences of needle in the proxy's stderr so far. */
-static int err_count(const struct proxy *px, const char *needle)
-{
-    char *err = h_slurp(px->err_path);
-    int n = count_str(err, needle);
-
-    free(err);
-    return n;
-}
-
-/* Wait (bounded) until the proxy's stderr says needle; 1 when it did. */
-static int err_wait(const struct proxy *px, const char *needle, int ms)
-{
-    long end = h_now_ms() + ms;
-
-    while (!err_count(px, needle)) {
-        if (h_now_ms() > end)
-            return 0;
-        h_msleep(10);
-    }
-    return 1;
-}
-
 /* SIGTERM: the proxy exits 0 and its stderr has no sanitizer report. */
 static void proxy_finish(struct proxy *px)
 {
@@ -230,12 +198,12 @@ static int settled_fds(pid_t pid)
     int base;
 
     h_msleep(200);
-    base = adv_fd_count(pid);
+    base = h_fd_count(pid);
     for (int i = 0; i < 3; i++) {
         int n;
 
         h_msleep(50);
-        n = adv_fd_count(pid);
+        n = h_fd_count(pid);
         if (n >= 0 && n < base)
             base = n;
     }
@@ -915,7 +883,7 @@ Test(adv_abuse, fd_exhaustion_pauses_accepting, .timeout = 90)
     adm_m = h_connect(px.admin_port);
     cr_assert(adm_h >= 0 && adm_m >= 0);
     for (long end = h_now_ms() + 3000; h_now_ms() < end; h_msleep(10))
-        if ((fds = adv_fd_count(px.pid)) >= base + 2 * nka + 2)
+        if ((fds = h_fd_count(px.pid)) >= base + 2 * nka + 2)
             break;
     cr_assert_geq(fds, base + 2 * nka + 2,
                   "%d descriptors, want %d after start-up + %d clients, %d upstreams, 2 admin", fds,
@@ -924,11 +892,11 @@ Test(adv_abuse, fd_exhaustion_pauses_accepting, .timeout = 90)
     /* more connections than descriptors left: the rest wait in the backlog */
     for (int i = 0; i < FILL; i++)
         fill[i] = h_connect(px.port);
-    if (!err_wait(&px, EMFILE_SAID, 5000))
+    if (!h_wait_in(px.err_path, EMFILE_SAID, 5000))
         fail("the proxy never said \"%s\" with %d connections over a limit of %d", EMFILE_SAID,
              FILL, NOFILE_LIMIT);
     say("abuse[fd_exhaustion_pauses_accepting]: %d descriptors at start-up, %d now (limit %d)\n",
-        base, adv_fd_count(px.pid), NOFILE_LIMIT);
+        base, h_fd_count(px.pid), NOFILE_LIMIT);
 
     phase_end = h_now_ms() + 2300;
     for (int i = 0; i < nka; i++) {
@@ -948,7 +916,7 @@ Test(adv_abuse, fd_exhaustion_pauses_accepting, .timeout = 90)
     t1 = h_now_ms();
     share = (c1 - c0) / ((double)(t1 - t0) / 1e3);
     /* counted now: an admin connection closes after its answer, and frees a descriptor */
-    said = err_count(&px, EMFILE_SAID);
+    said = h_count_in(px.err_path, EMFILE_SAID);
     hz = admin_on(adm_h, "/healthz", NULL, NULL);
     (void)admin_on(adm_m, "/metrics", &pauses, "ringproxy_accept_pauses_total");
     for (int i = 0; i < nka; i++)
@@ -1024,7 +992,7 @@ Test(adv_abuse, fd_exhaustion_pauses_accepting, .timeout = 90)
     }
     if (hz != 200)
         fail("/healthz answers %d after accepting resumed, not 200", hz);
-    if (!err_count(&px, "accept: accepting again"))
+    if (!h_count_in(px.err_path, "accept: accepting again"))
         fail("the proxy never said \"accept: accepting again\"");
     proxy_finish(&px);
     origin_stop(o);
@@ -1035,23 +1003,11 @@ Test(adv_abuse, fd_exhaustion_pauses_accepting, .timeout = 90)
 /* The lowest descriptor number pid does not use: with the limit there, no socket can be made. */
 static int lowest_free_fd(pid_t pid)
 {
-    char path[64];
     unsigned char used[4096] = {0};
-    struct dirent *d;
-    DIR *dir;
     int i = 0;
 
-    snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
-    dir = opendir(path);
-    if (!dir)
+    if (h_fds(pid, used, sizeof(used)) < 0)
         return -1;
-    while ((d = readdir(dir))) {
-        int n = atoi(d->d_name);
-
-        if (d->d_name[0] != '.' && n >= 0 && n < (int)sizeof(used))
-            used[n] = 1;
-    }
-    closedir(dir);
     while (i < (int)sizeof(used) && used[i])
         i++;
     return i;
@@ -1134,7 +1090,7 @@ Test(adv_abuse, fd_exhaustion_upstream_is_502, .timeout = 90)
     }
     /* every client's descriptor taken, then not one more */
     for (long end = h_now_ms() + 5000; h_now_ms() < end; h_msleep(10))
-        if ((fds = adv_fd_count(px.pid)) >= base + n)
+        if ((fds = h_fd_count(px.pid)) >= base + n)
             break;
     cr_assert_geq(fds, base + n, "%d descriptors, want %d + %d clients", fds, base, n);
     cr_assert_eq(prlimit(px.pid, RLIMIT_NOFILE, NULL, &saved), 0);
@@ -1167,7 +1123,7 @@ Test(adv_abuse, fd_exhaustion_upstream_is_502, .timeout = 90)
         fail("ringproxy_upstream_failures_total{reason=\"no_socket\"} is %ld, clients got %d "
              "502s",
              no_socket, n502);
-    if (!err_count(&px, "upstream connection: Too many open files"))
+    if (!h_count_in(px.err_path, "upstream connection: Too many open files"))
         fail("the proxy never said \"upstream connection: Too many open files\"");
 
     /* every request logged once; each 502 as a failed upstream connection */
@@ -1286,7 +1242,7 @@ Test(adv_abuse, dns_storm_resolves_once_a_second, .fini = netns_down, .timeout =
     dns_set_answer(NS.dns, dead, 1, 1);
     netns_proxy_start(
         "{\"shutdown_grace_ms\": 1000, \"upstream\": {\"resolve_interval_ms\": 60000}}");
-    if (!err_wait(&NS.px, "resolve next-hop: 127.0.0.9:80", 3000))
+    if (!h_wait_in(NS.px.err_path, "resolve next-hop: 127.0.0.9:80", 3000))
         fail("next-hop was not resolved at start-up");
     q0 = dns_queries(NS.dns);
     t0 = h_now_ms();

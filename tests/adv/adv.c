@@ -621,12 +621,11 @@ static int rp_feed(struct rp *p, const char *b, size_t len, int eof, int no_body
 
 struct cn {
     int fd;
-    char *in;
-    size_t len, cap; /* received, not consumed */
+    struct adv_buf in; /* received, not consumed */
     struct rp p;
-    char *out;
-    size_t olen, ooff, ocap;
-    char *rest; /* the rest of an early request's body, sent after its answer (or not) */
+    struct adv_buf out; /* to send */
+    size_t ooff;        /* of it sent */
+    char *rest;         /* the rest of an early request's body, sent after its answer (or not) */
     size_t restlen;
     int eof, reset, wdead, half_wanted, half, closing, ended_by_prev;
     int slow, rchunk, rcvbuf;
@@ -643,36 +642,6 @@ struct cn {
     struct rq rq[MAX_PIPE];
     int nrq, next;
 };
-
-static void out_add(struct cn *k, const void *s, size_t n)
-{
-    if (k->olen + n > k->ocap) {
-        size_t cap = k->ocap ? k->ocap : 8192;
-        char *p;
-        while (cap < k->olen + n)
-            cap *= 2;
-        p = realloc(k->out, cap);
-        if (!p)
-            abort();
-        k->out = p;
-        k->ocap = cap;
-    }
-    memcpy(k->out + k->olen, s, n);
-    k->olen += n;
-}
-
-__attribute__((format(printf, 2, 3))) static void out_fmt(struct cn *k, const char *fmt, ...)
-{
-    char tmp[2048];
-    va_list ap;
-    int n;
-
-    va_start(ap, fmt);
-    n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
-    va_end(ap);
-    if (n > 0)
-        out_add(k, tmp, (size_t)n < sizeof(tmp) ? (size_t)n : sizeof(tmp) - 1);
-}
 
 static int cn_open(struct cl *c, struct cn *k)
 {
@@ -714,8 +683,8 @@ static void cn_close(struct cn *k, int reset)
 
 static void cn_write(struct cn *k, long now)
 {
-    while (!k->wdead && k->ooff < k->olen) {
-        ssize_t w = send(k->fd, k->out + k->ooff, k->olen - k->ooff, MSG_NOSIGNAL);
+    while (!k->wdead && k->ooff < k->out.len) {
+        ssize_t w = send(k->fd, k->out.p + k->ooff, k->out.len - k->ooff, MSG_NOSIGNAL);
         if (w < 0 && errno == EINTR)
             continue;
         if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
@@ -729,7 +698,7 @@ static void cn_write(struct cn *k, long now)
     for (int i = 0; i < k->nrq; i++)
         if (!k->rq[i].t_sent && k->ooff >= k->rq[i].end)
             k->rq[i].t_sent = now;
-    if (k->half_wanted && !k->half && k->ooff == k->olen) {
+    if (k->half_wanted && !k->half && k->ooff == k->out.len) {
         (void)shutdown(k->fd, SHUT_WR);
         k->half = 1;
     }
@@ -741,19 +710,8 @@ static size_t cn_read(struct cn *k)
     size_t want = k->slow ? (size_t)k->rchunk : 65536;
     ssize_t r;
 
-    if (k->cap - k->len < want + 1) {
-        size_t cap = k->cap ? k->cap : 65536;
-        char *p;
-        while (cap - k->len < want + 1)
-            cap *= 2;
-        p = realloc(k->in, cap);
-        if (!p)
-            abort();
-        k->in = p;
-        k->cap = cap;
-    }
     do
-        r = recv(k->fd, k->in + k->len, want, 0);
+        r = recv(k->fd, adv_buf_room(&k->in, want + 1), want, 0);
     while (r < 0 && errno == EINTR);
     if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
         return 0;
@@ -762,17 +720,17 @@ static size_t cn_read(struct cn *k)
         k->reset = r < 0;
         return 0;
     }
-    k->len += (size_t)r;
-    k->in[k->len] = '\0'; /* for messages */
+    k->in.len += (size_t)r;
+    k->in.p[k->in.len] = '\0'; /* for messages */
     k->rx_batch += (size_t)r;
     return (size_t)r;
 }
 
 static void cn_consume(struct cn *k, size_t n)
 {
-    memmove(k->in, k->in + n, k->len - n);
-    k->len -= n;
-    k->in[k->len] = '\0';
+    memmove(k->in.p, k->in.p + n, k->in.len - n);
+    k->in.len -= n;
+    k->in.p[k->in.len] = '\0';
 }
 
 /* ---- judging ----------------------------------------------------------- */
@@ -929,9 +887,9 @@ static void judge_partial(struct cl *c, struct cn *k, struct rq *q, long now)
     struct rp *p = &k->p;
     int ok = 0;
 
-    scan(c, q, k->in, k->len);
-    if (p->st == RP_HEAD && (q->mode == AM_MIDCLOSE || q->mode == AM_BIGHEAD) && k->len >= 16 &&
-        !memcmp(k->in, "HTTP/1.1 200 OK\r\n", 17 < k->len ? 17 : 16)) {
+    scan(c, q, k->in.p, k->in.len);
+    if (p->st == RP_HEAD && (q->mode == AM_MIDCLOSE || q->mode == AM_BIGHEAD) && k->in.len >= 16 &&
+        !memcmp(k->in.p, "HTTP/1.1 200 OK\r\n", 17 < k->in.len ? 17 : 16)) {
         /*
          * Its own partial answer, cut inside the head: the proxy closed
          * while a client's pipelined bytes were unread, and the reset
@@ -943,7 +901,7 @@ static void judge_partial(struct cl *c, struct cn *k, struct rq *q, long now)
     if (p->st == RP_HEAD) {
         cl_fail(c, q->tag, (int)q->mode, 2,
                 "%s (%s): %s inside the answer's head (%zu bytes: \"%.40s\")", q->tag, mode_of(q),
-                k->reset ? "reset" : "EOF", k->len, k->in);
+                k->reset ? "reset" : "EOF", k->in.len, k->in.p);
     } else if (q->mode == AM_MIDCLOSE || q->mode == AM_BIGHEAD || q->mode == AM_BADCHUNK) {
         if (p->status != 200)
             cl_fail(c, q->tag, (int)q->mode, 2, "%s (%s): partial \"%s\"", q->tag, mode_of(q),
@@ -1034,18 +992,18 @@ static void progress(struct cl *c, struct cn *k, long now)
              * follow. The next answer starts with "HTTP/"; anything else is
              * that body, sent anyway (by the proxy: the origin never does).
              */
-            if (!k->len)
+            if (!k->in.len)
                 return;
-            if (k->in[0] != 'H') {
-                size_t n = (size_t)k->head_cl < k->len ? (size_t)k->head_cl : k->len;
+            if (k->in.p[0] != 'H') {
+                size_t n = (size_t)k->head_cl < k->in.len ? (size_t)k->head_cl : k->in.len;
                 if (n < (size_t)k->head_cl && !k->eof)
                     return;
                 char shown[24];
 
                 for (size_t i = 0; i < sizeof(shown) - 1; i++)
-                    shown[i] = i >= n ? '\0' : (unsigned char)k->in[i] < 0x20 ? '.' : k->in[i];
+                    shown[i] = i >= n ? '\0' : (unsigned char)k->in.p[i] < 0x20 ? '.' : k->in.p[i];
                 shown[sizeof(shown) - 1] = '\0';
-                scan(c, &k->head_rq, k->in, n);
+                scan(c, &k->head_rq, k->in.p, n);
                 cl_fail(c, k->head_rq.tag, (int)k->head_rq.mode, 1,
                         "%s (%s): %zu body bytes (\"%s\") came after its answer \"%s\" to HEAD",
                         k->head_rq.tag, mode_of(&k->head_rq), n, shown, k->head_line);
@@ -1054,12 +1012,12 @@ static void progress(struct cl *c, struct cn *k, long now)
             k->head_cl = 0;
             continue;
         }
-        r = rp_feed(&k->p, k->in, k->len, k->eof, q->head, err, sizeof(err));
+        r = rp_feed(&k->p, k->in.p, k->in.len, k->eof, q->head, err, sizeof(err));
         if (r == 0)
             return;
         set_start(k, q, now);
         if (r < 0) {
-            scan(c, q, k->in, k->len);
+            scan(c, q, k->in.p, k->in.len);
             cl_fail(c, q->tag, (int)q->mode, 1, "%s (%s): malformed answer: %s (before it: %s)",
                     q->tag, mode_of(q), err, k->prev[0] ? k->prev : "nothing on this connection");
             cl_result(c, q, OC_FAILED, 0);
@@ -1071,17 +1029,17 @@ static void progress(struct cl *c, struct cn *k, long now)
         if (k->p.interim) {
             if (q->mode == AM_INTERIM && k->p.has_xtag)
                 (void)xtag_ok(c, q, &k->p);
-            scan(c, q, k->in, k->p.off);
+            scan(c, q, k->in.p, k->p.off);
             cn_consume(k, k->p.off);
             rp_reset(&k->p);
             continue;
         }
-        judge_complete(c, k, q, k->in, now);
+        judge_complete(c, k, q, k->in.p, now);
         snprintf(k->prev, sizeof(k->prev), "%s (%s) got \"%.40s\"%s in %ld ms", q->tag, mode_of(q),
                  k->p.line1, k->p.close ? " with Connection: close" : "", now - q->t_start);
         if (q->mode == AM_EARLY && k->rest && pct(c, 50)) {
             /* the rest of the body, which the proxy must discard */
-            out_add(k, k->rest, k->restlen);
+            adv_buf_add(&k->out, k->rest, k->restlen);
         }
         if (k->p.close || k->p.until_eof)
             k->closing = 1;
@@ -1111,7 +1069,7 @@ static void await_eof(struct cl *c, struct cn *k)
     if (k->closing == 2)
         return;
     while (!k->eof) {
-        struct pollfd pf = {k->fd, POLLIN | (k->ooff < k->olen && !k->wdead ? POLLOUT : 0), 0};
+        struct pollfd pf = {k->fd, POLLIN | (k->ooff < k->out.len && !k->wdead ? POLLOUT : 0), 0};
         long now = h_now_ms();
 
         if (now - t0 > 2000 + SLACK_MS) {
@@ -1127,12 +1085,12 @@ static void await_eof(struct cl *c, struct cn *k)
         if (pf.revents & (POLLIN | POLLHUP | POLLERR))
             (void)cn_read(k);
     }
-    if (k->len) {
+    if (k->in.len) {
         const struct rq *q = &k->rq[k->nrq - 1];
-        scan(c, q, k->in, k->len);
+        scan(c, q, k->in.p, k->in.len);
         cl_fail(c, tag, k->nrq ? (int)k->rq[k->nrq - 1].mode : -1, 1,
                 "%zu bytes after the answer that ended the connection (after %s): \"%.60s\"",
-                k->len, tag ? tag : "", k->in);
+                k->in.len, tag ? tag : "", k->in.p);
     }
 }
 
@@ -1164,10 +1122,10 @@ static void add_request(struct cl *c, struct cn *k, struct rq *q, int with_early
                  q->b);
     else
         snprintf(q->desc, sizeof(q->desc), "%s/v%d %s", adv_mode_name(q->mode), q->v, method);
-    out_fmt(k,
-            "%s /%s/%s?n=%zu&v=%d&b=%zu HTTP/1.1\r\nHost: adv\r\nX-Tag: %s\r\n"
-            "Cookie: secret=%s\r\nUser-Agent: adv/%d\r\n",
-            method, adv_mode_name(q->mode), q->tag, q->n, q->v, q->b, q->tag, q->tag, c->id);
+    adv_buf_fmt(&k->out,
+                "%s /%s/%s?n=%zu&v=%d&b=%zu HTTP/1.1\r\nHost: adv\r\nX-Tag: %s\r\n"
+                "Cookie: secret=%s\r\nUser-Agent: adv/%d\r\n",
+                method, adv_mode_name(q->mode), q->tag, q->n, q->v, q->b, q->tag, q->tag, c->id);
     if (pct(c, run.f->bigpad_pct)) {
         /*
          * A head of up to ~28 KiB, secrets all along: copied into a head
@@ -1175,11 +1133,11 @@ static void add_request(struct cl *c, struct cn *k, struct rq *q, int with_early
          */
         unsigned lines = adv_rnd_in(&c->rng, 1, 4), len = adv_rnd_in(&c->rng, 1000, 7000);
         for (unsigned l = 0; l < lines; l++) {
-            size_t start = k->olen;
-            out_fmt(k, "X-Pad-%u: ", l);
-            while (k->olen - start < len)
-                out_fmt(k, "%s;secret=%s ", q->tag, q->tag);
-            out_fmt(k, "\r\n");
+            size_t start = k->out.len;
+            adv_buf_fmt(&k->out, "X-Pad-%u: ", l);
+            while (k->out.len - start < len)
+                adv_buf_fmt(&k->out, "%s;secret=%s ", q->tag, q->tag);
+            adv_buf_fmt(&k->out, "\r\n");
         }
     }
     if (q->mode == AM_EARLY) {
@@ -1194,8 +1152,8 @@ static void add_request(struct cl *c, struct cn *k, struct rq *q, int with_early
         for (size_t i = 0; i < q->b; i++)
             body[i] = line[i % (size_t)ll];
         first = adv_rnd_in(&c->rng, 4096, 32768);
-        out_fmt(k, "Content-Length: %zu\r\n\r\n", q->b);
-        out_add(k, body, first);
+        adv_buf_fmt(&k->out, "Content-Length: %zu\r\n\r\n", q->b);
+        adv_buf_add(&k->out, body, first);
         if (with_early_rest) {
             k->rest = body;
             k->restlen = q->b - first;
@@ -1203,12 +1161,12 @@ static void add_request(struct cl *c, struct cn *k, struct rq *q, int with_early
         } else {
             free(body);
         }
-        q->end = k->olen;
+        q->end = k->out.len;
         return;
     }
     if (!post) {
-        out_fmt(k, "\r\n");
-        q->end = k->olen;
+        adv_buf_fmt(&k->out, "\r\n");
+        q->end = k->out.len;
         return;
     }
     body = malloc(q->b);
@@ -1216,26 +1174,26 @@ static void add_request(struct cl *c, struct cn *k, struct rq *q, int with_early
         abort();
     adv_body(q->tag, q->b, body);
     if (!te) {
-        out_fmt(k, "Content-Length: %zu\r\n\r\n", q->b);
-        out_add(k, body, q->b);
+        adv_buf_fmt(&k->out, "Content-Length: %zu\r\n\r\n", q->b);
+        adv_buf_add(&k->out, body, q->b);
     } else {
-        out_fmt(k, "Transfer-Encoding: chunked\r\n\r\n");
+        adv_buf_fmt(&k->out, "Transfer-Encoding: chunked\r\n\r\n");
         for (size_t off = 0; off < q->b;) {
             size_t n = adv_rnd_in(&c->rng, 1, 9000);
             if (n > q->b - off)
                 n = q->b - off;
             if (zeros)
-                out_fmt(k, "%0*zx\r\n", (int)adv_rnd_in(&c->rng, 16, 20), n);
+                adv_buf_fmt(&k->out, "%0*zx\r\n", (int)adv_rnd_in(&c->rng, 16, 20), n);
             else
-                out_fmt(k, "%zx\r\n", n);
-            out_add(k, body + off, n);
-            out_fmt(k, "\r\n");
+                adv_buf_fmt(&k->out, "%zx\r\n", n);
+            adv_buf_add(&k->out, body + off, n);
+            adv_buf_fmt(&k->out, "\r\n");
             off += n;
         }
-        out_fmt(k, "0\r\n\r\n");
+        adv_buf_fmt(&k->out, "0\r\n\r\n");
     }
     free(body);
-    q->end = k->olen;
+    q->end = k->out.len;
 }
 
 static enum adv_mode pick_mode(struct cl *c)
@@ -1278,7 +1236,7 @@ static void make_batch(struct cl *c, struct cn *k, int last)
         if (k->rq[i].t_sent > k->prev_sent)
             k->prev_sent = k->rq[i].t_sent;
     k->nrq = k->next = 0;
-    k->olen = k->ooff = 0;
+    k->out.len = k->ooff = 0;
     k->rx_batch = 0;
     for (int i = 0; i < depth; i++) {
         struct rq *q = &k->rq[k->nrq];
@@ -1347,11 +1305,11 @@ static int run_batch(struct cl *c, struct cn *k)
             if (q->t_start) {
                 long ref = q->t_start > k->last_rx ? q->t_start : k->last_rx;
                 if (now - ref > bound_ms(q) || now - q->t_start > HANG_MS) {
-                    scan(c, q, k->in, k->len);
+                    scan(c, q, k->in.p, k->in.len);
                     cl_fail(c, q->tag, (int)q->mode, 2,
                             "%s (%s): no answer (%zu bytes of it) %ld ms after the proxy could "
                             "start on it, nothing for %ld ms (%s reader)",
-                            q->tag, mode_of(q), k->len, now - q->t_start, now - ref,
+                            q->tag, mode_of(q), k->in.len, now - q->t_start, now - ref,
                             k->slow       ? "slow, small-buffer"
                             : k->stall_ms ? "stalling"
                                           : "fast");
@@ -1372,15 +1330,15 @@ static int run_batch(struct cl *c, struct cn *k)
         } else {
             return 0;
         }
-        if (k->abrupt_at == 0 && k->ooff == k->olen) {
+        if (k->abrupt_at == 0 && k->ooff == k->out.len) {
             /* gone before any answer: the proxy must clean up after us */
             h_msleep((int)adv_rnd_in(&c->rng, 0, 30));
             abandon_rest(c, k);
             return 1;
         }
-        if (k->ooff < k->olen && !k->wdead)
+        if (k->ooff < k->out.len && !k->wdead)
             pf.events |= POLLOUT;
-        if (k->stall_ms && !k->stall_until && k->ooff == k->olen)
+        if (k->stall_ms && !k->stall_until && k->ooff == k->out.len)
             k->stall_until = now + k->stall_ms;
         if (k->stall_until && now >= k->stall_until && k->rcvbuf) {
             /* the stall is over: a bigger window, or TCP itself crawls through megabytes */
@@ -1409,7 +1367,7 @@ static int run_batch(struct cl *c, struct cn *k)
             progress(c, k, now);
             if (k->abrupt_at > 0 && k->rx_batch >= (size_t)k->abrupt_at && k->next < k->nrq) {
                 /* give up mid-answer: what came so far must still be ours */
-                scan(c, &k->rq[k->next], k->in, k->len);
+                scan(c, &k->rq[k->next], k->in.p, k->in.len);
                 abandon_rest(c, k);
                 return 1;
             }
@@ -1417,7 +1375,7 @@ static int run_batch(struct cl *c, struct cn *k)
                 struct rq *q = &k->rq[k->next];
 
                 set_start(k, q, now);
-                if (k->len) {
+                if (k->in.len) {
                     judge_partial(c, k, q, now);
                     k->next++;
                     k->ended_by_prev = 1;
@@ -1471,8 +1429,8 @@ static void stalled_session(struct cl *c)
     }
     (void)run_batch(c, &k);
     cn_close(&k, 0);
-    free(k.in);
-    free(k.out);
+    free(k.in.p);
+    free(k.out.p);
     free(k.rest);
     free(k.p.body);
 }
@@ -1524,20 +1482,20 @@ static void session(struct cl *c)
         struct pollfd pf = {k.fd, POLLIN, 0};
         if (poll(&pf, 1, 5) > 0) {
             (void)cn_read(&k);
-            if (k.len) {
-                scan(c, &k.rq[k.nrq - 1], k.in, k.len);
-                for (size_t i = 0; i < k.len; i++)
-                    if ((unsigned char)k.in[i] < 0x20)
-                        k.in[i] = '.';
+            if (k.in.len) {
+                scan(c, &k.rq[k.nrq - 1], k.in.p, k.in.len);
+                for (size_t i = 0; i < k.in.len; i++)
+                    if ((unsigned char)k.in.p[i] < 0x20)
+                        k.in.p[i] = '.';
                 cl_fail(c, NULL, (int)k.rq[k.nrq - 1].mode, 1,
                         "client %d: %zu stray bytes after the last answer (%s): \"%.60s\"", c->id,
-                        k.len, k.prev, k.in);
+                        k.in.len, k.prev, k.in.p);
             }
         }
     }
     cn_close(&k, abrupt && pct(c, 50));
-    free(k.in);
-    free(k.out);
+    free(k.in.p);
+    free(k.out.p);
     free(k.rest);
     free(k.p.body);
 }
@@ -1761,11 +1719,11 @@ static void run_family(const struct fam *f)
     run.port = px.port;
     /* the start-up probes' connections close; what stays is the baseline */
     h_msleep(300);
-    base_fds = adv_fd_count(px.pid);
+    base_fds = h_fd_count(px.pid);
     for (int i = 0; i < 3; i++) {
         int n;
         h_msleep(100);
-        n = adv_fd_count(px.pid);
+        n = h_fd_count(px.pid);
         if (n >= 0 && n < base_fds)
             base_fds = n;
     }
@@ -1852,7 +1810,7 @@ static void run_family(const struct fam *f)
     } else {
         long t0 = h_now_ms();
         while (h_now_ms() - t0 < 10000) {
-            fds = adv_fd_count(px.pid);
+            fds = h_fd_count(px.pid);
             if (fds >= 0 && fds <= base_fds)
                 break;
             h_msleep(100);

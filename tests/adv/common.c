@@ -1,6 +1,6 @@
 #include "tests/adv/common.h"
 
-#include <dirent.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,21 +36,49 @@ unsigned adv_rnd_in(uint64_t *s, unsigned lo, unsigned hi)
     return lo + (unsigned)(adv_rnd(s) % (uint64_t)(hi - lo + 1));
 }
 
-int adv_fd_count(pid_t pid)
+char *adv_buf_room(struct adv_buf *b, size_t n)
 {
-    char path[64];
-    struct dirent *d;
-    DIR *dir;
-    int n = 0;
+    if (b->len + n > b->cap) {
+        size_t cap = b->cap ? b->cap : 4096;
+        char *p;
 
-    snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
-    dir = opendir(path);
-    if (!dir)
-        return -1;
-    while ((d = readdir(dir)))
-        n += d->d_name[0] != '.';
-    closedir(dir);
-    return n;
+        while (cap < b->len + n)
+            cap *= 2;
+        p = realloc(b->p, cap);
+        if (!p)
+            abort();
+        b->p = p;
+        b->cap = cap;
+    }
+    return b->p + b->len;
+}
+
+void adv_buf_add(struct adv_buf *b, const void *s, size_t n)
+{
+    memcpy(adv_buf_room(b, n), s, n);
+    b->len += n;
+}
+
+void adv_buf_fmt(struct adv_buf *b, const char *fmt, ...)
+{
+    size_t room = 256;
+
+    for (;;) {
+        char *p = adv_buf_room(b, room);
+        va_list ap;
+        int n;
+
+        va_start(ap, fmt);
+        n = vsnprintf(p, room, fmt, ap);
+        va_end(ap);
+        if (n < 0)
+            return;
+        if ((size_t)n < room) {
+            b->len += (size_t)n;
+            return;
+        }
+        room = (size_t)n + 1;
+    }
 }
 
 const char *adv_sanitizer_report(const char *err)

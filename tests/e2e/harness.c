@@ -1,6 +1,7 @@
 #include "tests/e2e/harness.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -155,6 +156,69 @@ ReportHook(POST_ALL)(struct criterion_global_stats *stats)
     (void)nftw(base, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
+/* For a child's stdout or stderr: the file at path, created anew (NULL: /dev/null). */
+static int out_file(const char *path)
+{
+    int fd = path ? open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)
+                  : open("/dev/null", O_WRONLY | O_CLOEXEC);
+
+    cr_assert(fd >= 0, "%s: %s", path ? path : "/dev/null", strerror(errno));
+    return fd;
+}
+
+/* Fork and exec argv with stdout out and stderr err (both closed here; they may be one). */
+static pid_t spawn(const char *const *argv, int out, int err)
+{
+    pid_t pid = fork();
+
+    cr_assert(pid >= 0);
+    if (pid == 0) {
+        dup2(out, 1);
+        dup2(err, 2);
+        /* nothing of the test process (Criterion's arenas, other sockets) leaks in */
+        close_range(3, ~0U, 0);
+        execv(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    close(out);
+    if (err != out)
+        close(err);
+    return pid;
+}
+
+pid_t h_spawn(const char *const *args, const char *out_path, const char *err_path)
+{
+    const char *bin = getenv("RINGPROXY");
+    const char *argv[32];
+    int n = 0, out, err;
+
+    cr_assert(bin, "RINGPROXY is not set");
+    argv[n++] = bin;
+    for (int i = 0; args && args[i] && n < 31; i++)
+        argv[n++] = args[i];
+    argv[n] = NULL;
+    out = out_file(out_path);
+    err = out_path && err_path && !strcmp(out_path, err_path) ? out : out_file(err_path);
+    return spawn(argv, out, err);
+}
+
+int h_reap(pid_t pid, int ms)
+{
+    long end = h_now_ms() + ms;
+    int status;
+
+    for (;;) {
+        if (waitpid(pid, &status, WNOHANG) == pid)
+            return status;
+        if (h_now_ms() >= end)
+            break;
+        h_msleep(10);
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, &status, 0);
+    return -1;
+}
+
 static void start(struct proxy *p, unsigned upstream_port, const char *json,
                   const char *const *args, int piped)
 {
@@ -206,21 +270,8 @@ static void start(struct proxy *p, unsigned upstream_port, const char *json,
 
     if (piped)
         cr_assert(pipe2(pfd, O_CLOEXEC) == 0);
-    p->pid = fork();
-    cr_assert(p->pid >= 0);
-    if (p->pid == 0) {
-        int out = piped ? pfd[1] : open(p->out_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        int err = open(p->err_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        dup2(out, 1);
-        dup2(err, 2);
-        /* nothing of the test process (Criterion's arenas, other sockets) leaks in */
-        close_range(3, ~0U, 0);
-        execv(bin, (char *const *)argv);
-        _exit(127);
-    }
+    p->pid = spawn(argv, piped ? pfd[1] : out_file(p->out_path), out_file(p->err_path));
     p->out_fd = pfd[0];
-    if (piped)
-        close(pfd[1]);
     for (int i = 0; i < 500; i++) {
         int fd;
 
@@ -271,17 +322,9 @@ int h_proxy_stop(struct proxy *p)
     if (!p->pid)
         return -1;
     kill(p->pid, SIGTERM);
-    for (int i = 0; i < 1500; i++) {
-        if (waitpid(p->pid, &status, WNOHANG) == p->pid) {
-            p->pid = 0;
-            return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-        }
-        h_msleep(10);
-    }
-    kill(p->pid, SIGKILL);
-    waitpid(p->pid, &status, 0);
+    status = h_reap(p->pid, 15000);
     p->pid = 0;
-    return -1;
+    return status != -1 && WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
 int h_wait_log_lines(struct proxy *p, int n)
@@ -299,6 +342,53 @@ int h_wait_log_lines(struct proxy *p, int n)
         h_msleep(10);
     }
     return lines;
+}
+
+int h_count_in(const char *path, const char *needle)
+{
+    char *s = h_slurp(path);
+    int n = 0;
+
+    for (char *p = strstr(s, needle); p; p = strstr(p + 1, needle))
+        n++;
+    free(s);
+    return n;
+}
+
+int h_wait_in(const char *path, const char *needle, int ms)
+{
+    long end = h_now_ms() + ms;
+
+    while (!h_count_in(path, needle)) {
+        if (h_now_ms() > end)
+            return 0;
+        h_msleep(10);
+    }
+    return 1;
+}
+
+int h_fds(pid_t pid, unsigned char *used, size_t cap)
+{
+    char path[64];
+    struct dirent *d;
+    DIR *dir;
+    int n = 0;
+
+    snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
+    dir = opendir(path);
+    if (!dir)
+        return -1;
+    while ((d = readdir(dir))) {
+        int k = atoi(d->d_name);
+
+        if (d->d_name[0] == '.')
+            continue;
+        n++;
+        if (used && k >= 0 && (size_t)k < cap)
+            used[k] = 1;
+    }
+    closedir(dir);
+    return n;
 }
 
 int h_send(int fd, const char *s, size_t n)
@@ -526,6 +616,38 @@ size_t h_read_all(int fd, char *buf, size_t cap, int timeout_ms)
     return n;
 }
 
+size_t h_recv_until(int fd, char *buf, size_t cap, size_t have, const char *needle, int timeout_ms,
+                    int *ret_eof)
+{
+    long end = h_now_ms() + timeout_ms;
+
+    *ret_eof = 0;
+    buf[have] = '\0';
+    while (!(needle && memmem(buf, have, needle, strlen(needle)))) {
+        struct pollfd pfd = {fd, POLLIN, 0};
+        long left = end - h_now_ms();
+        ssize_t k;
+
+        if (have + 1 >= cap || left <= 0 || poll(&pfd, 1, (int)left) <= 0)
+            break;
+        k = recv(fd, buf + have, cap - 1 - have, 0);
+        if (k <= 0) {
+            if (k < 0 && (errno == EAGAIN || errno == EINTR))
+                continue;
+            *ret_eof = 1;
+            break;
+        }
+        have += (size_t)k;
+        buf[have] = '\0';
+    }
+    return have;
+}
+
+size_t h_read_to_eof(int fd, char *buf, size_t cap, int timeout_ms, int *ret_eof)
+{
+    return h_recv_until(fd, buf, cap, h_read_all(fd, buf, cap, 0), NULL, timeout_ms, ret_eof);
+}
+
 void h_close(int fd)
 {
     struct rd *r = rd_for(fd);
@@ -549,6 +671,18 @@ int h_roundtrip(unsigned port, const char *req, struct h_resp *r)
     rc = h_read_response(fd, r, !strncmp(req, "HEAD ", 5));
     h_close(fd);
     return rc;
+}
+
+int h_status_on(int fd, const char *req)
+{
+    struct h_resp r;
+    int st;
+
+    if (h_sends(fd, req) < 0 || h_read_response(fd, &r, 0) < 0)
+        return -1;
+    st = r.closed ? -r.status : r.status;
+    h_resp_free(&r);
+    return st;
 }
 
 long h_metric(unsigned admin_port, const char *sample)
@@ -576,6 +710,15 @@ long h_metric(unsigned admin_port, const char *sample)
     return v;
 }
 
+long h_metric_wait(unsigned admin_port, const char *sample, long want, int ms)
+{
+    long end = h_now_ms() + ms, v;
+
+    while ((v = h_metric(admin_port, sample)) != want && h_now_ms() < end)
+        h_msleep(20);
+    return v;
+}
+
 long h_send_q(unsigned lport, unsigned rport)
 {
     char line[512];
@@ -594,4 +737,25 @@ long h_send_q(unsigned lport, unsigned rport)
     }
     fclose(f);
     return q;
+}
+
+const char *h_shown(const char *p, size_t n)
+{
+    static char out[4096];
+    size_t o = 0;
+
+    for (size_t i = 0; i < n && o + 8 < sizeof(out); i++) {
+        unsigned char c = (unsigned char)p[i];
+        if (c == '\r') {
+            o += (size_t)snprintf(out + o, sizeof(out) - o, "\\r");
+        } else if (c == '\n') {
+            o += (size_t)snprintf(out + o, sizeof(out) - o, "\\n\n");
+        } else if (c < 0x20 || c >= 0x7f) {
+            o += (size_t)snprintf(out + o, sizeof(out) - o, "\\x%02x", c);
+        } else {
+            out[o++] = (char)c;
+        }
+    }
+    out[o] = '\0';
+    return out;
 }

@@ -43,11 +43,34 @@ void h_proxy_start_piped(struct proxy *p, unsigned upstream_port, const char *js
 /* SIGTERM, wait (bounded), return the exit status (-1 on a signal or timeout). */
 int h_proxy_stop(struct proxy *p);
 
+/*
+ * Run ringproxy ($RINGPROXY) by hand, with args after argv[0] (NULL-terminated),
+ * stdout to out_path and stderr to err_path (NULL: /dev/null; the same path
+ * for both: one file). Nothing else of the test process is inherited.
+ * Returns the pid; the caller waits for it (h_reap).
+ */
+pid_t h_spawn(const char *const *args, const char *out_path, const char *err_path);
+
+/* Wait up to ms for pid to end: its wait status, or -1 when it did not (then it is killed and
+ * reaped). */
+int h_reap(pid_t pid, int ms);
+
 /* Read a file into a malloc'd NUL-terminated string (empty when missing). */
 char *h_slurp(const char *path);
 
 /* Wait until the proxy's stdout holds n lines (bounded); returns the count. */
 int h_wait_log_lines(struct proxy *p, int n);
+
+/* Occurrences of needle in the file at path (e.g. a proxy's err_path) now. */
+int h_count_in(const char *path, const char *needle);
+
+/* Wait (bounded: ms) until the file at path holds needle; 1 when it does. */
+int h_wait_in(const char *path, const char *needle, int ms);
+
+/* Descriptors pid holds (/proc/<pid>/fd), and used[n] = 1 for each number n < cap (used may be
+ * NULL); -1 when it cannot be told. */
+int h_fds(pid_t pid, unsigned char *used, size_t cap);
+#define h_fd_count(pid) h_fds((pid), NULL, 0)
 
 /* A connected TCP socket to 127.0.0.1:port with 10 s receive/send timeouts; -1 on failure. */
 int h_connect(unsigned port);
@@ -75,14 +98,35 @@ void h_resp_free(struct h_resp *r);
 /* Read until EOF or timeout_ms; returns bytes read into buf (NUL-terminated). */
 size_t h_read_all(int fd, char *buf, size_t cap, int timeout_ms);
 
+/*
+ * Append to buf (holding have bytes) until needle (NULL: none) shows, EOF
+ * (orderly close or reset: *ret_eof = 1) or timeout_ms; buf stays
+ * NUL-terminated. Returns the length.
+ */
+size_t h_recv_until(int fd, char *buf, size_t cap, size_t have, const char *needle, int timeout_ms,
+                    int *ret_eof);
+
+/*
+ * Read until EOF (orderly close or reset) or timeout_ms; what the harness's
+ * reader had buffered for fd comes first. *ret_eof tells which one ended it.
+ */
+size_t h_read_to_eof(int fd, char *buf, size_t cap, int timeout_ms, int *ret_eof);
+
 /* Close fd and forget what was buffered for it. */
 void h_close(int fd);
 
 /* One request on a fresh connection, response returned; the connection is closed. */
 int h_roundtrip(unsigned port, const char *req, struct h_resp *r);
 
+/* One request on a keep-alive connection: the status (negated when the connection closed after it),
+ * or -1 when it failed. */
+int h_status_on(int fd, const char *req);
+
 /* The value of one sample of the proxy's /metrics ("name" or "name{labels}"); -1 if none. */
 long h_metric(unsigned admin_port, const char *sample);
+
+/* Poll one sample until it is want (bounded: ms); returns the last value. */
+long h_metric_wait(unsigned admin_port, const char *sample, long want, int ms);
 
 /* Send-Q of the TCP socket from local port lport to remote port rport (/proc/net/tcp); -1 if none.
  */
@@ -90,5 +134,8 @@ long h_send_q(unsigned lport, unsigned rport);
 
 /* Value of header name in a response head, copied to out; 0 if found. */
 int h_header(const char *head, const char *name, char *out, size_t cap);
+
+/* Bytes made readable for assertion messages (a static buffer: one at a time). */
+const char *h_shown(const char *p, size_t n);
 
 #endif

@@ -31,8 +31,7 @@ void netns_write_file(const char *path, const char *s)
 
 struct netns_env NS;
 
-/* A network namespace of our own, loopback up. 0 when the kernel refuses (shared netns then). */
-static int private_net(void)
+int netns_private_net(void)
 {
     struct ifreq ifr = {0};
     int fd;
@@ -54,7 +53,7 @@ void netns_up(const char *hosts, int with_dns)
 {
     memset(&NS, 0, sizeof(NS));
     NS.px.out_fd = -1;
-    NS.private_net = private_net();
+    NS.private_net = netns_private_net();
     if (!NS.private_net)
         cr_log_info("no private network namespace (%s): sharing 127.0.0.2-3:80 with the host",
                     strerror(errno));

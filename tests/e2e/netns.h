@@ -48,6 +48,10 @@ void netns_proxy_start(const char *json);
 /* Stop the proxy (it must exit 0), the origins and the nameserver; remove the files. */
 void netns_down(void);
 
+/* Move the calling process into a network namespace of its own, loopback up; 0 when the kernel
+ * refuses. */
+int netns_private_net(void);
+
 /* Write s to path, failing the test when it cannot. */
 void netns_write_file(const char *path, const char *s);
 

@@ -9,14 +9,11 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
-#include <net/if.h>
-#include <sched.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -25,24 +22,8 @@
 #include <criterion/criterion.h>
 #include <criterion/logging.h>
 
-#include "tests/e2e/harness.h"
-
-static struct origin *origin;
-static struct proxy px;
-
-static void up(void)
-{
-    origin = origin_start("127.0.0.1", 0);
-    cr_assert(origin);
-    h_proxy_start(&px, origin_port(origin), NULL, NULL);
-}
-
-static void down(void)
-{
-    if (px.pid)
-        cr_expect_eq(h_proxy_stop(&px), 0, "ringproxy exits 0 on SIGTERM");
-    origin_stop(origin);
-}
+#include "tests/e2e/fixture.h"
+#include "tests/e2e/netns.h"
 
 /* GET path from the admin listener; the body NUL-terminated in r->body. */
 static int admin_get(unsigned port, const char *method, const char *path, struct h_resp *r)
@@ -289,7 +270,7 @@ static double check_histogram(const struct expo *e, const char *name)
 
 /* ---- tests ------------------------------------------------------------------ */
 
-Test(e2e_admin, healthz_ok, .init = up, .fini = down)
+Test(e2e_admin, healthz_ok, .init = fx_up, .fini = fx_down)
 {
     struct h_resp r;
     char v[64];
@@ -306,7 +287,7 @@ Test(e2e_admin, healthz_ok, .init = up, .fini = down)
     h_resp_free(&r);
 }
 
-Test(e2e_admin, unknown_path_404_other_method_405, .init = up, .fini = down)
+Test(e2e_admin, unknown_path_404_other_method_405, .init = fx_up, .fini = fx_down)
 {
     struct h_resp r;
 
@@ -323,7 +304,7 @@ Test(e2e_admin, unknown_path_404_other_method_405, .init = up, .fini = down)
     cr_assert_eq(origin_requests(origin), 0);
 }
 
-Test(e2e_admin, metrics_exposition_is_well_formed, .init = up, .fini = down)
+Test(e2e_admin, metrics_exposition_is_well_formed, .init = fx_up, .fini = fx_down)
 {
     static const char *const families[][2] = {
         {"ringproxy_requests_total", "counter"},
@@ -403,7 +384,7 @@ static void scrape_until(unsigned port, struct expo *e, double want)
     }
 }
 
-Test(e2e_admin, metrics_count_requests_bytes_and_reuse, .init = up, .fini = down)
+Test(e2e_admin, metrics_count_requests_bytes_and_reuse, .init = fx_up, .fini = fx_down)
 {
     static struct expo a, b;
     static const char *const reqs[] = {
@@ -450,7 +431,7 @@ Test(e2e_admin, metrics_count_requests_bytes_and_reuse, .init = up, .fini = down
 #undef D
 }
 
-Test(e2e_admin, metrics_count_upstream_failures, .fini = down)
+Test(e2e_admin, metrics_count_upstream_failures, .fini = fx_down)
 {
     struct h_resp r;
     static struct expo e;
@@ -466,7 +447,7 @@ Test(e2e_admin, metrics_count_upstream_failures, .fini = down)
     cr_assert_eq(expo_get(&e, "ringproxy_requests_total", "class=\"5xx\""), 1);
 }
 
-Test(e2e_admin, healthz_503_while_draining, .init = up, .fini = down)
+Test(e2e_admin, healthz_503_while_draining, .init = fx_up, .fini = fx_down)
 {
     struct h_resp r, h;
     int fd = h_connect(px.port);
@@ -497,12 +478,13 @@ Test(e2e_admin, healthz_503_while_draining, .init = up, .fini = down)
 static char *run_refused(const char *admin_flag, const char *json)
 {
     char dir[] = "/tmp/rp-admin-XXXXXX", path[96], listen[32];
-    const char *bin = getenv("RINGPROXY");
-    int status = 0, done = 0;
-    pid_t pid;
+    const char *args[] = {"--config",  dir,          "--listen",
+                          listen,      "--upstream", "127.0.0.1:1",
+                          "--workers", "1",          admin_flag ? "--admin" : NULL,
+                          admin_flag,  NULL};
+    int status;
     char *err;
 
-    cr_assert(bin);
     cr_assert(mkdtemp(dir));
     if (json) {
         FILE *f;
@@ -514,32 +496,9 @@ static char *run_refused(const char *admin_flag, const char *json)
     }
     snprintf(path, sizeof(path), "%s/err", dir);
     snprintf(listen, sizeof(listen), "127.0.0.1:%u", h_free_port());
-    pid = fork();
-    cr_assert(pid >= 0);
-    if (pid == 0) {
-        const char *argv[] = {
-            bin,          "--config",    dir,         "--listen", listen,
-            "--upstream", "127.0.0.1:1", "--workers", "1",        admin_flag ? "--admin" : NULL,
-            admin_flag,   NULL};
-        int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        int nul = open("/dev/null", O_WRONLY);
-
-        dup2(nul, 1);
-        dup2(fd, 2);
-        execv(bin, (char *const *)argv);
-        _exit(127);
-    }
-    for (int i = 0; i < 300 && !done; i++) {
-        done = waitpid(pid, &status, WNOHANG) == pid;
-        if (!done)
-            h_msleep(10);
-    }
-    if (!done) {
-        kill(pid, SIGKILL);
-        waitpid(pid, &status, 0);
-    }
+    status = h_reap(h_spawn(args, NULL, path), 3000);
     err = h_slurp(path);
-    cr_assert(done, "ringproxy started with a non-loopback admin address: %s", err);
+    cr_assert(status != -1, "ringproxy started with a non-loopback admin address: %s", err);
     cr_assert(WIFEXITED(status) && WEXITSTATUS(status) != 0, "exit status %d", status);
     (void)unlink(path);
     snprintf(path, sizeof(path), "%s/proxy.json", dir);
@@ -565,7 +524,7 @@ Test(e2e_admin, non_loopback_admin_is_refused)
     free(err);
 }
 
-Test(e2e_admin, any_loopback_address_is_accepted, .fini = down)
+Test(e2e_admin, any_loopback_address_is_accepted, .fini = fx_down)
 {
     char flag[32];
     const char *args[] = {"--admin", flag, NULL};
@@ -574,10 +533,8 @@ Test(e2e_admin, any_loopback_address_is_accepted, .fini = down)
     unsigned port = h_free_port();
     int fd;
 
-    origin = origin_start("127.0.0.1", 0);
-    cr_assert(origin);
     snprintf(flag, sizeof(flag), "127.0.0.2:%u", port);
-    h_proxy_start(&px, origin_port(origin), NULL, args); /* the last --admin wins */
+    fx_start(NULL, args); /* the last --admin wins */
     fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     sa.sin_port = htons((uint16_t)port);
     sa.sin_addr.s_addr = htonl(0x7f000002);
@@ -587,24 +544,6 @@ Test(e2e_admin, any_loopback_address_is_accepted, .fini = down)
     cr_assert_eq(r.status, 200);
     h_resp_free(&r);
     h_close(fd);
-}
-
-/* A network namespace of our own, loopback up; 0 when the kernel refuses. */
-static int private_net(void)
-{
-    struct ifreq ifr = {0};
-    int fd;
-
-    if (unshare(CLONE_NEWNET) < 0)
-        return 0;
-    fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    cr_assert(fd >= 0);
-    snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "lo");
-    cr_assert_eq(ioctl(fd, SIOCGIFFLAGS, &ifr), 0);
-    ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
-    cr_assert_eq(ioctl(fd, SIOCSIFFLAGS, &ifr), 0);
-    close(fd);
-    return 1;
 }
 
 static int connect_to(const char *ip, unsigned port)
@@ -623,32 +562,20 @@ static int connect_to(const char *ip, unsigned port)
 /* Section's module metadata: metrics at /metrics on port 9000, on loopback only (C2). */
 Test(e2e_admin, default_admin_is_loopback_port_9000)
 {
-    const char *bin = getenv("RINGPROXY");
     char dir[] = "/tmp/rp-admin-XXXXXX", listen[32], path[96];
+    const char *args[] = {"--config",    dir,         "--listen", listen, "--upstream",
+                          "127.0.0.1:1", "--workers", "1",        NULL};
     struct h_resp r;
     pid_t pid;
     int fd = -1, status;
 
-    cr_assert(bin);
-    if (!private_net())
+    if (!netns_private_net())
         cr_skip_test("needs a private network namespace (port 9000 may be taken): %s",
                      strerror(errno));
     cr_assert(mkdtemp(dir));
     snprintf(listen, sizeof(listen), "127.0.0.1:%u", h_free_port());
     snprintf(path, sizeof(path), "%s/err", dir);
-    pid = fork();
-    cr_assert(pid >= 0);
-    if (pid == 0) {
-        const char *argv[] = {bin,          "--config",    dir,         "--listen", listen,
-                              "--upstream", "127.0.0.1:1", "--workers", "1",        NULL};
-        int e = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        int nul = open("/dev/null", O_WRONLY);
-
-        dup2(nul, 1);
-        dup2(e, 2);
-        execv(bin, (char *const *)argv);
-        _exit(127);
-    }
+    pid = h_spawn(args, NULL, path);
     for (int i = 0; i < 300 && fd < 0; i++) {
         if (waitpid(pid, &status, WNOHANG) == pid)
             cr_assert_fail("ringproxy exited: %s", h_slurp(path));
@@ -666,16 +593,7 @@ Test(e2e_admin, default_admin_is_loopback_port_9000)
     fd = connect_to("127.0.0.2", 9000);
     cr_assert_lt(fd, 0, "the admin listener answers on 127.0.0.2: it is not bound to 127.0.0.1");
     kill(pid, SIGTERM);
-    for (int i = 0; i < 500 && pid; i++) {
-        if (waitpid(pid, &status, WNOHANG) == pid)
-            pid = 0;
-        else
-            h_msleep(10);
-    }
-    if (pid) {
-        kill(pid, SIGKILL);
-        waitpid(pid, &status, 0);
-    }
+    (void)h_reap(pid, 5000);
     (void)unlink(path);
     (void)rmdir(dir);
 }

@@ -5,8 +5,6 @@
  * Connection-token floods (#26.2) are tested under load in the adversarial
  * layer (tests/adv/abuse.c).
  */
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,33 +15,7 @@
 #include <criterion/criterion.h>
 #include <jansson.h>
 
-#include "tests/e2e/harness.h"
-
-static struct origin *origin;
-static struct proxy px;
-
-static void up_cfg(const char *inner)
-{
-    char json[512];
-
-    origin = origin_start("127.0.0.1", 0);
-    cr_assert(origin);
-    snprintf(json, sizeof(json), "{\"shutdown_grace_ms\": 1000%s%s}", inner ? ", " : "",
-             inner ? inner : "");
-    h_proxy_start(&px, origin_port(origin), json, NULL);
-}
-
-static void up(void)
-{
-    up_cfg(NULL);
-}
-
-static void down(void)
-{
-    if (px.pid)
-        cr_expect_eq(h_proxy_stop(&px), 0, "ringproxy exits 0 on SIGTERM");
-    origin_stop(origin);
-}
+#include "tests/e2e/fixture.h"
 
 static int status_of(const char *req)
 {
@@ -57,7 +29,7 @@ static int status_of(const char *req)
 }
 
 /* #26.8: RFC 9112 3.2 - Host is uri-host [":" port]; anything else is a 400 and reaches nothing. */
-Test(e2e_edges, malformed_authorities_are_400, .init = up, .fini = down)
+Test(e2e_edges, malformed_authorities_are_400, .init = fx_up_grace, .fini = fx_down)
 {
     static const char *const bad[] = {
         "GET / HTTP/1.1\r\nHost: [::1\r\n\r\n",
@@ -84,7 +56,7 @@ Test(e2e_edges, malformed_authorities_are_400, .init = up, .fini = down)
 }
 
 /* #26.8: a status the origin cannot mean (llhttp takes any three digits) is a 502. */
-Test(e2e_edges, status_outside_100_599_is_502, .init = up, .fini = down)
+Test(e2e_edges, status_outside_100_599_is_502, .init = fx_up_grace, .fini = fx_down)
 {
     static const char *const resp[] = {
         "HTTP/1.1 099 Low\r\nContent-Length: 2\r\n\r\nok",
@@ -97,26 +69,17 @@ Test(e2e_edges, status_outside_100_599_is_502, .init = up, .fini = down)
     }
 }
 
-/* The log's lines (bounded wait), parsed. */
+/* Line i of the log (bounded wait), parsed. */
 static json_t *log_line(int i)
 {
-    char *s, *save = NULL, *line;
-    json_t *j = NULL;
+    json_t *a = fx_log_lines(i + 1), *j = json_incref(json_array_get(a, (size_t)i));
 
-    cr_assert_geq(h_wait_log_lines(&px, i + 1), i + 1);
-    s = h_slurp(px.out_path);
-    line = strtok_r(s, "\n", &save);
-    for (int k = 0; k < i && line; k++)
-        line = strtok_r(NULL, "\n", &save);
-    cr_assert(line);
-    j = json_loads(line, 0, NULL);
-    cr_assert(j, "%s", line);
-    free(s);
+    json_decref(a);
     return j;
 }
 
 /* #26.8: for absolute-form, the log's hostname is the authority the origin got as Host. */
-Test(e2e_edges, absolute_form_logs_the_host_sent, .init = up, .fini = down)
+Test(e2e_edges, absolute_form_logs_the_host_sent, .init = fx_up_grace, .fini = fx_down)
 {
     char head[4096];
     json_t *j;
@@ -131,26 +94,21 @@ Test(e2e_edges, absolute_form_logs_the_host_sent, .init = up, .fini = down)
 }
 
 /* #26.7: after an interim response the final one is still owed: 502 when the origin closes. */
-Test(e2e_edges, interim_then_close_is_502, .fini = down)
+Test(e2e_edges, interim_then_close_is_502, .fini = fx_down)
 {
     static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t sl = sizeof(sa);
     struct h_resp r;
     char head[2048];
-    int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), ofd, fd;
+    int ofd, fd;
 
     /* a raw origin: the test one answers only after a whole request, body included */
-    cr_assert(lfd >= 0);
-    cr_assert_eq(bind(lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    cr_assert_eq(listen(lfd, 4), 0);
-    cr_assert_eq(getsockname(lfd, (struct sockaddr *)&sa, &sl), 0);
-    h_proxy_start(&px, ntohs(sa.sin_port), "{\"shutdown_grace_ms\": 1000}", NULL);
+    fx_raw_start(4);
+    fx_proxy_grace(rw.port, NULL);
     fd = h_connect(px.port);
     cr_assert_eq(h_sends(fd, "POST /up HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n"
                              "Expect: 100-continue\r\n\r\n"),
                  0);
-    ofd = accept(lfd, NULL, NULL);
+    ofd = accept(rw.lfd, NULL, NULL);
     cr_assert(ofd >= 0);
     (void)h_read_all(ofd, head, sizeof(head), 300); /* the head; the body never comes */
     cr_assert_eq(h_send(ofd, cont, sizeof(cont) - 1), 0);
@@ -162,17 +120,16 @@ Test(e2e_edges, interim_then_close_is_502, .fini = down)
     cr_assert_eq(r.status, 502);
     h_resp_free(&r);
     h_close(fd);
-    close(lfd);
 }
 
 /* #26.7: an origin that sends 103 and then nothing: the final status is a 504. */
-Test(e2e_edges, interim_then_stall_is_504, .fini = down)
+Test(e2e_edges, interim_then_stall_is_504, .fini = fx_down)
 {
     static const char early[] = "HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\n\r\n";
     struct h_resp r;
     int fd;
 
-    up_cfg("\"upstream\": {\"response_timeout_ms\": 500}");
+    fx_up_cfg("\"upstream\": {\"response_timeout_ms\": 500}");
     fd = h_connect(px.port);
     origin_script(origin, early, sizeof(early) - 1, 0);
     cr_assert_eq(h_sends(fd, "GET /hints HTTP/1.1\r\nHost: a\r\n\r\n"), 0);
@@ -190,7 +147,7 @@ Test(e2e_edges, interim_then_stall_is_504, .fini = down)
  * adversarial layer, where the 16 body bytes of a 502 to HEAD were read as
  * the start of the next response on the connection.
  */
-Test(e2e_edges, own_answer_to_head_has_no_body, .init = up, .fini = down)
+Test(e2e_edges, own_answer_to_head_has_no_body, .init = fx_up_grace, .fini = fx_down)
 {
     static const char bad[] = "HTTP/1.1 200 OK\r\nConnection: Content-Length\r\n"
                               "Content-Length: 2\r\n\r\n";
@@ -252,21 +209,18 @@ static void *slow_origin_main(void *arg)
  * response, though the end of the body still waited for a slow origin when
  * the EOF came (found in review: it was cut off as client_closed).
  */
-Test(e2e_edges, half_close_after_a_whole_body_gets_the_response, .fini = down, .timeout = 60)
+Test(e2e_edges, half_close_after_a_whole_body_gets_the_response, .fini = fx_down, .timeout = 60)
 {
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t sl = sizeof(sa);
-    struct slow_origin o = {.lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)};
+    struct slow_origin o = {0};
     char *body = malloc(3000000), buf[4096];
     pthread_t th;
     size_t n;
     int fd;
 
-    cr_assert(o.lfd >= 0 && body);
-    cr_assert_eq(bind(o.lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    cr_assert_eq(listen(o.lfd, 4), 0);
-    cr_assert_eq(getsockname(o.lfd, (struct sockaddr *)&sa, &sl), 0);
-    h_proxy_start(&px, ntohs(sa.sin_port), "{\"shutdown_grace_ms\": 1000}", NULL);
+    cr_assert(body);
+    fx_raw_start(4);
+    o.lfd = rw.lfd;
+    fx_proxy_grace(rw.port, NULL);
     cr_assert_eq(pthread_create(&th, NULL, slow_origin_main, &o), 0);
     memset(body, 'b', 3000000);
     fd = h_connect(px.port);
@@ -277,6 +231,5 @@ Test(e2e_edges, half_close_after_a_whole_body_gets_the_response, .fini = down, .
     pthread_join(th, NULL);
     cr_assert(n > 0 && !strncmp(buf, "HTTP/1.1 200 OK", 15), "got %zu bytes: %.60s", n, buf);
     h_close(fd);
-    close(o.lfd);
     free(body);
 }

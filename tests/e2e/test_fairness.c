@@ -18,36 +18,7 @@
 #include <criterion/criterion.h>
 #include <jansson.h>
 
-#include "tests/e2e/harness.h"
-
-static struct origin *origin;
-static struct proxy px;
-
-#define BASE_CFG "\"shutdown_grace_ms\": 1000"
-
-static void up_cfg(const char *inner)
-{
-    char json[512];
-
-    origin = origin_start("127.0.0.1", 0);
-    cr_assert(origin);
-    snprintf(json, sizeof(json), "{%s%s%s}", BASE_CFG, inner ? ", " : "", inner ? inner : "");
-    h_proxy_start(&px, origin_port(origin), json, NULL);
-}
-
-static void up(void)
-{
-    up_cfg(NULL);
-}
-
-static void down(void)
-{
-    if (px.pid)
-        cr_expect_eq(h_proxy_stop(&px), 0, "ringproxy exits 0 on SIGTERM");
-    if (px.out_fd > 0)
-        close(px.out_fd);
-    origin_stop(origin);
-}
+#include "tests/e2e/fixture.h"
 
 /* A connection that asks for a download and then never reads. */
 static int stalled_download(size_t n)
@@ -82,7 +53,8 @@ static void assert_served_soon(const char *why)
  * (256 receive buffers of 64 KiB): each used to hold buffers on both sides
  * until the idle timeout, and 16 were enough to freeze the worker for 58 s.
  */
-Test(e2e_fairness, stalled_readers_do_not_starve_others, .init = up, .fini = down, .timeout = 60)
+Test(e2e_fairness, stalled_readers_do_not_starve_others, .init = fx_up_grace, .fini = fx_down,
+     .timeout = 60)
 {
     int fd[48];
 
@@ -100,7 +72,8 @@ Test(e2e_fairness, stalled_readers_do_not_starve_others, .init = up, .fini = dow
  * Fairness #19.1: 64 connections each with a slow request in flight and 16
  * 1-byte writes pipelined behind it: each write takes a whole receive buffer.
  */
-Test(e2e_fairness, trickled_pipelines_do_not_starve_others, .init = up, .fini = down, .timeout = 60)
+Test(e2e_fairness, trickled_pipelines_do_not_starve_others, .init = fx_up_grace, .fini = fx_down,
+     .timeout = 60)
 {
     static const char next[] = "GET /x HTTP/1.1\r\n";
     int fd[64];
@@ -121,7 +94,7 @@ Test(e2e_fairness, trickled_pipelines_do_not_starve_others, .init = up, .fini = 
 }
 
 /* #19.4: only TERM and INT stop the proxy; HUP, USR1, USR2 are reported. */
-Test(e2e_fairness, hup_and_usr_signals_do_not_stop_it, .init = up, .fini = down)
+Test(e2e_fairness, hup_and_usr_signals_do_not_stop_it, .init = fx_up_grace, .fini = fx_down)
 {
     struct h_resp r;
     char *err;
@@ -139,7 +112,7 @@ Test(e2e_fairness, hup_and_usr_signals_do_not_stop_it, .init = up, .fini = down)
 }
 
 /* #19.5: admin connections are bounded in number and in idle time. */
-Test(e2e_fairness, admin_connections_bounded, .init = up, .fini = down, .timeout = 60)
+Test(e2e_fairness, admin_connections_bounded, .init = fx_up_grace, .fini = fx_down, .timeout = 60)
 {
     int fd[80], open = 0;
     char c;
@@ -168,25 +141,6 @@ Test(e2e_fairness, admin_connections_bounded, .init = up, .fini = down, .timeout
     }
 }
 
-/* The proxy's log lines, parsed; n of them (bounded wait). */
-static json_t *log_lines(int n)
-{
-    json_t *a = json_array();
-    char *s, *save = NULL;
-
-    cr_assert_geq(h_wait_log_lines(&px, n), n, "fewer than %d log lines", n);
-    s = h_slurp(px.out_path);
-    for (char *line = strtok_r(s, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-        json_error_t err;
-        json_t *j = json_loads(line, 0, &err);
-
-        cr_assert(j, "not JSON (%s): %s", err.text, line);
-        json_array_append_new(a, j);
-    }
-    free(s);
-    return a;
-}
-
 static long num(json_t *line, const char *k)
 {
     json_t *v = json_object_get(line, k);
@@ -203,13 +157,13 @@ static const char *str(json_t *line, const char *k)
 }
 
 /* #19.3: what is still running when the grace period ends is cut off and logged. */
-Test(e2e_fairness, shutdown_logs_what_it_cuts_off, .fini = down)
+Test(e2e_fairness, shutdown_logs_what_it_cuts_off, .fini = fx_down)
 {
     json_t *a;
     int slow, late;
     char buf[64];
 
-    up_cfg(NULL);
+    fx_up_grace();
     slow = h_connect(px.port);
     cr_assert(slow >= 0);
     cr_assert_eq(h_sends(slow, "GET /sleep/5000 HTTP/1.1\r\nHost: a\r\n\r\n"), 0);
@@ -226,7 +180,7 @@ Test(e2e_fairness, shutdown_logs_what_it_cuts_off, .fini = down)
         h_close(late);
     }
     cr_assert_eq(h_proxy_stop(&px), 0);
-    a = log_lines(1);
+    a = fx_log_lines(1);
     cr_assert_eq(json_array_size(a), 1);
     cr_assert_str_eq(str(json_array_get(a, 0), "termination"), "shutdown");
     cr_assert_str_eq(str(json_array_get(a, 0), "path"), "/sleep/5000");
@@ -235,7 +189,7 @@ Test(e2e_fairness, shutdown_logs_what_it_cuts_off, .fini = down)
 }
 
 /* #19.6: request_bytes is this request's own, not the pipelined ones behind it. */
-Test(e2e_fairness, request_bytes_of_pipelined_requests, .init = up, .fini = down)
+Test(e2e_fairness, request_bytes_of_pipelined_requests, .init = fx_up_grace, .fini = fx_down)
 {
     static const char one[] = "GET /size/1 HTTP/1.1\r\nHost: a\r\n\r\n";
     struct h_resp r;
@@ -250,7 +204,7 @@ Test(e2e_fairness, request_bytes_of_pipelined_requests, .init = up, .fini = down
         h_resp_free(&r);
     }
     h_close(fd);
-    a = log_lines(3);
+    a = fx_log_lines(3);
     for (size_t i = 0; i < 3; i++)
         cr_assert_eq(num(json_array_get(a, i), "request_bytes"), (long)sizeof(one) - 1, "line %zu",
                      i);
@@ -258,7 +212,7 @@ Test(e2e_fairness, request_bytes_of_pipelined_requests, .init = up, .fini = down
 }
 
 /* #19.6: an exchange cut short logs no body bytes of the exchange before it. */
-Test(e2e_fairness, response_body_bytes_do_not_carry_over, .init = up, .fini = down)
+Test(e2e_fairness, response_body_bytes_do_not_carry_over, .init = fx_up_grace, .fini = fx_down)
 {
     struct h_resp r;
     json_t *a;
@@ -270,7 +224,7 @@ Test(e2e_fairness, response_body_bytes_do_not_carry_over, .init = up, .fini = do
     cr_assert_eq(h_sends(fd, "GET /size/5 HTTP/1.1\r\nHost:"), 0);
     h_msleep(100);
     h_close(fd); /* half a head, then gone */
-    a = log_lines(2);
+    a = fx_log_lines(2);
     cr_assert_eq(num(json_array_get(a, 0), "response_body_bytes"), 100);
     cr_assert_eq(num(json_array_get(a, 1), "response_body_bytes"), 0);
     cr_assert_str_eq(str(json_array_get(a, 1), "termination"), "client_closed");
@@ -278,7 +232,8 @@ Test(e2e_fairness, response_body_bytes_do_not_carry_over, .init = up, .fini = do
 }
 
 /* #19.6: fields of a response that broke mid-body are still the response's. */
-Test(e2e_fairness, content_type_logged_when_origin_fails_mid_body, .init = up, .fini = down)
+Test(e2e_fairness, content_type_logged_when_origin_fails_mid_body, .init = fx_up_grace,
+     .fini = fx_down)
 {
     static const char resp[] = "HTTP/1.1 200 OK\r\nContent-Type: text/x-broken\r\n"
                                "Content-Length: 100\r\n\r\nabc";
@@ -290,7 +245,7 @@ Test(e2e_fairness, content_type_logged_when_origin_fails_mid_body, .init = up, .
     cr_assert_eq(h_sends(fd, "GET /broken HTTP/1.1\r\nHost: a\r\n\r\n"), 0);
     (void)h_read_all(fd, buf, sizeof(buf), 3000);
     h_close(fd);
-    a = log_lines(1);
+    a = fx_log_lines(1);
     cr_assert_str_eq(str(json_array_get(a, 0), "content_type"), "text/x-broken");
     cr_assert_eq(num(json_array_get(a, 0), "status"), 200);
     cr_assert_eq(num(json_array_get(a, 0), "response_body_bytes"), 3);
@@ -299,7 +254,7 @@ Test(e2e_fairness, content_type_logged_when_origin_fails_mid_body, .init = up, .
 }
 
 /* #19.6: a tunnel is logged once, when it ends, with the bytes that went through it. */
-Test(e2e_fairness, tunnel_logged_with_its_bytes, .init = up, .fini = down)
+Test(e2e_fairness, tunnel_logged_with_its_bytes, .init = fx_up_grace, .fini = fx_down)
 {
     static const char resp[] = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
                                "Connection: upgrade\r\n\r\nhello from the tunnel";
@@ -315,7 +270,7 @@ Test(e2e_fairness, tunnel_logged_with_its_bytes, .init = up, .fini = down)
     n = h_read_all(fd, buf, sizeof(buf), 3000);
     cr_assert(strstr(buf, "hello from the tunnel"), "%zu: %s", n, buf);
     h_close(fd);
-    a = log_lines(1);
+    a = fx_log_lines(1);
     cr_assert_eq(json_array_size(a), 1, "one line for the tunnel");
     cr_assert_eq(num(json_array_get(a, 0), "status"), 101);
     cr_assert_eq(num(json_array_get(a, 0), "bytes"), (long)n);
@@ -324,15 +279,14 @@ Test(e2e_fairness, tunnel_logged_with_its_bytes, .init = up, .fini = down)
 }
 
 /* #19.6: with stdout gone, the drop metric counts what stderr reports. */
-Test(e2e_fairness, dropped_lines_counted_once_everywhere, .fini = down)
+Test(e2e_fairness, dropped_lines_counted_once_everywhere, .fini = fx_down)
 {
     long dropped;
     char *err, *p;
     long reported = 0;
 
-    origin = origin_start("127.0.0.1", 0);
-    cr_assert(origin);
-    h_proxy_start_piped(&px, origin_port(origin), "{" BASE_CFG "}", NULL);
+    fx_origin_up();
+    h_proxy_start_piped(&px, origin_port(origin), "{" FX_GRACE "}", NULL);
     close(px.out_fd);
     px.out_fd = -1;
     for (int i = 0; i < 20; i++) {
@@ -367,7 +321,7 @@ Test(e2e_fairness, dropped_lines_counted_once_everywhere, .fini = down)
  * is still owed: after the 1xx heads the client gets a 502, and none of the
  * 1xx bytes count as body.
  */
-Test(e2e_fairness, interim_flood_ends_in_502, .init = up, .fini = down)
+Test(e2e_fairness, interim_flood_ends_in_502, .init = fx_up_grace, .fini = fx_down)
 {
     static const char one[] = "HTTP/1.1 100 Continue\r\n\r\n";
     size_t n = 1400 * (sizeof(one) - 1);
@@ -385,7 +339,7 @@ Test(e2e_fairness, interim_flood_ends_in_502, .init = up, .fini = down)
     cr_assert(got > 0 && strstr(buf, "HTTP/1.1 502 "), "no final 502 after the 1xx (%zu bytes)",
               got);
     h_close(fd);
-    a = log_lines(1);
+    a = fx_log_lines(1);
     cr_assert_eq(num(json_array_get(a, 0), "status"), 502);
     cr_assert_eq(num(json_array_get(a, 0), "response_body_bytes"), 16, "\"502 Bad Gateway\\n\"");
     json_decref(a);
@@ -394,7 +348,7 @@ Test(e2e_fairness, interim_flood_ends_in_502, .init = up, .fini = down)
 }
 
 /* #19.2: a request with huge fields is logged, its long values cut with a marker. */
-Test(e2e_fairness, long_fields_are_cut_not_dropped, .fini = down)
+Test(e2e_fairness, long_fields_are_cut_not_dropped, .fini = fx_down)
 {
     char *req = malloc(20000), *p;
     struct h_resp r;
@@ -412,11 +366,11 @@ Test(e2e_fairness, long_fields_are_cut_not_dropped, .fini = down)
         p += sprintf(p, "\r\n");
     }
     p += sprintf(p, "\r\n");
-    up_cfg("\"access_log\": {\"request_headers\": [\"X-A\", \"X-B\", \"X-C\"]}");
+    fx_up_cfg("\"access_log\": {\"request_headers\": [\"X-A\", \"X-B\", \"X-C\"]}");
     cr_assert_eq(h_roundtrip(px.port, req, &r), 0);
     cr_assert_eq(r.status, 200, "status %d: %.200s", r.status, r.head);
     h_resp_free(&r);
-    a = log_lines(1);
+    a = fx_log_lines(1);
     cr_assert_eq(num(json_array_get(a, 0), "status"), 200);
     cr_assert_eq(strlen(str(json_array_get(a, 0), "path")), 2001, "a short value is whole");
     for (int h = 0; h < 3; h++) {
@@ -432,18 +386,18 @@ Test(e2e_fairness, long_fields_are_cut_not_dropped, .fini = down)
 }
 
 /* #27.2: access_log.buffer_bytes at its minimum holds that many bytes of lines. */
-Test(e2e_fairness, smallest_log_buffer_holds_its_bytes, .fini = down)
+Test(e2e_fairness, smallest_log_buffer_holds_its_bytes, .fini = fx_down)
 {
     json_t *a;
 
-    up_cfg("\"workers\": 1, \"access_log\": {\"buffer_bytes\": 65536}");
+    fx_up_cfg("\"workers\": 1, \"access_log\": {\"buffer_bytes\": 65536}");
     for (int i = 0; i < 50; i++) {
         struct h_resp r;
 
         cr_assert_eq(h_roundtrip(px.port, "GET /size/1 HTTP/1.1\r\nHost: a\r\n\r\n", &r), 0);
         h_resp_free(&r);
     }
-    a = log_lines(50);
+    a = fx_log_lines(50);
     cr_assert_eq(json_array_size(a), 50);
     cr_assert_eq(h_metric(px.admin_port, "ringproxy_access_log_dropped_total"), 0);
     json_decref(a);

@@ -16,10 +16,7 @@
 
 #include <criterion/criterion.h>
 
-#include "tests/e2e/harness.h"
-
-static struct origin *origin;
-static struct proxy px;
+#include "tests/e2e/fixture.h"
 
 static int injecting(void)
 {
@@ -30,21 +27,8 @@ static int injecting(void)
 
 static void down(void)
 {
-    if (px.pid)
-        cr_expect_eq(h_proxy_stop(&px), 0, "ringproxy exits 0 on SIGTERM");
-    origin_stop(origin);
+    fx_down();
     unsetenv("RINGPROXY_FAULT_ALLOC_EVERY");
-}
-
-/* The origin's /size/N and /chunked/N bodies: 'a'..'z' repeating, anew every 16 KiB. */
-static int body_ok(const struct h_resp *r, size_t n)
-{
-    if (r->body_len != n)
-        return 0;
-    for (size_t i = 0; i < n; i++)
-        if (r->body[i] != (char)('a' + i % 16384 % 26))
-            return 0;
-    return 1;
 }
 
 struct tally {
@@ -69,8 +53,8 @@ static int check(int fd, struct tally *t, const char *what, const char *want, si
             cr_assert(r.body_len == n && !memcmp(r.body, want, n),
                       "%s: a complete response with wrong bytes (%zu of %zu)", what, r.body_len, n);
         else
-            cr_assert(body_ok(&r, n), "%s: a complete response with wrong bytes (%zu of %zu)", what,
-                      r.body_len, n);
+            cr_assert(r.body_len == n && origin_body_ok(r.body, n),
+                      "%s: a complete response with wrong bytes (%zu of %zu)", what, r.body_len, n);
         t->exact++;
     }
     h_resp_free(&r);
@@ -85,9 +69,7 @@ static void run(unsigned every)
 
     snprintf(env, sizeof(env), "%u", every);
     setenv("RINGPROXY_FAULT_ALLOC_EVERY", env, 1);
-    origin = origin_start("127.0.0.1", 0);
-    cr_assert(origin);
-    h_proxy_start(&px, origin_port(origin), "{\"shutdown_grace_ms\": 1000}", NULL);
+    fx_up_grace();
     body = malloc(blen);
     post = malloc(blen + 256);
     cr_assert(body && post);

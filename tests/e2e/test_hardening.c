@@ -7,9 +7,6 @@
  * byte-level control of the origin (100-continue, early answers, connect
  * timeout) use a raw listening socket driven from the test itself.
  */
-#include <arpa/inet.h>
-#include <errno.h>
-#include <netinet/in.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,209 +18,7 @@
 
 #include <criterion/criterion.h>
 
-#include "tests/e2e/harness.h"
-
-static struct origin *origin;
-static struct proxy px;
-
-/* A raw origin: a listening socket the test accepts from and talks through by hand. */
-static struct {
-    int lfd;
-    unsigned port;
-    int fd[8];
-    int n;
-} rw = {.lfd = -1};
-
-/* Bounded shutdown even when a failed assertion leaves a connection open. */
-#define BASE_CFG "\"shutdown_grace_ms\": 1000"
-
-static void start_proxy(unsigned upstream_port, const char *inner)
-{
-    char json[1024];
-
-    snprintf(json, sizeof(json), "{%s%s%s}", BASE_CFG, inner ? ", " : "", inner ? inner : "");
-    h_proxy_start(&px, upstream_port, json, NULL);
-}
-
-static void up_cfg(const char *inner)
-{
-    origin = origin_start("127.0.0.1", 0);
-    cr_assert(origin);
-    start_proxy(origin_port(origin), inner);
-}
-
-static void up(void)
-{
-    up_cfg(NULL);
-}
-
-static void raw_start(int backlog)
-{
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t sl = sizeof(sa);
-
-    rw.lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    cr_assert(rw.lfd >= 0);
-    cr_assert_eq(bind(rw.lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    cr_assert_eq(listen(rw.lfd, backlog), 0);
-    cr_assert_eq(getsockname(rw.lfd, (struct sockaddr *)&sa, &sl), 0);
-    rw.port = ntohs(sa.sin_port);
-}
-
-static void raw_up_cfg(const char *inner)
-{
-    raw_start(16);
-    start_proxy(rw.port, inner);
-}
-
-static void raw_up(void)
-{
-    raw_up_cfg(NULL);
-}
-
-static void down(void)
-{
-    for (int i = 0; i < rw.n; i++)
-        if (rw.fd[i] >= 0)
-            (void)close(rw.fd[i]);
-    rw.n = 0;
-    if (rw.lfd >= 0)
-        (void)close(rw.lfd);
-    rw.lfd = -1;
-    if (px.pid)
-        cr_expect_eq(h_proxy_stop(&px), 0, "ringproxy exits 0 on SIGTERM");
-    origin_stop(origin);
-}
-
-/* Bytes made readable for assertion messages (static buffer, one at a time). */
-static const char *shown(const char *p, size_t n)
-{
-    static char out[4096];
-    size_t o = 0;
-
-    for (size_t i = 0; i < n && o + 8 < sizeof(out); i++) {
-        unsigned char c = (unsigned char)p[i];
-        if (c == '\r') {
-            o += (size_t)snprintf(out + o, sizeof(out) - o, "\\r");
-        } else if (c == '\n') {
-            o += (size_t)snprintf(out + o, sizeof(out) - o, "\\n\n");
-        } else if (c < 0x20 || c >= 0x7f) {
-            o += (size_t)snprintf(out + o, sizeof(out) - o, "\\x%02x", c);
-        } else {
-            out[o++] = (char)c;
-        }
-    }
-    out[o] = '\0';
-    return out;
-}
-
-/*
- * Read until EOF (orderly close or reset) or timeout_ms; what the harness's
- * reader had buffered for fd comes first. *ret_eof tells which one ended it.
- */
-static size_t read_to_eof(int fd, char *buf, size_t cap, int timeout_ms, int *ret_eof)
-{
-    size_t n = h_read_all(fd, buf, cap, 0);
-    long end = h_now_ms() + timeout_ms;
-
-    *ret_eof = 0;
-    for (;;) {
-        struct pollfd pfd = {fd, POLLIN, 0};
-        long left = end - h_now_ms();
-        ssize_t k;
-
-        if (n + 1 >= cap || left <= 0 || poll(&pfd, 1, (int)left) <= 0)
-            break;
-        k = recv(fd, buf + n, cap - 1 - n, 0);
-        if (k <= 0) {
-            if (k < 0 && (errno == EAGAIN || errno == EINTR))
-                continue;
-            *ret_eof = 1;
-            break;
-        }
-        n += (size_t)k;
-    }
-    buf[n] = '\0';
-    return n;
-}
-
-/* Wait (bounded) until the origin has received needle; 1 when it has. */
-static int origin_got(const char *needle, int timeout_ms)
-{
-    static char buf[1 << 20];
-    long end = h_now_ms() + timeout_ms;
-
-    do {
-        origin_received(origin, buf, sizeof(buf));
-        if (strstr(buf, needle))
-            return 1;
-        h_msleep(10);
-    } while (h_now_ms() < end);
-    return 0;
-}
-
-static int raw_accept(int timeout_ms)
-{
-    struct pollfd pfd = {rw.lfd, POLLIN, 0};
-    int fd;
-
-    if (poll(&pfd, 1, timeout_ms) <= 0)
-        return -1;
-    fd = accept(rw.lfd, NULL, NULL);
-    if (fd >= 0 && rw.n < 8)
-        rw.fd[rw.n++] = fd;
-    return fd;
-}
-
-/* Append to buf (holding have bytes) until needle shows, EOF or timeout; returns the length. */
-static size_t raw_recv_until(int fd, char *buf, size_t cap, size_t have, const char *needle,
-                             int timeout_ms, int *ret_eof)
-{
-    long end = h_now_ms() + timeout_ms;
-
-    *ret_eof = 0;
-    buf[have] = '\0';
-    while (!(needle && memmem(buf, have, needle, strlen(needle)))) {
-        struct pollfd pfd = {fd, POLLIN, 0};
-        long left = end - h_now_ms();
-        ssize_t k;
-
-        if (have + 1 >= cap || left <= 0 || poll(&pfd, 1, (int)left) <= 0)
-            break;
-        k = recv(fd, buf + have, cap - 1 - have, 0);
-        if (k <= 0) {
-            *ret_eof = 1;
-            break;
-        }
-        have += (size_t)k;
-        buf[have] = '\0';
-    }
-    return have;
-}
-
-static void raw_sends(int fd, const char *s)
-{
-    cr_assert_eq(h_send(fd, s, strlen(s)), 0, "raw origin: send failed");
-}
-
-/*
- * A valid request on a fresh connection after a rejected one: it must be
- * served, and be the first bytes the origin ever received.
- */
-static void assert_nothing_forwarded(void)
-{
-    static char buf[1 << 20];
-    struct h_resp r;
-
-    cr_assert_eq(h_roundtrip(px.port, "GET /sentinel HTTP/1.1\r\nHost: sentinel\r\n\r\n", &r), 0,
-                 "the proxy no longer serves a valid request");
-    cr_assert_eq(r.status, 200);
-    h_resp_free(&r);
-    origin_received(origin, buf, sizeof(buf));
-    cr_assert(!strncmp(buf, "GET /sentinel ", 14),
-              "the origin received bytes of the rejected request:\n%s", shown(buf, strlen(buf)));
-    cr_assert_eq(origin_requests(origin), 1);
-}
+#include "tests/e2e/fixture.h"
 
 /*
  * For errors found in the body (the head may already be on its way): the
@@ -232,19 +27,13 @@ static void assert_nothing_forwarded(void)
  */
 static void assert_no_request_completed(const char *marker)
 {
-    static char buf[1 << 20];
-    struct h_resp r;
+    const char *buf = fx_sentinel();
 
-    cr_assert_eq(h_roundtrip(px.port, "GET /sentinel HTTP/1.1\r\nHost: sentinel\r\n\r\n", &r), 0,
-                 "the proxy no longer serves a valid request");
-    cr_assert_eq(r.status, 200);
-    h_resp_free(&r);
-    origin_received(origin, buf, sizeof(buf));
     cr_assert_eq(origin_requests(origin), 1,
                  "the origin completed the rejected request; it received:\n%s",
-                 shown(buf, strlen(buf)));
+                 h_shown(buf, strlen(buf)));
     cr_assert_null(strstr(buf, marker), "the origin received bytes past the error:\n%s",
-                   shown(buf, strlen(buf)));
+                   h_shown(buf, strlen(buf)));
 }
 
 /* No line of the access log mentions needle (e.g. a smuggled request's path). */
@@ -259,58 +48,17 @@ static void assert_log_lacks(const char *needle)
     free(out);
 }
 
-/* Send req, expect a response with status want, then the close. */
-static void expect_answer_and_close(const char *req, size_t len, int want)
-{
-    struct h_resp r;
-    char rest[4096];
-    int fd = h_connect(px.port), eof;
-
-    cr_assert(fd >= 0);
-    (void)h_send(fd, req, len);
-    cr_assert_eq(h_read_response(fd, &r, 0), 0, "no complete response to:\n%s", shown(req, len));
-    cr_expect_eq(r.status, want, "answered %d instead of %d to:\n%s", r.status, want,
-                 shown(req, len));
-    h_resp_free(&r);
-    read_to_eof(fd, rest, sizeof(rest), 2000, &eof);
-    cr_expect(eof, "the connection is still open 2 s after an error that ends it");
-    cr_expect_eq(rest[0], '\0', "bytes after the error response: %s", shown(rest, strlen(rest)));
-    h_close(fd);
-}
-
-static void expect_rejected(const char *req, size_t len, int want)
-{
-    expect_answer_and_close(req, len, want);
-    assert_nothing_forwarded();
-}
-
 /* A request the head checks must refuse: status want, closed, nothing forwarded. */
-#define REJECTS(name, want, raw)                                                                   \
-    Test(e2e_hardening, name, .init = up, .fini = down)                                            \
-    {                                                                                              \
-        static const char req[] = raw;                                                             \
-        expect_rejected(req, sizeof(req) - 1, want);                                               \
-    }
+#define REJECTS(name, want, raw) FX_REJECTS(e2e_hardening, name, want, raw)
 
 /* A request whose body framing breaks: 400, closed, no request completes at the origin. */
 #define REJECTS_BODY(name, raw)                                                                    \
-    Test(e2e_hardening, name, .init = up, .fini = down)                                            \
+    Test(e2e_hardening, name, .init = fx_up_grace, .fini = fx_down)                                \
     {                                                                                              \
         static const char req[] = raw;                                                             \
-        expect_answer_and_close(req, sizeof(req) - 1, 400);                                        \
+        fx_expect_answer_and_close(req, sizeof(req) - 1, 400);                                     \
         assert_no_request_completed("SMUGGLE");                                                    \
     }
-
-/* One request on its own connection; the response is returned. */
-static void roundtrip(const char *req, struct h_resp *r)
-{
-    cr_assert_eq(h_roundtrip(px.port, req, r), 0, "no response to:\n%s", shown(req, strlen(req)));
-}
-
-static void last_head(char *buf, size_t cap)
-{
-    origin_last_head(origin, buf, cap);
-}
 
 /* ==== 1. llhttp 8.1.0's holes ======================================== */
 
@@ -345,26 +93,30 @@ static void no_body_then_next(const char *req, int no_body, const char *script, 
     h_close(fd);
 }
 
-Test(e2e_hardening, origin_204_with_content_length_has_no_body, .init = up, .fini = down)
+Test(e2e_hardening, origin_204_with_content_length_has_no_body, .init = fx_up_grace,
+     .fini = fx_down)
 {
     no_body_then_next("GET /a HTTP/1.1\r\nHost: a\r\n\r\n", 0,
                       "HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n", 204);
 }
 
-Test(e2e_hardening, origin_304_with_content_length_has_no_body, .init = up, .fini = down)
+Test(e2e_hardening, origin_304_with_content_length_has_no_body, .init = fx_up_grace,
+     .fini = fx_down)
 {
     no_body_then_next("GET /a HTTP/1.1\r\nHost: a\r\n\r\n", 0,
                       "HTTP/1.1 304 Not Modified\r\nContent-Length: 5\r\n\r\n", 304);
 }
 
-Test(e2e_hardening, head_response_with_content_length_has_no_body, .init = up, .fini = down)
+Test(e2e_hardening, head_response_with_content_length_has_no_body, .init = fx_up_grace,
+     .fini = fx_down)
 {
     no_body_then_next("HEAD /a HTTP/1.1\r\nHost: a\r\n\r\n", 1,
                       "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", 200);
 }
 
 /* An origin that does send bytes after a 204: they are not the client's. */
-Test(e2e_hardening, origin_204_stray_body_bytes_never_reach_client, .init = up, .fini = down)
+Test(e2e_hardening, origin_204_stray_body_bytes_never_reach_client, .init = fx_up_grace,
+     .fini = fx_down)
 {
     no_body_then_next("GET /a HTTP/1.1\r\nHost: a\r\n\r\n", 0,
                       "HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\nhello", 204);
@@ -476,7 +228,7 @@ REJECTS(host_with_space_is_400, 400, "GET / HTTP/1.1\r\nHost: exa mple.com\r\n\r
 REJECTS(host_with_slash_is_400, 400, "GET / HTTP/1.1\r\nHost: a.example/evil\r\n\r\n")
 
 /* Every byte in a Host value: reg-name, IP-literal and port bytes pass, all else is 400. */
-Test(e2e_hardening, host_value_bytes, .init = up, .fini = down)
+Test(e2e_hardening, host_value_bytes, .init = fx_up_grace, .fini = fx_down)
 {
     /*
      * reg-name bytes; ':', '[' and ']' are structure (a port, an IP literal):
@@ -493,7 +245,7 @@ Test(e2e_hardening, host_value_bytes, .init = up, .fini = down)
         if (b == '\r' || b == '\n')
             continue; /* a line end, not a byte of the value */
         snprintf(req, sizeof(req), "GET / HTTP/1.1\r\nHost: a%cb\r\n\r\n", b);
-        roundtrip(req, &r);
+        fx_roundtrip(req, &r);
         cr_assert_eq(r.status, want, "Host byte 0x%02x: %d", b, r.status);
         h_resp_free(&r);
     }
@@ -510,37 +262,37 @@ REJECTS(bare_lf_in_one_line_is_400, 400, "GET / HTTP/1.1\r\nHost: a\nX-A: b\r\n\
 REJECTS(bare_lf_at_head_end_is_400, 400, "GET / HTTP/1.1\r\nHost: a\r\n\n")
 
 /* What the strict scan must still let through, unchanged. */
-Test(e2e_hardening, tab_and_obs_text_in_value_pass_unchanged, .init = up, .fini = down)
+Test(e2e_hardening, tab_and_obs_text_in_value_pass_unchanged, .init = fx_up_grace, .fini = fx_down)
 {
     struct h_resp r;
     char head[16384];
 
-    roundtrip("GET /v HTTP/1.1\r\nHost: a\r\nX-V: a\tb caf\xc3\xa9\r\n\r\n", &r);
+    fx_roundtrip("GET /v HTTP/1.1\r\nHost: a\r\nX-V: a\tb caf\xc3\xa9\r\n\r\n", &r);
     cr_assert_eq(r.status, 200);
     h_resp_free(&r);
-    last_head(head, sizeof(head));
-    cr_assert(strstr(head, "\r\nX-V: a\tb caf\xc3\xa9\r\n"), "%s", shown(head, strlen(head)));
+    origin_last_head(origin, head, sizeof(head));
+    cr_assert(strstr(head, "\r\nX-V: a\tb caf\xc3\xa9\r\n"), "%s", h_shown(head, strlen(head)));
 }
 
 /* RFC 9112 2.2: empty lines before a request line are ignored. */
-Test(e2e_hardening, leading_empty_line_ignored, .init = up, .fini = down)
+Test(e2e_hardening, leading_empty_line_ignored, .init = fx_up_grace, .fini = fx_down)
 {
     struct h_resp r;
 
-    roundtrip("\r\nGET /after-crlf HTTP/1.1\r\nHost: a\r\n\r\n", &r);
+    fx_roundtrip("\r\nGET /after-crlf HTTP/1.1\r\nHost: a\r\n\r\n", &r);
     cr_assert_eq(r.status, 200);
     h_resp_free(&r);
 }
 
-Test(e2e_hardening, http10_without_host_gets_one_host, .init = up, .fini = down)
+Test(e2e_hardening, http10_without_host_gets_one_host, .init = fx_up_grace, .fini = fx_down)
 {
     struct h_resp r;
     char head[16384];
 
-    roundtrip("GET /h10 HTTP/1.0\r\n\r\n", &r);
+    fx_roundtrip("GET /h10 HTTP/1.0\r\n\r\n", &r);
     cr_assert_eq(r.status, 200);
     h_resp_free(&r);
-    last_head(head, sizeof(head));
+    origin_last_head(origin, head, sizeof(head));
     cr_assert(!strncmp(head, "GET /h10 HTTP/1.1\r\n", 19), "%s", head);
     cr_assert(strcasestr(head, "\r\nhost: "), "HTTP/1.1 upstream needs a Host:\n%s", head);
     cr_assert_null(strcasestr(strcasestr(head, "\r\nhost: ") + 2, "\r\nhost: "), "%s", head);
@@ -554,10 +306,10 @@ static void assert_lacks_field(const char *head, const char *name)
 
     snprintf(needle, sizeof(needle), "\r\n%s:", name);
     cr_assert_null(strcasestr(head, needle), "%s must not be forwarded:\n%s", name,
-                   shown(head, strlen(head)));
+                   h_shown(head, strlen(head)));
 }
 
-Test(e2e_hardening, hop_by_hop_request_fields_removed, .init = up, .fini = down)
+Test(e2e_hardening, hop_by_hop_request_fields_removed, .init = fx_up_grace, .fini = fx_down)
 {
     static const char *const gone[] = {"Connection", "Keep-Alive", "Proxy-Connection",
                                        "TE",         "Trailer",    "Upgrade",
@@ -565,20 +317,20 @@ Test(e2e_hardening, hop_by_hop_request_fields_removed, .init = up, .fini = down)
     struct h_resp r;
     char head[16384];
 
-    roundtrip("GET /hop HTTP/1.1\r\nHost: a\r\nConnection: keep-alive, X-Secret , x-other\r\n"
-              "Keep-Alive: timeout=5\r\nProxy-Connection: keep-alive\r\nTE: trailers\r\n"
-              "Trailer: X-T\r\nUpgrade: h2c\r\nX-Secret: 1\r\nX-Other: 2\r\nX-Keep: 3\r\n"
-              "Connection: X-Third\r\nX-Third: 4\r\n\r\n",
-              &r);
+    fx_roundtrip("GET /hop HTTP/1.1\r\nHost: a\r\nConnection: keep-alive, X-Secret , x-other\r\n"
+                 "Keep-Alive: timeout=5\r\nProxy-Connection: keep-alive\r\nTE: trailers\r\n"
+                 "Trailer: X-T\r\nUpgrade: h2c\r\nX-Secret: 1\r\nX-Other: 2\r\nX-Keep: 3\r\n"
+                 "Connection: X-Third\r\nX-Third: 4\r\n\r\n",
+                 &r);
     cr_assert_eq(r.status, 200);
     h_resp_free(&r);
-    last_head(head, sizeof(head));
+    origin_last_head(origin, head, sizeof(head));
     for (size_t i = 0; i < sizeof(gone) / sizeof(gone[0]); i++)
         assert_lacks_field(head, gone[i]);
     cr_assert(strstr(head, "\r\nHost: a\r\nX-Keep: 3\r\n"), "%s", head);
 }
 
-Test(e2e_hardening, hop_by_hop_response_fields_removed, .init = up, .fini = down)
+Test(e2e_hardening, hop_by_hop_response_fields_removed, .init = fx_up_grace, .fini = fx_down)
 {
     static const char resp[] =
         "HTTP/1.1 200 OK\r\nConnection: X-Hop, close\r\nX-Hop: secret\r\n"
@@ -610,7 +362,8 @@ Test(e2e_hardening, hop_by_hop_response_fields_removed, .init = up, .fini = down
     h_close(fd);
 }
 
-Test(e2e_hardening, end_to_end_request_fields_keep_order_and_repeats, .init = up, .fini = down)
+Test(e2e_hardening, end_to_end_request_fields_keep_order_and_repeats, .init = fx_up_grace,
+     .fini = fx_down)
 {
     /* C10: X-Forwarded-For, X-Forwarded-Proto, True-Client-IP, section-io-id pass as sent. */
     static const char fields[] =
@@ -622,14 +375,14 @@ Test(e2e_hardening, end_to_end_request_fields_keep_order_and_repeats, .init = up
     struct h_resp r;
 
     snprintf(req, sizeof(req), "GET /order HTTP/1.1\r\n%s\r\n", fields);
-    roundtrip(req, &r);
+    fx_roundtrip(req, &r);
     cr_assert_eq(r.status, 200);
     h_resp_free(&r);
-    last_head(head, sizeof(head));
+    origin_last_head(origin, head, sizeof(head));
     cr_assert(strstr(head, fields), "fields reordered, merged or changed:\n%s", head);
 }
 
-Test(e2e_hardening, response_repeated_fields_and_order_kept, .init = up, .fini = down)
+Test(e2e_hardening, response_repeated_fields_and_order_kept, .init = fx_up_grace, .fini = fx_down)
 {
     static const char fields[] = "Set-Cookie: a=1; Path=/\r\nX-Order-1: a\r\n"
                                  "Set-Cookie: b=2; HttpOnly\r\nX-Order-2: b\r\n"
@@ -639,13 +392,13 @@ Test(e2e_hardening, response_repeated_fields_and_order_kept, .init = up, .fini =
 
     snprintf(resp, sizeof(resp), "HTTP/1.1 200 OK\r\n%sContent-Length: 2\r\n\r\nok", fields);
     origin_script(origin, resp, strlen(resp), 0);
-    roundtrip("GET /c HTTP/1.1\r\nHost: a\r\n\r\n", &r);
+    fx_roundtrip("GET /c HTTP/1.1\r\nHost: a\r\n\r\n", &r);
     cr_assert_eq(r.status, 200);
     cr_assert(strstr(r.head, fields), "%s", r.head);
     h_resp_free(&r);
 }
 
-Test(e2e_hardening, odd_valid_targets_forwarded_byte_for_byte, .init = up, .fini = down)
+Test(e2e_hardening, odd_valid_targets_forwarded_byte_for_byte, .init = fx_up_grace, .fini = fx_down)
 {
     static const char *const targets[] = {
         "/a%20b?x=%2F&y=1",
@@ -666,27 +419,27 @@ Test(e2e_hardening, odd_valid_targets_forwarded_byte_for_byte, .init = up, .fini
         cr_assert_eq(h_read_response(fd, &r, 0), 0, "%s", targets[i]);
         cr_assert_eq(r.status, 200, "%s gets %d", targets[i], r.status);
         h_resp_free(&r);
-        last_head(head, sizeof(head));
+        origin_last_head(origin, head, sizeof(head));
         snprintf(want, sizeof(want), "GET %s HTTP/1.1\r\n", targets[i]);
         cr_assert(!strncmp(head, want, strlen(want)), "sent %s, origin got:\n%s", targets[i], head);
     }
     h_close(fd);
 }
 
-Test(e2e_hardening, options_asterisk_forwarded, .init = up, .fini = down)
+Test(e2e_hardening, options_asterisk_forwarded, .init = fx_up_grace, .fini = fx_down)
 {
     struct h_resp r;
     char head[16384];
 
-    roundtrip("OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n", &r);
+    fx_roundtrip("OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n", &r);
     cr_assert_eq(r.status, 200);
     h_resp_free(&r);
-    last_head(head, sizeof(head));
+    origin_last_head(origin, head, sizeof(head));
     cr_assert(!strncmp(head, "OPTIONS * HTTP/1.1\r\n", 20), "%s", head);
 }
 
 /* RFC 9112 3.2.2: absolute-form goes upstream in origin-form, Host from the authority. */
-Test(e2e_hardening, absolute_form_forwarded_as_origin_form, .init = up, .fini = down)
+Test(e2e_hardening, absolute_form_forwarded_as_origin_form, .init = fx_up_grace, .fini = fx_down)
 {
     struct h_resp r;
     char head[16384];
@@ -697,7 +450,7 @@ Test(e2e_hardening, absolute_form_forwarded_as_origin_form, .init = up, .fini = 
     cr_assert_eq(h_read_response(fd, &r, 0), 0);
     cr_assert_eq(r.status, 200, "absolute-form answered %d", r.status);
     h_resp_free(&r);
-    last_head(head, sizeof(head));
+    origin_last_head(origin, head, sizeof(head));
     cr_assert(!strncmp(head, "GET /p?q HTTP/1.1\r\n", 19), "origin got:\n%s", head);
     cr_assert(strstr(head, "\r\nHost: example.com\r\n"), "%s", head);
 
@@ -705,21 +458,21 @@ Test(e2e_hardening, absolute_form_forwarded_as_origin_form, .init = up, .fini = 
     cr_assert_eq(h_read_response(fd, &r, 0), 0);
     cr_assert_eq(r.status, 200);
     h_resp_free(&r);
-    last_head(head, sizeof(head));
+    origin_last_head(origin, head, sizeof(head));
     cr_assert(!strncmp(head, "GET / HTTP/1.1\r\n", 16), "empty path must become /:\n%s", head);
     h_close(fd);
 }
 
-Test(e2e_hardening, absolute_form_authority_replaces_host, .init = up, .fini = down)
+Test(e2e_hardening, absolute_form_authority_replaces_host, .init = fx_up_grace, .fini = fx_down)
 {
     struct h_resp r;
     char head[16384];
     const char *h;
 
-    roundtrip("GET http://example.com:8080/x HTTP/1.1\r\nHost: other.example\r\n\r\n", &r);
+    fx_roundtrip("GET http://example.com:8080/x HTTP/1.1\r\nHost: other.example\r\n\r\n", &r);
     cr_assert_eq(r.status, 200, "absolute-form answered %d", r.status);
     h_resp_free(&r);
-    last_head(head, sizeof(head));
+    origin_last_head(origin, head, sizeof(head));
     cr_assert(!strncmp(head, "GET /x HTTP/1.1\r\n", 17), "origin got:\n%s", head);
     h = strcasestr(head, "\r\nhost: ");
     cr_assert(h && !strncmp(h, "\r\nHost: example.com:8080\r\n", 26), "%s", head);
@@ -727,7 +480,7 @@ Test(e2e_hardening, absolute_form_authority_replaces_host, .init = up, .fini = d
     cr_assert_null(strstr(head, "other.example"), "%s", head);
 }
 
-Test(e2e_hardening, http10_client_gets_no_chunked_and_close, .init = up, .fini = down)
+Test(e2e_hardening, http10_client_gets_no_chunked_and_close, .init = fx_up_grace, .fini = fx_down)
 {
     static const char resp[] = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
                                "5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n";
@@ -736,19 +489,19 @@ Test(e2e_hardening, http10_client_gets_no_chunked_and_close, .init = up, .fini =
 
     origin_script(origin, resp, sizeof(resp) - 1, 0);
     cr_assert_eq(h_sends(fd, "GET /c HTTP/1.0\r\nConnection: keep-alive, X-Gone\r\n\r\n"), 0);
-    read_to_eof(fd, buf, sizeof(buf), 3000, &eof);
-    cr_assert(eof, "a de-chunked body ends with the close: %s", shown(buf, strlen(buf)));
-    cr_assert(!strncmp(buf, "HTTP/1.1 200 ", 13), "%s", shown(buf, strlen(buf)));
-    cr_assert_null(strcasestr(buf, "transfer-encoding"), "%s", shown(buf, strlen(buf)));
+    h_read_to_eof(fd, buf, sizeof(buf), 3000, &eof);
+    cr_assert(eof, "a de-chunked body ends with the close: %s", h_shown(buf, strlen(buf)));
+    cr_assert(!strncmp(buf, "HTTP/1.1 200 ", 13), "%s", h_shown(buf, strlen(buf)));
+    cr_assert_null(strcasestr(buf, "transfer-encoding"), "%s", h_shown(buf, strlen(buf)));
     cr_assert(strstr(buf, "\r\n\r\nhello world") && !strstr(buf, "world\r\n"), "%s",
-              shown(buf, strlen(buf)));
+              h_shown(buf, strlen(buf)));
     h_close(fd);
-    last_head(head, sizeof(head));
+    origin_last_head(origin, head, sizeof(head));
     assert_lacks_field(head, "Connection");
     assert_lacks_field(head, "X-Gone");
 }
 
-Test(e2e_hardening, http10_keepalive_only_when_asked, .init = up, .fini = down)
+Test(e2e_hardening, http10_keepalive_only_when_asked, .init = fx_up_grace, .fini = fx_down)
 {
     struct h_resp r;
     char v[64], buf[256];
@@ -766,14 +519,14 @@ Test(e2e_hardening, http10_keepalive_only_when_asked, .init = up, .fini = down)
     cr_assert(h_header(r.head, "Connection", v, sizeof(v)) != 0 || strcasecmp(v, "keep-alive"),
               "keep-alive not asked for: %s", r.head);
     h_resp_free(&r);
-    read_to_eof(fd, buf, sizeof(buf), 2000, &eof);
+    h_read_to_eof(fd, buf, sizeof(buf), 2000, &eof);
     cr_assert(eof, "an HTTP/1.0 connection without keep-alive must close");
     h_close(fd);
 }
 
 /* ==== 4. response side =================================================== */
 
-Test(e2e_hardening, interim_100_and_103_relayed_then_final, .init = up, .fini = down)
+Test(e2e_hardening, interim_100_and_103_relayed_then_final, .init = fx_up_grace, .fini = fx_down)
 {
     static const char resp[] =
         "HTTP/1.1 100 Continue\r\n\r\n"
@@ -807,7 +560,7 @@ Test(e2e_hardening, interim_100_and_103_relayed_then_final, .init = up, .fini = 
 }
 
 /* RFC 9110 15.2: a server MUST NOT send a 1xx response to an HTTP/1.0 client. */
-Test(e2e_hardening, http10_client_gets_no_1xx, .init = up, .fini = down)
+Test(e2e_hardening, http10_client_gets_no_1xx, .init = fx_up_grace, .fini = fx_down)
 {
     static const char resp[] = "HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n"
                                "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
@@ -816,17 +569,17 @@ Test(e2e_hardening, http10_client_gets_no_1xx, .init = up, .fini = down)
 
     origin_script(origin, resp, sizeof(resp) - 1, 0);
     cr_assert_eq(h_sends(fd, "GET /hints HTTP/1.0\r\n\r\n"), 0);
-    read_to_eof(fd, buf, sizeof(buf), 3000, &eof);
+    h_read_to_eof(fd, buf, sizeof(buf), 3000, &eof);
     cr_assert(!strncmp(buf, "HTTP/1.1 200 ", 13), "an HTTP/1.0 client got:\n%s",
-              shown(buf, strlen(buf)));
-    cr_assert_null(strstr(buf, " 103 "), "%s", shown(buf, strlen(buf)));
+              h_shown(buf, strlen(buf)));
+    cr_assert_null(strstr(buf, " 103 "), "%s", h_shown(buf, strlen(buf)));
     h_close(fd);
 }
 
 static const char expect_head[] =
     "POST /up HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n";
 
-Test(e2e_hardening, expect_100_continue_when_origin_sends_100, .init = raw_up, .fini = down)
+Test(e2e_hardening, expect_100_continue_when_origin_sends_100, .init = fx_raw_up, .fini = fx_down)
 {
     char ub[8192];
     size_t un;
@@ -834,20 +587,20 @@ Test(e2e_hardening, expect_100_continue_when_origin_sends_100, .init = raw_up, .
     int fd = h_connect(px.port), ufd, eof;
 
     cr_assert_eq(h_sends(fd, expect_head), 0);
-    ufd = raw_accept(3000);
+    ufd = fx_raw_accept(3000);
     cr_assert(ufd >= 0, "the proxy did not connect to the origin");
-    un = raw_recv_until(ufd, ub, sizeof(ub), 0, "\r\n\r\n", 3000, &eof);
-    cr_assert(strstr(ub, "\r\n\r\n"), "no request head at the origin: %s", shown(ub, un));
+    un = h_recv_until(ufd, ub, sizeof(ub), 0, "\r\n\r\n", 3000, &eof);
+    cr_assert(strstr(ub, "\r\n\r\n"), "no request head at the origin: %s", h_shown(ub, un));
     cr_assert(strcasestr(ub, "\r\nExpect: 100-continue\r\n"),
               "the origin must see the expectation to answer it:\n%s", ub);
-    raw_sends(ufd, "HTTP/1.1 100 Continue\r\n\r\n");
+    fx_raw_sends(ufd, "HTTP/1.1 100 Continue\r\n\r\n");
     cr_assert_eq(h_read_response(fd, &r, 0), 0, "no 100 relayed");
     cr_assert_eq(r.status, 100);
     h_resp_free(&r);
     cr_assert_eq(h_sends(fd, "hello"), 0);
-    un = raw_recv_until(ufd, ub, sizeof(ub), un, "\r\n\r\nhello", 3000, &eof);
-    cr_assert(strstr(ub, "\r\n\r\nhello"), "the body did not follow: %s", shown(ub, un));
-    raw_sends(ufd, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+    un = h_recv_until(ufd, ub, sizeof(ub), un, "\r\n\r\nhello", 3000, &eof);
+    cr_assert(strstr(ub, "\r\n\r\nhello"), "the body did not follow: %s", h_shown(ub, un));
+    fx_raw_sends(ufd, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
     cr_assert_eq(h_read_response(fd, &r, 0), 0);
     cr_assert_eq(r.status, 200);
     cr_assert_arr_eq(r.body, "ok", 2);
@@ -861,7 +614,8 @@ Test(e2e_hardening, expect_100_continue_when_origin_sends_100, .init = raw_up, .
  * never used for another request (the origin would read that request as
  * the body).
  */
-Test(e2e_hardening, expect_100_continue_origin_answers_417_early, .init = raw_up, .fini = down)
+Test(e2e_hardening, expect_100_continue_origin_answers_417_early, .init = fx_raw_up,
+     .fini = fx_down)
 {
     char ub[8192], ub2[8192];
     size_t un;
@@ -870,11 +624,11 @@ Test(e2e_hardening, expect_100_continue_origin_answers_417_early, .init = raw_up
     long t0;
 
     cr_assert_eq(h_sends(fd, expect_head), 0);
-    ufd = raw_accept(3000);
+    ufd = fx_raw_accept(3000);
     cr_assert(ufd >= 0);
-    un = raw_recv_until(ufd, ub, sizeof(ub), 0, "\r\n\r\n", 3000, &eof);
+    un = h_recv_until(ufd, ub, sizeof(ub), 0, "\r\n\r\n", 3000, &eof);
     cr_assert(strstr(ub, "\r\n\r\n"));
-    raw_sends(ufd, "HTTP/1.1 417 Expectation Failed\r\nContent-Length: 0\r\n\r\n");
+    fx_raw_sends(ufd, "HTTP/1.1 417 Expectation Failed\r\nContent-Length: 0\r\n\r\n");
     t0 = h_now_ms();
     cr_assert_eq(h_read_response(fd, &r, 0), 0);
     cr_assert_eq(r.status, 417);
@@ -884,15 +638,15 @@ Test(e2e_hardening, expect_100_continue_origin_answers_417_early, .init = raw_up
 
     fd2 = h_connect(px.port);
     cr_assert_eq(h_sends(fd2, "GET /next HTTP/1.1\r\nHost: a\r\n\r\n"), 0);
-    un = raw_recv_until(ufd, ub, sizeof(ub), un, "GET /next", 1000, &eof);
+    un = h_recv_until(ufd, ub, sizeof(ub), un, "GET /next", 1000, &eof);
     cr_assert_null(strstr(ub, "GET /next"),
                    "the next request went on the connection that still owed a body:\n%s",
-                   shown(ub, un));
-    ufd2 = raw_accept(3000);
+                   h_shown(ub, un));
+    ufd2 = fx_raw_accept(3000);
     cr_assert(ufd2 >= 0, "the next request never reached the origin");
-    raw_recv_until(ufd2, ub2, sizeof(ub2), 0, "\r\n\r\n", 3000, &eof);
-    cr_assert(!strncmp(ub2, "GET /next ", 10), "%s", shown(ub2, strlen(ub2)));
-    raw_sends(ufd2, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+    h_recv_until(ufd2, ub2, sizeof(ub2), 0, "\r\n\r\n", 3000, &eof);
+    cr_assert(!strncmp(ub2, "GET /next ", 10), "%s", h_shown(ub2, strlen(ub2)));
+    fx_raw_sends(ufd2, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
     cr_assert_eq(h_read_response(fd2, &r, 0), 0);
     cr_assert_eq(r.status, 200);
     h_resp_free(&r);
@@ -900,7 +654,7 @@ Test(e2e_hardening, expect_100_continue_origin_answers_417_early, .init = raw_up
 }
 
 /* The origin answers before the body: the body the client sends later is never a request. */
-Test(e2e_hardening, origin_answers_early_body_never_parsed, .init = raw_up, .fini = down)
+Test(e2e_hardening, origin_answers_early_body_never_parsed, .init = fx_raw_up, .fini = fx_down)
 {
     static const char smuggled[] = "GET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n";
     char req[256], ub[8192], buf[4096];
@@ -911,22 +665,22 @@ Test(e2e_hardening, origin_answers_early_body_never_parsed, .init = raw_up, .fin
              "POST /up HTTP/1.1\r\nHost: a\r\nContent-Length: %zu\r\nExpect: 100-continue\r\n\r\n",
              sizeof(smuggled) - 1);
     cr_assert_eq(h_sends(fd, req), 0);
-    ufd = raw_accept(3000);
+    ufd = fx_raw_accept(3000);
     cr_assert(ufd >= 0);
-    raw_recv_until(ufd, ub, sizeof(ub), 0, "\r\n\r\n", 3000, &eof);
-    raw_sends(ufd, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nearly");
+    h_recv_until(ufd, ub, sizeof(ub), 0, "\r\n\r\n", 3000, &eof);
+    fx_raw_sends(ufd, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nearly");
     cr_assert_eq(h_read_response(fd, &r, 0), 0);
     cr_assert_eq(r.status, 200);
     h_resp_free(&r);
     (void)h_sends(fd, smuggled);
-    read_to_eof(fd, buf, sizeof(buf), 1000, &eof);
+    h_read_to_eof(fd, buf, sizeof(buf), 1000, &eof);
     cr_assert_null(strstr(buf, "HTTP/1."), "the body was answered as a request:\n%s",
-                   shown(buf, strlen(buf)));
+                   h_shown(buf, strlen(buf)));
     h_close(fd);
-    ufd = raw_accept(300);
+    ufd = fx_raw_accept(300);
     if (ufd >= 0) {
-        raw_recv_until(ufd, ub, sizeof(ub), 0, "\r\n\r\n", 500, &eof);
-        cr_assert_null(strstr(ub, "/smuggled"), "%s", shown(ub, strlen(ub)));
+        h_recv_until(ufd, ub, sizeof(ub), 0, "\r\n\r\n", 500, &eof);
+        cr_assert_null(strstr(ub, "/smuggled"), "%s", h_shown(ub, strlen(ub)));
     }
     assert_log_lacks("/smuggled");
 }
@@ -936,47 +690,47 @@ static void expect_502_for(const char *resp)
     struct h_resp r;
 
     origin_script(origin, resp, strlen(resp), 1);
-    roundtrip("GET /bad HTTP/1.1\r\nHost: a\r\n\r\n", &r);
-    cr_assert_eq(r.status, 502, "origin sent:\n%s\nclient got:\n%s", shown(resp, strlen(resp)),
+    fx_roundtrip("GET /bad HTTP/1.1\r\nHost: a\r\n\r\n", &r);
+    cr_assert_eq(r.status, 502, "origin sent:\n%s\nclient got:\n%s", h_shown(resp, strlen(resp)),
                  r.head);
     cr_assert_null(memmem(r.body, r.body_len, "hello", 5), "the broken body leaked");
     h_resp_free(&r);
 }
 
-Test(e2e_hardening, origin_cl_and_te_is_502, .init = up, .fini = down)
+Test(e2e_hardening, origin_cl_and_te_is_502, .init = fx_up_grace, .fini = fx_down)
 {
     expect_502_for("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"
                    "5\r\nhello\r\n0\r\n\r\n");
 }
 
-Test(e2e_hardening, origin_two_different_cl_is_502, .init = up, .fini = down)
+Test(e2e_hardening, origin_two_different_cl_is_502, .init = fx_up_grace, .fini = fx_down)
 {
     expect_502_for("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 7\r\n\r\nhello!!");
 }
 
-Test(e2e_hardening, origin_empty_te_with_cl_is_502, .init = up, .fini = down)
+Test(e2e_hardening, origin_empty_te_with_cl_is_502, .init = fx_up_grace, .fini = fx_down)
 {
     expect_502_for("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: \r\n\r\nhello");
 }
 
-Test(e2e_hardening, origin_garbage_is_502, .init = up, .fini = down)
+Test(e2e_hardening, origin_garbage_is_502, .init = fx_up_grace, .fini = fx_down)
 {
     expect_502_for("FOO\r\n\r\n");
 }
 
-Test(e2e_hardening, origin_bare_lf_is_502, .init = up, .fini = down)
+Test(e2e_hardening, origin_bare_lf_is_502, .init = fx_up_grace, .fini = fx_down)
 {
     expect_502_for("HTTP/1.1 200 OK\nContent-Length: 5\n\nhello");
 }
 
-Test(e2e_hardening, origin_101_without_upgrade_request_is_502, .init = up, .fini = down)
+Test(e2e_hardening, origin_101_without_upgrade_request_is_502, .init = fx_up_grace, .fini = fx_down)
 {
     expect_502_for("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
                    "Connection: Upgrade\r\n\r\nhello");
 }
 
 /* The client must learn the body is short: EOF before the announced length, never a hang. */
-Test(e2e_hardening, origin_closes_mid_body_client_sees_eof, .init = up, .fini = down)
+Test(e2e_hardening, origin_closes_mid_body_client_sees_eof, .init = fx_up_grace, .fini = fx_down)
 {
     static const char resp[] = "HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n0123456789";
     char buf[4096];
@@ -986,15 +740,16 @@ Test(e2e_hardening, origin_closes_mid_body_client_sees_eof, .init = up, .fini = 
 
     origin_script(origin, resp, sizeof(resp) - 1, 1);
     cr_assert_eq(h_sends(fd, "GET /short HTTP/1.1\r\nHost: a\r\n\r\n"), 0);
-    read_to_eof(fd, buf, sizeof(buf), 3000, &eof);
+    h_read_to_eof(fd, buf, sizeof(buf), 3000, &eof);
     cr_assert(eof, "the client connection hangs after %ld ms", h_now_ms() - t0);
-    cr_assert(!strncmp(buf, "HTTP/1.1 200 ", 13), "%s", shown(buf, strlen(buf)));
+    cr_assert(!strncmp(buf, "HTTP/1.1 200 ", 13), "%s", h_shown(buf, strlen(buf)));
     body = strstr(buf, "\r\n\r\n");
-    cr_assert(body && strlen(body + 4) < 1000, "%s", shown(buf, strlen(buf)));
+    cr_assert(body && strlen(body + 4) < 1000, "%s", h_shown(buf, strlen(buf)));
     h_close(fd);
 }
 
-Test(e2e_hardening, origin_closes_mid_chunked_body_no_fake_end, .init = up, .fini = down)
+Test(e2e_hardening, origin_closes_mid_chunked_body_no_fake_end, .init = fx_up_grace,
+     .fini = fx_down)
 {
     static const char resp[] =
         "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n";
@@ -1003,17 +758,17 @@ Test(e2e_hardening, origin_closes_mid_chunked_body_no_fake_end, .init = up, .fin
 
     origin_script(origin, resp, sizeof(resp) - 1, 1);
     cr_assert_eq(h_sends(fd, "GET /short HTTP/1.1\r\nHost: a\r\n\r\n"), 0);
-    read_to_eof(fd, buf, sizeof(buf), 3000, &eof);
+    h_read_to_eof(fd, buf, sizeof(buf), 3000, &eof);
     cr_assert(eof, "the client connection hangs");
-    cr_assert(strstr(buf, "hello"), "%s", shown(buf, strlen(buf)));
+    cr_assert(strstr(buf, "hello"), "%s", h_shown(buf, strlen(buf)));
     cr_assert_null(strstr(buf, "\r\n0\r\n"), "the proxy forged the end of a truncated body:\n%s",
-                   shown(buf, strlen(buf)));
+                   h_shown(buf, strlen(buf)));
     h_close(fd);
 }
 
 /* ==== 5. upgrade ========================================================= */
 
-Test(e2e_hardening, websocket_upgrade_tunnels_both_ways, .init = up, .fini = down)
+Test(e2e_hardening, websocket_upgrade_tunnels_both_ways, .init = fx_up_grace, .fini = fx_down)
 {
     static const char resp[] = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
                                "Connection: Upgrade\r\n"
@@ -1035,18 +790,18 @@ Test(e2e_hardening, websocket_upgrade_tunnels_both_ways, .init = up, .fini = dow
     cr_assert(h_header(r.head, "Connection", v, sizeof(v)) == 0 && strcasestr(v, "upgrade"), "%s",
               r.head);
     h_resp_free(&r);
-    last_head(head, sizeof(head));
+    origin_last_head(origin, head, sizeof(head));
     cr_assert(strcasestr(head, "\r\nUpgrade: websocket\r\n"), "%s", head);
     cr_assert(strcasestr(head, "\r\nConnection: upgrade\r\n"), "%s", head);
     cr_assert(strstr(head, "\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"), "%s", head);
     h_read_all(fd, buf, 13, 3000);
     cr_assert_str_eq(buf, "server-hello");
     cr_assert_eq(h_sends(fd, "client-bytes"), 0);
-    cr_assert(origin_got("\r\n\r\nclient-bytes", 3000), "client bytes never reached the origin");
+    cr_assert(fx_origin_got("\r\n\r\nclient-bytes", 3000), "client bytes never reached the origin");
     h_close(fd);
 }
 
-Test(e2e_hardening, upgrade_answered_200_stays_http, .init = up, .fini = down)
+Test(e2e_hardening, upgrade_answered_200_stays_http, .init = fx_up_grace, .fini = fx_down)
 {
     static const char resp[] = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nno";
     struct h_resp r;
@@ -1070,7 +825,7 @@ Test(e2e_hardening, upgrade_answered_200_stays_http, .init = up, .fini = down)
 }
 
 /* RFC 9110 7.8: an Upgrade field in an HTTP/1.0 request is ignored: no tunnel. */
-Test(e2e_hardening, http10_upgrade_ignored, .init = up, .fini = down)
+Test(e2e_hardening, http10_upgrade_ignored, .init = fx_up_grace, .fini = fx_down)
 {
     static const char resp[] = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
                                "Connection: Upgrade\r\n\r\nserver-hello";
@@ -1080,12 +835,12 @@ Test(e2e_hardening, http10_upgrade_ignored, .init = up, .fini = down)
     origin_script(origin, resp, sizeof(resp) - 1, 1);
     cr_assert_eq(
         h_sends(fd, "GET /ws HTTP/1.0\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"), 0);
-    read_to_eof(fd, buf, sizeof(buf), 3000, &eof);
-    last_head(head, sizeof(head));
+    h_read_to_eof(fd, buf, sizeof(buf), 3000, &eof);
+    origin_last_head(origin, head, sizeof(head));
     assert_lacks_field(head, "Upgrade");
     cr_assert_null(strcasestr(head, "connection: upgrade"), "%s", head);
     cr_assert(!strncmp(buf, "HTTP/1.1 502 ", 13), "a 101 to an HTTP/1.0 request is broken:\n%s",
-              shown(buf, strlen(buf)));
+              h_shown(buf, strlen(buf)));
     h_close(fd);
 }
 
@@ -1097,7 +852,7 @@ Test(e2e_hardening, http10_upgrade_ignored, .init = up, .fini = down)
 
 static void up_small(void)
 {
-    up_cfg(SMALL_LIMITS);
+    fx_up_cfg(SMALL_LIMITS);
 }
 
 /* "name: vvvv...\r\n" with the line (without CRLF) exactly len bytes long. */
@@ -1144,77 +899,79 @@ static void expect_pass(const char *req, size_t len)
     h_close(fd);
 }
 
-Test(e2e_hardening, header_section_too_large_is_431, .init = up_small, .fini = down)
+Test(e2e_hardening, header_section_too_large_is_431, .init = up_small, .fini = fx_down)
 {
     static char req[16384];
     size_t n;
 
     n = build_get(req, 1, 6, 800); /* ~4.9 KB > 4096 */
-    expect_rejected(req, n, 431);
+    fx_expect_rejected(req, n, 431);
     n = build_get(req, 1, 4, 800); /* ~3.3 KB */
     expect_pass(req, n);
 }
 
-Test(e2e_hardening, header_line_too_large_is_431, .init = up_small, .fini = down)
+Test(e2e_hardening, header_line_too_large_is_431, .init = up_small, .fini = fx_down)
 {
     static char req[16384];
     size_t n;
 
     n = build_get(req, 1, 1, 1025);
-    expect_rejected(req, n, 431);
+    fx_expect_rejected(req, n, 431);
     n = build_get(req, 1, 1, 1024);
     expect_pass(req, n);
 }
 
-Test(e2e_hardening, too_many_headers_is_431, .init = up_small, .fini = down)
+Test(e2e_hardening, too_many_headers_is_431, .init = up_small, .fini = fx_down)
 {
     static char req[16384];
     size_t n;
 
     n = build_get(req, 1, 10, 20);
-    expect_rejected(req, n, 431);
+    fx_expect_rejected(req, n, 431);
     n = build_get(req, 1, 9, 20); /* Host + 9 = 10 = max_headers */
     expect_pass(req, n);
 }
 
-Test(e2e_hardening, target_at_max_uri_bytes_passes, .init = up_small, .fini = down)
+Test(e2e_hardening, target_at_max_uri_bytes_passes, .init = up_small, .fini = fx_down)
 {
     static char req[16384];
 
     expect_pass(req, build_get(req, 1024, 0, 0));
 }
 
-Test(e2e_hardening, target_one_over_max_uri_bytes_is_414, .init = up_small, .fini = down)
+Test(e2e_hardening, target_one_over_max_uri_bytes_is_414, .init = up_small, .fini = fx_down)
 {
     static char req[16384];
 
-    expect_rejected(req, build_get(req, 1025, 0, 0), 414);
+    fx_expect_rejected(req, build_get(req, 1025, 0, 0), 414);
 }
 
-Test(e2e_hardening, target_far_over_max_uri_bytes_is_414, .init = up_small, .fini = down)
+Test(e2e_hardening, target_far_over_max_uri_bytes_is_414, .init = up_small, .fini = fx_down)
 {
     static char req[16384];
 
-    expect_rejected(req, build_get(req, 3000, 0, 0), 414);
+    fx_expect_rejected(req, build_get(req, 3000, 0, 0), 414);
 }
 
-Test(e2e_hardening, defaults_8k_target_passes_8k_plus_1_is_414, .init = up, .fini = down)
+Test(e2e_hardening, defaults_8k_target_passes_8k_plus_1_is_414, .init = fx_up_grace,
+     .fini = fx_down)
 {
     static char req[32768];
 
-    expect_rejected(req, build_get(req, 8193, 0, 0), 414);
+    fx_expect_rejected(req, build_get(req, 8193, 0, 0), 414);
     expect_pass(req, build_get(req, 8192, 0, 0));
 }
 
-Test(e2e_hardening, defaults_8k_header_line_passes_8k_plus_1_is_431, .init = up, .fini = down)
+Test(e2e_hardening, defaults_8k_header_line_passes_8k_plus_1_is_431, .init = fx_up_grace,
+     .fini = fx_down)
 {
     static char req[32768];
 
-    expect_rejected(req, build_get(req, 1, 1, 8193), 431);
+    fx_expect_rejected(req, build_get(req, 1, 1, 8193), 431);
     expect_pass(req, build_get(req, 1, 1, 8192));
 }
 
-Test(e2e_hardening, defaults_7k_of_headers_pass_unchanged, .init = up, .fini = down)
+Test(e2e_hardening, defaults_7k_of_headers_pass_unchanged, .init = fx_up_grace, .fini = fx_down)
 {
     static char req[32768];
     char head[16384];
@@ -1222,21 +979,21 @@ Test(e2e_hardening, defaults_7k_of_headers_pass_unchanged, .init = up, .fini = d
     const char *fields;
 
     expect_pass(req, n);
-    last_head(head, sizeof(head));
+    origin_last_head(origin, head, sizeof(head));
     fields = strstr(req, "X-F0");
     cr_assert(strstr(head, "\r\nX-F0") &&
                   !memcmp(strstr(head, "\r\nX-F0") + 2, fields, strlen(fields)),
               "headers changed on the way");
 }
 
-Test(e2e_hardening, body_content_length_over_limit_is_413, .init = up_small, .fini = down)
+Test(e2e_hardening, body_content_length_over_limit_is_413, .init = up_small, .fini = fx_down)
 {
     static const char req[] = "POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 1001\r\n\r\nxyz";
 
-    expect_rejected(req, sizeof(req) - 1, 413);
+    fx_expect_rejected(req, sizeof(req) - 1, 413);
 }
 
-Test(e2e_hardening, body_content_length_at_limit_passes, .init = up_small, .fini = down)
+Test(e2e_hardening, body_content_length_at_limit_passes, .init = up_small, .fini = fx_down)
 {
     static char req[4096];
     struct h_resp r;
@@ -1255,7 +1012,7 @@ Test(e2e_hardening, body_content_length_at_limit_passes, .init = up_small, .fini
 }
 
 /* A pipelined request after a body at the limit is not part of that body. */
-Test(e2e_hardening, body_at_limit_then_pipelined_request_passes, .init = up_small, .fini = down)
+Test(e2e_hardening, body_at_limit_then_pipelined_request_passes, .init = up_small, .fini = fx_down)
 {
     static char req[4096];
     struct h_resp r;
@@ -1278,7 +1035,7 @@ Test(e2e_hardening, body_at_limit_then_pipelined_request_passes, .init = up_smal
     h_close(fd);
 }
 
-Test(e2e_hardening, body_chunked_over_limit_is_413, .init = up_small, .fini = down)
+Test(e2e_hardening, body_chunked_over_limit_is_413, .init = up_small, .fini = fx_down)
 {
     static char req[4096];
     size_t n = (size_t)snprintf(
@@ -1295,12 +1052,12 @@ Test(e2e_hardening, body_chunked_over_limit_is_413, .init = up_small, .fini = do
     }
     memcpy(req + n, "0\r\n\r\n", 5);
     n += 5;
-    expect_answer_and_close(req, n, 413);
+    fx_expect_answer_and_close(req, n, 413);
     assert_no_request_completed("SMUGGLE");
 }
 
 /* max_body_bytes counts the decoded body, not the chunk framing. */
-Test(e2e_hardening, body_chunked_at_limit_passes, .init = up_small, .fini = down)
+Test(e2e_hardening, body_chunked_at_limit_passes, .init = up_small, .fini = fx_down)
 {
     static char req[4096];
     struct h_resp r;
@@ -1325,13 +1082,13 @@ Test(e2e_hardening, body_chunked_at_limit_passes, .init = up_small, .fini = down
     h_close(fd);
 }
 
-Test(e2e_hardening, max_connections_refuses_new_keeps_old, .fini = down)
+Test(e2e_hardening, max_connections_refuses_new_keeps_old, .fini = fx_down)
 {
     struct h_resp r;
     char buf[512];
     int a, b, c, d = -1, eof;
 
-    up_cfg("\"client\": {\"max_connections\": 2}");
+    fx_up_cfg("\"client\": {\"max_connections\": 2}");
     h_msleep(200); /* h_proxy_start's probe connection must be gone first */
     a = h_connect(px.port);
     b = h_connect(px.port);
@@ -1346,7 +1103,7 @@ Test(e2e_hardening, max_connections_refuses_new_keeps_old, .fini = down)
     c = h_connect(px.port);
     if (c >= 0) {
         (void)h_sends(c, "GET /c HTTP/1.1\r\nHost: a\r\n\r\n");
-        read_to_eof(c, buf, sizeof(buf), 2000, &eof);
+        h_read_to_eof(c, buf, sizeof(buf), 2000, &eof);
         cr_assert(eof, "a connection over client.max_connections was kept open");
         cr_assert_null(strstr(buf, "200 OK"), "a connection over the limit was served");
         h_close(c);
@@ -1378,23 +1135,23 @@ Test(e2e_hardening, max_connections_refuses_new_keeps_old, .fini = down)
 
 /* ==== 7. timeouts ======================================================== */
 
-Test(e2e_hardening, slowloris_partial_head_gets_408_others_served, .fini = down)
+Test(e2e_hardening, slowloris_partial_head_gets_408_others_served, .fini = fx_down)
 {
     struct h_resp r;
     char buf[1024];
     int a, eof;
     long t0;
 
-    up_cfg("\"client\": {\"header_timeout_ms\": 300}");
+    fx_up_cfg("\"client\": {\"header_timeout_ms\": 300}");
     a = h_connect(px.port);
     t0 = h_now_ms();
     cr_assert_eq(h_sends(a, "GET / HTTP/1.1\r\nHost: a\r\nX-Slow: "), 0);
-    roundtrip("GET /other HTTP/1.1\r\nHost: a\r\n\r\n", &r);
+    fx_roundtrip("GET /other HTTP/1.1\r\nHost: a\r\n\r\n", &r);
     cr_assert_eq(r.status, 200, "another client is served meanwhile");
     cr_assert_lt(h_now_ms() - t0, 300, "the other client waited for the slow one");
     h_resp_free(&r);
-    read_to_eof(a, buf, sizeof(buf), 3000, &eof);
-    cr_assert(!strncmp(buf, "HTTP/1.1 408 ", 13), "%s", shown(buf, strlen(buf)));
+    h_read_to_eof(a, buf, sizeof(buf), 3000, &eof);
+    cr_assert(!strncmp(buf, "HTTP/1.1 408 ", 13), "%s", h_shown(buf, strlen(buf)));
     cr_assert(eof, "the slow connection stays open");
     cr_assert_lt(h_now_ms() - t0, 2000);
     h_close(a);
@@ -1402,13 +1159,13 @@ Test(e2e_hardening, slowloris_partial_head_gets_408_others_served, .fini = down)
 }
 
 /* One byte every 50 ms keeps the connection busy but not the head deadline. */
-Test(e2e_hardening, slowloris_trickle_hits_hard_deadline, .fini = down)
+Test(e2e_hardening, slowloris_trickle_hits_hard_deadline, .fini = fx_down)
 {
     char buf[1024];
     int a, eof;
     long t0;
 
-    up_cfg("\"client\": {\"header_timeout_ms\": 300}");
+    fx_up_cfg("\"client\": {\"header_timeout_ms\": 300}");
     a = h_connect(px.port);
     t0 = h_now_ms();
     cr_assert_eq(h_sends(a, "GET / HTTP/1.1\r\nHost: a\r\nX-Slow: "), 0);
@@ -1419,31 +1176,31 @@ Test(e2e_hardening, slowloris_trickle_hits_hard_deadline, .fini = down)
         if (h_sends(a, "v") < 0)
             break;
     }
-    read_to_eof(a, buf, sizeof(buf), 3000, &eof);
+    h_read_to_eof(a, buf, sizeof(buf), 3000, &eof);
     cr_assert_lt(h_now_ms() - t0, 2000, "a trickling head outlived the header deadline");
-    cr_assert(!strncmp(buf, "HTTP/1.1 408 ", 13), "%s", shown(buf, strlen(buf)));
+    cr_assert(!strncmp(buf, "HTTP/1.1 408 ", 13), "%s", h_shown(buf, strlen(buf)));
     h_close(a);
 }
 
-Test(e2e_hardening, idle_keepalive_closed_after_idle_timeout, .fini = down)
+Test(e2e_hardening, idle_keepalive_closed_after_idle_timeout, .fini = fx_down)
 {
     struct h_resp r;
     char buf[256];
     int fd, eof;
     long t0, dt;
 
-    up_cfg("\"client\": {\"idle_timeout_ms\": 300}");
+    fx_up_cfg("\"client\": {\"idle_timeout_ms\": 300}");
     fd = h_connect(px.port);
     cr_assert_eq(h_sends(fd, "GET / HTTP/1.1\r\nHost: a\r\n\r\n"), 0);
     cr_assert_eq(h_read_response(fd, &r, 0), 0);
     cr_assert_not(r.closed);
     h_resp_free(&r);
     t0 = h_now_ms();
-    read_to_eof(fd, buf, sizeof(buf), 3000, &eof);
+    h_read_to_eof(fd, buf, sizeof(buf), 3000, &eof);
     dt = h_now_ms() - t0;
     cr_assert(eof, "an idle keep-alive connection stays open");
     cr_assert(dt >= 150 && dt < 2000, "closed after %ld ms with idle_timeout_ms 300", dt);
-    cr_assert_eq(buf[0], '\0', "%s", shown(buf, strlen(buf)));
+    cr_assert_eq(buf[0], '\0', "%s", h_shown(buf, strlen(buf)));
     h_close(fd);
 }
 
@@ -1451,55 +1208,55 @@ Test(e2e_hardening, idle_keepalive_closed_after_idle_timeout, .fini = down)
  * Connect timeout on loopback: a listener with backlog 0 whose one accept
  * slot is taken drops further SYNs, so the proxy's connect hangs.
  */
-Test(e2e_hardening, upstream_connect_timeout_is_502, .fini = down)
+Test(e2e_hardening, upstream_connect_timeout_is_502, .fini = fx_down)
 {
     struct h_resp r;
     int filler;
     long t0;
 
-    raw_start(0);
+    fx_raw_start(0);
     filler = h_connect(rw.port);
     cr_assert(filler >= 0);
-    rw.fd[rw.n++] = filler;
-    start_proxy(rw.port, "\"upstream\": {\"connect_timeout_ms\": 300}");
+    fx_raw_keep(filler);
+    fx_proxy_grace(rw.port, "\"upstream\": {\"connect_timeout_ms\": 300}");
     t0 = h_now_ms();
-    roundtrip("GET / HTTP/1.1\r\nHost: a\r\n\r\n", &r);
+    fx_roundtrip("GET / HTTP/1.1\r\nHost: a\r\n\r\n", &r);
     cr_assert_eq(r.status, 502);
     cr_assert_lt(h_now_ms() - t0, 2500, "took %ld ms", h_now_ms() - t0);
     h_resp_free(&r);
 }
 
-Test(e2e_hardening, upstream_response_timeout_is_504, .fini = down)
+Test(e2e_hardening, upstream_response_timeout_is_504, .fini = fx_down)
 {
     struct h_resp r;
     long t0;
 
-    up_cfg("\"upstream\": {\"response_timeout_ms\": 300}");
+    fx_up_cfg("\"upstream\": {\"response_timeout_ms\": 300}");
     t0 = h_now_ms();
-    roundtrip("GET /sleep/1200 HTTP/1.1\r\nHost: a\r\n\r\n", &r);
+    fx_roundtrip("GET /sleep/1200 HTTP/1.1\r\nHost: a\r\n\r\n", &r);
     cr_assert_eq(r.status, 504);
     cr_assert_lt(h_now_ms() - t0, 1100);
     h_resp_free(&r);
 }
 
-Test(e2e_hardening, upstream_stalls_mid_body_client_closed, .fini = down)
+Test(e2e_hardening, upstream_stalls_mid_body_client_closed, .fini = fx_down)
 {
     static const char resp[] = "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nabc";
     char buf[1024];
     int fd, eof;
     long t0;
 
-    up_cfg("\"upstream\": {\"response_timeout_ms\": 300}");
+    fx_up_cfg("\"upstream\": {\"response_timeout_ms\": 300}");
     origin_script(origin, resp, sizeof(resp) - 1, 0);
     fd = h_connect(px.port);
     t0 = h_now_ms();
     cr_assert_eq(h_sends(fd, "GET /stall HTTP/1.1\r\nHost: a\r\n\r\n"), 0);
-    read_to_eof(fd, buf, sizeof(buf), 3000, &eof);
+    h_read_to_eof(fd, buf, sizeof(buf), 3000, &eof);
     cr_assert(eof, "the client waits forever for a stalled body");
     cr_assert_lt(h_now_ms() - t0, 2500);
-    cr_assert(!strncmp(buf, "HTTP/1.1 200 ", 13), "%s", shown(buf, strlen(buf)));
+    cr_assert(!strncmp(buf, "HTTP/1.1 200 ", 13), "%s", h_shown(buf, strlen(buf)));
     cr_assert(strstr(buf, "\r\n\r\nabc") && strlen(strstr(buf, "\r\n\r\n") + 4) == 3, "%s",
-              shown(buf, strlen(buf)));
+              h_shown(buf, strlen(buf)));
     h_close(fd);
 }
 
@@ -1508,38 +1265,38 @@ Test(e2e_hardening, upstream_stalls_mid_body_client_closed, .fini = down)
 static const char ok_keep[] = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
 
 /* The origin closed a pooled connection and the proxy saw it: the connection is not used. */
-Test(e2e_hardening, closed_pooled_connection_not_used, .init = up, .fini = down)
+Test(e2e_hardening, closed_pooled_connection_not_used, .init = fx_up_grace, .fini = fx_down)
 {
     struct h_resp r;
 
     origin_script(origin, ok_keep, sizeof(ok_keep) - 1, 1);
     origin_script(origin, ok_keep, sizeof(ok_keep) - 1, 1);
-    roundtrip("GET /1 HTTP/1.1\r\nHost: a\r\n\r\n", &r);
+    fx_roundtrip("GET /1 HTTP/1.1\r\nHost: a\r\n\r\n", &r);
     cr_assert_eq(r.status, 200);
     h_resp_free(&r);
     h_msleep(200);
-    roundtrip("GET /2 HTTP/1.1\r\nHost: a\r\n\r\n", &r);
+    fx_roundtrip("GET /2 HTTP/1.1\r\nHost: a\r\n\r\n", &r);
     cr_assert_eq(r.status, 200);
     h_resp_free(&r);
     cr_assert_eq(origin_accepts(origin), 2);
     h_msleep(200);
-    roundtrip("POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc", &r);
+    fx_roundtrip("POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc", &r);
     cr_assert_eq(r.status, 200, "a POST after a close the proxy had seen: %d", r.status);
     cr_assert_eq(origin_accepts(origin), 3);
     h_resp_free(&r);
 }
 
 /* The origin closes a reused connection on receiving the request: GET is retried once. */
-Test(e2e_hardening, keepalive_race_get_retried_once, .init = up, .fini = down)
+Test(e2e_hardening, keepalive_race_get_retried_once, .init = fx_up_grace, .fini = fx_down)
 {
     struct h_resp r;
 
     origin_script(origin, ok_keep, sizeof(ok_keep) - 1, 0);
     origin_script(origin, NULL, 0, 1);
-    roundtrip("GET /1 HTTP/1.1\r\nHost: a\r\n\r\n", &r);
+    fx_roundtrip("GET /1 HTTP/1.1\r\nHost: a\r\n\r\n", &r);
     cr_assert_eq(r.status, 200);
     h_resp_free(&r);
-    roundtrip("GET /2 HTTP/1.1\r\nHost: a\r\n\r\n", &r);
+    fx_roundtrip("GET /2 HTTP/1.1\r\nHost: a\r\n\r\n", &r);
     cr_assert_eq(r.status, 200, "an idempotent request on a dead pooled connection got %d",
                  r.status);
     cr_assert_eq(r.body_len, 18);
@@ -1548,16 +1305,16 @@ Test(e2e_hardening, keepalive_race_get_retried_once, .init = up, .fini = down)
     cr_assert_eq(origin_requests(origin), 3);
 }
 
-Test(e2e_hardening, keepalive_race_post_not_retried_502, .init = up, .fini = down)
+Test(e2e_hardening, keepalive_race_post_not_retried_502, .init = fx_up_grace, .fini = fx_down)
 {
     struct h_resp r;
 
     origin_script(origin, ok_keep, sizeof(ok_keep) - 1, 0);
     origin_script(origin, NULL, 0, 1);
-    roundtrip("GET /1 HTTP/1.1\r\nHost: a\r\n\r\n", &r);
+    fx_roundtrip("GET /1 HTTP/1.1\r\nHost: a\r\n\r\n", &r);
     cr_assert_eq(r.status, 200);
     h_resp_free(&r);
-    roundtrip("POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc", &r);
+    fx_roundtrip("POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc", &r);
     cr_assert_eq(r.status, 502);
     h_resp_free(&r);
     cr_assert_eq(origin_accepts(origin), 1, "a POST must not be retried");
@@ -1566,30 +1323,31 @@ Test(e2e_hardening, keepalive_race_post_not_retried_502, .init = up, .fini = dow
 
 /* ==== 9. early answers ==================================================== */
 
-Test(e2e_hardening, early_413_body_never_parsed_as_request, .init = up_small, .fini = down)
+Test(e2e_hardening, early_413_body_never_parsed_as_request, .init = up_small, .fini = fx_down)
 {
     static const char req[] = "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 100000000\r\n\r\n"
                               "GET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n";
 
-    expect_rejected(req, sizeof(req) - 1, 413);
+    fx_expect_rejected(req, sizeof(req) - 1, 413);
     assert_log_lacks("/smuggled");
 }
 
-Test(e2e_hardening, early_400_body_never_parsed_as_request, .init = up, .fini = down)
+Test(e2e_hardening, early_400_body_never_parsed_as_request, .init = fx_up_grace, .fini = fx_down)
 {
     static const char req[] = "POST / HTTP/1.1\r\nContent-Length: 37\r\n\r\n"
                               "GET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n";
 
-    expect_rejected(req, sizeof(req) - 1, 400);
+    fx_expect_rejected(req, sizeof(req) - 1, 400);
     assert_log_lacks("/smuggled");
 }
 
-Test(e2e_hardening, early_400_chunked_body_never_parsed_as_request, .init = up, .fini = down)
+Test(e2e_hardening, early_400_chunked_body_never_parsed_as_request, .init = fx_up_grace,
+     .fini = fx_down)
 {
     static const char req[] = "POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
                               "zz\r\nGET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n";
 
-    expect_answer_and_close(req, sizeof(req) - 1, 400);
+    fx_expect_answer_and_close(req, sizeof(req) - 1, 400);
     assert_no_request_completed("/smuggled");
     assert_log_lacks("/smuggled");
 }

@@ -14,41 +14,9 @@
 #include <criterion/criterion.h>
 #include <jansson.h>
 
-#include "tests/e2e/harness.h"
+#include "tests/e2e/fixture.h"
 
-static struct origin *origin;
-static struct proxy px;
-
-static void up(void)
-{
-    origin = origin_start("127.0.0.1", 0);
-    cr_assert(origin);
-    h_proxy_start(&px, origin_port(origin), NULL, NULL);
-}
-
-static void up_cfg(const char *json)
-{
-    origin = origin_start("127.0.0.1", 0);
-    cr_assert(origin);
-    h_proxy_start(&px, origin_port(origin), json, NULL);
-}
-
-static void down(void)
-{
-    if (px.pid)
-        cr_expect_eq(h_proxy_stop(&px), 0, "ringproxy exits 0 on SIGTERM");
-    origin_stop(origin);
-}
-
-static int pattern_ok(const char *p, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        if (p[i] != (char)('a' + (i % 16384) % 26))
-            return 0;
-    return 1;
-}
-
-Test(e2e_proxy, get_forwards_and_answers, .init = up, .fini = down)
+Test(e2e_proxy, get_forwards_and_answers, .init = fx_up, .fini = fx_down)
 {
     struct h_resp r;
     char head[16384];
@@ -73,7 +41,7 @@ Test(e2e_proxy, get_forwards_and_answers, .init = up, .fini = down)
     cr_assert(strstr(head, "\r\nsection-io-id: abc123\r\n"));
 }
 
-Test(e2e_proxy, keepalive_reuses_both_sides, .init = up, .fini = down)
+Test(e2e_proxy, keepalive_reuses_both_sides, .init = fx_up, .fini = fx_down)
 {
     struct h_resp r;
 
@@ -96,7 +64,7 @@ Test(e2e_proxy, keepalive_reuses_both_sides, .init = up, .fini = down)
                  origin_accepts(origin));
 }
 
-Test(e2e_proxy, content_length_download_8mib, .init = up, .fini = down)
+Test(e2e_proxy, content_length_download_8mib, .init = fx_up, .fini = fx_down)
 {
     struct h_resp r;
 
@@ -104,11 +72,11 @@ Test(e2e_proxy, content_length_download_8mib, .init = up, .fini = down)
     cr_assert_eq(r.status, 200);
     cr_assert_eq(r.content_length, 8388608);
     cr_assert_eq(r.body_len, 8388608);
-    cr_assert(pattern_ok(r.body, r.body_len));
+    cr_assert(origin_body_ok(r.body, r.body_len));
     h_resp_free(&r);
 }
 
-Test(e2e_proxy, chunked_download_8mib, .init = up, .fini = down)
+Test(e2e_proxy, chunked_download_8mib, .init = fx_up, .fini = fx_down)
 {
     struct h_resp r;
 
@@ -116,11 +84,11 @@ Test(e2e_proxy, chunked_download_8mib, .init = up, .fini = down)
     cr_assert_eq(r.status, 200);
     cr_assert(r.chunked);
     cr_assert_eq(r.body_len, 8388608);
-    cr_assert(pattern_ok(r.body, r.body_len));
+    cr_assert(origin_body_ok(r.body, r.body_len));
     h_resp_free(&r);
 }
 
-Test(e2e_proxy, read_until_close_download, .init = up, .fini = down)
+Test(e2e_proxy, read_until_close_download, .init = fx_up, .fini = fx_down)
 {
     struct h_resp r;
 
@@ -128,7 +96,7 @@ Test(e2e_proxy, read_until_close_download, .init = up, .fini = down)
     cr_assert_eq(r.status, 200);
     cr_assert(r.closed, "a body that ends at close ends the client connection too");
     cr_assert_eq(r.body_len, 300000);
-    cr_assert(pattern_ok(r.body, r.body_len));
+    cr_assert(origin_body_ok(r.body, r.body_len));
     h_resp_free(&r);
 }
 
@@ -140,7 +108,7 @@ static char *random_body(size_t n)
     return b;
 }
 
-Test(e2e_proxy, content_length_upload_8mib, .init = up, .fini = down)
+Test(e2e_proxy, content_length_upload_8mib, .init = fx_up, .fini = fx_down)
 {
     size_t n = 8388608;
     char *body = random_body(n), head[128];
@@ -160,7 +128,7 @@ Test(e2e_proxy, content_length_upload_8mib, .init = up, .fini = down)
     free(body);
 }
 
-Test(e2e_proxy, chunked_upload, .init = up, .fini = down)
+Test(e2e_proxy, chunked_upload, .init = fx_up, .fini = fx_down)
 {
     size_t n = 1 << 20, off = 0;
     char *body = random_body(n), line[32];
@@ -192,7 +160,7 @@ Test(e2e_proxy, chunked_upload, .init = up, .fini = down)
     free(body);
 }
 
-Test(e2e_proxy, pipelined_requests_answered_in_order, .init = up, .fini = down)
+Test(e2e_proxy, pipelined_requests_answered_in_order, .init = fx_up, .fini = fx_down)
 {
     struct h_resp r;
     int fd = h_connect(px.port);
@@ -214,7 +182,7 @@ Test(e2e_proxy, pipelined_requests_answered_in_order, .init = up, .fini = down)
     h_close(fd);
 }
 
-Test(e2e_proxy, head_response_has_no_body, .init = up, .fini = down)
+Test(e2e_proxy, head_response_has_no_body, .init = fx_up, .fini = fx_down)
 {
     struct h_resp r;
     int fd = h_connect(px.port);
@@ -231,7 +199,7 @@ Test(e2e_proxy, head_response_has_no_body, .init = up, .fini = down)
     h_close(fd);
 }
 
-Test(e2e_proxy, no_body_statuses_with_content_length, .init = up, .fini = down)
+Test(e2e_proxy, no_body_statuses_with_content_length, .init = fx_up, .fini = fx_down)
 {
     /* llhttp 8.1.0 would wait for 5 body bytes after these heads: a desync. */
     static const char r204[] = "HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n";
@@ -257,7 +225,7 @@ Test(e2e_proxy, no_body_statuses_with_content_length, .init = up, .fini = down)
     h_close(fd);
 }
 
-Test(e2e_proxy, http10_client_gets_no_chunked, .init = up, .fini = down)
+Test(e2e_proxy, http10_client_gets_no_chunked, .init = fx_up, .fini = fx_down)
 {
     struct h_resp r;
 
@@ -266,11 +234,11 @@ Test(e2e_proxy, http10_client_gets_no_chunked, .init = up, .fini = down)
     cr_assert_not(r.chunked, "%s", r.head);
     cr_assert(r.closed);
     cr_assert_eq(r.body_len, 5000);
-    cr_assert(pattern_ok(r.body, r.body_len));
+    cr_assert(origin_body_ok(r.body, r.body_len));
     h_resp_free(&r);
 }
 
-Test(e2e_proxy, http10_keepalive_when_asked, .init = up, .fini = down)
+Test(e2e_proxy, http10_keepalive_when_asked, .init = fx_up, .fini = fx_down)
 {
     struct h_resp r;
     char v[64];
@@ -299,17 +267,17 @@ Test(e2e_proxy, upstream_refused_is_502)
     cr_assert_eq(h_proxy_stop(&px), 0);
 }
 
-Test(e2e_proxy, upstream_slow_is_504, .init = NULL, .fini = down)
+Test(e2e_proxy, upstream_slow_is_504, .init = NULL, .fini = fx_down)
 {
     struct h_resp r;
 
-    up_cfg("{\"upstream\": {\"response_timeout_ms\": 300}}");
+    fx_start("{\"upstream\": {\"response_timeout_ms\": 300}}", NULL);
     cr_assert_eq(h_roundtrip(px.port, "GET /sleep/3000 HTTP/1.1\r\nHost: a\r\n\r\n", &r), 0);
     cr_assert_eq(r.status, 504);
     h_resp_free(&r);
 }
 
-Test(e2e_proxy, access_log_one_json_line_per_request, .init = up, .fini = down)
+Test(e2e_proxy, access_log_one_json_line_per_request, .init = fx_up, .fini = fx_down)
 {
     struct h_resp r;
     char *out, *line, *save = NULL;
@@ -359,7 +327,7 @@ Test(e2e_proxy, access_log_one_json_line_per_request, .init = up, .fini = down)
     free(out);
 }
 
-Test(e2e_proxy, sigterm_finishes_inflight_then_exits_zero, .init = up, .fini = down)
+Test(e2e_proxy, sigterm_finishes_inflight_then_exits_zero, .init = fx_up, .fini = fx_down)
 {
     struct h_resp r;
     int fd = h_connect(px.port);
@@ -403,7 +371,7 @@ Test(e2e_proxy, invalid_config_refuses_to_start)
 }
 
 /* workers = 0 means one per CPU the process may run on: taskset -c 0 gives one worker. */
-Test(e2e_proxy, one_worker_per_usable_cpu, .fini = down)
+Test(e2e_proxy, one_worker_per_usable_cpu, .fini = fx_down)
 {
     static const char *const args[] = {"--workers", "0", NULL};
     cpu_set_t all, one;
@@ -418,9 +386,7 @@ Test(e2e_proxy, one_worker_per_usable_cpu, .fini = down)
     CPU_ZERO(&one);
     CPU_SET(first, &one);
     cr_assert_eq(sched_setaffinity(0, sizeof(one), &one), 0);
-    origin = origin_start("127.0.0.1", 0);
-    cr_assert(origin);
-    h_proxy_start(&px, origin_port(origin), NULL, args); /* inherits the mask */
+    fx_start(NULL, args); /* the proxy inherits the mask */
     cr_assert_eq(sched_setaffinity(0, sizeof(all), &all), 0);
     cr_assert_eq(h_roundtrip(px.port, "GET /size/10 HTTP/1.1\r\nHost: a\r\n\r\n", &r), 0);
     cr_assert_eq(r.status, 200);

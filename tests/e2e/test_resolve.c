@@ -1,5 +1,5 @@
 /*
- * End to end: resolution of next-hop (C3, C4) and the upstream pool (C11).
+ * End to end: resolution of next-hop (C3, C4).
  *
  * Resolution runs the real libc resolver, in the environment of
  * tests/e2e/netns.h: each test gets a private network namespace when the
@@ -9,9 +9,7 @@
  * /etc/resolv.conf are bind-mounted over the real ones. Without root (or
  * CAP_SYS_ADMIN) the tests skip. Many concurrent failing requests against
  * a dead origin (#26.4) are the adversarial layer's (tests/adv/abuse.c).
- *
- * The pool tests run the proxy in front of an origin on 127.0.0.1 with
- * the ordinary harness.
+ * The upstream pool (C11) is tests/e2e/test_pool.c's.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -55,86 +53,6 @@ static void rewrite_in_place(const char *path, const char *s)
     close(fd);
 }
 
-static int count_in(const char *path, const char *needle)
-{
-    char *s = h_slurp(path);
-    int n = 0;
-
-    for (char *p = strstr(s, needle); p; p = strstr(p + 1, needle))
-        n++;
-    free(s);
-    return n;
-}
-
-/* Wait (bounded) until the proxy's stderr holds needle; 1 when it does. */
-static int wait_err(const char *path, const char *needle, int ms)
-{
-    long end = h_now_ms() + ms;
-
-    while (!count_in(path, needle)) {
-        if (h_now_ms() > end)
-            return 0;
-        h_msleep(10);
-    }
-    return 1;
-}
-
-/* Value of one sample ("name" or "name{labels}") in a /metrics body; -1 when absent. */
-static double sample_of(const char *body, const char *sample)
-{
-    size_t n = strlen(sample);
-
-    for (const char *p = body; p && *p;) {
-        const char *nl = strchr(p, '\n');
-        if (!strncmp(p, sample, n) && p[n] == ' ')
-            return strtod(p + n + 1, NULL);
-        p = nl ? nl + 1 : NULL;
-    }
-    return -1;
-}
-
-/* One sample from the admin listener; -2 when /metrics did not answer. */
-static double metric(unsigned admin_port, const char *sample)
-{
-    struct h_resp r;
-    char *body;
-    double v;
-
-    if (h_roundtrip(admin_port, "GET /metrics HTTP/1.1\r\nHost: admin\r\n\r\n", &r) < 0)
-        return -2;
-    body = malloc(r.body_len + 1);
-    memcpy(body, r.body, r.body_len);
-    body[r.body_len] = '\0';
-    v = r.status == 200 ? sample_of(body, sample) : -2;
-    free(body);
-    h_resp_free(&r);
-    return v;
-}
-
-/* Poll a sample until it equals want (bounded); returns the last value. */
-static double metric_wait(unsigned admin_port, const char *sample, double want, int ms)
-{
-    long end = h_now_ms() + ms;
-    double v;
-
-    while ((v = metric(admin_port, sample)) != want && h_now_ms() < end)
-        h_msleep(20);
-    return v;
-}
-
-/* One request on a keep-alive connection: the status, or -1 when it failed. */
-static int get_on(int fd, const char *req)
-{
-    struct h_resp r;
-    int st;
-
-    if (h_sends(fd, req) < 0 || h_read_response(fd, &r, 0) < 0)
-        return -1;
-    st = r.closed ? -r.status : r.status;
-    h_resp_free(&r);
-    return st;
-}
-
 /* ---- the resolution environment ----------------------------------------- */
 
 /* The proxy's stderr, for failure messages; malloc'd. */
@@ -160,7 +78,7 @@ Test(e2e_resolve, hosts_entry_reaches_next_hop, .fini = netns_down)
     cr_assert_arr_eq(r.body, "hello from origin\n", 18);
     h_resp_free(&r);
     free(err);
-    wait_err(NS.px.err_path, "resolve next-hop: 127.0.0.2:80\n", 1000);
+    h_wait_in(NS.px.err_path, "resolve next-hop: 127.0.0.2:80\n", 1000);
     err = errlog();
     cr_assert_eq(origin_requests(NS.o2), 1);
     cr_assert_eq(origin_requests(NS.o3), 0);
@@ -189,7 +107,7 @@ Test(e2e_resolve, hosts_change_moves_traffic_without_failures, .fini = netns_dow
     fd = h_connect(NS.px.port);
     cr_assert(fd >= 0);
     for (int i = 0; i < 5; i++)
-        cr_assert_eq(get_on(fd, req_get), 200);
+        cr_assert_eq(h_status_on(fd, req_get), 200);
     cr_assert_eq(origin_requests(NS.o2), 5);
 
     /* a request in flight on the old address when the name moves */
@@ -201,7 +119,7 @@ Test(e2e_resolve, hosts_change_moves_traffic_without_failures, .fini = netns_dow
     rewrite_in_place(NS.hosts, HOSTS_3);
     t0 = h_now_ms();
     while (origin_requests(NS.o3) == 0 && h_now_ms() - t0 < 3000) {
-        st = get_on(fd, req_get);
+        st = h_status_on(fd, req_get);
         failures += st != 200;
         h_msleep(20);
     }
@@ -215,7 +133,7 @@ Test(e2e_resolve, hosts_change_moves_traffic_without_failures, .fini = netns_dow
     n2 = origin_requests(NS.o2);
     n3 = origin_requests(NS.o3);
     for (int i = 0; i < 20; i++) {
-        st = get_on(fd, req_get);
+        st = h_status_on(fd, req_get);
         failures += st != 200;
     }
     cr_assert_eq(origin_requests(NS.o2), n2, "a request went to the old address after the switch");
@@ -233,8 +151,8 @@ Test(e2e_resolve, hosts_change_moves_traffic_without_failures, .fini = netns_dow
     cr_assert(strstr(err, "resolve next-hop: 127.0.0.3:80\n"), "%s", err);
     free(err);
     /* only the connection to the new address stays open (in the pool) */
-    cr_assert_eq(metric_wait(NS.px.admin_port, "ringproxy_upstream_connections", 1, 1000), 1);
-    cr_assert_eq(metric(NS.px.admin_port, "ringproxy_resolver_changes_total"), 2);
+    cr_assert_eq(h_metric_wait(NS.px.admin_port, "ringproxy_upstream_connections", 1, 1000), 1);
+    cr_assert_eq(h_metric(NS.px.admin_port, "ringproxy_resolver_changes_total"), 2);
 }
 
 /* Wait (bounded) until a request on fd reaches o; 1 when one did. */
@@ -244,7 +162,7 @@ static int moved_to(int fd, struct origin *o, int ms)
     unsigned n = origin_requests(o);
 
     while (h_now_ms() < end) {
-        cr_assert_eq(get_on(fd, req_get), 200);
+        cr_assert_eq(h_status_on(fd, req_get), 200);
         if (origin_requests(o) > n)
             return 1;
         h_msleep(20);
@@ -262,17 +180,17 @@ Test(e2e_resolve, every_change_gets_its_line, .fini = netns_down)
     netns_proxy_start(INTERVAL_JSON);
     fd = h_connect(NS.px.port);
     cr_assert(fd >= 0);
-    cr_assert_eq(get_on(fd, req_get), 200);
+    cr_assert_eq(h_status_on(fd, req_get), 200);
     rewrite_in_place(NS.hosts, HOSTS_3);
     cr_assert(moved_to(fd, NS.o3, 3000));
     rewrite_in_place(NS.hosts, HOSTS_2);
     cr_assert(moved_to(fd, NS.o2, 3000));
     h_close(fd);
-    cr_assert_eq(metric(NS.px.admin_port, "ringproxy_resolver_changes_total"), 3);
+    cr_assert_eq(h_metric(NS.px.admin_port, "ringproxy_resolver_changes_total"), 3);
     err = errlog();
-    cr_assert_eq(count_in(NS.px.err_path, "resolve next-hop: 127.0.0.3:80\n"), 1,
+    cr_assert_eq(h_count_in(NS.px.err_path, "resolve next-hop: 127.0.0.3:80\n"), 1,
                  "the change to .3 is logged: %s", err);
-    cr_assert_eq(count_in(NS.px.err_path, "resolve next-hop: 127.0.0.2:80\n"), 2,
+    cr_assert_eq(h_count_in(NS.px.err_path, "resolve next-hop: 127.0.0.2:80\n"), 2,
                  "the change back to .2 is logged too (start-up + change): %s", err);
     free(err);
 }
@@ -319,7 +237,7 @@ Test(e2e_resolve, hosts_file_comes_before_nameserver, .fini = netns_down)
     fd = h_connect(NS.px.port);
     cr_assert(fd >= 0);
     for (int i = 0; i < 5; i++)
-        cr_assert_eq(get_on(fd, req_get), 200);
+        cr_assert_eq(h_status_on(fd, req_get), 200);
     h_close(fd);
     cr_assert_eq(origin_requests(NS.o2), 5);
     cr_assert_eq(origin_requests(NS.o3), 0);
@@ -338,7 +256,7 @@ Test(e2e_resolve, failing_nameserver_keeps_last_good_answer, .fini = netns_down)
     netns_proxy_start(INTERVAL_JSON);
     fd = h_connect(NS.px.port);
     cr_assert(fd >= 0);
-    cr_assert_eq(get_on(fd, req_get), 200);
+    cr_assert_eq(h_status_on(fd, req_get), 200);
     cr_assert_eq(origin_requests(NS.o2), 1);
 
     /* SERVFAIL for ~7 intervals: traffic stays on the last answer, one warning */
@@ -346,23 +264,23 @@ Test(e2e_resolve, failing_nameserver_keeps_last_good_answer, .fini = netns_down)
     q0 = dns_queries(NS.dns);
     t0 = h_now_ms();
     while (h_now_ms() - t0 < 1500) {
-        failures += get_on(fd, req_get) != 200;
+        failures += h_status_on(fd, req_get) != 200;
         h_msleep(100);
     }
     err = errlog();
     cr_assert_eq(failures, 0, "%s", err);
     cr_assert_eq(origin_requests(NS.o3), 0);
     cr_assert_geq(dns_queries(NS.dns) - q0, 3, "the resolver stopped asking while failing");
-    cr_assert_eq(count_in(NS.px.err_path, keep), 1,
+    cr_assert_eq(h_count_in(NS.px.err_path, keep), 1,
                  "want one warning per change of state, not one per interval: %s", err);
     free(err);
-    cr_assert_eq(metric(NS.px.admin_port, "ringproxy_resolver_failing"), 1);
+    cr_assert_eq(h_metric(NS.px.admin_port, "ringproxy_resolver_failing"), 1);
 
     /* answers again: one line, failing gauge back to 0, no change of the set */
     dns_set_mode(NS.dns, DNS_ANSWER);
-    cr_assert_eq(metric_wait(NS.px.admin_port, "ringproxy_resolver_failing", 0, 2000), 0);
-    cr_assert_eq(count_in(NS.px.err_path, "answering again"), 1);
-    cr_assert_eq(metric(NS.px.admin_port, "ringproxy_resolver_changes_total"), 1);
+    cr_assert_eq(h_metric_wait(NS.px.admin_port, "ringproxy_resolver_failing", 0, 2000), 0);
+    cr_assert_eq(h_count_in(NS.px.err_path, "answering again"), 1);
+    cr_assert_eq(h_metric(NS.px.admin_port, "ringproxy_resolver_changes_total"), 1);
 
     /*
      * A nameserver that does not answer at all: getaddrinfo blocks for the
@@ -375,7 +293,7 @@ Test(e2e_resolve, failing_nameserver_keeps_last_good_answer, .fini = netns_down)
     while (h_now_ms() - t0 < 2500) {
         uint64_t s = h_now_ms();
 
-        failures += get_on(fd, req_get) != 200;
+        failures += h_status_on(fd, req_get) != 200;
         if (h_now_ms() - s > worst)
             worst = h_now_ms() - s;
         h_msleep(50);
@@ -387,7 +305,7 @@ Test(e2e_resolve, failing_nameserver_keeps_last_good_answer, .fini = netns_down)
     cr_assert_eq(origin_requests(NS.o3), 0);
     cr_assert_lt(worst, 250, "a request took %llu ms while the nameserver was silent",
                  (unsigned long long)worst);
-    cr_assert_eq(count_in(NS.px.err_path, keep), 2, "%s", err);
+    cr_assert_eq(h_count_in(NS.px.err_path, keep), 2, "%s", err);
     free(err);
     h_close(fd);
 }
@@ -402,7 +320,7 @@ Test(e2e_resolve, two_addresses_share_load_and_dead_one_is_skipped, .fini = netn
     netns_up(HOSTS_BOTH, 0);
     /* no pool: every request opens a connection, so each one picks an address */
     netns_proxy_start("{\"upstream\": {\"resolve_interval_ms\": 200, \"pool_max_idle\": 0}}");
-    wait_err(NS.px.err_path, "resolve next-hop: 2 addresses: 127.0.0.2:80, 127.0.0.3:80\n", 1000);
+    h_wait_in(NS.px.err_path, "resolve next-hop: 2 addresses: 127.0.0.2:80, 127.0.0.3:80\n", 1000);
     err = errlog();
     cr_assert(strstr(err, "resolve next-hop: 2 addresses: 127.0.0.2:80, 127.0.0.3:80\n"),
               "/etc/hosts has two lines for next-hop (multi on): %s", err);
@@ -410,7 +328,7 @@ Test(e2e_resolve, two_addresses_share_load_and_dead_one_is_skipped, .fini = netn
     fd = h_connect(NS.px.port);
     cr_assert(fd >= 0);
     for (int i = 0; i < 20; i++)
-        cr_assert_eq(get_on(fd, req_get), 200);
+        cr_assert_eq(h_status_on(fd, req_get), 200);
     cr_log_info("round robin over two addresses: %u / %u", origin_requests(NS.o2),
                 origin_requests(NS.o3));
     cr_assert_geq(origin_requests(NS.o2), 8);
@@ -421,7 +339,7 @@ Test(e2e_resolve, two_addresses_share_load_and_dead_one_is_skipped, .fini = netn
     NS.o3 = NULL;
     n2 = origin_requests(NS.o2);
     for (int i = 0; i < 30; i++) {
-        failures += get_on(fd, req_get) != 200;
+        failures += h_status_on(fd, req_get) != 200;
         h_msleep(50);
     }
     h_close(fd);
@@ -429,7 +347,7 @@ Test(e2e_resolve, two_addresses_share_load_and_dead_one_is_skipped, .fini = netn
     cr_assert_eq(failures, 0, "failover to the live address: %s", err);
     cr_assert_eq(origin_requests(NS.o2), n2 + 30);
     refused =
-        metric(NS.px.admin_port, "ringproxy_upstream_failures_total{reason=\"connect_refused\"}");
+        h_metric(NS.px.admin_port, "ringproxy_upstream_failures_total{reason=\"connect_refused\"}");
     cr_log_info("connect_refused over 1.5 s with a dead address: %.0f", refused);
     /* backoff 0.5 s, 1 s, 2 s: a handful of tries, not one per request */
     cr_assert_geq(refused, 1);
@@ -454,7 +372,7 @@ Test(e2e_resolve, backoff_covers_every_address, .fini = netns_down)
         off += snprintf(hosts + off, sizeof(hosts) - (size_t)off, "127.0.0.%d next-hop\n", i);
     netns_up(hosts, 0);
     netns_proxy_start("{\"upstream\": {\"resolve_interval_ms\": 60000, \"pool_max_idle\": 0}}");
-    wait_err(NS.px.err_path, "resolve next-hop: 41 addresses: ", 1000);
+    h_wait_in(NS.px.err_path, "resolve next-hop: 41 addresses: ", 1000);
     err = errlog();
     cr_assert(strstr(err, "resolve next-hop: 41 addresses: 127.0.0.10:80, "), "%s", err);
     cr_assert(strstr(err, " more\n"), "a long set is cut between addresses, with a count: %s", err);
@@ -463,157 +381,9 @@ Test(e2e_resolve, backoff_covers_every_address, .fini = netns_down)
     cr_assert(fd >= 0);
     /* every dead address refuses once (or a few times), and is then skipped */
     for (int i = 0; i < 48; i++)
-        (void)get_on(fd, req_get);
+        (void)h_status_on(fd, req_get);
     for (int i = 0; i < 48; i++)
-        ok += get_on(fd, req_get) == 200;
+        ok += h_status_on(fd, req_get) == 200;
     h_close(fd);
     cr_assert_eq(ok, 48, "%d of 48 requests reached the live address", ok);
-}
-
-/* ---- C11: the upstream pool ---------------------------------------------- */
-
-static struct origin *po;
-static struct proxy pp;
-
-static void pool_up_cfg(const char *json)
-{
-    po = origin_start("127.0.0.1", 0);
-    cr_assert(po);
-    h_proxy_start(&pp, origin_port(po), json, NULL);
-}
-
-static void pool_down(void)
-{
-    if (pp.pid)
-        cr_expect_eq(h_proxy_stop(&pp), 0, "ringproxy exits 0 on SIGTERM");
-    origin_stop(po);
-}
-
-#define PM(name) metric(pp.admin_port, (name))
-
-Test(e2e_pool, keepalive_reuse_ratio, .fini = pool_down)
-{
-    enum { NCONN = 10, NREQ = 2000 };
-    int fds[NCONN];
-    double reuses, connects, ok;
-    uint64_t t0;
-
-    pool_up_cfg(NULL);
-    for (int i = 0; i < NCONN; i++) {
-        fds[i] = h_connect(pp.port);
-        cr_assert(fds[i] >= 0);
-    }
-    t0 = h_now_ms();
-    for (int i = 0; i < NREQ; i++) {
-        int st = get_on(fds[i % NCONN], "GET /size/512 HTTP/1.1\r\nHost: site.example\r\n\r\n");
-        cr_assert_eq(st, 200, "request %d: %d", i, st);
-    }
-    for (int i = 0; i < NCONN; i++)
-        h_close(fds[i]);
-    reuses = PM("ringproxy_upstream_reuses_total");
-    connects = PM("ringproxy_upstream_connects_total");
-    ok = PM("ringproxy_requests_total{class=\"2xx\"}");
-    cr_log_info("%d requests over %d keep-alive clients in %llu ms: %u origin accepts, "
-                "%.0f connects, %.0f reuses, reuse ratio %.4f",
-                NREQ, NCONN, (unsigned long long)(h_now_ms() - t0), origin_accepts(po), connects,
-                reuses, reuses / ok);
-    cr_assert_eq(ok, NREQ);
-    cr_assert_eq(reuses + connects, NREQ, "every request either reused or connected");
-    cr_assert_leq(connects, NCONN);
-    cr_assert_eq(origin_accepts(po), (unsigned)connects);
-    cr_assert_geq(reuses / (NREQ - connects), 0.999);
-    cr_assert_geq(reuses / ok, 0.995);
-    cr_assert_eq(PM("ringproxy_upstream_retries_total"), 0);
-}
-
-Test(e2e_pool, idle_timeout_closes_pooled_connection, .fini = pool_down)
-{
-    int fd;
-
-    pool_up_cfg("{\"upstream\": {\"pool_idle_timeout_ms\": 300}}");
-    fd = h_connect(pp.port);
-    cr_assert(fd >= 0);
-    cr_assert_eq(get_on(fd, req_get), 200);
-    cr_assert_eq(PM("ringproxy_upstream_pool_idle"), 1);
-    cr_assert_eq(metric_wait(pp.admin_port, "ringproxy_upstream_pool_idle", 0, 1500), 0,
-                 "pooled connection still open after pool_idle_timeout_ms");
-    cr_assert_eq(PM("ringproxy_upstream_connections"), 0);
-    cr_assert_eq(get_on(fd, req_get), 200, "the client connection stays");
-    cr_assert_eq(PM("ringproxy_upstream_connects_total"), 2);
-    cr_assert_eq(origin_accepts(po), 2);
-    h_close(fd);
-}
-
-Test(e2e_pool, origin_close_seen_while_pooled, .fini = pool_down)
-{
-    static const char resp[] = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
-    int fd;
-
-    pool_up_cfg(NULL);
-    /* the origin answers, then closes without saying so */
-    origin_script(po, resp, sizeof(resp) - 1, 1);
-    fd = h_connect(pp.port);
-    cr_assert(fd >= 0);
-    cr_assert_eq(get_on(fd, req_get), 200);
-    /* the pooled socket keeps a receive armed: the close is seen at once */
-    cr_assert_eq(metric_wait(pp.admin_port, "ringproxy_upstream_connections", 0, 500), 0);
-    cr_assert_eq(get_on(fd, req_get), 200);
-    h_close(fd);
-    cr_assert_eq(PM("ringproxy_upstream_connects_total"), 2);
-    cr_assert_eq(PM("ringproxy_upstream_reuses_total"), 0);
-    cr_assert_eq(PM("ringproxy_upstream_retries_total"), 0, "no retry was needed");
-    cr_assert_eq(PM("ringproxy_upstream_failures_total{reason=\"reset\"}"), 0);
-}
-
-Test(e2e_pool, keepalive_race_retries_idempotent_once, .fini = pool_down)
-{
-    struct h_resp r;
-    int fd;
-
-    pool_up_cfg(NULL);
-    fd = h_connect(pp.port);
-    cr_assert(fd >= 0);
-    cr_assert_eq(get_on(fd, req_get), 200);
-    /* the pooled connection closes just as the next request arrives */
-    origin_script(po, NULL, 0, 1);
-    cr_assert_eq(h_sends(fd, req_get), 0);
-    cr_assert_eq(h_read_response(fd, &r, 0), 0);
-    cr_assert_eq(r.status, 200, "a GET without body is retried on a fresh connection");
-    cr_assert_eq(r.body_len, 18);
-    h_resp_free(&r);
-    cr_assert_eq(PM("ringproxy_upstream_retries_total"), 1);
-    cr_assert_eq(PM("ringproxy_upstream_reuses_total"), 1);
-    cr_assert_eq(origin_accepts(po), 2);
-
-    /* once: when the retry's connection fails the same way, 502 */
-    cr_assert_eq(get_on(fd, req_get), 200); /* back to a pooled connection */
-    origin_script(po, NULL, 0, 1);
-    origin_script(po, NULL, 0, 1);
-    cr_assert_eq(h_sends(fd, req_get), 0);
-    cr_assert_eq(h_read_response(fd, &r, 0), 0);
-    cr_assert_eq(r.status, 502);
-    h_resp_free(&r);
-    cr_assert_eq(PM("ringproxy_upstream_retries_total"), 2);
-    h_close(fd);
-}
-
-Test(e2e_pool, keepalive_race_never_retries_a_body, .fini = pool_down)
-{
-    struct h_resp r;
-    int fd;
-
-    pool_up_cfg(NULL);
-    fd = h_connect(pp.port);
-    cr_assert(fd >= 0);
-    cr_assert_eq(get_on(fd, req_get), 200);
-    origin_script(po, NULL, 0, 1);
-    cr_assert_eq(h_sends(fd, "POST /echo HTTP/1.1\r\nHost: site.example\r\n"
-                             "Content-Length: 3\r\n\r\nabc"),
-                 0);
-    cr_assert_eq(h_read_response(fd, &r, 0), 0);
-    cr_assert_eq(r.status, 502, "a request with a body is not sent twice");
-    h_resp_free(&r);
-    h_close(fd);
-    cr_assert_eq(PM("ringproxy_upstream_retries_total"), 0);
-    cr_assert_eq(origin_requests(po), 2);
 }

@@ -23,205 +23,7 @@
 #include <criterion/criterion.h>
 #include <jansson.h>
 
-#include "tests/e2e/harness.h"
-
-static struct origin *origin;
-static struct proxy px;
-
-#define RAW_MAX 64
-
-/* A raw origin: a listening socket the test accepts from and talks through by hand. */
-static struct {
-    int lfd;
-    unsigned port;
-    int fd[RAW_MAX];
-    int n;
-} rw = {.lfd = -1};
-
-/* Bounded shutdown even when a failed assertion leaves a connection open. */
-#define BASE_CFG "\"shutdown_grace_ms\": 1000"
-
-static void start_proxy(unsigned upstream_port, const char *inner)
-{
-    char json[1024];
-
-    snprintf(json, sizeof(json), "{%s%s%s}", BASE_CFG, inner ? ", " : "", inner ? inner : "");
-    h_proxy_start(&px, upstream_port, json, NULL);
-}
-
-static void up(void)
-{
-    origin = origin_start("127.0.0.1", 0);
-    cr_assert(origin);
-    start_proxy(origin_port(origin), NULL);
-}
-
-static void raw_start(int backlog)
-{
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t sl = sizeof(sa);
-
-    rw.lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    cr_assert(rw.lfd >= 0);
-    cr_assert_eq(bind(rw.lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    cr_assert_eq(listen(rw.lfd, backlog), 0);
-    cr_assert_eq(getsockname(rw.lfd, (struct sockaddr *)&sa, &sl), 0);
-    rw.port = ntohs(sa.sin_port);
-}
-
-static void raw_up_cfg(const char *inner)
-{
-    raw_start(64);
-    start_proxy(rw.port, inner);
-}
-
-static void raw_up(void)
-{
-    raw_up_cfg(NULL);
-}
-
-static void down(void)
-{
-    for (int i = 0; i < rw.n; i++)
-        if (rw.fd[i] >= 0)
-            (void)close(rw.fd[i]);
-    rw.n = 0;
-    if (rw.lfd >= 0)
-        (void)close(rw.lfd);
-    rw.lfd = -1;
-    if (px.pid)
-        cr_expect_eq(h_proxy_stop(&px), 0, "ringproxy exits 0 on SIGTERM");
-    origin_stop(origin);
-}
-
-/* Bytes made readable for assertion messages (static buffer, one at a time). */
-static const char *shown(const char *p, size_t n)
-{
-    static char out[4096];
-    size_t o = 0;
-
-    for (size_t i = 0; i < n && o + 8 < sizeof(out); i++) {
-        unsigned char c = (unsigned char)p[i];
-        if (c == '\r') {
-            o += (size_t)snprintf(out + o, sizeof(out) - o, "\\r");
-        } else if (c == '\n') {
-            o += (size_t)snprintf(out + o, sizeof(out) - o, "\\n\n");
-        } else if (c < 0x20 || c >= 0x7f) {
-            o += (size_t)snprintf(out + o, sizeof(out) - o, "\\x%02x", c);
-        } else {
-            out[o++] = (char)c;
-        }
-    }
-    out[o] = '\0';
-    return out;
-}
-
-/*
- * Read until EOF (orderly close or reset) or timeout_ms; what the harness's
- * reader had buffered for fd comes first. *ret_eof tells which one ended it.
- */
-static size_t read_to_eof(int fd, char *buf, size_t cap, int timeout_ms, int *ret_eof)
-{
-    size_t n = h_read_all(fd, buf, cap, 0);
-    long end = h_now_ms() + timeout_ms;
-
-    *ret_eof = 0;
-    for (;;) {
-        struct pollfd pfd = {fd, POLLIN, 0};
-        long left = end - h_now_ms();
-        ssize_t k;
-
-        if (n + 1 >= cap || left <= 0 || poll(&pfd, 1, (int)left) <= 0)
-            break;
-        k = recv(fd, buf + n, cap - 1 - n, 0);
-        if (k <= 0) {
-            if (k < 0 && (errno == EAGAIN || errno == EINTR))
-                continue;
-            *ret_eof = 1;
-            break;
-        }
-        n += (size_t)k;
-    }
-    buf[n] = '\0';
-    return n;
-}
-
-/* Wait (bounded) until the origin has received needle; 1 when it has. */
-static int origin_got(const char *needle, int timeout_ms)
-{
-    static char buf[1 << 20];
-    long end = h_now_ms() + timeout_ms;
-
-    do {
-        origin_received(origin, buf, sizeof(buf));
-        if (strstr(buf, needle))
-            return 1;
-        h_msleep(10);
-    } while (h_now_ms() < end);
-    return 0;
-}
-
-static void raw_keep(int fd)
-{
-    if (fd >= 0 && rw.n < RAW_MAX)
-        rw.fd[rw.n++] = fd;
-}
-
-static int raw_accept(int timeout_ms)
-{
-    struct pollfd pfd = {rw.lfd, POLLIN, 0};
-    int fd;
-
-    if (poll(&pfd, 1, timeout_ms) <= 0)
-        return -1;
-    fd = accept(rw.lfd, NULL, NULL);
-    raw_keep(fd);
-    return fd;
-}
-
-/* Append to buf (holding have bytes) until needle shows, EOF or timeout; returns the length. */
-static size_t raw_recv_until(int fd, char *buf, size_t cap, size_t have, const char *needle,
-                             int timeout_ms, int *ret_eof)
-{
-    long end = h_now_ms() + timeout_ms;
-
-    *ret_eof = 0;
-    buf[have] = '\0';
-    while (!(needle && memmem(buf, have, needle, strlen(needle)))) {
-        struct pollfd pfd = {fd, POLLIN, 0};
-        long left = end - h_now_ms();
-        ssize_t k;
-
-        if (have + 1 >= cap || left <= 0 || poll(&pfd, 1, (int)left) <= 0)
-            break;
-        k = recv(fd, buf + have, cap - 1 - have, 0);
-        if (k <= 0) {
-            *ret_eof = 1;
-            break;
-        }
-        have += (size_t)k;
-        buf[have] = '\0';
-    }
-    return have;
-}
-
-static void raw_sends(int fd, const char *s)
-{
-    cr_assert_eq(h_send(fd, s, strlen(s)), 0, "raw origin: send failed");
-}
-
-/* Accept one upstream connection and read one request head from it. */
-static int raw_take_request(char *buf, size_t cap, const char *what)
-{
-    int ufd = raw_accept(3000), eof;
-    size_t n;
-
-    cr_assert(ufd >= 0, "the proxy did not connect to the origin for %s", what);
-    n = raw_recv_until(ufd, buf, cap, 0, "\r\n\r\n", 3000, &eof);
-    cr_assert(strstr(buf, "\r\n\r\n"), "no request head at the origin for %s: %s", what,
-              shown(buf, n));
-    return ufd;
-}
+#include "tests/e2e/fixture.h"
 
 static void set_rcvtimeo(int fd, int ms)
 {
@@ -230,68 +32,8 @@ static void set_rcvtimeo(int fd, int ms)
     (void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 }
 
-/*
- * A valid request on a fresh connection after a rejected one: it must be
- * served, and be the first bytes the origin ever received.
- */
-static void assert_nothing_forwarded(void)
-{
-    static char buf[1 << 20];
-    struct h_resp r;
-
-    cr_assert_eq(h_roundtrip(px.port, "GET /sentinel HTTP/1.1\r\nHost: sentinel\r\n\r\n", &r), 0,
-                 "the proxy no longer serves a valid request");
-    cr_assert_eq(r.status, 200);
-    h_resp_free(&r);
-    origin_received(origin, buf, sizeof(buf));
-    cr_assert(!strncmp(buf, "GET /sentinel ", 14),
-              "the origin received bytes of the rejected request:\n%s", shown(buf, strlen(buf)));
-    cr_assert_eq(origin_requests(origin), 1);
-}
-
-/* Send req, expect a response with status want, then the close. */
-static void expect_answer_and_close(const char *req, size_t len, int want)
-{
-    struct h_resp r;
-    char rest[4096];
-    int fd = h_connect(px.port), eof;
-
-    cr_assert(fd >= 0);
-    (void)h_send(fd, req, len);
-    cr_assert_eq(h_read_response(fd, &r, 0), 0, "no complete response to:\n%s", shown(req, len));
-    cr_expect_eq(r.status, want, "answered %d instead of %d to:\n%s", r.status, want,
-                 shown(req, len));
-    h_resp_free(&r);
-    read_to_eof(fd, rest, sizeof(rest), 2000, &eof);
-    cr_expect(eof, "the connection is still open 2 s after an error that ends it");
-    cr_expect_eq(rest[0], '\0', "bytes after the error response: %s", shown(rest, strlen(rest)));
-    h_close(fd);
-}
-
-static void expect_rejected(const char *req, size_t len, int want)
-{
-    expect_answer_and_close(req, len, want);
-    assert_nothing_forwarded();
-}
-
 /* A request the head checks must refuse: status want, closed, nothing forwarded. */
-#define REJECTS(name, want, raw)                                                                   \
-    Test(e2e_safety, name, .init = up, .fini = down)                                               \
-    {                                                                                              \
-        static const char req[] = raw;                                                             \
-        expect_rejected(req, sizeof(req) - 1, want);                                               \
-    }
-
-/* One request on its own connection; the response is returned. */
-static void roundtrip(const char *req, struct h_resp *r)
-{
-    cr_assert_eq(h_roundtrip(px.port, req, r), 0, "no response to:\n%s", shown(req, strlen(req)));
-}
-
-static void last_head(char *buf, size_t cap)
-{
-    origin_last_head(origin, buf, cap);
-}
+#define REJECTS(name, want, raw) FX_REJECTS(e2e_safety, name, want, raw)
 
 /*
  * The access-log lines (JSON) whose "path" is path, after waiting for at
@@ -374,37 +116,40 @@ static void expect_502_for(const char *resp)
     origin_script(origin, resp, strlen(resp), 1);
     cr_assert_eq(h_sends(fd, "GET /bad HTTP/1.1\r\nHost: a\r\n\r\n"), 0);
     cr_assert_eq(h_read_response(fd, &r, 0), 0, "no complete response when the origin sent:\n%s",
-                 shown(resp, strlen(resp)));
+                 h_shown(resp, strlen(resp)));
     cr_assert(!strncmp(r.head, "HTTP/1.1 502 ", 13), "origin sent:\n%s\nclient got:\n%s",
-              shown(resp, strlen(resp)), r.head);
+              h_shown(resp, strlen(resp)), r.head);
     cr_assert_null(memmem(r.body, r.body_len, "hello", 5), "the broken body leaked");
     h_resp_free(&r);
     h_close(fd);
 }
 
 /* safety #1: a response whose Connection names its own Content-Length. */
-Test(e2e_safety, response_connection_names_content_length_is_502, .init = up, .fini = down)
+Test(e2e_safety, response_connection_names_content_length_is_502, .init = fx_up_grace,
+     .fini = fx_down)
 {
     expect_502_for("HTTP/1.1 200 OK\r\nConnection: Content-Length\r\nContent-Length: 5\r\n\r\n"
                    "hello");
 }
 
 /* safety #1: the same in a list. */
-Test(e2e_safety, response_connection_names_content_length_in_list_is_502, .init = up, .fini = down)
+Test(e2e_safety, response_connection_names_content_length_in_list_is_502, .init = fx_up_grace,
+     .fini = fx_down)
 {
     expect_502_for("HTTP/1.1 200 OK\r\nConnection: keep-alive, content-length\r\n"
                    "Content-Length: 5\r\n\r\nhello");
 }
 
 /* safety #1: a response whose Connection names its Transfer-Encoding. */
-Test(e2e_safety, response_connection_names_transfer_encoding_is_502, .init = up, .fini = down)
+Test(e2e_safety, response_connection_names_transfer_encoding_is_502, .init = fx_up_grace,
+     .fini = fx_down)
 {
     expect_502_for("HTTP/1.1 200 OK\r\nConnection: transfer-encoding\r\n"
                    "Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n");
 }
 
 /* safety #1: a response whose Connection names Host. */
-Test(e2e_safety, response_connection_names_host_is_502, .init = up, .fini = down)
+Test(e2e_safety, response_connection_names_host_is_502, .init = fx_up_grace, .fini = fx_down)
 {
     expect_502_for("HTTP/1.1 200 OK\r\nHost: a\r\nConnection: Host\r\nContent-Length: 5\r\n\r\n"
                    "hello");
@@ -423,7 +168,7 @@ struct uconn {
 };
 
 static struct {
-    struct uconn c[RAW_MAX];
+    struct uconn c[FX_RAW_MAX];
     int n;
     size_t big_body;   /* Content-Length of /big */
     long last_sent_ms; /* when the origin last wrote body bytes */
@@ -495,8 +240,8 @@ static void uaf_pump(int ms, int until_fd)
 
     memset(fill, 'b', sizeof(fill));
     while (h_now_ms() < end) {
-        struct pollfd p[RAW_MAX + 2];
-        int map[RAW_MAX + 2], n = 0;
+        struct pollfd p[FX_RAW_MAX + 2];
+        int map[FX_RAW_MAX + 2], n = 0;
 
         p[n] = (struct pollfd){rw.lfd, POLLIN, 0};
         map[n++] = -1;
@@ -522,8 +267,8 @@ static void uaf_pump(int ms, int until_fd)
                 return;
             if (map[k] == -1) {
                 int fd = accept(rw.lfd, NULL, NULL);
-                if (fd >= 0 && uaf.n < RAW_MAX) {
-                    raw_keep(fd);
+                if (fd >= 0 && uaf.n < FX_RAW_MAX) {
+                    fx_raw_keep(fd);
                     uaf.c[uaf.n++] = (struct uconn){.fd = fd};
                 } else if (fd >= 0) {
                     (void)close(fd);
@@ -591,7 +336,7 @@ static size_t uaf_capacity(void)
     long q;
     int a, inq = 0;
 
-    start_proxy(rw.port, NULL);
+    fx_proxy_grace(rw.port, NULL);
     uaf_reset();
     a = connect_small_rcvbuf(px.port);
     cr_assert_eq(getsockname(a, (struct sockaddr *)&sa, &sl), 0);
@@ -694,7 +439,7 @@ static size_t uaf_round(size_t capacity, size_t room, char *abuf, size_t cap, in
  * The client must never receive a byte of them. The rounds leave different
  * amounts of room in the client's sockets.
  */
-Test(e2e_safety, queued_response_head_never_shows_other_requests, .fini = down)
+Test(e2e_safety, queued_response_head_never_shows_other_requests, .fini = fx_down)
 {
     static const size_t rooms[] = {12288, 4096, 20480};
     static char abuf[8 << 20];
@@ -702,7 +447,7 @@ Test(e2e_safety, queued_response_head_never_shows_other_requests, .fini = down)
     int armed = 0;
 
     uaf_build_second();
-    raw_start(64);
+    fx_raw_start(64);
     capacity = uaf_capacity();
     cr_assert_gt(capacity, 65536, "a client socket that takes %zu bytes?", capacity);
     for (size_t round = 0; round < sizeof(rooms) / sizeof(rooms[0]); round++) {
@@ -710,7 +455,7 @@ Test(e2e_safety, queued_response_head_never_shows_other_requests, .fini = down)
         size_t n;
         int ok;
 
-        start_proxy(rw.port, NULL);
+        fx_proxy_grace(rw.port, NULL);
         n = uaf_round(capacity, rooms[round], abuf, sizeof(abuf), &ok);
         armed += ok;
         leak = memmem(abuf, n, "LEAKED-SECRET", 13);
@@ -721,7 +466,7 @@ Test(e2e_safety, queued_response_head_never_shows_other_requests, .fini = down)
             cr_assert_fail("round %zu (room %zu of %zu): client A received another client's "
                            "request bytes at offset %zu of %zu:\n%s",
                            round, rooms[round], capacity, (size_t)(leak - abuf), n,
-                           shown(from, len));
+                           h_shown(from, len));
         }
         cr_expect_eq(h_proxy_stop(&px), 0, "ringproxy exits 0 on SIGTERM");
         uaf_reset();
@@ -751,16 +496,16 @@ static int raw_is_open(int fd)
  */
 static int raw_wait_request(const char *path, int timeout_ms)
 {
-    static char bufs[RAW_MAX][8192];
-    static size_t lens[RAW_MAX];
+    static char bufs[FX_RAW_MAX][8192];
+    static size_t lens[FX_RAW_MAX];
     char want[64];
     long end = h_now_ms() + timeout_ms;
 
     snprintf(want, sizeof(want), "GET %s ", path);
     memset(lens, 0, sizeof(lens));
     while (h_now_ms() < end) {
-        struct pollfd p[RAW_MAX + 1];
-        int map[RAW_MAX + 1], n = 0;
+        struct pollfd p[FX_RAW_MAX + 1];
+        int map[FX_RAW_MAX + 1], n = 0;
 
         p[n] = (struct pollfd){rw.lfd, POLLIN, 0};
         map[n++] = -1;
@@ -780,7 +525,7 @@ static int raw_wait_request(const char *path, int timeout_ms)
             if (!p[k].revents)
                 continue;
             if (i < 0) {
-                raw_keep(accept(rw.lfd, NULL, NULL));
+                fx_raw_keep(accept(rw.lfd, NULL, NULL));
                 continue;
             }
             r = recv(rw.fd[i], bufs[i] + lens[i], sizeof(bufs[i]) - 1 - lens[i], MSG_DONTWAIT);
@@ -815,7 +560,7 @@ static void next_client_gets_its_own_answer(const char *path)
     cr_assert_eq(h_sends(fd, req), 0);
     ufd = raw_wait_request(path, 3000);
     cr_assert(ufd >= 0, "%s never reached the origin", path);
-    raw_sends(ufd, resp);
+    fx_raw_sends(ufd, resp);
     cr_assert_eq(h_read_response(fd, &r, 0), 0, "no response to %s", path);
     cr_assert_null(memmem(r.body, r.body_len, "POISONED", 8),
                    "a later client got the origin's stray bytes:\n%s", r.head);
@@ -844,8 +589,8 @@ static void late_stray_bytes(const char *req1, int no_body, const char *resp1, i
 
     cr_assert(fd >= 0);
     cr_assert_eq(h_sends(fd, req1), 0);
-    ufd = raw_take_request(ub, sizeof(ub), "request 1");
-    raw_sends(ufd, resp1);
+    ufd = fx_raw_take_request(ub, sizeof(ub), "request 1");
+    fx_raw_sends(ufd, resp1);
     cr_assert_eq(h_read_response(fd, &r, no_body), 0, "no response to request 1");
     t0 = h_now_ms();
     cr_assert_eq(r.status, want1);
@@ -862,7 +607,7 @@ static void late_stray_bytes(const char *req1, int no_body, const char *resp1, i
     if (where < 0)
         where = raw_wait_request("/two", 3000);
     cr_assert(where >= 0, "/two never reached the origin");
-    raw_sends(where, two); /* after the stray bytes if /two came on that connection */
+    fx_raw_sends(where, two); /* after the stray bytes if /two came on that connection */
     cr_assert_eq(h_read_response(fd2, &r, 0), 0, "no response to the second client");
     cr_assert_null(memmem(r.body, r.body_len, "POISONED", 8),
                    "the second client got the origin's stray bytes (/two went %s):\n%s",
@@ -879,21 +624,21 @@ static void late_stray_bytes(const char *req1, int no_body, const char *resp1, i
 }
 
 /* safety #3: after a response to HEAD (with a Content-Length, and no body). */
-Test(e2e_safety, late_stray_bytes_after_head_response, .init = raw_up, .fini = down)
+Test(e2e_safety, late_stray_bytes_after_head_response, .init = fx_raw_up, .fini = fx_down)
 {
     late_stray_bytes("HEAD /one HTTP/1.1\r\nHost: a\r\n\r\n", 1,
                      "HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\n", 200);
 }
 
 /* safety #3: after a 204. */
-Test(e2e_safety, late_stray_bytes_after_204, .init = raw_up, .fini = down)
+Test(e2e_safety, late_stray_bytes_after_204, .init = fx_raw_up, .fini = fx_down)
 {
     late_stray_bytes("GET /one HTTP/1.1\r\nHost: a\r\n\r\n", 0, "HTTP/1.1 204 No Content\r\n\r\n",
                      204);
 }
 
 /* safety #3: after a 304. */
-Test(e2e_safety, late_stray_bytes_after_304, .init = raw_up, .fini = down)
+Test(e2e_safety, late_stray_bytes_after_304, .init = fx_raw_up, .fini = fx_down)
 {
     late_stray_bytes("GET /one HTTP/1.1\r\nHost: a\r\n\r\n", 0, "HTTP/1.1 304 Not Modified\r\n\r\n",
                      304);
@@ -906,7 +651,7 @@ Test(e2e_safety, late_stray_bytes_after_304, .init = raw_up, .fini = down)
  * pooled connection, and they would be its answer: nothing can tell them
  * apart there, so this one waits.)
  */
-Test(e2e_safety, late_stray_bytes_after_complete_body, .init = raw_up, .fini = down)
+Test(e2e_safety, late_stray_bytes_after_complete_body, .init = fx_raw_up, .fini = fx_down)
 {
     char ub[8192];
     struct h_resp r;
@@ -914,8 +659,8 @@ Test(e2e_safety, late_stray_bytes_after_complete_body, .init = raw_up, .fini = d
 
     cr_assert(fd >= 0);
     cr_assert_eq(h_sends(fd, "GET /one HTTP/1.1\r\nHost: a\r\n\r\n"), 0);
-    ufd = raw_take_request(ub, sizeof(ub), "request 1");
-    raw_sends(ufd, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello");
+    ufd = fx_raw_take_request(ub, sizeof(ub), "request 1");
+    fx_raw_sends(ufd, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello");
     cr_assert_eq(h_read_response(fd, &r, 0), 0, "no response to request 1");
     cr_assert_eq(r.status, 200);
     h_resp_free(&r);
@@ -944,18 +689,18 @@ static int bad_chunked_exchange(const char *part1, const char *part2, long *ret_
 
     cr_assert(fd >= 0);
     cr_assert_eq(h_sends(fd, "GET /first HTTP/1.1\r\nHost: a\r\n\r\n"), 0);
-    ufd = raw_take_request(ub, sizeof(ub), "/first");
-    raw_sends(ufd, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+    ufd = fx_raw_take_request(ub, sizeof(ub), "/first");
+    fx_raw_sends(ufd, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
     cr_assert_eq(h_read_response(fd, &r, 0), 0);
     cr_assert_eq(r.status, 200);
     h_resp_free(&r);
 
     cr_assert_eq(h_sends(fd, "GET /bad HTTP/1.1\r\nHost: a\r\n\r\n"), 0);
-    un = raw_recv_until(ufd, ub, sizeof(ub), 0, "\r\n\r\n", 3000, &eof);
+    un = h_recv_until(ufd, ub, sizeof(ub), 0, "\r\n\r\n", 3000, &eof);
     cr_assert(!strncmp(ub, "GET /bad ", 9), "/bad did not reuse the pooled upstream connection: %s",
-              shown(ub, un));
+              h_shown(ub, un));
     *ret_t0 = h_now_ms();
-    raw_sends(ufd, part1);
+    fx_raw_sends(ufd, part1);
     if (part2) {
         h_msleep(300);
         (void)h_send(ufd, part2, strlen(part2));
@@ -987,9 +732,9 @@ static void bad_chunked_one_write(const char *resp)
 
     set_rcvtimeo(fd, 3000);
     cr_assert_eq(h_read_response(fd, &r, 0), 0, "no complete response within 3 s after:\n%s",
-                 shown(resp, strlen(resp)));
+                 h_shown(resp, strlen(resp)));
     cr_assert(!strncmp(r.head, "HTTP/1.1 502 ", 13), "origin sent:\n%s\nclient got:\n%s",
-              shown(resp, strlen(resp)), r.head);
+              h_shown(resp, strlen(resp)), r.head);
     cr_assert_lt(h_now_ms() - t0, 3000);
     cr_assert_null(memmem(r.body, r.body_len, "hello", 5), "the broken body leaked");
     h_resp_free(&r);
@@ -1004,20 +749,20 @@ static void bad_chunked_split(const char *part1, const char *part2)
     long t0;
     int fd = bad_chunked_exchange(part1, part2, &t0), eof;
 
-    read_to_eof(fd, buf, sizeof(buf), 3000, &eof);
+    h_read_to_eof(fd, buf, sizeof(buf), 3000, &eof);
     cr_assert(eof, "the client connection is still open %ld ms after the broken chunk",
               h_now_ms() - t0);
     cr_assert_lt(h_now_ms() - t0, 3000);
-    cr_assert(!strncmp(buf, "HTTP/1.1 200 ", 13), "%s", shown(buf, strlen(buf)));
-    cr_assert(strstr(buf, "\r\n5\r\nhello\r\n"), "%s", shown(buf, strlen(buf)));
+    cr_assert(!strncmp(buf, "HTTP/1.1 200 ", 13), "%s", h_shown(buf, strlen(buf)));
+    cr_assert(strstr(buf, "\r\n5\r\nhello\r\n"), "%s", h_shown(buf, strlen(buf)));
     cr_assert_null(strstr(buf, "0\r\n\r\n"), "the proxy forged the end of a broken body:\n%s",
-                   shown(buf, strlen(buf)));
+                   h_shown(buf, strlen(buf)));
     h_close(fd);
     assert_bad_logged_once(strlen(part1) + strlen(part2));
 }
 
 /* safety #4: a chunk size that is not hex, in the same write as the head. */
-Test(e2e_safety, bad_chunk_size_in_one_write_is_502, .init = raw_up, .fini = down)
+Test(e2e_safety, bad_chunk_size_in_one_write_is_502, .init = fx_raw_up, .fini = fx_down)
 {
     char resp[256];
 
@@ -1026,8 +771,8 @@ Test(e2e_safety, bad_chunk_size_in_one_write_is_502, .init = raw_up, .fini = dow
 }
 
 /* safety #4: the bad chunk size 300 ms after the head and a first chunk. */
-Test(e2e_safety, bad_chunk_size_after_partial_body_closes_without_last_chunk, .init = raw_up,
-     .fini = down)
+Test(e2e_safety, bad_chunk_size_after_partial_body_closes_without_last_chunk, .init = fx_raw_up,
+     .fini = fx_down)
 {
     char part1[256];
 
@@ -1053,7 +798,7 @@ static const char *big_trailers(void)
 }
 
 /* safety #4: trailers over 8 KiB, all in one write with the head. */
-Test(e2e_safety, bad_chunk_trailers_over_8k_in_one_write_is_502, .init = raw_up, .fini = down)
+Test(e2e_safety, bad_chunk_trailers_over_8k_in_one_write_is_502, .init = fx_raw_up, .fini = fx_down)
 {
     static char resp[32768];
 
@@ -1063,7 +808,7 @@ Test(e2e_safety, bad_chunk_trailers_over_8k_in_one_write_is_502, .init = raw_up,
 
 /* safety #4: trailers over 8 KiB, 300 ms after the head and a first chunk. */
 Test(e2e_safety, bad_chunk_trailers_over_8k_after_partial_body_closes_without_last_chunk,
-     .init = raw_up, .fini = down)
+     .init = fx_raw_up, .fini = fx_down)
 {
     static char part2[32768];
     char part1[256];
@@ -1080,25 +825,25 @@ Test(e2e_safety, bad_chunk_trailers_over_8k_after_partial_body_closes_without_la
  * not idle: upstream.response_timeout_ms decides (504), not
  * client.idle_timeout_ms (a silent close).
  */
-Test(e2e_safety, client_timer_off_while_origin_works_504, .fini = down)
+Test(e2e_safety, client_timer_off_while_origin_works_504, .fini = fx_down)
 {
     char ub[8192], buf[4096];
     json_t *j;
     long t0, dt;
     int fd, eof;
 
-    raw_up_cfg("\"client\": {\"idle_timeout_ms\": 500}, "
-               "\"upstream\": {\"response_timeout_ms\": 1500}");
+    fx_raw_up_cfg("\"client\": {\"idle_timeout_ms\": 500}, "
+                  "\"upstream\": {\"response_timeout_ms\": 1500}");
     fd = h_connect(px.port);
     cr_assert(fd >= 0);
     t0 = h_now_ms();
     cr_assert_eq(h_sends(fd, "GET /wait HTTP/1.1\r\nHost: a\r\n\r\n"), 0);
-    raw_take_request(ub, sizeof(ub), "/wait"); /* and never answered */
-    read_to_eof(fd, buf, sizeof(buf), 4000, &eof);
+    fx_raw_take_request(ub, sizeof(ub), "/wait"); /* and never answered */
+    h_read_to_eof(fd, buf, sizeof(buf), 4000, &eof);
     dt = h_now_ms() - t0;
     cr_assert(!strncmp(buf, "HTTP/1.1 504 ", 13),
               "after %ld ms (idle_timeout_ms 500, response_timeout_ms 1500) the client got:\n%s",
-              dt, shown(buf, strlen(buf)));
+              dt, h_shown(buf, strlen(buf)));
     cr_assert(dt >= 1200 && dt < 3500, "504 after %ld ms with response_timeout_ms 1500", dt);
     h_close(fd);
     cr_assert_eq(log_lines_for("/wait", 1, &j), 1);
@@ -1113,7 +858,7 @@ Test(e2e_safety, client_timer_off_while_origin_works_504, .fini = down)
  * will close the client connection after it, and the response head must say
  * so (Connection: close).
  */
-Test(e2e_safety, early_answer_says_close, .init = raw_up, .fini = down)
+Test(e2e_safety, early_answer_says_close, .init = fx_raw_up, .fini = fx_down)
 {
     static char req[2048];
     char ub[8192], buf[4096], v[128];
@@ -1125,8 +870,8 @@ Test(e2e_safety, early_answer_says_close, .init = raw_up, .fini = down)
     cr_assert(fd >= 0);
     memset(req + n, 'x', 1000);
     cr_assert_eq(h_send(fd, req, (size_t)n + 1000), 0);
-    ufd = raw_take_request(ub, sizeof(ub), "/up");
-    raw_sends(ufd, "HTTP/1.1 401 Unauthorized\r\nContent-Length: 4\r\n\r\nnope");
+    ufd = fx_raw_take_request(ub, sizeof(ub), "/up");
+    fx_raw_sends(ufd, "HTTP/1.1 401 Unauthorized\r\nContent-Length: 4\r\n\r\nnope");
     set_rcvtimeo(fd, 3000);
     cr_assert_eq(h_read_response(fd, &r, 0), 0);
     cr_assert_eq(r.status, 401);
@@ -1135,9 +880,9 @@ Test(e2e_safety, early_answer_says_close, .init = raw_up, .fini = down)
     cr_assert_eq(r.body_len, 4);
     cr_assert_arr_eq(r.body, "nope", 4);
     h_resp_free(&r);
-    read_to_eof(fd, buf, sizeof(buf), 3000, &eof);
+    h_read_to_eof(fd, buf, sizeof(buf), 3000, &eof);
     cr_assert(eof, "the client connection stays open after an early answer");
-    cr_assert_eq(buf[0], '\0', "bytes after the response: %s", shown(buf, strlen(buf)));
+    cr_assert_eq(buf[0], '\0', "bytes after the response: %s", h_shown(buf, strlen(buf)));
     h_close(fd);
 }
 
@@ -1150,42 +895,42 @@ static void expect_method_forwarded(const char *method, const char *target, cons
     struct h_resp r;
 
     snprintf(req, sizeof(req), "%s %s %s\r\nHost: a\r\n\r\n", method, target, version);
-    roundtrip(req, &r);
+    fx_roundtrip(req, &r);
     cr_assert_eq(r.status, 200, "%s %s %s was answered %d", method, target, version, r.status);
     cr_assert_eq(r.body_len, 18, "not the origin's answer:\n%s", r.head);
     cr_assert_arr_eq(r.body, "hello from origin\n", 18);
     h_resp_free(&r);
-    last_head(head, sizeof(head));
+    origin_last_head(origin, head, sizeof(head));
     snprintf(want, sizeof(want), "%s %s HTTP/1.1\r\n", method, target);
     cr_assert(!strncmp(head, want, strlen(want)), "sent %s, the origin got:\n%s", req, head);
 }
 
 /* safety #8: RFC 2324's BREW is a token like any other. */
-Test(e2e_safety, extension_methods_brew_forwarded, .init = up, .fini = down)
+Test(e2e_safety, extension_methods_brew_forwarded, .init = fx_up_grace, .fini = fx_down)
 {
     expect_method_forwarded("BREW", "/pot", "HTTP/1.1");
 }
 
 /* safety #8: BAN (Varnish). */
-Test(e2e_safety, extension_methods_ban_forwarded, .init = up, .fini = down)
+Test(e2e_safety, extension_methods_ban_forwarded, .init = fx_up_grace, .fini = fx_down)
 {
     expect_method_forwarded("BAN", "/x", "HTTP/1.1");
 }
 
 /* safety #8: a one-letter method. */
-Test(e2e_safety, extension_methods_one_letter_forwarded, .init = up, .fini = down)
+Test(e2e_safety, extension_methods_one_letter_forwarded, .init = fx_up_grace, .fini = fx_down)
 {
     expect_method_forwarded("M", "/", "HTTP/1.1");
 }
 
 /* safety #8: a 20-letter method. */
-Test(e2e_safety, extension_methods_long_token_forwarded, .init = up, .fini = down)
+Test(e2e_safety, extension_methods_long_token_forwarded, .init = fx_up_grace, .fini = fx_down)
 {
     expect_method_forwarded("ABCDEFGHIJKLMNOPQRST", "/long", "HTTP/1.1");
 }
 
 /* safety #8: extension methods from an HTTP/1.0 client. */
-Test(e2e_safety, extension_methods_http10_forwarded, .init = up, .fini = down)
+Test(e2e_safety, extension_methods_http10_forwarded, .init = fx_up_grace, .fini = fx_down)
 {
     expect_method_forwarded("BREW", "/pot", "HTTP/1.0");
 }
@@ -1198,20 +943,21 @@ static void expect_method_with_body_forwarded(const char *method)
 
     snprintf(req, sizeof(req), "%s /p HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\n%s-body",
              method, !strcmp(method, "BAN") ? "ban!!" : "purge");
-    roundtrip(req, &r);
+    fx_roundtrip(req, &r);
     cr_assert_eq(r.status, 200, "%s with a body was answered %d", method, r.status);
     cr_assert_eq(r.body_len, 18, "not the origin's answer:\n%s", r.head);
     h_resp_free(&r);
-    last_head(head, sizeof(head));
+    origin_last_head(origin, head, sizeof(head));
     snprintf(want, sizeof(want), "%s /p HTTP/1.1\r\n", method);
     cr_assert(!strncmp(head, want, strlen(want)), "the origin got:\n%s", head);
     cr_assert(strstr(head, "\r\nContent-Length: 10\r\n"), "%s", head);
     snprintf(want, sizeof(want), "\r\n\r\n%s-body", !strcmp(method, "BAN") ? "ban!!" : "purge");
-    cr_assert(origin_got(want, 2000), "the %s body did not reach the origin", method);
+    cr_assert(fx_origin_got(want, 2000), "the %s body did not reach the origin", method);
 }
 
 /* safety #8: PURGE and BAN with a Content-Length body. */
-Test(e2e_safety, extension_methods_purge_and_ban_with_body_forwarded, .init = up, .fini = down)
+Test(e2e_safety, extension_methods_purge_and_ban_with_body_forwarded, .init = fx_up_grace,
+     .fini = fx_down)
 {
     expect_method_with_body_forwarded("PURGE");
     expect_method_with_body_forwarded("BAN");
@@ -1221,11 +967,11 @@ Test(e2e_safety, extension_methods_purge_and_ban_with_body_forwarded, .init = up
  * safety #8: accepting extension methods keeps CONNECT a 501 (checked first,
  * nothing forwarded), and an extension method is then forwarded.
  */
-Test(e2e_safety, extension_methods_connect_still_501, .init = up, .fini = down)
+Test(e2e_safety, extension_methods_connect_still_501, .init = fx_up_grace, .fini = fx_down)
 {
     static const char req[] = "CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n";
 
-    expect_rejected(req, sizeof(req) - 1, 501);
+    fx_expect_rejected(req, sizeof(req) - 1, 501);
     expect_method_forwarded("BREW", "/pot", "HTTP/1.1");
 }
 
@@ -1233,15 +979,15 @@ Test(e2e_safety, extension_methods_connect_still_501, .init = up, .fini = down)
  * safety #8: methods that are not tokens stay 400 and reach nothing; an
  * extension method is then forwarded.
  */
-Test(e2e_safety, extension_methods_non_token_still_400, .init = up, .fini = down)
+Test(e2e_safety, extension_methods_non_token_still_400, .init = fx_up_grace, .fini = fx_down)
 {
     static const char *const bad[] = {
         "GE(T / HTTP/1.1\r\nHost: a\r\n\r\n", "G@T / HTTP/1.1\r\nHost: a\r\n\r\n",
         "BR\"EW /pot HTTP/1.1\r\nHost: a\r\n\r\n", "BREW: /pot HTTP/1.1\r\nHost: a\r\n\r\n"};
 
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-        expect_answer_and_close(bad[i], strlen(bad[i]), 400);
-    assert_nothing_forwarded();
+        fx_expect_answer_and_close(bad[i], strlen(bad[i]), 400);
+    fx_assert_nothing_forwarded();
     expect_method_forwarded("BREW", "/pot", "HTTP/1.1");
 }
 
@@ -1255,8 +1001,8 @@ static void expect_chunked_echo(const char *body, const char *want)
 
     snprintf(req, sizeof(req),
              "POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n%s", body);
-    roundtrip(req, &r);
-    cr_assert_eq(r.status, 200, "chunked body %s was answered %d", shown(body, strlen(body)),
+    fx_roundtrip(req, &r);
+    cr_assert_eq(r.status, 200, "chunked body %s was answered %d", h_shown(body, strlen(body)),
                  r.status);
     cr_assert_eq(r.body_len, strlen(want));
     cr_assert_arr_eq(r.body, want, strlen(want));
@@ -1264,13 +1010,13 @@ static void expect_chunked_echo(const char *body, const char *want)
 }
 
 /* safety #9: 16 digits, the value 5. */
-Test(e2e_safety, chunk_size_leading_zeros_16_digits_forwarded, .init = up, .fini = down)
+Test(e2e_safety, chunk_size_leading_zeros_16_digits_forwarded, .init = fx_up_grace, .fini = fx_down)
 {
     expect_chunked_echo("0000000000000005\r\nhello\r\n0\r\n\r\n", "hello");
 }
 
 /* safety #9: 30 leading zeros, also on the last chunk. */
-Test(e2e_safety, chunk_size_leading_zeros_30_forwarded, .init = up, .fini = down)
+Test(e2e_safety, chunk_size_leading_zeros_30_forwarded, .init = fx_up_grace, .fini = fx_down)
 {
     expect_chunked_echo("0000000000000000000000000000005\r\nhello\r\n"
                         "0000000000000000000000000000006\r\n world\r\n"
@@ -1282,7 +1028,7 @@ Test(e2e_safety, chunk_size_leading_zeros_30_forwarded, .init = up, .fini = down
  * safety #9: what counts is the value: sizes of 2^64 and more are 400 (no
  * request completes at the origin), while many digits of a small value pass.
  */
-Test(e2e_safety, chunk_size_leading_zeros_value_decides, .init = up, .fini = down)
+Test(e2e_safety, chunk_size_leading_zeros_value_decides, .init = fx_up_grace, .fini = fx_down)
 {
     static const char *const too_big[] = {
         "POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
@@ -1295,17 +1041,17 @@ Test(e2e_safety, chunk_size_leading_zeros_value_decides, .init = up, .fini = dow
     static char buf[1 << 20];
 
     for (size_t i = 0; i < sizeof(too_big) / sizeof(too_big[0]); i++)
-        expect_answer_and_close(too_big[i], strlen(too_big[i]), 400);
+        fx_expect_answer_and_close(too_big[i], strlen(too_big[i]), 400);
     h_msleep(100);
     cr_assert_eq(origin_requests(origin), 0, "the origin completed a request with a huge chunk");
     origin_received(origin, buf, sizeof(buf));
-    cr_assert_null(strstr(buf, "SMUGGLE"), "%s", shown(buf, strlen(buf)));
+    cr_assert_null(strstr(buf, "SMUGGLE"), "%s", h_shown(buf, strlen(buf)));
     expect_chunked_echo("0000000000000000000010\r\nsixteen-bytes-ok\r\n0\r\n\r\n",
                         "sixteen-bytes-ok");
 }
 
 /* safety #9: the response side: a chunk size with 20 leading zeros. */
-Test(e2e_safety, chunk_size_leading_zeros_in_response_relayed, .init = up, .fini = down)
+Test(e2e_safety, chunk_size_leading_zeros_in_response_relayed, .init = fx_up_grace, .fini = fx_down)
 {
     static const char resp[] = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
                                "000000000000000000005\r\nhello\r\n00000000000000000000\r\n\r\n";
@@ -1334,19 +1080,19 @@ Test(e2e_safety, chunk_size_leading_zeros_in_response_relayed, .init = up, .fini
  * safety #10: a request whose chunked body is malformed (all of it in one
  * write) gets its 400 without using up a pooled upstream connection.
  */
-Test(e2e_safety, bad_chunked_requests_keep_pool, .init = up, .fini = down)
+Test(e2e_safety, bad_chunked_requests_keep_pool, .init = fx_up_grace, .fini = fx_down)
 {
     static const char bad[] = "POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
                               "zz\r\n";
     struct h_resp r;
 
-    roundtrip("GET /warm HTTP/1.1\r\nHost: a\r\n\r\n", &r);
+    fx_roundtrip("GET /warm HTTP/1.1\r\nHost: a\r\n\r\n", &r);
     cr_assert_eq(r.status, 200);
     h_resp_free(&r);
     cr_assert_eq(origin_accepts(origin), 1);
     for (int i = 0; i < 20; i++)
-        expect_answer_and_close(bad, sizeof(bad) - 1, 400);
-    roundtrip("GET /good HTTP/1.1\r\nHost: a\r\n\r\n", &r);
+        fx_expect_answer_and_close(bad, sizeof(bad) - 1, 400);
+    fx_roundtrip("GET /good HTTP/1.1\r\nHost: a\r\n\r\n", &r);
     cr_assert_eq(r.status, 200);
     h_resp_free(&r);
     cr_assert_eq(origin_accepts(origin), 1, "20 malformed requests cost %u upstream connections",
@@ -1357,7 +1103,7 @@ Test(e2e_safety, bad_chunked_requests_keep_pool, .init = up, .fini = down)
  * safety #10: a client that pipelines two complete requests and then shuts
  * its write side still gets both responses, then EOF.
  */
-Test(e2e_safety, pipelined_then_half_close_all_answered, .init = up, .fini = down)
+Test(e2e_safety, pipelined_then_half_close_all_answered, .init = fx_up_grace, .fini = fx_down)
 {
     static const char reqs[] =
         "GET /1 HTTP/1.1\r\nHost: a\r\n\r\nGET /size/7 HTTP/1.1\r\nHost: a\r\n\r\n";
@@ -1377,8 +1123,8 @@ Test(e2e_safety, pipelined_then_half_close_all_answered, .init = up, .fini = dow
     cr_assert_eq(r.status, 200);
     cr_assert_eq(r.body_len, 7);
     h_resp_free(&r);
-    read_to_eof(fd, buf, sizeof(buf), 3000, &eof);
+    h_read_to_eof(fd, buf, sizeof(buf), 3000, &eof);
     cr_assert(eof, "the connection stays open after both answers to a half-closed client");
-    cr_assert_eq(buf[0], '\0', "bytes after the responses: %s", shown(buf, strlen(buf)));
+    cr_assert_eq(buf[0], '\0', "bytes after the responses: %s", h_shown(buf, strlen(buf)));
     h_close(fd);
 }

@@ -8,7 +8,6 @@
  * poll(): each sends a request, reads the whole response, sends the next.
  * Every loop is bounded in requests and time.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -21,10 +20,7 @@
 
 #include <criterion/criterion.h>
 
-#include "tests/e2e/harness.h"
-
-static struct origin *origin;
-static struct proxy px;
+#include "tests/e2e/fixture.h"
 
 #define REQ "GET /size/64 HTTP/1.1\r\nHost: a\r\n\r\n"
 /* the origin holds each exchange this long: the exchanges overlap, as under real load */
@@ -56,33 +52,7 @@ static void start(const char *json)
 {
     const char *args[] = {"--workers", "2", NULL};
 
-    origin = origin_start("127.0.0.1", 0);
-    cr_assert(origin);
-    h_proxy_start(&px, origin_port(origin), json, args);
-}
-
-static void down(void)
-{
-    if (px.pid)
-        cr_expect_eq(h_proxy_stop(&px), 0, "ringproxy exits 0 on SIGTERM");
-    origin_stop(origin);
-}
-
-static int fd_count(pid_t pid)
-{
-    char path[64];
-    struct dirent *d;
-    DIR *dir;
-    int n = 0;
-
-    snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
-    dir = opendir(path);
-    if (!dir)
-        return -1;
-    while ((d = readdir(dir)))
-        n += d->d_name[0] != '.';
-    closedir(dir);
-    return n;
+    fx_start(json, args);
 }
 
 /* Open n client connections (non-blocking after connect); 0 when all opened. */
@@ -188,20 +158,6 @@ static void close_clients(struct scl *c, int n)
             close(c[i].fd);
 }
 
-/* Wait (bounded) until the metric is at most v; its last value. */
-static long wait_metric_at_most(const char *name, long v, int limit_ms)
-{
-    long m = -1, deadline = h_now_ms() + limit_ms;
-
-    do {
-        m = h_metric(px.admin_port, name);
-        if (m >= 0 && m <= v)
-            break;
-        h_msleep(50);
-    } while (h_now_ms() < deadline);
-    return m;
-}
-
 /*
  * 300 clients in rounds on 2 workers, each exchange held 50 ms by the
  * origin so that they overlap: the pool grows to what they use
@@ -209,7 +165,7 @@ static long wait_metric_at_most(const char *name, long v, int limit_ms)
  * concurrent exchanges every finished one closed its connection and the
  * next connected anew: thousands of connects for 6,000 requests.
  */
-Test(e2e_scale, pool_grows_with_concurrency, .fini = down, .timeout = 90)
+Test(e2e_scale, pool_grows_with_concurrency, .fini = fx_down, .timeout = 90)
 {
     enum { N = 300, PER = 20 };
     struct scl *c = calloc(N, sizeof(*c));
@@ -237,7 +193,7 @@ Test(e2e_scale, pool_grows_with_concurrency, .fini = down, .timeout = 90)
  * After a burst the pool shrinks to what the load now uses: the most
  * recently used connections serve it, the rest close after the idle timeout.
  */
-Test(e2e_scale, pool_shrinks_when_load_drops, .fini = down, .timeout = 90)
+Test(e2e_scale, pool_shrinks_when_load_drops, .fini = fx_down, .timeout = 90)
 {
     enum { N = 200, FEW = 8 };
     struct scl *c = calloc(N, sizeof(*c));
@@ -266,7 +222,7 @@ Test(e2e_scale, pool_shrinks_when_load_drops, .fini = down, .timeout = 90)
     cr_expect_leq(h_metric(px.admin_port, "ringproxy_upstream_connects_total"), connects + FEW,
                   "the few clients reused the pool");
     close_clients(c, FEW);
-    idle = wait_metric_at_most("ringproxy_upstream_pool_idle", 0, 4000);
+    idle = h_metric_wait(px.admin_port, "ringproxy_upstream_pool_idle", 0, 4000);
     cr_expect_eq(idle, 0, "%ld idle upstream connections left after the idle timeout", idle);
     close_clients(c + FEW, N - FEW);
     free(c);
@@ -279,7 +235,7 @@ Test(e2e_scale, pool_shrinks_when_load_drops, .fini = down, .timeout = 90)
  * upstream descriptor is given back, the proxy answers, and it stops at
  * once with its pool open.
  */
-Test(e2e_scale, thousands_close_at_once, .fini = down, .timeout = 120)
+Test(e2e_scale, thousands_close_at_once, .fini = fx_down, .timeout = 120)
 {
     rlim_t lim = raise_nofile();
     const char *san = getenv("RINGPROXY_SANITIZED");
@@ -295,7 +251,7 @@ Test(e2e_scale, thousands_close_at_once, .fini = down, .timeout = 120)
         cr_log_info("descriptor limit %lu: %d clients", (unsigned long)lim, n);
     start("{\"shutdown_grace_ms\": 1000}");
     h_msleep(200);
-    base = fd_count(px.pid);
+    base = h_fd_count(px.pid);
     cr_assert_eq(open_clients(c, n, 0, REQ_SLOW), 0);
     done = rounds(c, n, 2);
     cr_assert_eq(done, 2 * n, "%ld of %d responses", done, 2 * n);
@@ -308,11 +264,11 @@ Test(e2e_scale, thousands_close_at_once, .fini = down, .timeout = 120)
         close(c[i].fd);
         c[i].fd = -1;
     }
-    cr_expect_eq(wait_metric_at_most("ringproxy_client_connections", 0, 10000), 0);
+    cr_expect_eq(h_metric_wait(px.admin_port, "ringproxy_client_connections", 0, 10000), 0);
     /* the pool stays: its connections are all the proxy holds beyond the baseline */
     deadline = h_now_ms() + 10000;
     do {
-        fds = fd_count(px.pid);
+        fds = h_fd_count(px.pid);
         if (fds - base <= h_metric(px.admin_port, "ringproxy_upstream_pool_idle"))
             break;
         h_msleep(50);

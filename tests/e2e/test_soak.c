@@ -14,28 +14,15 @@
 
 #include <criterion/criterion.h>
 
-#include "tests/e2e/harness.h"
-
-static struct origin *origin;
-static struct proxy px;
+#include "tests/e2e/fixture.h"
 
 static void up(void)
 {
     const char *args[] = {"--workers", "2", NULL};
 
-    origin = origin_start("127.0.0.1", 0);
-    cr_assert(origin);
-    h_proxy_start(&px, origin_port(origin),
-                  "{\"client\": {\"header_timeout_ms\": 500},"
-                  " \"limits\": {\"max_body_bytes\": 100000}}",
-                  args);
-}
-
-static void down(void)
-{
-    if (px.pid)
-        cr_expect_eq(h_proxy_stop(&px), 0, "ringproxy exits 0 on SIGTERM");
-    origin_stop(origin);
+    fx_start("{\"client\": {\"header_timeout_ms\": 500},"
+             " \"limits\": {\"max_body_bytes\": 100000}}",
+             args);
 }
 
 /* Requests of every kind: good ones, smuggling attempts, broken framing, abandoned ones. */
@@ -112,7 +99,7 @@ static void round_of_load(int per_thread)
         pthread_join(t[i], NULL);
 }
 
-Test(e2e_soak, mixed_hostile_traffic_leaves_no_residue, .init = up, .fini = down, .timeout = 120)
+Test(e2e_soak, mixed_hostile_traffic_leaves_no_residue, .init = up, .fini = fx_down, .timeout = 120)
 {
     struct h_resp r;
     long rss_warm, rss_end, active = -1;
@@ -161,7 +148,7 @@ Test(e2e_soak, mixed_hostile_traffic_leaves_no_residue, .init = up, .fini = down
  * pin the worker's buffers (256 of them) and stall everyone else: its queue
  * stops reading after a few buffers, the rest waits in the kernel.
  */
-Test(e2e_soak, trickled_bytes_pin_few_buffers, .init = up, .fini = down)
+Test(e2e_soak, trickled_bytes_pin_few_buffers, .init = up, .fini = fx_down)
 {
     struct h_resp r;
     int one = 1, fd = h_connect(px.port);

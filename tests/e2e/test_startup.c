@@ -3,8 +3,6 @@
  * or admin port fails with one clear line instead of joining the first one's
  * SO_REUSEPORT group and taking part of its traffic unseen.
  */
-#include <fcntl.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,65 +11,29 @@
 
 #include <criterion/criterion.h>
 
-#include "tests/e2e/harness.h"
-
-static struct origin *origin;
-static struct proxy px;
-
-static void up(void)
-{
-    origin = origin_start("127.0.0.1", 0);
-    cr_assert(origin);
-    h_proxy_start(&px, origin_port(origin), "{\"shutdown_grace_ms\": 1000}", NULL);
-}
-
-static void down(void)
-{
-    if (px.pid)
-        cr_expect_eq(h_proxy_stop(&px), 0, "ringproxy exits 0 on SIGTERM");
-    origin_stop(origin);
-}
+#include "tests/e2e/fixture.h"
 
 /* Run a second ringproxy (bounded: 5 s); its exit status, and stderr into err. */
 static int second(const char *listen, const char *admin, char *err, size_t cap)
 {
     char path[64], up[32];
-    int status = -1, fd;
-    pid_t pid;
+    const char *args[] = {"--config", "/nonexistent", "--listen", listen,      "--admin",
+                          admin,      "--upstream",   up,         "--workers", "1",
+                          NULL};
+    int status;
+    char *s;
 
     snprintf(path, sizeof(path), "/tmp/rp-e2e-second.%d", (int)getpid());
     snprintf(up, sizeof(up), "127.0.0.1:%u", origin_port(origin));
-    pid = fork();
-    cr_assert(pid >= 0);
-    if (pid == 0) {
-        fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        dup2(fd, 2);
-        dup2(fd, 1);
-        execl(getenv("RINGPROXY"), "ringproxy", "--config", "/nonexistent", "--listen", listen,
-              "--admin", admin, "--upstream", up, "--workers", "1", (char *)NULL);
-        _exit(127);
-    }
-    for (int i = 0; i < 500; i++) {
-        if (waitpid(pid, &status, WNOHANG) == pid)
-            break;
-        h_msleep(10);
-        if (i == 499) {
-            kill(pid, SIGKILL);
-            waitpid(pid, &status, 0);
-            status = -1;
-        }
-    }
-    {
-        char *s = h_slurp(path);
-
-        snprintf(err, cap, "%s", s);
-        free(s);
-    }
+    status = h_reap(h_spawn(args, path, path), 5000);
+    s = h_slurp(path);
+    snprintf(err, cap, "%s", s);
+    free(s);
     unlink(path);
-    return status >= 0 && WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    return status != -1 && WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
-Test(e2e_startup, second_instance_on_the_public_port_fails, .init = up, .fini = down)
+Test(e2e_startup, second_instance_on_the_public_port_fails, .init = fx_up_grace, .fini = fx_down)
 {
     char listen[32], admin[32], err[4096], want[96];
     struct h_resp r;
@@ -90,7 +52,7 @@ Test(e2e_startup, second_instance_on_the_public_port_fails, .init = up, .fini = 
     }
 }
 
-Test(e2e_startup, second_instance_on_the_admin_port_fails, .init = up, .fini = down)
+Test(e2e_startup, second_instance_on_the_admin_port_fails, .init = fx_up_grace, .fini = fx_down)
 {
     char listen[32], admin[32], err[4096];
 
@@ -117,13 +79,11 @@ static char *startup_err(void)
 }
 
 /* #27.3: the start-up line says which config file was loaded, or that none was. */
-Test(e2e_startup, startup_line_names_the_config, .fini = down)
+Test(e2e_startup, startup_line_names_the_config, .fini = fx_down)
 {
     char *err, want[160];
 
-    origin = origin_start("127.0.0.1", 0);
-    cr_assert(origin);
-    h_proxy_start(&px, origin_port(origin), "{\"shutdown_grace_ms\": 1000}", NULL);
+    fx_up_grace();
     err = startup_err();
     snprintf(want, sizeof(want), ", config %s/proxy.json\n", px.dir);
     cr_assert(strstr(err, want), "%s", err);

@@ -19,33 +19,7 @@
 #include <criterion/criterion.h>
 
 #include "net/resolve.h"
-
-#if defined(__SANITIZE_ADDRESS__)
-#define HAVE_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define HAVE_ASAN 1
-#endif
-#endif
-
-/*
- * Criterion's test processes end without LeakSanitizer's exit check: ask
- * for one where a test wants to prove that everything was freed.
- */
-#ifdef HAVE_ASAN
-/* From the ASan runtime (the sanitizer headers, which gcc does not ship). */
-size_t __sanitizer_get_current_allocated_bytes(void);
-int __lsan_do_recoverable_leak_check(void);
-
-static void assert_no_leaks(void)
-{
-    cr_assert_eq(__lsan_do_recoverable_leak_check(), 0, "LeakSanitizer found leaks (see stderr)");
-}
-#else
-static void assert_no_leaks(void)
-{
-}
-#endif
+#include "tests/support/lsan.h"
 
 #define NAME "ringproxy-test.example"
 

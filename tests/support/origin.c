@@ -187,14 +187,27 @@ fail:
     return -1;
 }
 
-/* Byte i of every generated body is 'a' + (i % 16384) % 26, whatever the framing. */
+/* Byte i of every generated body, whatever the framing. */
+static char pattern_byte(size_t i)
+{
+    return (char)('a' + (i % 16384) % 26);
+}
+
+int origin_body_ok(const char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (p[i] != pattern_byte(i))
+            return 0;
+    return 1;
+}
+
 static int send_pattern(int fd, size_t n, int chunked)
 {
     static char buf[16384 + 1024];
     size_t pos = 0;
 
     for (size_t i = 0; i < sizeof(buf); i++)
-        buf[i] = (char)('a' + (i % 16384) % 26);
+        buf[i] = pattern_byte(i);
     while (pos < n) {
         size_t k = n - pos < (chunked ? 1000 : 16384) ? n - pos : (chunked ? 1000 : 16384);
         if (chunked) {

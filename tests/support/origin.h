@@ -25,6 +25,9 @@ struct origin *origin_start(const char *addr, unsigned port);
 unsigned origin_port(const struct origin *o);
 void origin_stop(struct origin *o);
 
+/* 1 when p is the first n bytes of a body of /size/N, /asset/N, /chunked/N or /eof/N. */
+int origin_body_ok(const char *p, size_t n);
+
 /* Connections accepted and requests served so far. */
 unsigned origin_accepts(const struct origin *o);
 unsigned origin_requests(const struct origin *o);

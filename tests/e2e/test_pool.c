@@ -1,0 +1,148 @@
+/*
+ * End to end: the upstream pool (C11). ringproxy in front of the test
+ * origin on 127.0.0.1 (tests/e2e/fixture.h): keep-alive reuse, the pool's
+ * idle timeout, an origin that closes a pooled connection, and the
+ * keep-alive race (a request retried once, never one with a body), read
+ * from /metrics.
+ */
+#include <stdint.h>
+#include <string.h>
+
+#include <criterion/criterion.h>
+#include <criterion/logging.h>
+
+#include "tests/e2e/fixture.h"
+
+static const char *const req_get = "GET / HTTP/1.1\r\nHost: site.example\r\n\r\n";
+
+#define PM(name) h_metric(px.admin_port, (name))
+
+/* A client connection whose first request was served: its upstream connection is in the pool. */
+static int pooled_client(void)
+{
+    int fd = h_connect(px.port);
+
+    cr_assert(fd >= 0);
+    cr_assert_eq(h_status_on(fd, req_get), 200);
+    return fd;
+}
+
+Test(e2e_pool, keepalive_reuse_ratio, .fini = fx_down)
+{
+    enum { NCONN = 10, NREQ = 2000 };
+    int fds[NCONN];
+    double reuses, connects, ok;
+    uint64_t t0;
+
+    fx_start(NULL, NULL);
+    for (int i = 0; i < NCONN; i++) {
+        fds[i] = h_connect(px.port);
+        cr_assert(fds[i] >= 0);
+    }
+    t0 = h_now_ms();
+    for (int i = 0; i < NREQ; i++) {
+        int st =
+            h_status_on(fds[i % NCONN], "GET /size/512 HTTP/1.1\r\nHost: site.example\r\n\r\n");
+        cr_assert_eq(st, 200, "request %d: %d", i, st);
+    }
+    for (int i = 0; i < NCONN; i++)
+        h_close(fds[i]);
+    reuses = PM("ringproxy_upstream_reuses_total");
+    connects = PM("ringproxy_upstream_connects_total");
+    ok = PM("ringproxy_requests_total{class=\"2xx\"}");
+    cr_log_info("%d requests over %d keep-alive clients in %llu ms: %u origin accepts, "
+                "%.0f connects, %.0f reuses, reuse ratio %.4f",
+                NREQ, NCONN, (unsigned long long)(h_now_ms() - t0), origin_accepts(origin),
+                connects, reuses, reuses / ok);
+    cr_assert_eq(ok, NREQ);
+    cr_assert_eq(reuses + connects, NREQ, "every request either reused or connected");
+    cr_assert_leq(connects, NCONN);
+    cr_assert_eq(origin_accepts(origin), (unsigned)connects);
+    cr_assert_geq(reuses / (NREQ - connects), 0.999);
+    cr_assert_geq(reuses / ok, 0.995);
+    cr_assert_eq(PM("ringproxy_upstream_retries_total"), 0);
+}
+
+Test(e2e_pool, idle_timeout_closes_pooled_connection, .fini = fx_down)
+{
+    int fd;
+
+    fx_start("{\"upstream\": {\"pool_idle_timeout_ms\": 300}}", NULL);
+    fd = pooled_client();
+    cr_assert_eq(PM("ringproxy_upstream_pool_idle"), 1);
+    cr_assert_eq(h_metric_wait(px.admin_port, "ringproxy_upstream_pool_idle", 0, 1500), 0,
+                 "pooled connection still open after pool_idle_timeout_ms");
+    cr_assert_eq(PM("ringproxy_upstream_connections"), 0);
+    cr_assert_eq(h_status_on(fd, req_get), 200, "the client connection stays");
+    cr_assert_eq(PM("ringproxy_upstream_connects_total"), 2);
+    cr_assert_eq(origin_accepts(origin), 2);
+    h_close(fd);
+}
+
+Test(e2e_pool, origin_close_seen_while_pooled, .fini = fx_down)
+{
+    static const char resp[] = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+    int fd;
+
+    fx_start(NULL, NULL);
+    /* the origin answers, then closes without saying so */
+    origin_script(origin, resp, sizeof(resp) - 1, 1);
+    fd = pooled_client();
+    /* the pooled socket keeps a receive armed: the close is seen at once */
+    cr_assert_eq(h_metric_wait(px.admin_port, "ringproxy_upstream_connections", 0, 500), 0);
+    cr_assert_eq(h_status_on(fd, req_get), 200);
+    h_close(fd);
+    cr_assert_eq(PM("ringproxy_upstream_connects_total"), 2);
+    cr_assert_eq(PM("ringproxy_upstream_reuses_total"), 0);
+    cr_assert_eq(PM("ringproxy_upstream_retries_total"), 0, "no retry was needed");
+    cr_assert_eq(PM("ringproxy_upstream_failures_total{reason=\"reset\"}"), 0);
+}
+
+Test(e2e_pool, keepalive_race_retries_idempotent_once, .fini = fx_down)
+{
+    struct h_resp r;
+    int fd;
+
+    fx_start(NULL, NULL);
+    fd = pooled_client();
+    /* the pooled connection closes just as the next request arrives */
+    origin_script(origin, NULL, 0, 1);
+    cr_assert_eq(h_sends(fd, req_get), 0);
+    cr_assert_eq(h_read_response(fd, &r, 0), 0);
+    cr_assert_eq(r.status, 200, "a GET without body is retried on a fresh connection");
+    cr_assert_eq(r.body_len, 18);
+    h_resp_free(&r);
+    cr_assert_eq(PM("ringproxy_upstream_retries_total"), 1);
+    cr_assert_eq(PM("ringproxy_upstream_reuses_total"), 1);
+    cr_assert_eq(origin_accepts(origin), 2);
+
+    /* once: when the retry's connection fails the same way, 502 */
+    cr_assert_eq(h_status_on(fd, req_get), 200); /* back to a pooled connection */
+    origin_script(origin, NULL, 0, 1);
+    origin_script(origin, NULL, 0, 1);
+    cr_assert_eq(h_sends(fd, req_get), 0);
+    cr_assert_eq(h_read_response(fd, &r, 0), 0);
+    cr_assert_eq(r.status, 502);
+    h_resp_free(&r);
+    cr_assert_eq(PM("ringproxy_upstream_retries_total"), 2);
+    h_close(fd);
+}
+
+Test(e2e_pool, keepalive_race_never_retries_a_body, .fini = fx_down)
+{
+    struct h_resp r;
+    int fd;
+
+    fx_start(NULL, NULL);
+    fd = pooled_client();
+    origin_script(origin, NULL, 0, 1);
+    cr_assert_eq(h_sends(fd, "POST /echo HTTP/1.1\r\nHost: site.example\r\n"
+                             "Content-Length: 3\r\n\r\nabc"),
+                 0);
+    cr_assert_eq(h_read_response(fd, &r, 0), 0);
+    cr_assert_eq(r.status, 502, "a request with a body is not sent twice");
+    h_resp_free(&r);
+    h_close(fd);
+    cr_assert_eq(PM("ringproxy_upstream_retries_total"), 0);
+    cr_assert_eq(origin_requests(origin), 2);
+}
