@@ -51,7 +51,7 @@
 #                            JSON lines like ringproxy; native: combined / option httplog
 #   BENCH_NGINX_LOG_BUFFER ["buffer=64k flush=1s"]  nginx access_log buffering
 #                            ("" = one write per request)
-#   BENCH_NGINX_KEEPALIVE [256]  nginx's upstream keepalive (idle connections it
+#   BENCH_NGINX_KEEPALIVE [512]  nginx's upstream keepalive (idle connections it
 #                            caches; past them a finished one is closed)
 #   BENCH_LOAD_CPUS / BENCH_PROXY_CPUS   override the pinning (default: first
 #                            allowed CPU for wrk+origin, second for the proxies)
@@ -106,7 +106,7 @@ BUILT_AS="given as BENCH_RINGPROXY"
 RINGPROXY=${BENCH_RINGPROXY:-}
 LOG_STYLE=${BENCH_LOG_STYLE:-json}
 NGINX_LOG_BUFFER=${BENCH_NGINX_LOG_BUFFER-buffer=64k flush=1s}
-NGINX_KEEPALIVE=${BENCH_NGINX_KEEPALIVE:-256}
+NGINX_KEEPALIVE=${BENCH_NGINX_KEEPALIVE:-512}
 
 log() { printf '%s %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
