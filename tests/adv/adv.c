@@ -1865,6 +1865,7 @@ static void run_family(const struct fam *f)
         cl_fail(&c0, NULL, -1, 1, "the origin saw %u bad requests, first: %.300s", nprob, probs);
 
     /* the report: a few messages per invariant and mode (all with ADV_VERBOSE=1) */
+    char *accesslog = h_slurp(px.out_path);
     for (int i = 0; i <= f->clients; i++) {
         struct cl *c = i < f->clients ? &cls[i] : &c0;
         for (size_t j = 0; j < c->nfail; j++) {
@@ -1882,10 +1883,24 @@ static void run_family(const struct fam *f)
             if (verbose || (*seen)++ < 3) {
                 char nt[256];
                 rep("adv: seed=%s [inv%d] %s\n", run.seedstr, fl->inv, fl->msg);
-                if (fl->tag[0])
+                if (fl->tag[0]) {
+                    const char *ln = accesslog ? strstr(accesslog, fl->tag) : NULL;
+
                     rep("adv:     %s: %s\n", fl->tag,
                         hostile_note(h, fl->tag, nt, sizeof(nt)) ? nt
                                                                  : "the origin never received it");
+                    /* the proxy's own account: its access-log line for the request */
+                    if (ln) {
+                        const char *b = ln, *e = strchr(ln, '\n');
+                        while (b > accesslog && b[-1] != '\n')
+                            b--;
+                        rep("adv:     %s: logged %.*s\n", fl->tag,
+                            (int)((e ? e : ln + strlen(ln)) - b > 600
+                                      ? 600
+                                      : (e ? e : ln + strlen(ln)) - b),
+                            b);
+                    }
+                }
                 /* the only channel to meson's test log: said once the outcome is known */
                 if (shown < 12)
                     snprintf(said[shown++], sizeof(said[0]), "[inv%d] %s", fl->inv, fl->msg);
@@ -1951,6 +1966,7 @@ static void run_family(const struct fam *f)
         rep("adv[%s]: the proxy's stderr (last %zu bytes):\n%s\n", f->name, strlen(from), from);
         free(err);
     }
+    free(accesslog);
     if (report)
         fclose(report);
     report = NULL;
