@@ -83,8 +83,6 @@
  */
 #define TRIM_MS 1000
 
-#define container_of core_container_of
-
 enum end_side {
     SIDE_CLIENT = 0,
     SIDE_UP,
@@ -707,9 +705,8 @@ static void end_free(struct http_worker *w, struct http_end *e)
     free(e);
 }
 
-static void starved_remove(struct http_worker *w, struct http_end *e)
+static void starved_remove(struct http_end *e)
 {
-    (void)w;
     if (!e->starved)
         return;
     core_list_del(&e->wait);
@@ -731,7 +728,7 @@ static void end_close(struct http_worker *w, struct http_end *e)
         return;
     e->closing = 1;
     end_timer(w, e, TC_NONE);
-    starved_remove(w, e);
+    starved_remove(e);
     core_segq_clear(&e->rxq, &w->t->pool, &w->t->bufs);
     /* a send in flight still reads its segments: end_free() drops them */
     if (!e->sending)
@@ -2260,16 +2257,16 @@ static void w_cqe(struct core_thread *t, struct core_op *op, const struct io_uri
         on_accept(w, op == &w->op_accept[0] ? 0 : 1, cqe);
         break;
     case OPK_RECV:
-        on_recv(w, container_of(op, struct http_end, op_recv), cqe);
+        on_recv(w, core_container_of(op, struct http_end, op_recv), cqe);
         break;
     case OPK_SEND:
-        on_send(w, container_of(op, struct http_end, op_send), cqe);
+        on_send(w, core_container_of(op, struct http_end, op_send), cqe);
         break;
     case OPK_CONNECT:
-        on_connect(w, (struct http_up *)container_of(op, struct http_end, op_connect), cqe);
+        on_connect(w, (struct http_up *)core_container_of(op, struct http_end, op_connect), cqe);
         break;
     case OPK_POLL:
-        on_poll(w, container_of(op, struct http_end, op_poll));
+        on_poll(w, core_container_of(op, struct http_end, op_poll));
         break;
     case OPK_LOGW:
         log_writer_done(&w->lw, cqe->res);
@@ -2340,7 +2337,7 @@ static long w_turn(struct core_thread *t)
         struct core_timer *tm;
 
         while ((tm = core_tq_pop_expired(&w->tq[tc], t->now_ms)))
-            on_timer(w, container_of(tm, struct http_end, timer), (enum tclass)tc);
+            on_timer(w, core_container_of(tm, struct http_end, timer), (enum tclass)tc);
         if (core_tq_next(&w->tq[tc]) < next)
             next = core_tq_next(&w->tq[tc]);
     }
