@@ -1,0 +1,118 @@
+/*
+ * Edge rules on the request path: a request is evaluated against the
+ * compiled rules (cfg/rules.h) once its head passed the checks of
+ * http/forward.c; the verdict says which rules matched and whether one of
+ * them answers. The edits it collects are applied when the heads are
+ * written (http_rules_req_head(), http_rules_resp_hdrs()), and rule answers
+ * are written by http_rules_answer(). No sockets, no allocation: the
+ * proxy's state machine (http/proxy.c) calls these, and
+ * tests/http/test_rules.c checks them without starting the binary.
+ * Semantics: docs/rules.md.
+ */
+#ifndef RINGPROXY_HTTP_RULES_H
+#define RINGPROXY_HTTP_RULES_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cfg/rules.h"
+#include "core/str.h"
+#include "http/msg.h"
+
+/* The request as the client sent it, as the rules see it. */
+struct http_rules_req {
+    const struct http_msg *m;  /* parsed head (method, target, headers) */
+    struct core_str host;      /* Host (or the absolute-form authority) without port */
+    struct core_str path;      /* path as sent, without query (origin form) */
+    struct core_str query;     /* after '?', without it; absent when no '?' */
+    struct core_str npath;     /* normalised path (cfg_path_normalise()) */
+    struct core_str client_ip; /* True-Client-IP, else the socket peer, as text */
+    struct cfg_ip ip;          /* the same, parsed; ip_ok 0 when it does not parse */
+    uint8_t ip_ok;
+    uint8_t https; /* X-Forwarded-Proto is "https" (case-insensitive) */
+};
+
+/*
+ * Fill r from a checked request head: host from host_sent (as forwarded),
+ * path and query from the target (absolute-form reduced to its path),
+ * client_ip from True-Client-IP else peer, the normalised path into
+ * scratch (cap bytes; the target's length always suffices). Returns 0, or
+ * -400 when the path cannot be normalised safely.
+ */
+int http_rules_req_init(struct http_rules_req *r, const struct http_msg *m,
+                        struct core_str host_sent, struct core_str peer, char *scratch, size_t cap);
+
+/* Rules a verdict can record (CFG_RULES_MAX bits). */
+#define HTTP_RULES_WORDS ((CFG_RULES_MAX + 63) / 64)
+
+struct http_rules_verdict {
+    uint64_t edits[HTTP_RULES_WORDS]; /* rules that matched and have non-terminal actions */
+    int32_t answer;                   /* the rule that answers (terminal), or -1 */
+    int32_t last;     /* for the log: the rule that answered or last changed the request, or -1 */
+    int32_t map_hit;  /* REDIRECT_MAP answer: the index of the entry in the map */
+    uint8_t any_req;  /* some matched rule edits request headers or rewrites */
+    uint8_t any_resp; /* some matched rule edits response headers */
+};
+
+/*
+ * Evaluate every rule top to bottom: non-terminal actions of matching rules
+ * accumulate in v, the first terminal answer ends evaluation. The health
+ * check path is exempt from rules whose path list does not name it.
+ */
+void http_rules_eval(const struct cfg_rules *rs, const struct http_rules_req *r,
+                     struct http_rules_verdict *v);
+
+/* Is rule i in the verdict's edits? */
+static inline int http_rules_applied(const struct http_rules_verdict *v, size_t i)
+{
+    return (int)((v->edits[i / 64] >> (i % 64)) & 1);
+}
+
+/*
+ * Expand a template for request r into out (cap bytes). Returns the length,
+ * or -1 when it does not fit.
+ */
+long http_rules_expand(const struct cfg_tpl *t, const struct http_rules_req *r, char *out,
+                       size_t cap);
+
+/*
+ * Write the request head the origin gets, with the verdict's rewrites and
+ * request-header edits applied, into out (cap bytes). fwd_head/fwd_len is
+ * the head http_fwd_request() wrote (request line, forwarded fields, final
+ * CRLF); it is re-read, never modified. Returns the new length, or -1 when
+ * it does not fit (the caller answers 431). Only called when v->any_req.
+ */
+long http_rules_req_head(const struct cfg_rules *rs, const struct http_rules_verdict *v,
+                         const struct http_rules_req *r, const char *fwd_head, size_t fwd_len,
+                         char *out, size_t cap);
+
+/*
+ * Response-header edits for a response head being written: is a field
+ * named name dropped (removed, or replaced by a set)? Only called when
+ * v->any_resp.
+ */
+int http_rules_resp_drops(const struct cfg_rules *rs, const struct http_rules_verdict *v,
+                          struct core_str name);
+
+/*
+ * Append the fields the verdict's response-header edits set or add
+ * ("Name: value\r\n" each) to out (cap bytes). Returns the bytes written, or
+ * -1 when they do not fit.
+ */
+long http_rules_resp_adds(const struct cfg_rules *rs, const struct http_rules_verdict *v,
+                          const struct http_rules_req *r, char *out, size_t cap);
+
+/*
+ * The head of a rule's answer (v->answer) or of an error page: status line,
+ * Location (redirects), Content-Type and Content-Length of body (NULL:
+ * none, Content-Length: 0), respond.headers, the verdict's response-header
+ * edits, Connection: keep-alive or close. Written into out (cap bytes);
+ * returns its length or -1 when it does not fit. The body, when there is
+ * one and the request is not HEAD, is sent after it by the caller straight
+ * from the page (it lives as long as the config).
+ */
+long http_rules_answer_head(const struct cfg_rules *rs, const struct http_rules_verdict *v,
+                            const struct http_rules_req *r, int status, const struct cfg_page *body,
+                            int keep_alive, char *out, size_t cap);
+
+#endif
