@@ -370,7 +370,8 @@ void *core_chunk_get(struct core_pool *p)
 
 void core_blk_ref(void *blk)
 {
-    hdr_of(blk)->refs++;
+    if (blk)
+        hdr_of(blk)->refs++;
 }
 
 void core_blk_put(struct core_pool *p, void *blk)
@@ -412,7 +413,7 @@ int core_segq_tail_ends_at(const struct core_segq *q, const char *end)
     if (!q->head)
         return 0;
     t = (const struct core_seg *)((const char *)q->tailp - offsetof(struct core_seg, next));
-    return t->bid < 0 && t->p + t->len == end;
+    return t->bid < 0 && t->blk && t->p + t->len == end;
 }
 
 void core_segq_tail_grow(struct core_segq *q, size_t n)
@@ -460,6 +461,23 @@ int core_segq_push_blk(struct core_segq *q, struct core_pool *p, const char *ptr
     *s = (struct core_seg){.p = ptr, .len = (uint32_t)len, .bid = -1, .blk = blk};
     core_blk_ref(blk);
     segq_append(q, s);
+    return 0;
+}
+
+int core_segq_push_static(struct core_segq *q, struct core_pool *p, const char *ptr, size_t len)
+{
+    while (len) {
+        /* a segment's length is 32 bits */
+        size_t n = len < UINT32_MAX ? len : UINT32_MAX;
+        struct core_seg *s = core_seg_new(p);
+
+        if (!s)
+            return -ENOMEM;
+        *s = (struct core_seg){.p = ptr, .len = (uint32_t)n, .bid = -1, .blk = NULL};
+        segq_append(q, s);
+        ptr += n;
+        len -= n;
+    }
     return 0;
 }
 

@@ -76,7 +76,7 @@ struct core_seg {
     struct core_seg *next;
     const char *p;
     uint32_t len;
-    int32_t bid; /* >= 0: ring buffer bid holds the bytes; -1: blk does */
+    int32_t bid; /* >= 0: ring buffer bid holds the bytes; -1: blk does (NULL: static bytes) */
     void *blk;
 };
 
@@ -149,6 +149,12 @@ core_segq_push_view(struct core_segq *q, struct core_pool *p, struct core_bufrin
 /* Append a view into pool block blk, taking a reference to it. -ENOMEM as above. */
 __attribute__((warn_unused_result)) int core_segq_push_blk(struct core_segq *q, struct core_pool *p,
                                                            const char *ptr, size_t len, void *blk);
+/*
+ * Append a view of bytes that outlive every queue (the config's pages): no
+ * reference is taken. -ENOMEM as above, and then a part may have been queued.
+ */
+__attribute__((warn_unused_result)) int
+core_segq_push_static(struct core_segq *q, struct core_pool *p, const char *ptr, size_t len);
 /* Drop n bytes from the front, releasing what they held. */
 void core_segq_consume(struct core_segq *q, struct core_pool *p, struct core_bufring *b, size_t n);
 /*
