@@ -4,6 +4,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "http/rules.h"
+
 /* Never forwarded: the fields of RFC 9110 7.6.1, and those a Connection option names. */
 static int is_hop_by_hop(const struct core_hdr *h, int keep_upgrade)
 {
@@ -233,6 +235,11 @@ long http_fwd_response(const struct http_msg *m, const struct http_fwd_resp *o, 
     struct wbuf b = {out, 0, cap, 0};
     char status[16];
     int tunnel = p->status_code == 101;
+    int edits = o->final && o->rs && o->rv && o->rv->any_resp;
+    struct http_rules_plan plan;
+
+    if (edits)
+        http_rules_resp_plan(o->rs, o->rv, &plan);
 
     /* llhttp takes three digits only: 100..999 */
     memcpy(status, "HTTP/1.1 000 ", 13);
@@ -247,7 +254,17 @@ long http_fwd_response(const struct http_msg *m, const struct http_fwd_resp *o, 
             continue;
         if (o->dechunk && m->hdrs[i].kind == HK_TRANSFER_ENCODING)
             continue;
+        if (edits && http_rules_plan_drops(o->rs, &plan, m->hdrs[i].name))
+            continue;
         wb_hdr(&b, m->hdrs[i].name, m->hdrs[i].value);
+    }
+    if (edits && !b.overflow) {
+        long n = http_rules_plan_adds(o->rs, o->rv, &plan, o->rr, b.p + b.len, b.cap - b.len);
+
+        if (n < 0)
+            b.overflow = 1;
+        else
+            b.len += (size_t)n;
     }
     if (tunnel)
         WB_LIT(&b, "Connection: upgrade\r\n");
@@ -276,19 +293,96 @@ int http_fwd_answer(int status, int keep_alive, int head_only, char *out, size_t
     return head_only ? *ret_head : n;
 }
 
+/*
+ * The reason phrases of RFC 9110 15 for 200..599, and of RFC 6585 (428,
+ * 429, 431) and RFC 7725 (451): every status the proxy or a rule answers
+ * with. Others get "Error" (the phrase carries no meaning, RFC 9112 4).
+ */
 const char *http_fwd_reason(int status)
 {
     switch (status) {
+    case 200:
+        return "OK";
+    case 201:
+        return "Created";
+    case 202:
+        return "Accepted";
+    case 203:
+        return "Non-Authoritative Information";
+    case 204:
+        return "No Content";
+    case 205:
+        return "Reset Content";
+    case 206:
+        return "Partial Content";
+    case 300:
+        return "Multiple Choices";
+    case 301:
+        return "Moved Permanently";
+    case 302:
+        return "Found";
+    case 303:
+        return "See Other";
+    case 304:
+        return "Not Modified";
+    case 305:
+        return "Use Proxy";
+    case 307:
+        return "Temporary Redirect";
+    case 308:
+        return "Permanent Redirect";
     case 400:
         return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 402:
+        return "Payment Required";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 406:
+        return "Not Acceptable";
+    case 407:
+        return "Proxy Authentication Required";
     case 408:
         return "Request Timeout";
+    case 409:
+        return "Conflict";
+    case 410:
+        return "Gone";
+    case 411:
+        return "Length Required";
+    case 412:
+        return "Precondition Failed";
     case 413:
         return "Content Too Large";
     case 414:
         return "URI Too Long";
+    case 415:
+        return "Unsupported Media Type";
+    case 416:
+        return "Range Not Satisfiable";
+    case 417:
+        return "Expectation Failed";
+    case 421:
+        return "Misdirected Request";
+    case 422:
+        return "Unprocessable Content";
+    case 426:
+        return "Upgrade Required";
+    case 428:
+        return "Precondition Required";
+    case 429:
+        return "Too Many Requests";
     case 431:
         return "Request Header Fields Too Large";
+    case 451:
+        return "Unavailable For Legal Reasons";
+    case 500:
+        return "Internal Server Error";
     case 501:
         return "Not Implemented";
     case 502:
@@ -297,6 +391,8 @@ const char *http_fwd_reason(int status)
         return "Service Unavailable";
     case 504:
         return "Gateway Timeout";
+    case 505:
+        return "HTTP Version Not Supported";
     default:
         return "Error";
     }

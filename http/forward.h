@@ -53,14 +53,28 @@ long http_fwd_request(const struct http_msg *m, const struct http_fwd_policy *po
  */
 int http_fwd_response_check(const struct http_msg *m, int upgrade_asked);
 
+struct cfg_rules;
+struct http_rules_verdict;
+struct http_rules_req;
+
 struct http_fwd_resp {
     uint8_t final;      /* the final response (not an interim 1xx) */
     uint8_t dechunk;    /* the client can't take chunked (HTTP/1.0): Transfer-Encoding goes */
     uint8_t keep_alive; /* the client's connection stays open after it */
     uint8_t http10;     /* the client speaks HTTP/1.0 */
+    /* edge rules (http/rules.h): the request's verdict; all NULL for no edits */
+    const struct cfg_rules *rs;
+    const struct http_rules_verdict *rv;
+    const struct http_rules_req *rr; /* for templates; its npath is not read */
 };
 
-/* Write the head the client gets into out (cap bytes): its length, or -1 when it does not fit. */
+/*
+ * Write the head the client gets into out (cap bytes): its length, or -1
+ * when it does not fit. With o->rv and rv->any_resp, the final response's
+ * fields that the rules' response_headers remove or set are dropped and
+ * the fields they set or add are appended before the Connection field;
+ * an interim 1xx goes as it came.
+ */
 long http_fwd_response(const struct http_msg *m, const struct http_fwd_resp *o, char *out,
                        size_t cap);
 

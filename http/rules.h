@@ -38,6 +38,15 @@ struct http_rules_req {
  * client_ip from True-Client-IP else peer, the normalised path into
  * scratch (cap bytes; the target's length always suffices). Returns 0, or
  * -400 when the path cannot be normalised safely.
+ *
+ * host: without ":port" ("[::1]:80" is "[::1]") and without one trailing
+ * dot ("example.com." names example.com). path: "/" for an absolute-form
+ * target without one, as forwarded. OPTIONS *: path and npath are "*", not
+ * normalised; no path entry matches it (they all start with '/') and no
+ * rewrite applies to it. client_ip: True-Client-IP (OWS trimmed) when the
+ * request has a non-empty one, even when it does not parse (ip_ok 0: no
+ * client_ip list matches), else peer (the socket's address as text, no
+ * port). X-Forwarded-For is never read.
  */
 int http_rules_req_init(struct http_rules_req *r, const struct http_msg *m,
                         struct core_str host_sent, struct core_str peer, char *scratch, size_t cap);
@@ -86,10 +95,45 @@ long http_rules_req_head(const struct cfg_rules *rs, const struct http_rules_ver
                          const struct http_rules_req *r, const char *fwd_head, size_t fwd_len,
                          char *out, size_t cap);
 
+/* Most distinct header names the edits of one config use (the validator's bound). */
+#define HTTP_RULES_MAX_EDIT_NAMES 256
+
+/*
+ * The final state of the header edits of one direction, per edited name
+ * (an id in cfg_rules.edit_names): reset[id] is 0 when the fields of that
+ * name stay, else 1 + the position (rule * CFG_RULES_MAX_EDITS + edit) of
+ * the last set or remove, which drops the fields the message has and the
+ * values earlier rules set or added. Computed once per response head
+ * (http_rules_resp_plan()), then one hash probe per field.
+ */
+struct http_rules_plan {
+    uint32_t n;    /* names covered: min(edit_names.n, HTTP_RULES_MAX_EDIT_NAMES) */
+    uint8_t drops; /* some set or remove: fields must be looked up */
+    uint32_t reset[HTTP_RULES_MAX_EDIT_NAMES];
+};
+
+/* The response-side plan of a verdict. Only called when v->any_resp. */
+void http_rules_resp_plan(const struct cfg_rules *rs, const struct http_rules_verdict *v,
+                          struct http_rules_plan *pl);
+
+/* Is a response field named name dropped (removed, or replaced by a set)? */
+int http_rules_plan_drops(const struct cfg_rules *rs, const struct http_rules_plan *pl,
+                          struct core_str name);
+
+/*
+ * Append the fields the plan's sets and adds leave ("Name: value\r\n" each,
+ * in rule order) to out (cap bytes). Returns the bytes written, or -1 when
+ * they do not fit.
+ */
+long http_rules_plan_adds(const struct cfg_rules *rs, const struct http_rules_verdict *v,
+                          const struct http_rules_plan *pl, const struct http_rules_req *r,
+                          char *out, size_t cap);
+
 /*
  * Response-header edits for a response head being written: is a field
  * named name dropped (removed, or replaced by a set)? Only called when
- * v->any_resp.
+ * v->any_resp. Builds the plan on each call: for one field; a whole
+ * head uses http_rules_resp_plan() once.
  */
 int http_rules_resp_drops(const struct cfg_rules *rs, const struct http_rules_verdict *v,
                           struct core_str name);
@@ -105,11 +149,15 @@ long http_rules_resp_adds(const struct cfg_rules *rs, const struct http_rules_ve
 /*
  * The head of a rule's answer (v->answer) or of an error page: status line,
  * Location (redirects), Content-Type and Content-Length of body (NULL:
- * none, Content-Length: 0), respond.headers, the verdict's response-header
- * edits, Connection: keep-alive or close. Written into out (cap bytes);
- * returns its length or -1 when it does not fit. The body, when there is
- * one and the request is not HEAD, is sent after it by the caller straight
- * from the page (it lives as long as the config).
+ * none, Content-Length: 0; 204 and 304 get neither), respond.headers, the
+ * verdict's response-header edits, Connection: keep-alive or close. The
+ * edits apply as to an origin's response: a field they remove or set is
+ * dropped (respond.headers, Content-Type, Location alike), their sets and
+ * adds are appended. v->answer -1 (the proxy's own answer, an error page):
+ * no Location, no respond.headers; status is any 100..599. Written into
+ * out (cap bytes); returns its length or -1 when it does not fit. The
+ * body, when there is one and the request is not HEAD, is sent after it by
+ * the caller straight from the page (it lives as long as the config).
  */
 long http_rules_answer_head(const struct cfg_rules *rs, const struct http_rules_verdict *v,
                             const struct http_rules_req *r, int status, const struct cfg_page *body,
