@@ -1,2 +1,1500 @@
+/*
+ * Edge rules end to end (docs/rules.md): the real binary between a client
+ * and the test origin on loopback. Each cookbook recipe in examples/rules/
+ * is first checked by the validator as shipped (exit 0, nothing printed),
+ * then run from a copy of its folder; every matcher and action the recipes
+ * leave out has a test of its own, with a config written by the test.
+ *
+ * A rule's answer is told from the origin's by its body and by the origin's
+ * request count: a request a rule answers must never reach the origin.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <criterion/criterion.h>
-Test(placeholder, empty) {}
+#include <jansson.h>
+
+#include "tests/e2e/fixture.h"
+
+#define HEALTHZ "/.well-known/section-io/aee-hc/healthz"
+#define ORIGIN_HELLO "hello from origin\n"
+
+/* ---- config folders ---------------------------------------------------------- */
+
+/*
+ * The source tree, for examples/rules/: $RINGPROXY_SOURCE when set, else
+ * what meson recorded beside the binary ($RINGPROXY is the build root's
+ * ringproxy).
+ */
+static const char *source_root(void)
+{
+    static char root[PATH_MAX];
+    const char *env = getenv("RINGPROXY_SOURCE"), *bin = getenv("RINGPROXY");
+    char info[PATH_MAX], b[PATH_MAX];
+    json_error_t err;
+    json_t *j;
+
+    if (root[0])
+        return root;
+    if (env && *env) {
+        snprintf(root, sizeof(root), "%s", env);
+        return root;
+    }
+    cr_assert(bin, "RINGPROXY is not set");
+    snprintf(b, sizeof(b), "%s", bin);
+    snprintf(info, sizeof(info), "%s/meson-info/meson-info.json", dirname(b));
+    j = json_load_file(info, 0, &err);
+    cr_assert(j, "%s: %s (set RINGPROXY_SOURCE to the source tree)", info, err.text);
+    snprintf(root, sizeof(root), "%s",
+             json_string_value(json_object_get(json_object_get(j, "directories"), "source")));
+    json_decref(j);
+    cr_assert(root[0], "%s has no directories.source", info);
+    return root;
+}
+
+/* A fresh folder under the harness's per-run folder (removed when the run ends). */
+static void new_dir(char *out, size_t cap)
+{
+    snprintf(out, cap, "/tmp/rp-e2e.%d", (int)getppid());
+    (void)mkdir(out, 0700);
+    snprintf(out, cap, "/tmp/rp-e2e.%d/rulesXXXXXX", (int)getppid());
+    cr_assert(mkdtemp(out), "mkdtemp: %s", strerror(errno));
+}
+
+/* Write dir/rel (its parent folders created), n bytes. */
+static void write_n(const char *dir, const char *rel, const char *s, size_t n)
+{
+    char path[PATH_MAX];
+    FILE *f;
+
+    snprintf(path, sizeof(path), "%s/%s", dir, rel);
+    for (char *p = path + strlen(dir) + 1; (p = strchr(p, '/')); p++) {
+        *p = '\0';
+        (void)mkdir(path, 0700);
+        *p = '/';
+    }
+    f = fopen(path, "wb");
+    cr_assert(f, "%s: %s", path, strerror(errno));
+    cr_assert_eq(fwrite(s, 1, n, f), n);
+    cr_assert_eq(fclose(f), 0);
+}
+
+static void write_file(const char *dir, const char *rel, const char *s)
+{
+    write_n(dir, rel, s, strlen(s));
+}
+
+/* The text of a file of an example (malloc'd). */
+static char *example_file(const char *name, const char *rel)
+{
+    char path[PATH_MAX];
+    struct stat st;
+
+    snprintf(path, sizeof(path), "%s/examples/rules/%s/%s", source_root(), name, rel);
+    cr_assert_eq(stat(path, &st), 0, "%s: %s", path, strerror(errno));
+    return h_slurp(path);
+}
+
+/* Copy src (a folder of regular files and folders) into the existing folder dst. */
+static int copy_tree(const char *src, const char *dst)
+{
+    char from[PATH_MAX], to[PATH_MAX];
+    struct dirent *d;
+    struct stat st;
+    DIR *dir = opendir(src);
+    int n = 0;
+
+    cr_assert(dir, "%s: %s", src, strerror(errno));
+    while ((d = readdir(dir))) {
+        if (d->d_name[0] == '.')
+            continue;
+        snprintf(from, sizeof(from), "%s/%s", src, d->d_name);
+        snprintf(to, sizeof(to), "%s/%s", dst, d->d_name);
+        cr_assert_eq(stat(from, &st), 0, "%s: %s", from, strerror(errno));
+        if (S_ISDIR(st.st_mode)) {
+            cr_assert_eq(mkdir(to, 0700), 0, "%s: %s", to, strerror(errno));
+            n += copy_tree(from, to);
+        } else {
+            char *s = h_slurp(from);
+            write_n(dst, d->d_name, s, (size_t)st.st_size);
+            free(s);
+            n++;
+        }
+    }
+    closedir(dir);
+    return n;
+}
+
+/* Copy examples/rules/<name>/ into dir. */
+static void copy_example(const char *name, const char *dir)
+{
+    char src[PATH_MAX];
+
+    snprintf(src, sizeof(src), "%s/examples/rules/%s", source_root(), name);
+    cr_assert(copy_tree(src, dir) > 0, "%s has no files", src);
+}
+
+/*
+ * Run $VALIDATE dir: its exit status (-1 when it did not exit), stdout and
+ * stderr into out and err (NUL-terminated).
+ */
+static int run_validate(const char *dir, char *out, size_t ocap, char *err, size_t ecap)
+{
+    const char *v = getenv("VALIDATE");
+    char op[PATH_MAX], ep[PATH_MAX];
+    char *s;
+    int status;
+    pid_t pid;
+
+    cr_assert(v, "VALIDATE is not set");
+    snprintf(op, sizeof(op), "%s.vout", dir);
+    snprintf(ep, sizeof(ep), "%s.verr", dir);
+    pid = fork();
+    cr_assert(pid >= 0);
+    if (pid == 0) {
+        int o = open(op, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        int e = open(ep, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        if (o < 0 || e < 0)
+            _exit(126);
+        dup2(o, 1);
+        dup2(e, 2);
+        close_range(3, ~0U, 0);
+        execl(v, v, dir, (char *)NULL);
+        _exit(127);
+    }
+    status = h_reap(pid, 10000);
+    s = h_slurp(op);
+    snprintf(out, ocap, "%s", s);
+    free(s);
+    s = h_slurp(ep);
+    snprintf(err, ecap, "%s", s);
+    free(s);
+    unlink(op);
+    unlink(ep);
+    return status != -1 && WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+/* The validator accepts dir silently. */
+static void assert_valid(const char *dir)
+{
+    char out[4096], err[8192];
+    int st = run_validate(dir, out, sizeof(out), err, sizeof(err));
+
+    cr_assert_eq(st, 0, "ringproxy-validate %s: exit %d:\n%s%s", dir, st, out, err);
+    cr_assert_str_empty(out, "ringproxy-validate printed on stdout: %s", out);
+    cr_assert_str_empty(err, "ringproxy-validate printed on stderr: %s", err);
+}
+
+/* Add a short shutdown grace to dir/proxy.json, so a failed test ends quickly. */
+static void add_grace(const char *dir)
+{
+    char path[PATH_MAX];
+    json_error_t e;
+    json_t *j;
+
+    snprintf(path, sizeof(path), "%s/proxy.json", dir);
+    j = json_load_file(path, 0, &e);
+    cr_assert(j, "%s: %s", path, e.text);
+    json_object_set_new(j, "shutdown_grace_ms", json_integer(1000));
+    cr_assert_eq(json_dump_file(j, path, JSON_INDENT(2)), 0);
+    json_decref(j);
+}
+
+/* The proxy on config folder dir, in front of the origin (started when not yet). */
+static void start_on(const char *dir, unsigned upstream_port)
+{
+    const char *args[] = {"--config", dir, NULL};
+
+    h_proxy_start(&px, upstream_port, NULL, args);
+}
+
+/* The origin, then the proxy on a checked copy of examples/rules/<name>/. */
+static void start_recipe(const char *name, char *dir, size_t cap)
+{
+    char src[PATH_MAX];
+
+    snprintf(src, sizeof(src), "%s/examples/rules/%s", source_root(), name);
+    assert_valid(src);
+    new_dir(dir, cap);
+    copy_example(name, dir);
+    add_grace(dir);
+    fx_origin_up();
+    start_on(dir, origin_port(origin));
+}
+
+/* The origin, then the proxy with proxy.json = json and files (rel, content, ..., NULL). */
+static const char *start_rules_files(const char *json, const char *const *files)
+{
+    static char dir[128];
+
+    new_dir(dir, sizeof(dir));
+    write_file(dir, "proxy.json", json);
+    for (int i = 0; files && files[i]; i += 2)
+        write_file(dir, files[i], files[i + 1]);
+    assert_valid(dir);
+    add_grace(dir);
+    fx_origin_up();
+    start_on(dir, origin_port(origin));
+    return dir;
+}
+
+static void start_rules(const char *json)
+{
+    (void)start_rules_files(json, NULL);
+}
+
+/* ---- requests and responses ---------------------------------------------------- */
+
+/* One request on a fresh connection; the response in r (free with h_resp_free). */
+static void req(const char *raw, struct h_resp *r)
+{
+    fx_roundtrip(raw, r);
+}
+
+/* GET path with Host: host and extra header lines (each ending in CRLF, may be ""). */
+static void get(const char *path, const char *host, const char *extra, struct h_resp *r)
+{
+    char raw[4096];
+
+    snprintf(raw, sizeof(raw), "GET %s HTTP/1.1\r\nHost: %s\r\n%s\r\n", path, host, extra);
+    req(raw, r);
+}
+
+/* A header's value in a response head (a static buffer), or NULL when absent. */
+static const char *hdr(const char *head, const char *name)
+{
+    static char v[4096];
+
+    return h_header(head, name, v, sizeof(v)) == 0 ? v : NULL;
+}
+
+/* How many fields named name the head has. */
+static int hdr_count(const char *head, const char *name)
+{
+    size_t nl = strlen(name);
+    int n = 0;
+
+    for (const char *p = strstr(head, "\r\n"); p && p[2]; p = strstr(p + 2, "\r\n"))
+        n += !strncasecmp(p + 2, name, nl) && p[2 + nl] == ':';
+    return n;
+}
+
+static int body_is(const struct h_resp *r, const char *s)
+{
+    return r->body_len == strlen(s) && !memcmp(r->body, s, r->body_len);
+}
+
+/* The response came from the origin's catch-all route. */
+#define ASSERT_ORIGIN(r, what)                                                                     \
+    do {                                                                                           \
+        cr_assert_eq((r)->status, 200, "%s: %d instead of the origin's 200:\n%s", what,            \
+                     (r)->status, (r)->head);                                                      \
+        cr_assert(body_is((r), ORIGIN_HELLO), "%s: not the origin's body: %s", what,               \
+                  h_shown((r)->body, (r)->body_len));                                              \
+    } while (0)
+
+/* GET path (Host: a, extra header lines) is served by the origin. */
+static void assert_proxied(const char *path, const char *extra)
+{
+    struct h_resp r;
+    unsigned before = origin_requests(origin);
+
+    get(path, "a", extra, &r);
+    ASSERT_ORIGIN(&r, path);
+    h_resp_free(&r);
+    cr_assert_eq(origin_requests(origin), before + 1, "%s did not reach the origin", path);
+}
+
+/* GET path (Host: a, extra header lines) is answered status by the proxy, never forwarded. */
+static void assert_answered(const char *path, const char *extra, int status)
+{
+    struct h_resp r;
+    unsigned before = origin_requests(origin);
+
+    get(path, "a", extra, &r);
+    cr_assert_eq(r.status, status, "%s %s: %d instead of %d:\n%s", path, extra, r.status, status,
+                 r.head);
+    h_resp_free(&r);
+    cr_assert_eq(origin_requests(origin), before, "%s %s reached the origin", path, extra);
+}
+
+/* The head of the last request the origin got (a static buffer). */
+static const char *origin_head(void)
+{
+    static char head[16384];
+
+    origin_last_head(origin, head, sizeof(head));
+    return head;
+}
+
+/* The request line the origin got starts with want ("GET /x?y HTTP/1.1"). */
+#define ASSERT_ORIGIN_LINE(want)                                                                   \
+    do {                                                                                           \
+        const char *h_ = origin_head();                                                            \
+        cr_assert(!strncmp(h_, want "\r\n", strlen(want) + 2),                                     \
+                  "the origin got:\n%s\ninstead of: " want, h_shown(h_, strlen(h_)));              \
+    } while (0)
+
+/* ==== the cookbook (examples/rules/, docs/rules.md#cookbook) ===================== */
+
+Test(e2e_rules, recipe_https_redirect, .fini = fx_down)
+{
+    char dir[128];
+    struct h_resp r;
+
+    start_recipe("https-redirect", dir, sizeof(dir));
+    get("/a/b?x=1&y=%20", "www.example.com:8080", "", &r);
+    cr_assert_eq(r.status, 301, "%s", r.head);
+    cr_assert_str_eq(hdr(r.head, "Location"), "https://www.example.com/a/b?x=1&y=%20");
+    h_resp_free(&r);
+    /* an explicit http, any case of https */
+    get("/p", "www.example.com", "X-Forwarded-Proto: http\r\n", &r);
+    cr_assert_eq(r.status, 301, "%s", r.head);
+    cr_assert_str_eq(hdr(r.head, "Location"), "https://www.example.com/p");
+    h_resp_free(&r);
+    cr_assert_eq(origin_requests(origin), 0, "a redirected request reached the origin");
+    assert_proxied("/a/b?x=1", "X-Forwarded-Proto: https\r\n");
+    assert_proxied("/a/b?x=1", "X-Forwarded-Proto: HTTPS\r\n");
+    /* the platform's health check comes over plain HTTP: never redirected */
+    assert_proxied(HEALTHZ, "");
+}
+
+Test(e2e_rules, recipe_canonical_host, .fini = fx_down)
+{
+    static const char *const moved[] = {"example.com", "Example.COM:80", "example.net",
+                                        "shop.example.net", "a.b.example.net"};
+    char dir[128];
+    struct h_resp r;
+
+    start_recipe("canonical-host", dir, sizeof(dir));
+    for (size_t i = 0; i < sizeof(moved) / sizeof(moved[0]); i++) {
+        get("/p/q?r=1", moved[i], "", &r);
+        cr_assert_eq(r.status, 301, "Host: %s: %d\n%s", moved[i], r.status, r.head);
+        cr_assert_str_eq(hdr(r.head, "Location"), "https://www.example.com/p/q?r=1", "Host: %s",
+                         moved[i]);
+        h_resp_free(&r);
+    }
+    cr_assert_eq(origin_requests(origin), 0);
+    get("/p", "www.example.com", "", &r);
+    ASSERT_ORIGIN(&r, "www.example.com");
+    h_resp_free(&r);
+    get("/p", "example.org", "", &r);
+    ASSERT_ORIGIN(&r, "example.org");
+    h_resp_free(&r);
+    get("/p", "notexample.net", "", &r);
+    ASSERT_ORIGIN(&r, "notexample.net");
+    h_resp_free(&r);
+}
+
+Test(e2e_rules, recipe_security_headers, .fini = fx_down)
+{
+    static const char resp[] = "HTTP/1.1 200 OK\r\nServer: Apache/2.4.1 (Unix)\r\n"
+                               "X-Powered-By: PHP/5.6.40\r\nX-Powered-By: Express\r\n"
+                               "Strict-Transport-Security: max-age=0\r\n"
+                               "Content-Type: text/plain\r\nContent-Length: 5\r\n\r\nhello";
+    char dir[128];
+    struct h_resp r;
+    int fd;
+
+    start_recipe("security-headers", dir, sizeof(dir));
+    origin_script(origin, resp, sizeof(resp) - 1, 0);
+    fd = h_connect(px.port);
+    cr_assert(fd >= 0);
+    cr_assert_eq(h_sends(fd, "GET /page HTTP/1.1\r\nHost: a\r\n\r\n"), 0);
+    cr_assert_eq(h_read_response(fd, &r, 0), 0);
+    cr_assert_eq(r.status, 200, "%s", r.head);
+    cr_assert(body_is(&r, "hello"), "%s", h_shown(r.body, r.body_len));
+    cr_assert_eq(hdr_count(r.head, "Server"), 0, "Server reached the client:\n%s", r.head);
+    cr_assert_eq(hdr_count(r.head, "X-Powered-By"), 0, "X-Powered-By reached the client:\n%s",
+                 r.head);
+    cr_assert_eq(hdr_count(r.head, "Strict-Transport-Security"), 1, "%s", r.head);
+    cr_assert_str_eq(hdr(r.head, "Strict-Transport-Security"),
+                     "max-age=31536000; includeSubDomains");
+    cr_assert_str_eq(hdr(r.head, "X-Content-Type-Options"), "nosniff");
+    cr_assert_str_eq(hdr(r.head, "X-Frame-Options"), "SAMEORIGIN");
+    cr_assert_str_eq(hdr(r.head, "Referrer-Policy"), "strict-origin-when-cross-origin");
+    cr_assert_str_eq(hdr(r.head, "Content-Type"), "text/plain");
+    h_resp_free(&r);
+    /* the origin's own routes, on the same connection: edited as well */
+    cr_assert_eq(h_sends(fd, "GET /asset/10 HTTP/1.1\r\nHost: a\r\n\r\n"), 0);
+    cr_assert_eq(h_read_response(fd, &r, 0), 0);
+    cr_assert_eq(r.status, 200);
+    cr_assert_eq(r.body_len, 10);
+    cr_assert_eq(hdr_count(r.head, "Server"), 0, "%s", r.head);
+    cr_assert_eq(hdr_count(r.head, "Strict-Transport-Security"), 1, "%s", r.head);
+    h_resp_free(&r);
+    h_close(fd);
+}
+
+Test(e2e_rules, recipe_admin_lockdown, .fini = fx_down)
+{
+    static const char *const office[] = {"203.0.113.9",           "203.0.113.255",
+                                         "198.51.100.7",          "2001:db8:1234::5",
+                                         "2001:db8:1234:ffff::1", "::ffff:203.0.113.9"};
+    static const char *const others[] = {"198.51.100.8", "203.0.114.1", "2001:db8:1235::1",
+                                         "192.0.2.1", "not-an-address"};
+    char dir[128], h[256];
+
+    start_recipe("admin-lockdown", dir, sizeof(dir));
+    for (size_t i = 0; i < sizeof(office) / sizeof(office[0]); i++) {
+        snprintf(h, sizeof(h), "True-Client-IP: %s\r\n", office[i]);
+        assert_proxied("/admin/users", h);
+        assert_proxied("/admin", h);
+    }
+    for (size_t i = 0; i < sizeof(others) / sizeof(others[0]); i++) {
+        snprintf(h, sizeof(h), "True-Client-IP: %s\r\n", others[i]);
+        assert_answered("/admin/users", h, 403);
+        assert_answered("/admin", h, 403);
+        assert_answered("/admin/", h, 403);
+    }
+    /* no True-Client-IP: the socket peer (127.0.0.1) is not in the office */
+    assert_answered("/admin/users", "", 403);
+    /* X-Forwarded-For is anyone's to write: never the client address */
+    assert_answered("/admin/users", "X-Forwarded-For: 203.0.113.9\r\n", 403);
+    assert_answered("/admin/users", "X-Forwarded-For: 203.0.113.9\r\nTrue-Client-IP: 192.0.2.1\r\n",
+                    403);
+    assert_proxied("/admin/users", "X-Forwarded-For: 192.0.2.1\r\nTrue-Client-IP: 203.0.113.9\r\n");
+    /* other paths are open to everyone */
+    assert_proxied("/administrator", "");
+    assert_proxied("/public/admin/x", "");
+    assert_proxied("/", "");
+}
+
+/* The maintenance page as shipped. */
+static void assert_maintenance_page(const char *path)
+{
+    char *page = example_file("maintenance", "pages/maintenance.html");
+    unsigned before = origin_requests(origin);
+    struct h_resp r;
+
+    get(path, "a", "", &r);
+    cr_assert_eq(r.status, 503, "%s: %d\n%s", path, r.status, r.head);
+    cr_assert_str_eq(hdr(r.head, "Retry-After"), "600");
+    cr_assert_str_eq(hdr(r.head, "Cache-Control"), "no-store");
+    cr_assert(hdr(r.head, "Content-Type") && !strncmp(hdr(r.head, "Content-Type"), "text/html", 9),
+              "%s", r.head);
+    cr_assert_eq(r.content_length, (long)strlen(page));
+    cr_assert(body_is(&r, page), "%s: %s", path, h_shown(r.body, r.body_len));
+    h_resp_free(&r);
+    cr_assert_eq(origin_requests(origin), before, "%s reached the origin", path);
+    free(page);
+}
+
+Test(e2e_rules, recipe_maintenance, .fini = fx_down)
+{
+    char dir[128];
+    char *page;
+    struct h_resp r;
+
+    start_recipe("maintenance", dir, sizeof(dir));
+    assert_maintenance_page("/shop");
+    assert_maintenance_page("/shop/cart?item=3");
+    assert_maintenance_page("/checkout/pay");
+    /* HEAD: the head a GET gets, without the body */
+    page = example_file("maintenance", "pages/maintenance.html");
+    req("HEAD /shop/x HTTP/1.1\r\nHost: a\r\n\r\n", &r);
+    cr_assert_eq(r.status, 503);
+    cr_assert_eq(r.content_length, (long)strlen(page));
+    cr_assert_str_eq(hdr(r.head, "Retry-After"), "600");
+    h_resp_free(&r);
+    free(page);
+    assert_proxied("/", "");
+    assert_proxied("/shopping", "");
+    assert_proxied("/checkout", "");
+    assert_proxied(HEALTHZ, "");
+}
+
+/* The variant the recipe's text gives: the whole site, the health check still through. */
+Test(e2e_rules, recipe_maintenance_whole_site, .fini = fx_down)
+{
+    char dir[128], path[PATH_MAX];
+    json_error_t e;
+    json_t *j, *paths;
+
+    new_dir(dir, sizeof(dir));
+    copy_example("maintenance", dir);
+    snprintf(path, sizeof(path), "%s/proxy.json", dir);
+    j = json_load_file(path, 0, &e);
+    cr_assert(j, "%s", e.text);
+    paths = json_pack("[s]", "/*");
+    cr_assert_eq(json_object_set_new(
+                     json_object_get(json_array_get(json_object_get(j, "rules"), 0), "match"),
+                     "path", paths),
+                 0);
+    cr_assert_eq(json_dump_file(j, path, 0), 0);
+    json_decref(j);
+    assert_valid(dir);
+    add_grace(dir);
+    fx_origin_up();
+    start_on(dir, origin_port(origin));
+    assert_maintenance_page("/");
+    assert_maintenance_page("/anything/at/all?x=1");
+    assert_maintenance_page("/.well-known/other");
+    assert_proxied(HEALTHZ, "");
+    assert_proxied(HEALTHZ "?probe=1", "");
+    assert_maintenance_page(HEALTHZ "/x");
+    assert_maintenance_page(HEALTHZ "x");
+}
+
+Test(e2e_rules, recipe_migration_redirects, .fini = fx_down)
+{
+    static const struct {
+        const char *path, *location;
+    } hits[] = {
+        {"/about-us.html", "/about"},
+        {"/about-us.html?ref=mail", "/about?ref=mail"},
+        {"/contact.php", "/contact"},
+        {"/products/widget-2.html?a=1&b=2", "/shop/widgets/2?a=1&b=2"},
+        {"/news/2019/launch", "https://blog.example.com/2019/launch"},
+        {"/news/2019/launch?utm=x", "https://blog.example.com/2019/launch?utm=x"},
+        {"/spring-sale", "/shop?campaign=spring"},
+        {"/spring-sale?x=1", "/shop?campaign=spring"},
+        /* matched normalised */
+        {"/about%2Dus.html", "/about"},
+        {"//contact.php", "/contact"},
+        {"/products/../contact.php", "/contact"},
+    };
+    char dir[128];
+    struct h_resp r;
+
+    start_recipe("migration-redirects", dir, sizeof(dir));
+    for (size_t i = 0; i < sizeof(hits) / sizeof(hits[0]); i++) {
+        get(hits[i].path, "a", "", &r);
+        cr_assert_eq(r.status, 301, "%s: %d\n%s", hits[i].path, r.status, r.head);
+        cr_assert_str_eq(hdr(r.head, "Location"), hits[i].location, "%s", hits[i].path);
+        h_resp_free(&r);
+    }
+    cr_assert_eq(origin_requests(origin), 0);
+    /* misses go to the origin */
+    assert_proxied("/about", "");
+    assert_proxied("/about-us.html/", "");
+    assert_proxied("/About-us.html", "");
+    assert_proxied("/contact.php.bak", "");
+}
+
+/* An origin response with a body that must never reach the client. */
+static void origin_error_discarded(int fd, const char *raw, int status, const char *page)
+{
+    struct h_resp r;
+
+    origin_script(origin, raw, strlen(raw), 0);
+    cr_assert_eq(h_sends(fd, "GET /boom HTTP/1.1\r\nHost: a\r\n\r\n"), 0);
+    cr_assert_eq(h_read_response(fd, &r, 0), 0, "no response for an origin's %d", status);
+    cr_assert_eq(r.status, status, "%s", r.head);
+    cr_assert(body_is(&r, page), "the origin's %d is not branded: %s", status,
+              h_shown(r.body, r.body_len));
+    cr_assert_null(strstr(r.head, "SECRET"), "%s", r.head);
+    cr_assert(hdr(r.head, "Content-Type") && !strncmp(hdr(r.head, "Content-Type"), "text/html", 9),
+              "%s", r.head);
+    h_resp_free(&r);
+}
+
+Test(e2e_rules, recipe_branded_errors, .fini = fx_down)
+{
+    char dir[128];
+    char *error = example_file("branded-errors", "pages/error.html");
+    char *busy = example_file("branded-errors", "pages/busy.html");
+    struct h_resp r;
+    int fd;
+
+    start_recipe("branded-errors", dir, sizeof(dir));
+    get("/status/500", "a", "", &r);
+    cr_assert_eq(r.status, 500);
+    cr_assert(body_is(&r, error), "%s", h_shown(r.body, r.body_len));
+    h_resp_free(&r);
+    get("/status/502", "a", "", &r);
+    cr_assert_eq(r.status, 502);
+    cr_assert(body_is(&r, error), "%s", h_shown(r.body, r.body_len));
+    h_resp_free(&r);
+    get("/status/503", "a", "", &r);
+    cr_assert_eq(r.status, 503);
+    cr_assert(body_is(&r, busy), "503 has its own page: %s", h_shown(r.body, r.body_len));
+    h_resp_free(&r);
+    /* other statuses pass as the origin sent them */
+    get("/status/404", "a", "", &r);
+    cr_assert_eq(r.status, 404);
+    cr_assert_eq(r.body_len, 0);
+    h_resp_free(&r);
+    /* the origin's bodies (Content-Length, chunked, until close) are discarded, on one
+     * keep-alive connection */
+    fd = h_connect(px.port);
+    cr_assert(fd >= 0);
+    origin_error_discarded(fd,
+                           "HTTP/1.1 500 Internal Server Error\r\nContent-Type: text/plain\r\n"
+                           "Content-Length: 27\r\n\r\nSECRET stack trace line 42\n",
+                           500, error);
+    origin_error_discarded(fd,
+                           "HTTP/1.1 503 Service Unavailable\r\nTransfer-Encoding: chunked\r\n\r\n"
+                           "7\r\nSECRET \r\n6\r\ntrace\n\r\n0\r\n\r\n",
+                           503, busy);
+    h_close(fd);
+    /* a body that ends with the origin's close */
+    fd = h_connect(px.port);
+    cr_assert(fd >= 0);
+    origin_script(origin, "HTTP/1.1 502 Bad Gateway\r\n\r\nSECRET until close", 46, 1);
+    cr_assert_eq(h_sends(fd, "GET /boom HTTP/1.1\r\nHost: a\r\n\r\n"), 0);
+    {
+        struct h_resp r2;
+        cr_assert_eq(h_read_response(fd, &r2, 0), 0);
+        cr_assert_eq(r2.status, 502, "%s", r2.head);
+        cr_assert(body_is(&r2, error), "%s", h_shown(r2.body, r2.body_len));
+        h_resp_free(&r2);
+    }
+    h_close(fd);
+    assert_proxied("/fine", "");
+    free(error);
+    free(busy);
+}
+
+Test(e2e_rules, recipe_branded_errors_origin_down, .fini = fx_down)
+{
+    char dir[128], src[PATH_MAX];
+    char *error = example_file("branded-errors", "pages/error.html");
+    struct h_resp r;
+
+    snprintf(src, sizeof(src), "%s/examples/rules/branded-errors", source_root());
+    assert_valid(src);
+    new_dir(dir, sizeof(dir));
+    copy_example("branded-errors", dir);
+    add_grace(dir);
+    /* nobody listens on the upstream port */
+    start_on(dir, h_free_port());
+    req("GET /x HTTP/1.1\r\nHost: a\r\n\r\n", &r);
+    cr_assert_eq(r.status, 502, "%s", r.head);
+    cr_assert(body_is(&r, error), "the proxy's own 502 is not branded: %s",
+              h_shown(r.body, r.body_len));
+    h_resp_free(&r);
+    free(error);
+}
+
+Test(e2e_rules, recipe_route_origin, .fini = fx_down)
+{
+    char dir[128];
+    const char *h;
+
+    start_recipe("route-origin", dir, sizeof(dir));
+    assert_proxied("/api/users?id=3", "");
+    h = origin_head();
+    cr_assert_eq(hdr_count(h, "section-origin"), 1, "%s", h);
+    cr_assert(strstr(h, "\r\nsection-origin: api\r\n"), "%s", h);
+    assert_proxied("/api", "section-origin: evil\r\n");
+    h = origin_head();
+    cr_assert_eq(hdr_count(h, "section-origin"), 1, "%s", h);
+    cr_assert(strstr(h, "\r\nsection-origin: api\r\n"), "%s", h);
+    assert_proxied("/home", "");
+    h = origin_head();
+    cr_assert_eq(hdr_count(h, "section-origin"), 0, "%s", h);
+    assert_proxied("/apiary", "Section-Origin: evil\r\n");
+    h = origin_head();
+    cr_assert_eq(hdr_count(h, "section-origin"), 0, "a client chose the origin:\n%s", h);
+}
+
+/* ==== matchers ===================================================================== */
+
+/* Answered by a rule's "respond" body "matched\n", or by the origin. */
+#define MATCHED "matched\n"
+
+static void assert_host(const char *host, int matched)
+{
+    struct h_resp r;
+
+    get("/x", host, "", &r);
+    if (matched) {
+        cr_assert(r.status == 200 && body_is(&r, MATCHED), "Host: %s should match:\n%s%s", host,
+                  r.head, h_shown(r.body, r.body_len));
+    } else {
+        ASSERT_ORIGIN(&r, host);
+    }
+    h_resp_free(&r);
+}
+
+Test(e2e_rules, host_exact_any_case_port_ignored, .fini = fx_down)
+{
+    start_rules("{\"rules\": [{\"match\": {\"host\": [\"example.com\"]},"
+                " \"respond\": {\"status\": 200, \"body\": \"matched\\n\"}}]}");
+    assert_host("example.com", 1);
+    assert_host("EXAMPLE.com", 1);
+    assert_host("example.com:8080", 1);
+    assert_host("Example.Com:80", 1);
+    assert_host("www.example.com", 0);
+    assert_host("example.com.evil.net", 0);
+    assert_host("example.co", 0);
+    assert_host("xexample.com", 0);
+}
+
+Test(e2e_rules, host_wildcard_subdomains_only, .fini = fx_down)
+{
+    start_rules("{\"rules\": [{\"match\": {\"host\": [\"*.example.com\"]},"
+                " \"respond\": {\"status\": 200, \"body\": \"matched\\n\"}}]}");
+    assert_host("a.example.com", 1);
+    assert_host("a.b.example.com", 1);
+    assert_host("WWW.Example.COM:8443", 1);
+    assert_host("example.com", 0);
+    assert_host("example.com:80", 0);
+    assert_host("badexample.com", 0);
+    assert_host("a.example.com.evil.net", 0);
+}
+
+/* method, path and extra header lines; matched or proxied. */
+static void assert_req(const char *method, const char *path, const char *extra, int matched)
+{
+    char raw[2048];
+    struct h_resp r;
+    unsigned before = origin_requests(origin);
+
+    snprintf(raw, sizeof(raw), "%s %s HTTP/1.1\r\nHost: a\r\n%s%s\r\n", method, path,
+             !strcmp(method, "POST") || !strcmp(method, "PUT") ? "Content-Length: 0\r\n" : "",
+             extra);
+    req(raw, &r);
+    if (matched) {
+        cr_assert(r.status == 200 && body_is(&r, MATCHED), "%s %s [%s] should match:\n%s%s", method,
+                  path, extra, r.head, h_shown(r.body, r.body_len));
+        cr_assert_eq(origin_requests(origin), before);
+    } else {
+        cr_assert_eq(r.status, 200, "%s %s [%s]:\n%s", method, path, extra, r.head);
+        cr_assert_eq(origin_requests(origin), before + 1, "%s %s [%s] should reach the origin",
+                     method, path, extra);
+    }
+    h_resp_free(&r);
+}
+
+Test(e2e_rules, method_matches_case_sensitive, .fini = fx_down)
+{
+    start_rules("{\"rules\": [{\"match\": {\"method\": [\"POST\", \"DELETE\"]},"
+                " \"respond\": {\"status\": 200, \"body\": \"matched\\n\"}}]}");
+    assert_req("POST", "/x", "", 1);
+    assert_req("DELETE", "/x", "", 1);
+    assert_req("GET", "/x", "", 0);
+    assert_req("PUT", "/x", "", 0);
+    assert_req("OPTIONS", "/x", "", 0);
+}
+
+Test(e2e_rules, header_values, .fini = fx_down)
+{
+    start_rules("{\"rules\": [{\"match\": {\"header\": {\"X-Env\": [\"staging\", \"qa\"]}},"
+                " \"respond\": {\"status\": 200, \"body\": \"matched\\n\"}}]}");
+    assert_req("GET", "/x", "X-Env: staging\r\n", 1);
+    assert_req("GET", "/x", "x-env: qa\r\n", 1);
+    assert_req("GET", "/x", "X-ENV:    qa  \r\n", 1);
+    assert_req("GET", "/x", "X-Env: Staging\r\n", 0);
+    assert_req("GET", "/x", "X-Env: staging2\r\n", 0);
+    assert_req("GET", "/x", "X-Env: \r\n", 0);
+    assert_req("GET", "/x", "X-Other: staging\r\n", 0);
+    assert_req("GET", "/x", "", 0);
+}
+
+Test(e2e_rules, header_present_absent, .fini = fx_down)
+{
+    start_rules("{\"rules\": ["
+                "{\"match\": {\"path\": [\"/p\"], \"header\": {\"X-Debug\": true}},"
+                " \"respond\": {\"status\": 200, \"body\": \"matched\\n\"}},"
+                "{\"match\": {\"path\": [\"/a\"], \"header\": {\"Cookie\": false}},"
+                " \"respond\": {\"status\": 200, \"body\": \"matched\\n\"}}]}");
+    assert_req("GET", "/p", "X-Debug: 1\r\n", 1);
+    assert_req("GET", "/p", "x-debug: \r\n", 1);
+    assert_req("GET", "/p", "", 0);
+    assert_req("GET", "/a", "", 1);
+    assert_req("GET", "/a", "X-Debug: 1\r\n", 1);
+    assert_req("GET", "/a", "Cookie: s=1\r\n", 0);
+    assert_req("GET", "/a", "cookie: \r\n", 0);
+}
+
+Test(e2e_rules, not_inverts, .fini = fx_down)
+{
+    struct h_resp r;
+
+    start_rules("{\"rules\": [{\"match\": {\"path\": [\"/api/*\"],"
+                " \"not\": {\"method\": [\"GET\", \"HEAD\"]}}, \"deny\": {\"status\": 405}},"
+                "{\"match\": {\"not\": {\"not\": {\"path\": [\"/twice\"]}}},"
+                " \"respond\": {\"status\": 200, \"body\": \"matched\\n\"}}]}");
+    assert_req("GET", "/api/x", "", 0);
+    req("HEAD /api/x HTTP/1.1\r\nHost: a\r\n\r\n", &r);
+    cr_assert_eq(r.status, 200);
+    h_resp_free(&r);
+    req("POST /api/x HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n", &r);
+    cr_assert_eq(r.status, 405, "%s", r.head);
+    h_resp_free(&r);
+    assert_req("POST", "/other", "", 0);
+    assert_req("GET", "/twice", "", 1);
+    assert_req("GET", "/once", "", 0);
+}
+
+/* ==== evaluation ==================================================================== */
+
+Test(e2e_rules, first_terminal_answer_ends_evaluation, .fini = fx_down)
+{
+    struct h_resp r;
+
+    start_rules("{\"rules\": ["
+                "{\"name\": \"tag\", \"request_headers\": {\"set\": {\"X-Edge\": \"ringproxy\"}},"
+                " \"response_headers\": {\"set\": {\"X-Tag\": \"1\"}}},"
+                "{\"name\": \"old-api\", \"match\": {\"path\": [\"/api/v1/*\"]},"
+                " \"deny\": {\"status\": 410}},"
+                "{\"name\": \"api\", \"match\": {\"path\": [\"/api/*\"]},"
+                " \"rewrite\": {\"add_prefix\": \"/backend\"},"
+                " \"response_headers\": {\"set\": {\"X-Api\": \"1\"}}},"
+                "{\"name\": \"later\", \"match\": {\"path\": [\"/api/v1/*\"]},"
+                " \"respond\": {\"status\": 200, \"body\": \"never\\n\"}}]}");
+    get("/api/v1/x", "a", "", &r);
+    cr_assert_eq(r.status, 410, "%s", r.head);
+    /* the rules above the answer apply to it, the ones below do not */
+    cr_assert_str_eq(hdr(r.head, "X-Tag"), "1", "%s", r.head);
+    cr_assert_null(hdr(r.head, "X-Api"), "%s", r.head);
+    h_resp_free(&r);
+    cr_assert_eq(origin_requests(origin), 0);
+    get("/api/v2/x?q=1", "a", "", &r);
+    ASSERT_ORIGIN(&r, "/api/v2/x");
+    cr_assert_str_eq(hdr(r.head, "X-Tag"), "1");
+    cr_assert_str_eq(hdr(r.head, "X-Api"), "1");
+    h_resp_free(&r);
+    ASSERT_ORIGIN_LINE("GET /backend/api/v2/x?q=1 HTTP/1.1");
+    cr_assert(strstr(origin_head(), "\r\nX-Edge: ringproxy\r\n"), "%s", origin_head());
+    get("/else", "a", "", &r);
+    ASSERT_ORIGIN(&r, "/else");
+    h_resp_free(&r);
+    ASSERT_ORIGIN_LINE("GET /else HTTP/1.1");
+    cr_assert(strstr(origin_head(), "\r\nX-Edge: ringproxy\r\n"), "%s", origin_head());
+}
+
+Test(e2e_rules, answering_rule_keeps_its_own_edits, .fini = fx_down)
+{
+    struct h_resp r;
+
+    start_rules(
+        "{\"rules\": [{\"match\": {\"path\": [\"/r\"]},"
+        " \"response_headers\": {\"set\": {\"X-Own\": \"yes\"}, \"add\": {\"X-Add\": \"1\"}},"
+        " \"respond\": {\"status\": 200, \"body\": \"matched\\n\"}},"
+        "{\"match\": {\"path\": [\"/m\"]},"
+        " \"response_headers\": {\"set\": {\"X-Map\": \"miss\"}},"
+        " \"redirect_map\": {\"file\": \"map.txt\"}}]}");
+    get("/r", "a", "", &r);
+    cr_assert(body_is(&r, MATCHED), "%s", r.head);
+    cr_assert_str_eq(hdr(r.head, "X-Own"), "yes", "%s", r.head);
+    cr_assert_str_eq(hdr(r.head, "X-Add"), "1", "%s", r.head);
+    h_resp_free(&r);
+    /* a redirect_map miss: evaluation goes on, the rule's edits apply */
+    get("/m", "a", "", &r);
+    ASSERT_ORIGIN(&r, "/m");
+    cr_assert_str_eq(hdr(r.head, "X-Map"), "miss", "%s", r.head);
+    h_resp_free(&r);
+}
+
+/* start_rules with one file beside proxy.json */
+static void start_rules_file(const char *json, const char *rel, const char *content)
+{
+    const char *const files[] = {rel, content, NULL};
+
+    (void)start_rules_files(json, files);
+}
+
+Test(e2e_rules, redirect_map_miss_keeps_edits, .fini = fx_down)
+{
+    struct h_resp r;
+
+    start_rules_file("{\"rules\": [{\"name\": \"m\","
+                     " \"response_headers\": {\"set\": {\"X-Map\": \"seen\"}},"
+                     " \"redirect_map\": {\"file\": \"map.txt\", \"status\": 302}}]}",
+                     "map.txt", "/old /new\n");
+    get("/old?a=b", "a", "", &r);
+    cr_assert_eq(r.status, 302, "%s", r.head);
+    cr_assert_str_eq(hdr(r.head, "Location"), "/new?a=b");
+    cr_assert_str_eq(hdr(r.head, "X-Map"), "seen", "%s", r.head);
+    h_resp_free(&r);
+    get("/other", "a", "", &r);
+    ASSERT_ORIGIN(&r, "/other");
+    cr_assert_str_eq(hdr(r.head, "X-Map"), "seen", "%s", r.head);
+    h_resp_free(&r);
+}
+
+Test(e2e_rules, matching_sees_the_request_as_sent, .fini = fx_down)
+{
+    struct h_resp r;
+
+    start_rules("{\"rules\": ["
+                "{\"match\": {\"path\": [\"/a/*\"]}, \"rewrite\": {\"strip_prefix\": \"/a\"},"
+                " \"request_headers\": {\"set\": {\"X-Flag\": \"1\"}}},"
+                "{\"match\": {\"path\": [\"/x\"]}, \"respond\": {\"status\": 200,"
+                " \"body\": \"matched\\n\"}},"
+                "{\"match\": {\"header\": {\"X-Flag\": true}}, \"respond\": {\"status\": 200,"
+                " \"body\": \"matched\\n\"}}]}");
+    get("/a/x", "a", "", &r);
+    ASSERT_ORIGIN(&r, "/a/x (an edit matched by a later rule)");
+    h_resp_free(&r);
+    ASSERT_ORIGIN_LINE("GET /x HTTP/1.1");
+    cr_assert(strstr(origin_head(), "\r\nX-Flag: 1\r\n"), "%s", origin_head());
+    assert_req("GET", "/x", "", 1);
+    assert_req("GET", "/y", "X-Flag: 0\r\n", 1);
+}
+
+Test(e2e_rules, redirect_template_placeholders, .fini = fx_down)
+{
+    struct h_resp r;
+
+    start_rules("{\"rules\": [{\"redirect\": {\"status\": 302, \"to\":"
+                " \"https://t.example/{scheme}/{host}{path};q={query};m={method};"
+                "ip={client_ip};u={uri}\"}}]}");
+    get("/a%20b/c?x=1&y", "Example.com:8080",
+        "X-Forwarded-Proto: https\r\nTrue-Client-IP: 198.51.100.7\r\n", &r);
+    cr_assert_eq(r.status, 302, "%s", r.head);
+    cr_assert_str_eq(hdr(r.head, "Location"),
+                     "https://t.example/https/Example.com/a%20b/c;q=x=1&y;m=GET;"
+                     "ip=198.51.100.7;u=/a%20b/c?x=1&y");
+    cr_assert_eq(r.content_length, 0, "%s", r.head);
+    h_resp_free(&r);
+    /* no query, no True-Client-IP: the socket peer */
+    req("DELETE /p HTTP/1.1\r\nHost: h\r\n\r\n", &r);
+    cr_assert_eq(r.status, 302, "%s", r.head);
+    cr_assert_str_eq(hdr(r.head, "Location"),
+                     "https://t.example/http/h/p;q=;m=DELETE;ip=127.0.0.1;u=/p");
+    h_resp_free(&r);
+    cr_assert_eq(origin_requests(origin), 0);
+}
+
+/* ==== rewrites ====================================================================== */
+
+/* GET path reaches the origin as the request line want. */
+#define ASSERT_REWRITE(path, want)                                                                 \
+    do {                                                                                           \
+        assert_proxied(path, "");                                                                  \
+        ASSERT_ORIGIN_LINE(want);                                                                  \
+    } while (0)
+
+Test(e2e_rules, rewrite_strip_prefix, .fini = fx_down)
+{
+    start_rules("{\"rules\": [{\"match\": {\"path\": [\"/blog/*\"]},"
+                " \"rewrite\": {\"strip_prefix\": \"/blog\"}}]}");
+    ASSERT_REWRITE("/blog/a/b?x=1", "GET /a/b?x=1 HTTP/1.1");
+    ASSERT_REWRITE("/blog/", "GET / HTTP/1.1");
+    ASSERT_REWRITE("/blog/?", "GET /? HTTP/1.1");
+    /* from the normalised path, encoded again */
+    ASSERT_REWRITE("/blog//a/./b/../c", "GET /a/c HTTP/1.1");
+    ASSERT_REWRITE("/%62log/a%20b", "GET /a%20b HTTP/1.1");
+    ASSERT_REWRITE("/blog/%7e%41", "GET /~A HTTP/1.1");
+    /* not matched: unchanged, byte for byte */
+    ASSERT_REWRITE("/blog", "GET /blog HTTP/1.1");
+    ASSERT_REWRITE("/blogs/x", "GET /blogs/x HTTP/1.1");
+    ASSERT_REWRITE("//other/./%41?q=%20", "GET //other/./%41?q=%20 HTTP/1.1");
+}
+
+Test(e2e_rules, rewrite_add_prefix, .fini = fx_down)
+{
+    start_rules("{\"rules\": [{\"match\": {\"path\": [\"/x\", \"/y/*\"]},"
+                " \"rewrite\": {\"add_prefix\": \"/v2\"}}]}");
+    ASSERT_REWRITE("/x?y=1", "GET /v2/x?y=1 HTTP/1.1");
+    ASSERT_REWRITE("/y/z", "GET /v2/y/z HTTP/1.1");
+    ASSERT_REWRITE("/z", "GET /z HTTP/1.1");
+}
+
+Test(e2e_rules, rewrite_path_keeps_query, .fini = fx_down)
+{
+    start_rules(
+        "{\"rules\": [{\"match\": {\"path\": [\"/\", \"/home\"]},"
+        " \"rewrite\": {\"path\": \"/index.html\"}},"
+        "{\"match\": {\"path\": [\"/blog/*\"]}, \"rewrite\": {\"strip_prefix\": \"/blog\"}},"
+        "{\"match\": {\"path\": [\"/blog/*\"]}, \"rewrite\": {\"add_prefix\": \"/b\"}}]}");
+    ASSERT_REWRITE("/home?a=1&b", "GET /index.html?a=1&b HTTP/1.1");
+    ASSERT_REWRITE("/", "GET /index.html HTTP/1.1");
+    ASSERT_REWRITE("/home/", "GET /home/ HTTP/1.1");
+    /* rewrites compose in rule order */
+    ASSERT_REWRITE("/blog/post?p=2", "GET /b/post?p=2 HTTP/1.1");
+}
+
+/* ==== header edits =================================================================== */
+
+Test(e2e_rules, request_headers_set_add_remove, .fini = fx_down)
+{
+    const char *h;
+
+    start_rules("{\"rules\": [{\"request_headers\": {"
+                "\"set\": {\"X-Set\": \"v-{method}-{path}\"},"
+                " \"add\": {\"X-Add\": \"two\"}, \"remove\": [\"X-Drop\", \"Cookie\"]}}]}");
+    assert_proxied("/p?q", "X-Set: old\r\nx-set: old2\r\nX-Add: one\r\nX-Drop: gone\r\n"
+                           "x-drop: gone2\r\nCookie: s=1\r\nX-Keep: kept\r\n");
+    h = origin_head();
+    cr_assert_eq(hdr_count(h, "X-Set"), 1, "%s", h);
+    cr_assert(strstr(h, "\r\nX-Set: v-GET-/p\r\n"), "%s", h);
+    cr_assert_eq(hdr_count(h, "X-Add"), 2, "%s", h);
+    cr_assert(strstr(h, "\r\nX-Add: one\r\n"), "%s", h);
+    cr_assert(strstr(h, "\r\nX-Add: two\r\n"), "%s", h);
+    cr_assert_eq(hdr_count(h, "X-Drop"), 0, "%s", h);
+    cr_assert_eq(hdr_count(h, "Cookie"), 0, "%s", h);
+    cr_assert(strstr(h, "\r\nX-Keep: kept\r\n"), "%s", h);
+    cr_assert(strstr(h, "\r\nHost: a\r\n"), "%s", h);
+    /* a request with none of them */
+    assert_proxied("/p", "");
+    h = origin_head();
+    cr_assert(strstr(h, "\r\nX-Set: v-GET-/p\r\n"), "%s", h);
+    cr_assert_eq(hdr_count(h, "X-Add"), 1, "%s", h);
+    /* and a body still goes through whole */
+    {
+        struct h_resp r;
+        req("POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nX-Drop: 1\r\n\r\nhello", &r);
+        cr_assert_eq(r.status, 200, "%s", r.head);
+        cr_assert(body_is(&r, "hello"), "%s", h_shown(r.body, r.body_len));
+        h_resp_free(&r);
+    }
+}
+
+Test(e2e_rules, response_headers_set_add_remove, .fini = fx_down)
+{
+    static const char resp[] =
+        "HTTP/1.1 200 OK\r\nX-Set: old\r\nx-set: old2\r\nX-Add: one\r\n"
+        "X-Drop: a\r\nx-drop: b\r\nX-Keep: k\r\nContent-Length: 4\r\n\r\nbody";
+    struct h_resp r;
+
+    start_rules("{\"rules\": [{\"response_headers\": {"
+                "\"set\": {\"X-Set\": \"new {host}\"},"
+                " \"add\": {\"X-Add\": \"two\"}, \"remove\": [\"X-Drop\"]}}]}");
+    origin_script(origin, resp, sizeof(resp) - 1, 0);
+    get("/p", "h.example", "", &r);
+    cr_assert_eq(r.status, 200, "%s", r.head);
+    cr_assert(body_is(&r, "body"), "%s", h_shown(r.body, r.body_len));
+    cr_assert_eq(hdr_count(r.head, "X-Set"), 1, "%s", r.head);
+    cr_assert_str_eq(hdr(r.head, "X-Set"), "new h.example");
+    cr_assert_eq(hdr_count(r.head, "X-Add"), 2, "%s", r.head);
+    cr_assert(strstr(r.head, "\r\nX-Add: one\r\n") && strstr(r.head, "\r\nX-Add: two\r\n"), "%s",
+              r.head);
+    cr_assert_eq(hdr_count(r.head, "X-Drop"), 0, "%s", r.head);
+    cr_assert_str_eq(hdr(r.head, "X-Keep"), "k");
+    cr_assert_eq(r.content_length, 4);
+    h_resp_free(&r);
+    /* a chunked response keeps its framing */
+    get("/chunked/3000", "h.example", "", &r);
+    cr_assert_eq(r.status, 200);
+    cr_assert_eq(r.body_len, 3000);
+    cr_assert(origin_body_ok(r.body, r.body_len));
+    cr_assert_str_eq(hdr(r.head, "X-Set"), "new h.example");
+    h_resp_free(&r);
+}
+
+/* ==== respond and deny ================================================================ */
+
+Test(e2e_rules, respond_body_and_content_type, .fini = fx_down)
+{
+    struct h_resp r;
+
+    start_rules("{\"rules\": ["
+                "{\"match\": {\"path\": [\"/robots.txt\"]}, \"respond\": {\"status\": 200,"
+                " \"body\": \"User-agent: *\\nDisallow: /\\n\","
+                " \"content_type\": \"text/plain; charset=us-ascii\","
+                " \"headers\": {\"Cache-Control\": \"max-age=60\", \"X-Path\": \"{path}\"}}},"
+                "{\"match\": {\"path\": [\"/json\"]}, \"respond\": {\"status\": 418,"
+                " \"body\": \"{\\\"a\\\": 1}\", \"content_type\": \"application/json\"}},"
+                "{\"match\": {\"path\": [\"/empty\"]}, \"respond\": {\"status\": 204}},"
+                "{\"match\": {\"path\": [\"/nobody\"]}, \"respond\": {\"status\": 202}}]}");
+    get("/robots.txt?x", "a", "", &r);
+    cr_assert_eq(r.status, 200);
+    cr_assert(body_is(&r, "User-agent: *\nDisallow: /\n"), "%s", h_shown(r.body, r.body_len));
+    cr_assert_str_eq(hdr(r.head, "Content-Type"), "text/plain; charset=us-ascii");
+    cr_assert_str_eq(hdr(r.head, "Cache-Control"), "max-age=60");
+    cr_assert_str_eq(hdr(r.head, "X-Path"), "/robots.txt");
+    h_resp_free(&r);
+    get("/json", "a", "", &r);
+    cr_assert_eq(r.status, 418, "%s", r.head);
+    cr_assert(body_is(&r, "{\"a\": 1}"), "%s", h_shown(r.body, r.body_len));
+    cr_assert_str_eq(hdr(r.head, "Content-Type"), "application/json");
+    h_resp_free(&r);
+    get("/empty", "a", "", &r);
+    cr_assert_eq(r.status, 204, "%s", r.head);
+    cr_assert_eq(r.body_len, 0);
+    h_resp_free(&r);
+    get("/nobody", "a", "", &r);
+    cr_assert_eq(r.status, 202, "%s", r.head);
+    cr_assert_eq(r.content_length, 0, "%s", r.head);
+    h_resp_free(&r);
+    cr_assert_eq(origin_requests(origin), 0);
+}
+
+Test(e2e_rules, deny_default_403, .fini = fx_down)
+{
+    start_rules("{\"rules\": [{\"match\": {\"path\": [\"/wp-admin/*\", \"/wp-login.php\"]},"
+                " \"deny\": {}},"
+                "{\"match\": {\"path\": [\"/legal\"]}, \"deny\": {\"status\": 451}}]}");
+    assert_answered("/wp-login.php", "", 403);
+    assert_answered("/wp-admin/x.php?a=1", "", 403);
+    assert_answered("/legal", "", 451);
+    assert_proxied("/wp-admin", "");
+}
+
+/* HEAD then GET on one connection: the HEAD answer has no body bytes. */
+static void head_then_get(const char *path, int status, size_t len)
+{
+    char raw[512];
+    struct h_resp r;
+    int fd = h_connect(px.port);
+
+    cr_assert(fd >= 0);
+    snprintf(raw, sizeof(raw), "HEAD %s HTTP/1.1\r\nHost: a\r\n\r\n", path);
+    cr_assert_eq(h_sends(fd, raw), 0);
+    cr_assert_eq(h_read_response(fd, &r, 1), 0);
+    cr_assert_eq(r.status, status, "%s", r.head);
+    cr_assert_eq(r.content_length, (long)len, "HEAD %s: not the Content-Length of a GET:\n%s", path,
+                 r.head);
+    h_resp_free(&r);
+    /* the next response is the next thing on the connection: no body bytes came */
+    cr_assert_eq(h_sends(fd, "GET /size/7 HTTP/1.1\r\nHost: a\r\n\r\n"), 0);
+    cr_assert_eq(h_read_response(fd, &r, 0), 0);
+    cr_assert_eq(r.status, 200, "bytes after the HEAD answer:\n%s", r.head);
+    cr_assert_eq(r.body_len, 7);
+    h_resp_free(&r);
+    h_close(fd);
+}
+
+Test(e2e_rules, head_to_respond_gets_head_only, .fini = fx_down)
+{
+    static const char page[] = "<p>down for maintenance</p>\n";
+    struct h_resp r;
+
+    start_rules_file("{\"rules\": [{\"match\": {\"path\": [\"/t\"]},"
+                     " \"respond\": {\"status\": 200, \"body\": \"0123456789\"}},"
+                     "{\"match\": {\"path\": [\"/f\"]},"
+                     " \"respond\": {\"status\": 503, \"file\": \"down.html\"}}]}",
+                     "down.html", page);
+    head_then_get("/t", 200, 10);
+    head_then_get("/f", 503, sizeof(page) - 1);
+    get("/f", "a", "", &r);
+    cr_assert(body_is(&r, page));
+    h_resp_free(&r);
+}
+
+Test(e2e_rules, head_to_error_page_gets_head_only, .fini = fx_down)
+{
+    static const char page[] = "<h1>oops</h1>\n";
+    struct h_resp r;
+
+    start_rules_file("{\"rules\": [{\"match\": {\"path\": [\"/no\"]}, \"deny\": {}}],"
+                     " \"error_pages\": {\"5xx\": \"e.html\", \"403\": \"e.html\"}}",
+                     "e.html", page);
+    head_then_get("/status/500", 500, sizeof(page) - 1);
+    head_then_get("/no", 403, sizeof(page) - 1);
+    get("/no", "a", "", &r);
+    cr_assert_eq(r.status, 403);
+    cr_assert(body_is(&r, page), "deny with an error page: %s", h_shown(r.body, r.body_len));
+    h_resp_free(&r);
+}
+
+/* ==== normalisation =================================================================== */
+
+Test(e2e_rules, normalisation_bypasses_are_denied, .fini = fx_down)
+{
+    static const char *const bypass[] = {
+        "/admin/x",   "/%61dmin/x",       "//admin/x",  "/x/../admin/y", "/admin/./x",
+        "/admin%2fx", "/admin%2Fx",       "/./admin/x", "/%2fadmin/x",   "/admin/%2e%2e/admin/x",
+        "/admin",     "/a/b/../../admin", "///admin",   "/admin%2F",
+    };
+    const char *route[] = {"/administrator", "/Admin/x", "/admin%252fx", "/x/admin", NULL};
+
+    start_rules("{\"rules\": [{\"name\": \"admin\", \"match\": {\"path\": [\"/admin\", "
+                "\"/admin/*\"]}, \"deny\": {}}]}");
+    for (size_t i = 0; i < sizeof(bypass) / sizeof(bypass[0]); i++)
+        assert_answered(bypass[i], "", 403);
+    for (int i = 0; route[i]; i++)
+        assert_proxied(route[i], "");
+    /* the origin got those byte for byte */
+    ASSERT_ORIGIN_LINE("GET /x/admin HTTP/1.1");
+}
+
+Test(e2e_rules, unsafe_paths_are_400, .fini = fx_down)
+{
+    static const char *const bad[] = {"/../x",     "/%00",  "/a/%00/b", "/a/../../x",
+                                      "/%2e%2e/x", "/a%zz", "/a%4"};
+
+    start_rules("{\"rules\": [{\"match\": {\"path\": [\"/admin/*\"]}, \"deny\": {}}]}");
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char raw[256];
+        snprintf(raw, sizeof(raw), "GET %s HTTP/1.1\r\nHost: a\r\n\r\n", bad[i]);
+        fx_expect_answer_and_close(raw, strlen(raw), 400);
+    }
+    fx_assert_nothing_forwarded();
+}
+
+/* ==== the health check ================================================================ */
+
+Test(e2e_rules, healthz_exempt_from_catch_all_path, .fini = fx_down)
+{
+    start_rules("{\"rules\": [{\"match\": {\"path\": [\"/*\"]},"
+                " \"request_headers\": {\"set\": {\"X-All\": \"1\"}},"
+                " \"respond\": {\"status\": 503, \"body\": \"closed\\n\"}}]}");
+    assert_answered("/", "", 503);
+    assert_answered("/x", "", 503);
+    assert_proxied(HEALTHZ, "");
+    cr_assert_null(strstr(origin_head(), "X-All"), "%s", origin_head());
+    assert_proxied(HEALTHZ "?x=1", "");
+    /* HEAD too, and only that exact path */
+    {
+        struct h_resp r;
+        unsigned before = origin_requests(origin);
+        req("HEAD " HEALTHZ " HTTP/1.1\r\nHost: a\r\n\r\n", &r);
+        cr_assert_eq(r.status, 200, "%s", r.head);
+        cr_assert_eq(origin_requests(origin), before + 1);
+        h_resp_free(&r);
+    }
+    assert_answered(HEALTHZ "/", "", 503);
+    assert_answered("/.well-known/section-io/aee-hc/", "", 503);
+}
+
+Test(e2e_rules, healthz_exempt_from_rule_without_match, .fini = fx_down)
+{
+    struct h_resp r;
+
+    start_rules("{\"rules\": [{\"request_headers\": {\"set\": {\"X-Tag\": \"1\"}},"
+                " \"response_headers\": {\"set\": {\"X-Resp\": \"1\"}}},"
+                "{\"deny\": {\"status\": 404}}]}");
+    assert_answered("/", "", 404);
+    assert_answered("/anything", "", 404);
+    get(HEALTHZ, "a", "", &r);
+    ASSERT_ORIGIN(&r, HEALTHZ);
+    cr_assert_null(hdr(r.head, "X-Resp"), "a rule's edit reached the health check:\n%s", r.head);
+    h_resp_free(&r);
+    cr_assert_null(strstr(origin_head(), "X-Tag"), "%s", origin_head());
+}
+
+Test(e2e_rules, healthz_matched_when_named, .fini = fx_down)
+{
+    struct h_resp r;
+
+    start_rules(
+        "{\"rules\": ["
+        "{\"match\": {\"path\": [\"/*\"]}, \"request_headers\": {\"set\": {\"X-All\": \"1\"}}},"
+        "{\"match\": {\"path\": [\"/.well-known/section-io/*\"]},"
+        " \"request_headers\": {\"set\": {\"X-Hc\": \"1\"}}},"
+        "{\"match\": {\"path\": [\"" HEALTHZ "\"], \"method\": [\"GET\"]},"
+        " \"respond\": {\"status\": 200, \"body\": \"edge ok\\n\"}}]}");
+    get(HEALTHZ, "a", "", &r);
+    cr_assert_eq(r.status, 200);
+    cr_assert(body_is(&r, "edge ok\n"), "%s", h_shown(r.body, r.body_len));
+    h_resp_free(&r);
+    cr_assert_eq(origin_requests(origin), 0);
+    /* HEAD is not matched by the third rule; the second names it by prefix, the first does not */
+    req("HEAD " HEALTHZ " HTTP/1.1\r\nHost: a\r\n\r\n", &r);
+    cr_assert_eq(r.status, 200, "%s", r.head);
+    h_resp_free(&r);
+    cr_assert_eq(origin_requests(origin), 1);
+    cr_assert(strstr(origin_head(), "\r\nX-Hc: 1\r\n"), "%s", origin_head());
+    cr_assert_null(strstr(origin_head(), "X-All"), "%s", origin_head());
+}
+
+/* ==== access log and metrics =========================================================== */
+
+static const char log_rules[] =
+    "{\"rules\": ["
+    "{\"name\": \"named\", \"match\": {\"path\": [\"/n\"]}, \"respond\": {\"status\": 200}},"
+    "{\"match\": {\"path\": [\"/u\"]}, \"deny\": {}},"
+    "{\"name\": \"edit-a\", \"match\": {\"path\": [\"/e\", \"/e2\"]},"
+    " \"request_headers\": {\"set\": {\"X-A\": \"1\"}}},"
+    "{\"name\": \"edit-b\", \"match\": {\"path\": [\"/e2\"]},"
+    " \"response_headers\": {\"set\": {\"X-B\": \"1\"}}},"
+    "{\"name\": \"go\", \"match\": {\"path\": [\"/r\"]}, \"redirect\": {\"to\": \"/n\"}},"
+    "{\"name\": \"map\", \"match\": {\"path\": [\"/m\", \"/m2\"]}, \"redirect_map\": {\"file\": "
+    "\"m.txt\"}}]}";
+
+/* The log line of the request for path (the first one). */
+static json_t *line_for(json_t *lines, const char *path)
+{
+    size_t i;
+    json_t *j;
+
+    json_array_foreach(lines, i, j)
+    {
+        if (!strcmp(json_string_value(json_object_get(j, "path")) ?: "", path))
+            return j;
+    }
+    cr_assert_fail("no access-log line for %s", path);
+    return NULL;
+}
+
+static const char *const log_paths[] = {"/n", "/u", "/e", "/e2", "/r", "/m", "/m2", "/other"};
+static const char *const log_want[] = {"named", "1", "edit-a", "edit-b", "go", "map", "-", "-"};
+
+Test(e2e_rules, log_field_rule, .fini = fx_down)
+{
+    json_t *lines;
+    struct h_resp r;
+    size_t n = sizeof(log_paths) / sizeof(log_paths[0]);
+
+    start_rules_file(log_rules, "m.txt", "/m /n\n");
+    for (size_t i = 0; i < n; i++) {
+        get(log_paths[i], "a", "", &r);
+        h_resp_free(&r);
+    }
+    lines = fx_log_lines((int)n);
+    for (size_t i = 0; i < n; i++) {
+        json_t *j = line_for(lines, log_paths[i]);
+        const char *rule = json_string_value(json_object_get(j, "rule"));
+
+        cr_assert(rule, "no field \"rule\" in the line for %s", log_paths[i]);
+        cr_assert_str_eq(rule, log_want[i], "%s: rule %s instead of %s", log_paths[i], rule,
+                         log_want[i]);
+    }
+    json_decref(lines);
+}
+
+Test(e2e_rules, metrics_count_rule_hits, .fini = fx_down)
+{
+    static const struct {
+        const char *sample;
+        long want;
+    } want[] = {
+        {"ringproxy_rule_hits_total{rule=\"named\",action=\"respond\"}", 2},
+        {"ringproxy_rule_hits_total{rule=\"1\",action=\"deny\"}", 1},
+        {"ringproxy_rule_hits_total{rule=\"edit-a\",action=\"edit\"}", 2},
+        {"ringproxy_rule_hits_total{rule=\"edit-b\",action=\"edit\"}", 1},
+        {"ringproxy_rule_hits_total{rule=\"go\",action=\"redirect\"}", 1},
+        {"ringproxy_rule_hits_total{rule=\"map\",action=\"redirect_map\"}", 1},
+    };
+    struct h_resp r;
+
+    start_rules_file(log_rules, "m.txt", "/m /n\n");
+    for (size_t i = 0; i < sizeof(log_paths) / sizeof(log_paths[0]); i++) {
+        get(log_paths[i], "a", "", &r);
+        h_resp_free(&r);
+    }
+    get("/n", "a", "", &r);
+    h_resp_free(&r);
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+        long v = h_metric_wait(px.admin_port, want[i].sample, want[i].want, 2000);
+        cr_assert_eq(v, want[i].want, "%s is %ld, not %ld", want[i].sample, v, want[i].want);
+    }
+}
+
+/* ==== keep-alive and pipelining ========================================================== */
+
+Test(e2e_rules, pipelined_rule_answers_and_proxied_in_order, .fini = fx_down)
+{
+    static const char reqs[] = "GET /r HTTP/1.1\r\nHost: a\r\n\r\n"
+                               "GET /size/5 HTTP/1.1\r\nHost: a\r\n\r\n"
+                               "GET /go HTTP/1.1\r\nHost: a\r\n\r\n"
+                               "HEAD /r HTTP/1.1\r\nHost: a\r\n\r\n"
+                               "POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc"
+                               "GET /no HTTP/1.1\r\nHost: a\r\n\r\n"
+                               "GET /size/3 HTTP/1.1\r\nHost: a\r\n\r\n"
+                               "GET /r HTTP/1.1\r\nHost: a\r\n\r\n";
+    static const struct {
+        int status, head;
+        const char *body;
+    } want[] = {
+        {200, 0, "from-rule\n"}, {200, 0, "abcde"}, {302, 0, ""},    {200, 1, ""},
+        {200, 0, "abc"},         {403, 0, NULL},    {200, 0, "abc"}, {200, 0, "from-rule\n"}};
+    struct h_resp r;
+    int fd;
+
+    start_rules(
+        "{\"rules\": ["
+        "{\"match\": {\"path\": [\"/r\"]}, \"respond\": {\"status\": 200,"
+        " \"body\": \"from-rule\\n\"}},"
+        "{\"match\": {\"path\": [\"/go\"]}, \"redirect\": {\"to\": \"/r\", \"status\": 302}},"
+        "{\"match\": {\"path\": [\"/no\"]}, \"deny\": {}}]}");
+    fd = h_connect(px.port);
+    cr_assert(fd >= 0);
+    cr_assert_eq(h_sends(fd, reqs), 0);
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+        cr_assert_eq(h_read_response(fd, &r, want[i].head), 0, "no response %zu", i);
+        cr_assert_eq(r.status, want[i].status, "response %zu: %d\n%s", i, r.status, r.head);
+        if (want[i].body)
+            cr_assert(body_is(&r, want[i].body), "response %zu: %s", i,
+                      h_shown(r.body, r.body_len));
+        cr_assert_not(r.closed, "response %zu closed the connection", i);
+        h_resp_free(&r);
+    }
+    h_close(fd);
+    cr_assert_eq(origin_requests(origin), 3);
+}
+
+/* ==== bad configs ========================================================================= */
+
+Test(e2e_rules, bad_config_refused_at_startup, .fini = fx_down)
+{
+    char dir[128], listen[32], admin[32], up[32], out[4096], verr[8192], perr_path[160];
+    const char *args[] = {"--config",   dir, "--listen",  listen, "--admin", admin,
+                          "--upstream", up,  "--workers", "1",    NULL};
+    char *perr;
+    int status;
+
+    new_dir(dir, sizeof(dir));
+    write_file(dir, "proxy.json",
+               "{\"rules\": [{\"match\": {\"client_ip\": [\"10.0.0.0/33\"]}, \"deny\": {}}]}");
+    fx_origin_up();
+    snprintf(listen, sizeof(listen), "127.0.0.1:%u", h_free_port());
+    snprintf(admin, sizeof(admin), "127.0.0.1:%u", h_free_port());
+    snprintf(up, sizeof(up), "127.0.0.1:%u", origin_port(origin));
+    snprintf(perr_path, sizeof(perr_path), "%s.stderr", dir);
+    status = h_reap(h_spawn(args, NULL, perr_path), 5000);
+    perr = h_slurp(perr_path);
+    cr_assert(status != -1 && WIFEXITED(status) && WEXITSTATUS(status) != 0,
+              "ringproxy started on a bad config (status %d): %s", status, perr);
+    cr_assert_eq(run_validate(dir, out, sizeof(out), verr, sizeof(verr)), 1, "%s", verr);
+    cr_assert(!strncmp(verr, "/rules/0/match/client_ip/0: ", 28), "%s", verr);
+    /* the proxy prints the validator's lines */
+    for (char *save = NULL, *l = strtok_r(verr, "\n", &save); l; l = strtok_r(NULL, "\n", &save))
+        cr_assert(strstr(perr, l), "the proxy did not print \"%s\":\n%s", l, perr);
+    cr_assert(strstr(perr, "invalid configuration"), "%s", perr);
+    free(perr);
+}
+
+Test(e2e_rules, validator_reports_every_problem)
+{
+    /* one mistake per rule (and the files they name), each with its own pointer */
+    static const char json[] =
+        "{\"lists\": {\"office\": [\"203.0.113.0/24\"]},\n"
+        " \"rules\": [\n"
+        "  {\"match\": {\"pth\": [\"/x\"]}, \"deny\": {}},\n"
+        "  {\"match\": {\"client_ip\": [\"@ofice\", \"10.0.0.0/33\"]}, \"deny\": {}},\n"
+        "  {\"match\": {\"path\": [\"/a\"]}, \"redirect\": {\"to\": \"/b\"}, \"deny\": {}},\n"
+        "  {\"match\": {\"path\": [\"/c\"]}, \"redirect\": {\"to\": \"https://{hots}/\"}},\n"
+        "  {\"match\": {\"path\": [\"/d\"]}, \"redirect\": {\"to\": \"/e\", \"status\": 200}},\n"
+        "  {\"match\": {\"path\": [\"/f\"]}, \"respond\": {\"status\": 200, \"file\": "
+        "\"missing.html\"}},\n"
+        "  {\"match\": {\"path\": [\"/g\"]}, \"respond\": {\"status\": 200, \"file\": "
+        "\"../escape.html\"}},\n"
+        "  {\"response_headers\": {\"set\": {\"Content-Length\": \"0\"}}},\n"
+        "  {\"match\": {\"path\": [\"/h\"]}, \"redirect_map\": {\"file\": \"map.txt\"}},\n"
+        "  {\"rate_limit\": {\"key\": \"client_ip\", \"per_minute\": 10, \"burst\": 5}},\n"
+        "  {\"deny\": {}},\n"
+        "  {\"match\": {\"path\": [\"/never\"]}, \"deny\": {}}\n"
+        " ],\n"
+        " \"error_pages\": {\"600\": \"e.html\"}}\n";
+    static const char *const pointers[] = {
+        "/rules/0/match/pth: ",
+        "/rules/1/match/client_ip/0: ",
+        "/rules/1/match/client_ip/1: ",
+        "/rules/2",
+        "/rules/3/redirect/to: ",
+        "/rules/4/redirect/status: ",
+        "/rules/5/respond/file: ",
+        "/rules/6/respond/file: ",
+        "/rules/7/response_headers/set/Content-Length: ",
+        "/rules/8/redirect_map/file: ",
+        "/rules/9/rate_limit: ",
+        "/rules/11",
+        "/error_pages/600: ",
+    };
+    char dir[128], out[4096], err[16384];
+    int st;
+
+    new_dir(dir, sizeof(dir));
+    write_file(dir, "proxy.json", json);
+    write_file(dir, "e.html", "e\n");
+    write_file(dir, "map.txt", "# comment\n/ok /fine\n/only-one-field\n");
+    st = run_validate(dir, out, sizeof(out), err, sizeof(err));
+    cr_assert_eq(st, 1, "exit %d:\n%s", st, err);
+    cr_assert_str_empty(out);
+    for (size_t i = 0; i < sizeof(pointers) / sizeof(pointers[0]); i++) {
+        char needle[128];
+        snprintf(needle, sizeof(needle), "\n%s", pointers[i]);
+        cr_expect(!strncmp(err, pointers[i], strlen(pointers[i])) || strstr(err, needle),
+                  "no line starting with \"%s\" in:\n%s", pointers[i], err);
+    }
+    cr_expect(strstr(err, "\"path\""), "no suggestion for \"pth\":\n%s", err);
+    cr_expect(strstr(err, "not supported yet"), "%s", err);
+    cr_expect(strstr(err, "map.txt:3"), "the map's bad line has no line number:\n%s", err);
+}
