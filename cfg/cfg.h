@@ -66,6 +66,7 @@ enum cfg_field {
     CFG_F_UPSTREAM_REUSED,
     CFG_F_UPSTREAM_ATTEMPTS,
     CFG_F_TERMINATION,
+    CFG_F_RULE, /* the edge rule that answered or last changed the request */
     /* must stay last */
     CFG_F_COUNT
 };
@@ -132,6 +133,8 @@ struct cfg_admin {
     char listen[64]; /* "ADDR:PORT", loopback only (C2) */
 };
 
+struct cfg_rules; /* cfg/rules.h */
+
 /* The whole configuration; immutable once loaded, shared read-only. */
 struct cfg {
     uint32_t workers; /* 0 = one per usable CPU (core/cpus.h) */
@@ -142,6 +145,14 @@ struct cfg {
     struct cfg_limits limits;
     struct cfg_access_log access_log;
     struct cfg_admin admin;
+    /*
+     * Edge rules, compiled (cfg/rules.h): NULL when the document has none of
+     * `lists`, `rules`, `error_pages`. rules_json keeps those keys as
+     * written (a JSON object's text) so that cfg_dump() gives them back;
+     * NULL when none. Both are owned by the config.
+     */
+    struct cfg_rules *rules;
+    char *rules_json;
 };
 
 /* Problems found while loading: "path: message" lines, in file order. */
@@ -167,16 +178,29 @@ void cfg_errs_free(struct cfg_errs *e);
  */
 int cfg_load(const char *dir, struct cfg **ret_cfg, struct cfg_errs *ret_errs);
 
-/* Same as cfg_load for an in-memory document; name is used in syntax errors. */
+/*
+ * Same as cfg_load for an in-memory document; name is used in syntax errors.
+ * The document has no folder: a file named by the edge rules (respond.file,
+ * error_pages, redirect_map.file) is a problem saying so.
+ */
 int cfg_load_buf(const char *buf, size_t len, const char *name, struct cfg **ret_cfg,
                  struct cfg_errs *ret_errs);
+
+/*
+ * Same as cfg_load_buf, with the files the edge rules name read from the
+ * folder dir (NULL: none, as cfg_load_buf). cfg_load(dir) uses it.
+ */
+int cfg_load_buf_at(const char *buf, size_t len, const char *name, const char *dir,
+                    struct cfg **ret_cfg, struct cfg_errs *ret_errs);
 
 /*
  * Check a config built or changed in memory (command-line flags override
  * proxy.json) against the same rules as cfg_load: ranges, names, loopback
  * admin address (C2), rules between keys. Returns 0, -EINVAL with every
  * problem in *ret_errs (JSON pointers name the keys), or -ENOMEM.
- * *ret_errs is always initialised; ret_errs may be NULL.
+ * *ret_errs is always initialised; ret_errs may be NULL. The edge rules are
+ * not checked again (flags cannot change them, and their files are not
+ * read again): they were when the config was loaded.
  */
 int cfg_validate(const struct cfg *c, struct cfg_errs *ret_errs);
 

@@ -121,6 +121,16 @@ json_t *cfg_to_json(const struct cfg *c)
         if (!parent || json_object_set_new(parent, cfg_key_name(&keys[i]), v) < 0)
             goto fail;
     }
+    if (c->rules_json) {
+        /* The edge rules as written: their compiled form does not say everything. */
+        json_t *r = json_loads(c->rules_json, 0, NULL);
+
+        if (!r || json_object_update(root, r) < 0) {
+            json_decref(r);
+            goto fail;
+        }
+        json_decref(r);
+    }
     return root;
 fail:
     json_decref(root);
@@ -210,6 +220,88 @@ static void md_row(FILE *f, const struct cfg_key *k)
     fprintf(f, "%s |\n", k->doc);
 }
 
+static const char *rtype_name(enum cfg_rtype t)
+{
+    switch (t) {
+    case CFG_RT_OBJECT:
+        return "object";
+    case CFG_RT_MAP:
+        return "object";
+    case CFG_RT_RULES:
+        return "array of rule objects";
+    case CFG_RT_STRING:
+        return "string";
+    case CFG_RT_STRINGS:
+        return "string or array of strings";
+    case CFG_RT_TEMPLATE:
+        return "template";
+    case CFG_RT_TEMPLATES:
+        return "template or array of templates";
+    case CFG_RT_HVALUES:
+        return "array of strings, string, `true` or `false`";
+    case CFG_RT_NAMES:
+        return "array of header names";
+    case CFG_RT_STATUS:
+        return "integer";
+    case CFG_RT_FILE:
+        return "file name";
+    case CFG_RT_MATCH:
+        return "match object";
+    case CFG_RT_UNSUPPORTED:
+        return "reserved";
+    case CFG_RT_COUNT:
+        break;
+    }
+    return "?";
+}
+
+/*
+ * A pattern as inline code in a table cell: double backticks, since it may
+ * hold one, and '|' escaped, which GitHub reads as a cell border even there.
+ */
+static void md_code(FILE *f, const char *s)
+{
+    fputs("`` ", f);
+    for (; *s; s++) {
+        if (*s == '|')
+            fputc('\\', f);
+        fputc(*s, f);
+    }
+    fputs(" ``", f);
+}
+
+/* The rules table as docs/config.md's reference; docs/rules.md explains it. */
+static void rules_markdown(FILE *f)
+{
+    size_t n;
+    const struct cfg_rkey *k = cfg_rules_keys(&n);
+
+    fprintf(f, "\n### Edge rules (`lists`, `rules`, `error_pages`)\n\n"
+               "Absent by default. The model (evaluation order, normalised paths, the health "
+               "check, templates) and a cookbook of complete configs are in "
+               "[rules.md](rules.md); this is the reference of the keys. Templates may hold "
+               "`{scheme}` `{host}` `{path}` `{query}` `{uri}` `{method}` `{client_ip}`. Files "
+               "are relative to the config folder.\n\n");
+    fprintf(f, "| key | type | default | allowed | meaning |\n|---|---|---|---|---|\n");
+    for (size_t i = 0; i < n; i++) {
+        fprintf(f, "| `%s` | %s", k[i].path, rtype_name(k[i].type));
+        if (k[i].type == CFG_RT_MAP)
+            fprintf(f, ": name -> %s", rtype_name(k[i].value));
+        fprintf(f, " | %s%s%s | ", k[i].def ? "`" : "", k[i].def ? k[i].def : "",
+                k[i].def ? "`" : "");
+        if (k[i].type == CFG_RT_STATUS && k[i].statuses) {
+            for (size_t j = 0; j < k[i].nstatuses; j++)
+                fprintf(f, "%s%u", j ? ", " : "", (unsigned)k[i].statuses[j]);
+        } else if (k[i].type == CFG_RT_STATUS) {
+            fprintf(f, "%u to %u", (unsigned)k[i].smin, (unsigned)k[i].smax);
+        } else if (k[i].pattern) {
+            fprintf(f, "%s", k[i].type == CFG_RT_MAP ? "names " : "");
+            md_code(f, k[i].pattern);
+        }
+        fprintf(f, " | %s |\n", k[i].doc);
+    }
+}
+
 char *cfg_schema_markdown(void)
 {
     size_t n, nrules, len = 0;
@@ -227,6 +319,7 @@ char *cfg_schema_markdown(void)
     fprintf(f, "\n### Rules between keys\n\n");
     for (size_t i = 0; i < nrules; i++)
         fprintf(f, "- `%s` must not exceed `%s`: %s.\n", rules[i].a, rules[i].b, rules[i].why);
+    rules_markdown(f);
     fprintf(f, "\n### Access-log fields\n\n| field | meaning |\n|---|---|\n");
     for (int i = 0; i < CFG_F_COUNT; i++)
         fprintf(f, "| `%s` | %s |\n", cfg_field_name((enum cfg_field)i),
@@ -323,6 +416,153 @@ static json_t *key_schema(const struct cfg_key *k, int *failed)
     return s;
 }
 
+static json_t *str_schema(const char *pattern, int *failed)
+{
+    json_t *s = json_object();
+
+    set(s, "type", json_string("string"), failed);
+    if (pattern)
+        set(s, "pattern", json_string(pattern), failed);
+    return s;
+}
+
+static json_t *one_or_more(json_t *one, int *failed)
+{
+    json_t *arr = json_object(), *any = json_array(), *s = json_object();
+
+    set(arr, "type", json_string("array"), failed);
+    set(arr, "minItems", json_integer(1), failed);
+    set(arr, "items", json_deep_copy(one), failed);
+    if (!any || json_array_append_new(any, one) < 0 || json_array_append_new(any, arr) < 0)
+        *failed = 1;
+    set(s, "anyOf", any, failed);
+    return s;
+}
+
+/* The JSON Schema of a value of type t (pattern: for strings). */
+static json_t *rtype_schema(const struct cfg_rkey *k, enum cfg_rtype t, const char *pattern,
+                            int *failed)
+{
+    json_t *s = NULL, *any;
+
+    switch (t) {
+    case CFG_RT_OBJECT:
+        s = json_object();
+        set(s, "type", json_string("object"), failed);
+        set(s, "additionalProperties", json_false(), failed);
+        set(s, "properties", json_object(), failed);
+        break;
+    case CFG_RT_MAP:
+        s = json_object();
+        set(s, "type", json_string("object"), failed);
+        set(s, "propertyNames", str_schema(k->pattern, failed), failed);
+        set(s, "additionalProperties", rtype_schema(k, k->value, NULL, failed), failed);
+        break;
+    case CFG_RT_RULES:
+        s = json_object();
+        set(s, "type", json_string("array"), failed);
+        set(s, "maxItems", json_integer(CFG_RULES_MAX), failed);
+        set(s, "items", rtype_schema(k, CFG_RT_OBJECT, NULL, failed), failed);
+        break;
+    case CFG_RT_STRING:
+    case CFG_RT_TEMPLATE:
+        s = str_schema(pattern, failed);
+        break;
+    case CFG_RT_STRINGS:
+    case CFG_RT_TEMPLATES:
+        s = one_or_more(str_schema(pattern, failed), failed);
+        break;
+    case CFG_RT_HVALUES:
+        s = one_or_more(str_schema(NULL, failed), failed);
+        any = json_object_get(s, "anyOf");
+        if (!any || json_array_append_new(any, json_pack("{s:s}", "type", "boolean")) < 0)
+            *failed = 1;
+        break;
+    case CFG_RT_NAMES:
+        s = json_object();
+        set(s, "type", json_string("array"), failed);
+        set(s, "items", str_schema(HEADER_PATTERN, failed), failed);
+        break;
+    case CFG_RT_STATUS:
+        s = json_object();
+        set(s, "type", json_string("integer"), failed);
+        if (k->statuses) {
+            json_t *e = json_array();
+
+            for (size_t i = 0; e && i < k->nstatuses; i++) {
+                if (json_array_append_new(e, json_integer(k->statuses[i])) < 0)
+                    *failed = 1;
+            }
+            set(s, "enum", e, failed);
+        } else {
+            set(s, "minimum", json_integer(k->smin), failed);
+            set(s, "maximum", json_integer(k->smax), failed);
+        }
+        if (k->sdef)
+            set(s, "default", json_integer(k->sdef), failed);
+        break;
+    case CFG_RT_FILE:
+        s = str_schema("^[^/]", failed);
+        set(s, "minLength", json_integer(1), failed);
+        break;
+    case CFG_RT_MATCH:
+        s = json_object();
+        set(s, "$ref", json_string("#/$defs/match"), failed);
+        break;
+    case CFG_RT_UNSUPPORTED:
+    case CFG_RT_COUNT:
+        break;
+    }
+    if (!s)
+        *failed = 1;
+    return s;
+}
+
+/*
+ * The rules table into the schema's properties; "[]" descends into an
+ * array's items. The match object goes into $defs too, for "not".
+ */
+static void rules_schema(json_t *root, int *failed)
+{
+    size_t n;
+    const struct cfg_rkey *k = cfg_rules_keys(&n);
+
+    for (size_t i = 0; i < n && !*failed; i++) {
+        char path[128], *dot, *p;
+        json_t *props = json_object_get(root, "properties"), *s;
+
+        if (k[i].type == CFG_RT_UNSUPPORTED)
+            continue; /* refused, so not in the schema */
+        (void)snprintf(path, sizeof(path), "%s", k[i].path);
+        for (p = path; (dot = strchr(p, '.')) != NULL; p = dot + 1) {
+            size_t len;
+            json_t *node;
+
+            *dot = '\0';
+            len = strlen(p);
+            if (len > 2 && strcmp(p + len - 2, "[]") == 0) {
+                p[len - 2] = '\0';
+                node = json_object_get(json_object_get(props, p), "items");
+            } else {
+                node = json_object_get(props, p);
+            }
+            props = json_object_get(node, "properties");
+        }
+        s = rtype_schema(&k[i], k[i].type, k[i].pattern, failed);
+        set(s, "description", json_string(k[i].doc), failed);
+        set(props, p, s, failed);
+    }
+    if (!*failed) {
+        json_t *rules = json_object_get(json_object_get(root, "properties"), "rules");
+        json_t *match = json_object_get(
+            json_object_get(json_object_get(rules, "items"), "properties"), "match");
+        json_t *defs = json_object();
+
+        set(defs, "match", json_deep_copy(match), failed);
+        set(root, "$defs", defs, failed);
+    }
+}
+
 json_t *cfg_schema_json(void)
 {
     size_t n;
@@ -352,6 +592,8 @@ json_t *cfg_schema_json(void)
         }
         set(props, cfg_key_name(&keys[i]), key_schema(&keys[i], &failed), &failed);
     }
+    if (!failed)
+        rules_schema(root, &failed);
     if (failed) {
         json_decref(root);
         return NULL;

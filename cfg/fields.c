@@ -31,6 +31,7 @@ static const char *const field_names[CFG_F_COUNT] = {
     [CFG_F_UPSTREAM_REUSED] = "upstream_reused",
     [CFG_F_UPSTREAM_ATTEMPTS] = "upstream_attempts",
     [CFG_F_TERMINATION] = "termination",
+    [CFG_F_RULE] = "rule",
 };
 
 /* Documentation only; the meaning is log/access.c's, these follow log/access.h. */
@@ -64,6 +65,8 @@ static const char *const field_docs[CFG_F_COUNT] = {
         "whether the upstream connection came from the pool: `true` or `false`",
     [CFG_F_UPSTREAM_ATTEMPTS] = "upstream attempts made (a safe retry makes 2)",
     [CFG_F_TERMINATION] = "why the exchange ended early; `-` when it ended normally",
+    [CFG_F_RULE] = "the rule that answered or last changed the request (its name, else its "
+                   "index); `-` when none",
 };
 
 const char *cfg_field_name(enum cfg_field f)

@@ -29,6 +29,7 @@ struct load {
     size_t plen;
     unsigned char set[CFG_SCHEMA_MAX_KEYS]; /* present in the document */
     unsigned char bad[CFG_SCHEMA_MAX_KEYS]; /* present but rejected */
+    const char *dir;                        /* config folder for the rules' files, or NULL */
 };
 
 static void errs_push(struct load *x, char *line)
@@ -71,17 +72,15 @@ err_line(struct load *x, const char *where, const char *fmt, ...)
 
 #define err_at(x, ...) err_line((x), (x)->ptr, __VA_ARGS__)
 
-/*
- * Copy s for a one-line, ASCII-only message: bytes outside printable ASCII
- * become \xNN, so a file name or a parser message cannot break the line.
- */
-static void show_bytes(const char *s, char *out, size_t cap)
+void cfg_show_bytes(const char *s, size_t len, char *out, size_t cap)
 {
     static const char hex[] = "0123456789abcdef";
     size_t n = 0;
 
-    for (; *s && n + 5 < cap; s++) {
-        unsigned char ch = (unsigned char)*s;
+    if (cap == 0)
+        return;
+    for (size_t i = 0; i < len && n + 5 < cap; i++) {
+        unsigned char ch = (unsigned char)s[i];
 
         if (ch >= 0x20 && ch < 0x7f) {
             out[n++] = (char)ch;
@@ -93,6 +92,15 @@ static void show_bytes(const char *s, char *out, size_t cap)
         }
     }
     out[n] = '\0';
+}
+
+/*
+ * Copy s for a one-line, ASCII-only message: bytes outside printable ASCII
+ * become \xNN, so a file name or a parser message cannot break the line.
+ */
+static void show_bytes(const char *s, char *out, size_t cap)
+{
+    cfg_show_bytes(s, strlen(s), out, cap);
 }
 
 static size_t put(char *out, size_t n, size_t cap, const char *s)
@@ -109,21 +117,21 @@ static size_t put(char *out, size_t n, size_t cap, const char *s)
  * Append "/" and an object key to the pointer: RFC 6901 escapes ('~' as ~0,
  * '/' as ~1), then, so that the line stays one ASCII line, characters
  * outside printable ASCII as \uXXXX and '\' as \\. A long key is cut.
- * Returns the previous length for ptr_pop().
+ * Returns the new length; ptr_push() returns the previous one for ptr_pop().
  */
-static size_t ptr_push(struct load *x, const char *key)
+size_t cfg_ptr_key(char *ptr, size_t n, size_t cap, const char *key)
 {
-    size_t mark = x->plen, n = x->plen, shown = 0;
+    size_t shown = 0;
     const unsigned char *p = (const unsigned char *)key;
     char tmp[16];
 
-    n = put(x->ptr, n, PTR_MAX, "/");
+    n = put(ptr, n, cap, "/");
     while (*p) {
         uint32_t cp = *p;
         int len = 1;
 
         if (shown == KEY_SHOW_MAX) {
-            n = put(x->ptr, n, PTR_MAX, "...");
+            n = put(ptr, n, cap, "...");
             break;
         }
         /* jansson has checked the UTF-8 already. */
@@ -139,29 +147,36 @@ static size_t ptr_push(struct load *x, const char *key)
             len = 2;
         }
         if (cp == '~')
-            n = put(x->ptr, n, PTR_MAX, "~0");
+            n = put(ptr, n, cap, "~0");
         else if (cp == '/')
-            n = put(x->ptr, n, PTR_MAX, "~1");
+            n = put(ptr, n, cap, "~1");
         else if (cp == '\\')
-            n = put(x->ptr, n, PTR_MAX, "\\\\");
+            n = put(ptr, n, cap, "\\\\");
         else if (cp >= 0x20 && cp < 0x7f) {
             tmp[0] = (char)cp;
             tmp[1] = '\0';
-            n = put(x->ptr, n, PTR_MAX, tmp);
+            n = put(ptr, n, cap, tmp);
         } else if (cp < 0x10000) {
             (void)snprintf(tmp, sizeof(tmp), "\\u%04X", (unsigned)cp);
-            n = put(x->ptr, n, PTR_MAX, tmp);
+            n = put(ptr, n, cap, tmp);
         } else {
             cp -= 0x10000;
             (void)snprintf(tmp, sizeof(tmp), "\\u%04X\\u%04X", 0xd800u + (unsigned)(cp >> 10),
                            0xdc00u + (unsigned)(cp & 0x3ff));
-            n = put(x->ptr, n, PTR_MAX, tmp);
+            n = put(ptr, n, cap, tmp);
         }
         for (int i = 0; i < len && *p; i++)
             p++;
         shown++;
     }
-    x->plen = n;
+    return n;
+}
+
+static size_t ptr_push(struct load *x, const char *key)
+{
+    size_t mark = x->plen;
+
+    x->plen = cfg_ptr_key(x->ptr, x->plen, PTR_MAX, key);
     return mark;
 }
 
@@ -206,8 +221,7 @@ static int got_cb(const char *s, size_t len, void *data)
     return 0;
 }
 
-/* A value as compact ASCII JSON for "got ...", cut with "..." when long. */
-static const char *got(const json_t *v, char *buf, size_t cap)
+const char *cfg_got(const json_t *v, char *buf, size_t cap)
 {
     struct got_buf g = {buf, 0, cap, 0};
 
@@ -224,7 +238,7 @@ static const char *got(const json_t *v, char *buf, size_t cap)
     return buf;
 }
 
-#define GOT(v) got((v), gotbuf, sizeof(gotbuf))
+#define GOT(v) cfg_got((v), gotbuf, sizeof(gotbuf))
 
 static size_t key_index(const struct cfg_key *k)
 {
@@ -611,6 +625,15 @@ static void unknown_key(struct load *x, const char *prefix, const char *key)
         else if (!elsewhere && strcmp(cfg_key_name(&all[i]), key) == 0)
             elsewhere = &all[i];
     }
+    if (!*prefix) {
+        size_t nr;
+        const struct cfg_rkey *r = cfg_rules_keys(&nr);
+
+        for (size_t i = 0; i < nr && ncand < CFG_SCHEMA_MAX_KEYS; i++) {
+            if (cfg_rules_is_top(r[i].path))
+                cand[ncand++] = r[i].path;
+        }
+    }
     near = cfg_suggest(key, strlen(key), cand, ncand);
     if (*prefix)
         (void)snprintf(full, sizeof(full), "%s.%s", prefix, key);
@@ -657,6 +680,8 @@ static void load_object(struct load *x, const json_t *obj, const char *prefix)
         if (k) {
             x->set[key_index(k)] = 1;
             load_value(x, k, v);
+        } else if (!*prefix && cfg_rules_is_top(key)) {
+            /* Read by load_rules(), once every key is known. */
         } else {
             unknown_key(x, prefix, key);
         }
@@ -688,6 +713,53 @@ static void check_rules(struct load *x)
             err_line(x, pb, "%llu must not be less than %s (%llu, the default): %s", vb, pa, va,
                      rules[i].why);
     }
+}
+
+/* Moves the lines of e to the end of x's. */
+static void errs_take(struct load *x, struct cfg_errs *e)
+{
+    for (size_t i = 0; i < e->n; i++)
+        errs_push(x, e->lines[i]);
+    free(e->lines);
+    *e = (struct cfg_errs){0};
+}
+
+/*
+ * The edge rules (cfg/rules.c): compiled once every key is read, since
+ * `rules` refers to `lists`; their problems follow the others. The keys are
+ * kept as written for cfg_dump().
+ */
+static void load_rules(struct load *x, const json_t *root)
+{
+    static const char *const top[] = {"lists", "rules", "error_pages"};
+    const json_t *v[3];
+    struct cfg_errs e = {0};
+    json_t *keep;
+    int any = 0, r;
+
+    for (size_t i = 0; i < 3; i++) {
+        v[i] = json_object_get(root, top[i]);
+        any |= v[i] != NULL;
+    }
+    if (!any)
+        return;
+    r = cfg_rules_build(v[0], v[1], v[2], x->dir, &x->c->rules, &e);
+    errs_take(x, &e);
+    if (r == -ENOMEM)
+        x->oom = 1;
+    if (r < 0)
+        return;
+    keep = json_object();
+    for (size_t i = 0; keep && i < 3; i++) {
+        if (v[i] && json_object_set(keep, top[i], (json_t *)v[i]) < 0) {
+            json_decref(keep);
+            keep = NULL;
+        }
+    }
+    x->c->rules_json = keep ? json_dumps(keep, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+    json_decref(keep);
+    if (!x->c->rules_json)
+        x->oom = 1;
 }
 
 /* Whitespace only (or nothing): jansson would say "unexpected token near end of file". */
@@ -761,8 +833,10 @@ static int load_doc(struct load *x, const char *buf, size_t len, const char *nam
     }
     if (!json_is_object(root))
         err_line(x, name, "expected an object {...} at the top level, got %s", GOT(root));
-    else
+    else {
         load_object(x, root, "");
+        load_rules(x, root);
+    }
     json_decref(root);
     check_rules(x);
     if (x->oom)
@@ -773,6 +847,12 @@ static int load_doc(struct load *x, const char *buf, size_t len, const char *nam
 int cfg_load_buf(const char *buf, size_t len, const char *name, struct cfg **ret_cfg,
                  struct cfg_errs *ret_errs)
 {
+    return cfg_load_buf_at(buf, len, name, NULL, ret_cfg, ret_errs);
+}
+
+int cfg_load_buf_at(const char *buf, size_t len, const char *name, const char *dir,
+                    struct cfg **ret_cfg, struct cfg_errs *ret_errs)
+{
     struct load *x = calloc(1, sizeof(*x));
     char shown[256];
     int r;
@@ -781,6 +861,7 @@ int cfg_load_buf(const char *buf, size_t len, const char *name, struct cfg **ret
         *ret_errs = (struct cfg_errs){0};
     if (!x)
         return -ENOMEM;
+    x->dir = dir;
     show_bytes(name ? name : CFG_FILE_NAME, shown, sizeof(shown));
     x->c = cfg_new_default();
     if (!x->c) {
@@ -825,6 +906,7 @@ int cfg_validate(const struct cfg *c, struct cfg_errs *ret_errs)
      * messages for files, flags and code.
      */
     x->c = cfg_new_default();
+    /* load_object() passes over the rule keys: they were checked at load. */
     root = cfg_to_json(c);
     if (!x->c || !root) {
         r = -ENOMEM;
@@ -950,7 +1032,7 @@ int cfg_load(const char *dir, struct cfg **ret_cfg, struct cfg_errs *ret_errs)
     }
     (void)close(fd);
     fd = -1;
-    r = cfg_load_buf(buf, len, CFG_FILE_NAME, ret_cfg, ret_errs);
+    r = cfg_load_buf_at(buf, len, CFG_FILE_NAME, dir, ret_cfg, ret_errs);
     free(buf);
     free(path);
     return r;

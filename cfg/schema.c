@@ -132,6 +132,139 @@ static const struct cfg_rule rules[] = {
      "the request target is part of the request head"},
 };
 
+/* ---- edge rules ---------------------------------------------------------- */
+
+static const uint16_t redirect_statuses[] = {301, 302, 303, 307, 308};
+
+#define RK(p, t, d)                                                                                \
+    {                                                                                              \
+        .path = (p), .type = (t), .doc = (d)                                                       \
+    }
+#define RK_PAT(p, t, pat, d)                                                                       \
+    {                                                                                              \
+        .path = (p), .type = (t), .pattern = (pat), .doc = (d)                                     \
+    }
+#define RK_MAP(p, v, pat, d)                                                                       \
+    {                                                                                              \
+        .path = (p), .type = CFG_RT_MAP, .value = (v), .pattern = (pat), .doc = (d)                \
+    }
+#define RK_REDIRECT_STATUS(p)                                                                      \
+    {                                                                                              \
+        .path = (p), .type = CFG_RT_STATUS, .statuses = redirect_statuses,                         \
+        .nstatuses = sizeof(redirect_statuses) / sizeof(redirect_statuses[0]), .sdef = 301,        \
+        .def = "301", .doc = "the redirect's status"                                               \
+    }
+#define RK_STATUS(p, lo, hi, dflt, dtext, d)                                                       \
+    {                                                                                              \
+        .path = (p), .type = CFG_RT_STATUS, .smin = (lo), .smax = (hi), .sdef = (dflt),            \
+        .def = (dtext), .doc = (d)                                                                 \
+    }
+
+#define RK_HEADER_NAME "^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}$"
+
+/* Header edits: the same keys for requests and responses. */
+#define RK_EDITS(p, d)                                                                             \
+    RK(p, CFG_RT_OBJECT, d),                                                                       \
+        RK_MAP(p ".set", CFG_RT_TEMPLATE, RK_HEADER_NAME,                                          \
+               "header name -> value (template): replaces every field of that name"),               \
+        RK_MAP(p ".add", CFG_RT_TEMPLATES, RK_HEADER_NAME,                                         \
+               "header name -> value or array of values (templates): appended"),                    \
+        RK(p ".remove", CFG_RT_NAMES, "header names: every field of each is removed")
+
+static const struct cfg_rkey rule_keys[] = {
+    RK_MAP("lists", CFG_RT_STRINGS, "^[A-Za-z0-9_-]{1,64}$",
+           "named lists of IPv4 and IPv6 addresses and CIDRs, used as `\"@NAME\"` in "
+           "`match.client_ip`; names of 1 to 64 letters, digits, `_`, `-`"),
+    RK("rules", CFG_RT_RULES,
+       "evaluated top to bottom for every request that passed HTTP validation; at most 1024"),
+    RK_PAT("rules[].name", CFG_RT_STRING, "^[A-Za-z0-9_.-]{1,64}$",
+           "label in metrics and in the access-log field `rule` (default: the rule's index); "
+           "1 to 64 letters, digits, `_`, `.`, `-`; unique"),
+    RK("rules[].match", CFG_RT_OBJECT,
+       "absent: every request (but the health check); its keys AND together, a list matches "
+       "any of its entries"),
+    RK_PAT("rules[].match.host", CFG_RT_STRINGS, "^(\\*\\.)?[A-Za-z0-9_.-]+$",
+           "exact host or `*.example.com` (subdomains only); case-insensitive, port ignored"),
+    RK_PAT("rules[].match.path", CFG_RT_STRINGS, "^/",
+           "exact path or prefix `/x/*` (matches `/x/` and below, not `/x`), compared with the "
+           "normalised request path"),
+    RK_PAT("rules[].match.method", CFG_RT_STRINGS, "^[!#$%&'*+.^_`|~0-9A-Za-z-]+$",
+           "request methods, case-sensitive (`\"GET\"`)"),
+    RK_PAT("rules[].match.scheme", CFG_RT_STRINGS, "^https?$",
+           "`\"https\"` when X-Forwarded-Proto is `https`, else `\"http\"`"),
+    RK("rules[].match.client_ip", CFG_RT_STRINGS,
+       "addresses, CIDRs and `\"@list\"` names; True-Client-IP, else the socket peer"),
+    RK_MAP("rules[].match.header", CFG_RT_HVALUES, RK_HEADER_NAME,
+           "header name -> array of exact values (any of them), `true` (present) or `false` "
+           "(absent)"),
+    RK("rules[].match.not", CFG_RT_MATCH,
+       "a match object: matches when it does not; nested at most 4 deep"),
+    RK_EDITS("rules[].request_headers",
+             "edits of the request sent upstream: `remove`, then `set`, then `add`"),
+    RK_EDITS("rules[].response_headers",
+             "edits of the response sent to the client: `remove`, then `set`, then `add`"),
+    RK("rules[].rewrite", CFG_RT_OBJECT,
+       "changes the path sent upstream (the query is kept); exactly one of its keys"),
+    RK_PAT("rules[].rewrite.strip_prefix", CFG_RT_STRING, "^/",
+           "removed from the start of the path: `/blog` makes `/blog/x` `/x`"),
+    RK_PAT("rules[].rewrite.add_prefix", CFG_RT_STRING, "^/",
+           "put before the path: `/v2` makes `/x` `/v2/x`"),
+    RK_PAT("rules[].rewrite.path", CFG_RT_STRING, "^/", "replaces the path"),
+    RK("rules[].redirect", CFG_RT_OBJECT, "answers with a redirect"),
+    RK("rules[].redirect.to", CFG_RT_TEMPLATE,
+       "Location (template): an absolute `http(s)://` URL or a path starting with `/`; "
+       "required"),
+    RK_REDIRECT_STATUS("rules[].redirect.status"),
+    RK("rules[].redirect_map", CFG_RT_OBJECT,
+       "answers with a redirect when the normalised path is in the map; a miss goes on"),
+    RK("rules[].redirect_map.file", CFG_RT_FILE,
+       "a file in the config folder: one `FROM TO` pair a line, `#` comments; required"),
+    RK_REDIRECT_STATUS("rules[].redirect_map.status"),
+    RK("rules[].respond", CFG_RT_OBJECT, "answers with a fixed response"),
+    RK_STATUS("rules[].respond.status", 200, 599, 200, "200",
+              "200 to 599; 204 and 304 have no body"),
+    RK("rules[].respond.body", CFG_RT_STRING, "the body as text; or `file`"),
+    RK("rules[].respond.file", CFG_RT_FILE,
+       "the body from a file in the config folder, at most "
+       "1 MiB; or `body`"),
+    RK("rules[].respond.content_type", CFG_RT_STRING,
+       "Content-Type; default from the file's extension, `text/plain; charset=utf-8` for "
+       "`body`"),
+    RK_MAP("rules[].respond.headers", CFG_RT_TEMPLATE, RK_HEADER_NAME,
+           "header name -> value (template), added to the answer"),
+    RK("rules[].deny", CFG_RT_OBJECT,
+       "answers with an error status; the body is the error page, if any"),
+    RK_STATUS("rules[].deny.status", 400, 599, 403, "403", "400 to 599"),
+    RK("rules[].rate_limit", CFG_RT_UNSUPPORTED, "reserved: not supported yet"),
+    RK("rules[].basic_auth", CFG_RT_UNSUPPORTED, "reserved: not supported yet"),
+    RK_MAP("error_pages", CFG_RT_FILE, "^([45][0-9][0-9]|[45]xx)$",
+           "status (`\"404\"`) or class (`\"5xx\"`) from 400 to 599 -> file in the config "
+           "folder, at most 1 MiB: the body of ringproxy's own answers and of upstream "
+           "responses with that status; a status overrides its class"),
+};
+
+const struct cfg_rkey *cfg_rules_keys(size_t *ret_n)
+{
+    *ret_n = sizeof(rule_keys) / sizeof(rule_keys[0]);
+    return rule_keys;
+}
+
+const struct cfg_rkey *cfg_rules_find(const char *path)
+{
+    for (size_t i = 0; i < sizeof(rule_keys) / sizeof(rule_keys[0]); i++) {
+        if (strcmp(rule_keys[i].path, path) == 0)
+            return &rule_keys[i];
+    }
+    return NULL;
+}
+
+int cfg_rules_is_top(const char *key)
+{
+    const struct cfg_rkey *k = cfg_rules_find(key);
+
+    return k && !strchr(k->path, '.') && !strchr(k->path, '[');
+}
+
 const struct cfg_key *cfg_schema_keys(size_t *ret_n)
 {
     *ret_n = sizeof(keys) / sizeof(keys[0]);
@@ -247,6 +380,8 @@ void cfg_free(struct cfg *c)
         return;
     strv_free(c->access_log.request_headers, c->access_log.nrequest_headers);
     strv_free(c->access_log.response_headers, c->access_log.nresponse_headers);
+    cfg_rules_free(c->rules);
+    free(c->rules_json);
     free(c);
 }
 

@@ -411,7 +411,8 @@ Test(cfg_unknown, suggestions)
                     "/admin/port: unknown key; expected one of \"listen\"");
     EXPECT_PROBLEMS("{\"x\": 1}", "/x: unknown key; expected one of \"$schema\", \"workers\", "
                                   "\"shutdown_grace_ms\", \"log_level\", \"upstream\", \"client\", "
-                                  "\"limits\", \"access_log\", \"admin\"");
+                                  "\"limits\", \"access_log\", \"admin\", \"lists\", \"rules\", "
+                                  "\"error_pages\"");
 }
 
 Test(cfg_unknown, distance)
@@ -450,7 +451,7 @@ Test(cfg_pointer, escaping)
     EXPECT_PROBLEMS("{\"a/b\": 1}", "/a~1b: unknown key; expected one of \"$schema\", "
                                     "\"workers\", \"shutdown_grace_ms\", \"log_level\", "
                                     "\"upstream\", \"client\", \"limits\", \"access_log\", "
-                                    "\"admin\"");
+                                    "\"admin\", \"lists\", \"rules\", \"error_pages\"");
     char *got = problems("{\"upstream\": {\"m~n/o\": 1, \"\\u0001\\u00e9\\ud83d\\ude00\\\\\": 2, "
                          "\"\": 3}}",
                          NULL);
@@ -556,7 +557,7 @@ Test(cfg_order, all_problems_in_file_order)
                     " \"admin\": {\"listen\": \"10.0.0.1:9000\"}}",
                     "/zz: unknown key; expected one of \"$schema\", \"workers\", "
                     "\"shutdown_grace_ms\", \"log_level\", \"upstream\", \"client\", \"limits\", "
-                    "\"access_log\", \"admin\"\n"
+                    "\"access_log\", \"admin\", \"lists\", \"rules\", \"error_pages\"\n"
                     "/upstream/pool_max_idle: expected an integer from 0 to 65536, got -5\n"
                     "/upstream/x: unknown key; expected one of \"connect_timeout_ms\", "
                     "\"response_timeout_ms\", \"resolve_interval_ms\", \"pool_idle_timeout_ms\", "
@@ -897,8 +898,8 @@ Test(cfg_validate, corrupt_counts)
     c->access_log.nfields = CFG_F_COUNT + 2;
     got = validate_lines(c, &rc);
     cr_expect(strstr(got,
-                     "/access_log/fields/26: expected a field name (a string), got null\n"
-                     "/access_log/fields/27: expected a field name (a string), got null") != NULL,
+                     "/access_log/fields/27: expected a field name (a string), got null\n"
+                     "/access_log/fields/28: expected a field name (a string), got null") != NULL,
               "%s", got);
     free(got);
     cfg_free(c);
@@ -1229,14 +1230,18 @@ Test(cfg_json_schema, file_is_current)
     json_decref(gen);
 }
 
-/* Every object in the schema forbids unknown keys, as the loader does. */
+/*
+ * Every object in the schema forbids unknown keys, as the loader does; a map
+ * (header names, list names: propertyNames) constrains its keys instead.
+ */
 static void expect_closed(const json_t *s, const char *where)
 {
     const char *key;
     json_t *v;
 
     if (json_is_object(s) && json_is_string(json_object_get(s, "type")) &&
-        strcmp(json_string_value(json_object_get(s, "type")), "object") == 0)
+        strcmp(json_string_value(json_object_get(s, "type")), "object") == 0 &&
+        !json_object_get(s, "propertyNames"))
         cr_expect(json_is_false(json_object_get(s, "additionalProperties")),
                   "%s: additionalProperties is not false", where);
     json_object_foreach((json_t *)json_object_get(s, "properties"), key, v) expect_closed(v, key);
@@ -1346,6 +1351,8 @@ Test(cfg_json_schema, agrees_with_table)
             char path[128];
 
             snprintf(path, sizeof(path), "%s%s%s", prefix, *prefix ? "." : "", key);
+            if (!*prefix && cfg_rules_is_top(key))
+                continue; /* the rules table's: cfg_json_schema::rules_agree_with_table */
             cr_expect_not_null(cfg_schema_find(path), "%s is in proxy.schema.json only", path);
             nprops++;
             json_array_append_new(todo, json_pack("{s:O, s:s}", "s", v, "path", path));
@@ -1355,6 +1362,102 @@ Test(cfg_json_schema, agrees_with_table)
     cr_expect_eq(nprops, n);
     json_decref(todo);
     json_decref(s);
+}
+
+/* The schema of a rules-table path ("rules[].match.host"): "[]" is the array's items. */
+static const json_t *rules_schema_at(const json_t *root, const char *path)
+{
+    char buf[128], *save = NULL;
+    const json_t *s = root;
+
+    snprintf(buf, sizeof(buf), "%s", path);
+    for (char *part = strtok_r(buf, ".", &save); part && s; part = strtok_r(NULL, ".", &save)) {
+        size_t n = strlen(part);
+        int items = n > 2 && strcmp(part + n - 2, "[]") == 0;
+
+        if (items)
+            part[n - 2] = '\0';
+        s = json_object_get(json_object_get(s, "properties"), part);
+        if (items)
+            s = json_object_get(s, "items");
+    }
+    return s;
+}
+
+/* Counts the properties below s, through array items. */
+static size_t count_props(const json_t *s)
+{
+    const char *key;
+    json_t *v;
+    size_t n = 0;
+
+    json_object_foreach(json_object_get(s, "properties"), key, v) n +=
+        1 + count_props(v) + count_props(json_object_get(v, "items"));
+    return n;
+}
+
+Test(cfg_json_schema, rules_agree_with_table)
+{
+    json_t *s = load_schema_file();
+    size_t n, rows = 0, nprops = 0;
+    const struct cfg_rkey *k = cfg_rules_keys(&n);
+    const char *top[] = {"lists", "rules", "error_pages"};
+
+    for (size_t i = 0; i < n; i++) {
+        const json_t *p = rules_schema_at(s, k[i].path);
+
+        cr_expect_null(strchr(k[i].doc, '|'), "%s: '|' breaks the markdown table", k[i].path);
+        if (k[i].type == CFG_RT_UNSUPPORTED) {
+            cr_expect_null(p, "%s is refused, so not in the schema", k[i].path);
+            continue;
+        }
+        rows++;
+        cr_assert_not_null(p, "%s missing from proxy.schema.json", k[i].path);
+        cr_expect_str_eq(json_string_value(json_object_get(p, "description")), k[i].doc);
+        if (k[i].type == CFG_RT_STATUS) {
+            cr_expect_str_eq(json_string_value(json_object_get(p, "type")), "integer");
+            cr_expect_eq(json_integer_value(json_object_get(p, "default")), k[i].sdef);
+            if (k[i].statuses)
+                cr_expect_eq(json_array_size(json_object_get(p, "enum")), k[i].nstatuses);
+            else
+                cr_expect_eq(json_integer_value(json_object_get(p, "maximum")), k[i].smax);
+        }
+        if (k[i].type == CFG_RT_MAP)
+            cr_expect_str_eq(
+                json_string_value(json_object_get(json_object_get(p, "propertyNames"), "pattern")),
+                k[i].pattern);
+    }
+    /* And the other way: every property is a row. */
+    for (size_t i = 0; i < 3; i++) {
+        const json_t *p = json_object_get(json_object_get(s, "properties"), top[i]);
+
+        cr_assert_not_null(p, "%s", top[i]);
+        nprops += 1 + count_props(p) + count_props(json_object_get(p, "items"));
+    }
+    cr_expect_eq(nprops, rows);
+    cr_expect_str_eq(
+        json_string_value(json_object_get(rules_schema_at(s, "rules[].match.not"), "$ref")),
+        "#/$defs/match");
+    cr_expect(json_equal(json_object_get(json_object_get(s, "$defs"), "match"),
+                         rules_schema_at(s, "rules[].match")));
+    json_decref(s);
+}
+
+/* The rules table is documented in docs/config.md, row by row. */
+Test(cfg_docs, every_rule_key_documented)
+{
+    char *doc = slurp(env_path("CFG_DOCS"));
+    size_t n;
+    const struct cfg_rkey *k = cfg_rules_keys(&n);
+
+    for (size_t i = 0; i < n; i++) {
+        char want[256];
+
+        snprintf(want, sizeof(want), "| `%s` |", k[i].path);
+        cr_expect_not_null(strstr(doc, want), "%s is not documented", k[i].path);
+    }
+    cr_expect_not_null(strstr(doc, "(rules.md)"));
+    free(doc);
 }
 
 /* The patterns the schema gives editors for what it can express of header names and C2. */
