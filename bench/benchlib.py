@@ -14,6 +14,8 @@ Subcommands:
                                short summary on stdout
   floor DIR...                 ringproxy ÷ relay pooled over several runs' repetitions
   instr ...                    instructions per request from a callgrind dump (--instr)
+  edgecheck --target NAME=HOST:PORT...  the edge rules' pre-flight: each rules target
+                               answers a set of requests as expected, and alike
 
 Nothing here asserts timings: every figure is reported, never judged.
 """
@@ -36,8 +38,8 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 # Order and roles of targets in the table.
 TARGET_ORDER = [
-    "ringproxy", "ringproxy-nolog", "ringproxy-2w",
-    "nginx", "nginx-nolog",
+    "ringproxy", "ringproxy-rules", "ringproxy-nolog", "ringproxy-2w",
+    "nginx", "nginx-rules", "nginx-nolog",
     "haproxy", "haproxy-nolog",
     "relay", "origin",
 ]
@@ -184,7 +186,7 @@ def cmd_wait(a):
     while time.monotonic() < deadline:
         try:
             c = http.client.HTTPConnection(host, int(port), timeout=2)
-            c.request("GET", "/" + path)
+            c.request("GET", "/" + path, headers=_headers(a.header))
             r = c.getresponse()
             body = r.read()
             c.close()
@@ -196,6 +198,12 @@ def cmd_wait(a):
         time.sleep(0.1)
     print(f"{url}: not ready after {a.timeout}s ({last})", file=sys.stderr)
     return 1
+
+
+def _headers(lines):
+    """["Name: value", ...] as a dict for http.client (which then sends no Host of its own
+    when one is given)."""
+    return dict(tuple(x.strip() for x in h.split(":", 1)) for h in lines or [])
 
 
 def cmd_tree(a):
@@ -301,7 +309,10 @@ def cmd_run(a):
     c0 = cpu_stat(pcpus) if pcpus else None
     t0 = cpu_ticks(pids)
     cmd = ["wrk", "-t", str(a.threads), "-c", str(a.conns), "-d", f"{a.duration}s",
-           "--timeout", "5s", "-s", a.script, a.url]
+           "--timeout", "5s", "-s", a.script]
+    for h in a.header or []:
+        cmd += ["-H", h]
+    cmd.append(a.url)
     if a.load_cpus:
         cmd = ["taskset", "-c", a.load_cpus] + cmd
     try:
@@ -556,14 +567,82 @@ def _cgoal(size):
     return "≤ 0.8" if b >= 1024 * 1024 else "≤ 0.6" if b <= 4096 else "—"
 
 
-def _paired(raw, conns, size, target):
-    """target's CPU/request ÷ the relay's, one ratio per repetition that measured both."""
+def _paired(raw, conns, size, target, base="relay"):
+    """target's CPU/request ÷ base's (the relay's), one ratio per repetition that measured both."""
     by_rep = {}
     for r in raw:
-        if (r["size"] == size and _conns(r) == conns and r["target"] in (target, "relay")
+        if (r["size"] == size and _conns(r) == conns and r["target"] in (target, base)
                 and r["requests"] not in ("", "0")):
             by_rep.setdefault(r["rep"], {})[r["target"]] = float(r["cpu_us_per_req"])
-    return [v[target] / v["relay"] for v in by_rep.values() if target in v and v.get("relay")]
+    return [v[target] / v[base] for v in by_rep.values() if target in v and v.get(base)]
+
+
+# Edge rules (ringproxy-rules, nginx-rules): each ratio, its goal (issue #22).
+EDGE_RATIOS = [("ringproxy-rules", "ringproxy", 1.05), ("ringproxy-rules", "nginx-rules", 0.70),
+               ("nginx-rules", "nginx", None)]
+EDGE_FIELDS_CSV = ["conns", "size", "bytes"] + [f"{t}_cpu_us_per_req" for t in
+                                                ("ringproxy", "ringproxy-rules", "nginx", "nginx-rules")] + [
+    "ringproxy_rules_us", "nginx_rules_us"] + [
+    f"{n}_over_{d}_{k}".replace("-", "_") for n, d, _ in EDGE_RATIOS
+    for k in ("of_medians", "paired_median", "paired_min", "paired_max", "reps")] + [
+    f"{t}_{k}" for t in ("ringproxy-rules", "nginx-rules") for k in ("p99_ms", "rps")]
+
+
+def _edge_rows(raw, agg, points):
+    """Per point: the rules' targets next to the rule-less ones, and the ratios of EDGE_RATIOS
+    (of the medians, and paired: one per repetition that ran both)."""
+    rows = []
+    for c, s in points:
+        cpu = {t: (agg.get((t, c, s)) or {}).get("cpu") for t in ("ringproxy", "ringproxy-rules", "nginx",
+                                                                   "nginx-rules")}
+        if cpu["ringproxy-rules"] is None and cpu["nginx-rules"] is None:
+            continue
+        row = {"conns": c, "size": s, "bytes": _size_key(s)}
+        row.update({f"{t}_cpu_us_per_req": v for t, v in cpu.items()})
+        for t, b, k in (("ringproxy-rules", "ringproxy", "ringproxy_rules_us"),
+                        ("nginx-rules", "nginx", "nginx_rules_us")):
+            row[k] = cpu[t] - cpu[b] if cpu[t] is not None and cpu[b] is not None else None
+        for n, d, _ in EDGE_RATIOS:
+            k = f"{n}_over_{d}_".replace("-", "_")
+            v = _paired(raw, c, s, n, d)
+            row[k + "of_medians"] = _ratio(cpu[n], cpu[d])
+            row[k + "paired_median"] = statistics.median(v) if v else None
+            row[k + "paired_min"] = min(v) if v else None
+            row[k + "paired_max"] = max(v) if v else None
+            row[k + "reps"] = len(v)
+        for t in ("ringproxy-rules", "nginx-rules"):
+            m = agg.get((t, c, s)) or {}
+            row[f"{t}_p99_ms"], row[f"{t}_rps"] = m.get("p99"), m.get("rps")
+        rows.append(row)
+    return rows
+
+
+def _edge_table(rows, reps):
+    out = [f"### Edge rules: the 20 rules of bench/conf/rules/, CPU µs/req (median of {reps} repetitions)\n",
+           "| clients | body | ringproxy | ringproxy-rules | rules' cost µs | nginx | nginx-rules | rules' cost µs "
+           "| **ringproxy-rules ÷ ringproxy** (≤ 1.05) | paired | **ringproxy-rules ÷ nginx-rules** (≤ 0.70) "
+           "| paired | nginx-rules ÷ nginx |",
+           "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---|---:|"]
+
+    def paired(r, n, d):
+        k = f"{n}_over_{d}_".replace("-", "_")
+        if not r[k + "reps"]:
+            return "n/a"
+        return (f"{_fmt(r[k + 'paired_median'], 3)} ({_fmt(r[k + 'paired_min'], 3)}–"
+                f"{_fmt(r[k + 'paired_max'], 3)}, {r[k + 'reps']})")
+    for r in rows:
+        out.append(f"| {r['conns'] or '—'} | {r['size']} | {_fmt(r['ringproxy_cpu_us_per_req'], 2)} "
+                   f"| {_fmt(r['ringproxy-rules_cpu_us_per_req'], 2)} | {_fmt(r['ringproxy_rules_us'], 2)} "
+                   f"| {_fmt(r['nginx_cpu_us_per_req'], 2)} | {_fmt(r['nginx-rules_cpu_us_per_req'], 2)} "
+                   f"| {_fmt(r['nginx_rules_us'], 2)} "
+                   f"| {_fmt(r['ringproxy_rules_over_ringproxy_of_medians'], 3)} | {paired(r, 'ringproxy-rules', 'ringproxy')} "
+                   f"| {_fmt(r['ringproxy_rules_over_nginx_rules_of_medians'], 3)} "
+                   f"| {paired(r, 'ringproxy-rules', 'nginx-rules')} "
+                   f"| {_fmt(r['nginx_rules_over_nginx_of_medians'], 3)} |")
+    out.append("\nrules' cost: CPU µs/req with the rules − without. Ratios of the medians; \"paired\": the "
+               "median (range, repetitions) of the ratios taken within each repetition, where the two targets "
+               "ran seconds apart. Every target got the same request (meta: request).\n")
+    return out
 
 
 def cmd_floor(a):
@@ -715,9 +794,13 @@ def cmd_report(a):
                         f"{t}_rss_after_mib": m.get("rss2")})
         ratio_rows.append(row)
 
+    edge_rows = _edge_rows(raw, agg, points)
+
     out = []
     if meta:
         out.append(meta.rstrip() + "\n")
+    if edge_rows:
+        out.extend(_edge_table(edge_rows, reps))
 
     # ---- headline: one concurrency, every target
     conns_seen = sorted({c for c, _ in points if c})
@@ -870,8 +953,10 @@ def cmd_report(a):
         _write_csv(os.path.join(d, "table.csv"), csv_rows, TABLE_FIELDS)
     if ratio_rows:
         _write_csv(os.path.join(d, "ratios.csv"), ratio_rows, RATIO_FIELDS)
+    if edge_rows:
+        _write_csv(os.path.join(d, "edge.csv"), edge_rows, EDGE_FIELDS_CSV)
     _chart(d, agg, targets, points)
-    sys.stdout.write(_summary(d, ratio_rows, agg, idle, reps, after))
+    sys.stdout.write(_summary(d, ratio_rows, agg, idle, reps, after, edge_rows))
     return 0
 
 
@@ -880,9 +965,24 @@ def _tname(t):
                 "ringproxy-2w": " (2 workers, one CPU)"}.get(t, "")
 
 
-def _summary(d, ratio_rows, agg, idle, reps, after):
+def _summary(d, ratio_rows, agg, idle, reps, after, edge_rows=()):
     """A few lines for the terminal; table.md has everything."""
     o = [""]
+    if edge_rows:
+        o.append(f"edge rules (20), CPU µs/req, median of {reps} repetition(s); ratios: of the medians "
+                 "[paired median, range]:")
+        for r in edge_rows:
+            cells = []
+            for n, d_, goal in EDGE_RATIOS:
+                k = f"{n}_over_{d_}_".replace("-", "_")
+                pr = (f" [{_fmt(r[k + 'paired_median'], 3)}, {_fmt(r[k + 'paired_min'], 3)}–"
+                      f"{_fmt(r[k + 'paired_max'], 3)}]" if r[k + "reps"] else "")
+                cells.append(f"{n} ÷ {d_} {_fmt(r[k + 'of_medians'], 3)}{pr}"
+                             + (f" (≤ {goal:.2f})" if goal else ""))
+            o.append(f"{r['conns'] or '—':>7} x {r['size']:<5} ringproxy {_fmt(r['ringproxy_cpu_us_per_req'], 2)}"
+                     f" / with rules {_fmt(r['ringproxy-rules_cpu_us_per_req'], 2)}, nginx "
+                     f"{_fmt(r['nginx_cpu_us_per_req'], 2)} / with rules {_fmt(r['nginx-rules_cpu_us_per_req'], 2)}")
+            o.append("                  " + "; ".join(cells))
     if ratio_rows:
         o.append(f"ringproxy against the better of nginx and HAProxy, median of {reps} repetition(s):")
         o.append(f"{'clients':>7} {'body':>5} {'CPU µs/req':>10} {'growth':>6} {'÷peer':>6} {'p99 ms':>8} {'÷peer':>6}"
@@ -954,6 +1054,171 @@ unset multiplot
 
 
 # --------------------------------------------------------------------------
+# edge rules pre-flight
+
+# The edge request's fields (run.sh's EDGE_HEADERS); a case may change them.
+EDGE_BASE = {"Host": "www.example.com", "X-Forwarded-Proto": "https", "True-Client-IP": "192.0.2.44",
+             "User-Agent": "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0",
+             "Accept": "*/*"}
+# What rules 1 and 2 add to every answer over https, and remove.
+EDGE_SEC = {"X-Content-Type-Options": "nosniff", "X-Frame-Options": "SAMEORIGIN",
+            "Referrer-Policy": "strict-origin-when-cross-origin",
+            "Strict-Transport-Security": "max-age=31536000; includeSubDomains", "X-Powered-By": None}
+EDGE_HTTP_SEC = dict(EDGE_SEC, **{"Strict-Transport-Security": None})
+# Fields a rule may set, checked on every answer: absent unless a case expects them.
+EDGE_FIELDS = list(EDGE_SEC) + ["Location", "Retry-After", "Cache-Control", "X-Robots-Tag",
+                                "Access-Control-Allow-Origin", "Access-Control-Allow-Methods",
+                                "Access-Control-Max-Age"]
+HTML = "text/html; charset=utf-8"
+ORIGIN_POWERED_BY = "PHP/8.2.7"  # bench/conf/origin-nginx.conf
+
+
+def _echo(uri, **kw):
+    """The body of the origin's /.bench-echo for what it received."""
+    f = {"uri": uri, "host": "www.example.com", "x-site": "www", "x-site-section": "",
+         "x-forwarded-host": "www.example.com", "section-origin": "", "x-internal-token": ""}
+    f.update({k.replace("_", "-"): v for k, v in kw.items()})
+    return "".join(f"{k}={f[k]}\n" for k in ("uri", "host", "x-site", "x-site-section", "x-forwarded-host",
+                                             "section-origin", "x-internal-token")).encode()
+
+
+def _edge_cases(rules_dir, load_path, load_bytes):
+    """(name, method, target, fields, status, expected fields, body or None) for each request."""
+    with open(os.path.join(rules_dir, "pages", "maintenance.html"), "rb") as f:
+        maint = f.read()
+    with open(os.path.join(rules_dir, "pages", "404.html"), "rb") as f:
+        page404 = f.read()
+    moved = []
+    with open(os.path.join(rules_dir, "redirects.txt")) as f:
+        for line in f:
+            if line.strip() and not line.lstrip().startswith("#"):
+                moved.append(line.split())
+    (m1f, m1t), (m2f, m2t) = moved[1], moved[len(moved) // 2]
+    sec, hsec = EDGE_SEC, EDGE_HTTP_SEC
+    return [
+        ("the load's request: 7 rules apply, proxied with /blog stripped", "GET", load_path, {}, 200,
+         dict(sec, **{"Content-Type": "application/octet-stream"}), b"x" * load_bytes),
+        ("request fields set and removed, prefix stripped", "GET", "/blog/.bench-echo",
+         {"X-Internal-Token": "secret", "X-Site": "client", "section-origin": "client"}, 200, sec,
+         _echo("/.bench-echo", x_site_section="blog", section_origin="client")),
+        ("query kept through the rewrite", "GET", "/blog/.bench-echo?a=1&b=%20c", {}, 200, sec,
+         _echo("/.bench-echo?a=1&b=%20c", x_site_section="blog")),
+        ("no rewrite: target as sent", "GET", "/.bench-echo?q=%7e", {}, 200, sec, _echo("/.bench-echo?q=%7e")),
+        ("api host: section-origin, CORS", "GET", "/.bench-echo", {"Host": "api.example.com"}, 200,
+         dict(sec, **{"Access-Control-Allow-Origin": "https://www.example.com"}),
+         _echo("/.bench-echo", host="api.example.com", x_site="", x_forwarded_host="api.example.com",
+               section_origin="api")),
+        ("preview header", "GET", "/.bench-echo", {"X-Preview": "1"}, 200,
+         dict(sec, **{"X-Robots-Tag": "noindex"}), _echo("/.bench-echo", section_origin="preview")),
+        ("preview host (subdomains only)", "GET", "/.bench-echo", {"Host": "pr-7.preview.example.com"}, 200,
+         dict(sec, **{"X-Robots-Tag": "noindex"}),
+         _echo("/.bench-echo", host="pr-7.preview.example.com", x_site="",
+               x_forwarded_host="pr-7.preview.example.com")),
+        ("not a preview host", "GET", "/.bench-echo", {"Host": "preview.example.com"}, 200, sec,
+         _echo("/.bench-echo", host="preview.example.com", x_site="", x_forwarded_host="preview.example.com")),
+        ("https redirect", "GET", "/blog/x?y=1", {"X-Forwarded-Proto": "http"}, 301,
+         dict(hsec, Location="https://www.example.com/blog/x?y=1"), None),
+        ("canonical host", "GET", "/a/b?c", {"Host": "example.com"}, 301,
+         dict(sec, Location="https://www.example.com/a/b?c"), None),
+        ("method outside the list", "PURGE", "/x", {}, 405, sec, None),
+        ("bad bot", "GET", "/", {"User-Agent": "BadBot/1.0"}, 403, sec, None),
+        ("admin from outside the office", "GET", "/admin/users", {}, 403, sec, None),
+        ("admin, exact path", "GET", "/admin", {}, 403, sec, None),
+        ("admin, %61 in the path", "GET", "/%61dmin/users", {}, 403, sec, None),
+        ("admin, // in the path", "GET", "//admin/users", {}, 403, sec, None),
+        ("admin, dot segments", "GET", "/x/../admin/y", {}, 403, sec, None),
+        ("admin from the office (True-Client-IP)", "GET", "/admin/ok.txt", {"True-Client-IP": "203.0.113.9"},
+         200, sec, b"admin\n"),
+        ("shop maintenance page", "GET", "/shop/cart", {}, 503,
+         dict(sec, **{"Retry-After": "600", "Content-Type": HTML}), maint),
+        ("shop maintenance, HEAD", "HEAD", "/shop", {}, 503, dict(sec, **{"Retry-After": "600"}), b""),
+        ("redirect map hit", "GET", m1f, {}, 301, dict(sec, Location=m1t), None),
+        ("redirect map hit, query kept", "GET", m2f + "?ref=mail", {}, 301, dict(sec, Location=m2t + "?ref=mail"),
+         None),
+        ("api preflight", "OPTIONS", "/v1/items", {"Host": "api.example.com"}, 204,
+         dict(sec, **{"Access-Control-Allow-Origin": "https://www.example.com",
+                      "Access-Control-Allow-Methods": "GET, POST, OPTIONS", "Access-Control-Max-Age": "86400"}),
+         b""),
+        ("static cache", "GET", "/assets/app.js", {}, 200,
+         dict(sec, **{"Cache-Control": "public, max-age=31536000, immutable"}), b"app\n"),
+        ("the origin's 404: the error page", "GET", "/no-such-page", {}, 404,
+         dict(sec, **{"Content-Type": HTML}), page404),
+        ("wp probe: 404 with the error page", "GET", "/wp-login.php", {}, 404, dict(sec, **{"Content-Type": HTML}),
+         page404),
+        ("legacy feed", "GET", "/feed", {}, 301, dict(sec, Location="https://www.example.com/blog/feed.xml"), None),
+        ("health check over http: no rule applies", "GET", "/.well-known/section-io/aee-hc/healthz",
+         {"X-Forwarded-Proto": "http"}, 200,
+         {k: None for k in EDGE_SEC} | {"X-Powered-By": ORIGIN_POWERED_BY}, b"ok\n"),
+    ]
+
+
+def _edge_ask(hostport, method, target, fields):
+    host, _, port = hostport.rpartition(":")
+    c = http.client.HTTPConnection(host, int(port), timeout=5)
+    try:
+        c.putrequest(method, target, skip_host=True, skip_accept_encoding=True)
+        for k, v in dict(EDGE_BASE, **fields).items():
+            c.putheader(k, v)
+        c.endheaders()
+        r = c.getresponse()
+        body = r.read()
+        return r.status, r.msg, body
+    finally:
+        c.close()
+
+
+def cmd_edgecheck(a):
+    """Every rules target answers each case as expected (status, the fields a rule may
+    set, the body), and all of them alike. Prints every difference; exit 1 if any."""
+    targets = [t.split("=", 1) for t in a.target]
+    cases = _edge_cases(a.rules, a.load_path, a.load_bytes)
+    bad = 0
+    for name, method, target, fields, status, want, body in cases:
+        seen = {}
+        for t, hp in targets:
+            problems = []
+            try:
+                st, msg, got = _edge_ask(hp, method, target, fields)
+            except (OSError, http.client.HTTPException) as e:
+                problems.append(f"no answer ({e or type(e).__name__})")
+                st, msg, got = None, None, None
+            if st is not None:
+                if st != status:
+                    problems.append(f"status {st}, expected {status}")
+                for f in sorted(set(EDGE_FIELDS) | set(want)):
+                    exp = want.get(f)
+                    vals = msg.get_all(f) or []
+                    if exp is None and vals:
+                        problems.append(f"{f}: {vals}, expected none")
+                    elif exp is not None and vals != [exp]:
+                        problems.append(f"{f}: {vals or 'none'}, expected [{exp!r}]")
+                srv = msg.get("Server", "")
+                if "/" in srv and "healthz" not in target:
+                    problems.append(f"Server: {srv!r} (the origin's) passed")
+                if body is not None and got != body:
+                    problems.append(f"body {got[:60]!r}{'...' if len(got) > 60 else ''} ({len(got)} B), "
+                                    f"expected {body[:60]!r} ({len(body)} B)")
+                # Content-Type only where a case names it: nginx's own answers (403,
+                # 301) have an HTML body of nginx's, ringproxy's a short text one.
+                seen[t] = (st, [(f, msg.get_all(f)) for f in EDGE_FIELDS + ["Content-Type"]
+                                if f != "Content-Type" or f in want], got if body is not None else None)
+            mark = "ok  " if not problems else "FAIL"
+            print(f"{mark} {t:16} {method} {target} ({name})" + "".join(f"\n       {p}" for p in problems))
+            bad += bool(problems)
+        if len(seen) > 1 and len({repr(v) for v in seen.values()}) > 1:
+            print(f"DIFF {method} {target}: the targets answer differently:")
+            for t, v in seen.items():
+                print(f"       {t}: {v[0]} {[(f, x) for f, x in v[1] if x]}"
+                      + (f" body {len(v[2])} B" if v[2] is not None else ""))
+            bad += 1
+    total = len(cases) * len(targets)
+    print(f"{total - bad if bad <= total else 0}/{total} answers as expected"
+          + (f", {bad} problem(s)" if bad else f" ({len(cases)} requests, targets: "
+             + ", ".join(t for t, _ in targets) + ", alike)"))
+    return 1 if bad else 0
+
+
+# --------------------------------------------------------------------------
 
 def cmd_instr(a):
     """Instructions per request from one callgrind dump: total and the top functions.
@@ -1002,7 +1267,9 @@ def main():
     sp = ap.add_subparsers(dest="cmd", required=True)
     p = sp.add_parser("ports"); p.add_argument("n", type=int); p.set_defaults(f=cmd_ports)
     p = sp.add_parser("wait"); p.add_argument("url"); p.add_argument("bytes", type=int)
-    p.add_argument("timeout", type=float); p.set_defaults(f=cmd_wait)
+    p.add_argument("timeout", type=float)
+    p.add_argument("--header", action="append", help="a request field, 'Name: value'")
+    p.set_defaults(f=cmd_wait)
     p = sp.add_parser("tree"); p.add_argument("root", type=int); p.set_defaults(f=cmd_tree)
     p = sp.add_parser("rss"); p.add_argument("root", type=int); p.set_defaults(f=cmd_rss)
     p = sp.add_parser("run")
@@ -1016,6 +1283,7 @@ def main():
     p.add_argument("--settle", type=float, default=0.0,
                    help="seconds after the load before reading RSS again (0: not read)")
     p.add_argument("--origin-status", default="", help="the origin's stub_status URL")
+    p.add_argument("--header", action="append", help="a request field for wrk, 'Name: value'")
     p.set_defaults(f=cmd_run)
     p = sp.add_parser("idle")
     p.add_argument("--target", required=True); p.add_argument("--out", required=True)
@@ -1028,6 +1296,12 @@ def main():
                    help="clients of the headline table (the nearest measured if absent)")
     p.set_defaults(f=cmd_report)
     p = sp.add_parser("floor"); p.add_argument("dirs", nargs="+"); p.set_defaults(f=cmd_floor)
+    p = sp.add_parser("edgecheck", help="the edge rules' pre-flight")
+    p.add_argument("--target", action="append", required=True, help="NAME=HOST:PORT")
+    p.add_argument("--rules", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "conf", "rules"))
+    p.add_argument("--load-path", default="/blog/13", help="the load's request target")
+    p.add_argument("--load-bytes", type=int, default=13, help="its body size")
+    p.set_defaults(f=cmd_edgecheck)
     p = sp.add_parser("instr"); p.add_argument("--target"); p.add_argument("--size")
     p.add_argument("--requests", type=int); p.add_argument("--dump"); p.add_argument("--out")
     p.set_defaults(f=cmd_instr)

@@ -11,6 +11,13 @@
 #   bench/run.sh --instr    user-space instructions per request of ringproxy
 #                           (callgrind; stable where CPU time is noisy)
 #
+# Edge rules: the targets ringproxy-rules and nginx-rules run the same 20
+# rules (bench/conf/rules/, bench/conf/proxy-nginx-rules.conf) on the same
+# requests; a pre-flight checks that both answer a set of requests alike
+# (status, fields, bodies, what the origin receives) and stops the run if not:
+#   BENCH_POINTS="50x13 512x13" BENCH_TARGETS="ringproxy ringproxy-rules nginx nginx-rules" \
+#       bench/run.sh --no-idle
+#
 # The sweep is a list of points, each a number of keep-alive clients and a
 # body size: every BENCH_CONNS at every BENCH_SIZES, plus BENCH_MEM_POINT
 # (or exactly BENCH_POINTS). Default: 50, 512 and 2048 clients at 13 B and
@@ -32,7 +39,14 @@
 #                            is read (does the proxy give memory back?)
 #   BENCH_THREADS [1]        wrk threads
 #   BENCH_TARGETS ["ringproxy nginx haproxy relay origin"]; also ringproxy-2w:
-#                            two ringproxy workers sharing the proxy CPU
+#                            two ringproxy workers sharing the proxy CPU, and
+#                            ringproxy-rules, nginx-rules: with the 20 edge rules
+#   BENCH_REQUEST [auto]     what wrk sends: plain (GET /SIZE, Host 127.0.0.1:PORT)
+#                            or edge (GET /blog/SIZE with Host www.example.com,
+#                            X-Forwarded-Proto https, True-Client-IP, User-Agent,
+#                            Accept: what the platform forwards); every target
+#                            gets the same request. auto: edge when a *-rules
+#                            target runs, else plain
 #   BENCH_SYSCALL_DURATION [1]  seconds per extra run under `perf stat` counting
 #                            syscalls (0: skip); kept apart from the timed runs
 #   BENCH_WARMUP [1]         seconds of warm-up per target at the largest body and
@@ -40,6 +54,8 @@
 #   BENCH_IDLE_CONNS [10000] idle keep-alive connections per proxy (--idle; the
 #                            report gives bytes of RSS per idle connection)
 #   BENCH_INSTR_DURATION [4] seconds of load per body size under callgrind (--instr)
+#   BENCH_INSTR_TARGETS ["ringproxy ringproxy-nolog"]  what --instr measures (also
+#                            ringproxy-rules)
 #   BENCH_BUILD_DIR [build-bench]  meson build dir (release, LTO, profile-guided
 #                            by bench/pgo-build.sh, as the container image is built)
 #   BENCH_PGO [auto]         PGO mode of that build: auto, require or off
@@ -100,6 +116,8 @@ SYSCALL_DURATION=${BENCH_SYSCALL_DURATION:-1}
 WARMUP=${BENCH_WARMUP:-1}
 IDLE_CONNS=${BENCH_IDLE_CONNS:-10000}
 INSTR_DURATION=${BENCH_INSTR_DURATION:-4}
+INSTR_TARGETS=${BENCH_INSTR_TARGETS:-ringproxy ringproxy-nolog}
+REQUEST=${BENCH_REQUEST:-auto}
 BUILD_DIR=${BENCH_BUILD_DIR:-$ROOT/build-bench}
 PGO_MODE=${BENCH_PGO:-auto}
 BUILT_AS="given as BENCH_RINGPROXY"
@@ -110,6 +128,16 @@ NGINX_KEEPALIVE=${BENCH_NGINX_KEEPALIVE:-512}
 
 log() { printf '%s %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
+
+case $REQUEST in auto | plain | edge) ;; *) die "BENCH_REQUEST must be auto, plain or edge, not '$REQUEST'" ;; esac
+# The edge request: what reaches a site's proxy behind the platform (its TLS
+# ends before it: X-Forwarded-Proto https, the client in True-Client-IP). For
+# the rules' targets it goes through 7 of the 20 rules and is proxied with
+# a rewritten target; the other 13 rules are evaluated and do not match.
+EDGE_PREFIX=/blog
+EDGE_HEADERS=("Host: www.example.com" "X-Forwarded-Proto: https" "True-Client-IP: 192.0.2.44"
+    "User-Agent: Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
+    "Accept: */*")
 
 # ---------------------------------------------------------------- the sweep's points
 # POINTS: "CLIENTSxSIZE" in the order they run; ALL_SIZES: each size once.
@@ -288,8 +316,9 @@ build() {
     : >"$blog"
     if [[ -z $RINGPROXY ]]; then
         log "building ringproxy (release, LTO, profile-guided: PGO=$PGO_MODE) in $BUILD_DIR"
-        if PGO=$PGO_MODE "$BENCH/pgo-build.sh" "$BUILD_DIR" >>"$blog" 2>&1 &&
-            [[ -x $BUILD_DIR/ringproxy ]]; then
+        # The checker too, as the image is built: it vets ringproxy-rules' config.
+        if PGO=$PGO_MODE PGO_TARGETS="ringproxy ringproxy-validate" "$BENCH/pgo-build.sh" "$BUILD_DIR" \
+            >>"$blog" 2>&1 && [[ -x $BUILD_DIR/ringproxy ]]; then
             RINGPROXY=$BUILD_DIR/ringproxy
             BUILT_AS=$(grep '^pgo-build: built' "$blog" | tail -n 1 | sed 's/^pgo-build: //')
         else
@@ -297,6 +326,9 @@ build() {
             log "ringproxy did not build (see $blog); its rows are left out"
         fi
     fi
+    VALIDATE=""
+    [[ -n $RINGPROXY && -x $(dirname "$RINGPROXY")/checks/ringproxy-validate ]] &&
+        VALIDATE=$(dirname "$RINGPROXY")/checks/ringproxy-validate
     # The floor relay is built on its own, the same way whatever the proxy's
     # build (release flags; no profile, its user time is ~0.3 us per request).
     RELAY=$TMP/ringproxy-relay
@@ -316,11 +348,13 @@ size_bytes() {
     esac
 }
 
-# fill TEMPLATE OUT LOG(on|off) KEY=VALUE...: placeholders and #@LOG markers
+# fill TEMPLATE OUT LOG(on|off) KEY=VALUE...: placeholders, #@LOG markers, and
+# #@EDGE lines (kept only with the edge request)
 fill() {
     local tpl=$1 out=$2 logmode=$3 kv
     shift 3
     local -a sedargs=()
+    if ((EDGE)); then sedargs+=(-e 's/ *#@EDGE$//'); else sedargs+=(-e '/#@EDGE$/d'); fi
     for kv in "$@"; do
         sedargs+=(-e "s|@${kv%%=*}@|${kv#*=}|g")
     done
@@ -358,7 +392,8 @@ start() {
 ready() {
     local name=$1 s
     for s in $ALL_SIZES; do
-        "${LIB[@]}" wait "http://127.0.0.1:${PORT[$name]}/$s" "$(size_bytes "$s")" 15 || return 1
+        "${LIB[@]}" wait "http://127.0.0.1:${PORT[$name]}$REQ_PREFIX/$s" "$(size_bytes "$s")" 15 \
+            "${REQ_HDRS[@]}" || return 1
     done
 }
 
@@ -371,6 +406,15 @@ start_origin() {
     for s in $ALL_SIZES; do
         head -c "$(size_bytes "$s")" /dev/zero | tr '\0' 'x' >"$dir/www/$s"
     done
+    # The edge request's path: the same files under /blog/ (the rules' targets
+    # strip the prefix, the others forward it as sent); the health check.
+    if ((EDGE)); then
+        ln -s . "$dir/www/blog"
+        mkdir -p "$dir/www/.well-known/section-io/aee-hc" "$dir/www/admin" "$dir/www/assets"
+        echo ok >"$dir/www/.well-known/section-io/aee-hc/healthz"
+        echo admin >"$dir/www/admin/ok.txt"
+        echo app >"$dir/www/assets/app.js"
+    fi
     PORT[origin]=$(mkport)
     fill "$BENCH/conf/origin-nginx.conf" "$dir/nginx.conf" off DIR="$dir" WWW="$dir/www" \
         PORT="${PORT[origin]}" NOFILE="$NOFILE" WORKER_CONNECTIONS="$ORIGIN_CONNS"
@@ -393,17 +437,39 @@ start_target() { # start_target NAME: 0 when it answers
             WORKER_CONNECTIONS="$PROXY_CONNS" LOG_BUFFER="$NGINX_LOG_BUFFER" KEEPALIVE="$NGINX_KEEPALIVE"
         start "$name" "$outmode" "${PIN_PROXY[@]}" nginx -p "$dir" -e "$dir/error.log" -c "$dir/nginx.conf" -g 'daemon off;'
         ;;
+    nginx-rules)
+        # The rules' folder (pages), and redirects.txt as an nginx map file.
+        nginx_dirs "$dir"
+        cp -r "$BENCH/conf/rules" "$dir/rules"
+        awk '!/^[[:space:]]*(#|$)/ { printf "\"%s\" \"%s\";\n", $1, $2 }' \
+            "$BENCH/conf/rules/redirects.txt" >"$dir/rules/redirects.map"
+        fill "$BENCH/conf/proxy-nginx-rules.conf" "$dir/nginx.conf" "$logmode" DIR="$dir" RULES="$dir/rules" \
+            PORT="${PORT[$name]}" ORIGIN_PORT="${PORT[origin]}" NOFILE="$NOFILE" \
+            WORKER_CONNECTIONS="$PROXY_CONNS" LOG_BUFFER="$NGINX_LOG_BUFFER" KEEPALIVE="$NGINX_KEEPALIVE"
+        start "$name" "$outmode" "${PIN_PROXY[@]}" nginx -p "$dir" -e "$dir/error.log" -c "$dir/nginx.conf" -g 'daemon off;'
+        ;;
     haproxy | haproxy-nolog)
         fill "$BENCH/conf/haproxy.cfg" "$dir/haproxy.cfg" "$logmode" DIR="$dir" \
             PORT="${PORT[$name]}" ORIGIN_PORT="${PORT[origin]}" MAXCONN="$HAPROXY_MAXCONN"
         start "$name" "$outmode" "${PIN_PROXY[@]}" haproxy -db -f "$dir/haproxy.cfg"
         ;;
-    ringproxy | ringproxy-nolog | ringproxy-2w)
+    ringproxy | ringproxy-nolog | ringproxy-2w | ringproxy-rules)
         [[ -n $RINGPROXY ]] || return 1
         mkdir -p "$dir/conf"
         local nolog=() workers=1
         # The same 18 JSON fields as nginx's and HAProxy's log formats (the default list has 8 more).
-        if [[ -n ${BENCH_RINGPROXY_CONFIG:-} ]]; then
+        if [[ $name == ringproxy-rules ]]; then
+            # The 20 rules, their pages and redirect map; the same log fields.
+            cp -r "$BENCH/conf/rules/." "$dir/conf/"
+            if [[ $LOG_STYLE == native ]]; then
+                "$PY" -c 'import json, sys; d = json.load(open(sys.argv[1])); d.pop("access_log", None); json.dump(d, open(sys.argv[1], "w"), indent=1)' "$dir/conf/proxy.json"
+            fi
+            if [[ -x $VALIDATE ]] && ! "$VALIDATE" "$dir/conf" 2>"$dir/validate.txt"; then
+                log "ringproxy-validate rejects bench/conf/rules:"
+                sed 's/^/    /' "$dir/validate.txt" >&2
+                return 1
+            fi
+        elif [[ -n ${BENCH_RINGPROXY_CONFIG:-} ]]; then
             cp "$BENCH_RINGPROXY_CONFIG" "$dir/conf/proxy.json"
         elif [[ $LOG_STYLE == json ]]; then
             cp "$BENCH/conf/ringproxy.json" "$dir/conf/proxy.json"
@@ -440,7 +506,7 @@ measure() { # measure OUT REP CLIENTSxSIZE TARGET DURATION [--perf] [--settle S]
     [[ $t == origin ]] && pc="" # the origin shares the load core: no noise figure
     fgrun "${PIN_LOAD[@]}" "${LIB[@]}" run --out "$out" --rep "$rep" --target "$t" --size "$size" \
         --bytes "$(size_bytes "$size")" --root "${ROOTPID[$t]}" \
-        --url "http://127.0.0.1:${PORT[$t]}/$size" --duration "$dur" --conns "$conns" \
+        --url "http://127.0.0.1:${PORT[$t]}$REQ_PREFIX/$size" "${REQ_HDRS[@]}" --duration "$dur" --conns "$conns" \
         --threads "$THREADS" --script "$BENCH/wrk-report.lua" --load-cpus "$LOAD_CPUS" --proxy-cpus "$pc" \
         --origin-status "http://127.0.0.1:${PORT[origin]}/.bench-status" "$@"
 }
@@ -471,7 +537,24 @@ fi
 if ((!DO_LOAD)); then # --idle: the proxies only
     mapfile -t want < <(printf '%s\n' "${want[@]}" | grep -Ev '^(relay|origin)$' || true)
 fi
-((DO_INSTR)) && want=(ringproxy ringproxy-nolog)
+((DO_INSTR)) && read -r -a want <<<"$INSTR_TARGETS"
+
+# The request every target gets (BENCH_REQUEST).
+EDGE=0
+if [[ $REQUEST == edge ]]; then
+    EDGE=1
+elif [[ $REQUEST == auto ]]; then
+    for t in "${want[@]}"; do [[ $t == *-rules ]] && EDGE=1; done
+fi
+for t in "${want[@]}"; do
+    [[ $t == *-rules ]] && ((!EDGE)) && die "$t needs the edge request (BENCH_REQUEST=edge or auto)"
+done
+REQ_PREFIX="" REQ_HDRS=() WRK_HDRS=()
+if ((EDGE)); then
+    REQ_PREFIX=$EDGE_PREFIX
+    for h in "${EDGE_HEADERS[@]}"; do REQ_HDRS+=(--header "$h"); WRK_HDRS+=(-H "$h"); done
+fi
+
 log "origin: nginx on 127.0.0.1 (cpu ${LOAD_CPUS:-any}); proxies on cpu ${PROXY_CPUS:-any}"
 start_origin
 for t in "${want[@]}"; do
@@ -481,6 +564,24 @@ for t in "${want[@]}"; do
 done
 ((${#ACTIVE[@]})) || die "no target answered"
 log "targets: ${ACTIVE[*]}"
+# Pre-flight: the two rule sets answer alike, and as bench/benchlib.py's
+# edgecheck expects (status, fields, bodies, what the origin receives).
+checkargs=()
+for t in ringproxy-rules nginx-rules; do
+    [[ -n ${ROOTPID[$t]:-} ]] && checkargs+=(--target "$t=127.0.0.1:${PORT[$t]}")
+done
+if ((${#checkargs[@]})); then
+    s=${ALL_SIZES%% *}
+    if ! "${LIB[@]}" edgecheck "${checkargs[@]}" --load-path "$REQ_PREFIX/$s" --load-bytes "$(size_bytes "$s")" \
+        >"$RES/edgecheck.txt" 2>&1; then
+        cat "$RES/edgecheck.txt" >&2
+        die "the rules' targets do not answer as expected (above; $RES/edgecheck.txt)"
+    fi
+    log "edge rules pre-flight: $(tail -n 1 "$RES/edgecheck.txt")"
+fi
+for t in ringproxy-rules nginx-rules; do
+    [[ " ${want[*]} " == *" $t "* && -z ${ROOTPID[$t]:-} ]] && log "warning: $t is not running: no rules figures for it"
+done
 # Each target's RSS as started, before any load: the idle level the memory
 # table compares with.
 sleep 0.5
@@ -505,6 +606,12 @@ fi
     echo "- capacities: fd limit $NOFILE; nginx worker_connections $PROXY_CONNS (preallocated, part of its RSS); HAProxy maxconn $HAPROXY_MAXCONN; origin worker_connections $ORIGIN_CONNS; upstream keep-alive: nginx keepalive $NGINX_KEEPALIVE, HAProxy pool-max-conn -1 (no cap; pool fd ratios 75/90 %), ringproxy upstream.pool_max_idle $([[ -n ${BENCH_RINGPROXY_CONFIG:-} ]] && echo "as in $BENCH_RINGPROXY_CONFIG" || echo "at its default (4096)")"
     echo "- access logs: ${LOG_STYLE} lines on stdout piped to \`cat >/dev/null\` (nginx ${NGINX_LOG_BUFFER:-unbuffered}); *-nolog rows: access log off (ringproxy-nolog: --no-access-log)"
     echo "- ringproxy's proxy.json: ${BENCH_RINGPROXY_CONFIG:-$([[ $LOG_STYLE == json ]] && echo "bench/conf/ringproxy.json (the peers' 18 log fields)" || echo "none (built-in defaults)")}"
+    if ((EDGE)); then
+        echo "- request (every target): GET $EDGE_PREFIX/<body size> with $(printf '`%s`, ' "${EDGE_HEADERS[@]}" | sed 's/, $//') (BENCH_REQUEST=edge); the origin serves /blog/<size> as /<size> and adds \`X-Powered-By\`"
+    else
+        echo "- request (every target): GET /<body size>, Host 127.0.0.1:<port> (BENCH_REQUEST=plain)"
+    fi
+    [[ " ${ACTIVE[*]} " == *-rules\ * ]] && echo "- edge rules: ringproxy-rules bench/conf/rules/ (20 rules, 1,000-entry redirect map), nginx-rules bench/conf/proxy-nginx-rules.conf; pre-flight: $(tail -n 1 "$RES/edgecheck.txt" 2>/dev/null || echo 'n/a')"
     echo "- CPU µs/req: user+sys of the proxy's process tree (/proc/PID/stat) over the run ÷ completed requests; syscalls/req: $(if ((PERF_OK)); then echo "separate ${SYSCALL_DURATION}s run under perf stat -e raw_syscalls:sys_enter"; else echo 'n/a (perf unavailable)'; fi); RSS: VmRSS summed over the tree before each run, its peak (VmHWM summed over the tree, reset before each run) and VmRSS $([[ $SETTLE == 0 ]] && echo "after the load: not read (BENCH_SETTLE=0)" || echo "${SETTLE}s after the load ended"); origin conns/1k req: connections the origin accepted during the run per 1000 requests (stub_status)"
 } >"$RES/meta.md"
 
@@ -567,7 +674,7 @@ if ((DO_IDLE)); then
     log "idle keep-alive connections: $IDLE_CONNS per proxy"
     IDLE_SIZE=$(for s in $ALL_SIZES; do echo "$(size_bytes "$s") $s"; done | sort -n | head -n 1 | cut -d' ' -f2)
     for t in "${ACTIVE[@]}"; do
-        [[ $t == relay || $t == origin || $t == *-nolog ]] && continue
+        [[ $t == relay || $t == origin || $t == *-nolog || $t == *-rules ]] && continue
         # After the sweep a proxy has memory to spare (freed, not returned):
         # new connections would take it and look free. Measure a fresh one.
         if ((DO_LOAD)) && ! restart_target "$t"; then
@@ -583,7 +690,7 @@ fi
 instr() {
     local t=$1 size=$2 dir=$TMP/$1 pid=${ROOTPID[$1]} n out
     callgrind_control -d "$pid" >/dev/null
-    out=$("${PIN_LOAD[@]}" wrk -t1 -c10 "-d${INSTR_DURATION}s" "http://127.0.0.1:${PORT[$t]}/$size")
+    out=$("${PIN_LOAD[@]}" wrk -t1 -c10 "-d${INSTR_DURATION}s" "${WRK_HDRS[@]}" "http://127.0.0.1:${PORT[$t]}$REQ_PREFIX/$size")
     n=$(awk '/requests in/ {print $1}' <<<"$out")
     callgrind_control -d "$pid" >/dev/null
     "${LIB[@]}" instr --target "$t" --size "$size" --requests "$n" \
