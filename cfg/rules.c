@@ -1454,7 +1454,7 @@ static int build_rewrite(struct rb *b, const json_t *v, struct cfg_rewrite *rw)
         }
         pop(b, mark);
     }
-    if (!first && ok) {
+    if (!first && json_object_size(v) == 0) { /* else its unknown keys were reported */
         err(b, "expected one of \"strip_prefix\", \"add_prefix\", \"path\"");
         ok = 0;
     }
@@ -1587,6 +1587,19 @@ static int parse_map(struct rb *b, const char *data, size_t len, struct map_prob
     int too_many = 0;
 
     cfg_hset_init(&map->from, 0);
+    /* Sized once from the line count and the file's size: no regrowth per entry. */
+    for (const char *p = data; (p = memchr(p, '\n', (size_t)(data + len - p))) != NULL; p++)
+        cap++;
+    cap = cap + 1 < CFG_RULES_MAX_MAP_ENTRIES ? cap + 1 : CFG_RULES_MAX_MAP_ENTRIES;
+    to_off = malloc(cap * sizeof(*to_off));
+    lines = malloc(cap * sizeof(*lines));
+    if (!to_off || !lines || buf_reserve(&tos, len + 1) < 0) {
+        free(to_off);
+        free(lines);
+        free(tos.p);
+        b->oom = 1;
+        return -1;
+    }
     for (const char *p = data, *end = data + len; p < end && !too_many;) {
         const char *nl = memchr(p, '\n', (size_t)(end - p));
         const char *le = nl ? nl : end;
