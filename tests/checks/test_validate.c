@@ -1,8 +1,9 @@
 /*
  * Runs the built validator (VALIDATE) as a subprocess, like the platform
  * does (C8): the golden files in GOLDEN_DIR/good and GOLDEN_DIR/bad (each bad
- * X.json with the exact stderr in X.expected), file-system cases, usage,
- * the validate.sh name, and a run without network.
+ * X.json with the exact stderr in X.expected; a folder X/ is a whole config
+ * folder, proxy.json and the files its edge rules read, with bad/X.expected),
+ * file-system cases, usage, the validate.sh name, and a run without network.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -154,8 +155,9 @@ static void rm_dir(char *dir)
 /* ---- golden files ---- */
 
 struct golden {
-    char *json;     /* GOLDEN_DIR/{good,bad}/X.json */
+    char *json;     /* GOLDEN_DIR/{good,bad}/X.json, or the folder X */
     char *expected; /* GOLDEN_DIR/bad/X.expected, NULL for good */
+    int folder;     /* json is a config folder, validated where it is */
 };
 
 static void golden_free(struct criterion_test_params *p)
@@ -186,7 +188,8 @@ static int is_json(const struct dirent *d)
 {
     size_t n = strlen(d->d_name);
 
-    return n > 5 && strcmp(d->d_name + n - 5, ".json") == 0;
+    return (n > 5 && strcmp(d->d_name + n - 5, ".json") == 0) ||
+           (d->d_type == DT_DIR && d->d_name[0] != '.');
 }
 
 ParameterizedTestParameters(checks_golden, file)
@@ -216,8 +219,12 @@ ParameterizedTestParameters(checks_golden, file)
             snprintf(path, sizeof(path), "%s/%s", dir, list[i]->d_name);
             g[n].json = cr_strdup(path);
             g[n].expected = NULL;
+            g[n].folder = list[i]->d_type == DT_DIR;
             if (k == 1) {
-                strcpy(path + strlen(path) - 5, ".expected");
+                if (g[n].folder)
+                    strcat(path, ".expected");
+                else
+                    strcpy(path + strlen(path) - 5, ".expected");
                 g[n].expected = cr_strdup(path);
             }
             n++;
@@ -231,14 +238,20 @@ ParameterizedTestParameters(checks_golden, file)
 
 ParameterizedTest(struct golden *g, checks_golden, file)
 {
-    char *content = read_file(g->json), *dir;
+    char *content = NULL, *dir = NULL;
     struct stat st;
     struct run r;
 
-    /* Copy by size: a golden file may hold NUL bytes. */
-    cr_assert_eq(stat(g->json, &st), 0);
-    dir = dir_with(content, (size_t)st.st_size);
-    r = run_validator(dir);
+    if (g->folder) {
+        /* The validator writes nothing: the folder is checked where it is. */
+        r = run_validator(g->json);
+    } else {
+        /* Copy by size: a golden file may hold NUL bytes. */
+        content = read_file(g->json);
+        cr_assert_eq(stat(g->json, &st), 0);
+        dir = dir_with(content, (size_t)st.st_size);
+        r = run_validator(dir);
+    }
     cr_expect_str_eq(r.out, "", "%s: stdout must stay empty", g->json);
     if (!g->expected) {
         cr_expect_eq(r.code, 0, "%s: exit %d", g->json, r.code);
@@ -252,7 +265,8 @@ ParameterizedTest(struct golden *g, checks_golden, file)
     }
     run_free(&r);
     free(content);
-    rm_dir(dir);
+    if (dir)
+        rm_dir(dir);
 }
 
 Test(checks_golden, every_bad_file_has_expected_output)
@@ -276,8 +290,16 @@ Test(checks_golden, every_bad_file_has_expected_output)
             cr_expect_eq(access(other, R_OK), 0, "%s has no .expected", name);
             nbad++;
         } else if (n > 9 && strcmp(name + n - 9, ".expected") == 0) {
+            char folder[1024];
+
             snprintf(other, sizeof(other), "%s/%.*s.json", dir, (int)(n - 9), name);
-            cr_expect_eq(access(other, R_OK), 0, "%s has no .json", name);
+            snprintf(folder, sizeof(folder), "%s/%.*s/proxy.json", dir, (int)(n - 9), name);
+            cr_expect(access(other, R_OK) == 0 || access(folder, R_OK) == 0,
+                      "%s has no .json or folder", name);
+        } else if (list[i]->d_type == DT_DIR && name[0] != '.') {
+            snprintf(other, sizeof(other), "%s/%s.expected", dir, name);
+            cr_expect_eq(access(other, R_OK), 0, "folder %s has no .expected", name);
+            nbad++;
         }
         free(list[i]);
     }
