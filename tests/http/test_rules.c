@@ -10,9 +10,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <criterion/criterion.h>
 
+#include "cfg/cfg.h"
 #include "cfg/rules.h"
 #include "http/forward.h"
 #include "http/msg.h"
@@ -129,10 +131,60 @@ Test(http_rules, normalise_room)
 /* ---- building a rule set as cfg/rules.c compiles it ---------------------- */
 
 static struct cfg_rules rs;
+static struct cfg *loaded; /* rs came from the loader: its rules are cfg_free()'s */
+
+static void hedits_release(struct cfg_hedits *ed)
+{
+    for (size_t j = 0; j < ed->n; j++)
+        free(ed->v[j].value.parts);
+    free(ed->v);
+}
+
+static void match_release(struct cfg_match *m)
+{
+    if (!m)
+        return;
+    cfg_hset_free(&m->hosts);
+    cfg_hset_free(&m->host_suffixes);
+    cfg_hset_free(&m->paths);
+    cfg_hset_free(&m->path_prefixes);
+    cfg_hset_free(&m->methods);
+    free(m->client_ip.v);
+    for (size_t i = 0; i < m->nheaders; i++)
+        cfg_hset_free(&m->headers[i].values);
+    free(m->headers);
+    match_release(m->not );
+    free(m);
+}
+
+/* Free a rule set built here (the strings in it are the tests' literals). */
+static void rs_release(void)
+{
+    if (loaded)
+        return;
+    for (size_t i = 0; i < rs.n; i++) {
+        struct cfg_erule *e = &rs.v[i];
+
+        match_release(e->match);
+        hedits_release(&e->req_hdrs);
+        hedits_release(&e->resp_hdrs);
+        hedits_release(&e->answer_hdrs);
+        free(e->location.parts);
+        cfg_hset_free(&e->map.from);
+        free(e->map.to);
+        free(e->map.to_len);
+        free(e->map.to_has_query);
+    }
+    free(rs.v);
+    cfg_hset_free(&rs.edit_names);
+    memset(&rs, 0, sizeof(rs));
+}
+
+TestSuite(http_rules, .fini = rs_release);
 
 static void rs_reset(void)
 {
-    memset(&rs, 0, sizeof(rs));
+    rs_release();
     cfg_hset_init(&rs.edit_names, 1);
 }
 
@@ -811,6 +863,7 @@ Test(http_rules, templates)
         if (strlen(c->want))
             cr_assert_eq(http_rules_expand(&t, &rq, out, strlen(c->want) - 1), -1,
                          "%s: one byte short", c->tpl);
+        free(t.parts);
     }
 }
 
@@ -1182,4 +1235,190 @@ Test(http_rules, reason_phrases)
     cr_assert_str_eq(http_fwd_reason(418), "Error");
     cr_assert_str_eq(http_fwd_reason(429), "Too Many Requests");
     cr_assert_str_eq(http_fwd_reason(308), "Permanent Redirect");
+}
+
+/* ---- through the loader: proxy.json as users write it (cfg/rules.c) -------- */
+
+static char folder[64];
+
+/* Write a file of the config folder. */
+static void folder_file(const char *name, const char *text)
+{
+    char path[256];
+    FILE *f;
+
+    if (!folder[0]) {
+        strcpy(folder, "/tmp/test_http_rules.XXXXXX");
+        cr_assert(mkdtemp(folder));
+    }
+    snprintf(path, sizeof(path), "%s/%s", folder, name);
+    cr_assert((f = fopen(path, "w")), "%s", path);
+    fputs(text, f);
+    cr_assert_eq(fclose(f), 0);
+}
+
+/* Load a proxy.json (with the folder's files) and make its rules the ones tested. */
+static void load(const char *json)
+{
+    struct cfg_errs errs;
+    int r;
+
+    rs_release();
+    r = cfg_load_buf_at(json, strlen(json), "proxy.json", folder[0] ? folder : NULL, &loaded,
+                        &errs);
+
+    cr_assert_eq(r, 0, "does not load: %s", r && errs.n ? errs.lines[0] : "");
+    cfg_errs_free(&errs);
+    cr_assert(loaded->rules);
+    rs = *loaded->rules;
+}
+
+static void unload(void)
+{
+    char path[256];
+    static const char *const names[] = {"redirects.txt", "maintenance.html"};
+
+    cfg_free(loaded);
+    loaded = NULL;
+    memset(&rs, 0, sizeof(rs));
+    for (size_t i = 0; folder[0] && i < sizeof(names) / sizeof(names[0]); i++) {
+        snprintf(path, sizeof(path), "%s/%s", folder, names[i]);
+        (void)unlink(path);
+    }
+    if (folder[0])
+        (void)rmdir(folder);
+    folder[0] = '\0';
+}
+
+/* The cookbook's configs, one request each way. */
+Test(http_rules, cookbook_https_and_canonical_host)
+{
+    char out[1024];
+
+    load("{\"rules\": ["
+         " {\"name\": \"https\", \"match\": {\"scheme\": \"http\"},"
+         "  \"redirect\": {\"to\": \"https://{host}{uri}\"}},"
+         " {\"name\": \"canonical\", \"match\": {\"host\": [\"example.com\"]},"
+         "  \"redirect\": {\"to\": \"https://www.example.com{uri}\", \"status\": 308}}]}");
+    cr_assert_eq(answer_of(GET("/a?b", ""), "10.0.0.1"), 0);
+    assert_str("https", out,
+               http_rules_answer_head(&rs, &vd, &rq, rs.v[0].status, NULL, 1, out, sizeof(out)),
+               "HTTP/1.1 301 Moved Permanently\r\nLocation: https://example.com/a?b\r\n"
+               "Content-Length: 0\r\nConnection: keep-alive\r\n\r\n");
+    cr_assert_eq(answer_of(GET("/a?b", "X-Forwarded-Proto: https\r\n"), "10.0.0.1"), 1,
+                 "behind the platform's TLS: no loop");
+    assert_str("canonical", out,
+               http_rules_answer_head(&rs, &vd, &rq, rs.v[1].status, NULL, 0, out, sizeof(out)),
+               "HTTP/1.1 308 Permanent Redirect\r\nLocation: https://www.example.com/a?b\r\n"
+               "Content-Length: 0\r\nConnection: close\r\n\r\n");
+    cr_assert_eq(answer_of("GET / HTTP/1.1\r\nHost: www.example.com\r\n"
+                           "X-Forwarded-Proto: https\r\n\r\n",
+                           "10.0.0.1"),
+                 -1);
+    unload();
+}
+
+Test(http_rules, cookbook_admin_lockdown)
+{
+    static const struct match_case cases[] = {
+        {"outside", GET("/admin/users", ""), "198.51.100.1", 1},
+        {"outside, spelled otherwise", GET("/x/..//%61dmin%2Fusers", ""), "198.51.100.1", 1},
+        {"outside, the folder itself", GET("/admin", ""), "198.51.100.1", 1},
+        {"office, by True-Client-IP", GET("/admin", "True-Client-IP: 203.0.113.7\r\n"), "10.0.0.1",
+         0},
+        {"office, IPv6", GET("/admin/", ""), "2001:db8::7", 0},
+        {"office, the single address", GET("/admin/", ""), "198.51.100.7", 0},
+        {"outside, X-Forwarded-For of the office",
+         GET("/admin", "X-Forwarded-For: 203.0.113.7\r\n"), "198.51.100.1", 1},
+        {"elsewhere", GET("/administrator", ""), "198.51.100.1", 0},
+    };
+
+    load("{\"lists\": {\"office\": [\"203.0.113.0/24\", \"2001:db8::/32\", \"198.51.100.7\"]},"
+         " \"rules\": [{\"name\": \"admin-lock\","
+         "  \"match\": {\"path\": [\"/admin\", \"/admin/*\"], \"not\": {\"client_ip\": "
+         "[\"@office\"]}},"
+         "  \"deny\": {\"status\": 403}}]}");
+    CHECK_MATCHES(cases);
+    unload();
+}
+
+Test(http_rules, cookbook_security_headers)
+{
+    char out[1024];
+    static const char origin[] = "HTTP/1.1 200 OK\r\nServer: nginx\r\nX-Powered-By: php\r\n"
+                                 "Content-Length: 2\r\n\r\n";
+
+    load("{\"rules\": [{\"name\": \"hsts\", \"response_headers\": {"
+         "\"set\": {\"Strict-Transport-Security\": \"max-age=31536000\"},"
+         "\"add\": {\"X-Served-For\": \"{client_ip}\"},"
+         "\"remove\": [\"Server\", \"X-Powered-By\"]}}]}");
+    cr_assert_eq(answer_of(GET("/", ""), "10.0.0.1"), -1);
+    struct http_fwd_resp o = {.final = 1, .keep_alive = 1, .rs = &rs, .rv = &vd, .rr = &rq};
+    assert_str("edited", out, fwd_response(origin, o, out, sizeof(out)),
+               "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n"
+               "Strict-Transport-Security: max-age=31536000\r\nX-Served-For: 10.0.0.1\r\n\r\n");
+    unload();
+}
+
+Test(http_rules, cookbook_maintenance_keeps_the_health_check)
+{
+    char out[1024];
+
+    folder_file("maintenance.html", "<h1>Back soon</h1>\n");
+    load("{\"rules\": [{\"name\": \"shop-closed\", \"match\": {\"path\": [\"/*\"]},"
+         " \"respond\": {\"status\": 503, \"file\": \"maintenance.html\","
+         "  \"headers\": {\"Retry-After\": \"600\"}}}]}");
+    cr_assert_eq(answer_of(GET("/shop/cart", ""), "10.0.0.1"), 0);
+    assert_str(
+        "maintenance", out,
+        http_rules_answer_head(&rs, &vd, &rq, rs.v[0].status, rs.v[0].body, 1, out, sizeof(out)),
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/html; charset=utf-8\r\n"
+        "Content-Length: 19\r\nRetry-After: 600\r\nConnection: keep-alive\r\n\r\n");
+    cr_assert_eq(answer_of(GET(HEALTHZ, ""), "10.0.0.1"), -1, "the health check goes through");
+    cr_assert_eq(answer_of(GET(HEALTHZ "?probe=1", ""), "10.0.0.1"), -1);
+    unload();
+}
+
+Test(http_rules, cookbook_blog_rewrite_and_origin_header)
+{
+    static const struct head_case cases[] = {
+        {"blog: prefix stripped, header set", GET("/blog/2024/post?x=1", "X-Site: spoofed\r\n"),
+         "GET /2024/post?x=1 HTTP/1.1\r\nHost: example.com\r\nX-Site: blog\r\n"
+         "section-origin: blog-origin\r\n\r\n"},
+        {"elsewhere: untouched", GET("/shop//x", "X-Site: kept\r\n"),
+         "GET /shop//x HTTP/1.1\r\nHost: example.com\r\nX-Site: kept\r\n\r\n"},
+    };
+
+    load("{\"rules\": [{\"name\": \"blog\", \"match\": {\"path\": [\"/blog\", \"/blog/*\"]},"
+         " \"rewrite\": {\"strip_prefix\": \"/blog\"},"
+         " \"request_headers\": {\"set\": {\"X-Site\": \"blog\","
+         "  \"section-origin\": \"blog-origin\"}}}]}");
+    CHECK_REQ_HEADS(cases);
+    unload();
+}
+
+Test(http_rules, cookbook_migration_redirects)
+{
+    char out[1024];
+
+    folder_file("redirects.txt", "# moved in 2024\n"
+                                 "/old-page /new-page\n"
+                                 "/products/%61ncient https://archive.example.com/p?from=site\n");
+    load("{\"rules\": [{\"name\": \"moved\", \"redirect_map\": {\"file\": \"redirects.txt\"}},"
+         " {\"name\": \"gone\", \"match\": {\"path\": [\"/products/*\"]}, \"deny\": {\"status\": "
+         "410}}]}");
+    cr_assert_eq(answer_of(GET("/old-page?utm=1", ""), "10.0.0.1"), 0);
+    assert_str("hit, the query kept", out,
+               http_rules_answer_head(&rs, &vd, &rq, rs.v[0].status, NULL, 1, out, sizeof(out)),
+               "HTTP/1.1 301 Moved Permanently\r\nLocation: /new-page?utm=1\r\n"
+               "Content-Length: 0\r\nConnection: keep-alive\r\n\r\n");
+    cr_assert_eq(answer_of(GET("/products/ancient?utm=1", ""), "10.0.0.1"), 0,
+                 "map keys are normalised too");
+    assert_str("hit, the target's query", out,
+               http_rules_answer_head(&rs, &vd, &rq, rs.v[0].status, NULL, 1, out, sizeof(out)),
+               "HTTP/1.1 301 Moved Permanently\r\n"
+               "Location: https://archive.example.com/p?from=site\r\n"
+               "Content-Length: 0\r\nConnection: keep-alive\r\n\r\n");
+    cr_assert_eq(answer_of(GET("/products/new", ""), "10.0.0.1"), 1, "a miss goes on");
+    unload();
 }
