@@ -1,6 +1,7 @@
 /*
  * ringproxy-validate, installed as /opt/section/validate.sh (C8): checks
- * DIR/proxy.json with the proxy's own cfg library, like `nginx -t`.
+ * DIR/proxy.json with the proxy's own cfg library, like `nginx -t`, with
+ * the files its edge rules name (redirect maps, pages) read from DIR.
  *
  * Exit 0 and print nothing when the file is valid or absent; exit 1 with
  * one "path: message" line per problem on stderr; exit 2 on a usage error.
@@ -34,7 +35,8 @@ static int check_help(const char *prog)
 {
     printf("usage: %s [DIR]\n"
            "\n"
-           "Check DIR/%s (DIR defaults to %s) as ringproxy would read it.\n"
+           "Check DIR/%s (DIR defaults to %s) as ringproxy would read it,\n"
+           "with the files its edge rules name (redirect maps, pages) read from DIR.\n"
            "Exit 0 and print nothing when the file is valid, or absent (built-in defaults).\n"
            "Otherwise exit 1 and print one line per problem on stderr:\n"
            "  /json/pointer: message          a problem with a value or key\n"
