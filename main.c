@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "cfg/cfg.h"
+#include "cfg/rules.h"
 #include "core/cpus.h"
 #include "http/proxy.h"
 #include "log/access.h"
@@ -297,6 +298,12 @@ int main(int argc, char **argv)
         fprintf(stderr, "ringproxy: out of memory\n");
         return 1;
     }
+    for (unsigned i = 0; cfg->rules && i < nworkers; i++)
+        if (!(sh.stats[i].rule_hits =
+                  calloc(cfg->rules->n * CFG_RK_COUNT, sizeof(*sh.stats[i].rule_hits)))) {
+            fprintf(stderr, "ringproxy: out of memory\n");
+            return 1;
+        }
 
     /*
      * The workers' listeners form a SO_REUSEPORT group, which another
@@ -397,6 +404,8 @@ int main(int argc, char **argv)
     (void)close(admin_fd);
     net_resolver_free(sh.resolver);
     log_fmt_free(sh.log_fmt);
+    for (unsigned i = 0; i < nworkers; i++)
+        free(sh.stats[i].rule_hits);
     free(sh.stats);
     free(wa);
     cfg_free(cfg);

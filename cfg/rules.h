@@ -125,7 +125,7 @@ struct cfg_match {
     struct cfg_hset hosts;         /* exact hosts, lower case, no port */
     struct cfg_hset host_suffixes; /* "*.example.com" stored as ".example.com": subdomains only */
     struct cfg_hset paths;         /* exact normalised paths */
-    struct cfg_hset path_prefixes; /* "/x/*" stored as "/x/"; "/*" as "/" */
+    struct cfg_hset path_prefixes; /* a prefix "/x/" followed by "*" is stored as "/x/" */
     uint8_t names_healthz;         /* one of the paths matches CFG_HEALTHZ_PATH */
     struct cfg_hset methods;       /* case-sensitive tokens ("GET") */
     uint8_t schemes;               /* bit 0: http, bit 1: https */

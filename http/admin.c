@@ -9,6 +9,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cfg/rules.h"
 #include "http/proxy.h"
 #include "http/stats.h"
 
@@ -156,6 +157,34 @@ static void metric(struct mbuf *b, const char *name, const char *type, const cha
               (unsigned long long)v);
 }
 
+/* Hits per edge rule and action: the rule's kind of answer, and "edit" for its other actions. */
+static void rule_metrics(const struct http_shared *sh, struct mbuf *b)
+{
+    const struct cfg_rules *rs = sh->cfg ? sh->cfg->rules : NULL;
+
+    if (!rs || !rs->n)
+        return;
+    mb_printf(b, "# HELP ringproxy_rule_hits_total Requests a rule matched, by what it did: "
+                 "answered (its action) or changed (edit).\n"
+                 "# TYPE ringproxy_rule_hits_total counter\n");
+    for (size_t i = 0; i < rs->n; i++) {
+        const struct cfg_erule *r = &rs->v[i];
+        int edits = r->req_hdrs.n || r->resp_hdrs.n || r->rewrite.kind != CFG_RW_NONE;
+
+        for (unsigned k = 0; k < CFG_RK_COUNT; k++) {
+            uint64_t v = 0;
+
+            if (k == CFG_RK_NONE ? !edits : k != r->kind)
+                continue;
+            for (unsigned j = 0; j < sh->nworkers; j++)
+                v += atomic_load_explicit(&sh->stats[j].rule_hits[i * CFG_RK_COUNT + k],
+                                          memory_order_relaxed);
+            mb_printf(b, "ringproxy_rule_hits_total{rule=\"%s\",action=\"%s\"} %llu\n", r->label,
+                      k == CFG_RK_NONE ? "edit" : cfg_rule_kind_names[k], (unsigned long long)v);
+        }
+    }
+}
+
 size_t http_admin_metrics(const struct http_shared *sh, char *buf, size_t cap)
 {
     struct mbuf b = {buf, 0, cap};
@@ -196,6 +225,7 @@ size_t http_admin_metrics(const struct http_shared *sh, char *buf, size_t cap)
         if (http_terms[i].reason)
             mb_printf(&b, "ringproxy_upstream_failures_total{reason=\"%s\"} %llu\n",
                       http_terms[i].reason, (unsigned long long)SUM(sh, upstream_failures[i]));
+    rule_metrics(sh, &b);
     metric(&b, "ringproxy_access_log_dropped_total", "counter",
            "Access-log lines dropped because stdout did not keep up.", SUM(sh, log_dropped));
     metric(&b, "ringproxy_recv_buffer_waits_total", "counter",
@@ -251,7 +281,9 @@ static int healthy(const struct http_shared *sh)
 
 static void respond(struct http_admin *a, struct admin_conn *c)
 {
-    static const size_t body_cap = 64 * 1024;
+    /* room for every metric, with two lines per edge rule (label up to 64 bytes) */
+    const size_t body_cap =
+        64 * 1024 + (a->sh->cfg && a->sh->cfg->rules ? a->sh->cfg->rules->n * 2 * 160 : 0);
     char *body = malloc(body_cap);
     const char *status = "200 OK", *ctype = "text/plain; charset=utf-8";
     size_t blen = 0;

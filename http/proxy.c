@@ -34,6 +34,7 @@
 #include "http/admin.h"
 #include "http/forward.h"
 #include "http/msg.h"
+#include "http/rules.h"
 #include "log/error.h"
 #include "log/out.h"
 #include "net/pick.h"
@@ -68,6 +69,8 @@
  * upstream's queue or send in flight may still be reading.
  */
 #define ANSWER_ROOM 256
+/* With edge rules, own answers carry the rules' response headers: more room. */
+#define ANSWER_ROOM_RULES 8192
 /*
  * How long an upstream connection stays out of the pool after a response
  * that has no body by its status or request (HEAD, 204, 304): origins that
@@ -231,6 +234,9 @@ struct http_conn {
 struct conn_xa {
     struct http_msg req;
     char upstream_addr[NET_ADDRSTRLEN]; /* empty until an upstream is chosen */
+    uint8_t ruled;                      /* the edge rules ran: rr and rv hold their verdict */
+    struct http_rules_req rr;           /* views into the head; rr.npath only while it is read */
+    struct http_rules_verdict rv;
 };
 
 static inline struct conn_xa *conn_xa(const struct http_conn *c)
@@ -245,6 +251,7 @@ struct http_up {
     uint8_t got_bytes;
     uint8_t reusable;
     uint8_t settle; /* the response had no body by its status or request */
+    uint8_t sink;   /* an error page replaced the response: its body is read and dropped */
     struct http_conn *c;
     struct http_msg resp;
     struct http_scan scan;
@@ -319,11 +326,14 @@ struct http_worker {
     uint64_t drain_deadline;
     struct blk_layout blk; /* of every head block (blk_layout_init()) */
     uint16_t max_hdrs;
-    uint64_t sweep_ms;   /* next pressure_sweep() */
-    uint64_t trim_ms;    /* next memory_trim() */
-    uint64_t trim_taken; /* the pool's count of blocks taken at the last trim */
-    int trimmed;         /* quiet since the last malloc_trim() */
-    uint32_t turn;       /* loop turns so far */
+    const struct cfg_rules *rules; /* edge rules (http/rules.h), or NULL */
+    char *rules_path;              /* the normalised path of the request being evaluated */
+    char *rules_head;              /* a request head as the rules rewrite it */
+    uint64_t sweep_ms;             /* next pressure_sweep() */
+    uint64_t trim_ms;              /* next memory_trim() */
+    uint64_t trim_taken;           /* the pool's count of blocks taken at the last trim */
+    int trimmed;                   /* quiet since the last malloc_trim() */
+    uint32_t turn;                 /* loop turns so far */
 };
 
 static void end_close(struct http_worker *w, struct http_end *e);
@@ -1014,18 +1024,102 @@ static int conn_blk(struct http_worker *w, struct http_conn *c)
     return 0;
 }
 
+/* Is the request HEAD? Its answers have the head of GET's and no body (RFC 9110 9.3.2). */
+static int conn_head_only(const struct http_conn *c)
+{
+    return c->req && c->req->method.p && c->req->parser.method == HTTP_HEAD && !c->req->ext_method;
+}
+
+/* The client's address as text: True-Client-IP is the rules' and the log's business. */
+static struct core_str conn_peer(struct http_conn *c)
+{
+    if (!c->peer[0]) {
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof(ss);
+
+        /* asked once per connection */
+        if (getpeername(c->e.fd, (struct sockaddr *)&ss, &sl) == 0)
+            net_ip_str(&ss, c->peer, sizeof(c->peer));
+    }
+    return (struct core_str){c->peer, strlen(c->peer)};
+}
+
+static const struct http_rules_verdict no_verdict = {.answer = -1, .last = -1, .map_hit = -1};
+static const struct http_rules_req no_rules_req;
+
+/*
+ * Write an answer the proxy makes itself (a refusal, a failure, a rule's
+ * answer) at out (cap bytes): with edge rules, through http_rules_answer_head()
+ * (the error page for the status, a rule's Location, body and headers, the
+ * response-header edits), else the plain text answer. A body that lives in
+ * the config (a page) is returned in *ret_page, to be queued after the
+ * head; a small text body follows the head at out. Returns the bytes
+ * written at out, the head's in *ret_head, or -1 when they do not fit.
+ */
+static long answer_write(struct http_worker *w, struct http_conn *c, int status, int rule,
+                         char *out, size_t cap, long *ret_head, const struct cfg_page **ret_page)
+{
+    const struct conn_xa *x = c->req ? conn_xa(c) : NULL;
+    const struct cfg_erule *r = rule ? &w->rules->v[x->rv.answer] : NULL;
+    const struct cfg_page *page = NULL;
+    struct cfg_page text = {0};
+    char tbuf[96];
+    int head_only = conn_head_only(c), n_head;
+    long n;
+
+    *ret_page = NULL;
+    if (!w->rules) {
+        n = http_fwd_answer(status, c->keep_alive, head_only, out, cap, &n_head);
+        *ret_head = n_head;
+        return n;
+    }
+    if (!r || r->kind == CFG_RK_DENY)
+        page = cfg_rules_error_page(w->rules, status);
+    if (r && r->kind == CFG_RK_RESPOND)
+        page = r->body;
+    if (!page && (!r || r->kind == CFG_RK_DENY)) {
+        /* the plain text answer's body, with the rules' headers */
+        int tl = snprintf(tbuf, sizeof(tbuf), "%d %s\n", status, http_fwd_reason(status));
+
+        text = (struct cfg_page){.data = tbuf, .len = (size_t)tl, .content_type = "text/plain"};
+        page = &text;
+    }
+    n = http_rules_answer_head(w->rules, x && x->ruled ? &x->rv : &no_verdict,
+                               x && x->ruled ? &x->rr : &no_rules_req, status, page, c->keep_alive,
+                               out, cap);
+    if (n < 0 || (page == &text && (size_t)n + text.len > cap)) {
+        /* the rules' headers do not fit: the plain answer, which always does */
+        n = http_fwd_answer(status, c->keep_alive, head_only, out, cap, &n_head);
+        *ret_head = n_head;
+        return n;
+    }
+    *ret_head = n;
+    if (page == &text) {
+        if (!head_only) {
+            memcpy(out + n, text.data, text.len);
+            n += (long)text.len;
+        }
+    } else if (page && !head_only) {
+        *ret_page = page;
+    }
+    return n;
+}
+
 /*
  * Answer the current request ourselves: refusals, and every way an exchange
- * can fail (upstream failures, out of memory). While nothing of the final
- * response has reached the client's socket, what was queued of it is taken
- * back and status is sent instead; after that the connection is broken off
- * (conn_break). Local answers end the connection unless the whole request
- * was read.
+ * can fail (upstream failures, out of memory), and rule answers (rule set:
+ * the verdict's answer). While nothing of the final response has reached
+ * the client's socket, what was queued of it is taken back and status is
+ * sent instead; after that the connection is broken off (conn_break). Local
+ * answers end the connection unless the whole request was read.
  */
-static void conn_respond(struct http_worker *w, struct http_conn *c, int status, enum http_term why)
+static void conn_answer(struct http_worker *w, struct http_conn *c, int status, enum http_term why,
+                        int rule)
 {
+    const struct cfg_page *page;
+    size_t base, cap;
+    long n, n_head;
     char *out;
-    int n, n_head;
 
     if (!final_unsent(c)) {
         conn_break(w, c, why);
@@ -1047,14 +1141,23 @@ static void conn_respond(struct http_worker *w, struct http_conn *c, int status,
     up_drop(w, c);
     c->termination = why;
     c->status = (uint16_t)status;
-    out = c->blk + w->blk.answer;
-    n = http_fwd_answer(status, c->keep_alive,
-                        c->req->method.p && c->req->parser.method == HTTP_HEAD &&
-                            !c->req->ext_method,
-                        out, w->blk.hdrs - w->blk.answer, &n_head);
+    /*
+     * Before any upstream had the request, the rewritten head's room is free
+     * too (a rule's Location may be long); after, an upstream's send may
+     * still read it: the answer room only.
+     */
+    base = c->attempts ? w->blk.answer : w->blk.out;
+    cap = w->blk.hdrs - base;
+    out = c->blk + base;
+    n = answer_write(w, c, status, rule, out, cap, &n_head, &page);
+    if (n < 0) {
+        conn_abort(w, c, HT_OUT_OF_MEMORY);
+        return;
+    }
     c->final_mark = c->e.tx_total + c->e.txq.bytes;
     c->body_sent_mark = c->final_mark + (uint64_t)n_head;
-    if (core_segq_push_blk(&c->e.txq, &w->t->pool, out, (size_t)n, c->blk) < 0) {
+    if (core_segq_push_blk(&c->e.txq, &w->t->pool, out, (size_t)n, c->blk) < 0 ||
+        (page && core_segq_push_static(&c->e.txq, &w->t->pool, page->data, page->len) < 0)) {
         conn_abort(w, c, HT_OUT_OF_MEMORY);
         return;
     }
@@ -1068,6 +1171,11 @@ static void conn_respond(struct http_worker *w, struct http_conn *c, int status,
     c->state = HST_WAIT;
     end_tx_kick(w, &c->e);
     conn_check_done(w, c);
+}
+
+static void conn_respond(struct http_worker *w, struct http_conn *c, int status, enum http_term why)
+{
+    conn_answer(w, c, status, why, 0);
 }
 
 /* ---- access log ------------------------------------------------------- */
@@ -1100,16 +1208,8 @@ static void conn_log(struct http_worker *w, struct http_conn *c)
         r.section_io_tag = http_msg_known(c->req, HK_SECTION_IO_TAG);
         r.client_ip = http_msg_known(c->req, HK_TRUE_CLIENT_IP);
     }
-    if (!r.client_ip.p) {
-        /* C10: the socket peer when the edge sent no True-Client-IP; asked once per connection */
-        if (!c->peer[0]) {
-            struct sockaddr_storage ss;
-            socklen_t sl = sizeof(ss);
-            if (getpeername(c->e.fd, (struct sockaddr *)&ss, &sl) == 0)
-                net_ip_str(&ss, c->peer, sizeof(c->peer));
-        }
-        r.client_ip = (struct core_str){c->peer, strlen(c->peer)};
-    }
+    if (!r.client_ip.p)
+        r.client_ip = conn_peer(c); /* C10: the socket peer when the edge sent no True-Client-IP */
     for (uint16_t i = 0; i < c->nresp_hdrs; i++)
         if (c->resp_hdrs[i].kind == HK_CONTENT_TYPE) {
             r.content_type = c->resp_hdrs[i].value;
@@ -1132,6 +1232,8 @@ static void conn_log(struct http_worker *w, struct http_conn *c)
     r.upstream_reused = upstream_addr[0] ? c->up_reused : -1;
     r.upstream_attempts = c->attempts;
     r.termination = http_term_str(c->termination);
+    if (c->req && conn_xa(c)->ruled && conn_xa(c)->rv.last >= 0)
+        r.rule = w->rules->v[conn_xa(c)->rv.last].label;
     if (have_req) {
         r.req_hdrs = c->req->hdrs;
         r.nreq_hdrs = c->req->nhdrs;
@@ -1276,6 +1378,46 @@ static void conn_eof(struct http_worker *w, struct http_conn *c)
 
 /* ---- request side ------------------------------------------------------ */
 
+/* Count a rule's hit for /metrics: its kind of answer, or CFG_RK_NONE for its edits. */
+static inline void rule_hit(struct http_worker *w, size_t i, unsigned kind)
+{
+    STAT_INC(w->st, rule_hits[i * CFG_RK_COUNT + kind]);
+}
+
+/*
+ * Run the edge rules on a request that passed the checks (http/rules.h):
+ * keep the verdict for the answer and the response, and apply its
+ * request-side edits to the head the origin gets. 0, or -status.
+ */
+static int req_rules(struct http_worker *w, struct http_conn *c)
+{
+    struct conn_xa *x = conn_xa(c);
+    const struct cfg_rules *rs = w->rules;
+    long n;
+
+    if (http_rules_req_init(&x->rr, c->req, c->host_sent, conn_peer(c), w->rules_path,
+                            w->cfg->limits.max_uri_bytes + 1) < 0)
+        return -400;
+    http_rules_eval(rs, &x->rr, &x->rv);
+    x->ruled = 1;
+    for (size_t k = 0; k < HTTP_RULES_WORDS; k++)
+        for (uint64_t bits = x->rv.edits[k]; bits; bits &= bits - 1)
+            rule_hit(w, k * 64 + (size_t)__builtin_ctzll(bits), CFG_RK_NONE);
+    if (x->rv.answer >= 0) {
+        rule_hit(w, (size_t)x->rv.answer, rs->v[x->rv.answer].kind);
+        return 0;
+    }
+    if (!x->rv.any_req)
+        return 0;
+    n = http_rules_req_head(rs, &x->rv, &x->rr, c->blk + w->blk.out, c->out_len, w->rules_head,
+                            w->blk.answer - w->blk.out);
+    if (n < 0)
+        return -431;
+    memcpy(c->blk + w->blk.out, w->rules_head, (size_t)n);
+    c->out_len = (uint32_t)n;
+    return 0;
+}
+
 /* Check the parsed request and write the head the origin gets (http/forward.c). 0 or -status. */
 static int req_rewrite(struct http_worker *w, struct http_conn *c)
 {
@@ -1291,7 +1433,7 @@ static int req_rewrite(struct http_worker *w, struct http_conn *c)
     c->keep_alive = f.keep_alive;
     c->host_sent = f.host_sent;
     c->out_len = (uint32_t)n;
-    return 0;
+    return w->rules ? req_rules(w, c) : 0;
 }
 
 static void conn_request(struct http_worker *w, struct http_conn *c)
@@ -1308,6 +1450,11 @@ static void conn_request(struct http_worker *w, struct http_conn *c)
         return;
     }
     c->req_done = c->req->complete;
+    if (c->req && conn_xa(c)->ruled && conn_xa(c)->rv.answer >= 0) {
+        /* a rule answers: the origin never sees the request */
+        conn_answer(w, c, w->rules->v[conn_xa(c)->rv.answer].status, HT_NONE, 1);
+        return;
+    }
     c->state = c->req_done ? HST_WAIT : HST_BODY;
     if (up_attach(w, c, 0) < 0)
         return;
@@ -1487,6 +1634,7 @@ static int up_attach(struct http_worker *w, struct http_conn *c, int fresh)
     u->got_bytes = 0;
     u->reusable = 1;
     u->settle = 0;
+    u->sink = 0;
     u->tx_mark = u->e.tx_total;
     u->scan = (struct http_scan){0};
     u->in_len = u->out_len = 0;
@@ -1550,12 +1698,16 @@ static int resp_rewrite(struct http_worker *w, struct http_up *u, struct http_co
         c->keep_alive = 0;
         u->reusable = 0;
     }
-    n = http_fwd_response(&u->resp,
-                          &(struct http_fwd_resp){.final = (uint8_t) final,
-                                                  .dechunk = c->decode,
-                                                  .keep_alive = c->keep_alive,
-                                                  .http10 = c->http10},
-                          u->blk + base, w->blk.hdrs - base);
+    struct http_fwd_resp o = {.final = (uint8_t) final,
+                              .dechunk = c->decode,
+                              .keep_alive = c->keep_alive,
+                              .http10 = c->http10};
+    if (final && conn_xa(c)->ruled && conn_xa(c)->rv.any_resp) {
+        o.rs = w->rules;
+        o.rv = &conn_xa(c)->rv;
+        o.rr = &conn_xa(c)->rr;
+    }
+    n = http_fwd_response(&u->resp, &o, u->blk + base, w->blk.hdrs - base);
     if (n < 0)
         return -1;
     if (final)
@@ -1566,6 +1718,46 @@ static int resp_rewrite(struct http_worker *w, struct http_up *u, struct http_co
     if (final)
         c->resp_begun = 1;
     return 0;
+}
+
+/*
+ * The origin's final response has a status error_pages names: the client
+ * gets the page with that status instead, and the origin's body is read to
+ * its end and dropped (u->sink), so that the connection can be reused.
+ */
+static void up_error_page(struct http_worker *w, struct http_up *u, struct http_conn *c, int status)
+{
+    size_t base = w->blk.out + u->out_len;
+    const struct cfg_page *page;
+    long n, n_head;
+
+    if (!c->req_done) {
+        c->keep_alive = 0; /* an early answer, as in resp_rewrite() */
+        u->reusable = 0;
+    }
+    n = answer_write(w, c, status, 0, u->blk + base, w->blk.hdrs - base, &n_head, &page);
+    if (n < 0) {
+        up_failed(w, u, HT_UPSTREAM_BAD_RESPONSE);
+        return;
+    }
+    c->final_mark = c->e.tx_total + c->e.txq.bytes;
+    c->body_sent_mark = c->final_mark + (uint64_t)n_head;
+    if (core_segq_push_blk(&c->e.txq, &w->t->pool, u->blk + base, (size_t)n, u->blk) < 0 ||
+        (page && core_segq_push_static(&c->e.txq, &w->t->pool, page->data, page->len) < 0)) {
+        up_oom(w, u);
+        return;
+    }
+    u->out_len += (uint32_t)n;
+    c->resp_begun = 1;
+    u->sink = 1;
+    u->resp.on_body = NULL;
+    u->settle = u->resp.no_body || status == 204 || status == 304;
+    if (u->resp.complete) {
+        u->state = UPS_DONE;
+        c->resp_done = 1;
+    } else {
+        u->state = UPS_BODY;
+    }
 }
 
 /* A complete response head is in u->blk: relay it. */
@@ -1604,6 +1796,10 @@ static void up_head(struct http_worker *w, struct http_up *u)
     u->reusable = llhttp_should_keep_alive(p);
     if (u->resp.body == HB_EOF)
         c->keep_alive = 0; /* the body ends when the origin closes: so does ours */
+    if (status != 101 && cfg_rules_error_page(w->rules, status)) {
+        up_error_page(w, u, c, status);
+        return;
+    }
     if (!u->resp.complete && (p->flags & F_CHUNKED) && c->http10) {
         c->decode = 1; /* HTTP/1.0 can't read chunked: de-chunk, end by closing */
         c->keep_alive = 0;
@@ -1721,9 +1917,9 @@ static void up_process(struct http_worker *w, struct http_up *u)
                 up_failed(w, u, HT_UPSTREAM_BAD_RESPONSE);
                 return;
             }
-            if (d.oom ||
-                (!c->decode && !append_to_head(w, u, c, s->p, used) &&
-                 core_segq_push_view(&c->e.txq, &w->t->pool, &w->t->bufs, s, s->p, used) < 0)) {
+            if (!u->sink && (d.oom || (!c->decode && !append_to_head(w, u, c, s->p, used) &&
+                                       core_segq_push_view(&c->e.txq, &w->t->pool, &w->t->bufs, s,
+                                                           s->p, used) < 0))) {
                 up_oom(w, u);
                 return;
             }
@@ -2428,7 +2624,8 @@ int http_worker_run(struct http_shared *sh, const struct http_worker_params *p,
     w->blk.out = H;
     /* a rewritten head: the received one and what may be added (Host, Connection) */
     w->blk.answer = (2 * H + 1024 + 15) & ~(size_t)15;
-    w->blk.hdrs = w->blk.answer + ANSWER_ROOM;
+    w->rules = cfg->rules;
+    w->blk.hdrs = w->blk.answer + (w->rules ? ANSWER_ROOM_RULES : ANSWER_ROOM);
     w->max_hdrs = (uint16_t)(cfg->limits.max_headers + 1);
     w->blk.xa = (w->blk.hdrs + (size_t)w->max_hdrs * sizeof(struct core_hdr) + 15) & ~(size_t)15;
     w->blk.size = w->blk.xa + sizeof(struct conn_xa);
@@ -2495,6 +2692,12 @@ int http_worker_run(struct http_shared *sh, const struct http_worker_params *p,
         what = "log buffer";
         goto fail;
     }
+    if (w->rules && (!(w->rules_path = malloc(cfg->limits.max_uri_bytes + 1)) ||
+                     !(w->rules_head = malloc(w->blk.answer - w->blk.out)))) {
+        r = -ENOMEM;
+        what = "rules buffers";
+        goto fail;
+    }
     if (p->admin_fd >= 0 && !(w->admin = http_admin_new(&t, sh, p->admin_fd))) {
         r = -ENOMEM;
         what = "admin listener";
@@ -2509,6 +2712,8 @@ int http_worker_run(struct http_shared *sh, const struct http_worker_params *p,
     http_admin_free(w->admin);
     log_out_free(w->lo);
     free(w->log_line);
+    free(w->rules_path);
+    free(w->rules_head);
     net_pick_free(&w->pick);
     (void)vec_trim(w, 0);
     core_thread_exit(&t);
@@ -2517,6 +2722,8 @@ int http_worker_run(struct http_shared *sh, const struct http_worker_params *p,
 fail:
     log_out_free(w->lo);
     free(w->log_line);
+    free(w->rules_path);
+    free(w->rules_head);
     net_pick_free(&w->pick);
     core_thread_exit(&t);
     free(w);

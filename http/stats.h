@@ -77,6 +77,12 @@ struct http_stats {
     _Atomic uint64_t hist_sum_us;
     _Atomic uint64_t loop_turns;
     _Atomic uint64_t last_turn_ms; /* CLOCK_MONOTONIC */
+    /*
+     * Edge rules' hits: [rule * CFG_RK_COUNT + kind], where kind is the
+     * rule's answer (enum cfg_rule_kind) or CFG_RK_NONE for its edits; NULL
+     * without rules.
+     */
+    _Atomic uint64_t *rule_hits;
 };
 
 #define STAT_ADD(s, f, n)                                                                          \

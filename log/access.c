@@ -136,6 +136,7 @@ static const struct {
     [CFG_F_UPSTREAM_REUSED] = {LH_BOOL, LOG_OFF(upstream_reused, int)},
     [CFG_F_UPSTREAM_ATTEMPTS] = {LH_INT, LOG_OFF(upstream_attempts, int)},
     [CFG_F_TERMINATION] = {LH_CSTR, LOG_OFF(termination, const char *)},
+    [CFG_F_RULE] = {LH_CSTR, LOG_OFF(rule, const char *)},
 };
 
 /* One allocation: this struct, the ops, then the strings they point to. */

@@ -46,7 +46,8 @@ struct log_access_rec {
     int64_t upstream_response_us; /* request sent to last byte; -1 none */
     int upstream_reused;          /* 0/1, -1 when no upstream was used */
     int upstream_attempts;
-    const char *termination;         /* NULL when the exchange ended normally */
+    const char *termination; /* NULL when the exchange ended normally */
+    const char *rule;        /* the edge rule that answered or last changed the request, or NULL */
     const struct core_hdr *req_hdrs; /* for extra request-header fields */
     size_t nreq_hdrs;
     const struct core_hdr *resp_hdrs; /* for extra response-header fields */

@@ -57,6 +57,7 @@ static struct log_access_rec rec_full(void)
         .upstream_reused = 1,
         .upstream_attempts = 2,
         .termination = "upstream_timeout",
+        .rule = "admin-lock",
     };
     return r;
 }
@@ -184,6 +185,7 @@ static const struct field_case field_cases[] = {
     {CFG_F_UPSTREAM_REUSED, "true", "true", "\"-\"", "-"},
     {CFG_F_UPSTREAM_ATTEMPTS, "2", "2", "\"-\"", "-"},
     {CFG_F_TERMINATION, "\"upstream_timeout\"", "upstream_timeout", "\"-\"", "-"},
+    {CFG_F_RULE, "\"admin-lock\"", "admin-lock", "\"-\"", "-"},
 };
 
 Test(log_access, every_field_is_covered)
@@ -1477,7 +1479,7 @@ Test(log_access, max_line_holds_the_worst_line)
         r.method = r.target = r.version = r.host = r.referrer = r.useragent = sv;
         r.x_forwarded_proto = r.section_io_id = r.section_io_tag = r.content_type = sv;
         r.client_ip = r.upstream_addr = sv;
-        r.termination = v;
+        r.termination = r.rule = v;
         r.start.tv_sec = 253402300800; /* a five-digit year: the longest time */
         r.duration_us = r.bytes_sent = r.upstream_response_us = INT64_MAX;
         for (size_t i = 0; i < 2 * CFG_MAX_LOG_HEADERS; i++) {
