@@ -253,6 +253,14 @@ static void start_rules(const char *json)
     (void)start_rules_files(json, NULL);
 }
 
+/* start_rules with one file beside proxy.json */
+static void start_rules_file(const char *json, const char *rel, const char *content)
+{
+    const char *const files[] = {rel, content, NULL};
+
+    (void)start_rules_files(json, files);
+}
+
 /* ---- requests and responses ---------------------------------------------------- */
 
 /* One request on a fresh connection; the response in r (free with h_resp_free). */
@@ -870,13 +878,14 @@ Test(e2e_rules, answering_rule_keeps_its_own_edits, .fini = fx_down)
 {
     struct h_resp r;
 
-    start_rules(
+    start_rules_file(
         "{\"rules\": [{\"match\": {\"path\": [\"/r\"]},"
         " \"response_headers\": {\"set\": {\"X-Own\": \"yes\"}, \"add\": {\"X-Add\": \"1\"}},"
         " \"respond\": {\"status\": 200, \"body\": \"matched\\n\"}},"
         "{\"match\": {\"path\": [\"/m\"]},"
         " \"response_headers\": {\"set\": {\"X-Map\": \"miss\"}},"
-        " \"redirect_map\": {\"file\": \"map.txt\"}}]}");
+        " \"redirect_map\": {\"file\": \"map.txt\"}}]}",
+        "map.txt", "/elsewhere /x\n");
     get("/r", "a", "", &r);
     cr_assert(body_is(&r, MATCHED), "%s", r.head);
     cr_assert_str_eq(hdr(r.head, "X-Own"), "yes", "%s", r.head);
@@ -887,14 +896,6 @@ Test(e2e_rules, answering_rule_keeps_its_own_edits, .fini = fx_down)
     ASSERT_ORIGIN(&r, "/m");
     cr_assert_str_eq(hdr(r.head, "X-Map"), "miss", "%s", r.head);
     h_resp_free(&r);
-}
-
-/* start_rules with one file beside proxy.json */
-static void start_rules_file(const char *json, const char *rel, const char *content)
-{
-    const char *const files[] = {rel, content, NULL};
-
-    (void)start_rules_files(json, files);
 }
 
 Test(e2e_rules, redirect_map_miss_keeps_edits, .fini = fx_down)
@@ -1459,6 +1460,7 @@ Test(e2e_rules, validator_reports_every_problem)
         "  {\"response_headers\": {\"set\": {\"Content-Length\": \"0\"}}},\n"
         "  {\"match\": {\"path\": [\"/h\"]}, \"redirect_map\": {\"file\": \"map.txt\"}},\n"
         "  {\"rate_limit\": {\"key\": \"client_ip\", \"per_minute\": 10, \"burst\": 5}},\n"
+        "  {\"respond\": {\"status\": 200, \"headers\": {\"Content-Type\": \"text/plain\"}}},\n"
         "  {\"deny\": {}},\n"
         "  {\"match\": {\"path\": [\"/never\"]}, \"deny\": {}}\n"
         " ],\n"
@@ -1467,7 +1469,7 @@ Test(e2e_rules, validator_reports_every_problem)
         "/rules/0/match/pth: ",
         "/rules/1/match/client_ip/0: ",
         "/rules/1/match/client_ip/1: ",
-        "/rules/2",
+        "/rules/2: ",
         "/rules/3/redirect/to: ",
         "/rules/4/redirect/status: ",
         "/rules/5/respond/file: ",
@@ -1475,7 +1477,9 @@ Test(e2e_rules, validator_reports_every_problem)
         "/rules/7/response_headers/set/Content-Length: ",
         "/rules/8/redirect_map/file: ",
         "/rules/9/rate_limit: ",
-        "/rules/11",
+        "/rules/10/respond/headers/Content-Type: ",
+        "/rules/11: ",
+        "/rules/12: ",
         "/error_pages/600: ",
     };
     char dir[128], out[4096], err[16384];
@@ -1484,7 +1488,7 @@ Test(e2e_rules, validator_reports_every_problem)
     new_dir(dir, sizeof(dir));
     write_file(dir, "proxy.json", json);
     write_file(dir, "e.html", "e\n");
-    write_file(dir, "map.txt", "# comment\n/ok /fine\n/only-one-field\n");
+    write_file(dir, "map.txt", "# comment\n/ok /fine\n/only-one-field\n/ok /again\n");
     st = run_validate(dir, out, sizeof(out), err, sizeof(err));
     cr_assert_eq(st, 1, "exit %d:\n%s", st, err);
     cr_assert_str_empty(out);
@@ -1497,4 +1501,5 @@ Test(e2e_rules, validator_reports_every_problem)
     cr_expect(strstr(err, "\"path\""), "no suggestion for \"pth\":\n%s", err);
     cr_expect(strstr(err, "not supported yet"), "%s", err);
     cr_expect(strstr(err, "map.txt:3"), "the map's bad line has no line number:\n%s", err);
+    cr_expect(strstr(err, "map.txt:4"), "the map's duplicate has no line number:\n%s", err);
 }
