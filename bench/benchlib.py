@@ -77,13 +77,14 @@ def tree(root):
     return out
 
 
-def cpu_ticks(pids):
-    """utime+stime (+ reaped children's) of the processes, all their threads."""
+def cpu_ticks(pids, user_only=False):
+    """utime+stime (+ reaped children's) of the processes, all their threads;
+    utime (+ cutime) only with user_only."""
     total = 0
     for p in pids:
         try:
             r = _stat_fields(p)
-            total += int(r[11]) + int(r[12]) + int(r[13]) + int(r[14])
+            total += int(r[11]) + int(r[13]) + (0 if user_only else int(r[12]) + int(r[14]))
         except (OSError, ValueError, IndexError):
             pass
     return total
@@ -218,7 +219,7 @@ def cmd_rss(a):
 # one measured run
 
 RAW_FIELDS = ["rep", "target", "conns", "size", "bytes", "requests", "duration_s", "rps",
-              "p50_us", "p99_us", "mean_us", "cpu_ticks", "cpu_us_per_req",
+              "p50_us", "p99_us", "mean_us", "cpu_ticks", "cpu_us_per_req", "user_us_per_req",
               "rss_before_kib", "peak_rss_kib", "rss_after_kib", "settle_s", "origin_accepts",
               "noise_pct", "errors", "resp_bytes_per_req", "syscalls",
               "syscalls_per_req", "note"]
@@ -307,7 +308,7 @@ def cmd_run(a):
         _wait_perf_attached(perf)
     pcpus = parse_cpus(a.proxy_cpus)
     c0 = cpu_stat(pcpus) if pcpus else None
-    t0 = cpu_ticks(pids)
+    t0, u0 = cpu_ticks(pids), cpu_ticks(pids, user_only=True)
     cmd = ["wrk", "-t", str(a.threads), "-c", str(a.conns), "-d", f"{a.duration}s",
            "--timeout", "5s", "-s", a.script]
     for h in a.header or []:
@@ -320,7 +321,7 @@ def cmd_run(a):
         out = p.stdout
     except subprocess.TimeoutExpired:
         out = ""
-    t1 = cpu_ticks(pids)
+    t1, u1 = cpu_ticks(pids), cpu_ticks(pids, user_only=True)
     c1 = cpu_stat(pcpus) if pcpus else None
     if perf is not None:
         perf.send_signal(signal.SIGINT)
@@ -350,6 +351,7 @@ def cmd_run(a):
                p50_us=f"{w['p50_us']:.1f}", p99_us=f"{w['p99_us']:.1f}",
                mean_us=f"{w['mean_us']:.1f}", cpu_ticks=ticks,
                cpu_us_per_req=f"{ticks * 1e6 / CLK_TCK / req:.3f}",
+               user_us_per_req=f"{(u1 - u0) * 1e6 / CLK_TCK / req:.3f}",
                rss_before_kib=rss0, peak_rss_kib=hwm, errors=errors,
                resp_bytes_per_req=f"{w['bytes'] / req:.0f}")
     if rss_after is not None:
@@ -582,7 +584,8 @@ EDGE_RATIOS = [("ringproxy-rules", "ringproxy", 1.05), ("ringproxy-rules", "ngin
                ("nginx-rules", "nginx", None)]
 EDGE_FIELDS_CSV = ["conns", "size", "bytes"] + [f"{t}_cpu_us_per_req" for t in
                                                 ("ringproxy", "ringproxy-rules", "nginx", "nginx-rules")] + [
-    "ringproxy_rules_us", "nginx_rules_us"] + [
+    "ringproxy_rules_us", "nginx_rules_us"] + [f"{t}_user_us_per_req" for t in
+                                               ("ringproxy", "ringproxy-rules", "nginx", "nginx-rules")] + [
     f"{n}_over_{d}_{k}".replace("-", "_") for n, d, _ in EDGE_RATIOS
     for k in ("of_medians", "paired_median", "paired_min", "paired_max", "reps")] + [
     f"{t}_{k}" for t in ("ringproxy-rules", "nginx-rules") for k in ("p99_ms", "rps")]
@@ -599,6 +602,7 @@ def _edge_rows(raw, agg, points):
             continue
         row = {"conns": c, "size": s, "bytes": _size_key(s)}
         row.update({f"{t}_cpu_us_per_req": v for t, v in cpu.items()})
+        row.update({f"{t}_user_us_per_req": (agg.get((t, c, s)) or {}).get("user") for t in cpu})
         for t, b, k in (("ringproxy-rules", "ringproxy", "ringproxy_rules_us"),
                         ("nginx-rules", "nginx", "nginx_rules_us")):
             row[k] = cpu[t] - cpu[b] if cpu[t] is not None and cpu[b] is not None else None
@@ -639,6 +643,15 @@ def _edge_table(rows, reps):
                    f"| {_fmt(r['ringproxy_rules_over_nginx_rules_of_medians'], 3)} "
                    f"| {paired(r, 'ringproxy-rules', 'nginx-rules')} "
                    f"| {_fmt(r['nginx_rules_over_nginx_of_medians'], 3)} |")
+    out.append("\nUser-space share (utime only, µs/req; the rules run in user space, the kernel's work per "
+               "request is the same with or without them):\n")
+    out.append("| clients | body | ringproxy | ringproxy-rules | rules' cost µs | nginx | nginx-rules | rules' cost µs |")
+    out.append("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        u = [r[f"{t}_user_us_per_req"] for t in ("ringproxy", "ringproxy-rules", "nginx", "nginx-rules")]
+        d = [u[1] - u[0] if None not in u[:2] else None, u[3] - u[2] if None not in u[2:] else None]
+        out.append(f"| {r['conns'] or '—'} | {r['size']} | {_fmt(u[0], 2)} | {_fmt(u[1], 2)} | {_fmt(d[0], 2)} "
+                   f"| {_fmt(u[2], 2)} | {_fmt(u[3], 2)} | {_fmt(d[1], 2)} |")
     out.append("\nrules' cost: CPU µs/req with the rules − without. Ratios of the medians; \"paired\": the "
                "median (range, repetitions) of the ratios taken within each repetition, where the two targets "
                "ran seconds apart. Every target got the same request (meta: request).\n")
@@ -713,6 +726,7 @@ def _aggregate(raw, sysc, targets, points):
                 "p50": _med(float(r["p50_us"]) / 1000 for r in ok),
                 "p99": _med(float(r["p99_us"]) / 1000 for r in ok),
                 "cpu": _med(cpu),
+                "user": _med(r.get("user_us_per_req", "") for r in ok),
                 "spread": (100 * (max(cpu) - min(cpu)) / statistics.median(cpu)
                            if len(cpu) > 1 and statistics.median(cpu) > 0 else None),
                 "sys": _med(r["syscalls_per_req"] for r in ss),

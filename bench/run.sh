@@ -693,8 +693,12 @@ instr() {
     out=$("${PIN_LOAD[@]}" wrk -t1 -c10 "-d${INSTR_DURATION}s" "${WRK_HDRS[@]}" "http://127.0.0.1:${PORT[$t]}$REQ_PREFIX/$size")
     n=$(awk '/requests in/ {print $1}' <<<"$out")
     callgrind_control -d "$pid" >/dev/null
-    "${LIB[@]}" instr --target "$t" --size "$size" --requests "$n" \
-        --dump "$(ls -v "$dir"/cg.out.* | tail -n 1)" --out "$RES/instr.md"
+    local dump
+    dump=$(ls -v "$dir"/cg.out.* | tail -n 1)
+    "${LIB[@]}" instr --target "$t" --size "$size" --requests "$n" --dump "$dump" --out "$RES/instr.md"
+    # The dump itself, for callgrind_annotate (callers, inclusive costs).
+    cp "$dump" "$RES/callgrind.$t.$size.out"
+    echo "$n" >"$RES/callgrind.$t.$size.requests"
 }
 
 if ((DO_INSTR)); then
