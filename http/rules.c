@@ -330,6 +330,7 @@ static void plan_build(const struct cfg_rules *rs, const struct http_rules_verdi
     pl->n =
         rs->edit_names.n < HTTP_RULES_MAX_EDIT_NAMES ? rs->edit_names.n : HTTP_RULES_MAX_EDIT_NAMES;
     pl->drops = 0;
+    pl->drop_lens = 0;
     memset(pl->reset, 0, pl->n * sizeof(pl->reset[0]));
     EACH_APPLIED(i, v)
     {
@@ -343,6 +344,7 @@ static void plan_build(const struct cfg_rules *rs, const struct http_rules_verdi
             /* set and remove drop the fields so far, and whatever earlier rules added */
             pl->reset[e->name_id] = edit_pos(i, j);
             pl->drops = 1;
+            pl->drop_lens |= (uint64_t)1 << (e->name_len % 64);
         }
     }
 }
@@ -352,7 +354,7 @@ static int plan_drops(const struct cfg_rules *rs, const struct http_rules_plan *
 {
     long id;
 
-    if (!pl->drops)
+    if (!pl->drops || !((pl->drop_lens >> (len % 64)) & 1))
         return 0;
     id = cfg_hset_find(&rs->edit_names, name, len);
     return id >= 0 && (uint32_t)id < pl->n && pl->reset[id] != 0;
@@ -565,14 +567,15 @@ long http_rules_req_head(const struct cfg_rules *rs, const struct http_rules_ver
     /* the fields: those a set or remove names go, the others stay in their order */
     plan_build(rs, v, 0, &pl);
     for (p = eol + 2; p < end - 2;) {
-        const char *le = memmem(p, (size_t)(end - p), "\r\n", 2), *colon;
+        /* http_fwd_request wrote each field as "Name: value\r\n": LF ends it */
+        const char *lf = memchr(p, '\n', (size_t)(end - p)), *colon;
 
-        if (!le)
+        if (!lf)
             return -1;
-        colon = memchr(p, ':', (size_t)(le - p));
+        colon = memchr(p, ':', (size_t)(lf - p));
         if (!colon || !plan_drops(rs, &pl, p, (size_t)(colon - p)))
-            ob_put(&b, p, (size_t)(le + 2 - p));
-        p = le + 2;
+            ob_put(&b, p, (size_t)(lf + 1 - p));
+        p = lf + 1;
     }
     plan_adds(&b, rs, v, &pl, 0, r);
     OB_LIT(&b, "\r\n");

@@ -107,8 +107,9 @@ long http_rules_req_head(const struct cfg_rules *rs, const struct http_rules_ver
  * (http_rules_resp_plan()), then one hash probe per field.
  */
 struct http_rules_plan {
-    uint32_t n;    /* names covered: min(edit_names.n, HTTP_RULES_MAX_EDIT_NAMES) */
-    uint8_t drops; /* some set or remove: fields must be looked up */
+    uint32_t n;         /* names covered: min(edit_names.n, HTTP_RULES_MAX_EDIT_NAMES) */
+    uint8_t drops;      /* some set or remove: fields must be looked up */
+    uint64_t drop_lens; /* bit len % 64 for each dropped name: most fields skip the lookup */
     uint32_t reset[HTTP_RULES_MAX_EDIT_NAMES];
 };
 
