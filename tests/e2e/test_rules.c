@@ -904,7 +904,10 @@ Test(e2e_rules, redirect_map_miss_keeps_edits, .fini = fx_down)
 
     start_rules_file("{\"rules\": [{\"name\": \"m\","
                      " \"response_headers\": {\"set\": {\"X-Map\": \"seen\"}},"
-                     " \"redirect_map\": {\"file\": \"map.txt\", \"status\": 302}}]}",
+                     " \"redirect_map\": {\"file\": \"map.txt\", \"status\": 302}},"
+                     "{\"match\": {\"path\": [\"/later\"]},"
+                     " \"respond\": {\"status\": 200, \"body\": \"later\\n\"}},"
+                     "{\"response_headers\": {\"set\": {\"X-After\": \"1\"}}}]}",
                      "map.txt", "/old /new\n");
     get("/old?a=b", "a", "", &r);
     cr_assert_eq(r.status, 302, "%s", r.head);
@@ -914,6 +917,18 @@ Test(e2e_rules, redirect_map_miss_keeps_edits, .fini = fx_down)
     get("/other", "a", "", &r);
     ASSERT_ORIGIN(&r, "/other");
     cr_assert_str_eq(hdr(r.head, "X-Map"), "seen", "%s", r.head);
+    cr_assert_str_eq(hdr(r.head, "X-After"), "1", "the rules after a miss did not run:\n%s",
+                     r.head);
+    h_resp_free(&r);
+    /* a miss, then a later rule answers */
+    get("/later", "a", "", &r);
+    cr_assert(body_is(&r, "later\n"), "%s\n%s", r.head, h_shown(r.body, r.body_len));
+    cr_assert_str_eq(hdr(r.head, "X-Map"), "seen", "%s", r.head);
+    h_resp_free(&r);
+    /* a hit ends evaluation: the last rule's edit is not there */
+    get("/old", "a", "", &r);
+    cr_assert_eq(r.status, 302);
+    cr_assert_null(hdr(r.head, "X-After"), "%s", r.head);
     h_resp_free(&r);
 }
 
