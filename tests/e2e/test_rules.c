@@ -353,6 +353,21 @@ static const char *origin_head(void)
                   "the origin got:\n%s\ninstead of: " want, h_shown(h_, strlen(h_)));              \
     } while (0)
 
+/* The log line of the request for path (the first one). */
+static json_t *line_for(json_t *lines, const char *path)
+{
+    size_t i;
+    json_t *j;
+
+    json_array_foreach(lines, i, j)
+    {
+        if (!strcmp(json_string_value(json_object_get(j, "path")) ?: "", path))
+            return j;
+    }
+    cr_assert_fail("no access-log line for %s", path);
+    return NULL;
+}
+
 /* ==== the cookbook (examples/rules/, docs/rules.md#cookbook) ===================== */
 
 Test(e2e_rules, recipe_https_redirect, .fini = fx_down)
@@ -1000,6 +1015,15 @@ Test(e2e_rules, rewrite_strip_prefix, .fini = fx_down)
     ASSERT_REWRITE("/blog", "GET /blog HTTP/1.1");
     ASSERT_REWRITE("/blogs/x", "GET /blogs/x HTTP/1.1");
     ASSERT_REWRITE("//other/./%41?q=%20", "GET //other/./%41?q=%20 HTTP/1.1");
+    /* the access log keeps the target as the client sent it */
+    {
+        json_t *lines = fx_log_lines(9);
+        json_t *j = line_for(lines, "/blog/a/b?x=1");
+
+        cr_assert_str_eq(json_string_value(json_object_get(j, "request")),
+                         "GET /blog/a/b?x=1 HTTP/1.1");
+        json_decref(lines);
+    }
 }
 
 Test(e2e_rules, rewrite_add_prefix, .fini = fx_down)
@@ -1313,21 +1337,6 @@ static const char log_rules[] =
     "{\"name\": \"go\", \"match\": {\"path\": [\"/r\"]}, \"redirect\": {\"to\": \"/n\"}},"
     "{\"name\": \"map\", \"match\": {\"path\": [\"/m\", \"/m2\"]}, \"redirect_map\": {\"file\": "
     "\"m.txt\"}}]}";
-
-/* The log line of the request for path (the first one). */
-static json_t *line_for(json_t *lines, const char *path)
-{
-    size_t i;
-    json_t *j;
-
-    json_array_foreach(lines, i, j)
-    {
-        if (!strcmp(json_string_value(json_object_get(j, "path")) ?: "", path))
-            return j;
-    }
-    cr_assert_fail("no access-log line for %s", path);
-    return NULL;
-}
 
 static const char *const log_paths[] = {"/n", "/u", "/e", "/e2", "/r", "/m", "/m2", "/other"};
 static const char *const log_want[] = {"named", "1", "edit-a", "edit-b", "go", "map", "-", "-"};
