@@ -43,13 +43,22 @@ void cfg_hset_init(struct cfg_hset *s, int icase)
     *s = (struct cfg_hset){.icase = (uint8_t)(icase != 0)};
 }
 
+uint32_t cfg_hset_hash(const char *k, size_t n, int icase)
+{
+    return hash(k, n, icase);
+}
+
 long cfg_hset_find(const struct cfg_hset *s, const char *k, size_t n)
 {
-    uint32_t h, i;
+    return s->n ? cfg_hset_find_hashed(s, k, n, hash(k, n, s->icase)) : -1;
+}
+
+long cfg_hset_find_hashed(const struct cfg_hset *s, const char *k, size_t n, uint32_t h)
+{
+    uint32_t i;
 
     if (!s->n)
         return -1;
-    h = hash(k, n, s->icase);
     for (i = h & s->mask;; i = (i + 1) & s->mask) {
         uint32_t e = s->slots[i];
 

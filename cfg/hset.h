@@ -34,6 +34,16 @@ long cfg_hset_add(struct cfg_hset *s, const char *k, size_t n, int *ret_dup);
 /* The index of key k, or -1. Safe on an empty (initialised or zeroed) set. */
 long cfg_hset_find(const struct cfg_hset *s, const char *k, size_t n);
 
+/*
+ * The hash a set of that icase uses for k: computed once, a key can be
+ * looked up in many sets with cfg_hset_find_hashed() (the request path
+ * probes the same host and path in every rule's sets).
+ */
+uint32_t cfg_hset_hash(const char *k, size_t n, int icase);
+
+/* cfg_hset_find() with h = cfg_hset_hash(k, n, s->icase). */
+long cfg_hset_find_hashed(const struct cfg_hset *s, const char *k, size_t n, uint32_t h);
+
 /* Key i, and its length in *ret_len. */
 const char *cfg_hset_key(const struct cfg_hset *s, uint32_t i, size_t *ret_len);
 

@@ -128,30 +128,108 @@ int http_rules_req_init(struct http_rules_req *r, const struct http_msg *m,
 
 /* ---- matching ----------------------------------------------------------- */
 
-/* Exact host, then ".example.com" for each '.' of "a.example.com": one probe each. */
-static int host_matches(const struct cfg_match *mt, struct core_str h)
+/*
+ * The keys a request is probed with, each hashed once per request (lazily)
+ * instead of once per rule and set: the host and its ".suffix"es, the
+ * normalised path and its "/prefix/"es, the method. Keys past the arrays'
+ * room are hashed at each probe, as cfg_hset_find() does.
+ */
+#define PROBE_MAX 32
+
+/* A probe with a hash made for a set of that icase; another set hashes for itself. */
+static inline long find_h(const struct cfg_hset *s, const char *k, size_t n, uint32_t h, int icase)
 {
-    if (cfg_hset_find(&mt->hosts, h.p, h.len) >= 0)
-        return 1;
+    return s->icase == icase ? cfg_hset_find_hashed(s, k, n, h) : cfg_hset_find(s, k, n);
+}
+
+struct probe {
+    const struct http_rules_req *r;
+    uint32_t host_h, npath_h, method_h;
+    uint8_t have_host, have_npath, have_method, have_dots, have_slashes;
+    uint8_t ndots, nslashes;
+    uint16_t dot[PROBE_MAX], slash[PROBE_MAX];
+    uint32_t dot_h[PROBE_MAX], slash_h[PROBE_MAX];
+};
+
+/* Exact host, then ".example.com" for each '.' of "a.example.com": one probe each. */
+static int host_matches(const struct cfg_match *mt, struct probe *pr)
+{
+    struct core_str h = pr->r->host;
+
+    if (mt->hosts.n) {
+        if (!pr->have_host) {
+            pr->host_h = cfg_hset_hash(h.p, h.len, 1);
+            pr->have_host = 1;
+        }
+        if (find_h(&mt->hosts, h.p, h.len, pr->host_h, 1) >= 0)
+            return 1;
+    }
     if (!mt->host_suffixes.n)
         return 0;
-    for (size_t i = 0; i < h.len; i++)
-        if (h.p[i] == '.' && cfg_hset_find(&mt->host_suffixes, h.p + i, h.len - i) >= 0)
+    if (!pr->have_dots) {
+        for (size_t i = 0; i < h.len && pr->ndots < PROBE_MAX && i <= UINT16_MAX; i++)
+            if (h.p[i] == '.') {
+                pr->dot[pr->ndots] = (uint16_t)i;
+                pr->dot_h[pr->ndots++] = cfg_hset_hash(h.p + i, h.len - i, 1);
+            }
+        pr->have_dots = 1;
+    }
+    for (size_t k = 0; k < pr->ndots; k++) {
+        size_t i = pr->dot[k];
+
+        if (find_h(&mt->host_suffixes, h.p + i, h.len - i, pr->dot_h[k], 1) >= 0)
             return 1;
+    }
+    /* a host with more dots than the room: the rest hashed here */
+    if (pr->ndots == PROBE_MAX)
+        for (size_t i = pr->dot[PROBE_MAX - 1] + 1u; i < h.len; i++)
+            if (h.p[i] == '.' && cfg_hset_find(&mt->host_suffixes, h.p + i, h.len - i) >= 0)
+                return 1;
     return 0;
 }
 
 /* Exact path, then "/", "/a/", "/a/b/" ... for each '/' of the normalised path. */
-static int path_matches(const struct cfg_match *mt, struct core_str np)
+static int path_matches(const struct cfg_match *mt, struct probe *pr)
 {
-    if (cfg_hset_find(&mt->paths, np.p, np.len) >= 0)
-        return 1;
+    struct core_str np = pr->r->npath;
+
+    if (mt->paths.n) {
+        if (!pr->have_npath) {
+            pr->npath_h = cfg_hset_hash(np.p, np.len, 0);
+            pr->have_npath = 1;
+        }
+        if (find_h(&mt->paths, np.p, np.len, pr->npath_h, 0) >= 0)
+            return 1;
+    }
     if (!mt->path_prefixes.n)
         return 0;
-    for (size_t i = 0; i < np.len; i++)
-        if (np.p[i] == '/' && cfg_hset_find(&mt->path_prefixes, np.p, i + 1) >= 0)
+    if (!pr->have_slashes) {
+        for (size_t i = 0; i < np.len && pr->nslashes < PROBE_MAX && i <= UINT16_MAX; i++)
+            if (np.p[i] == '/') {
+                pr->slash[pr->nslashes] = (uint16_t)i;
+                pr->slash_h[pr->nslashes++] = cfg_hset_hash(np.p, i + 1, 0);
+            }
+        pr->have_slashes = 1;
+    }
+    for (size_t k = 0; k < pr->nslashes; k++)
+        if (find_h(&mt->path_prefixes, np.p, pr->slash[k] + 1u, pr->slash_h[k], 0) >= 0)
             return 1;
+    if (pr->nslashes == PROBE_MAX)
+        for (size_t i = pr->slash[PROBE_MAX - 1] + 1u; i < np.len; i++)
+            if (np.p[i] == '/' && cfg_hset_find(&mt->path_prefixes, np.p, i + 1) >= 0)
+                return 1;
     return 0;
+}
+
+static int method_matches(const struct cfg_match *mt, struct probe *pr)
+{
+    struct core_str m = pr->r->m->method;
+
+    if (!pr->have_method) {
+        pr->method_h = cfg_hset_hash(m.p, m.len, 0);
+        pr->have_method = 1;
+    }
+    return find_h(&mt->methods, m.p, m.len, pr->method_h, 0) >= 0;
 }
 
 static int header_matches(const struct cfg_hdr_match *hm, const struct http_msg *m)
@@ -170,17 +248,18 @@ static int header_matches(const struct cfg_hdr_match *hm, const struct http_msg 
     return hm->test == CFG_HT_ABSENT;
 }
 
-static int match(const struct cfg_match *mt, const struct http_rules_req *r)
+static int match(const struct cfg_match *mt, struct probe *pr)
 {
+    const struct http_rules_req *r = pr->r;
     uint32_t has = mt->has;
 
-    if ((has & CFG_M_HOST) && !host_matches(mt, r->host))
-        return 0;
-    if ((has & CFG_M_PATH) && !path_matches(mt, r->npath))
-        return 0;
-    if ((has & CFG_M_METHOD) && cfg_hset_find(&mt->methods, r->m->method.p, r->m->method.len) < 0)
-        return 0;
     if ((has & CFG_M_SCHEME) && !(mt->schemes & (r->https ? 2 : 1)))
+        return 0;
+    if ((has & CFG_M_HOST) && !host_matches(mt, pr))
+        return 0;
+    if ((has & CFG_M_PATH) && !path_matches(mt, pr))
+        return 0;
+    if ((has & CFG_M_METHOD) && !method_matches(mt, pr))
         return 0;
     if ((has & CFG_M_CLIENT_IP) && !(r->ip_ok && cfg_ipset_has(&mt->client_ip, &r->ip)))
         return 0;
@@ -188,7 +267,7 @@ static int match(const struct cfg_match *mt, const struct http_rules_req *r)
         for (size_t i = 0; i < mt->nheaders; i++)
             if (!header_matches(&mt->headers[i], r->m))
                 return 0;
-    if ((has & CFG_M_NOT) && mt->not &&match(mt->not, r))
+    if ((has & CFG_M_NOT) && mt->not &&match(mt->not, pr))
         return 0;
     return 1;
 }
@@ -196,6 +275,7 @@ static int match(const struct cfg_match *mt, const struct http_rules_req *r)
 void http_rules_eval(const struct cfg_rules *rs, const struct http_rules_req *r,
                      struct http_rules_verdict *v)
 {
+    struct probe pr;
     int healthz = r->npath.len == sizeof(CFG_HEALTHZ_PATH) - 1 &&
                   !memcmp(r->npath.p, CFG_HEALTHZ_PATH, sizeof(CFG_HEALTHZ_PATH) - 1);
 
@@ -203,13 +283,16 @@ void http_rules_eval(const struct cfg_rules *rs, const struct http_rules_req *r,
     v->answer = v->last = v->map_hit = -1;
     if (!rs)
         return;
+    pr.r = r;
+    pr.have_host = pr.have_npath = pr.have_method = pr.have_dots = pr.have_slashes = 0;
+    pr.ndots = pr.nslashes = 0;
     for (size_t i = 0; i < rs->n && i < CFG_RULES_MAX; i++) {
         const struct cfg_erule *e = &rs->v[i];
 
         /* the platform's health check: only for rules whose path list names it */
         if (healthz && !(e->match && e->match->names_healthz))
             continue;
-        if (e->match && !match(e->match, r))
+        if (e->match && !match(e->match, &pr))
             continue;
         if (e->req_hdrs.n || e->resp_hdrs.n || e->rewrite.kind != CFG_RW_NONE) {
             v->edits[i / 64] |= (uint64_t)1 << (i % 64);
@@ -224,7 +307,13 @@ void http_rules_eval(const struct cfg_rules *rs, const struct http_rules_req *r,
             v->answer = v->last = (int32_t)i;
             return;
         case CFG_RK_REDIRECT_MAP: {
-            long k = cfg_hset_find(&e->map.from, r->npath.p, r->npath.len);
+            long k;
+
+            if (!pr.have_npath) {
+                pr.npath_h = cfg_hset_hash(r->npath.p, r->npath.len, 0);
+                pr.have_npath = 1;
+            }
+            k = find_h(&e->map.from, r->npath.p, r->npath.len, pr.npath_h, 0);
 
             if (k >= 0) {
                 v->answer = v->last = (int32_t)i;

@@ -715,7 +715,7 @@ Test(http_rules, healthz_exempt)
         {"another path", GET("/", ""), NULL, 1},
     };
 
-    /* a maintenance rule: no match, or "/*", does not take the health check */
+    /* a maintenance rule: no match, or the catch-all prefix, does not take the health check */
     rs_reset();
     rule("maintenance")->kind = CFG_RK_RESPOND;
     rs.v[0].status = 503;
@@ -732,7 +732,7 @@ Test(http_rules, healthz_exempt)
     cr_assert_eq(answer_of(GET(HEALTHZ, ""), "10.0.0.1"), -1);
     cr_assert(!vd.any_resp && !http_rules_applied(&vd, 0) && vd.last == -1);
 
-    /* a rule that names it, exactly or by a prefix other than "/*", takes it */
+    /* a rule that names it, exactly or by a prefix other than the catch-all, takes it */
     static const char *const naming[] = {HEALTHZ, "/.well-known/*", "/.well-known/section-io/*"};
     for (size_t i = 0; i < sizeof(naming) / sizeof(naming[0]); i++) {
         rs_reset();
