@@ -13,8 +13,11 @@
  *  4. afterwards the proxy holds no more descriptors than after start-up,
  *     still answers, and exits 0 on SIGTERM (no sanitizer report).
  *
- * One Test per family of scenarios (framing, poison, leak, timeouts) and a
- * mixed one, each with its own proxy and origin. Clients pipeline 1-4
+ * One Test per family of scenarios (framing, poison, leak, timeouts), a
+ * mixed one, and one with edge rules on (rules: header edits, a rewrite,
+ * rule answers pipelined between proxied requests, error pages in place of
+ * the origin's POISONED error bodies; its config folder is
+ * tests/adv/rules/), each with its own proxy and origin. Clients pipeline 1-4
  * requests, read slowly through small receive buffers, half-close, close
  * abruptly, send bodies (length and chunked); the origin's misbehaviour is
  * chosen by the request path (hostile.h).
@@ -60,6 +63,32 @@
 #define BADCHUNK_MAX_MS 1200 /* a broken chunk is answered at once, not at a timeout */
 #define HANG_MS 25000        /* no request may take longer than this in total */
 
+/*
+ * What the rules family also asks for: answers the edge rules make
+ * themselves (tests/adv/rules/proxy.json), which the origin never sees.
+ * They follow the origin's modes (enum adv_mode) in the same tables.
+ */
+enum rule_mode {
+    RM_RESPOND = AM_COUNT, /* /adv-rule/<tag>: respond 200 with pages/rule.txt */
+    RM_DENY,               /* /adv-deny/<tag>: deny (403, with its error page) */
+    RM_GONE,               /* /adv-gone/<tag>: deny 410, no page: the plain text answer */
+    RM_REDIRECT,           /* /adv-redir/<tag>: redirect 308 to https://{host}{uri} */
+    RM_MAPHIT,             /* /adv-map/<k>?t=<tag>: a redirect_map entry (301) */
+    RM_MAPMISS,            /* /adv-map/miss/<tag>: not in the map: deny 404 (its page) */
+    /* must stay last */
+    NMODES
+};
+
+static const char *mname(int m)
+{
+    static const char *const rule_names[NMODES - AM_COUNT] = {"respond",  "deny",    "gone",
+                                                              "redirect", "map-hit", "map-miss"};
+
+    if (m < AM_COUNT)
+        return adv_mode_name((enum adv_mode)m);
+    return m < NMODES ? rule_names[m - AM_COUNT] : "?";
+}
+
 /* ---- a family of scenarios ---------------------------------------------- */
 
 struct fam {
@@ -68,10 +97,18 @@ struct fam {
     const char *workers;
     int clients, load_ms;
     int resp_ms, idle_ms; /* as in json */
-    unsigned weight[AM_COUNT];
+    unsigned weight[NMODES];
     int slow_pct, pipe_max, half_pct, abrupt_pct, post_pct;
     int bigpad_pct; /* requests with a head of many KiB */
     int stall_pct;  /* sessions that pipeline a socket-filling body and a big head, then stall */
+    /*
+     * Edge rules: the proxy's config folder is $<rules_dir> (proxy.json
+     * with rules and error_pages, and their files) instead of json, and
+     * every answer is judged as those rules make it (judge_rules()).
+     */
+    const char *rules_dir;
+    int rw_pct;         /* proxied requests sent under /adv-rw/, which a rewrite strips */
+    int sink_break_pct; /* sessions of sink_break_session() */
 };
 
 #define CFG_A                                                                                      \
@@ -198,6 +235,50 @@ static const struct fam fam_mixed = {
     .stall_pct = 3,
 };
 
+/*
+ * Edge rules on everything the mixed family does: header edits on every
+ * request and response, a rewrite on a share of the proxied requests, rule
+ * answers (respond, deny, redirect, a redirect map) pipelined between them,
+ * and error pages for the origin's error statuses (its bodies POISONED),
+ * its early 401, and the proxy's own 502 and 504.
+ */
+static const struct fam fam_rules = {
+    .name = "rules",
+    .json = NULL,
+    .workers = "2",
+    .clients = 32,
+    .load_ms = 8000,
+    .resp_ms = 1500,
+    .idle_ms = 3000,
+    .weight = {[AM_OK] = 22,
+               [AM_CHUNKED] = 8,
+               [AM_HEAD204] = 6,
+               [AM_EARLY] = 4,
+               [AM_MIDCLOSE] = 4,
+               [AM_BIGHEAD] = 4,
+               [AM_CONNLEN] = 4,
+               [AM_BADCHUNK] = 3,
+               [AM_STALL] = 2,
+               [AM_INTERIM] = 5,
+               [AM_ERROR] = 18,
+               [RM_RESPOND] = 7,
+               [RM_DENY] = 4,
+               [RM_GONE] = 3,
+               [RM_REDIRECT] = 3,
+               [RM_MAPHIT] = 4,
+               [RM_MAPMISS] = 2},
+    .slow_pct = 35,
+    .pipe_max = 4,
+    .half_pct = 10,
+    .abrupt_pct = 10,
+    .post_pct = 30,
+    .bigpad_pct = 15,
+    .stall_pct = 0,
+    .rules_dir = "ADV_RULES_DIR",
+    .rw_pct = 30,
+    .sink_break_pct = 3,
+};
+
 /* ---- results ------------------------------------------------------------ */
 
 enum outcome {
@@ -236,7 +317,7 @@ struct cl {
     size_t nres, capres;
     struct fail *fail;
     size_t nfail, capfail;
-    unsigned long stats[AM_COUNT][OC_COUNT];
+    unsigned long stats[NMODES][OC_COUNT];
     int judging502; /* the answer being judged is a complete 502 */
     long slowest_ms;
     char slowest[48];
@@ -306,7 +387,7 @@ __attribute__((format(printf, 5, 6))) static void cl_fail(struct cl *c, const ch
 
 struct rq {
     char tag[48];
-    enum adv_mode mode;
+    int mode; /* enum adv_mode, or enum rule_mode */
     int v, head, idx;
     size_t n, b;
     size_t end;      /* offset in the connection's output just past this request */
@@ -314,6 +395,8 @@ struct rq {
     long t_start;    /* the proxy may have started on it (previous answer read) */
     enum outcome oc; /* OC_COUNT while open */
     char desc[64];
+    char method[8];
+    char target[192]; /* as sent: what {uri} and a Location are made of */
 };
 
 /* "mode/vN METHOD body" for messages */
@@ -360,6 +443,9 @@ struct rp {
     unsigned long long remain;
     char xtag[64];
     char line1[96];
+    /* what edge rules put in a head (judge_rules()): count of each field, and its value */
+    int n_edge, n_edge_add, n_powered, n_location, n_rule_uri;
+    char edge[16], edge_add[16], ctype[48], location[256], rule_uri[256];
     char *body;
     size_t blen, bcap;
 };
@@ -474,6 +560,22 @@ static int rp_head(struct rp *p, const char *b, size_t hl, char *err, size_t eca
         } else if (nl == 5 && !strncasecmp(l, "X-Tag", 5)) {
             p->has_xtag = 1;
             snprintf(p->xtag, sizeof(p->xtag), "%.*s", (int)(vl < 63 ? vl : 63), v);
+        } else if (nl == 6 && !strncasecmp(l, "X-Edge", 6)) {
+            if (!p->n_edge++)
+                snprintf(p->edge, sizeof(p->edge), "%.*s", (int)(vl < 15 ? vl : 15), v);
+        } else if (nl == 10 && !strncasecmp(l, "X-Edge-Add", 10)) {
+            if (!p->n_edge_add++)
+                snprintf(p->edge_add, sizeof(p->edge_add), "%.*s", (int)(vl < 15 ? vl : 15), v);
+        } else if (nl == 12 && !strncasecmp(l, "X-Powered-By", 12)) {
+            p->n_powered++;
+        } else if (nl == 12 && !strncasecmp(l, "Content-Type", 12)) {
+            snprintf(p->ctype, sizeof(p->ctype), "%.*s", (int)(vl < 47 ? vl : 47), v);
+        } else if (nl == 8 && !strncasecmp(l, "Location", 8)) {
+            if (!p->n_location++)
+                snprintf(p->location, sizeof(p->location), "%.*s", (int)(vl < 255 ? vl : 255), v);
+        } else if (nl == 10 && !strncasecmp(l, "X-Rule-Uri", 10)) {
+            if (!p->n_rule_uri++)
+                snprintf(p->rule_uri, sizeof(p->rule_uri), "%.*s", (int)(vl < 255 ? vl : 255), v);
         }
     }
     return 0;
@@ -818,6 +920,211 @@ static size_t origin_body_len(const struct rq *q)
     }
 }
 
+/* ---- judging with edge rules (the rules family) ------------------------ */
+
+/* The files of the rules family's config folder that answers are made of. */
+static struct {
+    int on;
+    struct adv_buf p401, p403, p404, p503, p5xx, rule;
+} pages;
+
+static int page_load(struct adv_buf *b, const char *dir, const char *name)
+{
+    char path[512];
+    FILE *f;
+    size_t n;
+
+    b->len = 0;
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    if (!(f = fopen(path, "rb")))
+        return -1;
+    while ((n = fread(adv_buf_room(b, 4096), 1, 4096, f)) > 0)
+        b->len += n;
+    fclose(f);
+    return b->len ? 0 : -1;
+}
+
+/* The error page the rules give status (error_pages in tests/adv/rules/proxy.json), or NULL. */
+static const struct adv_buf *page_for(int status)
+{
+    switch (status) {
+    case 401:
+        return &pages.p401;
+    case 403:
+        return &pages.p403;
+    case 404:
+        return &pages.p404;
+    case 503:
+        return &pages.p503;
+    default:
+        return status >= 500 && status <= 599 ? &pages.p5xx : NULL;
+    }
+}
+
+/* The status the origin answers an error mode's variant with (hostile.c, respond_error()). */
+static int error_status(int v)
+{
+    static const int st[6] = {500, 503, 404, 500, 500, 403};
+
+    return v >= 0 && v < 6 ? st[v] : 500;
+}
+
+/*
+ * Every final answer, whoever makes it, carries the response_headers edits
+ * of the rule without match: X-Edge set (the origin's own X-Edge replaced),
+ * X-Edge-Add added with the method, X-Powered-By removed.
+ */
+static int edits_ok(struct cl *c, const struct rq *q, const struct rp *p)
+{
+    if (p->n_edge == 1 && !strcmp(p->edge, "1") && p->n_edge_add == 1 &&
+        !strcmp(p->edge_add, q->method) && !p->n_powered)
+        return 1;
+    cl_fail(c, q->tag, q->mode, 2,
+            "%s (%s): \"%s\" without the response edits: %d X-Edge (\"%s\"), %d X-Edge-Add "
+            "(\"%s\"), %d X-Powered-By",
+            q->tag, mode_of(q), p->line1, p->n_edge, p->edge, p->n_edge_add, p->edge_add,
+            p->n_powered);
+    return 0;
+}
+
+/* The answer's body is want (a page, a rule's body); a HEAD answer announces its length only. */
+static int page_ok(struct cl *c, const struct rq *q, const struct rp *p, const char *want,
+                   size_t wlen, const char *what)
+{
+    if (q->head ? p->blen == 0 && p->cl == (long long)wlen
+                : p->blen == wlen && !memcmp(p->body, want, wlen))
+        return 1;
+    if (q->head || p->blen != wlen) {
+        cl_fail(c, q->tag, q->mode, 2,
+                "%s (%s): \"%s\" should carry %s (%zu bytes): Content-Length %lld, %zu body "
+                "bytes (\"%.40s\")",
+                q->tag, mode_of(q), p->line1, what, wlen, p->cl, p->blen, p->blen ? p->body : "");
+    } else {
+        size_t i = 0;
+        while (p->body[i] == want[i])
+            i++;
+        cl_fail(c, q->tag, q->mode, 1, "%s (%s): %s differs at byte %zu: \"%.40s\"", q->tag,
+                mode_of(q), what, i, p->body + i);
+    }
+    return 0;
+}
+
+/* An answer with status and the error page for it (or the plain text answer when none). */
+static int status_page_ok(struct cl *c, const struct rq *q, const struct rp *p, int status)
+{
+    const struct adv_buf *pg = page_for(status);
+    char text[64], what[32];
+
+    if (p->status != status) {
+        cl_fail(c, q->tag, q->mode, 2, "%s (%s): expected %d, got \"%s\"", q->tag, mode_of(q),
+                status, p->line1);
+        return 0;
+    }
+    snprintf(what, sizeof(what), "the %d page", status);
+    if (pg)
+        return page_ok(c, q, p, pg->p, pg->len, what) &&
+               (strcmp(p->ctype, "text/html; charset=utf-8")
+                    ? (cl_fail(c, q->tag, q->mode, 2, "%s (%s): page with Content-Type \"%s\"",
+                               q->tag, mode_of(q), p->ctype),
+                       0)
+                    : 1);
+    snprintf(text, sizeof(text), "%d %s\n", status, status == 410 ? "Gone" : "?");
+    return page_ok(c, q, p, text, strlen(text), "the plain text answer");
+}
+
+/* A rule's own answer (the rule modes). */
+static int rule_answer_ok(struct cl *c, const struct rq *q, const struct rp *p)
+{
+    char want[320];
+    const char *qs;
+
+    switch (q->mode) {
+    case RM_RESPOND:
+        if (p->status != 200 || p->n_rule_uri != 1 || strcmp(p->rule_uri, q->target)) {
+            cl_fail(c, q->tag, q->mode, 2,
+                    "%s (%s): expected 200 with X-Rule-Uri %s, got \"%s\" "
+                    "with %d X-Rule-Uri (\"%s\")",
+                    q->tag, mode_of(q), q->target, p->line1, p->n_rule_uri, p->rule_uri);
+            return 0;
+        }
+        return page_ok(c, q, p, pages.rule.p, pages.rule.len, "pages/rule.txt");
+    case RM_DENY:
+        return status_page_ok(c, q, p, 403);
+    case RM_GONE:
+        return status_page_ok(c, q, p, 410);
+    case RM_MAPMISS:
+        return status_page_ok(c, q, p, 404);
+    case RM_REDIRECT:
+        snprintf(want, sizeof(want), "https://adv%s", q->target);
+        break;
+    default: /* RM_MAPHIT: redirects.txt */
+        qs = strchr(q->target, '?');
+        snprintf(want, sizeof(want), "%s/moved/%d%s", q->v >= 48 ? "https://moved.example" : "",
+                 q->v,
+                 q->v >= 56 ? "?q=map"
+                 : qs       ? qs
+                            : "");
+        break;
+    }
+    if (p->status != (q->mode == RM_REDIRECT ? 308 : 301) || p->n_location != 1 ||
+        strcmp(p->location, want) || p->blen || (!q->head && p->cl != 0)) {
+        cl_fail(c, q->tag, q->mode, 2,
+                "%s (%s): expected %d to %s without a body, got \"%s\" to %s (%d Location, "
+                "Content-Length %lld, %zu body bytes)",
+                q->tag, mode_of(q), q->mode == RM_REDIRECT ? 308 : 301, want, p->line1, p->location,
+                p->n_location, p->cl, p->blen);
+        return 0;
+    }
+    return 1;
+}
+
+/*
+ * A complete answer with the rules on: the edits on every one; a rule's
+ * answer as the rule says; the origin's error statuses and the proxy's own
+ * 502 and 504 with their pages, never the origin's body; the rest as
+ * without rules (ret 0: judge_complete() goes on as usual). Returns 1 with
+ * *ok and *oc set when it judged the answer.
+ */
+static int judge_rules(struct cl *c, struct cn *k, struct rq *q, int *ok, enum outcome *oc)
+{
+    struct rp *p = &k->p;
+    int st = p->status;
+
+    if (!edits_ok(c, q, p)) {
+        *ok = 0;
+        return 1;
+    }
+    if (q->mode >= AM_COUNT) {
+        *ok = rule_answer_ok(c, q, p);
+        *oc = OC_EXPECTED;
+        return 1;
+    }
+    if (q->mode == AM_EARLY) {
+        *ok = status_page_ok(c, q, p, 401);
+        if (*ok && !p->close) {
+            cl_fail(c, q->tag, q->mode, 2,
+                    "%s (%s): 401 answered before the request body was read lacks "
+                    "Connection: close",
+                    q->tag, mode_of(q));
+            *ok = 0;
+        }
+        return 1;
+    }
+    if (q->mode == AM_ERROR) {
+        if (q->v == 3 && st == 502) {
+            /* the origin's body broke off before its page went out: the proxy's own 502 */
+            *oc = OC_LOCAL;
+            *ok = status_page_ok(c, q, p, 502);
+        } else {
+            *ok = status_page_ok(c, q, p, error_status(q->v));
+        }
+        if (q->v == 3)
+            k->ended_by_prev = 1; /* the page is whole; the origin's close may end ours */
+        return 1;
+    }
+    return 0; /* the proxy's own 502 and 504 get their page checked in judge_complete() */
+}
+
 static void judge_complete(struct cl *c, struct cn *k, struct rq *q, const char *raw, long now)
 {
     struct rp *p = &k->p;
@@ -826,6 +1133,11 @@ static void judge_complete(struct cl *c, struct cn *k, struct rq *q, const char 
 
     c->judging502 = st == 502;
     scan(c, q, raw, p->off);
+    if (pages.on && judge_rules(c, k, q, &ok, &oc)) {
+        c->judging502 = 0;
+        cl_result(c, q, ok ? oc : OC_FAILED, st);
+        return;
+    }
     switch (q->mode) {
     case AM_OK:
     case AM_CHUNKED:
@@ -877,6 +1189,8 @@ static void judge_complete(struct cl *c, struct cn *k, struct rq *q, const char 
     default:
         break;
     }
+    if (ok && oc == OC_LOCAL && pages.on)
+        ok = edits_ok(c, q, p) && status_page_ok(c, q, p, st); /* the 5xx page, with the edits */
     c->judging502 = 0;
     cl_result(c, q, ok ? oc : OC_FAILED, st);
 }
@@ -1094,6 +1408,67 @@ static void await_eof(struct cl *c, struct cn *k)
     }
 }
 
+/*
+ * "/<word>", spelled as the rules family likes: as is, or in a way only
+ * path normalisation (docs/rules.md) makes the same: "//", "%61" for the
+ * "a" of "adv-...", a "x/.." before it.
+ */
+static int spell(struct cl *c, char *out, size_t cap, const char *word)
+{
+    switch (adv_rnd(&c->rng) % 8) {
+    case 0:
+        return snprintf(out, cap, "//%s", word);
+    case 1:
+        return snprintf(out, cap, "/%%61%s", word + 1);
+    case 2:
+        return snprintf(out, cap, "/x/../%s/.", word);
+    default:
+        return snprintf(out, cap, "/%s", word);
+    }
+}
+
+/* The request target q is sent with (q->target). */
+static void make_target(struct cl *c, struct rq *q)
+{
+    char pre[48] = "";
+    size_t cap = sizeof(q->target);
+
+    if (q->mode < AM_COUNT) {
+        /* under /adv-rw/, stripped by a rewrite: the origin still gets /<mode>/<tag> */
+        if (run.f->rw_pct && pct(c, run.f->rw_pct))
+            spell(c, pre, sizeof(pre), "adv-rw");
+        snprintf(q->target, cap, "%s/%s/%s?n=%zu&v=%d&b=%zu", pre, mname(q->mode), q->tag, q->n,
+                 q->v, q->b);
+        return;
+    }
+    switch (q->mode) {
+    case RM_RESPOND:
+        spell(c, pre, sizeof(pre), "adv-rule");
+        snprintf(q->target, cap, "%s/%s?n=%zu", pre, q->tag, q->n);
+        break;
+    case RM_DENY:
+        spell(c, pre, sizeof(pre), "adv-deny");
+        snprintf(q->target, cap, "%s/%s", pre, q->tag);
+        break;
+    case RM_GONE:
+        spell(c, pre, sizeof(pre), "adv-gone");
+        snprintf(q->target, cap, "%s/%s", pre, q->tag);
+        break;
+    case RM_REDIRECT:
+        spell(c, pre, sizeof(pre), "adv-redir");
+        snprintf(q->target, cap, "%s/%s?v=%d", pre, q->tag, q->v);
+        break;
+    case RM_MAPHIT:
+        spell(c, pre, sizeof(pre), "adv-map");
+        snprintf(q->target, cap, "%s/%d?t=%s", pre, q->v, q->tag);
+        break;
+    default:
+        spell(c, pre, sizeof(pre), "adv-map");
+        snprintf(q->target, cap, "%s/miss/%s", pre, q->tag);
+        break;
+    }
+}
+
 /* Build one request into k's output. */
 static void add_request(struct cl *c, struct cn *k, struct rq *q, int with_early_rest)
 {
@@ -1106,26 +1481,41 @@ static void add_request(struct cl *c, struct cn *k, struct rq *q, int with_early
     post = q->mode == AM_EARLY || ((q->mode == AM_OK || q->mode == AM_CHUNKED ||
                                     q->mode == AM_INTERIM || q->mode == AM_STALL) &&
                                    pct(c, f->post_pct));
-    if (post && q->mode != AM_EARLY) {
+    /* the rules family: bodies to the origin's error statuses and, fewer, to rule answers */
+    if (q->mode == AM_ERROR && !q->head)
+        post = pct(c, f->post_pct);
+    else if (q->mode >= AM_COUNT && !q->head)
+        post = pct(c, f->post_pct / 3);
+    if (q->b && q->mode != AM_EARLY) {
+        post = 1; /* the caller chose the body's size (sink_break_session()) */
+    } else if (post && q->mode != AM_EARLY) {
         q->b = pct(c, 70) ? adv_rnd_in(&c->rng, 1, 4096) : adv_rnd_in(&c->rng, 4097, 65536);
         te = pct(c, 50);
         zeros = te && pct(c, 15);
     }
     method = q->head ? "HEAD" : post ? "POST" : "GET";
+    snprintf(q->method, sizeof(q->method), "%s", method);
+    make_target(c, q);
     if (q->mode == AM_EARLY)
         snprintf(q->desc, sizeof(q->desc), "early/v%d POST partial body", q->v);
     else if (post)
-        snprintf(q->desc, sizeof(q->desc), "%s/v%d POST %s %zu", adv_mode_name(q->mode), q->v,
+        snprintf(q->desc, sizeof(q->desc), "%s/v%d POST %s %zu", mname(q->mode), q->v,
                  !te     ? "length"
                  : zeros ? "chunked with 0-padded sizes"
                          : "chunked",
                  q->b);
     else
-        snprintf(q->desc, sizeof(q->desc), "%s/v%d %s", adv_mode_name(q->mode), q->v, method);
+        snprintf(q->desc, sizeof(q->desc), "%s/v%d %s", mname(q->mode), q->v, method);
     adv_buf_fmt(&k->out,
-                "%s /%s/%s?n=%zu&v=%d&b=%zu HTTP/1.1\r\nHost: adv\r\nX-Tag: %s\r\n"
+                "%s %s HTTP/1.1\r\nHost: adv\r\nX-Tag: %s\r\n"
                 "Cookie: secret=%s\r\nUser-Agent: adv/%d\r\n",
-                method, adv_mode_name(q->mode), q->tag, q->n, q->v, q->b, q->tag, q->tag, c->id);
+                method, q->target, q->tag, q->tag, c->id);
+    if (f->rules_dir) {
+        /* removed and set by a request_headers edit: the origin checks (hostile_expect_header) */
+        adv_buf_fmt(&k->out, "X-Remove-Me: secret=%s\r\n", q->tag);
+        if (pct(c, 30))
+            adv_buf_fmt(&k->out, "X-Edge-Req: client\r\n");
+    }
     if (pct(c, run.f->bigpad_pct)) {
         /*
          * A head of up to ~28 KiB, secrets all along: copied into a head
@@ -1196,16 +1586,16 @@ static void add_request(struct cl *c, struct cn *k, struct rq *q, int with_early
     q->end = k->out.len;
 }
 
-static enum adv_mode pick_mode(struct cl *c)
+static int pick_mode(struct cl *c)
 {
     unsigned total = 0, r;
 
-    for (int m = 0; m < AM_COUNT; m++)
+    for (int m = 0; m < NMODES; m++)
         total += run.f->weight[m];
     r = (unsigned)(adv_rnd(&c->rng) % total);
-    for (int m = 0; m < AM_COUNT; m++) {
+    for (int m = 0; m < NMODES; m++) {
         if (r < run.f->weight[m])
-            return (enum adv_mode)m;
+            return m;
         r -= run.f->weight[m];
     }
     return AM_OK;
@@ -1240,7 +1630,7 @@ static void make_batch(struct cl *c, struct cn *k, int last)
     k->rx_batch = 0;
     for (int i = 0; i < depth; i++) {
         struct rq *q = &k->rq[k->nrq];
-        enum adv_mode m = pick_mode(c);
+        int m = pick_mode(c);
 
         if (m == AM_STALL && stalls++)
             m = AM_OK; /* one wait per batch keeps the run short */
@@ -1250,7 +1640,9 @@ static void make_batch(struct cl *c, struct cn *k, int last)
         q->oc = OC_COUNT;
         q->idx = k->nrq;
         q->mode = m;
-        q->v = (int)(adv_rnd(&c->rng) % (uint64_t)adv_mode_variants(m));
+        q->v = m < AM_COUNT
+                   ? (int)(adv_rnd(&c->rng) % (uint64_t)adv_mode_variants((enum adv_mode)m))
+                   : 0;
         snprintf(q->tag, sizeof(q->tag), "c%d-r%u-%s", c->id, c->seq++, run.seedstr);
         switch (m) {
         case AM_OK:
@@ -1274,6 +1666,21 @@ static void make_batch(struct cl *c, struct cn *k, int last)
             q->head = pct(c, 25);
             q->n = adv_rnd_in(&c->rng, 10, 5000);
             break;
+        case AM_ERROR:
+            q->head = pct(c, 20);
+            q->n = pick_size(c, k);
+            break;
+        case RM_RESPOND:
+        case RM_DENY:
+        case RM_GONE:
+        case RM_REDIRECT:
+        case RM_MAPHIT:
+        case RM_MAPMISS:
+            q->head = pct(c, 25);
+            q->n = adv_rnd_in(&c->rng, 1, 999);
+            if (m == RM_MAPHIT)
+                q->v = (int)adv_rnd_in(&c->rng, 0, 63);
+            break;
         default:
             q->n = 0;
             break;
@@ -1283,7 +1690,9 @@ static void make_batch(struct cl *c, struct cn *k, int last)
         if (m == AM_EARLY)
             break;
         /* what ends the connection usually comes last */
-        if ((m == AM_MIDCLOSE || m == AM_BIGHEAD || m == AM_BADCHUNK) && pct(c, 80))
+        if ((m == AM_MIDCLOSE || m == AM_BIGHEAD || m == AM_BADCHUNK ||
+             (m == AM_ERROR && (q->v == 2 || q->v == 3))) &&
+            pct(c, 80))
             break;
     }
 }
@@ -1435,6 +1844,52 @@ static void stalled_session(struct cl *c)
     free(k.p.body);
 }
 
+/*
+ * The rules family: the origin's error body breaks off (error/v3) while a
+ * slow, small-buffer reader has the page only partly read, and a request
+ * with a large body is pipelined behind it, still arriving. The page is
+ * whole in the proxy: it must reach the client whole, whatever happens to
+ * the connection after it.
+ */
+static void sink_break_session(struct cl *c)
+{
+    struct cn k;
+
+    memset(&k, 0, sizeof(k));
+    k.fd = -1;
+    k.slow = 1;
+    k.rchunk = (int)adv_rnd_in(&c->rng, 512, 2048);
+    k.rcvbuf = 4096;
+    rp_reset(&k.p);
+    if (cn_open(c, &k) < 0) {
+        cl_fail(c, NULL, -1, 2, "client %d: cannot connect to the proxy: %s", c->id,
+                strerror(errno));
+        h_msleep(50);
+        return;
+    }
+    k.abrupt_at = -1;
+    for (int i = 0; i < 2; i++) {
+        struct rq *q = &k.rq[k.nrq];
+
+        memset(q, 0, sizeof(*q));
+        q->oc = OC_COUNT;
+        q->idx = k.nrq;
+        q->mode = i ? AM_OK : AM_ERROR;
+        q->v = i ? 0 : 3;
+        q->n = i ? adv_rnd_in(&c->rng, 64, 4096) : adv_rnd_in(&c->rng, 3000, 30000);
+        q->b = i ? adv_rnd_in(&c->rng, 1u << 20, 3u << 20) : 0;
+        snprintf(q->tag, sizeof(q->tag), "c%d-r%u-%s", c->id, c->seq++, run.seedstr);
+        add_request(c, &k, q, 0);
+        k.nrq++;
+    }
+    (void)run_batch(c, &k);
+    cn_close(&k, 0);
+    free(k.in.p);
+    free(k.out.p);
+    free(k.rest);
+    free(k.p.body);
+}
+
 /* One connection: a few batches, then close (or the proxy closes it). */
 static void session(struct cl *c)
 {
@@ -1445,6 +1900,10 @@ static void session(struct cl *c)
 
     if (run.capacity && pct(c, f->stall_pct)) {
         stalled_session(c);
+        return;
+    }
+    if (f->sink_break_pct && pct(c, f->sink_break_pct)) {
+        sink_break_session(c);
         return;
     }
     memset(&k, 0, sizeof(k));
@@ -1587,10 +2046,17 @@ static void check_log(struct cl *c0, const struct proxy *px, struct res *all, si
         path = json_is_string(jp) ? json_string_value(jp) : "";
         if (!strncmp(path, "/smuggled/", 10))
             cl_fail(c0, NULL, -1, 1, "access log has a smuggled request: %.80s", line);
+        /* the tag is the second segment, or anywhere in a rules family's target */
         t = path[0] == '/' ? strchr(path + 1, '/') : NULL;
-        if (t) {
+        if (t && run.f->rules_dir) {
+            size_t pos = 0, tl;
+            t = adv_tag_find(path, strlen(path), run.seedstr, &pos, &tl);
+            e = t ? t + tl : NULL;
+        } else if (t) {
             t++;
             e = strchr(t, '?');
+        }
+        if (t) {
             snprintf(key.tag, sizeof(key.tag), "%.*s", (int)(e ? e - t : (long)strlen(t)), t);
             r = bsearch(&key, all, nall, sizeof(*all), res_cmp);
             if (r) {
@@ -1606,15 +2072,15 @@ static void check_log(struct cl *c0, const struct proxy *px, struct res *all, si
             continue;
         if (count[i] > 1)
             cl_fail(c0, all[i].tag, all[i].mode, 3, "%s (%s): %u access log lines", all[i].tag,
-                    adv_mode_name(all[i].mode), count[i]);
+                    mname(all[i].mode), count[i]);
         else if (all[i].status && count[i] == 0)
             cl_fail(c0, all[i].tag, all[i].mode, 3,
                     "%s (%s): answered %d but not in the access log", all[i].tag,
-                    adv_mode_name(all[i].mode), all[i].status);
+                    mname(all[i].mode), all[i].status);
         else if (all[i].status && status[i] != all[i].status)
             cl_fail(c0, all[i].tag, all[i].mode, 3,
                     "%s (%s): the client got %d, the access log says %d", all[i].tag,
-                    adv_mode_name(all[i].mode), all[i].status, status[i]);
+                    mname(all[i].mode), all[i].status, status[i]);
     }
     free(count);
     free(status);
@@ -1710,7 +2176,8 @@ static void *probe_main(void *arg)
 
 static void run_family(const struct fam *f)
 {
-    const char *args[] = {"--workers", f->workers, NULL};
+    const char *rules_dir = f->rules_dir ? getenv(f->rules_dir) : NULL;
+    const char *args[] = {"--workers", f->workers, rules_dir ? "--config" : NULL, rules_dir, NULL};
     const char *env = getenv("ADV_SEED");
     struct proxy px;
     struct hostile *h;
@@ -1718,8 +2185,8 @@ static void run_family(const struct fam *f)
     pthread_t *tid;
     struct res *all;
     size_t nall = 0, nfail = 0, nexcused = 0;
-    unsigned long inv[5] = {0}, total = 0, stats[AM_COUNT][OC_COUNT] = {{0}};
-    unsigned per[5][AM_COUNT + 1] = {{0}};
+    unsigned long inv[5] = {0}, total = 0, stats[NMODES][OC_COUNT] = {{0}};
+    unsigned per[5][NMODES + 1] = {{0}};
     int verbose = getenv("ADV_VERBOSE") && strcmp(getenv("ADV_VERBOSE"), "0");
     long t_start = h_now_ms(), t_load = 0, t_fds = 0, slowest = 0;
     const char *slowest_tag = "";
@@ -1742,6 +2209,22 @@ static void run_family(const struct fam *f)
         f->workers, f->clients, f->load_ms);
     h = hostile_start(run.seed ^ (uint64_t)(uintptr_t)f->name[0] * 0x9e3779b97f4a7c15ull);
     cr_assert(h, "adv: seed=%s: hostile origin did not start", run.seedstr);
+    pages.on = 0;
+    if (f->rules_dir) {
+        /* the config folder (a later --config wins over the harness's own) and its answers */
+        cr_assert(rules_dir, "adv[%s]: $%s is not set", f->name, f->rules_dir);
+        cr_assert(!page_load(&pages.p401, rules_dir, "pages/401.html") &&
+                      !page_load(&pages.p403, rules_dir, "pages/403.html") &&
+                      !page_load(&pages.p404, rules_dir, "pages/404.html") &&
+                      !page_load(&pages.p503, rules_dir, "pages/503.html") &&
+                      !page_load(&pages.p5xx, rules_dir, "pages/5xx.html") &&
+                      !page_load(&pages.rule, rules_dir, "pages/rule.txt"),
+                  "adv[%s]: cannot read the pages in %s", f->name, rules_dir);
+        pages.on = 1;
+        /* what the rule without match does to every request */
+        hostile_expect_header(h, "X-Edge-Req", "1");
+        hostile_expect_header(h, "X-Remove-Me", NULL);
+    }
     h_proxy_start(&px, hostile_port(h), f->json, args);
     run.port = px.port;
     /* the start-up probes' connections close; what stays is the baseline */
@@ -1923,8 +2406,8 @@ static void run_family(const struct fam *f)
                         while (b > accesslog && b[-1] != '\n')
                             b--;
                         rep("adv:     %s: logged %.*s\n", fl->tag,
-                            (int)((e ? e : ln + strlen(ln)) - b > 600
-                                      ? 600
+                            (int)((e ? e : ln + strlen(ln)) - b > 1200
+                                      ? 1200
                                       : (e ? e : ln + strlen(ln)) - b),
                             b);
                     }
@@ -1939,17 +2422,17 @@ static void run_family(const struct fam *f)
             slowest = c->slowest_ms;
             slowest_tag = c->slowest;
         }
-        for (int m = 0; m < AM_COUNT && i < f->clients; m++)
+        for (int m = 0; m < NMODES && i < f->clients; m++)
             for (int o = 0; o < OC_COUNT; o++) {
                 stats[m][o] += c->stats[m][o];
                 total += c->stats[m][o];
             }
     }
     for (int v = 1; v <= 4; v++)
-        for (int m = -1; m < AM_COUNT; m++)
+        for (int m = -1; m < NMODES; m++)
             if (per[v][m + 1] > 3 && !verbose)
                 rep("adv: seed=%s [inv%d] %s: %u failures in all\n", run.seedstr, v,
-                    m < 0 ? "(no mode)" : adv_mode_name((enum adv_mode)m), per[v][m + 1]);
+                    m < 0 ? "(no mode)" : mname(m), per[v][m + 1]);
     rep("adv[%s]: seed=%s %lu requests (origin saw %lu) in %.1f s, %zu failures", f->name,
         run.seedstr, total, hostile_requests(h), (double)(h_now_ms() - t_start) / 1e3, nfail);
     if (nexcused)
@@ -1963,13 +2446,13 @@ static void run_family(const struct fam *f)
         if (hostile_excused_list(h, ex, sizeof(ex)))
             rep("adv[%s]: requests that crossed stray bytes: %s\n", f->name, ex);
     }
-    for (int m = 0; m < AM_COUNT; m++) {
+    for (int m = 0; m < NMODES; m++) {
         unsigned long n = 0;
         for (int o = 0; o < OC_COUNT; o++)
             n += stats[m][o];
         if (!n)
             continue;
-        rep("adv[%s]:   %-9s %5lu:", f->name, adv_mode_name((enum adv_mode)m), n);
+        rep("adv[%s]:   %-9s %5lu:", f->name, mname(m), n);
         for (int o = 0; o < OC_COUNT; o++)
             if (stats[m][o])
                 rep(" %s %lu", oc_names[o], stats[m][o]);
@@ -1995,6 +2478,15 @@ static void run_family(const struct fam *f)
         free(err);
     }
     free(accesslog);
+    if (pages.on) {
+        struct adv_buf *b[] = {&pages.p401, &pages.p403, &pages.p404,
+                               &pages.p503, &pages.p5xx, &pages.rule};
+        for (size_t i = 0; i < sizeof(b) / sizeof(b[0]); i++) {
+            free(b[i]->p);
+            *b[i] = (struct adv_buf){0};
+        }
+        pages.on = 0;
+    }
     if (report)
         fclose(report);
     report = NULL;
@@ -2055,4 +2547,9 @@ Test(adv, timeouts, .timeout = 120)
 Test(adv, mixed, .timeout = 120)
 {
     run_family(&fam_mixed);
+}
+
+Test(adv, rules, .timeout = 120)
+{
+    run_family(&fam_rules);
 }

@@ -20,6 +20,7 @@
 
 #define MAX_CONNS 1024
 #define MAX_PROBLEMS 16
+#define MAX_EXPECT 4
 #define HEAD_MAX 65536
 #define BODY_MAX (4u << 20)
 #define LATE_STRAY_US 80000 /* stray bytes after a bodiless answer later than this: junk */
@@ -30,12 +31,13 @@ static const char *const mode_names[AM_COUNT] = {
     [AM_OK] = "ok",           [AM_CHUNKED] = "chunked",   [AM_HEAD204] = "head204",
     [AM_EARLY] = "early",     [AM_MIDCLOSE] = "midclose", [AM_BIGHEAD] = "bighead",
     [AM_CONNLEN] = "connlen", [AM_BADCHUNK] = "badchunk", [AM_STALL] = "stall",
-    [AM_INTERIM] = "interim",
+    [AM_INTERIM] = "interim", [AM_ERROR] = "error",
 };
 
 static const int mode_variants[AM_COUNT] = {
-    [AM_OK] = 3,      [AM_CHUNKED] = 3, [AM_HEAD204] = 5,  [AM_EARLY] = 2, [AM_MIDCLOSE] = 3,
-    [AM_BIGHEAD] = 2, [AM_CONNLEN] = 4, [AM_BADCHUNK] = 2, [AM_STALL] = 1, [AM_INTERIM] = 3,
+    [AM_OK] = 3,       [AM_CHUNKED] = 3, [AM_HEAD204] = 5, [AM_EARLY] = 2,
+    [AM_MIDCLOSE] = 3, [AM_BIGHEAD] = 2, [AM_CONNLEN] = 4, [AM_BADCHUNK] = 2,
+    [AM_STALL] = 1,    [AM_INTERIM] = 3, [AM_ERROR] = 6,
 };
 
 const char *adv_mode_name(enum adv_mode m)
@@ -158,6 +160,12 @@ struct hostile {
         char text[256];
     } * notes;
     size_t nnotes, capnotes;
+    struct expect {
+        char name[32];
+        char value[64];
+        int absent;
+    } expect[MAX_EXPECT];
+    int nexpect;
 };
 
 struct hconn {
@@ -313,6 +321,18 @@ size_t hostile_excused_list(struct hostile *h, char *buf, size_t cap)
     return n;
 }
 
+void hostile_expect_header(struct hostile *h, const char *name, const char *value)
+{
+    pthread_mutex_lock(&h->mu);
+    if (h->nexpect < MAX_EXPECT) {
+        struct expect *e = &h->expect[h->nexpect++];
+        snprintf(e->name, sizeof(e->name), "%s", name);
+        snprintf(e->value, sizeof(e->value), "%s", value ? value : "");
+        e->absent = !value;
+    }
+    pthread_mutex_unlock(&h->mu);
+}
+
 unsigned long hostile_requests(struct hostile *h)
 {
     return atomic_load(&h->requests);
@@ -436,6 +456,56 @@ static const char *hdr_value(const char *head, size_t hl, const char *name, size
         p = memchr(line, '\n', hl - (size_t)(line - head));
     }
     return NULL;
+}
+
+/* How many fields named name the head has; the first one's value in *v, *vl. */
+static int hdr_count(const char *head, size_t hl, const char *name, const char **v, size_t *vl)
+{
+    size_t nl = strlen(name);
+    const char *p = memchr(head, '\n', hl);
+    int n = 0;
+
+    while (p && (size_t)(p + 1 - head) < hl) {
+        const char *line = p + 1, *e = memchr(line, '\r', hl - (size_t)(line - head));
+        if (!e)
+            break;
+        if ((size_t)(e - line) > nl && !strncasecmp(line, name, nl) && line[nl] == ':') {
+            if (!n++) {
+                const char *x = line + nl + 1;
+                while (x < e && (*x == ' ' || *x == '\t'))
+                    x++;
+                *v = x;
+                *vl = (size_t)(e - x);
+            }
+        }
+        p = memchr(line, '\n', hl - (size_t)(line - head));
+    }
+    return n;
+}
+
+/* The fields hostile_expect_header() asked for. */
+static void check_expected(struct hconn *hc, const char *head, size_t hl, const char *tag)
+{
+    struct hostile *h = hc->h;
+    struct expect ex[MAX_EXPECT];
+    int nex;
+
+    pthread_mutex_lock(&h->mu);
+    nex = h->nexpect;
+    memcpy(ex, h->expect, sizeof(ex));
+    pthread_mutex_unlock(&h->mu);
+    for (int i = 0; i < nex; i++) {
+        const char *v = NULL;
+        size_t vl = 0;
+        int n = hdr_count(head, hl, ex[i].name, &v, &vl);
+
+        if (ex[i].absent ? n == 0
+                         : n == 1 && vl == strlen(ex[i].value) && !memcmp(v, ex[i].value, vl))
+            continue;
+        problem(h, "origin: request %s has %d %s field(s) (first: \"%.*s\"), expected %s", tag, n,
+                ex[i].name, v ? (int)(vl < 60 ? vl : 60) : 0, v ? v : "",
+                ex[i].absent ? "none" : ex[i].value);
+    }
 }
 
 static size_t query_num(const char *q, const char *key)
@@ -673,6 +743,7 @@ static int read_request(struct hconn *hc, struct hreq *q)
         problem(hc->h, "origin: request %s has Cookie %.*s", q->tag, v ? (int)vl : 6,
                 v ? v : "(none)");
     check_tags(hc, "head", head, hl, q->tag);
+    check_expected(hc, head, hl, q->tag);
     if ((v = hdr_value(head, hl, "Content-Length", &vl)))
         q->cl = strtoll(v, NULL, 10);
     if ((v = hdr_value(head, hl, "Transfer-Encoding", &vl)))
@@ -787,6 +858,102 @@ static void stray_sent(struct hconn *hc, const struct hreq *q, long late_us)
     hc->stray_us = now_us();
 }
 
+/*
+ * n bytes of an error body: POISONED, and other requests' tags and secrets
+ * (made with the seed of tag), so that any byte of it that reaches a client
+ * shows (tests/adv/adv.c, scan()).
+ */
+static void ob_poison(struct adv_buf *o, const char *tag, size_t n)
+{
+    const char *seed = strrchr(tag, '-');
+
+    for (unsigned i = 0; n; i++) {
+        char unit[96];
+        int ul = snprintf(unit, sizeof(unit), "%s secret=c9999-r%u%s ", ADV_POISON, i,
+                          seed ? seed : "-0");
+        size_t k = (size_t)ul < n ? (size_t)ul : n;
+
+        adv_buf_add(o, unit, k);
+        n -= k;
+    }
+}
+
+/*
+ * An error status the rules give a page for, with a body that must never
+ * reach the client (the page replaces it), framed by the variant:
+ * v0 500 Content-Length, v1 503 chunked, v2 404 until the close, v3 500
+ * cut a third of the way (then the close), v4 500 with a stray response in
+ * the same write, v5 403 written slowly, in pieces. A HEAD request gets the
+ * head alone (and Connection: close when the connection ends after it).
+ * Returns 1 when the connection is to close, -1 when the proxy went away.
+ */
+static int respond_error(struct hconn *hc, const struct hreq *q, struct adv_buf *o)
+{
+    static const int status[6] = {500, 503, 404, 500, 500, 403};
+    static const char *const reason[6] = {
+        "Internal Server Error", "Service Unavailable",   "Not Found",
+        "Internal Server Error", "Internal Server Error", "Forbidden"};
+    int v = q->v >= 0 && q->v < 6 ? q->v : 0, rc = 0;
+    size_t n = q->head_req ? 0 : q->n;
+
+    adv_buf_fmt(o, "HTTP/1.1 %d %s\r\nX-Tag: %s\r\nX-Powered-By: hostile\r\n", status[v], reason[v],
+                q->tag);
+    adv_buf_fmt(o, "Content-Type: text/html\r\n%s",
+                q->head_req && (v == 2 || v == 3) ? "Connection: close\r\n" : "");
+    switch (v) {
+    case 1:
+        adv_buf_fmt(o, "Transfer-Encoding: chunked\r\n\r\n");
+        if (!q->head_req) {
+            struct adv_buf body = {0};
+            ob_poison(&body, q->tag, q->n);
+            for (size_t off = 0; off < body.len;) {
+                size_t k = adv_rnd_in(&hc->rng, 1, 9000);
+                if (k > body.len - off)
+                    k = body.len - off;
+                adv_buf_fmt(o, "%zx\r\n", k);
+                adv_buf_add(o, body.p + off, k);
+                adv_buf_add(o, "\r\n", 2);
+                off += k;
+            }
+            free(body.p);
+            adv_buf_add(o, "0\r\n\r\n", 5);
+        }
+        break;
+    case 2:
+        adv_buf_add(o, "\r\n", 2);
+        ob_poison(o, q->tag, n);
+        break;
+    case 3:
+        adv_buf_fmt(o, "Content-Length: %zu\r\n\r\n", q->n);
+        ob_poison(o, q->tag, n / 3);
+        break;
+    default:
+        adv_buf_fmt(o, "Content-Length: %zu\r\n\r\n", q->n);
+        ob_poison(o, q->tag, n);
+        if (v == 4)
+            adv_buf_add(o, ADV_POISON_RESPONSE, strlen(ADV_POISON_RESPONSE));
+        break;
+    }
+    if (v == 5) {
+        /* the head first, the body in pieces: the page goes out while it is read and dropped */
+        size_t at = 0;
+        for (int i = 0; i < 3 && rc == 0; i++) {
+            size_t end = i == 2 ? o->len : at + (o->len - at) / 2;
+            rc = wr(hc->fd, o->p + at, end - at);
+            at = end;
+            if (i < 2)
+                msleep((int)adv_rnd_in(&hc->rng, 5, 30));
+        }
+    } else {
+        rc = wr_split(hc, o->p, o->len);
+    }
+    if (rc == 0 && v == 4)
+        stray_sent(hc, q, 0);
+    if (rc < 0)
+        return -1;
+    return v == 2 || v == 3;
+}
+
 /* Answer q as its mode says. Returns 1 when the connection must be closed now. */
 static int respond(struct hconn *hc, struct hreq *q)
 {
@@ -797,9 +964,10 @@ static int respond(struct hconn *hc, struct hreq *q)
 
     switch (q->mode) {
     case AM_OK:
+        /* X-Powered-By and X-Edge: for edge rules to remove and replace */
         adv_buf_fmt(&o,
                     "HTTP/1.1 200 OK\r\nX-Tag: %s\r\nContent-Type: text/plain\r\n"
-                    "Content-Length: %zu\r\n\r\n",
+                    "X-Powered-By: hostile\r\nX-Edge: origin\r\nContent-Length: %zu\r\n\r\n",
                     tag, q->n);
         if (!q->head_req && !OK_STREAMED(q))
             ob_body(&o, tag, q->n);
@@ -1035,6 +1203,10 @@ static int respond(struct hconn *hc, struct hreq *q)
             ob_body(&o, tag, q->n);
         }
         rc = wr_split(hc, o.p, o.len);
+        break;
+    case AM_ERROR:
+        close_after = respond_error(hc, q, &o);
+        rc = close_after < 0 ? -1 : 0;
         break;
     default:
         close_after = 1;

@@ -6,7 +6,9 @@
  * b the request body length. Every request also carries `X-Tag: <tag>` and
  * `Cookie: secret=<tag>`; the origin never echoes either header, so a
  * client that sees a `secret=` or another request's tag saw someone else's
- * bytes. Bodies are adv_body(tag, n), so both sides can check them.
+ * bytes. Bodies are adv_body(tag, n), so both sides can check them, except
+ * the error mode's, which are POISONED and other requests' tags and secrets:
+ * only an error page may reach the client in their place.
  */
 #ifndef RINGPROXY_TESTS_ADV_HOSTILE_H
 #define RINGPROXY_TESTS_ADV_HOSTILE_H
@@ -25,6 +27,7 @@ enum adv_mode {
     AM_BADCHUNK, /* broken chunk framing, connection left open */
     AM_STALL,    /* reads the request, never answers */
     AM_INTERIM,  /* 100 and/or 103 before the final answer */
+    AM_ERROR,    /* an error status (500 503 404 403) whose body is POISONED and foreign tags */
     /* must stay last */
     AM_COUNT
 };
@@ -60,6 +63,14 @@ unsigned hostile_port(const struct hostile *h);
 /* Close every connection, stop, wait (bounded) for the threads, free. */
 void hostile_stop(struct hostile *h);
 unsigned long hostile_requests(struct hostile *h);
+
+/*
+ * From now on every request must carry the field name exactly once, with
+ * value (NULL: the field must be absent): what an edge rule's request
+ * header edits promise. Call before the proxy sends requests; at most 4.
+ * A request without it is one of hostile_problems().
+ */
+void hostile_expect_header(struct hostile *h, const char *name, const char *value);
 
 /*
  * Problems the origin saw itself: a request whose tag, X-Tag, Cookie or
