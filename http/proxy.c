@@ -1953,9 +1953,15 @@ static void up_failed(struct http_worker *w, struct http_up *u, enum http_term w
     struct http_conn *c = u->c;
 
     STAT_INC(w->st, upstream_failures[why]);
-    if (c && u->state == UPS_DONE) {
-        /* the response is whole (an early answer): it goes out as it is, then the close */
+    if (c && (u->state == UPS_DONE || u->sink)) {
+        /*
+         * The response is whole: an early answer, or an error page while the
+         * origin's body was being dropped (what broke is only that body). It
+         * goes out as it is; the upstream closes, the client's connection
+         * does not have to.
+         */
         up_close(w, u);
+        c->resp_done = 1;
         conn_check_done(w, c);
         return;
     }

@@ -1118,9 +1118,7 @@ static int judge_rules(struct cl *c, struct cn *k, struct rq *q, int *ok, enum o
         } else {
             *ok = status_page_ok(c, q, p, error_status(q->v));
         }
-        if (q->v == 3)
-            k->ended_by_prev = 1; /* the page is whole; the origin's close may end ours */
-        return 1;
+        return 1; /* the page is whole: requests pipelined behind it get their answers too */
     }
     return 0; /* the proxy's own 502 and 504 get their page checked in judge_complete() */
 }

@@ -944,6 +944,14 @@ static int respond_error(struct hconn *hc, const struct hreq *q, struct adv_buf 
             if (i < 2)
                 msleep((int)adv_rnd_in(&hc->rng, 5, 30));
         }
+    } else if (v == 4) {
+        /*
+         * One write: the stray response is in the socket with the answer, so
+         * the proxy sees it before it can reuse the connection. Split, the
+         * stray part could come after the next request went out, which no
+         * proxy can tell from that request's answer (the excused race).
+         */
+        rc = wr(hc->fd, o->p, o->len);
     } else {
         rc = wr_split(hc, o->p, o->len);
     }
