@@ -13,6 +13,7 @@ Subcommands:
                                N clients), table.csv, ratios.csv, the chart and a
                                short summary on stdout
   floor DIR...                 ringproxy ÷ relay pooled over several runs' repetitions
+  edgepool DIR...              the edge rules' paired ratios pooled over several runs
   instr ...                    instructions per request from a callgrind dump (--instr)
   edgecheck --target NAME=HOST:PORT...  the edge rules' pre-flight: each rules target
                                answers a set of requests as expected, and alike
@@ -679,6 +680,28 @@ def cmd_floor(a):
     return 0
 
 
+def cmd_edgepool(a):
+    """The edge rules' paired ratios pooled over several result folders: every
+    repetition that ran both targets of a ratio counts once."""
+    pool = {}
+    for d in a.dirs:
+        raw = _read_csv(os.path.join(d, "raw.csv"))
+        for c, s in {(_conns(r), r["size"]) for r in raw}:
+            for n, den, goal in EDGE_RATIOS:
+                pool.setdefault((c, s, n, den, goal), []).extend(_paired(raw, c, s, n, den))
+    print("| clients | body | ratio | goal | pooled median | middle half | range | repetitions | at or below the goal |")
+    print("|---:|---:|---|---|---:|---|---|---:|---:|")
+    for (c, s, n, den, goal) in sorted(pool, key=lambda k: (_point_key(k[:2]), k[2], k[3])):
+        v = sorted(pool[(c, s, n, den, goal)])
+        if not v:
+            continue
+        k = len(v)
+        print(f"| {c or '—'} | {s} | {n} ÷ {den} | {'≤ %.2f' % goal if goal else '—'} | {statistics.median(v):.3f} "
+              f"| {v[k // 4]:.3f}–{v[(3 * k) // 4]:.3f} | {v[0]:.3f}–{v[-1]:.3f} | {k} "
+              f"| {sum(1 for x in v if x <= goal) if goal else '—'} |")
+    return 0
+
+
 def _ratio(a, b):
     return a / b if a is not None and b else None
 
@@ -1208,7 +1231,7 @@ def cmd_edgecheck(a):
                         problems.append(f"{f}: {vals or 'none'}, expected [{exp!r}]")
                 srv = msg.get("Server", "")
                 if "/" in srv and "healthz" not in target:
-                    problems.append(f"Server: {srv!r} (the origin's) passed")
+                    problems.append(f"Server: {srv!r}: a version (the origin's, or the proxy's own)")
                 if body is not None and got != body:
                     problems.append(f"body {got[:60]!r}{'...' if len(got) > 60 else ''} ({len(got)} B), "
                                     f"expected {body[:60]!r} ({len(body)} B)")
@@ -1310,6 +1333,7 @@ def main():
                    help="clients of the headline table (the nearest measured if absent)")
     p.set_defaults(f=cmd_report)
     p = sp.add_parser("floor"); p.add_argument("dirs", nargs="+"); p.set_defaults(f=cmd_floor)
+    p = sp.add_parser("edgepool"); p.add_argument("dirs", nargs="+"); p.set_defaults(f=cmd_edgepool)
     p = sp.add_parser("edgecheck", help="the edge rules' pre-flight")
     p.add_argument("--target", action="append", required=True, help="NAME=HOST:PORT")
     p.add_argument("--rules", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "conf", "rules"))
