@@ -119,11 +119,15 @@ int http_rules_req_init(struct http_rules_req *r, const struct http_msg *m,
 
     tci = trim(http_msg_known(m, HK_TRUE_CLIENT_IP));
     r->client_ip = tci.len ? tci : peer;
-    r->ip_ok = r->client_ip.len && cfg_ip_parse(r->client_ip.p, r->client_ip.len, &r->ip) == 0;
 
     xfp = trim(http_msg_known(m, HK_X_FORWARDED_PROTO));
     r->https = (uint8_t)CORE_STR_IEQ(xfp, "https");
     return 0;
+}
+
+int http_rules_req_ip(const struct http_rules_req *r, struct cfg_ip *ret)
+{
+    return r->client_ip.len && cfg_ip_parse(r->client_ip.p, r->client_ip.len, ret) == 0 ? 0 : -1;
 }
 
 /* ---- matching ----------------------------------------------------------- */
@@ -147,6 +151,8 @@ struct probe {
     uint32_t host_h, npath_h, method_h;
     uint8_t have_host, have_npath, have_method, have_dots, have_slashes;
     uint8_t ndots, nslashes;
+    uint8_t have_ip, ip_ok; /* client_ip parsed on first use */
+    struct cfg_ip ip;
     uint16_t dot[PROBE_MAX], slash[PROBE_MAX];
     uint32_t dot_h[PROBE_MAX], slash_h[PROBE_MAX];
 };
@@ -261,8 +267,14 @@ static int match(const struct cfg_match *mt, struct probe *pr)
         return 0;
     if ((has & CFG_M_METHOD) && !method_matches(mt, pr))
         return 0;
-    if ((has & CFG_M_CLIENT_IP) && !(r->ip_ok && cfg_ipset_has(&mt->client_ip, &r->ip)))
-        return 0;
+    if (has & CFG_M_CLIENT_IP) {
+        if (!pr->have_ip) {
+            pr->ip_ok = http_rules_req_ip(r, &pr->ip) == 0;
+            pr->have_ip = 1;
+        }
+        if (!(pr->ip_ok && cfg_ipset_has(&mt->client_ip, &pr->ip)))
+            return 0;
+    }
     if (has & CFG_M_HEADER)
         for (size_t i = 0; i < mt->nheaders; i++)
             if (!header_matches(&mt->headers[i], r->m))
@@ -286,6 +298,7 @@ void http_rules_eval(const struct cfg_rules *rs, const struct http_rules_req *r,
     pr.r = r;
     pr.have_host = pr.have_npath = pr.have_method = pr.have_dots = pr.have_slashes = 0;
     pr.ndots = pr.nslashes = 0;
+    pr.have_ip = 0;
     for (size_t i = 0; i < rs->n && i < CFG_RULES_MAX; i++) {
         const struct cfg_erule *e = &rs->v[i];
 

@@ -27,9 +27,7 @@ struct http_rules_req {
     struct core_str query;     /* after '?', without it; absent when no '?' */
     struct core_str npath;     /* normalised path (cfg_path_normalise()) */
     struct core_str client_ip; /* True-Client-IP, else the socket peer, as text */
-    struct cfg_ip ip;          /* the same, parsed; ip_ok 0 when it does not parse */
-    uint8_t ip_ok;
-    uint8_t https; /* X-Forwarded-Proto is "https" (case-insensitive) */
+    uint8_t https;             /* X-Forwarded-Proto is "https" (case-insensitive) */
 };
 
 /*
@@ -44,12 +42,19 @@ struct http_rules_req {
  * target without one, as forwarded. OPTIONS *: path and npath are "*", not
  * normalised; no path entry matches it (they all start with '/') and no
  * rewrite applies to it. client_ip: True-Client-IP (OWS trimmed) when the
- * request has a non-empty one, even when it does not parse (ip_ok 0: no
+ * request has a non-empty one, even when it does not parse (then no
  * client_ip list matches), else peer (the socket's address as text, no
  * port). X-Forwarded-For is never read.
  */
 int http_rules_req_init(struct http_rules_req *r, const struct http_msg *m,
                         struct core_str host_sent, struct core_str peer, char *scratch, size_t cap);
+
+/*
+ * The request's client_ip parsed (cfg_ip_parse()): 0, or -1 when it does
+ * not parse (then no client_ip list matches it). Evaluation parses it only
+ * when a rule's client_ip matcher is reached: most requests never need it.
+ */
+int http_rules_req_ip(const struct http_rules_req *r, struct cfg_ip *ret);
 
 /* Rules a verdict can record (CFG_RULES_MAX bits). */
 #define HTTP_RULES_WORDS ((CFG_RULES_MAX + 63) / 64)

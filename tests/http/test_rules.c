@@ -417,7 +417,7 @@ Test(http_rules, req_init)
     assert_str("query", rq.query.p, (long)rq.query.len, "x=1&y");
     assert_str("npath", rq.npath.p, (long)rq.npath.len, "/a/c");
     assert_str("client_ip", rq.client_ip.p, (long)rq.client_ip.len, "10.0.0.1");
-    cr_assert(rq.ip_ok && !rq.https);
+    cr_assert(http_rules_req_ip(&rq, &(struct cfg_ip){0}) == 0 && !rq.https);
 
     cr_assert_eq(req("GET / HTTP/1.1\r\nHost: [::1]:80\r\nX-Forwarded-Proto: HTTPS\r\n\r\n", "::1"),
                  0);
@@ -443,11 +443,12 @@ Test(http_rules, req_init)
                  0);
     assert_str("trailing dot", rq.host.p, (long)rq.host.len, "a");
     assert_str("True-Client-IP", rq.client_ip.p, (long)rq.client_ip.len, "203.0.113.9");
-    cr_assert(rq.ip_ok);
+    cr_assert(http_rules_req_ip(&rq, &(struct cfg_ip){0}) == 0);
 
     cr_assert_eq(req("GET / HTTP/1.1\r\nHost: a\r\nTrue-Client-IP: nonsense\r\n\r\n", "10.0.0.1"),
                  0);
-    cr_assert(!rq.ip_ok, "an unparseable True-Client-IP matches no client_ip");
+    cr_assert(http_rules_req_ip(&rq, &(struct cfg_ip){0}) < 0,
+              "an unparseable True-Client-IP matches no client_ip");
 
     cr_assert_eq(req(GET("/%2e%2e/etc/passwd", ""), "10.0.0.1"), -400);
     cr_assert_eq(req(GET("/a%00", ""), "10.0.0.1"), -400);
