@@ -1,9 +1,11 @@
 /*
  * ringproxy-pgo-train: the training load of the profile-guided build
  * (bench/pgo-build.sh). It starts the test origin in-process, runs the
- * ringproxy binary it is given in front of it (one worker, built-in
- * defaults, access log on into a pipe that a thread drains, as the bench
- * drains it), and sends a fixed mix of keep-alive requests from 32 client
+ * ringproxy binary it is given in front of it twice (one worker, access
+ * log on into a pipe that a thread drains, as the bench drains it; first
+ * on built-in defaults, then with edge rules that edit every exchange and
+ * answer none of the mix), and each time sends a fixed mix of keep-alive
+ * requests from 32 client
  * threads: static-file GETs of 13 B to 1 MiB with nginx's response head,
  * curl-like and browser-like request heads, HEAD, a POST with a body, chunked
  * responses, 304s and 404-like answers. Every response is checked; any
@@ -288,12 +290,114 @@ static void *watchdog(void *arg)
     _exit(1);
 }
 
+/*
+ * Edge rules as a site would have them (docs/rules.md), none of which
+ * answers the mix: security headers and removals on every response, a
+ * request header, host, path, method, header and client_ip matchers, a
+ * rewrite that does not apply. Written to a temporary config folder.
+ */
+static const char rules_json[] =
+    "{\"lists\": {\"office\": [\"203.0.113.0/24\", \"2001:db8::/32\"]},\n"
+    " \"rules\": [\n"
+    "  {\"name\": \"hsts\", \"response_headers\": {\"set\": {\"Strict-Transport-Security\": "
+    "\"max-age=31536000\", \"X-Content-Type-Options\": \"nosniff\"}, \"remove\": [\"Server\", "
+    "\"X-Powered-By\"]}},\n"
+    "  {\"name\": \"https\", \"match\": {\"scheme\": [\"http\"], \"host\": [\"www.example.com\"]},"
+    " \"redirect\": {\"to\": \"https://{host}{uri}\"}},\n"
+    "  {\"name\": \"canonical\", \"match\": {\"host\": [\"example.com\", \"*.example.net\"]},"
+    " \"redirect\": {\"to\": \"https://www.example.com{uri}\", \"status\": 308}},\n"
+    "  {\"name\": \"admin\", \"match\": {\"path\": [\"/admin\", \"/admin/*\"], \"not\": "
+    "{\"client_ip\": [\"@office\"]}}, \"deny\": {}},\n"
+    "  {\"name\": \"bots\", \"match\": {\"header\": {\"User-Agent\": [\"BadBot/1.0\"]}},"
+    " \"deny\": {\"status\": 403}},\n"
+    "  {\"name\": \"shop\", \"match\": {\"path\": [\"/shop/*\"], \"method\": [\"GET\", \"HEAD\"]},"
+    " \"respond\": {\"status\": 503, \"body\": \"back soon\\n\"}},\n"
+    "  {\"name\": \"blog\", \"match\": {\"path\": [\"/blog/*\"]}, \"rewrite\": {\"strip_prefix\": "
+    "\"/blog\"}},\n"
+    "  {\"name\": \"site\", \"request_headers\": {\"set\": {\"X-Site\": \"main\"}, \"remove\": "
+    "[\"X-Debug\"]}}\n"
+    " ]}\n";
+
+static char rules_path[64];
+
+static void rules_cleanup(void)
+{
+    char f[96];
+
+    snprintf(f, sizeof(f), "%s/proxy.json", rules_path);
+    unlink(f);
+    rmdir(rules_path);
+}
+
+static const char *rules_dir(void)
+{
+    char f[96];
+    FILE *fp;
+
+    snprintf(rules_path, sizeof(rules_path), "/tmp/ringproxy-pgo.XXXXXX");
+    if (!mkdtemp(rules_path))
+        return NULL;
+    atexit(rules_cleanup);
+    snprintf(f, sizeof(f), "%s/proxy.json", rules_path);
+    if (!(fp = fopen(f, "w")) || fputs(rules_json, fp) < 0 || fclose(fp) != 0)
+        return NULL;
+    return rules_path;
+}
+
+/* One proxy on config folder dir, the mix through it, then SIGTERM. 0, or -1 (said). */
+static int run_proxy(const char *bin, const char *dir, const char *listen, const char *upstream,
+                     const char *admin)
+{
+    pthread_t th[CLIENTS], dr;
+    int logp[2], st, up;
+
+    if (pipe2(logp, O_CLOEXEC) < 0)
+        return fail("pipe", NULL), -1;
+    proxy_pid = fork();
+    if (proxy_pid < 0)
+        return fail("fork", NULL), -1;
+    if (proxy_pid == 0) {
+        dup2(logp[1], STDOUT_FILENO);
+        execl(bin, bin, "--listen", listen, "--upstream", upstream, "--admin", admin, "--workers",
+              "1", "--config", dir, (char *)NULL);
+        perror(bin);
+        _exit(127);
+    }
+    close(logp[1]);
+    pthread_create(&dr, NULL, drain, (void *)(intptr_t)logp[0]);
+
+    /* Ready when it accepts; a proxy that cannot start (no io_uring) exits first. */
+    for (int i = 0;; i++) {
+        if ((up = dial(proxy_port)) >= 0)
+            break;
+        if (waitpid(proxy_pid, &st, WNOHANG) == proxy_pid || i == 500) {
+            fail("the proxy did not start", bin);
+            kill(proxy_pid, SIGKILL);
+            pthread_join(dr, NULL);
+            return -1;
+        }
+        usleep(10000);
+    }
+    close(up);
+
+    for (unsigned i = 0; i < CLIENTS; i++)
+        pthread_create(&th[i], NULL, client, (void *)(uintptr_t)i);
+    for (unsigned i = 0; i < CLIENTS; i++)
+        pthread_join(th[i], NULL);
+
+    kill(proxy_pid, SIGTERM);
+    if (waitpid(proxy_pid, &st, 0) != proxy_pid || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
+        fail("the proxy did not exit cleanly", NULL);
+    proxy_pid = 0;
+    pthread_join(dr, NULL);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     char listen[32], upstream[32], admin[32];
-    pthread_t th[CLIENTS], dr, wd;
+    pthread_t wd;
     struct origin *o;
-    int logp[2], st, up;
 
     if (argc < 2 || argc > 3 || argv[1][0] == '-') {
         fprintf(stderr, "usage: %s RINGPROXY [ROUNDS]\n", argv0);
@@ -314,44 +418,18 @@ int main(int argc, char **argv)
     snprintf(listen, sizeof(listen), "127.0.0.1:%u", proxy_port);
     snprintf(upstream, sizeof(upstream), "127.0.0.1:%u", origin_port(o));
     snprintf(admin, sizeof(admin), "127.0.0.1:%u", free_port());
-    if (!proxy_port || pipe2(logp, O_CLOEXEC) < 0)
-        return fail("no port or pipe", NULL), 1;
+    if (!proxy_port)
+        return fail("no port", NULL), 1;
 
-    proxy_pid = fork();
-    if (proxy_pid < 0)
-        return fail("fork", NULL), 1;
-    if (proxy_pid == 0) {
-        dup2(logp[1], STDOUT_FILENO);
-        execl(argv[1], argv[1], "--listen", listen, "--upstream", upstream, "--admin", admin,
-              "--workers", "1", "--config", "/nonexistent", (char *)NULL);
-        perror(argv[1]);
-        _exit(127);
-    }
-    close(logp[1]);
-    pthread_create(&dr, NULL, drain, (void *)(intptr_t)logp[0]);
+    /* twice: on built-in defaults, then with edge rules on every request (their code is hot too) */
+    for (int pass = 0; pass < 2 && !atomic_load(&failed); pass++) {
+        const char *dir = pass ? rules_dir() : "/nonexistent";
 
-    /* Ready when it accepts; a proxy that cannot start (no io_uring) exits first. */
-    for (int i = 0;; i++) {
-        if ((up = dial(proxy_port)) >= 0)
-            break;
-        if (waitpid(proxy_pid, &st, WNOHANG) == proxy_pid || i == 500) {
-            fail("the proxy did not start", argv[1]);
-            kill(proxy_pid, SIGKILL);
+        if (!dir)
+            return fail("cannot write the rules config", NULL), 1;
+        if (run_proxy(argv[1], dir, listen, upstream, admin) < 0)
             return 1;
-        }
-        usleep(10000);
     }
-    close(up);
-
-    for (unsigned i = 0; i < CLIENTS; i++)
-        pthread_create(&th[i], NULL, client, (void *)(uintptr_t)i);
-    for (unsigned i = 0; i < CLIENTS; i++)
-        pthread_join(th[i], NULL);
-
-    kill(proxy_pid, SIGTERM);
-    if (waitpid(proxy_pid, &st, 0) != proxy_pid || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
-        fail("the proxy did not exit cleanly", NULL);
-    pthread_join(dr, NULL);
     origin_stop(o);
     if (atomic_load(&failed))
         return 1;
