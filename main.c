@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cfg/cfg.h"
@@ -298,9 +299,23 @@ int main(int argc, char **argv)
         fprintf(stderr, "ringproxy: out of memory\n");
         return 1;
     }
+    for (size_t i = 0; cfg->rules && i < cfg->rules->n; i++)
+        if (cfg->rules->v[i].kind == CFG_RK_RATE_LIMIT && !sh.ratelimit) {
+            /* one table for every worker: the limits hold per instance */
+            struct timespec ts;
+
+            (void)clock_gettime(CLOCK_MONOTONIC, &ts);
+            sh.ratelimit =
+                http_ratelimit_new(cfg->limits.rate_limit_keys,
+                                   (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u);
+            if (!sh.ratelimit) {
+                fprintf(stderr, "ringproxy: out of memory\n");
+                return 1;
+            }
+        }
     for (unsigned i = 0; cfg->rules && i < nworkers; i++)
         if (!(sh.stats[i].rule_hits =
-                  calloc(cfg->rules->n * CFG_RK_COUNT, sizeof(*sh.stats[i].rule_hits)))) {
+                  calloc(cfg->rules->n * HTTP_RULE_SLOTS, sizeof(*sh.stats[i].rule_hits)))) {
             fprintf(stderr, "ringproxy: out of memory\n");
             return 1;
         }
@@ -407,6 +422,7 @@ int main(int argc, char **argv)
     for (unsigned i = 0; i < nworkers; i++)
         free(sh.stats[i].rule_hits);
     free(sh.stats);
+    http_ratelimit_free(sh.ratelimit);
     free(wa);
     cfg_free(cfg);
     log_info("stopped");

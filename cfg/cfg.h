@@ -111,6 +111,7 @@ struct cfg_limits {
     uint32_t max_uri_bytes;         /* request target -> 414 */
     uint32_t max_headers;           /* header count -> 431 */
     uint64_t max_body_bytes;        /* 0 = unlimited -> 413 */
+    uint32_t rate_limit_keys;       /* slots of the shared rate-limit table */
 };
 
 struct cfg_access_log {

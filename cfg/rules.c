@@ -36,6 +36,7 @@ const char *const cfg_rule_kind_names[CFG_RK_COUNT] = {
     [CFG_RK_REDIRECT_MAP] = "redirect_map",
     [CFG_RK_RESPOND] = "respond",
     [CFG_RK_DENY] = "deny",
+    [CFG_RK_RATE_LIMIT] = "rate_limit",
 };
 
 #define PTR_MAX 1024
@@ -52,7 +53,10 @@ static const char *const forbidden_fields[] = {
     "Trailer",        "Upgrade",           "Host",
 };
 
-static const char *const terminal_keys[] = {"redirect", "redirect_map", "respond", "deny"};
+/* The actions that may answer, indexed by enum cfg_rule_kind - 1. */
+static const char *const terminal_keys[] = {"redirect", "redirect_map", "respond", "deny",
+                                            "rate_limit"};
+#define NTERMINAL (sizeof(terminal_keys) / sizeof(terminal_keys[0]))
 
 /* A named list of `lists`, compiled to ranges (not yet merged). */
 struct rlist {
@@ -1913,6 +1917,94 @@ static int build_deny(struct rb *b, const json_t *v, struct cfg_erule *e)
     return s < 0 ? -1 : 0;
 }
 
+/* An integer member of a rate_limit: 0 when absent, -1 on a problem. */
+static long rl_int(struct rb *b, const json_t *v, const char *key)
+{
+    char gotbuf[GOT_MAX], row_path[64];
+    const json_t *e = json_object_get(v, key);
+    const struct cfg_rkey *row;
+    json_int_t n;
+    size_t mark;
+
+    if (!e)
+        return 0;
+    (void)snprintf(row_path, sizeof(row_path), "rules[].rate_limit.%s", key);
+    row = cfg_rules_find(row_path);
+    n = json_is_integer(e) ? json_integer_value(e) : -1;
+    if (n >= (json_int_t)row->smin && n <= (json_int_t)row->smax)
+        return (long)n;
+    mark = push_key(b, key);
+    err(b, "expected an integer from %u to %u, got %s", (unsigned)row->smin, (unsigned)row->smax,
+        GOT(e));
+    pop(b, mark);
+    return -1;
+}
+
+static int build_rate_limit(struct rb *b, const json_t *v, struct cfg_erule *e)
+{
+    char gotbuf[GOT_MAX], showbuf[SHOW_MAX];
+    struct cfg_ratelimit *rl = &e->rl;
+    const json_t *k;
+    long ps, pm, burst;
+    int ok = 1;
+
+    e->status = 429;
+    if (object_keys(b, v, "rules[].rate_limit", NULL) < 0)
+        return -1;
+    k = member(b, v, "key", "\"client_ip\" or \"header:NAME\"");
+    if (k) {
+        size_t mark = push_key(b, "key");
+        const char *s = json_string_value(k);
+        size_t n = json_string_length(k);
+
+        if (!json_is_string(k)) {
+            err(b, "expected \"client_ip\" or \"header:NAME\", got %s", GOT(k));
+            ok = 0;
+        } else if (n == 9 && memcmp(s, "client_ip", 9) == 0) {
+            rl->key = CFG_RL_CLIENT_IP;
+        } else if (n >= 7 && strncmp(s, "header:", 7) == 0) {
+            if (header_name_ok(b, s + 7, n - 7) < 0) {
+                ok = 0;
+            } else {
+                rl->key = CFG_RL_HEADER;
+                rl->header = dupn(b, s + 7, n - 7);
+                rl->header_len = n - 7;
+                ok = rl->header != NULL;
+            }
+        } else {
+            err(b, "%s is not a key; expected \"client_ip\" or \"header:NAME\"", SHOW(s, n));
+            ok = 0;
+        }
+        pop(b, mark);
+    } else {
+        ok = 0;
+    }
+    ps = rl_int(b, v, "per_second");
+    pm = rl_int(b, v, "per_minute");
+    burst = rl_int(b, v, "burst");
+    if (ps < 0 || pm < 0 || burst < 0)
+        ok = 0;
+    if (json_object_get(v, "per_second") && json_object_get(v, "per_minute")) {
+        err(b, "\"per_second\" and \"per_minute\" both given; a rate_limit has one of them");
+        ok = 0;
+    } else if (!json_object_get(v, "per_second") && !json_object_get(v, "per_minute")) {
+        err(b, "missing \"per_second\" or \"per_minute\" (the rate)");
+        ok = 0;
+    }
+    if (!ok)
+        return -1;
+    rl->per_minute = pm > 0;
+    rl->rate = (uint32_t)(pm > 0 ? pm : ps);
+    rl->burst = (uint32_t)(burst ? burst : (long)cfg_rules_find("rules[].rate_limit.burst")->sdef);
+    /* ticks per token, rounded to the nearest: exact for the rates people write */
+    {
+        uint64_t per = (uint64_t)CFG_RL_TICKS_PER_S * (rl->per_minute ? 60u : 1u);
+
+        rl->interval = (per + rl->rate / 2) / rl->rate;
+    }
+    return 0;
+}
+
 static void map_free(struct cfg_redirect_map *m)
 {
     cfg_hset_free(&m->from);
@@ -1935,6 +2027,7 @@ static void erule_free(struct cfg_erule *e)
     free(e->rewrite.arg);
     tpl_free(&e->location);
     map_free(&e->map);
+    free(e->rl.header);
     /* e->body belongs to cfg_rules.pages */
 }
 
@@ -1957,6 +2050,9 @@ static int build_terminal(struct rb *b, int kind, const json_t *v, struct cfg_er
         break;
     case CFG_RK_DENY:
         r = build_deny(b, v, e);
+        break;
+    case CFG_RK_RATE_LIMIT:
+        r = build_rate_limit(b, v, e);
         break;
     }
     pop(b, mark);
@@ -2053,9 +2149,9 @@ static int build_rule(struct rb *b, const json_t *v, size_t idx, struct names *n
     {
         int kind = 0;
 
-        for (int k = 0; k < 4; k++) {
+        for (size_t k = 0; k < NTERMINAL; k++) {
             if (strcmp(key, terminal_keys[k]) == 0)
-                kind = k + 1;
+                kind = (int)k + 1;
         }
         if (!kind)
             continue;
@@ -2069,7 +2165,7 @@ static int build_rule(struct rb *b, const json_t *v, size_t idx, struct names *n
 
             err(b,
                 "\"%s\" and \"%s\" both answer; a rule has at most one of redirect, "
-                "redirect_map, respond, deny",
+                "redirect_map, respond, deny, rate_limit",
                 term, key);
             ok = 0;
             (void)build_terminal(b, kind, a, &tmp, pr); /* for its own problems */
@@ -2078,7 +2174,7 @@ static int build_rule(struct rb *b, const json_t *v, size_t idx, struct names *n
     }
     if (!actions && !unsupported) {
         err(b, "no action; a rule has at least one of request_headers, response_headers, "
-               "rewrite, redirect, redirect_map, respond, deny");
+               "rewrite, redirect, redirect_map, respond, deny, rate_limit");
         ok = 0;
     }
     return ok ? 0 : -1;

@@ -183,12 +183,13 @@ enum cfg_rule_kind {
     CFG_RK_REDIRECT_MAP, /* a lookup of the normalised path; a miss continues */
     CFG_RK_RESPOND,      /* status, optional body and headers */
     CFG_RK_DENY,         /* status, default 403; the body is the error page or the plain text */
-    /* next: CFG_RK_RATE_LIMIT, CFG_RK_BASIC_AUTH (they may let the request through) */
+    CFG_RK_RATE_LIMIT,   /* 429 over the limit; within it, evaluation goes on */
+    /* next: CFG_RK_BASIC_AUTH (it may let the request through) */
     /* must stay last */
     CFG_RK_COUNT
 };
 
-/* "redirect", "redirect_map", "respond", "deny" ("" for CFG_RK_NONE). */
+/* "redirect", "redirect_map", "respond", "deny", "rate_limit" ("" for CFG_RK_NONE). */
 extern const char *const cfg_rule_kind_names[CFG_RK_COUNT];
 
 struct cfg_redirect_map {
@@ -197,6 +198,27 @@ struct cfg_redirect_map {
     uint32_t *to_len;
     uint8_t *to_has_query; /* the target has a '?': the request's query is not appended */
     char *file;
+};
+
+/* Bounds of rate_limit, checked by the validator (http/ratelimit.h keeps them exact). */
+#define CFG_RL_MAX_PER_SECOND 1000000
+#define CFG_RL_MAX_PER_MINUTE 60000000
+#define CFG_RL_MAX_BURST 100000
+#define CFG_RL_TICKS_PER_S 16000000u /* the limiter's clock: 1/16 µs */
+
+enum cfg_rl_key {
+    CFG_RL_CLIENT_IP = 0, /* True-Client-IP, else the socket peer */
+    CFG_RL_HEADER,        /* "header:NAME": the first field of that name, trimmed */
+};
+
+struct cfg_ratelimit {
+    uint8_t key;  /* enum cfg_rl_key */
+    char *header; /* CFG_RL_HEADER: the name (compared case-insensitively) */
+    size_t header_len;
+    uint32_t rate; /* tokens per second or per minute, as written */
+    uint8_t per_minute;
+    uint32_t burst;    /* the bucket's capacity: requests allowed at once */
+    uint64_t interval; /* ticks (1/CFG_RL_TICKS_PER_S s) per token, rounded */
 };
 
 struct cfg_erule {
@@ -210,6 +232,7 @@ struct cfg_erule {
     struct cfg_redirect_map map;   /* REDIRECT_MAP */
     struct cfg_page *body;         /* RESPOND: NULL for no body */
     struct cfg_hedits answer_hdrs; /* RESPOND: respond.headers (CFG_HE_SET each) */
+    struct cfg_ratelimit rl;       /* RATE_LIMIT; status is 429 */
 };
 
 struct cfg_rules {

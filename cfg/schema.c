@@ -86,7 +86,7 @@ static const struct cfg_key keys[] = {
     UINT("client.max_connections", client.max_connections, 0, 1048576, 0,
          "open client connections per worker; 0 = bounded only by the file-descriptor limit"),
 
-    OBJECT("limits", "request size limits"),
+    OBJECT("limits", "request size limits, and the rate limiter's table"),
     UINT("limits.max_header_bytes", limits.max_header_bytes, 1024, 1048576, 32768,
          "request line and headers together; more gets 431"),
     UINT("limits.max_header_line_bytes", limits.max_header_line_bytes, 256, 1048576, 8192,
@@ -97,6 +97,10 @@ static const struct cfg_key keys[] = {
          "number of request headers; more gets 431"),
     UINT("limits.max_body_bytes", limits.max_body_bytes, 0, CFG_JSON_INT_MAX, 0,
          "request body; larger gets 413; 0 = no limit"),
+    UINT("limits.rate_limit_keys", limits.rate_limit_keys, 1024, 16777216, 262144,
+         "keys the `rate_limit` rules track together, at most (rounded up to a power of two); "
+         "16 bytes each, allocated at start when a rule has `rate_limit`; beyond it the key "
+         "whose bucket refilled longest ago is forgotten"),
 
     OBJECT("access_log", "the access log on stdout (C5)"),
     ENUM("access_log.format", access_log.format, log_format_names, CFG_LOG_JSON,
@@ -160,15 +164,18 @@ static const uint16_t redirect_statuses[] = {301, 302, 303, 307, 308};
         .def = (dtext), .doc = (d)                                                                 \
     }
 
+/* A bounded integer: the STATUS type's range and default, without a status list. */
+#define RK_INT(p, lo, hi, dflt, dtext, d) RK_STATUS(p, lo, hi, dflt, dtext, d)
+
 #define RK_HEADER_NAME "^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}$"
 
 /* Header edits: the same keys for requests and responses. */
 #define RK_EDITS(p, d)                                                                             \
     RK(p, CFG_RT_OBJECT, d),                                                                       \
         RK_MAP(p ".set", CFG_RT_TEMPLATE, RK_HEADER_NAME,                                          \
-               "header name -> value (template): replaces every field of that name"),               \
+               "header name -> value (template): replaces every field of that name"),              \
         RK_MAP(p ".add", CFG_RT_TEMPLATES, RK_HEADER_NAME,                                         \
-               "header name -> value or array of values (templates): appended"),                    \
+               "header name -> value or array of values (templates): appended"),                   \
         RK(p ".remove", CFG_RT_NAMES, "header names: every field of each is removed")
 
 static const struct cfg_rkey rule_keys[] = {
@@ -235,7 +242,20 @@ static const struct cfg_rkey rule_keys[] = {
     RK("rules[].deny", CFG_RT_OBJECT,
        "answers with an error status; the body is the error page, if any"),
     RK_STATUS("rules[].deny.status", 400, 599, 403, "403", "400 to 599"),
-    RK("rules[].rate_limit", CFG_RT_UNSUPPORTED, "reserved: not supported yet"),
+    RK("rules[].rate_limit", CFG_RT_OBJECT,
+       "a token bucket per key, per instance: within the limit evaluation goes on; over it "
+       "429 with `Retry-After`; `key` and one of `per_second`, `per_minute` required"),
+    RK_PAT("rules[].rate_limit.key", CFG_RT_STRING,
+           "^(client_ip|header:[!#$%&'*+.^_`|~0-9A-Za-z-]{1,64})$",
+           "`client_ip` (True-Client-IP, else the socket peer) or `header:NAME` (the first "
+           "field of that name; a request without it is not limited)"),
+    RK_INT("rules[].rate_limit.per_second", 1, CFG_RL_MAX_PER_SECOND, 0, NULL,
+           "tokens added per second; or `per_minute`"),
+    RK_INT("rules[].rate_limit.per_minute", 1, CFG_RL_MAX_PER_MINUTE, 0, NULL,
+           "tokens added per minute; or `per_second`"),
+    RK_INT("rules[].rate_limit.burst", 1, CFG_RL_MAX_BURST, 1, "1",
+           "the bucket's capacity: requests a key may make at once (nginx's `burst=N "
+           "nodelay` is N + 1)"),
     RK("rules[].basic_auth", CFG_RT_UNSUPPORTED, "reserved: not supported yet"),
     RK_MAP("error_pages", CFG_RT_FILE, "^([45][0-9][0-9]|[45]xx)$",
            "status (`\"404\"`) or class (`\"5xx\"`) from 400 to 599 -> file in the config "

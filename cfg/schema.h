@@ -119,7 +119,7 @@ enum cfg_rtype {
     CFG_RT_TEMPLATES,   /* a template or an array of them */
     CFG_RT_HVALUES,     /* header match: an array of exact values, a string, true or false */
     CFG_RT_NAMES,       /* an array of header names */
-    CFG_RT_STATUS,      /* an integer status from statuses[] or from smin to smax */
+    CFG_RT_STATUS,      /* an integer from statuses[] or from smin to smax (statuses, rates) */
     CFG_RT_FILE,        /* a file name relative to the config folder */
     CFG_RT_MATCH,       /* a match object (the rows below rules[].match), for "not" */
     CFG_RT_UNSUPPORTED, /* a key reserved for a later version: refused */
@@ -134,7 +134,7 @@ struct cfg_rkey {
     const char *pattern;      /* MAP: its keys; STRING, STRINGS, FILE: the value (JSON Schema) */
     const uint16_t *statuses; /* STATUS: the allowed ones, or NULL for smin..smax */
     size_t nstatuses;
-    uint16_t smin, smax, sdef; /* STATUS: range, default (0: required) */
+    uint32_t smin, smax, sdef; /* STATUS: range, default (0: none); also other bounded integers */
     const char *def;           /* default shown in the documentation, or NULL */
     const char *doc;           /* one line, markdown allowed */
 };

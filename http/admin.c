@@ -157,7 +157,11 @@ static void metric(struct mbuf *b, const char *name, const char *type, const cha
               (unsigned long long)v);
 }
 
-/* Hits per edge rule and action: the rule's kind of answer, and "edit" for its other actions. */
+/*
+ * Hits per edge rule and action: the rule's kind of answer, and "edit" for
+ * its other actions; a rate_limit's are "rate_limited" (answered 429) and
+ * "rate_limit_allowed" (let through).
+ */
 static void rule_metrics(const struct http_shared *sh, struct mbuf *b)
 {
     const struct cfg_rules *rs = sh->cfg ? sh->cfg->rules : NULL;
@@ -165,22 +169,30 @@ static void rule_metrics(const struct http_shared *sh, struct mbuf *b)
     if (!rs || !rs->n)
         return;
     mb_printf(b, "# HELP ringproxy_rule_hits_total Requests a rule matched, by what it did: "
-                 "answered (its action) or changed (edit).\n"
+                 "answered (its action), changed (edit), or let through or refused by its "
+                 "rate_limit (rate_limit_allowed, rate_limited).\n"
                  "# TYPE ringproxy_rule_hits_total counter\n");
     for (size_t i = 0; i < rs->n; i++) {
         const struct cfg_erule *r = &rs->v[i];
         int edits = r->req_hdrs.n || r->resp_hdrs.n || r->rewrite.kind != CFG_RW_NONE;
 
-        for (unsigned k = 0; k < CFG_RK_COUNT; k++) {
+        for (unsigned k = 0; k < HTTP_RULE_SLOTS; k++) {
+            const char *action = k == CFG_RK_NONE   ? "edit"
+                                 : k < CFG_RK_COUNT ? cfg_rule_kind_names[k]
+                                                    : NULL;
             uint64_t v = 0;
 
-            if (k == CFG_RK_NONE ? !edits : k != r->kind)
+            if (k == CFG_RK_NONE        ? !edits
+                : k == HTTP_RULE_PASSED ? r->kind != CFG_RK_RATE_LIMIT
+                                        : k != r->kind)
                 continue;
+            if (r->kind == CFG_RK_RATE_LIMIT && k != CFG_RK_NONE)
+                action = k == HTTP_RULE_PASSED ? "rate_limit_allowed" : "rate_limited";
             for (unsigned j = 0; j < sh->nworkers; j++)
-                v += atomic_load_explicit(&sh->stats[j].rule_hits[i * CFG_RK_COUNT + k],
+                v += atomic_load_explicit(&sh->stats[j].rule_hits[i * HTTP_RULE_SLOTS + k],
                                           memory_order_relaxed);
             mb_printf(b, "ringproxy_rule_hits_total{rule=\"%s\",action=\"%s\"} %llu\n", r->label,
-                      k == CFG_RK_NONE ? "edit" : cfg_rule_kind_names[k], (unsigned long long)v);
+                      action, (unsigned long long)v);
         }
     }
 }
@@ -281,9 +293,9 @@ static int healthy(const struct http_shared *sh)
 
 static void respond(struct http_admin *a, struct admin_conn *c)
 {
-    /* room for every metric, with two lines per edge rule (label up to 64 bytes) */
+    /* room for every metric, with three lines per edge rule (label up to 64 bytes) */
     const size_t body_cap =
-        64 * 1024 + (a->sh->cfg && a->sh->cfg->rules ? a->sh->cfg->rules->n * 2 * 160 : 0);
+        64 * 1024 + (a->sh->cfg && a->sh->cfg->rules ? a->sh->cfg->rules->n * 3 * 160 : 0);
     char *body = malloc(body_cap);
     const char *status = "200 OK", *ctype = "text/plain; charset=utf-8";
     size_t blen = 0;

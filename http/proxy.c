@@ -1378,10 +1378,13 @@ static void conn_eof(struct http_worker *w, struct http_conn *c)
 
 /* ---- request side ------------------------------------------------------ */
 
-/* Count a rule's hit for /metrics: its kind of answer, or CFG_RK_NONE for its edits. */
+/*
+ * Count a rule's hit for /metrics: its kind of answer, CFG_RK_NONE for its
+ * edits, HTTP_RULE_PASSED for a rate_limit that let the request through.
+ */
 static inline void rule_hit(struct http_worker *w, size_t i, unsigned kind)
 {
-    STAT_INC(w->st, rule_hits[i * CFG_RK_COUNT + kind]);
+    STAT_INC(w->st, rule_hits[i * HTTP_RULE_SLOTS + kind]);
 }
 
 /*
@@ -1398,11 +1401,16 @@ static int req_rules(struct http_worker *w, struct http_conn *c)
     if (http_rules_req_init(&x->rr, c->req, c->host_sent, conn_peer(c), w->rules_path,
                             w->cfg->limits.max_uri_bytes + 1) < 0)
         return -400;
+    x->rr.rl = w->sh->ratelimit;
+    x->rr.now_us = w->t->now_us;
     http_rules_eval(rs, &x->rr, &x->rv);
     x->ruled = 1;
-    for (size_t k = 0; k < HTTP_RULES_WORDS; k++)
+    for (size_t k = 0; k < HTTP_RULES_WORDS; k++) {
         for (uint64_t bits = x->rv.edits[k]; bits; bits &= bits - 1)
             rule_hit(w, k * 64 + (size_t)__builtin_ctzll(bits), CFG_RK_NONE);
+        for (uint64_t bits = x->rv.passed[k]; bits; bits &= bits - 1)
+            rule_hit(w, k * 64 + (size_t)__builtin_ctzll(bits), HTTP_RULE_PASSED);
+    }
     if (x->rv.answer >= 0) {
         rule_hit(w, (size_t)x->rv.answer, rs->v[x->rv.answer].kind);
         return 0;
@@ -1451,8 +1459,14 @@ static void conn_request(struct http_worker *w, struct http_conn *c)
     }
     c->req_done = c->req->complete;
     if (c->req && conn_xa(c)->ruled && conn_xa(c)->rv.answer >= 0) {
+        const struct cfg_erule *e = &w->rules->v[conn_xa(c)->rv.answer];
+
         /* a rule answers: the origin never sees the request */
-        conn_answer(w, c, w->rules->v[conn_xa(c)->rv.answer].status, HT_NONE, 1);
+        if (e->kind == CFG_RK_RATE_LIMIT)
+            /* 429 with the error page or plain text, as the proxy's own answers; Retry-After */
+            conn_answer(w, c, 429, HT_RATE_LIMITED, 0);
+        else
+            conn_answer(w, c, e->status, HT_NONE, 1);
         return;
     }
     c->state = c->req_done ? HST_WAIT : HST_BODY;

@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "cfg/cfg.h"
+#include "http/ratelimit.h"
 #include "http/stats.h"
 #include "log/access.h"
 #include "log/out.h"
@@ -31,6 +32,8 @@ struct http_shared {
     /* the workers' writers on a shared stdout pipe take turns for long lines (log/out.h) */
     struct log_pipe_lock log_lock;
     struct http_stats *stats; /* one per worker, summed by the admin endpoint */
+    /* the rate_limit rules' buckets, shared by all workers (lock-free); NULL without such rules */
+    struct http_ratelimit *ratelimit;
 };
 
 struct http_worker_params {

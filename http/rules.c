@@ -284,6 +284,45 @@ static int match(const struct cfg_match *mt, struct probe *pr)
     return 1;
 }
 
+/* The first field named name, trimmed; 0, or -1 when there is none or it is empty. */
+static int header_value(const struct http_msg *m, const char *name, size_t n, struct core_str *ret)
+{
+    for (uint16_t i = 0; i < m->nhdrs; i++) {
+        const struct core_hdr *h = &m->hdrs[i];
+
+        if (h->name.len != n || strncasecmp(h->name.p, name, n))
+            continue;
+        *ret = trim(h->value);
+        return ret->len ? 0 : -1;
+    }
+    return -1;
+}
+
+/* A rate_limit's token: 0 when the request may go on, else the seconds for Retry-After. */
+static uint32_t rate_limit(const struct cfg_erule *e, uint32_t i, struct probe *pr)
+{
+    const struct http_rules_req *r = pr->r;
+    struct core_str hv;
+    uint64_t key;
+
+    if (!r->rl)
+        return 0;
+    if (e->rl.key == CFG_RL_CLIENT_IP) {
+        if (!pr->have_ip) {
+            pr->ip_ok = http_rules_req_ip(r, &pr->ip) == 0;
+            pr->have_ip = 1;
+        }
+        /* an address that does not parse is still a client: limited by its text */
+        key = pr->ip_ok ? http_ratelimit_key_ip(r->rl, i, &pr->ip)
+                        : http_ratelimit_key_bytes(r->rl, i, r->client_ip.p, r->client_ip.len);
+    } else {
+        if (header_value(r->m, e->rl.header, e->rl.header_len, &hv) < 0)
+            return 0;
+        key = http_ratelimit_key_bytes(r->rl, i, hv.p, hv.len);
+    }
+    return http_ratelimit_take(r->rl, key, r->now_us, e->rl.interval, e->rl.burst);
+}
+
 void http_rules_eval(const struct cfg_rules *rs, const struct http_rules_req *r,
                      struct http_rules_verdict *v)
 {
@@ -334,6 +373,17 @@ void http_rules_eval(const struct cfg_rules *rs, const struct http_rules_req *r,
                 return;
             }
             break; /* a miss: evaluation goes on */
+        }
+        case CFG_RK_RATE_LIMIT: {
+            uint32_t wait = rate_limit(e, (uint32_t)i, &pr);
+
+            if (wait) {
+                v->answer = v->last = (int32_t)i;
+                v->retry_after = wait;
+                return;
+            }
+            v->passed[i / 64] |= (uint64_t)1 << (i % 64);
+            break;
         }
         default:
             break;
@@ -758,6 +808,11 @@ long http_rules_answer_head(const struct cfg_rules *rs, const struct http_rules_
         }
         OB_LIT(&b, "Content-Length: ");
         put_uint(&b, body ? body->len : 0);
+        OB_LIT(&b, "\r\n");
+    }
+    if (e && e->kind == CFG_RK_RATE_LIMIT && !DROPS(rs, &pl, "Retry-After")) {
+        OB_LIT(&b, "Retry-After: ");
+        put_uint(&b, v->retry_after ? v->retry_after : 1);
         OB_LIT(&b, "\r\n");
     }
     if (e && e->kind == CFG_RK_RESPOND)

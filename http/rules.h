@@ -18,6 +18,7 @@
 #include "cfg/rules.h"
 #include "core/str.h"
 #include "http/msg.h"
+#include "http/ratelimit.h"
 
 /* The request as the client sent it, as the rules see it. */
 struct http_rules_req {
@@ -28,6 +29,12 @@ struct http_rules_req {
     struct core_str npath;     /* normalised path (cfg_path_normalise()) */
     struct core_str client_ip; /* True-Client-IP, else the socket peer, as text */
     uint8_t https;             /* X-Forwarded-Proto is "https" (case-insensitive) */
+    /*
+     * For rate_limit, set by the caller after http_rules_req_init(): the
+     * shared table (NULL: no request is limited) and the time (CLOCK_MONOTONIC µs).
+     */
+    struct http_ratelimit *rl;
+    uint64_t now_us;
 };
 
 /*
@@ -66,12 +73,18 @@ struct http_rules_verdict {
     int32_t map_hit;  /* REDIRECT_MAP answer: the index of the entry in the map */
     uint8_t any_req;  /* some matched rule edits request headers or rewrites */
     uint8_t any_resp; /* some matched rule edits response headers */
+    uint32_t retry_after;              /* RATE_LIMIT answer: Retry-After, in seconds */
+    uint64_t passed[HTTP_RULES_WORDS]; /* rules whose rate_limit let the request through */
 };
 
 /*
  * Evaluate every rule top to bottom: non-terminal actions of matching rules
  * accumulate in v, the first terminal answer ends evaluation. The health
- * check path is exempt from rules whose path list does not name it.
+ * check path is exempt from rules whose path list does not name it. A
+ * rate_limit takes a token from its key's bucket in r->rl: over the limit
+ * it answers (429, v->retry_after), else it is recorded in v->passed and
+ * evaluation goes on; a header key the request does not have (or has
+ * empty) is not limited.
  */
 void http_rules_eval(const struct cfg_rules *rs, const struct http_rules_req *r,
                      struct http_rules_verdict *v);
@@ -154,16 +167,14 @@ long http_rules_resp_adds(const struct cfg_rules *rs, const struct http_rules_ve
 
 /*
  * The head of a rule's answer (v->answer) or of an error page: status line,
- * Location (redirects), Content-Type and Content-Length of body (NULL:
- * none, Content-Length: 0; 204 and 304 get neither), respond.headers, the
- * verdict's response-header edits, Connection: keep-alive or close. The
- * edits apply as to an origin's response: a field they remove or set is
- * dropped (respond.headers, Content-Type, Location alike), their sets and
- * adds are appended. v->answer -1 (the proxy's own answer, an error page):
- * no Location, no respond.headers; status is any 100..599. Written into
- * out (cap bytes); returns its length or -1 when it does not fit. The
- * body, when there is one and the request is not HEAD, is sent after it by
- * the caller straight from the page (it lives as long as the config).
+ * Location (redirects), Retry-After (rate_limit: v->retry_after), Content-Type and Content-Length
+ * of body (NULL: none, Content-Length: 0; 204 and 304 get neither), respond.headers, the verdict's
+ * response-header edits, Connection: keep-alive or close. The edits apply as to an origin's
+ * response: a field they remove or set is dropped (respond.headers, Content-Type, Location alike),
+ * their sets and adds are appended. v->answer -1 (the proxy's own answer, an error page): no
+ * Location, no respond.headers; status is any 100..599. Written into out (cap bytes); returns its
+ * length or -1 when it does not fit. The body, when there is one and the request is not HEAD, is
+ * sent after it by the caller straight from the page (it lives as long as the config).
  */
 long http_rules_answer_head(const struct cfg_rules *rs, const struct http_rules_verdict *v,
                             const struct http_rules_req *r, int status, const struct cfg_page *body,

@@ -9,6 +9,8 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
+#include "cfg/rules.h"
+
 /*
  * Why an exchange did not end normally: one value per reason, with its name
  * in the access log's `termination` field and, for the upstream's failures,
@@ -28,6 +30,7 @@ enum http_term {
     HT_EARLY_RESPONSE,
     HT_OUT_OF_MEMORY,
     HT_SHUTDOWN,
+    HT_RATE_LIMITED, /* a rate_limit rule answered 429 */
     /* the upstream's failures: each counted by its reason */
     HT_UPSTREAM_UNAVAILABLE,     /* no address */
     HT_UPSTREAM_CONNECT_REFUSED, /* every address tried refused or failed the connect */
@@ -78,12 +81,16 @@ struct http_stats {
     _Atomic uint64_t loop_turns;
     _Atomic uint64_t last_turn_ms; /* CLOCK_MONOTONIC */
     /*
-     * Edge rules' hits: [rule * CFG_RK_COUNT + kind], where kind is the
-     * rule's answer (enum cfg_rule_kind) or CFG_RK_NONE for its edits; NULL
+     * Edge rules' hits: [rule * HTTP_RULE_SLOTS + kind], where kind is the
+     * rule's answer (enum cfg_rule_kind), CFG_RK_NONE for its edits, or
+     * HTTP_RULE_PASSED for a rate_limit that let the request through; NULL
      * without rules.
      */
     _Atomic uint64_t *rule_hits;
 };
+
+#define HTTP_RULE_PASSED CFG_RK_COUNT
+#define HTTP_RULE_SLOTS (CFG_RK_COUNT + 1)
 
 #define STAT_ADD(s, f, n)                                                                          \
     atomic_store_explicit(&(s)->f, atomic_load_explicit(&(s)->f, memory_order_relaxed) + (n),      \

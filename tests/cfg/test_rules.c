@@ -144,9 +144,88 @@ Test(cfg_rules, unknown_keys_with_suggestions)
 
 Test(cfg_rules, not_supported_yet)
 {
-    EXPECT(RULES("{\"rate_limit\": {\"key\": \"client_ip\"}}"),
-           "/rules/0/rate_limit: not supported yet");
     EXPECT(RULES("{\"basic_auth\": {}, \"deny\": {}}"), "/rules/0/basic_auth: not supported yet");
+}
+
+#define RL(body) RULES("{\"rate_limit\": " body "}")
+
+Test(cfg_rules, rate_limit_problems)
+{
+    EXPECT(RL("{\"per_second\": 1}"),
+           "/rules/0/rate_limit: missing \"key\" (\"client_ip\" or \"header:NAME\")");
+    EXPECT(
+        RL("{\"key\": \"ip\", \"per_second\": 1}"),
+        "/rules/0/rate_limit/key: \"ip\" is not a key; expected \"client_ip\" or \"header:NAME\"");
+    EXPECT(RL("{\"key\": \"Header:X-Key\", \"per_second\": 1}"),
+           "/rules/0/rate_limit/key: \"Header:X-Key\" is not a key; expected \"client_ip\" or "
+           "\"header:NAME\"");
+    EXPECT(RL("{\"key\": 3, \"per_second\": 1}"),
+           "/rules/0/rate_limit/key: expected \"client_ip\" or \"header:NAME\", got 3");
+    EXPECT(RL("{\"key\": \"header:\", \"per_second\": 1}"),
+           "/rules/0/rate_limit/key: \"\" is not a header name (1 to 64 letters, digits and "
+           "!#$%&'*+-.^_`|~)");
+    EXPECT(RL("{\"key\": \"header:X Key\", \"per_second\": 1}"),
+           "/rules/0/rate_limit/key: \"X Key\" is not a header name (1 to 64 letters, digits and "
+           "!#$%&'*+-.^_`|~)");
+    EXPECT(RL("{\"key\": \"client_ip\"}"),
+           "/rules/0/rate_limit: missing \"per_second\" or \"per_minute\" (the rate)");
+    EXPECT(RL("{\"key\": \"client_ip\", \"per_second\": 1, \"per_minute\": 60}"),
+           "/rules/0/rate_limit: \"per_second\" and \"per_minute\" both given; a rate_limit has "
+           "one of them");
+    EXPECT(RL("{\"key\": \"client_ip\", \"per_second\": 0}"),
+           "/rules/0/rate_limit/per_second: expected an integer from 1 to 1000000, got 0");
+    EXPECT(RL("{\"key\": \"client_ip\", \"per_second\": 1000001}"),
+           "/rules/0/rate_limit/per_second: expected an integer from 1 to 1000000, got 1000001");
+    EXPECT(RL("{\"key\": \"client_ip\", \"per_minute\": 1.5}"),
+           "/rules/0/rate_limit/per_minute: expected an integer from 1 to 60000000, got 1.5");
+    EXPECT(RL("{\"key\": \"client_ip\", \"per_minute\": \"10\"}"),
+           "/rules/0/rate_limit/per_minute: expected an integer from 1 to 60000000, got \"10\"");
+    EXPECT(RL("{\"key\": \"client_ip\", \"per_minute\": 10, \"burst\": 0}"),
+           "/rules/0/rate_limit/burst: expected an integer from 1 to 100000, got 0");
+    EXPECT(RL("{\"key\": \"client_ip\", \"per_minute\": 10, \"burst\": 100001}"),
+           "/rules/0/rate_limit/burst: expected an integer from 1 to 100000, got 100001");
+    EXPECT(RL("{\"key\": \"client_ip\", \"per_minute\": 10, \"brust\": 2}"),
+           "/rules/0/rate_limit/brust: unknown key; did you mean \"burst\"?");
+    EXPECT(RL("[]"), "/rules/0/rate_limit: expected an object, got []");
+    EXPECT(RULES("{\"rate_limit\": {\"key\": \"client_ip\", \"per_second\": 1}, \"deny\": {}}"),
+           "/rules/0: \"rate_limit\" and \"deny\" both answer; a rule has at most one of redirect, "
+           "redirect_map, respond, deny, rate_limit");
+    EXPECT("{\"limits\": {\"rate_limit_keys\": 10}}",
+           "/limits/rate_limit_keys: expected an integer from 1024 to 16777216, got 10");
+}
+
+Test(cfg_rules, rate_limit_model)
+{
+    struct cfg *c =
+        load_at(RULES("{\"name\": \"login\", \"match\": {\"path\": \"/login\"}, "
+                      "\"rate_limit\": {\"key\": \"client_ip\", \"per_minute\": 10, \"burst\": 5}, "
+                      "\"request_headers\": {\"set\": {\"X-Limited\": \"yes\"}}}, "
+                      "{\"rate_limit\": {\"key\": \"header:X-Api-Key\", \"per_second\": 3}}, "
+                      "{\"rate_limit\": {\"key\": \"client_ip\", \"per_second\": 1000000}}, "
+                      "{\"deny\": {}}"),
+                NULL);
+    const struct cfg_rules *rs = c->rules;
+
+    cr_assert_eq(rs->n, 4);
+    cr_expect_eq(rs->v[0].kind, CFG_RK_RATE_LIMIT);
+    cr_expect_eq(rs->v[0].status, 429);
+    cr_expect_eq(rs->v[0].rl.key, CFG_RL_CLIENT_IP);
+    cr_expect_eq(rs->v[0].rl.rate, 10);
+    cr_expect(rs->v[0].rl.per_minute);
+    cr_expect_eq(rs->v[0].rl.burst, 5);
+    cr_expect_eq(rs->v[0].rl.interval, 6u * CFG_RL_TICKS_PER_S); /* 6 s a token */
+    cr_expect_eq(rs->v[0].req_hdrs.n, 1);
+    cr_expect_eq(rs->v[1].rl.key, CFG_RL_HEADER);
+    cr_expect_str_eq(rs->v[1].rl.header, "X-Api-Key");
+    cr_expect_eq(rs->v[1].rl.header_len, 9);
+    cr_expect_eq(rs->v[1].rl.burst, 1); /* the default */
+    cr_expect(!rs->v[1].rl.per_minute);
+    cr_expect_eq(rs->v[1].rl.interval, (CFG_RL_TICKS_PER_S + 1) / 3); /* rounded */
+    cr_expect_eq(rs->v[2].rl.interval, 16);
+    cr_expect_str_eq(cfg_rule_kind_names[CFG_RK_RATE_LIMIT], "rate_limit");
+    /* a rate_limit answers only some requests: the rule after it can run */
+    cr_expect_eq(c->limits.rate_limit_keys, 262144);
+    cfg_free(c);
 }
 
 Test(cfg_rules, lists)
@@ -235,10 +314,10 @@ Test(cfg_rules, rule_shape)
 {
     EXPECT(RULES("{\"match\": {\"path\": \"/a\"}, \"redirect\": {\"to\": \"/b\"}, \"deny\": {}}"),
            "/rules/0: \"redirect\" and \"deny\" both answer; a rule has at most one of redirect, "
-           "redirect_map, respond, deny");
+           "redirect_map, respond, deny, rate_limit");
     EXPECT(RULES("{\"name\": \"x\", \"match\": {\"path\": \"/a\"}}"),
            "/rules/0: no action; a rule has at least one of request_headers, response_headers, "
-           "rewrite, redirect, redirect_map, respond, deny");
+           "rewrite, redirect, redirect_map, respond, deny, rate_limit");
     EXPECT(RULES("{\"name\": \"a\", \"deny\": {}, \"match\": {\"path\": \"/a\"}}, "
                  "{\"name\": \"a\", \"deny\": {}, \"match\": {\"path\": \"/b\"}}"),
            "/rules/1/name: \"a\" is also the name of /rules/0");

@@ -1392,6 +1392,189 @@ Test(e2e_rules, metrics_count_rule_hits, .fini = fx_down)
     }
 }
 
+/* ==== rate_limit ====================================================================== */
+
+#define LOGIN_POST(extra) "POST /login HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n" extra "\r\n"
+
+Test(e2e_rules, recipe_login_throttle, .fini = fx_down)
+{
+    char dir[128];
+    struct h_resp r;
+    unsigned before;
+    json_t *lines, *j;
+    long retry;
+
+    start_recipe("login-throttle", dir, sizeof(dir));
+    /* burst 5: five tries at once reach the origin, each on a new connection */
+    for (int i = 0; i < 5; i++) {
+        req(LOGIN_POST(""), &r);
+        ASSERT_ORIGIN(&r, "login within the limit");
+        h_resp_free(&r);
+    }
+    before = origin_requests(origin);
+    req(LOGIN_POST(""), &r);
+    cr_assert_eq(r.status, 429, "%s", r.head);
+    cr_assert_not_null(hdr(r.head, "Retry-After"), "%s", r.head);
+    retry = atol(hdr(r.head, "Retry-After"));
+    cr_expect(retry >= 1 && retry <= 6, "Retry-After: %ld (a token every 6 s)", retry);
+    cr_expect(body_is(&r, "429 Too Many Requests\n"), "%s", h_shown(r.body, r.body_len));
+    h_resp_free(&r);
+    cr_assert_eq(origin_requests(origin), before, "a refused login reached the origin");
+    /* another client, and other requests of the same client, are not limited */
+    req(LOGIN_POST("True-Client-IP: 198.51.100.7\r\n"), &r);
+    ASSERT_ORIGIN(&r, "another client");
+    h_resp_free(&r);
+    assert_proxied("/login", "");
+    /* X-Forwarded-For is not the client */
+    req(LOGIN_POST("X-Forwarded-For: 198.51.100.8\r\n"), &r);
+    cr_expect_eq(r.status, 429);
+    h_resp_free(&r);
+    cr_expect_eq(
+        h_metric_wait(px.admin_port,
+                      "ringproxy_rule_hits_total{rule=\"login-throttle\",action=\"rate_limited\"}",
+                      2, 2000),
+        2);
+    cr_expect_eq(
+        h_metric_wait(
+            px.admin_port,
+            "ringproxy_rule_hits_total{rule=\"login-throttle\",action=\"rate_limit_allowed\"}", 6,
+            2000),
+        6);
+    lines = fx_log_lines(9);
+    j = json_array_get(lines, 5);
+    cr_expect_str_eq(json_string_value(json_object_get(j, "termination")) ?: "?", "rate_limited");
+    cr_expect_str_eq(json_string_value(json_object_get(j, "rule")) ?: "?", "login-throttle");
+    cr_expect_eq(json_integer_value(json_object_get(j, "status")), 429);
+    j = json_array_get(lines, 0);
+    cr_expect_str_eq(json_string_value(json_object_get(j, "rule")) ?: "?", "-");
+    json_decref(lines);
+}
+
+Test(e2e_rules, rate_limit_answer_is_429_with_error_page_and_edits, .fini = fx_down)
+{
+    struct h_resp r;
+
+    start_rules_file("{\"rules\": [{\"name\": \"rl\", \"rate_limit\": {\"key\": \"header:X-Key\","
+                     " \"per_minute\": 2}, \"response_headers\": {\"set\": {\"X-Edge\": \"1\"}}}],"
+                     " \"error_pages\": {\"4xx\": \"busy.html\"}}",
+                     "busy.html", "<p>slow down</p>\n");
+    assert_proxied("/", "X-Key: k\r\n");
+    get("/", "a", "X-Key: k\r\n", &r);
+    cr_assert_eq(r.status, 429, "%s", r.head);
+    cr_expect_eq(atol(hdr(r.head, "Retry-After") ?: "0"), 30);
+    cr_expect_str_eq(hdr(r.head, "X-Edge") ?: "", "1");
+    cr_expect(body_is(&r, "<p>slow down</p>\n"), "%s", h_shown(r.body, r.body_len));
+    h_resp_free(&r);
+    /* without the header, or another key: not limited */
+    assert_proxied("/", "");
+    assert_proxied("/", "X-Key: other\r\n");
+    /* HEAD: the head only */
+    req("HEAD / HTTP/1.1\r\nHost: a\r\nX-Key: k\r\n\r\n", &r);
+    cr_expect_eq(r.status, 429);
+    h_resp_free(&r);
+}
+
+/*
+ * Two workers, clients on new connections (spread over both by
+ * SO_REUSEPORT) and on kept-alive ones: one budget for the instance.
+ */
+Test(e2e_rules, rate_limit_holds_across_workers, .fini = fx_down)
+{
+    int ok = 0, limited = 0, fds[4];
+
+    start_rules("{\"workers\": 2, \"rules\": [{\"rate_limit\": {\"key\": \"client_ip\","
+                " \"per_minute\": 1, \"burst\": 10}}]}");
+    for (int i = 0; i < 4; i++)
+        cr_assert_geq(fds[i] = h_connect(px.port), 0);
+    for (int i = 0; i < 40; i++) {
+        struct h_resp r;
+        int st;
+
+        if (i % 2) {
+            st = h_status_on(fds[i / 2 % 4], "GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+        } else {
+            get("/", "a", "", &r);
+            st = r.status;
+            h_resp_free(&r);
+        }
+        ok += st == 200;
+        limited += st == 429;
+    }
+    for (int i = 0; i < 4; i++)
+        h_close(fds[i]);
+    cr_expect_eq(ok, 10, "%d requests went through, %d were limited", ok, limited);
+    cr_expect_eq(limited, 30);
+}
+
+static long rss_kib(pid_t pid)
+{
+    char path[64], line[256];
+    long kib = -1;
+    FILE *f;
+
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    f = fopen(path, "r");
+    cr_assert_not_null(f);
+    while (fgets(line, sizeof(line), f))
+        if (sscanf(line, "VmRSS: %ld kB", &kib) == 1)
+            break;
+    fclose(f);
+    return kib;
+}
+
+/* n requests with keys "flood-<first>"... pipelined on fd, then one "steady": all 200. */
+static void flood_batch(int fd, int first, int n)
+{
+    static char buf[1 << 16];
+    size_t len = 0;
+
+    for (int i = 0; i < n; i++)
+        len += (size_t)snprintf(buf + len, sizeof(buf) - len,
+                                "GET /f HTTP/1.1\r\nHost: a\r\nX-Key: flood-%d\r\n\r\n", first + i);
+    cr_assert_eq(h_send(fd, buf, len), 0);
+    for (int i = 0; i < n; i++) {
+        struct h_resp r;
+
+        cr_assert_eq(h_read_response(fd, &r, 0), 0);
+        cr_assert_eq(r.status, 200, "flood-%d: %d", first + i, r.status);
+        h_resp_free(&r);
+    }
+}
+
+/*
+ * A flood of distinct keys, 60 times the table's 1,024 slots: memory stays
+ * where it was, and a steady client within its limit is never refused.
+ */
+Test(e2e_rules, rate_limit_flood_of_keys, .fini = fx_down, .timeout = 120)
+{
+    int fd, steady;
+    long warm, end;
+
+    start_rules("{\"workers\": 2, \"limits\": {\"rate_limit_keys\": 1024}, \"rules\": ["
+                "{\"name\": \"per-key\", \"rate_limit\": {\"key\": \"header:X-Key\","
+                " \"per_second\": 10000, \"burst\": 1000}},"
+                "{\"respond\": {\"status\": 200, \"body\": \"ok\"}}]}");
+    cr_assert_geq(fd = h_connect(px.port), 0);
+    cr_assert_geq(steady = h_connect(px.port), 0);
+    for (int k = 0; k < 10000; k += 250)
+        flood_batch(fd, k, 250);
+    warm = rss_kib(px.pid);
+    for (int k = 10000; k < 60000; k += 250) {
+        flood_batch(fd, k, 250);
+        cr_assert_eq(h_status_on(steady, "GET / HTTP/1.1\r\nHost: a\r\nX-Key: steady\r\n\r\n"), 200,
+                     "the steady client was refused after %d flood keys", k);
+    }
+    end = rss_kib(px.pid);
+    h_close(fd);
+    h_close(steady);
+    cr_expect_lt(end - warm, 512, "RSS grew from %ld to %ld KiB over 50,000 new keys", warm, end);
+    cr_expect_eq(
+        h_metric_wait(px.admin_port,
+                      "ringproxy_rule_hits_total{rule=\"per-key\",action=\"rate_limited\"}", 0,
+                      1000),
+        0);
+}
+
 /* ==== keep-alive and pipelining ========================================================== */
 
 Test(e2e_rules, pipelined_rule_answers_and_proxied_in_order, .fini = fx_down)
@@ -1483,7 +1666,7 @@ Test(e2e_rules, validator_reports_every_problem)
         "\"../escape.html\"}},\n"
         "  {\"response_headers\": {\"set\": {\"Content-Length\": \"0\"}}},\n"
         "  {\"match\": {\"path\": [\"/h\"]}, \"redirect_map\": {\"file\": \"map.txt\"}},\n"
-        "  {\"rate_limit\": {\"key\": \"client_ip\", \"per_minute\": 10, \"burst\": 5}},\n"
+        "  {\"rate_limit\": {\"key\": \"client_ip\", \"per_second\": 1, \"per_minute\": 10}},\n"
         "  {\"respond\": {\"status\": 200, \"headers\": {\"Content-Type\": \"text/plain\"}}},\n"
         "  {\"deny\": {}},\n"
         "  {\"match\": {\"path\": [\"/never\"]}, \"deny\": {}}\n"
@@ -1523,7 +1706,7 @@ Test(e2e_rules, validator_reports_every_problem)
                   "no line starting with \"%s\" in:\n%s", pointers[i], err);
     }
     cr_expect(strstr(err, "\"path\""), "no suggestion for \"pth\":\n%s", err);
-    cr_expect(strstr(err, "not supported yet"), "%s", err);
+    cr_expect(strstr(err, "\"per_second\" and \"per_minute\" both given"), "%s", err);
     cr_expect(strstr(err, "map.txt:3"), "the map's bad line has no line number:\n%s", err);
     cr_expect(strstr(err, "map.txt:4"), "the map's duplicate has no line number:\n%s", err);
 }
