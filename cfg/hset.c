@@ -12,16 +12,7 @@ static inline unsigned char lower(unsigned char c)
 /* FNV-1a, then a final mix so that linear probing sees well-spread low bits. */
 static uint32_t hash(const char *k, size_t n, int icase)
 {
-    uint32_t h = 2166136261u;
-
-    for (size_t i = 0; i < n; i++) {
-        h ^= icase ? lower((unsigned char)k[i]) : (unsigned char)k[i];
-        h *= 16777619u;
-    }
-    h ^= h >> 16;
-    h *= 0x7feb352dU;
-    h ^= h >> 15;
-    return h;
+    return cfg_hset_mix(cfg_hset_feed(CFG_HSET_SEED, k, n, icase));
 }
 
 static int key_eq(const struct cfg_hset *s, uint32_t i, const char *k, size_t n)

@@ -41,6 +41,32 @@ long cfg_hset_find(const struct cfg_hset *s, const char *k, size_t n);
  */
 uint32_t cfg_hset_hash(const char *k, size_t n, int icase);
 
+/*
+ * The same hash, fed in pieces: cfg_hset_hash(k, n) is
+ * cfg_hset_mix(cfg_hset_feed(CFG_HSET_SEED, k, n)), and feeding k then more
+ * bytes continues it, so every prefix of a key is hashed in one pass.
+ */
+#define CFG_HSET_SEED 2166136261u
+
+static inline uint32_t cfg_hset_feed(uint32_t h, const char *k, size_t n, int icase)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)k[i];
+
+        h ^= icase && c >= 'A' && c <= 'Z' ? (unsigned char)(c | 0x20) : c;
+        h *= 16777619u;
+    }
+    return h;
+}
+
+static inline uint32_t cfg_hset_mix(uint32_t h)
+{
+    h ^= h >> 16;
+    h *= 0x7feb352dU;
+    h ^= h >> 15;
+    return h;
+}
+
 /* cfg_hset_find() with h = cfg_hset_hash(k, n, s->icase). */
 long cfg_hset_find_hashed(const struct cfg_hset *s, const char *k, size_t n, uint32_t h);
 

@@ -165,6 +165,15 @@ long http_fwd_request(const struct http_msg *m, const struct http_fwd_policy *po
         return -501; /* no tunnels to arbitrary hosts */
     if (m->target.len > pol->max_uri_bytes)
         return -414;
+    /*
+     * A fragment is never sent (RFC 9112 3.2) and a backslash is no URI
+     * byte (RFC 3986 2): origins cut the path at '#' or take a backslash for a slash,
+     * so what they serve would differ from what the proxy (its rules, its
+     * log) saw.
+     */
+    if (m->target.len &&
+        (memchr(m->target.p, '#', m->target.len) || memchr(m->target.p, '\\', m->target.len)))
+        return -400;
     if (m->target.len && m->target.p[0] != '/' &&
         !(m->target.len == 1 && m->target.p[0] == '*' && p->method == HTTP_OPTIONS)) {
         /*

@@ -1088,7 +1088,13 @@ static long answer_write(struct http_worker *w, struct http_conn *c, int status,
                                x && x->ruled ? &x->rr : &no_rules_req, status, page, c->keep_alive,
                                out, cap);
     if (n < 0 || (page == &text && (size_t)n + text.len > cap)) {
-        /* the rules' headers do not fit: the plain answer, which always does */
+        /*
+         * The rules' headers do not fit: the plain answer, which always
+         * does. A rule's answer made too long by the request's own values
+         * ({uri} in a Location) is not sent without them: 414.
+         */
+        if (r)
+            c->status = (uint16_t)(status = 414);
         n = http_fwd_answer(status, c->keep_alive, head_only, out, cap, &n_head);
         *ret_head = n_head;
         return n;
@@ -1398,6 +1404,9 @@ static int req_rules(struct http_worker *w, struct http_conn *c)
     const struct cfg_rules *rs = w->rules;
     long n;
 
+    /* which of two would the rules believe? (C10: the platform sets one of each) */
+    if (c->req->count[HK_TRUE_CLIENT_IP] > 1 || c->req->count[HK_X_FORWARDED_PROTO] > 1)
+        return -400;
     if (http_rules_req_init(&x->rr, c->req, c->host_sent, conn_peer(c), w->rules_path,
                             w->cfg->limits.max_uri_bytes + 1) < 0)
         return -400;

@@ -153,11 +153,21 @@ struct probe {
     uint8_t ndots, nslashes;
     uint8_t have_ip, ip_ok; /* client_ip parsed on first use */
     struct cfg_ip ip;
-    uint16_t dot[PROBE_MAX], slash[PROBE_MAX];
+    uint32_t
+        slash_state; /* the path's hash fed up to slash[PROBE_MAX - 1], when the room is full */
+    uint32_t dot[PROBE_MAX], slash[PROBE_MAX];
     uint32_t dot_h[PROBE_MAX], slash_h[PROBE_MAX];
 };
 
-/* Exact host, then ".example.com" for each '.' of "a.example.com": one probe each. */
+/* No DNS name is longer (RFC 1035 2.3.4): a longer host has no subdomains to match. */
+#define HOST_NAME_MAX_LEN 253
+
+/*
+ * Exact host, then ".example.com" for each '.' of "a.example.com": one
+ * probe each, for the rightmost PROBE_MAX dots (a wildcard entry names
+ * fewer labels). Each suffix is hashed once per request, so a request
+ * costs at most PROBE_MAX * 253 bytes of hashing, whatever the rules.
+ */
 static int host_matches(const struct cfg_match *mt, struct probe *pr)
 {
     struct core_str h = pr->r->host;
@@ -170,12 +180,12 @@ static int host_matches(const struct cfg_match *mt, struct probe *pr)
         if (find_h(&mt->hosts, h.p, h.len, pr->host_h, 1) >= 0)
             return 1;
     }
-    if (!mt->host_suffixes.n)
+    if (!mt->host_suffixes.n || h.len > HOST_NAME_MAX_LEN)
         return 0;
     if (!pr->have_dots) {
-        for (size_t i = 0; i < h.len && pr->ndots < PROBE_MAX && i <= UINT16_MAX; i++)
+        for (size_t i = h.len; i-- > 0 && pr->ndots < PROBE_MAX;)
             if (h.p[i] == '.') {
-                pr->dot[pr->ndots] = (uint16_t)i;
+                pr->dot[pr->ndots] = (uint32_t)i;
                 pr->dot_h[pr->ndots++] = cfg_hset_hash(h.p + i, h.len - i, 1);
             }
         pr->have_dots = 1;
@@ -186,15 +196,15 @@ static int host_matches(const struct cfg_match *mt, struct probe *pr)
         if (find_h(&mt->host_suffixes, h.p + i, h.len - i, pr->dot_h[k], 1) >= 0)
             return 1;
     }
-    /* a host with more dots than the room: the rest hashed here */
-    if (pr->ndots == PROBE_MAX)
-        for (size_t i = pr->dot[PROBE_MAX - 1] + 1u; i < h.len; i++)
-            if (h.p[i] == '.' && cfg_hset_find(&mt->host_suffixes, h.p + i, h.len - i) >= 0)
-                return 1;
     return 0;
 }
 
-/* Exact path, then "/", "/a/", "/a/b/" ... for each '/' of the normalised path. */
+/*
+ * Exact path, then "/", "/a/", "/a/b/" ... for each '/' of the normalised
+ * path. The prefixes' hashes come from one pass over the path (the hash is
+ * fed left to right); past PROBE_MAX slashes the pass goes on from where it
+ * stopped, so a long path costs each rule one pass, never one per slash.
+ */
 static int path_matches(const struct cfg_match *mt, struct probe *pr)
 {
     struct core_str np = pr->r->npath;
@@ -210,20 +220,34 @@ static int path_matches(const struct cfg_match *mt, struct probe *pr)
     if (!mt->path_prefixes.n)
         return 0;
     if (!pr->have_slashes) {
-        for (size_t i = 0; i < np.len && pr->nslashes < PROBE_MAX && i <= UINT16_MAX; i++)
+        uint32_t st = CFG_HSET_SEED;
+        size_t from = 0;
+
+        for (size_t i = 0; i < np.len && pr->nslashes < PROBE_MAX; i++)
             if (np.p[i] == '/') {
-                pr->slash[pr->nslashes] = (uint16_t)i;
-                pr->slash_h[pr->nslashes++] = cfg_hset_hash(np.p, i + 1, 0);
+                st = cfg_hset_feed(st, np.p + from, i + 1 - from, 0);
+                from = i + 1;
+                pr->slash[pr->nslashes] = (uint32_t)i;
+                pr->slash_h[pr->nslashes++] = cfg_hset_mix(st);
             }
+        pr->slash_state = st;
         pr->have_slashes = 1;
     }
     for (size_t k = 0; k < pr->nslashes; k++)
         if (find_h(&mt->path_prefixes, np.p, pr->slash[k] + 1u, pr->slash_h[k], 0) >= 0)
             return 1;
-    if (pr->nslashes == PROBE_MAX)
-        for (size_t i = pr->slash[PROBE_MAX - 1] + 1u; i < np.len; i++)
-            if (np.p[i] == '/' && cfg_hset_find(&mt->path_prefixes, np.p, i + 1) >= 0)
-                return 1;
+    if (pr->nslashes == PROBE_MAX) {
+        uint32_t st = pr->slash_state;
+        size_t from = pr->slash[PROBE_MAX - 1] + 1u;
+
+        for (size_t i = from; i < np.len; i++)
+            if (np.p[i] == '/') {
+                st = cfg_hset_feed(st, np.p + from, i + 1 - from, 0);
+                from = i + 1;
+                if (find_h(&mt->path_prefixes, np.p, i + 1, cfg_hset_mix(st), 0) >= 0)
+                    return 1;
+            }
+    }
     return 0;
 }
 
@@ -327,8 +351,13 @@ void http_rules_eval(const struct cfg_rules *rs, const struct http_rules_req *r,
                      struct http_rules_verdict *v)
 {
     struct probe pr;
-    int healthz = r->npath.len == sizeof(CFG_HEALTHZ_PATH) - 1 &&
-                  !memcmp(r->npath.p, CFG_HEALTHZ_PATH, sizeof(CFG_HEALTHZ_PATH) - 1);
+    /*
+     * The platform's health check, exactly as its checker sends it (any
+     * query): another spelling that normalises to it is an ordinary request,
+     * or the exemption would be a way around every rule.
+     */
+    int healthz = r->path.len == sizeof(CFG_HEALTHZ_PATH) - 1 &&
+                  !memcmp(r->path.p, CFG_HEALTHZ_PATH, sizeof(CFG_HEALTHZ_PATH) - 1);
 
     memset(v, 0, sizeof(*v));
     v->answer = v->last = v->map_hit = -1;

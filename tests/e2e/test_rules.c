@@ -1246,8 +1246,11 @@ Test(e2e_rules, normalisation_bypasses_are_denied, .fini = fx_down)
 
 Test(e2e_rules, unsafe_paths_are_400, .fini = fx_down)
 {
-    static const char *const bad[] = {"/../x",     "/%00",  "/a/%00/b", "/a/../../x",
-                                      "/%2e%2e/x", "/a%zz", "/a%4"};
+    /* and what origins read otherwise: a fragment ('#' cuts the path), a backslash */
+    static const char *const bad[] = {
+        "/../x",          "/%00",  "/a/%00/b", "/a/../../x",
+        "/%2e%2e/x",      "/a%zz", "/a%4",     "/admin/x#/../../public",
+        "/x\\..\\admin/y"};
 
     start_rules("{\"rules\": [{\"match\": {\"path\": [\"/admin/*\"]}, \"deny\": {}}]}");
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -1255,6 +1258,44 @@ Test(e2e_rules, unsafe_paths_are_400, .fini = fx_down)
         snprintf(raw, sizeof(raw), "GET %s HTTP/1.1\r\nHost: a\r\n\r\n", bad[i]);
         fx_expect_answer_and_close(raw, strlen(raw), 400);
     }
+    fx_assert_nothing_forwarded();
+}
+
+/* Two True-Client-IP (or X-Forwarded-Proto) fields: which would a rule believe? 400. */
+Test(e2e_rules, two_client_ips_are_400, .fini = fx_down)
+{
+    static const char *const raw[] = {
+        "GET /admin/x HTTP/1.1\r\nHost: a\r\nTrue-Client-IP: 203.0.113.5\r\n"
+        "True-Client-IP: 198.51.100.1\r\n\r\n",
+        "GET /x HTTP/1.1\r\nHost: a\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Proto: http\r\n"
+        "\r\n",
+    };
+
+    start_rules("{\"rules\": [{\"match\": {\"path\": [\"/admin/*\"], \"not\": {\"client_ip\": "
+                "[\"203.0.113.0/24\"]}}, \"deny\": {}}]}");
+    for (size_t i = 0; i < sizeof(raw) / sizeof(raw[0]); i++)
+        fx_expect_answer_and_close(raw[i], strlen(raw[i]), 400);
+    fx_assert_nothing_forwarded();
+}
+
+/* A rule's answer made too long by the request's own values is 414, never sent without them. */
+Test(e2e_rules, redirect_too_long_is_414, .fini = fx_down)
+{
+    char raw[4096], path[1800];
+    struct h_resp r;
+
+    memset(path, 'a', sizeof(path) - 1);
+    memcpy(path, "/long/", 6);
+    path[sizeof(path) - 1] = '\0';
+    start_rules("{\"limits\": {\"max_header_bytes\": 4096, \"max_header_line_bytes\": 4096, "
+                "\"max_uri_bytes\": 2048}, "
+                "\"rules\": [{\"match\": {\"path\": [\"/long/*\"]}, \"redirect\": {\"to\": "
+                "\"https://{host}{uri}{uri}{uri}{uri}{uri}{uri}{uri}{uri}{uri}{uri}\"}}]}");
+    snprintf(raw, sizeof(raw), "GET %s HTTP/1.1\r\nHost: a\r\n\r\n", path);
+    fx_roundtrip(raw, &r);
+    cr_assert_eq(r.status, 414, "%s", r.head);
+    cr_assert(!strcasestr(r.head, "Location:"), "%s", r.head);
+    h_resp_free(&r);
     fx_assert_nothing_forwarded();
 }
 

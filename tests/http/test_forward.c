@@ -128,6 +128,10 @@ static const struct req_case refused[] = {
      "\r\n",
      501, NULL},
     {"CONNECT", "CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n", 501, NULL},
+    {"a fragment in the target (never sent; origins cut the path there)",
+     "GET /admin/x#/../../public HTTP/1.1\r\nHost: a\r\n\r\n", 400, NULL},
+    {"a backslash in the target (some origins take it for a slash)",
+     "GET /x\\..\\admin HTTP/1.1\r\nHost: a\r\n\r\n", 400, NULL},
     {"a target over limits.max_uri_bytes",
      "GET /aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa HTTP/1.1\r\n"
      "Host: a\r\n\r\n",

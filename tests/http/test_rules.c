@@ -543,6 +543,59 @@ Test(http_rules, match_path)
     CHECK_MATCHES(cases);
 }
 
+/*
+ * Past the first 32 slashes, prefixes are probed from the same running hash
+ * (no prefix is hashed anew): a prefix deeper than that still matches, and
+ * a long path with thousands of slashes is one pass per rule.
+ */
+Test(http_rules, match_path_deep_prefixes)
+{
+    static char deep[512], target[20000], req_deep[600], req_long[20100], req_miss[600];
+    size_t n = 0;
+
+    for (int i = 0; i < 40; i++)
+        n += (size_t)snprintf(deep + n, sizeof(deep) - n, "/d%d", i);
+    rs_reset();
+    {
+        char pat[520];
+
+        snprintf(pat, sizeof(pat), "%s/*", deep);
+        m_path(match_of(rule("deep")), pat);
+    }
+    deny(&rs.v[0], 403);
+    snprintf(req_deep, sizeof(req_deep), "GET %s/x HTTP/1.1\r\nHost: a\r\n\r\n", deep);
+    cr_assert_eq(answer_of(req_deep, "10.0.0.1"), 0, "a prefix 40 segments deep");
+    snprintf(req_miss, sizeof(req_miss), "GET %sx/y HTTP/1.1\r\nHost: a\r\n\r\n", deep);
+    cr_assert_eq(answer_of(req_miss, "10.0.0.1"), -1, "its last segment longer");
+    n = 0;
+    while (n + 2 < 990)
+        n += (size_t)snprintf(target + n, sizeof(target) - n, "/a");
+    snprintf(req_long, sizeof(req_long), "GET %s HTTP/1.1\r\nHost: a\r\n\r\n", target);
+    cr_assert_eq(answer_of(req_long, "10.0.0.1"), -1, "494 slashes, no match");
+}
+
+/* Wildcard hosts are probed at the rightmost 32 dots; a host longer than a DNS name has none. */
+Test(http_rules, match_host_many_labels)
+{
+    static char h[400], req[500];
+    size_t n = 0;
+
+    rs_reset();
+    m_host(match_of(rule("wild")), "*.example.org");
+    deny(&rs.v[0], 403);
+    for (int i = 0; i < 60; i++)
+        n += (size_t)snprintf(h + n, sizeof(h) - n, "a.");
+    snprintf(h + n, sizeof(h) - n, "example.org");
+    snprintf(req, sizeof(req), "GET / HTTP/1.1\r\nHost: %s\r\n\r\n", h);
+    cr_assert_eq(answer_of(req, "10.0.0.1"), 0, "60 labels under the wildcard");
+    n = 0;
+    for (int i = 0; i < 130; i++)
+        n += (size_t)snprintf(h + n, sizeof(h) - n, "ab.");
+    snprintf(h + n, sizeof(h) - n, "example.org");
+    snprintf(req, sizeof(req), "GET / HTTP/1.1\r\nHost: %s\r\n\r\n", h);
+    cr_assert_eq(answer_of(req, "10.0.0.1"), -1, "over 253 bytes: no DNS name, no subdomain");
+}
+
 Test(http_rules, match_path_everything)
 {
     static const struct match_case cases[] = {
@@ -711,7 +764,8 @@ Test(http_rules, healthz_exempt)
     static const struct match_case unnamed[] = {
         {"the health check", GET(HEALTHZ, ""), NULL, 0},
         {"with a query", GET(HEALTHZ "?t=1", ""), NULL, 0},
-        {"spelled otherwise", GET("//.well-known/section-io/./aee-hc/%68ealthz", ""), NULL, 0},
+        {"spelled otherwise it is an ordinary request",
+         GET("//.well-known/section-io/./aee-hc/%68ealthz", ""), NULL, 1},
         {"below it is not the health check", GET(HEALTHZ "/x", ""), NULL, 1},
         {"another path", GET("/", ""), NULL, 1},
     };
