@@ -1414,12 +1414,12 @@ static int req_rules(struct http_worker *w, struct http_conn *c)
     x->rr.now_us = w->t->now_us;
     http_rules_eval(rs, &x->rr, &x->rv);
     x->ruled = 1;
-    for (size_t k = 0; k < HTTP_RULES_WORDS; k++) {
+    for (size_t k = 0; k < HTTP_RULES_WORDS; k++)
         for (uint64_t bits = x->rv.edits[k]; bits; bits &= bits - 1)
             rule_hit(w, k * 64 + (size_t)__builtin_ctzll(bits), CFG_RK_NONE);
+    for (size_t k = 0; x->rv.any_passed && k < HTTP_RULES_WORDS; k++)
         for (uint64_t bits = x->rv.passed[k]; bits; bits &= bits - 1)
             rule_hit(w, k * 64 + (size_t)__builtin_ctzll(bits), HTTP_RULE_PASSED);
-    }
     if (x->rv.answer >= 0) {
         rule_hit(w, (size_t)x->rv.answer, rs->v[x->rv.answer].kind);
         return 0;

@@ -148,6 +148,48 @@ static inline uint64_t tag_of(uint64_t key)
     return key >> TAT_BITS;
 }
 
+/* "a.b.c.d" as cfg_ip_parse() reads it (no leading zeros), into *ip; -1 for anything else. */
+static int ipv4_fast(const char *s, size_t n, struct cfg_ip *ip)
+{
+    uint32_t a = 0, part = 0;
+    int dots = 0, digits = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+
+        if (c >= '0' && c <= '9') {
+            if (digits && part == 0)
+                return -1; /* a leading zero */
+            part = part * 10 + (uint32_t)(c - '0');
+            if (part > 255 || ++digits > 3)
+                return -1;
+        } else if (c == '.' && digits && dots < 3) {
+            a = a << 8 | part;
+            part = 0;
+            digits = 0;
+            dots++;
+        } else {
+            return -1;
+        }
+    }
+    if (dots != 3 || !digits)
+        return -1;
+    ip->hi = 0;
+    ip->lo = UINT64_C(0x0000ffff00000000) | (a << 8 | part);
+    return 0;
+}
+
+uint64_t http_ratelimit_key_client(const struct http_ratelimit *rl, uint32_t rule, const char *s,
+                                   size_t n)
+{
+    struct cfg_ip ip;
+
+    if (ipv4_fast(s, n, &ip) == 0 || cfg_ip_parse(s, n, &ip) == 0)
+        return http_ratelimit_key_ip(rl, rule, &ip);
+    /* an address that does not parse is still a client: limited by its text */
+    return http_ratelimit_key_bytes(rl, rule, s, n);
+}
+
 /* Whole seconds, rounded up, at least 1, in ticks. */
 static inline uint32_t seconds(uint64_t ticks)
 {

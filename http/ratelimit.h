@@ -55,6 +55,15 @@ uint64_t http_ratelimit_key_bytes(const struct http_ratelimit *rl, uint32_t rule
                                   size_t n);
 
 /*
+ * The key of rule `rule` for a client address as text (http_rules_req's
+ * client_ip): the address when it parses (so "::ffff:192.0.2.1" and
+ * "192.0.2.1" are one client), else the text. Dotted IPv4 is read here
+ * without libc's parser: that is most requests.
+ */
+uint64_t http_ratelimit_key_client(const struct http_ratelimit *rl, uint32_t rule, const char *s,
+                                   size_t n);
+
+/*
  * Take one token from key's bucket at now_us: 0 when the request is
  * allowed, else the whole seconds until a token is available (at least 1),
  * for Retry-After. interval: ticks per token (cfg_ratelimit.interval);

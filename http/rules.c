@@ -332,13 +332,11 @@ static uint32_t rate_limit(const struct cfg_erule *e, uint32_t i, struct probe *
     if (!r->rl)
         return 0;
     if (e->rl.key == CFG_RL_CLIENT_IP) {
-        if (!pr->have_ip) {
-            pr->ip_ok = http_rules_req_ip(r, &pr->ip) == 0;
-            pr->have_ip = 1;
-        }
-        /* an address that does not parse is still a client: limited by its text */
-        key = pr->ip_ok ? http_ratelimit_key_ip(r->rl, i, &pr->ip)
-                        : http_ratelimit_key_bytes(r->rl, i, r->client_ip.p, r->client_ip.len);
+        if (pr->have_ip)
+            key = pr->ip_ok ? http_ratelimit_key_ip(r->rl, i, &pr->ip)
+                            : http_ratelimit_key_bytes(r->rl, i, r->client_ip.p, r->client_ip.len);
+        else
+            key = http_ratelimit_key_client(r->rl, i, r->client_ip.p, r->client_ip.len);
     } else {
         if (header_value(r->m, e->rl.header, e->rl.header_len, &hv) < 0)
             return 0;
@@ -412,6 +410,7 @@ void http_rules_eval(const struct cfg_rules *rs, const struct http_rules_req *r,
                 return;
             }
             v->passed[i / 64] |= (uint64_t)1 << (i % 64);
+            v->any_passed = 1;
             break;
         }
         default:

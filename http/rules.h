@@ -75,6 +75,7 @@ struct http_rules_verdict {
     uint8_t any_resp; /* some matched rule edits response headers */
     uint32_t retry_after;              /* RATE_LIMIT answer: Retry-After, in seconds */
     uint64_t passed[HTTP_RULES_WORDS]; /* rules whose rate_limit let the request through */
+    uint8_t any_passed;                /* passed has a bit set */
 };
 
 /*

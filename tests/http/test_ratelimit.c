@@ -102,6 +102,38 @@ Test(http_ratelimit, keys_and_rules_are_apart)
     http_ratelimit_free(rl);
 }
 
+Test(http_ratelimit, client_key_is_the_address)
+{
+    static const char *const same[][2] = {{"192.0.2.1", "::ffff:192.0.2.1"},
+                                          {"0.0.0.0", "::ffff:0.0.0.0"},
+                                          {"255.255.255.255", "::ffff:255.255.255.255"},
+                                          {"2001:db8::1", "2001:DB8:0::1"},
+                                          {"10.20.30.40", "::ffff:a14:1e28"}};
+    static const char *const other[] = {"01.2.3.4", "1.2.3",     "1.2.3.4.5", "256.1.1.1",
+                                        "1..2.3",   "1.2.3.4 ",  "x",         "",
+                                        "1.2.3.04", "1111.2.3.4"};
+    struct http_ratelimit *rl = table(1024);
+    struct cfg_ip ip;
+
+    for (size_t i = 0; i < sizeof(same) / sizeof(same[0]); i++) {
+        uint64_t a = http_ratelimit_key_client(rl, 0, same[i][0], strlen(same[i][0]));
+
+        cr_expect_eq(a, http_ratelimit_key_client(rl, 0, same[i][1], strlen(same[i][1])), "%s",
+                     same[i][0]);
+        cr_assert_eq(cfg_ip_parse(same[i][0], strlen(same[i][0]), &ip), 0);
+        cr_expect_eq(a, http_ratelimit_key_ip(rl, 0, &ip), "%s", same[i][0]);
+    }
+    /* what the fast path refuses goes to cfg_ip_parse, else is keyed by its text */
+    for (size_t i = 0; i < sizeof(other) / sizeof(other[0]); i++) {
+        size_t n = strlen(other[i]);
+        uint64_t want = cfg_ip_parse(other[i], n, &ip) == 0 ? http_ratelimit_key_ip(rl, 0, &ip)
+                                                            : key(rl, other[i]);
+
+        cr_expect_eq(http_ratelimit_key_client(rl, 0, other[i], n), want, "%s", other[i]);
+    }
+    http_ratelimit_free(rl);
+}
+
 Test(http_ratelimit, size_is_fixed)
 {
     struct http_ratelimit *rl = table(1000);
