@@ -167,13 +167,17 @@ long http_fwd_request(const struct http_msg *m, const struct http_fwd_policy *po
         return -414;
     /*
      * A fragment is never sent (RFC 9112 3.2) and a backslash is no URI
-     * byte (RFC 3986 2): origins cut the path at '#' or take a backslash for a slash,
-     * so what they serve would differ from what the proxy (its rules, its
-     * log) saw.
+     * byte (RFC 3986 2): origins cut the path at '#' or take a backslash in
+     * the path for a slash, so what they serve would differ from what the
+     * proxy (its rules, its log) saw. In the query a backslash is data.
      */
-    if (m->target.len &&
-        (memchr(m->target.p, '#', m->target.len) || memchr(m->target.p, '\\', m->target.len)))
-        return -400;
+    if (m->target.len) {
+        const char *q = memchr(m->target.p, '?', m->target.len);
+        size_t plen = q ? (size_t)(q - m->target.p) : m->target.len;
+
+        if (memchr(m->target.p, '#', m->target.len) || memchr(m->target.p, '\\', plen))
+            return -400;
+    }
     if (m->target.len && m->target.p[0] != '/' &&
         !(m->target.len == 1 && m->target.p[0] == '*' && p->method == HTTP_OPTIONS)) {
         /*

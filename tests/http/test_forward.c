@@ -89,6 +89,8 @@ static const struct req_case forwarded[] = {
      "GET /o HTTP/1.1\r\nHost: a\r\nX-Multi: 1\r\nX-Forwarded-For: 203.0.113.9, 10.0.0.1\r\n"
      "X-Multi: 2\r\nTrue-Client-IP: 203.0.113.9\r\nX-Forwarded-Proto: https\r\n"
      "section-io-id: 0123abcd\r\nAccept: */*\r\nX-Multi: 3\r\n\r\n"},
+    {"a backslash in the query is data", "GET /q?a=\\ HTTP/1.1\r\nHost: a\r\n\r\n", 0,
+     "GET /q?a=\\ HTTP/1.1\r\nHost: a\r\n\r\n"},
     {"TAB and obs-text in a value pass unchanged",
      "GET / HTTP/1.1\r\nHost: a\r\nX-V: a\tb caf\xc3\xa9\r\n\r\n", 0,
      "GET / HTTP/1.1\r\nHost: a\r\nX-V: a\tb caf\xc3\xa9\r\n\r\n"},
@@ -130,8 +132,9 @@ static const struct req_case refused[] = {
     {"CONNECT", "CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n", 501, NULL},
     {"a fragment in the target (never sent; origins cut the path there)",
      "GET /admin/x#/../../public HTTP/1.1\r\nHost: a\r\n\r\n", 400, NULL},
-    {"a backslash in the target (some origins take it for a slash)",
+    {"a backslash in the path (some origins take it for a slash)",
      "GET /x\\..\\admin HTTP/1.1\r\nHost: a\r\n\r\n", 400, NULL},
+    {"a fragment after the query", "GET /x?a#b HTTP/1.1\r\nHost: a\r\n\r\n", 400, NULL},
     {"a target over limits.max_uri_bytes",
      "GET /aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa HTTP/1.1\r\n"
      "Host: a\r\n\r\n",
