@@ -41,6 +41,7 @@
 #   BENCH_TARGETS ["ringproxy nginx haproxy relay origin"]; also ringproxy-2w:
 #                            two ringproxy workers sharing the proxy CPU, and
 #                            ringproxy-rules, nginx-rules: with the 20 edge rules
+#                            ringproxy-ratelimit: one rate_limit rule (bench/conf/ratelimit/)
 #   BENCH_REQUEST [auto]     what wrk sends: plain (GET /SIZE, Host 127.0.0.1:PORT)
 #                            or edge (GET /blog/SIZE with Host www.example.com,
 #                            X-Forwarded-Proto https, True-Client-IP, User-Agent,
@@ -453,7 +454,7 @@ start_target() { # start_target NAME: 0 when it answers
             PORT="${PORT[$name]}" ORIGIN_PORT="${PORT[origin]}" MAXCONN="$HAPROXY_MAXCONN"
         start "$name" "$outmode" "${PIN_PROXY[@]}" haproxy -db -f "$dir/haproxy.cfg"
         ;;
-    ringproxy | ringproxy-nolog | ringproxy-2w | ringproxy-rules)
+    ringproxy | ringproxy-nolog | ringproxy-2w | ringproxy-rules | ringproxy-ratelimit)
         [[ -n $RINGPROXY ]] || return 1
         mkdir -p "$dir/conf"
         local nolog=() workers=1
@@ -469,6 +470,9 @@ start_target() { # start_target NAME: 0 when it answers
                 sed 's/^/    /' "$dir/validate.txt" >&2
                 return 1
             fi
+        elif [[ $name == ringproxy-ratelimit ]]; then
+            # ringproxy.json's log fields and one rate_limit rule on every request, never over it
+            cp "$BENCH/conf/ratelimit/proxy.json" "$dir/conf/proxy.json"
         elif [[ -n ${BENCH_RINGPROXY_CONFIG:-} ]]; then
             cp "$BENCH_RINGPROXY_CONFIG" "$dir/conf/proxy.json"
         elif [[ $LOG_STYLE == json ]]; then
