@@ -1467,7 +1467,7 @@ static void conn_request(struct http_worker *w, struct http_conn *c)
         return;
     }
     c->req_done = c->req->complete;
-    if (c->req && conn_xa(c)->ruled && conn_xa(c)->rv.answer >= 0) {
+    if (conn_xa(c)->ruled && conn_xa(c)->rv.answer >= 0) {
         const struct cfg_erule *e = &w->rules->v[conn_xa(c)->rv.answer];
 
         /* a rule answers: the origin never sees the request */

@@ -585,24 +585,6 @@ long http_rules_plan_adds(const struct cfg_rules *rs, const struct http_rules_ve
     return b.overflow ? -1 : (long)b.len;
 }
 
-int http_rules_resp_drops(const struct cfg_rules *rs, const struct http_rules_verdict *v,
-                          struct core_str name)
-{
-    struct http_rules_plan pl;
-
-    plan_build(rs, v, 1, &pl);
-    return plan_drops(rs, &pl, name.p, name.len);
-}
-
-long http_rules_resp_adds(const struct cfg_rules *rs, const struct http_rules_verdict *v,
-                          const struct http_rules_req *r, char *out, size_t cap)
-{
-    struct http_rules_plan pl;
-
-    plan_build(rs, v, 1, &pl);
-    return http_rules_plan_adds(rs, v, &pl, r, out, cap);
-}
-
 /* ---- the request head --------------------------------------------------- */
 
 /* pchar (RFC 3986 3.3) and '/': what a rewritten path sends as is. */

@@ -150,23 +150,6 @@ long http_rules_plan_adds(const struct cfg_rules *rs, const struct http_rules_ve
                           char *out, size_t cap);
 
 /*
- * Response-header edits for a response head being written: is a field
- * named name dropped (removed, or replaced by a set)? Only called when
- * v->any_resp. Builds the plan on each call: for one field; a whole
- * head uses http_rules_resp_plan() once.
- */
-int http_rules_resp_drops(const struct cfg_rules *rs, const struct http_rules_verdict *v,
-                          struct core_str name);
-
-/*
- * Append the fields the verdict's response-header edits set or add
- * ("Name: value\r\n" each) to out (cap bytes). Returns the bytes written, or
- * -1 when they do not fit.
- */
-long http_rules_resp_adds(const struct cfg_rules *rs, const struct http_rules_verdict *v,
-                          const struct http_rules_req *r, char *out, size_t cap);
-
-/*
  * The head of a rule's answer (v->answer) or of an error page: status line,
  * Location (redirects), Retry-After (rate_limit: v->retry_after), Content-Type and Content-Length
  * of body (NULL: none, Content-Length: 0; 204 and 304 get neither), respond.headers, the verdict's

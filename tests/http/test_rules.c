@@ -1129,16 +1129,21 @@ Test(http_rules, response_header_edits)
     for (long cap = 0; cap < n; cap++)
         cr_assert_eq(fwd_response(origin, o, out, (size_t)cap), -1, "%ld of %ld bytes", cap, n);
 
-    /* per field, for callers that write heads otherwise */
-    cr_assert(http_rules_resp_drops(&rs, &vd, (struct core_str){"server", 6}));
-    cr_assert(http_rules_resp_drops(&rs, &vd, (struct core_str){"cache-control", 13}));
-    cr_assert(!http_rules_resp_drops(&rs, &vd, (struct core_str){"X-Host", 6}),
-              "an add drops none");
-    cr_assert(!http_rules_resp_drops(&rs, &vd, (struct core_str){"X-Req", 5}), "request side");
-    cr_assert(!http_rules_resp_drops(&rs, &vd, (struct core_str){"X-Keep", 6}));
-    assert_str("adds", out, http_rules_resp_adds(&rs, &vd, &rq, out, sizeof(out)),
-               "Strict-Transport-Security: max-age=31536000\r\nCache-Control: no-store\r\n"
-               "X-Host: example.com\r\n");
+    /* the plan, field by field: what http_fwd_response() asks */
+    {
+        struct http_rules_plan pl;
+
+        http_rules_resp_plan(&rs, &vd, &pl);
+        cr_assert(http_rules_plan_drops(&rs, &pl, (struct core_str){"server", 6}));
+        cr_assert(http_rules_plan_drops(&rs, &pl, (struct core_str){"cache-control", 13}));
+        cr_assert(!http_rules_plan_drops(&rs, &pl, (struct core_str){"X-Host", 6}),
+                  "an add drops none");
+        cr_assert(!http_rules_plan_drops(&rs, &pl, (struct core_str){"X-Req", 5}), "request side");
+        cr_assert(!http_rules_plan_drops(&rs, &pl, (struct core_str){"X-Keep", 6}));
+        assert_str("adds", out, http_rules_plan_adds(&rs, &vd, &pl, &rq, out, sizeof(out)),
+                   "Strict-Transport-Security: max-age=31536000\r\nCache-Control: no-store\r\n"
+                   "X-Host: example.com\r\n");
+    }
 
     /* an interim response goes as it came; so does everything without a verdict */
     o.final = 0;
