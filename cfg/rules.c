@@ -908,9 +908,14 @@ static int client_ip_entry(struct rb *b, const char *s, size_t n, void *ctx)
         if (l)
             return l->ok ? ranges_add(b, r, l->v, l->n) : -1; /* its problems are reported */
         const char *near = cfg_suggest(s + 1, n - 1, b->list_names, b->nlists);
-        if (near)
-            err(b, "unknown list %s; did you mean \"@%s\"?", SHOW(s, n), near);
-        else if (b->nlists)
+        if (near) {
+            /* a list's name is the user's bytes too: shown escaped, like the entry */
+            char at[SHOW_MAX], nearbuf[SHOW_MAX];
+
+            snprintf(at, sizeof(at), "@%s", near);
+            err(b, "unknown list %s; did you mean %s?", SHOW(s, n),
+                show(at, strlen(at), nearbuf, sizeof(nearbuf)));
+        } else if (b->nlists)
             err(b, "unknown list %s; the lists are defined in /lists", SHOW(s, n));
         else
             err(b, "unknown list %s; no lists are defined (/lists)", SHOW(s, n));
