@@ -37,6 +37,7 @@ const char *const cfg_rule_kind_names[CFG_RK_COUNT] = {
     [CFG_RK_RESPOND] = "respond",
     [CFG_RK_DENY] = "deny",
     [CFG_RK_RATE_LIMIT] = "rate_limit",
+    [CFG_RK_BASIC_AUTH] = "basic_auth",
 };
 
 #define PTR_MAX 1024

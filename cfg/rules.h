@@ -184,12 +184,12 @@ enum cfg_rule_kind {
     CFG_RK_RESPOND,      /* status, optional body and headers */
     CFG_RK_DENY,         /* status, default 403; the body is the error page or the plain text */
     CFG_RK_RATE_LIMIT,   /* 429 over the limit; within it, evaluation goes on */
-    /* next: CFG_RK_BASIC_AUTH (it may let the request through) */
+    CFG_RK_BASIC_AUTH,   /* 401 without valid credentials; with them, evaluation goes on */
     /* must stay last */
     CFG_RK_COUNT
 };
 
-/* "redirect", "redirect_map", "respond", "deny", "rate_limit" ("" for CFG_RK_NONE). */
+/* "redirect", "redirect_map", "respond", "deny", "rate_limit", "basic_auth" ("" for CFG_RK_NONE). */
 extern const char *const cfg_rule_kind_names[CFG_RK_COUNT];
 
 struct cfg_redirect_map {
@@ -221,6 +221,28 @@ struct cfg_ratelimit {
     uint64_t interval; /* ticks (1/CFG_RL_TICKS_PER_S s) per token, rounded */
 };
 
+/* Bounds of basic_auth, checked by the validator. */
+#define CFG_AUTH_MAX_USERS 4096
+#define CFG_AUTH_MAX_USER 255  /* bytes of a user name */
+#define CFG_AUTH_MAX_REALM 128 /* bytes of a realm */
+#define CFG_AUTH_MAX_HASH 255  /* bytes of a crypt(3) hash (under CRYPT_OUTPUT_SIZE) */
+
+/*
+ * basic_auth (RFC 7617): the users and their crypt(3) hashes. A user name is
+ * 1..CFG_AUTH_MAX_USER bytes of visible ASCII or UTF-8 without ':' or control
+ * characters, compared exactly (case-sensitive). Every hash was checked by
+ * the validator: "$2b$" or "$2y$" bcrypt, "$y$" yescrypt or "$6$"
+ * sha512-crypt, complete (settings and checksum) and accepted by
+ * crypt_checksalt(); anything else (plain text, "$1$" md5-crypt, DES) is
+ * refused.
+ */
+struct cfg_basic_auth {
+    char *realm; /* printable ASCII without '"' and '\\', 1..CFG_AUTH_MAX_REALM bytes */
+    size_t realm_len;
+    struct cfg_hset users; /* case-sensitive; key i's hash is hash[i] */
+    char **hash;           /* users.n of them, NUL-terminated */
+};
+
 struct cfg_erule {
     char *label;             /* rules[].name, else the index as a string ("3") */
     struct cfg_match *match; /* NULL: every request (but the health check) */
@@ -233,6 +255,7 @@ struct cfg_erule {
     struct cfg_page *body;         /* RESPOND: NULL for no body */
     struct cfg_hedits answer_hdrs; /* RESPOND: respond.headers (CFG_HE_SET each) */
     struct cfg_ratelimit rl;       /* RATE_LIMIT; status is 429 */
+    struct cfg_basic_auth auth;    /* BASIC_AUTH; status is 401 */
 };
 
 struct cfg_rules {
