@@ -28,6 +28,9 @@
 #include "net/sock.h"
 
 #define MAX_WORKERS 1024
+/* basic_auth: password checks queued at most, good ones remembered (http/auth.h) */
+#define AUTH_QUEUE 256
+#define AUTH_CACHE 8192
 
 static const char usage[] =
     "usage: ringproxy [options]\n"
@@ -300,7 +303,18 @@ int main(int argc, char **argv)
         return 1;
     }
     for (size_t i = 0; cfg->rules && i < cfg->rules->n; i++)
-        if (cfg->rules->v[i].kind == CFG_RK_RATE_LIMIT && !sh.ratelimit) {
+        if (cfg->rules->v[i].kind == CFG_RK_BASIC_AUTH && !sh.auth) {
+            /* password checks off the event loops: AUTH_THREADS helpers for every worker */
+            sh.auth = http_auth_new(nworkers, nworkers > 4 ? 2 : 1, AUTH_QUEUE, AUTH_CACHE);
+            if (!sh.auth) {
+                fprintf(stderr, "ringproxy: basic_auth: cannot start its helper thread\n");
+                return 1;
+            }
+        }
+    for (size_t i = 0; cfg->rules && i < cfg->rules->n; i++)
+        if ((cfg->rules->v[i].kind == CFG_RK_RATE_LIMIT ||
+             cfg->rules->v[i].kind == CFG_RK_BASIC_AUTH) &&
+            !sh.ratelimit) {
             /* one table for every worker: the limits hold per instance */
             struct timespec ts;
 
@@ -363,6 +377,8 @@ int main(int argc, char **argv)
             fprintf(stderr, "ringproxy: eventfd: %s\n", strerror(errno));
             return 1;
         }
+        if (sh.auth)
+            http_auth_set_wake(sh.auth, i, wa[i].p.evfd);
     }
     admin_fd = net_listen(&aa, aalen, 64, 0); /* one listener: no group to join */
     if (admin_fd < 0) {
@@ -410,6 +426,8 @@ int main(int argc, char **argv)
     }
     for (unsigned i = 0; i < nworkers; i++)
         (void)pthread_join(wa[i].thread, NULL);
+    /* its helpers may still write to the workers' eventfds */
+    http_auth_free(sh.auth);
     for (unsigned i = 0; i < nworkers; i++) {
         for (unsigned k = 0; k < HTTP_MAX_LISTENERS; k++)
             if (wa[i].p.lfd[k] >= 0)

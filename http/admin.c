@@ -170,7 +170,8 @@ static void rule_metrics(const struct http_shared *sh, struct mbuf *b)
         return;
     mb_printf(b, "# HELP ringproxy_rule_hits_total Requests a rule matched, by what it did: "
                  "answered (its action), changed (edit), or let through or refused by its "
-                 "rate_limit (rate_limit_allowed, rate_limited).\n"
+                 "rate_limit (rate_limit_allowed, rate_limited) or basic_auth "
+                 "(basic_auth_allowed, basic_auth_refused, basic_auth_throttled).\n"
                  "# TYPE ringproxy_rule_hits_total counter\n");
     for (size_t i = 0; i < rs->n; i++) {
         const struct cfg_erule *r = &rs->v[i];
@@ -182,12 +183,20 @@ static void rule_metrics(const struct http_shared *sh, struct mbuf *b)
                                                     : NULL;
             uint64_t v = 0;
 
+            int auth = r->kind == CFG_RK_BASIC_AUTH;
+
             if (k == CFG_RK_NONE        ? !edits
-                : k == HTTP_RULE_PASSED ? r->kind != CFG_RK_RATE_LIMIT
+                : k == HTTP_RULE_PASSED ? r->kind != CFG_RK_RATE_LIMIT && !auth
+                : auth                  ? k != CFG_RK_BASIC_AUTH && k != CFG_RK_RATE_LIMIT
                                         : k != r->kind)
                 continue;
             if (r->kind == CFG_RK_RATE_LIMIT && k != CFG_RK_NONE)
                 action = k == HTTP_RULE_PASSED ? "rate_limit_allowed" : "rate_limited";
+            /* a basic_auth's 429 (too many password checks) is in its rate_limit slot */
+            if (auth && k != CFG_RK_NONE)
+                action = k == HTTP_RULE_PASSED    ? "basic_auth_allowed"
+                         : k == CFG_RK_BASIC_AUTH ? "basic_auth_refused"
+                                                  : "basic_auth_throttled";
             for (unsigned j = 0; j < sh->nworkers; j++)
                 v += atomic_load_explicit(&sh->stats[j].rule_hits[i * HTTP_RULE_SLOTS + k],
                                           memory_order_relaxed);
@@ -238,6 +247,20 @@ size_t http_admin_metrics(const struct http_shared *sh, char *buf, size_t cap)
             mb_printf(&b, "ringproxy_upstream_failures_total{reason=\"%s\"} %llu\n",
                       http_terms[i].reason, (unsigned long long)SUM(sh, upstream_failures[i]));
     rule_metrics(sh, &b);
+    if (sh->auth) {
+        static const char *const res[] = {
+            [HTTP_AUTH_OK] = "ok", [HTTP_AUTH_BAD] = "bad", [HTTP_AUTH_LATE] = "late"};
+
+        mb_printf(&b, "# HELP ringproxy_auth_checks_total basic_auth password checks by the "
+                      "helper threads, by result (late: waited past its deadline, not run).\n"
+                      "# TYPE ringproxy_auth_checks_total counter\n");
+        for (int r = HTTP_AUTH_OK; r <= HTTP_AUTH_LATE; r++)
+            mb_printf(&b, "ringproxy_auth_checks_total{result=\"%s\"} %llu\n", res[r],
+                      (unsigned long long)http_auth_checks(sh->auth, (enum http_auth_result)r));
+        metric(&b, "ringproxy_auth_queued", "gauge",
+               "basic_auth password checks waiting for a helper thread.",
+               http_auth_queued(sh->auth));
+    }
     metric(&b, "ringproxy_access_log_dropped_total", "counter",
            "Access-log lines dropped because stdout did not keep up.", SUM(sh, log_dropped));
     metric(&b, "ringproxy_recv_buffer_waits_total", "counter",

@@ -430,7 +430,9 @@ enum http_hk http_hk_of(struct core_str n)
     case 12:
         return IS("content-type") ? HK_CONTENT_TYPE : HK_OTHER;
     case 13:
-        return IS("section-io-id") ? HK_SECTION_IO_ID : HK_OTHER;
+        return c0 == 's'   ? (IS("section-io-id") ? HK_SECTION_IO_ID : HK_OTHER)
+               : c0 == 'a' ? (IS("authorization") ? HK_AUTHORIZATION : HK_OTHER)
+                           : HK_OTHER;
     case 14:
         return c0 == 'c'   ? (IS("content-length") ? HK_CONTENT_LENGTH : HK_OTHER)
                : c0 == 's' ? (IS("section-io-tag") ? HK_SECTION_IO_TAG : HK_OTHER)

@@ -60,6 +60,7 @@ enum http_hk {
     HK_SECTION_IO_ID,
     HK_SECTION_IO_TAG,
     HK_TRUE_CLIENT_IP,
+    HK_AUTHORIZATION,
     /* must stay last */
     HK_COUNT
 };

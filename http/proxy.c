@@ -108,6 +108,7 @@ enum http_state {
     HST_HEAD,     /* reading a request head */
     HST_BODY,     /* forwarding the request body */
     HST_WAIT,     /* request complete, response under way */
+    HST_AUTH,     /* head read, parked while a basic_auth password is checked (http/auth.h) */
     HST_TUNNEL,   /* after 101: bytes both ways */
     HST_LINGER,   /* response sent, write side shut, draining input until EOF */
     /* must stay last */
@@ -223,7 +224,8 @@ struct http_conn {
     int upstream_status;
     int64_t up_connect_us, up_header_us, up_total_us, up_bytes;
     int up_reused;
-    char peer[NET_ADDRSTRLEN]; /* filled on first use */
+    char peer[NET_ADDRSTRLEN];      /* filled on first use */
+    struct http_auth_job *auth_job; /* HST_AUTH: the password check under way */
 };
 
 /*
@@ -329,11 +331,13 @@ struct http_worker {
     const struct cfg_rules *rules; /* edge rules (http/rules.h), or NULL */
     char *rules_path;              /* the normalised path of the request being evaluated */
     char *rules_head;              /* a request head as the rules rewrite it */
-    uint64_t sweep_ms;             /* next pressure_sweep() */
-    uint64_t trim_ms;              /* next memory_trim() */
-    uint64_t trim_taken;           /* the pool's count of blocks taken at the last trim */
-    int trimmed;                   /* quiet since the last malloc_trim() */
-    uint32_t turn;                 /* loop turns so far */
+    char *rules_cred;              /* basic_auth's decoded credentials */
+    size_t rules_cred_cap;
+    uint64_t sweep_ms;   /* next pressure_sweep() */
+    uint64_t trim_ms;    /* next memory_trim() */
+    uint64_t trim_taken; /* the pool's count of blocks taken at the last trim */
+    int trimmed;         /* quiet since the last malloc_trim() */
+    uint32_t turn;       /* loop turns so far */
 };
 
 static void end_close(struct http_worker *w, struct http_end *e);
@@ -351,7 +355,8 @@ static int up_attach(struct http_worker *w, struct http_conn *c, int fresh);
 
 static const char *http_state_str(enum http_state s)
 {
-    static const char *const n[HST_COUNT] = {"idle", "head", "body", "wait", "tunnel", "linger"};
+    static const char *const n[HST_COUNT] = {"idle", "head",   "body",  "wait",
+                                             "auth", "tunnel", "linger"};
     return (unsigned)s < HST_COUNT ? n[s] : "?";
 }
 
@@ -530,7 +535,7 @@ static int end_want_rx(struct http_worker *w, const struct http_end *e)
         const struct http_conn *c = (const struct http_conn *)e;
 
         /* pipelined requests are read ahead only a little while a response is under way */
-        return c->state != HST_WAIT || e->rxq.bytes < PIPELINE_MAX;
+        return (c->state != HST_WAIT && c->state != HST_AUTH) || e->rxq.bytes < PIPELINE_MAX;
     }
     return 1;
 }
@@ -737,6 +742,11 @@ static void end_close(struct http_worker *w, struct http_end *e)
     if (e->closing)
         return;
     e->closing = 1;
+    if (e->side == SIDE_CLIENT && ((struct http_conn *)e)->auth_job) {
+        /* the check runs on: its result finds no request and is dropped */
+        ((struct http_conn *)e)->auth_job->cookie = NULL;
+        ((struct http_conn *)e)->auth_job = NULL;
+    }
     end_timer(w, e, TC_NONE);
     starved_remove(e);
     core_segq_clear(&e->rxq, &w->t->pool, &w->t->bufs);
@@ -1044,7 +1054,8 @@ static struct core_str conn_peer(struct http_conn *c)
     return (struct core_str){c->peer, strlen(c->peer)};
 }
 
-static const struct http_rules_verdict no_verdict = {.answer = -1, .last = -1, .map_hit = -1};
+static const struct http_rules_verdict no_verdict = {
+    .answer = -1, .last = -1, .map_hit = -1, .auth = -1, .auth_user = -1};
 static const struct http_rules_req no_rules_req;
 
 /*
@@ -1393,27 +1404,68 @@ static inline void rule_hit(struct http_worker *w, size_t i, unsigned kind)
     STAT_INC(w->st, rule_hits[i * HTTP_RULE_SLOTS + kind]);
 }
 
+/* Time a password check may wait for a helper before the request gets 503 (auth_busy). */
+#define AUTH_WAIT_MS 5000
+
 /*
- * Run the edge rules on a request that passed the checks (http/rules.h):
- * keep the verdict for the answer and the response, and apply its
+ * The request's view for the rules (again after a check: the normalised
+ * path lives in the worker's scratch, which other requests used meanwhile).
+ */
+static int rules_req(struct http_worker *w, struct http_conn *c)
+{
+    struct http_rules_req *rr = &conn_xa(c)->rr;
+
+    if (http_rules_req_init(rr, c->req, c->host_sent, conn_peer(c), w->rules_path,
+                            w->cfg->limits.max_uri_bytes + 1) < 0)
+        return -400;
+    rr->rl = w->sh->ratelimit;
+    rr->now_us = w->t->now_us;
+    rr->auth = w->sh->auth;
+    rr->cred = w->rules_cred;
+    rr->cred_cap = w->rules_cred_cap;
+    return 0;
+}
+
+/*
+ * Park the request while a helper checks its basic_auth password
+ * (http/auth.h): 1, or -503 when the helpers' queue is full.
+ */
+static int auth_park(struct http_worker *w, struct http_conn *c)
+{
+    const struct http_rules_verdict *v = &conn_xa(c)->rv;
+    const struct cfg_basic_auth *a = &w->rules->v[v->auth].auth;
+    struct http_auth_job *j;
+
+    /* an unknown user costs a check all the same: its time tells nothing */
+    j = http_auth_job_new(a->hash[v->auth_user >= 0 ? v->auth_user : 0], v->auth_pass.p,
+                          v->auth_pass.len);
+    if (!j)
+        return -503;
+    j->worker = (unsigned)w->t->id;
+    j->cookie = c;
+    j->deadline_us = w->t->now_us + AUTH_WAIT_MS * 1000ull;
+    j->force_bad = v->auth_user < 0;
+    j->key[0] = v->auth_key[0];
+    j->key[1] = v->auth_key[1];
+    if (http_auth_submit(w->sh->auth, j) < 0) {
+        http_auth_job_free(j);
+        return -503;
+    }
+    c->auth_job = j;
+    c->state = HST_AUTH;
+    return 1;
+}
+
+/*
+ * The verdict is final: count the rules' hits for /metrics, and apply its
  * request-side edits to the head the origin gets. 0, or -status.
  */
-static int req_rules(struct http_worker *w, struct http_conn *c)
+static int req_rules_apply(struct http_worker *w, struct http_conn *c)
 {
     struct conn_xa *x = conn_xa(c);
     const struct cfg_rules *rs = w->rules;
     long n;
 
-    /* which of two would the rules believe? (C10: the platform sets one of each) */
-    if (c->req->count[HK_TRUE_CLIENT_IP] > 1 || c->req->count[HK_X_FORWARDED_PROTO] > 1)
-        return -400;
-    if (http_rules_req_init(&x->rr, c->req, c->host_sent, conn_peer(c), w->rules_path,
-                            w->cfg->limits.max_uri_bytes + 1) < 0)
-        return -400;
-    x->rr.rl = w->sh->ratelimit;
-    x->rr.now_us = w->t->now_us;
-    http_rules_eval(rs, &x->rr, &x->rv);
-    x->ruled = 1;
     for (size_t k = 0; k < HTTP_RULES_WORDS; k++)
         for (uint64_t bits = x->rv.edits[k]; bits; bits &= bits - 1)
             rule_hit(w, k * 64 + (size_t)__builtin_ctzll(bits), CFG_RK_NONE);
@@ -1421,7 +1473,11 @@ static int req_rules(struct http_worker *w, struct http_conn *c)
         for (uint64_t bits = x->rv.passed[k]; bits; bits &= bits - 1)
             rule_hit(w, k * 64 + (size_t)__builtin_ctzll(bits), HTTP_RULE_PASSED);
     if (x->rv.answer >= 0) {
-        rule_hit(w, (size_t)x->rv.answer, rs->v[x->rv.answer].kind);
+        unsigned kind = rs->v[x->rv.answer].kind;
+
+        /* a basic_auth's 429 (too many checks) is counted as a rate_limit's */
+        rule_hit(w, (size_t)x->rv.answer,
+                 kind == CFG_RK_BASIC_AUTH && x->rv.retry_after ? CFG_RK_RATE_LIMIT : kind);
         return 0;
     }
     if (!x->rv.any_req)
@@ -1433,6 +1489,27 @@ static int req_rules(struct http_worker *w, struct http_conn *c)
     memcpy(c->blk + w->blk.out, w->rules_head, (size_t)n);
     c->out_len = (uint32_t)n;
     return 0;
+}
+
+/*
+ * Run the edge rules on a request that passed the checks (http/rules.h):
+ * keep the verdict for the answer and the response. 0, 1 (parked for a
+ * password check), or -status.
+ */
+static int req_rules(struct http_worker *w, struct http_conn *c)
+{
+    struct conn_xa *x = conn_xa(c);
+
+    /* which of two would the rules believe? (C10: the platform sets one of each) */
+    if (c->req->count[HK_TRUE_CLIENT_IP] > 1 || c->req->count[HK_X_FORWARDED_PROTO] > 1)
+        return -400;
+    if (rules_req(w, c) < 0)
+        return -400;
+    http_rules_eval(w->rules, &x->rr, &x->rv);
+    x->ruled = 1;
+    if (x->rv.auth >= 0)
+        return auth_park(w, c);
+    return req_rules_apply(w, c);
 }
 
 /* Check the parsed request and write the head the origin gets (http/forward.c). 0 or -status. */
@@ -1453,27 +1530,21 @@ static int req_rewrite(struct http_worker *w, struct http_conn *c)
     return w->rules ? req_rules(w, c) : 0;
 }
 
-static void conn_request(struct http_worker *w, struct http_conn *c)
+/* The request is read and ruled on: a rule's answer, or on to the origin. */
+static void conn_dispatch(struct http_worker *w, struct http_conn *c)
 {
-    int r;
-
-    r = http_msg_head(c->req, HTTP_REQUEST, c->blk, c->in_len,
-                      (struct core_hdr *)(c->blk + w->blk.hdrs), w->max_hdrs);
-    if (r == 0)
-        r = req_rewrite(w, c);
-    if (r < 0) {
-        c->req_done = 0;
-        conn_respond(w, c, -r, reject_reason(-r));
-        return;
-    }
-    c->req_done = c->req->complete;
     if (conn_xa(c)->ruled && conn_xa(c)->rv.answer >= 0) {
-        const struct cfg_erule *e = &w->rules->v[conn_xa(c)->rv.answer];
+        const struct http_rules_verdict *v = &conn_xa(c)->rv;
+        const struct cfg_erule *e = &w->rules->v[v->answer];
 
         /* a rule answers: the origin never sees the request */
-        if (e->kind == CFG_RK_RATE_LIMIT)
-            /* 429 with the error page or plain text, as the proxy's own answers; Retry-After */
-            conn_answer(w, c, 429, HT_RATE_LIMITED, 0);
+        if (e->kind == CFG_RK_RATE_LIMIT || e->kind == CFG_RK_BASIC_AUTH)
+            /*
+             * 429 (Retry-After) or 401 (WWW-Authenticate) with the error
+             * page or plain text, as the proxy's own answers
+             */
+            conn_answer(w, c, v->retry_after ? 429 : e->status,
+                        v->retry_after ? HT_RATE_LIMITED : HT_NONE, 0);
         else
             conn_answer(w, c, e->status, HT_NONE, 1);
         return;
@@ -1484,6 +1555,68 @@ static void conn_request(struct http_worker *w, struct http_conn *c)
     conn_process(w, c);
     if (c->up)
         end_tx_kick(w, &c->up->e);
+}
+
+static void conn_request(struct http_worker *w, struct http_conn *c)
+{
+    int r;
+
+    r = http_msg_head(c->req, HTTP_REQUEST, c->blk, c->in_len,
+                      (struct core_hdr *)(c->blk + w->blk.hdrs), w->max_hdrs);
+    if (r == 0)
+        r = req_rewrite(w, c);
+    if (r < 0) {
+        c->req_done = 0;
+        conn_respond(w, c, -r, -r == 503 ? HT_AUTH_BUSY : reject_reason(-r));
+        return;
+    }
+    c->req_done = c->req->complete;
+    if (r == 1)
+        return; /* parked: auth_done() goes on */
+    conn_dispatch(w, c);
+}
+
+/* A password check came back for c (parked in HST_AUTH): go on with the rules, or answer. */
+static void auth_done(struct http_worker *w, struct http_conn *c, const struct http_auth_job *j)
+{
+    struct conn_xa *x = conn_xa(c);
+    int r;
+
+    if (j->result == HTTP_AUTH_OK)
+        http_auth_cache_put(w->sh->auth, j->key, w->t->now_us);
+    if (j->result == HTTP_AUTH_LATE) {
+        r = -503;
+    } else if ((r = rules_req(w, c)) == 0) {
+        http_rules_resume(w->rules, &x->rr, &x->rv, j->result == HTTP_AUTH_OK);
+        r = x->rv.auth >= 0 ? auth_park(w, c) : req_rules_apply(w, c);
+    }
+    if (r == 1)
+        return; /* another basic_auth after it */
+    if (r < 0) {
+        conn_respond(w, c, -r, -r == 503 ? HT_AUTH_BUSY : reject_reason(-r));
+        return;
+    }
+    conn_dispatch(w, c);
+}
+
+/* The helpers' results for this worker: each parked request that is still there goes on. */
+static void auth_deliver(struct http_worker *w)
+{
+    struct http_auth_job *j, *next;
+
+    if (!w->sh->auth)
+        return;
+    for (j = http_auth_take(w->sh->auth, (unsigned)w->t->id); j; j = next) {
+        struct http_conn *c = j->cookie;
+
+        next = j->next;
+        if (c && c->auth_job == j && !c->e.closing) {
+            c->auth_job = NULL;
+            auth_done(w, c, j);
+            conn_sync(w, c);
+        }
+        http_auth_job_free(j);
+    }
 }
 
 /* Copy head bytes from the receive queue into the block; parse once complete. */
@@ -1589,6 +1722,7 @@ static void conn_process(struct http_worker *w, struct http_conn *c)
         conn_body(w, c);
         break;
     case HST_WAIT:
+    case HST_AUTH:
         /* Pipelined requests wait in rxq; a full rxq pauses reading. */
         break;
     case HST_TUNNEL:
@@ -2497,10 +2631,11 @@ static void w_cqe(struct core_thread *t, struct core_op *op, const struct io_uri
         log_writer_done(&w->lw, cqe->res);
         break;
     case OPK_WAKE:
+        /* the main thread (stop), or the password checks' helpers (results) */
+        auth_deliver(w);
         if (atomic_load(&w->sh->stop))
             drain_begin(w);
-        else
-            arm_wake(w);
+        arm_wake(w);
         break;
     case OPK_ADMIN_ACCEPT:
     case OPK_ADMIN_RECV:
@@ -2727,6 +2862,14 @@ int http_worker_run(struct http_shared *sh, const struct http_worker_params *p,
         what = "rules buffers";
         goto fail;
     }
+    if (sh->auth) {
+        w->rules_cred_cap = cfg->limits.max_header_line_bytes;
+        if (!(w->rules_cred = malloc(w->rules_cred_cap))) {
+            r = -ENOMEM;
+            what = "rules buffers";
+            goto fail;
+        }
+    }
     if (p->admin_fd >= 0 && !(w->admin = http_admin_new(&t, sh, p->admin_fd))) {
         r = -ENOMEM;
         what = "admin listener";
@@ -2743,6 +2886,9 @@ int http_worker_run(struct http_shared *sh, const struct http_worker_params *p,
     free(w->log_line);
     free(w->rules_path);
     free(w->rules_head);
+    free(w->rules_cred);
+    if (w->sh->auth)
+        http_auth_worker_gone(w->sh->auth, (unsigned)p->id);
     net_pick_free(&w->pick);
     (void)vec_trim(w, 0);
     core_thread_exit(&t);
@@ -2753,6 +2899,7 @@ fail:
     free(w->log_line);
     free(w->rules_path);
     free(w->rules_head);
+    free(w->rules_cred);
     net_pick_free(&w->pick);
     core_thread_exit(&t);
     free(w);

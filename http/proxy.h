@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "cfg/cfg.h"
+#include "http/auth.h"
 #include "http/ratelimit.h"
 #include "http/stats.h"
 #include "log/access.h"
@@ -34,6 +35,8 @@ struct http_shared {
     struct http_stats *stats; /* one per worker, summed by the admin endpoint */
     /* the rate_limit rules' buckets, shared by all workers (lock-free); NULL without such rules */
     struct http_ratelimit *ratelimit;
+    /* basic_auth's password checks and their cache (http/auth.h); NULL without such rules */
+    struct http_auth *auth;
 };
 
 struct http_worker_params {

@@ -345,8 +345,122 @@ static uint32_t rate_limit(const struct cfg_erule *e, uint32_t i, struct probe *
     return http_ratelimit_take(r->rl, key, r->now_us, e->rl.interval, e->rl.burst);
 }
 
-void http_rules_eval(const struct cfg_rules *rs, const struct http_rules_req *r,
-                     struct http_rules_verdict *v)
+/* ---- basic_auth ---------------------------------------------------------- */
+
+/* RFC 4648 base64, the standard alphabet. */
+static int b64_digit(unsigned char c)
+{
+    if (c >= 'A' && c <= 'Z')
+        return c - 'A';
+    if (c >= 'a' && c <= 'z')
+        return c - 'a' + 26;
+    if (c >= '0' && c <= '9')
+        return c - '0' + 52;
+    if (c == '+')
+        return 62;
+    if (c == '/')
+        return 63;
+    return -1;
+}
+
+/*
+ * Decode base64 (padding optional, nothing after it) into out (cap bytes).
+ * Returns the length, or -1 when it is not base64 or does not fit.
+ */
+static long b64_decode(const char *p, size_t n, char *out, size_t cap)
+{
+    uint32_t acc = 0;
+    size_t o = 0;
+    int bits = 0;
+
+    while (n && p[n - 1] == '=')
+        n--;
+    if (n % 4 == 1)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        int d = b64_digit((unsigned char)p[i]);
+
+        if (d < 0)
+            return -1;
+        acc = acc << 6 | (uint32_t)d;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            if (o >= cap)
+                return -1;
+            out[o++] = (char)(acc >> bits);
+        }
+    }
+    return (long)o;
+}
+
+enum auth_step { AUTH_PASS, AUTH_401, AUTH_429, AUTH_CHECK };
+
+/*
+ * A basic_auth rule's step for the request: through (remembered good
+ * credentials), 401, 429 (too many checks for this client), or a check to
+ * make (v->auth_* filled).
+ */
+static enum auth_step basic_auth(const struct cfg_erule *e, uint32_t i, struct probe *pr,
+                                 struct http_rules_verdict *v)
+{
+    const struct http_rules_req *r = pr->r;
+    const struct cfg_basic_auth *a = &e->auth;
+    struct core_str f;
+    const char *colon;
+    long n, user;
+    uint32_t wait;
+    uint64_t key;
+
+    /* two fields: which one would the origin believe? Neither is checked */
+    if (r->m->count[HK_AUTHORIZATION] != 1 || !a->users.n)
+        return AUTH_401;
+    f = trim(http_msg_known(r->m, HK_AUTHORIZATION));
+    /* auth-scheme is case-insensitive (RFC 9110 11.1), then 1*SP token68 */
+    if (f.len < 7 || strncasecmp(f.p, "basic ", 6))
+        return AUTH_401;
+    f.p += 6;
+    f.len -= 6;
+    while (f.len && f.p[0] == ' ') {
+        f.p++;
+        f.len--;
+    }
+    n = r->cred ? b64_decode(f.p, f.len, r->cred, r->cred_cap) : -1;
+    if (n < 0 || !(colon = memchr(r->cred, ':', (size_t)n)) || memchr(r->cred, 0, (size_t)n))
+        return AUTH_401;
+    user = cfg_hset_find(&a->users, r->cred, (size_t)(colon - r->cred));
+    if (user >= 0) {
+        const char *h = a->hash[user];
+
+        if (r->auth) {
+            http_auth_key(r->auth, h, strlen(h), r->cred, (size_t)n, v->auth_key);
+            if (http_auth_cache_has(r->auth, v->auth_key, r->now_us))
+                return AUTH_PASS;
+        }
+    }
+    /* a check costs tens of ms of a helper: a client gets so many, known user or not */
+    if (r->rl) {
+        key = pr->have_ip && pr->ip_ok
+                  ? http_ratelimit_key_ip(r->rl, i | HTTP_RULES_AUTH_NS, &pr->ip)
+                  : http_ratelimit_key_client(r->rl, i | HTTP_RULES_AUTH_NS, r->client_ip.p,
+                                              r->client_ip.len);
+        wait = http_ratelimit_take(r->rl, key, r->now_us,
+                                   (uint64_t)HTTP_RULES_AUTH_EVERY_S * CFG_RL_TICKS_PER_S,
+                                   HTTP_RULES_AUTH_BURST);
+        if (wait) {
+            v->retry_after = wait;
+            return AUTH_429;
+        }
+    }
+    v->auth = (int32_t)i;
+    v->auth_user = (int32_t)user;
+    v->auth_pass = (struct core_str){colon + 1, (size_t)(r->cred + n - colon - 1)};
+    return AUTH_CHECK;
+}
+
+/* Evaluate rules from `from` on, into v (which holds what the rules before it did). */
+static void eval_from(const struct cfg_rules *rs, const struct http_rules_req *r,
+                      struct http_rules_verdict *v, size_t from)
 {
     struct probe pr;
     /*
@@ -357,15 +471,11 @@ void http_rules_eval(const struct cfg_rules *rs, const struct http_rules_req *r,
     int healthz = r->path.len == sizeof(CFG_HEALTHZ_PATH) - 1 &&
                   !memcmp(r->path.p, CFG_HEALTHZ_PATH, sizeof(CFG_HEALTHZ_PATH) - 1);
 
-    memset(v, 0, sizeof(*v));
-    v->answer = v->last = v->map_hit = -1;
-    if (!rs)
-        return;
     pr.r = r;
     pr.have_host = pr.have_npath = pr.have_method = pr.have_dots = pr.have_slashes = 0;
     pr.ndots = pr.nslashes = 0;
     pr.have_ip = 0;
-    for (size_t i = 0; i < rs->n && i < CFG_RULES_MAX; i++) {
+    for (size_t i = from; i < rs->n && i < CFG_RULES_MAX; i++) {
         const struct cfg_erule *e = &rs->v[i];
 
         /* the platform's health check: only for rules whose path list names it */
@@ -413,10 +523,51 @@ void http_rules_eval(const struct cfg_rules *rs, const struct http_rules_req *r,
             v->any_passed = 1;
             break;
         }
+        case CFG_RK_BASIC_AUTH:
+            switch (basic_auth(e, (uint32_t)i, &pr, v)) {
+            case AUTH_PASS:
+                v->passed[i / 64] |= (uint64_t)1 << (i % 64);
+                v->any_passed = 1;
+                break;
+            case AUTH_CHECK:
+                return; /* http_rules_resume() goes on */
+            case AUTH_401:
+            case AUTH_429:
+                v->answer = v->last = (int32_t)i;
+                return;
+            }
+            break;
         default:
             break;
         }
     }
+}
+
+void http_rules_eval(const struct cfg_rules *rs, const struct http_rules_req *r,
+                     struct http_rules_verdict *v)
+{
+    memset(v, 0, sizeof(*v));
+    v->answer = v->last = v->map_hit = v->auth = v->auth_user = -1;
+    if (rs)
+        eval_from(rs, r, v, 0);
+}
+
+void http_rules_resume(const struct cfg_rules *rs, const struct http_rules_req *r,
+                       struct http_rules_verdict *v, int ok)
+{
+    int32_t i = v->auth;
+
+    if (!rs || i < 0 || (size_t)i >= rs->n)
+        return;
+    v->auth = v->auth_user = -1;
+    v->auth_pass = (struct core_str){0};
+    if (!ok) {
+        v->answer = v->last = i;
+        return;
+    }
+    v->passed[i / 64] |= (uint64_t)1 << (i % 64);
+    v->any_passed = 1;
+    eval_from(rs, r, v, (size_t)i + 1);
 }
 
 /* ---- templates ---------------------------------------------------------- */
@@ -820,10 +971,16 @@ long http_rules_answer_head(const struct cfg_rules *rs, const struct http_rules_
         put_uint(&b, body ? body->len : 0);
         OB_LIT(&b, "\r\n");
     }
-    if (e && e->kind == CFG_RK_RATE_LIMIT && !DROPS(rs, &pl, "Retry-After")) {
+    if (e && (e->kind == CFG_RK_RATE_LIMIT || (e->kind == CFG_RK_BASIC_AUTH && status == 429)) &&
+        !DROPS(rs, &pl, "Retry-After")) {
         OB_LIT(&b, "Retry-After: ");
         put_uint(&b, v->retry_after ? v->retry_after : 1);
         OB_LIT(&b, "\r\n");
+    }
+    if (e && e->kind == CFG_RK_BASIC_AUTH && status == 401 && !DROPS(rs, &pl, "WWW-Authenticate")) {
+        OB_LIT(&b, "WWW-Authenticate: Basic realm=\"");
+        ob_put(&b, e->auth.realm, e->auth.realm_len);
+        OB_LIT(&b, "\", charset=\"UTF-8\"\r\n");
     }
     if (e && e->kind == CFG_RK_RESPOND)
         for (size_t j = 0; j < e->answer_hdrs.n; j++) {

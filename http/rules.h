@@ -17,6 +17,7 @@
 
 #include "cfg/rules.h"
 #include "core/str.h"
+#include "http/auth.h"
 #include "http/msg.h"
 #include "http/ratelimit.h"
 
@@ -35,6 +36,14 @@ struct http_rules_req {
      */
     struct http_ratelimit *rl;
     uint64_t now_us;
+    /*
+     * For basic_auth, set by the caller: the checks' cache (NULL: none is
+     * remembered) and room for the decoded credentials (cred_cap bytes; the
+     * Authorization field's length suffices; 0: every basic_auth answers 401).
+     */
+    struct http_auth *auth;
+    char *cred;
+    size_t cred_cap;
 };
 
 /*
@@ -76,6 +85,18 @@ struct http_rules_verdict {
     uint32_t retry_after;              /* RATE_LIMIT answer: Retry-After, in seconds */
     uint64_t passed[HTTP_RULES_WORDS]; /* rules whose rate_limit let the request through */
     uint8_t any_passed;                /* passed has a bit set */
+    /*
+     * A basic_auth whose password must be checked (off the event loop):
+     * evaluation stopped at rule `auth` (-1: none), to go on with
+     * http_rules_resume() once the check is done. auth_user: the user's
+     * index in the rule, or -1 for an unknown user (checked all the same
+     * against the rule's first hash, for the same cost, and refused).
+     * auth_pass: the password, in r->cred; auth_key: the cache key.
+     */
+    int32_t auth;
+    int32_t auth_user;
+    struct core_str auth_pass;
+    uint64_t auth_key[2];
 };
 
 /*
@@ -89,6 +110,32 @@ struct http_rules_verdict {
  */
 void http_rules_eval(const struct cfg_rules *rs, const struct http_rules_req *r,
                      struct http_rules_verdict *v);
+
+/*
+ * A basic_auth (docs/rules.md): without an Authorization field of the
+ * Basic scheme with a known user and its password, or with two such
+ * fields, the rule answers 401 (v->answer). With credentials remembered in
+ * r->auth's cache, the rule lets the request through (v->passed) and
+ * evaluation goes on. Else the password must be checked: every such check
+ * takes a token from the client's bucket of the rule's checks
+ * (HTTP_RULES_AUTH_BURST at once, one each HTTP_RULES_AUTH_EVERY_S
+ * seconds, in r->rl) and over it the rule answers 429 (v->retry_after);
+ * within it evaluation stops with v->auth set, for the caller to check
+ * the password (http/auth.h) and call http_rules_resume() with the result.
+ */
+#define HTTP_RULES_AUTH_BURST 10
+/* the checks' buckets in r->rl, apart from the rate_limit rules' (rule | this) */
+#define HTTP_RULES_AUTH_NS 0x80000000u
+#define HTTP_RULES_AUTH_EVERY_S 6
+
+/*
+ * Go on after a basic_auth's check (v->auth >= 0): ok lets the request
+ * through that rule and evaluates the rules after it (which may stop at
+ * another basic_auth); else the rule answers 401. r is the same request,
+ * initialised again (its npath may have been overwritten meanwhile).
+ */
+void http_rules_resume(const struct cfg_rules *rs, const struct http_rules_req *r,
+                       struct http_rules_verdict *v, int ok);
 
 /* Is rule i in the verdict's edits? */
 static inline int http_rules_applied(const struct http_rules_verdict *v, size_t i)

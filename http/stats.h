@@ -31,6 +31,7 @@ enum http_term {
     HT_OUT_OF_MEMORY,
     HT_SHUTDOWN,
     HT_RATE_LIMITED, /* a rate_limit rule answered 429 */
+    HT_AUTH_BUSY,    /* a basic_auth check could not be made in time: 503 */
     /* the upstream's failures: each counted by its reason */
     HT_UPSTREAM_UNAVAILABLE,     /* no address */
     HT_UPSTREAM_CONNECT_REFUSED, /* every address tried refused or failed the connect */
