@@ -5,15 +5,20 @@
  * the resolver (net/) and one worker thread per usable CPU (http/ on core/),
  * then waits for SIGTERM/SIGINT and lets the workers drain.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <limits.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/inotify.h>
+#include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -186,6 +191,330 @@ static int parse_args(int argc, char **argv, struct args *a)
     return -1;
 }
 
+/* ---- live reload ---------------------------------------------------------- */
+
+/* Debounce of the config folder's changes: a reload this long after the last one. */
+#define RELOAD_QUIET_MS 200
+/* ... but no later than this after the first (a folder that never stops changing). */
+#define RELOAD_MAX_WAIT_MS 2000
+/* Directories under the config folder watched at most (pages/, maps/, ...). */
+#define WATCH_MAX_DIRS 64
+
+/* A generation a reload replaced: freed once every worker moved past it and nothing uses it. */
+struct retired {
+    struct http_gen *g;
+    uint64_t next_id; /* the generation that replaced it */
+    int main_ref;     /* the main thread still holds its ref */
+    struct retired *next;
+};
+
+/* What the main thread keeps while ringproxy runs. */
+struct run {
+    const char *dir;
+    struct http_shared *sh;
+    struct worker_arg *wa;
+    unsigned nworkers;
+    struct http_gen *gen; /* the newest */
+    struct retired *retired;
+    struct http_ratelimit *ratelimit; /* made by the first config that needs it */
+    struct http_auth *auth;
+    int evfds_ready; /* the workers' eventfds exist: auth's wakes can be set */
+    int ifd;         /* inotify on the config folder, or -1 */
+};
+
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+
+    (void)clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* Make what cfg's rules need and the process has not yet: the rate-limit table, auth's helpers. */
+static int run_needs(struct run *m, const struct cfg *cfg)
+{
+    for (size_t i = 0; cfg->rules && i < cfg->rules->n; i++) {
+        unsigned kind = cfg->rules->v[i].kind;
+
+        if (kind == CFG_RK_BASIC_AUTH && !m->auth) {
+            /* password checks off the event loops: one helper (two past four workers) */
+            m->auth = http_auth_new(m->nworkers, m->nworkers > 4 ? 2 : 1, AUTH_QUEUE, AUTH_CACHE);
+            if (!m->auth) {
+                log_error("basic_auth: cannot start its helper thread");
+                return -1;
+            }
+            for (unsigned w = 0; m->evfds_ready && w < m->nworkers; w++)
+                http_auth_set_wake(m->auth, w, m->wa[w].p.evfd);
+        }
+        if ((kind == CFG_RK_RATE_LIMIT || kind == CFG_RK_BASIC_AUTH) && !m->ratelimit) {
+            /* one table for every worker: the limits hold per instance */
+            m->ratelimit = http_ratelimit_new(cfg->limits.rate_limit_keys, mono_ms() * 1000u);
+            if (!m->ratelimit) {
+                log_error("rate_limit: out of memory");
+                return -1;
+            }
+        }
+    }
+    return 0;
+}
+
+/*
+ * Settings that size what the workers allocated at start, or threads and
+ * sockets: a reload keeps the running values and says so, once each.
+ */
+static void keep_fixed(const struct cfg *run, struct cfg *n)
+{
+#define FIXED(field, name)                                                                         \
+    do {                                                                                           \
+        if (n->field != run->field) {                                                              \
+            log_warn("reload: %s cannot change while ringproxy runs: keeping %llu (restart to "    \
+                     "apply %llu)",                                                                \
+                     name, (unsigned long long)run->field, (unsigned long long)n->field);          \
+            n->field = run->field;                                                                 \
+        }                                                                                          \
+    } while (0)
+    FIXED(workers, "workers");
+    FIXED(limits.max_header_bytes, "limits.max_header_bytes");
+    FIXED(limits.max_header_line_bytes, "limits.max_header_line_bytes");
+    FIXED(limits.max_uri_bytes, "limits.max_uri_bytes");
+    FIXED(limits.max_headers, "limits.max_headers");
+    FIXED(limits.rate_limit_keys, "limits.rate_limit_keys");
+    FIXED(upstream.resolve_interval_ms, "upstream.resolve_interval_ms");
+#undef FIXED
+    if (strcmp(n->admin.listen, run->admin.listen)) {
+        log_warn("reload: admin.listen cannot change while ringproxy runs: keeping %s (restart "
+                 "to apply %s)",
+                 run->admin.listen, n->admin.listen);
+        memcpy(n->admin.listen, run->admin.listen, sizeof(n->admin.listen));
+    }
+    {
+        const struct cfg_access_log *a = &run->access_log, *b = &n->access_log;
+        int same = a->format == b->format && a->nfields == b->nfields &&
+                   !memcmp(a->fields, b->fields, a->nfields * sizeof(a->fields[0])) &&
+                   a->nrequest_headers == b->nrequest_headers &&
+                   a->nresponse_headers == b->nresponse_headers &&
+                   a->buffer_bytes == b->buffer_bytes;
+
+        for (size_t i = 0; same && i < a->nrequest_headers; i++)
+            same = !strcmp(a->request_headers[i], b->request_headers[i]);
+        for (size_t i = 0; same && i < a->nresponse_headers; i++)
+            same = !strcmp(a->response_headers[i], b->response_headers[i]);
+        if (!same)
+            log_warn("reload: access_log cannot change while ringproxy runs: the access log "
+                     "keeps its format and fields (restart to apply)");
+    }
+}
+
+static void wake_workers(const struct run *m)
+{
+    for (unsigned i = 0; i < m->nworkers; i++) {
+        uint64_t one = 1;
+
+        if (write(m->wa[i].p.evfd, &one, sizeof(one)) < 0)
+            log_warn("waking worker %u: %s", i, strerror(errno));
+    }
+}
+
+/*
+ * Load the config folder again: a valid config that differs becomes the
+ * newest generation (new requests run on it; those under way finish on
+ * theirs); an invalid one is reported line by line and the running one
+ * stays.
+ */
+static void reload(struct run *m, const char *why)
+{
+    struct cfg *n = NULL;
+    struct cfg_errs errs = {0};
+    struct http_gen *g = NULL;
+    struct retired *r;
+    uint64_t hash;
+
+    if (cfg_load(m->dir, &n, &errs) < 0) {
+        for (size_t i = 0; i < errs.n; i++)
+            log_error("reload: %s", errs.lines[i]);
+        log_error("reload (%s): invalid configuration in %s/%s: still running generation %llu "
+                  "(config %016llx)",
+                  why, m->dir, CFG_FILE_NAME, (unsigned long long)m->gen->id,
+                  (unsigned long long)m->gen->hash);
+        cfg_errs_free(&errs);
+        atomic_fetch_add(&m->sh->reloads[HTTP_RELOAD_FAILED], 1);
+        return;
+    }
+    keep_fixed(m->gen->cfg, n);
+    hash = http_gen_hash(n);
+    if (hash == m->gen->hash) {
+        log_info("reload (%s): configuration unchanged (%016llx)", why, (unsigned long long)hash);
+        cfg_free(n);
+        atomic_fetch_add(&m->sh->reloads[HTTP_RELOAD_UNCHANGED], 1);
+        return;
+    }
+    if (run_needs(m, n) < 0 || !(g = http_gen_new(n, m->gen->id + 1, hash, m->nworkers)) ||
+        !(r = calloc(1, sizeof(*r)))) {
+        log_error("reload (%s): out of memory: still running generation %llu", why,
+                  (unsigned long long)m->gen->id);
+        if (g)
+            http_gen_free(g);
+        else
+            cfg_free(n);
+        atomic_fetch_add(&m->sh->reloads[HTTP_RELOAD_FAILED], 1);
+        return;
+    }
+    g->ratelimit = m->ratelimit;
+    g->auth = m->auth;
+    *r = (struct retired){.g = m->gen, .next_id = g->id, .main_ref = 1, .next = m->retired};
+    m->retired = r;
+    m->gen = g;
+    log_err_init(n->log_level);
+    atomic_store_explicit(&m->sh->gen, g, memory_order_release);
+    atomic_fetch_add(&m->sh->reloads[HTTP_RELOAD_OK], 1);
+    wake_workers(m);
+    log_info("reload (%s): configuration %016llx applied (generation %llu)", why,
+             (unsigned long long)hash, (unsigned long long)g->id);
+}
+
+/* Free the generations nothing uses any more. */
+static void retire_sweep(struct run *m)
+{
+    uint64_t seen = UINT64_MAX;
+
+    for (unsigned i = 0; i < m->nworkers; i++) {
+        uint64_t s = atomic_load_explicit(&m->sh->stats[i].gen, memory_order_acquire);
+
+        if (s < seen)
+            seen = s;
+    }
+    for (struct retired **pp = &m->retired, *r; (r = *pp);) {
+        /* every worker runs new requests on a later one: none can take this one again */
+        if (r->main_ref && seen >= r->next_id) {
+            atomic_fetch_sub(&r->g->refs, 1);
+            r->main_ref = 0;
+        }
+        if (!r->main_ref && atomic_load(&r->g->refs) == 0) {
+            *pp = r->next;
+            http_gen_free(r->g);
+            free(r);
+        } else {
+            pp = &r->next;
+        }
+    }
+}
+
+/*
+ * Watch the config folder and the folders under it (not following
+ * symlinks: Kubernetes swaps a "..data" symlink in the folder itself,
+ * which is seen there). -1 when it cannot be watched (SIGHUP still works).
+ */
+static int watch_open(const char *dir)
+{
+    const uint32_t mask = IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_CREATE | IN_DELETE |
+                          IN_ATTRIB | IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR;
+    char stack[WATCH_MAX_DIRS][PATH_MAX];
+    int fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC), n = 0, top = 0;
+
+    if (fd < 0)
+        return -1;
+    if (inotify_add_watch(fd, dir, mask) < 0) {
+        (void)close(fd);
+        return -1;
+    }
+    snprintf(stack[top++], PATH_MAX, "%s", dir);
+    while (top > 0) {
+        char path[PATH_MAX];
+        DIR *d;
+        struct dirent *de;
+
+        memcpy(path, stack[--top], PATH_MAX);
+        if (!(d = opendir(path)))
+            continue;
+        while ((de = readdir(d)) && n < WATCH_MAX_DIRS) {
+            char sub[PATH_MAX];
+
+            if (de->d_type != DT_DIR || de->d_name[0] == '.')
+                continue; /* ".", "..", and Kubernetes' "..2024_..." copies */
+            if (snprintf(sub, sizeof(sub), "%s/%s", path, de->d_name) >= (int)sizeof(sub))
+                continue;
+            if (inotify_add_watch(fd, sub, mask) >= 0 && top < WATCH_MAX_DIRS) {
+                n++;
+                memcpy(stack[top++], sub, PATH_MAX);
+            }
+        }
+        (void)closedir(d);
+    }
+    return fd;
+}
+
+/*
+ * Until SIGTERM or SIGINT (returned): SIGHUP reloads the config, and so
+ * does a change in the config folder, once it has been quiet for
+ * RELOAD_QUIET_MS; generations nothing uses any more are freed.
+ */
+static int main_loop(struct run *m, const sigset_t *sigs)
+{
+    int sfd = signalfd(-1, sigs, SFD_CLOEXEC);
+    uint64_t due = 0, first = 0;
+
+    if (sfd < 0) {
+        int sig;
+
+        /* no signalfd: signals only, as sigwait() gives them */
+        log_warn("signalfd: %s: no reload on folder changes", strerror(errno));
+        while (sigwait(sigs, &sig) != 0 || (sig != SIGTERM && sig != SIGINT))
+            if (sig == SIGHUP)
+                reload(m, "SIGHUP");
+        return sig;
+    }
+    m->ifd = watch_open(m->dir);
+    if (m->ifd < 0)
+        log_info("config folder %s cannot be watched (%s): reload with SIGHUP", m->dir,
+                 strerror(errno));
+    for (;;) {
+        struct pollfd pf[2] = {{.fd = sfd, .events = POLLIN}, {.fd = m->ifd, .events = POLLIN}};
+        uint64_t now = mono_ms();
+        int timeout = due ? (due > now ? (int)(due - now) : 0) : m->retired ? 250 : -1;
+
+        if (poll(pf, m->ifd >= 0 ? 2 : 1, timeout) < 0 && errno != EINTR)
+            log_warn("poll: %s", strerror(errno));
+        if (pf[0].revents & POLLIN) {
+            struct signalfd_siginfo si;
+
+            if (read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+                int sig = (int)si.ssi_signo;
+
+                if (sig == SIGTERM || sig == SIGINT) {
+                    (void)close(sfd);
+                    return sig;
+                }
+                if (sig == SIGHUP)
+                    reload(m, "SIGHUP");
+                else
+                    log_info("%s: ignored (SIGHUP reloads, SIGTERM and SIGINT stop ringproxy)",
+                             strsignal(sig));
+            }
+        }
+        if (m->ifd >= 0 && (pf[1].revents & POLLIN)) {
+            char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+
+            while (read(m->ifd, buf, sizeof(buf)) > 0)
+                ;
+            now = mono_ms();
+            if (!due)
+                first = now;
+            due = now + RELOAD_QUIET_MS;
+            if (due > first + RELOAD_MAX_WAIT_MS)
+                due = first + RELOAD_MAX_WAIT_MS;
+        }
+        if (due && mono_ms() >= due) {
+            due = 0;
+            reload(m, "config folder changed");
+            /* watch again: folders may have come or gone */
+            if (m->ifd >= 0)
+                (void)close(m->ifd);
+            m->ifd = watch_open(m->dir);
+        }
+        retire_sweep(m);
+    }
+}
+
 int main(int argc, char **argv)
 {
     struct args a;
@@ -200,6 +529,7 @@ int main(int argc, char **argv)
     struct start st = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, NULL};
     struct stat sb;
     sigset_t sigs;
+    struct run m;
     int admin_fd = -1, r, sig;
 
     r = parse_args(argc, argv, &a);
@@ -277,7 +607,6 @@ int main(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    sh.cfg = cfg;
     sh.nworkers = nworkers;
     sh.upstream_host = up_host;
     /* a stream socket (journald) takes writes in part too: as a pipe */
@@ -302,37 +631,17 @@ int main(int argc, char **argv)
         fprintf(stderr, "ringproxy: out of memory\n");
         return 1;
     }
-    for (size_t i = 0; cfg->rules && i < cfg->rules->n; i++)
-        if (cfg->rules->v[i].kind == CFG_RK_BASIC_AUTH && !sh.auth) {
-            /* password checks off the event loops: AUTH_THREADS helpers for every worker */
-            sh.auth = http_auth_new(nworkers, nworkers > 4 ? 2 : 1, AUTH_QUEUE, AUTH_CACHE);
-            if (!sh.auth) {
-                fprintf(stderr, "ringproxy: basic_auth: cannot start its helper thread\n");
-                return 1;
-            }
-        }
-    for (size_t i = 0; cfg->rules && i < cfg->rules->n; i++)
-        if ((cfg->rules->v[i].kind == CFG_RK_RATE_LIMIT ||
-             cfg->rules->v[i].kind == CFG_RK_BASIC_AUTH) &&
-            !sh.ratelimit) {
-            /* one table for every worker: the limits hold per instance */
-            struct timespec ts;
-
-            (void)clock_gettime(CLOCK_MONOTONIC, &ts);
-            sh.ratelimit =
-                http_ratelimit_new(cfg->limits.rate_limit_keys,
-                                   (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u);
-            if (!sh.ratelimit) {
-                fprintf(stderr, "ringproxy: out of memory\n");
-                return 1;
-            }
-        }
-    for (unsigned i = 0; cfg->rules && i < nworkers; i++)
-        if (!(sh.stats[i].rule_hits =
-                  calloc(cfg->rules->n * HTTP_RULE_SLOTS, sizeof(*sh.stats[i].rule_hits)))) {
-            fprintf(stderr, "ringproxy: out of memory\n");
-            return 1;
-        }
+    m = (struct run){.dir = dir, .sh = &sh, .wa = wa, .nworkers = nworkers, .ifd = -1};
+    if (run_needs(&m, cfg) < 0)
+        return 1;
+    m.gen = http_gen_new(cfg, 1, http_gen_hash(cfg), nworkers);
+    if (!m.gen) {
+        fprintf(stderr, "ringproxy: out of memory\n");
+        return 1;
+    }
+    m.gen->ratelimit = m.ratelimit;
+    m.gen->auth = m.auth;
+    atomic_store(&sh.gen, m.gen);
 
     /*
      * The workers' listeners form a SO_REUSEPORT group, which another
@@ -377,9 +686,10 @@ int main(int argc, char **argv)
             fprintf(stderr, "ringproxy: eventfd: %s\n", strerror(errno));
             return 1;
         }
-        if (sh.auth)
-            http_auth_set_wake(sh.auth, i, wa[i].p.evfd);
+        if (m.auth)
+            http_auth_set_wake(m.auth, i, wa[i].p.evfd);
     }
+    m.evfds_ready = 1;
     admin_fd = net_listen(&aa, aalen, 64, 0); /* one listener: no group to join */
     if (admin_fd < 0) {
         fprintf(stderr, "ringproxy: cannot listen on admin address %s: %s\n", admin_arg,
@@ -412,11 +722,9 @@ int main(int argc, char **argv)
              RINGPROXY_VERSION, nworkers, nworkers == 1 ? "" : "s",
              listen_arg ? listen_arg : "0.0.0.0:80 [::]:80", upstream_arg, admin_arg, config_desc);
 
-    while (sigwait(&sigs, &sig) != 0 || (sig != SIGTERM && sig != SIGINT))
-        if (sig == SIGHUP || sig == SIGUSR1 || sig == SIGUSR2)
-            log_info("%s: ignored (only SIGTERM and SIGINT stop ringproxy)", strsignal(sig));
+    sig = main_loop(&m, &sigs);
     log_info("%s: draining (grace %u ms)", sig == SIGTERM ? "SIGTERM" : "SIGINT",
-             cfg->shutdown_grace_ms);
+             m.gen->cfg->shutdown_grace_ms);
     atomic_store(&sh.draining, 1);
     atomic_store(&sh.stop, 1);
     for (unsigned i = 0; i < nworkers; i++) {
@@ -427,7 +735,9 @@ int main(int argc, char **argv)
     for (unsigned i = 0; i < nworkers; i++)
         (void)pthread_join(wa[i].thread, NULL);
     /* its helpers may still write to the workers' eventfds */
-    http_auth_free(sh.auth);
+    http_auth_free(m.auth);
+    if (m.ifd >= 0)
+        (void)close(m.ifd);
     for (unsigned i = 0; i < nworkers; i++) {
         for (unsigned k = 0; k < HTTP_MAX_LISTENERS; k++)
             if (wa[i].p.lfd[k] >= 0)
@@ -437,12 +747,17 @@ int main(int argc, char **argv)
     (void)close(admin_fd);
     net_resolver_free(sh.resolver);
     log_fmt_free(sh.log_fmt);
-    for (unsigned i = 0; i < nworkers; i++)
-        free(sh.stats[i].rule_hits);
     free(sh.stats);
-    http_ratelimit_free(sh.ratelimit);
+    while (m.retired) {
+        struct retired *old = m.retired;
+
+        m.retired = old->next;
+        http_gen_free(old->g);
+        free(old);
+    }
+    http_gen_free(m.gen); /* and cfg with it */
+    http_ratelimit_free(m.ratelimit);
     free(wa);
-    cfg_free(cfg);
     log_info("stopped");
     return 0;
 }

@@ -164,7 +164,9 @@ static void metric(struct mbuf *b, const char *name, const char *type, const cha
  */
 static void rule_metrics(const struct http_shared *sh, struct mbuf *b)
 {
-    const struct cfg_rules *rs = sh->cfg ? sh->cfg->rules : NULL;
+    /* the newest generation, which this thread may use until its next loop turn */
+    const struct http_gen *g = atomic_load(&((struct http_shared *)sh)->gen);
+    const struct cfg_rules *rs = g ? g->cfg->rules : NULL;
 
     if (!rs || !rs->n)
         return;
@@ -198,8 +200,9 @@ static void rule_metrics(const struct http_shared *sh, struct mbuf *b)
                          : k == CFG_RK_BASIC_AUTH ? "basic_auth_refused"
                                                   : "basic_auth_throttled";
             for (unsigned j = 0; j < sh->nworkers; j++)
-                v += atomic_load_explicit(&sh->stats[j].rule_hits[i * HTTP_RULE_SLOTS + k],
-                                          memory_order_relaxed);
+                v += atomic_load_explicit(
+                    &g->rule_hits[j * g->rule_stride + i * HTTP_RULE_SLOTS + k],
+                    memory_order_relaxed);
             mb_printf(b, "ringproxy_rule_hits_total{rule=\"%s\",action=\"%s\"} %llu\n", r->label,
                       action, (unsigned long long)v);
         }
@@ -247,7 +250,27 @@ size_t http_admin_metrics(const struct http_shared *sh, char *buf, size_t cap)
             mb_printf(&b, "ringproxy_upstream_failures_total{reason=\"%s\"} %llu\n",
                       http_terms[i].reason, (unsigned long long)SUM(sh, upstream_failures[i]));
     rule_metrics(sh, &b);
-    if (sh->auth) {
+    const struct http_gen *g = atomic_load(&((struct http_shared *)sh)->gen);
+    static const char *const reload_res[] = {[HTTP_RELOAD_OK] = "ok",
+                                             [HTTP_RELOAD_FAILED] = "failed",
+                                             [HTTP_RELOAD_UNCHANGED] = "unchanged"};
+
+    mb_printf(&b, "# HELP ringproxy_config_reloads_total Config reloads (SIGHUP, or the config "
+                  "folder changed), by result: ok (applied), failed (invalid: the running config "
+                  "stays), unchanged (nothing to apply).\n"
+                  "# TYPE ringproxy_config_reloads_total counter\n");
+    for (int r = HTTP_RELOAD_OK; r <= HTTP_RELOAD_UNCHANGED; r++)
+        mb_printf(&b, "ringproxy_config_reloads_total{result=\"%s\"} %llu\n", reload_res[r],
+                  (unsigned long long)atomic_load(&((struct http_shared *)sh)->reloads[r]));
+    if (g)
+        mb_printf(&b,
+                  "# HELP ringproxy_config_info The config new requests run on: its hash "
+                  "(proxy.json and the files it names) and generation (1 at start, one more "
+                  "per reload applied).\n"
+                  "# TYPE ringproxy_config_info gauge\n"
+                  "ringproxy_config_info{hash=\"%016llx\",generation=\"%llu\"} 1\n",
+                  (unsigned long long)g->hash, (unsigned long long)g->id);
+    if (g && g->auth) {
         static const char *const res[] = {
             [HTTP_AUTH_OK] = "ok", [HTTP_AUTH_BAD] = "bad", [HTTP_AUTH_LATE] = "late"};
 
@@ -256,10 +279,10 @@ size_t http_admin_metrics(const struct http_shared *sh, char *buf, size_t cap)
                       "# TYPE ringproxy_auth_checks_total counter\n");
         for (int r = HTTP_AUTH_OK; r <= HTTP_AUTH_LATE; r++)
             mb_printf(&b, "ringproxy_auth_checks_total{result=\"%s\"} %llu\n", res[r],
-                      (unsigned long long)http_auth_checks(sh->auth, (enum http_auth_result)r));
+                      (unsigned long long)http_auth_checks(g->auth, (enum http_auth_result)r));
         metric(&b, "ringproxy_auth_queued", "gauge",
                "basic_auth password checks waiting for a helper thread.",
-               http_auth_queued(sh->auth));
+               http_auth_queued(g->auth));
     }
     metric(&b, "ringproxy_access_log_dropped_total", "counter",
            "Access-log lines dropped because stdout did not keep up.", SUM(sh, log_dropped));
@@ -316,9 +339,9 @@ static int healthy(const struct http_shared *sh)
 
 static void respond(struct http_admin *a, struct admin_conn *c)
 {
-    /* room for every metric, with three lines per edge rule (label up to 64 bytes) */
-    const size_t body_cap =
-        64 * 1024 + (a->sh->cfg && a->sh->cfg->rules ? a->sh->cfg->rules->n * 3 * 160 : 0);
+    /* room for every metric, with four lines per edge rule (label up to 64 bytes) */
+    const struct http_gen *gen = atomic_load(&a->sh->gen);
+    const size_t body_cap = 64 * 1024 + (gen && gen->cfg->rules ? gen->cfg->rules->n * 4 * 160 : 0);
     char *body = malloc(body_cap);
     const char *status = "200 OK", *ctype = "text/plain; charset=utf-8";
     size_t blen = 0;

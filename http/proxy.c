@@ -68,9 +68,7 @@
  * (conn_respond): they never overwrite the rewritten request head, which an
  * upstream's queue or send in flight may still be reading.
  */
-#define ANSWER_ROOM 256
-/* With edge rules, own answers carry the rules' response headers: more room. */
-#define ANSWER_ROOM_RULES 8192
+#define ANSWER_ROOM 8192 /* the edge rules' response headers too (a reload may add rules) */
 /*
  * How long an upstream connection stays out of the pool after a response
  * that has no body by its status or request (HEAD, 204, 304): origins that
@@ -186,6 +184,20 @@ struct tx_vec {
 
 struct http_up;
 
+/*
+ * A worker's use of a config generation (struct http_gen): the newest one
+ * (w->pin) and those that exchanges begun before a reload still run on
+ * (w->old_pins). The worker holds one of the generation's refs while it
+ * has the pin; users counts without atomics.
+ */
+struct gen_pin {
+    struct http_gen *g;
+    const struct cfg_rules *rules; /* g's, or NULL */
+    unsigned users;                /* exchanges on it */
+    struct gen_pin *next;          /* in w->old_pins */
+    _Atomic uint64_t *hits;        /* this worker's row of g->rule_hits */
+};
+
 struct http_conn {
     struct http_end e;
     uint8_t state;
@@ -226,6 +238,7 @@ struct http_conn {
     int up_reused;
     char peer[NET_ADDRSTRLEN];      /* filled on first use */
     struct http_auth_job *auth_job; /* HST_AUTH: the password check under way */
+    struct gen_pin *pin;            /* the config generation of the exchange (struct http_gen) */
 };
 
 /*
@@ -328,11 +341,14 @@ struct http_worker {
     uint64_t drain_deadline;
     struct blk_layout blk; /* of every head block (blk_layout_init()) */
     uint16_t max_hdrs;
-    const struct cfg_rules *rules; /* edge rules (http/rules.h), or NULL */
-    char *rules_path;              /* the normalised path of the request being evaluated */
-    char *rules_head;              /* a request head as the rules rewrite it */
-    char *rules_cred;              /* basic_auth's decoded credentials */
+    struct gen_pin *pin;      /* the newest config generation: new requests take it */
+    struct gen_pin *old_pins; /* older ones exchanges still run on */
+    struct http_auth *auth;   /* basic_auth's helpers, once a generation has them */
+    char *rules_path;         /* the normalised path of the request being evaluated */
+    char *rules_head;         /* a request head as the rules rewrite it */
+    char *rules_cred;         /* basic_auth's decoded credentials */
     size_t rules_cred_cap;
+    size_t rules_head_cap;
     uint64_t sweep_ms;   /* next pressure_sweep() */
     uint64_t trim_ms;    /* next memory_trim() */
     uint64_t trim_taken; /* the pool's count of blocks taken at the last trim */
@@ -344,6 +360,7 @@ static void end_close(struct http_worker *w, struct http_end *e);
 static void end_rx_update(struct http_worker *w, struct http_end *e);
 static void end_tx_kick(struct http_worker *w, struct http_end *e);
 static void conn_process(struct http_worker *w, struct http_conn *c);
+static void conn_unpin(struct http_worker *w, struct http_conn *c);
 static void conn_check_done(struct http_worker *w, struct http_conn *c);
 static void conn_eof(struct http_worker *w, struct http_conn *c);
 static void conn_abort(struct http_worker *w, struct http_conn *c, enum http_term why);
@@ -709,6 +726,7 @@ static void end_free(struct http_worker *w, struct http_end *e)
         struct http_conn *c = (struct http_conn *)e;
         core_blk_put(&w->t->pool, c->blk);
         core_blk_put(&w->t->pool, c->resp_blk);
+        conn_unpin(w, c); /* after the queues: a page of its generation may have been in them */
         w->nclients--;
         STAT_DEC(w->st, clients_active);
     } else {
@@ -1054,6 +1072,12 @@ static struct core_str conn_peer(struct http_conn *c)
     return (struct core_str){c->peer, strlen(c->peer)};
 }
 
+/* The edge rules of c's exchange (its config generation's), or NULL. */
+static inline const struct cfg_rules *conn_rules(const struct http_conn *c)
+{
+    return c->pin ? c->pin->rules : NULL;
+}
+
 static const struct http_rules_verdict no_verdict = {
     .answer = -1, .last = -1, .map_hit = -1, .auth = -1, .auth_user = -1};
 static const struct http_rules_req no_rules_req;
@@ -1071,7 +1095,8 @@ static long answer_write(struct http_worker *w, struct http_conn *c, int status,
                          char *out, size_t cap, long *ret_head, const struct cfg_page **ret_page)
 {
     const struct conn_xa *x = c->req ? conn_xa(c) : NULL;
-    const struct cfg_erule *r = rule ? &w->rules->v[x->rv.answer] : NULL;
+    const struct cfg_rules *rs = conn_rules(c);
+    const struct cfg_erule *r = rule ? &rs->v[x->rv.answer] : NULL;
     const struct cfg_page *page = NULL;
     struct cfg_page text = {0};
     char tbuf[96];
@@ -1079,13 +1104,13 @@ static long answer_write(struct http_worker *w, struct http_conn *c, int status,
     long n;
 
     *ret_page = NULL;
-    if (!w->rules) {
+    if (!rs) {
         n = http_fwd_answer(status, c->keep_alive, head_only, out, cap, &n_head);
         *ret_head = n_head;
         return n;
     }
     if (!r || r->kind == CFG_RK_DENY)
-        page = cfg_rules_error_page(w->rules, status);
+        page = cfg_rules_error_page(rs, status);
     if (r && r->kind == CFG_RK_RESPOND)
         page = r->body;
     if (!page && (!r || r->kind == CFG_RK_DENY)) {
@@ -1095,7 +1120,7 @@ static long answer_write(struct http_worker *w, struct http_conn *c, int status,
         text = (struct cfg_page){.data = tbuf, .len = (size_t)tl, .content_type = "text/plain"};
         page = &text;
     }
-    n = http_rules_answer_head(w->rules, x && x->ruled ? &x->rv : &no_verdict,
+    n = http_rules_answer_head(rs, x && x->ruled ? &x->rv : &no_verdict,
                                x && x->ruled ? &x->rr : &no_rules_req, status, page, c->keep_alive,
                                out, cap);
     if (n < 0 || (page == &text && (size_t)n + text.len > cap)) {
@@ -1250,7 +1275,7 @@ static void conn_log(struct http_worker *w, struct http_conn *c)
     r.upstream_attempts = c->attempts;
     r.termination = http_term_str(c->termination);
     if (c->req && conn_xa(c)->ruled && conn_xa(c)->rv.last >= 0)
-        r.rule = w->rules->v[conn_xa(c)->rv.last].label;
+        r.rule = conn_rules(c)->v[conn_xa(c)->rv.last].label;
     if (have_req) {
         r.req_hdrs = c->req->hdrs;
         r.nreq_hdrs = c->req->nhdrs;
@@ -1267,6 +1292,135 @@ static void conn_log(struct http_worker *w, struct http_conn *c)
         (void)log_out_append(w->lo, w->log_line, (size_t)n);
     else
         log_out_drop(w->lo);
+}
+
+/* ---- config generations ------------------------------------------------- */
+
+/* A pin of g for this worker, holding one of g's refs (the caller took it). NULL: no memory. */
+static struct gen_pin *pin_new(struct http_worker *w, struct http_gen *g)
+{
+    struct gen_pin *p = calloc(1, sizeof(*p));
+
+    if (!p)
+        return NULL;
+    p->g = g;
+    p->rules = g->cfg->rules;
+    p->hits = g->rule_hits ? g->rule_hits + (size_t)w->t->id * g->rule_stride : NULL;
+    return p;
+}
+
+/* An old pin no exchange uses any more: its ref goes back (the main thread frees g). */
+static void pin_drop(struct http_worker *w, struct gen_pin *p)
+{
+    for (struct gen_pin **pp = &w->old_pins; *pp; pp = &(*pp)->next)
+        if (*pp == p) {
+            *pp = p->next;
+            break;
+        }
+    atomic_fetch_sub(&p->g->refs, 1);
+    free(p);
+}
+
+static void conn_unpin(struct http_worker *w, struct http_conn *c)
+{
+    struct gen_pin *p = c->pin;
+
+    if (!p)
+        return;
+    c->pin = NULL;
+    if (--p->users == 0 && p != w->pin)
+        pin_drop(w, p);
+}
+
+/* The exchange beginning on c runs on the newest generation, to its end. */
+static void conn_pin(struct http_worker *w, struct http_conn *c)
+{
+    if (c->pin == w->pin)
+        return;
+    conn_unpin(w, c);
+    c->pin = w->pin;
+    c->pin->users++;
+}
+
+/*
+ * What a generation sets for the whole worker: the timeouts of timers armed
+ * from now on, the body limit, the pool's size, room for the rules' work.
+ * 0, or -ENOMEM (then the worker stays on its generation).
+ */
+static int gen_apply(struct http_worker *w, struct http_gen *g)
+{
+    const struct cfg *cfg = g->cfg;
+
+    if (cfg->rules && !w->rules_path &&
+        (!(w->rules_path = malloc(cfg->limits.max_uri_bytes + 1)) ||
+         !(w->rules_head = malloc(w->rules_head_cap))))
+        return -ENOMEM;
+    if (g->auth && !w->rules_cred) {
+        w->rules_cred_cap = cfg->limits.max_header_line_bytes;
+        if (!(w->rules_cred = malloc(w->rules_cred_cap)))
+            return -ENOMEM;
+    }
+    if (g->auth)
+        w->auth = g->auth;
+    w->cfg = cfg;
+    w->fwd.max_body_bytes = cfg->limits.max_body_bytes;
+    w->pool_cap = pool_cap(cfg, w->sh->nworkers);
+    w->tq[TC_IDLE].timeout_ms = cfg->client.idle_timeout_ms;
+    w->tq[TC_HEADER].timeout_ms = cfg->client.header_timeout_ms;
+    w->tq[TC_SEND].timeout_ms = cfg->client.idle_timeout_ms;
+    w->tq[TC_BODY].timeout_ms = cfg->client.idle_timeout_ms;
+    w->tq[TC_CONNECT].timeout_ms = cfg->upstream.connect_timeout_ms;
+    w->tq[TC_RESPONSE].timeout_ms = cfg->upstream.response_timeout_ms;
+    w->tq[TC_POOL].timeout_ms = cfg->upstream.pool_idle_timeout_ms;
+    return 0;
+}
+
+/*
+ * At the start of a turn: move to the newest generation, if there is a newer
+ * one. Exchanges under way keep theirs (their pins); the old pin goes when
+ * the last of them ends. The generation the worker runs on is published
+ * (stats gen) for the main thread, which frees a generation only once every
+ * worker has moved past it.
+ */
+static void gen_sync(struct http_worker *w)
+{
+    struct http_gen *g = atomic_load_explicit(&w->sh->gen, memory_order_acquire);
+    struct gen_pin *p, *old = w->pin;
+
+    if (old && g == old->g)
+        return;
+    atomic_fetch_add(&g->refs, 1);
+    if (!(p = pin_new(w, g)) || gen_apply(w, g) < 0) {
+        /* tried again next turn; a worker without a generation cannot run */
+        free(p);
+        atomic_fetch_sub(&g->refs, 1);
+        log_error("config generation %llu: out of memory; requests stay on generation %llu",
+                  (unsigned long long)g->id, (unsigned long long)(old ? old->g->id : 0));
+        return;
+    }
+    w->pin = p;
+    if (old) {
+        if (old->users) {
+            old->next = w->old_pins;
+            w->old_pins = old;
+        } else {
+            atomic_fetch_sub(&old->g->refs, 1);
+            free(old);
+        }
+    }
+    atomic_store_explicit(&w->st->gen, g->id, memory_order_release);
+}
+
+/* The worker exits: its pins go (the main thread frees every generation after the workers). */
+static void gen_release(struct http_worker *w)
+{
+    while (w->old_pins)
+        pin_drop(w, w->old_pins);
+    if (w->pin) {
+        atomic_fetch_sub(&w->pin->g->refs, 1);
+        free(w->pin);
+        w->pin = NULL;
+    }
 }
 
 /* ---- exchange lifecycle --------------------------------------------------- */
@@ -1315,6 +1469,7 @@ static void conn_finish(struct http_worker *w, struct http_conn *c)
         up_release(w, u);
     }
     conn_reset_exchange(w, c);
+    conn_unpin(w, c); /* the response is sent: nothing of its generation is queued */
     if (!c->keep_alive || w->draining) {
         conn_linger(w, c);
         return;
@@ -1399,9 +1554,12 @@ static void conn_eof(struct http_worker *w, struct http_conn *c)
  * Count a rule's hit for /metrics: its kind of answer, CFG_RK_NONE for its
  * edits, HTTP_RULE_PASSED for a rate_limit that let the request through.
  */
-static inline void rule_hit(struct http_worker *w, size_t i, unsigned kind)
+static inline void rule_hit(struct http_conn *c, size_t i, unsigned kind)
 {
-    STAT_INC(w->st, rule_hits[i * HTTP_RULE_SLOTS + kind]);
+    _Atomic uint64_t *h = &c->pin->hits[i * HTTP_RULE_SLOTS + kind];
+
+    atomic_store_explicit(h, atomic_load_explicit(h, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
 }
 
 /* Time a password check may wait for a helper before the request gets 503 (auth_busy). */
@@ -1418,9 +1576,9 @@ static int rules_req(struct http_worker *w, struct http_conn *c)
     if (http_rules_req_init(rr, c->req, c->host_sent, conn_peer(c), w->rules_path,
                             w->cfg->limits.max_uri_bytes + 1) < 0)
         return -400;
-    rr->rl = w->sh->ratelimit;
+    rr->rl = c->pin->g->ratelimit;
     rr->now_us = w->t->now_us;
-    rr->auth = w->sh->auth;
+    rr->auth = c->pin->g->auth;
     rr->cred = w->rules_cred;
     rr->cred_cap = w->rules_cred_cap;
     return 0;
@@ -1433,7 +1591,7 @@ static int rules_req(struct http_worker *w, struct http_conn *c)
 static int auth_park(struct http_worker *w, struct http_conn *c)
 {
     const struct http_rules_verdict *v = &conn_xa(c)->rv;
-    const struct cfg_basic_auth *a = &w->rules->v[v->auth].auth;
+    const struct cfg_basic_auth *a = &conn_rules(c)->v[v->auth].auth;
     struct http_auth_job *j;
 
     /* an unknown user costs a check all the same: its time tells nothing */
@@ -1447,7 +1605,7 @@ static int auth_park(struct http_worker *w, struct http_conn *c)
     j->force_bad = v->auth_user < 0;
     j->key[0] = v->auth_key[0];
     j->key[1] = v->auth_key[1];
-    if (http_auth_submit(w->sh->auth, j) < 0) {
+    if (http_auth_submit(c->pin->g->auth, j) < 0) {
         http_auth_job_free(j);
         return -503;
     }
@@ -1463,27 +1621,27 @@ static int auth_park(struct http_worker *w, struct http_conn *c)
 static int req_rules_apply(struct http_worker *w, struct http_conn *c)
 {
     struct conn_xa *x = conn_xa(c);
-    const struct cfg_rules *rs = w->rules;
+    const struct cfg_rules *rs = conn_rules(c);
     long n;
 
     for (size_t k = 0; k < HTTP_RULES_WORDS; k++)
         for (uint64_t bits = x->rv.edits[k]; bits; bits &= bits - 1)
-            rule_hit(w, k * 64 + (size_t)__builtin_ctzll(bits), CFG_RK_NONE);
+            rule_hit(c, k * 64 + (size_t)__builtin_ctzll(bits), CFG_RK_NONE);
     for (size_t k = 0; x->rv.any_passed && k < HTTP_RULES_WORDS; k++)
         for (uint64_t bits = x->rv.passed[k]; bits; bits &= bits - 1)
-            rule_hit(w, k * 64 + (size_t)__builtin_ctzll(bits), HTTP_RULE_PASSED);
+            rule_hit(c, k * 64 + (size_t)__builtin_ctzll(bits), HTTP_RULE_PASSED);
     if (x->rv.answer >= 0) {
         unsigned kind = rs->v[x->rv.answer].kind;
 
         /* a basic_auth's 429 (too many checks) is counted as a rate_limit's */
-        rule_hit(w, (size_t)x->rv.answer,
+        rule_hit(c, (size_t)x->rv.answer,
                  kind == CFG_RK_BASIC_AUTH && x->rv.retry_after ? CFG_RK_RATE_LIMIT : kind);
         return 0;
     }
     if (!x->rv.any_req)
         return 0;
     n = http_rules_req_head(rs, &x->rv, &x->rr, c->blk + w->blk.out, c->out_len, w->rules_head,
-                            w->blk.answer - w->blk.out);
+                            w->rules_head_cap);
     if (n < 0)
         return -431;
     memcpy(c->blk + w->blk.out, w->rules_head, (size_t)n);
@@ -1505,7 +1663,7 @@ static int req_rules(struct http_worker *w, struct http_conn *c)
         return -400;
     if (rules_req(w, c) < 0)
         return -400;
-    http_rules_eval(w->rules, &x->rr, &x->rv);
+    http_rules_eval(conn_rules(c), &x->rr, &x->rv);
     x->ruled = 1;
     if (x->rv.auth >= 0)
         return auth_park(w, c);
@@ -1527,7 +1685,7 @@ static int req_rewrite(struct http_worker *w, struct http_conn *c)
     c->keep_alive = f.keep_alive;
     c->host_sent = f.host_sent;
     c->out_len = (uint32_t)n;
-    return w->rules ? req_rules(w, c) : 0;
+    return conn_rules(c) ? req_rules(w, c) : 0;
 }
 
 /* The request is read and ruled on: a rule's answer, or on to the origin. */
@@ -1535,7 +1693,7 @@ static void conn_dispatch(struct http_worker *w, struct http_conn *c)
 {
     if (conn_xa(c)->ruled && conn_xa(c)->rv.answer >= 0) {
         const struct http_rules_verdict *v = &conn_xa(c)->rv;
-        const struct cfg_erule *e = &w->rules->v[v->answer];
+        const struct cfg_erule *e = &conn_rules(c)->v[v->answer];
 
         /* a rule answers: the origin never sees the request */
         if (e->kind == CFG_RK_RATE_LIMIT || e->kind == CFG_RK_BASIC_AUTH)
@@ -1583,11 +1741,11 @@ static void auth_done(struct http_worker *w, struct http_conn *c, const struct h
     int r;
 
     if (j->result == HTTP_AUTH_OK)
-        http_auth_cache_put(w->sh->auth, j->key, w->t->now_us);
+        http_auth_cache_put(c->pin->g->auth, j->key, w->t->now_us);
     if (j->result == HTTP_AUTH_LATE) {
         r = -503;
     } else if ((r = rules_req(w, c)) == 0) {
-        http_rules_resume(w->rules, &x->rr, &x->rv, j->result == HTTP_AUTH_OK);
+        http_rules_resume(conn_rules(c), &x->rr, &x->rv, j->result == HTTP_AUTH_OK);
         r = x->rv.auth >= 0 ? auth_park(w, c) : req_rules_apply(w, c);
     }
     if (r == 1)
@@ -1604,9 +1762,9 @@ static void auth_deliver(struct http_worker *w)
 {
     struct http_auth_job *j, *next;
 
-    if (!w->sh->auth)
+    if (!w->auth)
         return;
-    for (j = http_auth_take(w->sh->auth, (unsigned)w->t->id); j; j = next) {
+    for (j = http_auth_take(w->auth, (unsigned)w->t->id); j; j = next) {
         struct http_conn *c = j->cookie;
 
         next = j->next;
@@ -1710,6 +1868,7 @@ static void conn_process(struct http_worker *w, struct http_conn *c)
         if (!c->e.rxq.bytes)
             break;
         c->state = HST_HEAD;
+        conn_pin(w, c);
         c->tx_mark = c->e.tx_total + c->e.txq.bytes;
         c->rx_mark = c->e.rx_total - c->e.rxq.bytes;
         c->start_us = w->t->now_us;
@@ -1860,7 +2019,7 @@ static int resp_rewrite(struct http_worker *w, struct http_up *u, struct http_co
                               .keep_alive = c->keep_alive,
                               .http10 = c->http10};
     if (final && conn_xa(c)->ruled && conn_xa(c)->rv.any_resp) {
-        o.rs = w->rules;
+        o.rs = conn_rules(c);
         o.rv = &conn_xa(c)->rv;
         o.rr = &conn_xa(c)->rr;
     }
@@ -1953,7 +2112,7 @@ static void up_head(struct http_worker *w, struct http_up *u)
     u->reusable = llhttp_should_keep_alive(p);
     if (u->resp.body == HB_EOF)
         c->keep_alive = 0; /* the body ends when the origin closes: so does ours */
-    if (status != 101 && cfg_rules_error_page(w->rules, status)) {
+    if (status != 101 && cfg_rules_error_page(conn_rules(c), status)) {
         up_error_page(w, u, c, status);
         return;
     }
@@ -2685,6 +2844,7 @@ static long w_turn(struct core_thread *t)
     w->turn++;
     while (!core_list_empty(&w->reap))
         end_free(w, core_list_entry(core_list_first(&w->reap), struct http_end, wait));
+    gen_sync(w);
     STAT_INC(w->st, loop_turns);
     atomic_store_explicit(&w->st->last_turn_ms, t->now_ms, memory_order_relaxed);
     w->addrs = net_resolver_get(w->sh->resolver, (unsigned)t->id);
@@ -2771,7 +2931,8 @@ static long w_turn(struct core_thread *t)
 int http_worker_run(struct http_shared *sh, const struct http_worker_params *p,
                     void (*ready)(void *arg, int err, const char *what), void *arg)
 {
-    const struct cfg *cfg = sh->cfg;
+    /* the settings that size buffers are the same in every generation */
+    const struct cfg *cfg = atomic_load(&sh->gen)->cfg;
     struct core_thread t;
     struct core_thread_params tp;
     struct http_worker *w;
@@ -2788,8 +2949,9 @@ int http_worker_run(struct http_shared *sh, const struct http_worker_params *p,
     w->blk.out = H;
     /* a rewritten head: the received one and what may be added (Host, Connection) */
     w->blk.answer = (2 * H + 1024 + 15) & ~(size_t)15;
-    w->rules = cfg->rules;
-    w->blk.hdrs = w->blk.answer + (w->rules ? ANSWER_ROOM_RULES : ANSWER_ROOM);
+    /* room for rules' answers whether or not this generation has rules: a reload may add them */
+    w->blk.hdrs = w->blk.answer + ANSWER_ROOM;
+    w->rules_head_cap = w->blk.answer - w->blk.out;
     w->max_hdrs = (uint16_t)(cfg->limits.max_headers + 1);
     w->blk.xa = (w->blk.hdrs + (size_t)w->max_hdrs * sizeof(struct core_hdr) + 15) & ~(size_t)15;
     w->blk.size = w->blk.xa + sizeof(struct conn_xa);
@@ -2856,19 +3018,11 @@ int http_worker_run(struct http_shared *sh, const struct http_worker_params *p,
         what = "log buffer";
         goto fail;
     }
-    if (w->rules && (!(w->rules_path = malloc(cfg->limits.max_uri_bytes + 1)) ||
-                     !(w->rules_head = malloc(w->blk.answer - w->blk.out)))) {
+    gen_sync(w);
+    if (!w->pin) {
         r = -ENOMEM;
-        what = "rules buffers";
+        what = "config generation";
         goto fail;
-    }
-    if (sh->auth) {
-        w->rules_cred_cap = cfg->limits.max_header_line_bytes;
-        if (!(w->rules_cred = malloc(w->rules_cred_cap))) {
-            r = -ENOMEM;
-            what = "rules buffers";
-            goto fail;
-        }
     }
     if (p->admin_fd >= 0 && !(w->admin = http_admin_new(&t, sh, p->admin_fd))) {
         r = -ENOMEM;
@@ -2887,8 +3041,9 @@ int http_worker_run(struct http_shared *sh, const struct http_worker_params *p,
     free(w->rules_path);
     free(w->rules_head);
     free(w->rules_cred);
-    if (w->sh->auth)
-        http_auth_worker_gone(w->sh->auth, (unsigned)p->id);
+    if (w->auth)
+        http_auth_worker_gone(w->auth, (unsigned)p->id);
+    gen_release(w);
     net_pick_free(&w->pick);
     (void)vec_trim(w, 0);
     core_thread_exit(&t);
@@ -2900,6 +3055,7 @@ fail:
     free(w->rules_path);
     free(w->rules_head);
     free(w->rules_cred);
+    gen_release(w);
     net_pick_free(&w->pick);
     core_thread_exit(&t);
     free(w);

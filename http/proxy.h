@@ -19,9 +19,54 @@
 
 #define HTTP_MAX_LISTENERS 2
 
+/*
+ * One generation of the configuration: the one loaded at start, then one
+ * per reload that changed something (SIGHUP, or the config folder changed).
+ * A request runs on the generation that was current when it began, to its
+ * end; new requests take the newest. A generation is freed (by the main
+ * thread) once nothing uses it: refs counts the main thread while it is the
+ * newest and each worker that runs requests on it or has it as its newest.
+ * Settings that cannot change while running (workers, listeners, buffer
+ * sizes, the access-log format) are the same in every generation: a reload
+ * that changes them keeps the running values and says so.
+ */
+struct http_gen {
+    struct cfg *cfg; /* owned */
+    uint64_t id;     /* 1 at start, then one more per reload applied */
+    uint64_t hash;   /* of the loaded config (http_gen_hash()) */
+    _Atomic uint64_t refs;
+    /* per worker: [worker * rule_stride + rule * HTTP_RULE_SLOTS + kind] (http/stats.h) */
+    _Atomic uint64_t *rule_hits;
+    size_t rule_stride;
+    /* what its rules use, made by the main thread before the generation was published */
+    struct http_ratelimit *ratelimit;
+    struct http_auth *auth;
+};
+
+/* A generation for cfg (taken over), with refs 1 (the caller's). NULL when out of memory. */
+struct http_gen *http_gen_new(struct cfg *cfg, uint64_t id, uint64_t hash, unsigned nworkers);
+
+/* Free g and its config (not the ratelimit and auth, which live as long as the process). */
+void http_gen_free(struct http_gen *g);
+
+/*
+ * A hash of everything a config says, files included (the pages, the
+ * redirect maps): two loads of the same folder hash the same, whatever
+ * the JSON's layout.
+ */
+uint64_t http_gen_hash(const struct cfg *cfg);
+
+enum http_reload_result { HTTP_RELOAD_OK = 0, HTTP_RELOAD_FAILED, HTTP_RELOAD_UNCHANGED };
+
 /* Process-wide, read-only for workers except the atomics. */
 struct http_shared {
-    const struct cfg *cfg;
+    /*
+     * The newest generation. A worker may read it at any time and use what
+     * it read until its next loop turn: the main thread frees a generation
+     * only after every worker has begun a turn on a newer one.
+     */
+    _Atomic(struct http_gen *) gen;
+    _Atomic uint64_t reloads[3]; /* by enum http_reload_result */
     struct log_fmt *log_fmt;
     struct net_resolver *resolver;
     const char *upstream_host; /* Host for requests that carry none (HTTP/1.0) */
@@ -33,10 +78,6 @@ struct http_shared {
     /* the workers' writers on a shared stdout pipe take turns for long lines (log/out.h) */
     struct log_pipe_lock log_lock;
     struct http_stats *stats; /* one per worker, summed by the admin endpoint */
-    /* the rate_limit rules' buckets, shared by all workers (lock-free); NULL without such rules */
-    struct http_ratelimit *ratelimit;
-    /* basic_auth's password checks and their cache (http/auth.h); NULL without such rules */
-    struct http_auth *auth;
 };
 
 struct http_worker_params {

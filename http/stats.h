@@ -81,14 +81,16 @@ struct http_stats {
     _Atomic uint64_t hist_sum_us;
     _Atomic uint64_t loop_turns;
     _Atomic uint64_t last_turn_ms; /* CLOCK_MONOTONIC */
-    /*
-     * Edge rules' hits: [rule * HTTP_RULE_SLOTS + kind], where kind is the
-     * rule's answer (enum cfg_rule_kind), CFG_RK_NONE for its edits, or
-     * HTTP_RULE_PASSED for a rate_limit that let the request through; NULL
-     * without rules.
-     */
-    _Atomic uint64_t *rule_hits;
+    _Atomic uint64_t gen;          /* the config generation new requests run on (http/proxy.h) */
 };
+
+/*
+ * Edge rules' hits, per generation and worker (struct http_gen's
+ * rule_hits): [rule * HTTP_RULE_SLOTS + kind], where kind is the rule's
+ * answer (enum cfg_rule_kind), CFG_RK_NONE for its edits, or
+ * HTTP_RULE_PASSED for a rate_limit or basic_auth that let the request
+ * through.
+ */
 
 #define HTTP_RULE_PASSED CFG_RK_COUNT
 #define HTTP_RULE_SLOTS (CFG_RK_COUNT + 1)
