@@ -240,7 +240,7 @@ static int run_needs(struct run *m, const struct cfg *cfg)
             /* password checks off the event loops: one helper (two past four workers) */
             m->auth = http_auth_new(m->nworkers, m->nworkers > 4 ? 2 : 1, AUTH_QUEUE, AUTH_CACHE);
             if (!m->auth) {
-                log_error("basic_auth: cannot start its helper thread");
+                log_event(CFG_LL_ERROR, "basic_auth: cannot start its helper thread");
                 return -1;
             }
             for (unsigned w = 0; m->evfds_ready && w < m->nworkers; w++)
@@ -250,7 +250,7 @@ static int run_needs(struct run *m, const struct cfg *cfg)
             /* one table for every worker: the limits hold per instance */
             m->ratelimit = http_ratelimit_new(cfg->limits.rate_limit_keys, mono_ms() * 1000u);
             if (!m->ratelimit) {
-                log_error("rate_limit: out of memory");
+                log_event(CFG_LL_ERROR, "rate_limit: out of memory");
                 return -1;
             }
         }
@@ -264,12 +264,14 @@ static int run_needs(struct run *m, const struct cfg *cfg)
  */
 static void keep_fixed(const struct cfg *run, struct cfg *n)
 {
+/* every line of a reload is seen: reloads are events, not a stream (no rate limit) */
 #define FIXED(field, name)                                                                         \
     do {                                                                                           \
         if (n->field != run->field) {                                                              \
-            log_warn("reload: %s cannot change while ringproxy runs: keeping %llu (restart to "    \
-                     "apply %llu)",                                                                \
-                     name, (unsigned long long)run->field, (unsigned long long)n->field);          \
+            log_event(CFG_LL_WARN,                                                                 \
+                      "reload: %s cannot change while ringproxy runs: keeping %llu (restart to "   \
+                      "apply %llu)",                                                               \
+                      name, (unsigned long long)run->field, (unsigned long long)n->field);         \
             n->field = run->field;                                                                 \
         }                                                                                          \
     } while (0)
@@ -282,9 +284,10 @@ static void keep_fixed(const struct cfg *run, struct cfg *n)
     FIXED(upstream.resolve_interval_ms, "upstream.resolve_interval_ms");
 #undef FIXED
     if (strcmp(n->admin.listen, run->admin.listen)) {
-        log_warn("reload: admin.listen cannot change while ringproxy runs: keeping %s (restart "
-                 "to apply %s)",
-                 run->admin.listen, n->admin.listen);
+        log_event(CFG_LL_WARN,
+                  "reload: admin.listen cannot change while ringproxy runs: keeping %s (restart "
+                  "to apply %s)",
+                  run->admin.listen, n->admin.listen);
         memcpy(n->admin.listen, run->admin.listen, sizeof(n->admin.listen));
     }
     {
@@ -300,8 +303,9 @@ static void keep_fixed(const struct cfg *run, struct cfg *n)
         for (size_t i = 0; same && i < a->nresponse_headers; i++)
             same = !strcmp(a->response_headers[i], b->response_headers[i]);
         if (!same)
-            log_warn("reload: access_log cannot change while ringproxy runs: the access log "
-                     "keeps its format and fields (restart to apply)");
+            log_event(CFG_LL_WARN,
+                      "reload: access_log cannot change while ringproxy runs: the access log "
+                      "keeps its format and fields (restart to apply)");
     }
 }
 
@@ -311,7 +315,7 @@ static void wake_workers(const struct run *m)
         uint64_t one = 1;
 
         if (write(m->wa[i].p.evfd, &one, sizeof(one)) < 0)
-            log_warn("waking worker %u: %s", i, strerror(errno));
+            log_event(CFG_LL_WARN, "waking worker %u: %s", i, strerror(errno));
     }
 }
 
@@ -331,8 +335,9 @@ static void reload(struct run *m, const char *why)
 
     if (cfg_load(m->dir, &n, &errs) < 0) {
         for (size_t i = 0; i < errs.n; i++)
-            log_error("reload: %s", errs.lines[i]);
-        log_error("reload (%s): invalid configuration in %s/%s: still running generation %llu "
+            log_event(CFG_LL_ERROR, "reload: %s", errs.lines[i]);
+        log_event(CFG_LL_ERROR,
+                  "reload (%s): invalid configuration in %s/%s: still running generation %llu "
                   "(config %016llx)",
                   why, m->dir, CFG_FILE_NAME, (unsigned long long)m->gen->id,
                   (unsigned long long)m->gen->hash);
@@ -343,14 +348,15 @@ static void reload(struct run *m, const char *why)
     keep_fixed(m->gen->cfg, n);
     hash = http_gen_hash(n);
     if (hash == m->gen->hash) {
-        log_info("reload (%s): configuration unchanged (%016llx)", why, (unsigned long long)hash);
+        log_event(CFG_LL_INFO, "reload (%s): configuration unchanged (%016llx)", why,
+                  (unsigned long long)hash);
         cfg_free(n);
         atomic_fetch_add(&m->sh->reloads[HTTP_RELOAD_UNCHANGED], 1);
         return;
     }
     if (run_needs(m, n) < 0 || !(g = http_gen_new(n, m->gen->id + 1, hash, m->nworkers)) ||
         !(r = calloc(1, sizeof(*r)))) {
-        log_error("reload (%s): out of memory: still running generation %llu", why,
+        log_event(CFG_LL_ERROR, "reload (%s): out of memory: still running generation %llu", why,
                   (unsigned long long)m->gen->id);
         if (g)
             http_gen_free(g);
@@ -368,8 +374,8 @@ static void reload(struct run *m, const char *why)
     atomic_store_explicit(&m->sh->gen, g, memory_order_release);
     atomic_fetch_add(&m->sh->reloads[HTTP_RELOAD_OK], 1);
     wake_workers(m);
-    log_info("reload (%s): configuration %016llx applied (generation %llu)", why,
-             (unsigned long long)hash, (unsigned long long)g->id);
+    log_event(CFG_LL_INFO, "reload (%s): configuration %016llx applied (generation %llu)", why,
+              (unsigned long long)hash, (unsigned long long)g->id);
 }
 
 /* Free the generations nothing uses any more. */
@@ -402,21 +408,19 @@ static void retire_sweep(struct run *m)
 /*
  * Watch the config folder and the folders under it (not following
  * symlinks: Kubernetes swaps a "..data" symlink in the folder itself,
- * which is seen there). -1 when it cannot be watched (SIGHUP still works).
+ * which is seen there) on fd; folders watched already keep their watch.
+ * Called again before each reload, so that a folder made since is watched
+ * before the files in it are read. -1 when the folder cannot be watched.
  */
-static int watch_open(const char *dir)
+static int watch_tree(int fd, const char *dir)
 {
     const uint32_t mask = IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_CREATE | IN_DELETE |
                           IN_ATTRIB | IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR;
-    char stack[WATCH_MAX_DIRS][PATH_MAX];
-    int fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC), n = 0, top = 0;
+    static char stack[WATCH_MAX_DIRS][PATH_MAX];
+    int n = 0, top = 0;
 
-    if (fd < 0)
+    if (inotify_add_watch(fd, dir, mask) < 0)
         return -1;
-    if (inotify_add_watch(fd, dir, mask) < 0) {
-        (void)close(fd);
-        return -1;
-    }
     snprintf(stack[top++], PATH_MAX, "%s", dir);
     while (top > 0) {
         char path[PATH_MAX];
@@ -440,7 +444,7 @@ static int watch_open(const char *dir)
         }
         (void)closedir(d);
     }
-    return fd;
+    return 0;
 }
 
 /*
@@ -457,23 +461,21 @@ static int main_loop(struct run *m, const sigset_t *sigs)
         int sig;
 
         /* no signalfd: signals only, as sigwait() gives them */
-        log_warn("signalfd: %s: no reload on folder changes", strerror(errno));
+        log_event(CFG_LL_WARN, "signalfd: %s: no reload on folder changes", strerror(errno));
         while (sigwait(sigs, &sig) != 0 || (sig != SIGTERM && sig != SIGINT))
             if (sig == SIGHUP)
                 reload(m, "SIGHUP");
         return sig;
     }
-    m->ifd = watch_open(m->dir);
     if (m->ifd < 0)
-        log_info("config folder %s cannot be watched (%s): reload with SIGHUP", m->dir,
-                 strerror(errno));
+        log_event(CFG_LL_INFO, "config folder %s cannot be watched: reload with SIGHUP", m->dir);
     for (;;) {
         struct pollfd pf[2] = {{.fd = sfd, .events = POLLIN}, {.fd = m->ifd, .events = POLLIN}};
         uint64_t now = mono_ms();
         int timeout = due ? (due > now ? (int)(due - now) : 0) : m->retired ? 250 : -1;
 
         if (poll(pf, m->ifd >= 0 ? 2 : 1, timeout) < 0 && errno != EINTR)
-            log_warn("poll: %s", strerror(errno));
+            log_event(CFG_LL_WARN, "poll: %s", strerror(errno));
         if (pf[0].revents & POLLIN) {
             struct signalfd_siginfo si;
 
@@ -484,11 +486,14 @@ static int main_loop(struct run *m, const sigset_t *sigs)
                     (void)close(sfd);
                     return sig;
                 }
-                if (sig == SIGHUP)
+                if (sig == SIGHUP) {
+                    if (m->ifd >= 0)
+                        (void)watch_tree(m->ifd, m->dir);
                     reload(m, "SIGHUP");
-                else
-                    log_info("%s: ignored (SIGHUP reloads, SIGTERM and SIGINT stop ringproxy)",
-                             strsignal(sig));
+                } else
+                    log_event(CFG_LL_INFO,
+                              "%s: ignored (SIGHUP reloads, SIGTERM and SIGINT stop ringproxy)",
+                              strsignal(sig));
             }
         }
         if (m->ifd >= 0 && (pf[1].revents & POLLIN)) {
@@ -505,11 +510,9 @@ static int main_loop(struct run *m, const sigset_t *sigs)
         }
         if (due && mono_ms() >= due) {
             due = 0;
+            /* folders made since are watched before their files are read */
+            (void)watch_tree(m->ifd, m->dir);
             reload(m, "config folder changed");
-            /* watch again: folders may have come or gone */
-            if (m->ifd >= 0)
-                (void)close(m->ifd);
-            m->ifd = watch_open(m->dir);
         }
         retire_sweep(m);
     }
@@ -530,7 +533,7 @@ int main(int argc, char **argv)
     struct stat sb;
     sigset_t sigs;
     struct run m;
-    int admin_fd = -1, r, sig;
+    int admin_fd = -1, r, sig, ifd;
 
     r = parse_args(argc, argv, &a);
     if (r >= 0)
@@ -547,6 +550,12 @@ int main(int argc, char **argv)
         if (stat(config_desc, &cs) != 0)
             snprintf(config_desc, sizeof(config_desc), "none (no %s/%s: built-in defaults)", dir,
                      CFG_FILE_NAME);
+    }
+    /* watched before it is read: a change made from now on is seen */
+    ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    if (ifd >= 0 && watch_tree(ifd, dir) < 0) {
+        (void)close(ifd);
+        ifd = -1;
     }
     r = cfg_load(dir, &cfg, &errs);
     if (r < 0) {
@@ -631,7 +640,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "ringproxy: out of memory\n");
         return 1;
     }
-    m = (struct run){.dir = dir, .sh = &sh, .wa = wa, .nworkers = nworkers, .ifd = -1};
+    m = (struct run){.dir = dir, .sh = &sh, .wa = wa, .nworkers = nworkers, .ifd = ifd};
     if (run_needs(&m, cfg) < 0)
         return 1;
     m.gen = http_gen_new(cfg, 1, http_gen_hash(cfg), nworkers);
