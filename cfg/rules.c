@@ -7,6 +7,7 @@
  */
 #include "cfg/rules.h"
 
+#include <crypt.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -55,9 +56,11 @@ static const char *const forbidden_fields[] = {
 };
 
 /* The actions that may answer, indexed by enum cfg_rule_kind - 1. */
-static const char *const terminal_keys[] = {"redirect", "redirect_map", "respond", "deny",
-                                            "rate_limit"};
+static const char *const terminal_keys[] = {
+    "redirect", "redirect_map", "respond", "deny", "rate_limit", "basic_auth",
+};
 #define NTERMINAL (sizeof(terminal_keys) / sizeof(terminal_keys[0]))
+_Static_assert(NTERMINAL == CFG_RK_COUNT - 1, "a terminal key for each rule kind");
 
 /* A named list of `lists`, compiled to ranges (not yet merged). */
 struct rlist {
@@ -2011,6 +2014,346 @@ static int build_rate_limit(struct rb *b, const json_t *v, struct cfg_erule *e)
     return 0;
 }
 
+/* ---- basic_auth ---------------------------------------------------------- */
+
+/* How to make a hash the proxy accepts, for the messages about a refused one. */
+#define AUTH_MAKE "make one with mkpasswd -m bcrypt (Debian package whois) or htpasswd -nB USER"
+#define AUTH_USE "use bcrypt ($2b$, $2y$), yescrypt ($y$) or SHA-512-crypt ($6$): " AUTH_MAKE
+
+/* The alphabet of crypt(3) salts and checksums: ./0-9A-Za-z. */
+static int is_b64(unsigned char ch)
+{
+    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+           ch == '.' || ch == '/';
+}
+
+/* Bytes of s (n of them) from i on that are of ./0-9A-Za-z, up to a '$' or the end. */
+static size_t b64_run(const char *s, size_t n, size_t i)
+{
+    size_t j = i;
+
+    while (j < n && is_b64((unsigned char)s[j]))
+        j++;
+    return j - i;
+}
+
+/* Formats refused by name: a hash starting with prefix is "prefix (what)". */
+static const struct {
+    const char *prefix, *what;
+} auth_refused[] = {
+    {"$1$", "MD5-crypt"},
+    {"$apr1$", "Apache MD5, htpasswd -m"},
+    {"$5$", "SHA-256-crypt"},
+    {"$2a$", "bcrypt's old prefix"},
+    {"$2x$", "bcrypt with the 8-bit bug"},
+    {"$2$", "the original bcrypt"},
+    {"$gy$", "GOST yescrypt"},
+    {"$7$", "scrypt"},
+    {"$sha1$", "SHA-1-crypt"},
+    {"$md5", "Sun MD5-crypt"},
+    {"$3$", "NT hash"},
+    {"$argon2", "Argon2, not in libcrypt"},
+    {"$pbkdf2", "PBKDF2, not in libcrypt"},
+    {"{SHA}", "unsalted SHA-1, htpasswd -s"},
+    {"{SSHA}", "salted SHA-1, LDAP"},
+};
+
+/* The reason a bcrypt hash ("$2b$" or "$2y$", n bytes) is incomplete or malformed, or NULL. */
+static const char *bcrypt_shape(const char *s, size_t n, char *why, size_t cap)
+{
+    int cost;
+
+    if (n != 60) {
+        (void)snprintf(why, cap,
+                       "%zu characters, not 60 (\"$2b$\", the cost, \"$\", 53 of "
+                       "./0-9A-Za-z)%s",
+                       n, n == 29 ? ": a setting without its checksum" : "");
+        return why;
+    }
+    cost = s[4] >= '0' && s[4] <= '9' && s[5] >= '0' && s[5] <= '9'
+               ? (s[4] - '0') * 10 + (s[5] - '0')
+               : -1;
+    if (cost < 4 || cost > 31 || s[6] != '$')
+        return "the cost is two digits from 04 to 31, then \"$\"";
+    for (size_t i = 7; i < n; i++) {
+        if (!is_b64((unsigned char)s[i])) {
+            (void)snprintf(why, cap, "character %zu is not one of ./0-9A-Za-z", i + 1);
+            return why;
+        }
+    }
+    return NULL;
+}
+
+/* The same for SHA-512-crypt: "$6$" ["rounds=N$"] salt "$" and 86 of ./0-9A-Za-z. */
+static const char *sha512_shape(const char *s, size_t n, char *why, size_t cap)
+{
+    size_t i = 3, salt, sum;
+
+    if (n - i >= 7 && memcmp(s + i, "rounds=", 7) == 0) {
+        unsigned long long r = 0;
+        size_t d = 0;
+
+        for (i += 7; i < n && s[i] >= '0' && s[i] <= '9' && d < 10; i++, d++)
+            r = r * 10 + (unsigned)(s[i] - '0');
+        if (!d || i >= n || s[i] != '$' || r < 1000 || r > 999999999)
+            return "\"rounds=N$\" needs N from 1000 to 999999999";
+        i++;
+    }
+    for (salt = 0; i + salt < n && s[i + salt] != '$'; salt++) {
+        unsigned char ch = (unsigned char)s[i + salt];
+
+        if (ch <= 0x20 || ch >= 0x7f || ch == ':')
+            return "the salt has a space, ':' or a byte outside printable ASCII";
+    }
+    if (salt < 1 || salt > 16)
+        return "the salt is 1 to 16 characters, then \"$\"";
+    i += salt;
+    if (i >= n || i + 1 == n)
+        return "no checksum after the salt: a setting, not a hash";
+    i++;
+    sum = b64_run(s, n, i);
+    if (sum != n - i || sum != 86) {
+        (void)snprintf(why, cap,
+                       "the checksum after the salt is 86 of ./0-9A-Za-z, got %zu "
+                       "characters",
+                       n - i);
+        return why;
+    }
+    return NULL;
+}
+
+/* The same for yescrypt: "$y$" params "$" salt "$" and 43 of ./0-9A-Za-z. */
+static const char *yescrypt_shape(const char *s, size_t n, char *why, size_t cap)
+{
+    size_t i = 3, params, salt, sum;
+
+    params = b64_run(s, n, i);
+    i += params;
+    if (!params || i >= n || s[i] != '$')
+        return "the parameters are of ./0-9A-Za-z, then \"$\"";
+    i++;
+    salt = b64_run(s, n, i);
+    i += salt;
+    if (!salt || (i < n && s[i] != '$'))
+        return "the salt is of ./0-9A-Za-z, then \"$\"";
+    if (i >= n || i + 1 == n)
+        return "no checksum after the salt: a setting, not a hash";
+    i++;
+    sum = b64_run(s, n, i);
+    if (sum != n - i || sum != 43) {
+        (void)snprintf(why, cap,
+                       "the checksum after the salt is 43 of ./0-9A-Za-z, got %zu "
+                       "characters",
+                       n - i);
+        return why;
+    }
+    return NULL;
+}
+
+/*
+ * A user's hash (the pointer is on the user): one of the accepted formats,
+ * complete, and passed by crypt_checksalt(). The hash is never verified
+ * here (crypt_rn of a bcrypt costs milliseconds a user; the validator runs
+ * at git push), and a value is never shown, but for the "$id$" of an
+ * unknown format: it may be a password.
+ */
+static int hash_ok(struct rb *b, const json_t *h)
+{
+    char gotbuf[GOT_MAX], showbuf[SHOW_MAX], why[160], too_long[64];
+    const char *s = json_string_value(h), *bad = NULL, *method = NULL, *colon;
+    size_t n = json_string_length(h), id;
+
+    if (!json_is_string(h)) {
+        err(b, "expected a string (a crypt(3) hash), got %s", GOT(h));
+        return -1;
+    }
+    (void)snprintf(too_long, sizeof(too_long), "%zu bytes, more than %d", n, CFG_AUTH_MAX_HASH);
+    if (n == 0) {
+        err(b, "empty, not a crypt(3) hash; " AUTH_USE);
+        return -1;
+    }
+    if (strchr(" \t\r\n", s[0]) || strchr(" \t\r\n", s[n - 1])) {
+        err(b, "the hash has a space or line break at its start or end; give the hash alone");
+        return -1;
+    }
+    colon = memchr(s, ':', n);
+    if (colon && colon > s && colon[1] == '$') {
+        /* htpasswd -nB prints "USER:HASH" */
+        err(b, "looks like an htpasswd line (USER:HASH); give only the hash after the ':'");
+        return -1;
+    }
+    for (size_t i = 0; i < sizeof(auth_refused) / sizeof(auth_refused[0]); i++) {
+        if (strncmp(s, auth_refused[i].prefix, strlen(auth_refused[i].prefix)) == 0) {
+            err(b, "%s (%s) is not accepted; " AUTH_USE, auth_refused[i].prefix,
+                auth_refused[i].what);
+            return -1;
+        }
+    }
+    if (strncmp(s, "$2b$", 4) == 0 || strncmp(s, "$2y$", 4) == 0) {
+        method = "bcrypt";
+        bad = bcrypt_shape(s, n, why, sizeof(why));
+    } else if (strncmp(s, "$6$", 3) == 0) {
+        method = "SHA-512-crypt";
+        bad = n > CFG_AUTH_MAX_HASH ? too_long : sha512_shape(s, n, why, sizeof(why));
+    } else if (strncmp(s, "$y$", 3) == 0) {
+        method = "yescrypt";
+        bad = n > CFG_AUTH_MAX_HASH ? too_long : yescrypt_shape(s, n, why, sizeof(why));
+    } else if (n == 13 && b64_run(s, n, 0) == 13) {
+        err(b,
+            "looks like traditional DES crypt (or plain text), which is not accepted; " AUTH_USE);
+        return -1;
+    } else if (n == 20 && s[0] == '_' && b64_run(s, n, 1) == 19) {
+        err(b, "_ (BSDi extended DES) is not accepted; " AUTH_USE);
+        return -1;
+    } else if (s[0] == '$' && (id = strspn(s + 1, "abcdefghijklmnopqrstuvwxyz0123456789-")) > 0 &&
+               id <= 16 && (s[1 + id] == '$' || s[1 + id] == ',')) {
+        err(b, "%s is a hash format ringproxy does not accept; " AUTH_USE, SHOW(s, id + 2));
+        return -1;
+    } else {
+        err(b, "looks like plain text, not a crypt(3) hash; " AUTH_USE);
+        return -1;
+    }
+    if (bad) {
+        err(b, "not a valid %s hash: %s; " AUTH_MAKE, method, bad);
+        return -1;
+    }
+    switch (crypt_checksalt(s)) {
+    case CRYPT_SALT_OK:
+        return 0;
+    case CRYPT_SALT_METHOD_DISABLED:
+        bad = "its method is disabled in this libcrypt";
+        break;
+    case CRYPT_SALT_METHOD_LEGACY:
+        bad = "it counts the method as legacy, too weak";
+        break;
+    case CRYPT_SALT_TOO_CHEAP:
+        bad = "it counts the cost as too cheap; choose a higher one";
+        break;
+    default: /* CRYPT_SALT_INVALID */
+        bad = "its settings are invalid";
+        break;
+    }
+    err(b, "%s hash refused by libcrypt (crypt_checksalt): %s; " AUTH_MAKE, method, bad);
+    return -1;
+}
+
+/* A user name (RFC 7617): 1..CFG_AUTH_MAX_USER bytes, no ':', no control characters. */
+static int user_ok(const char *s, size_t n)
+{
+    if (n < 1 || n > CFG_AUTH_MAX_USER)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+
+        if (ch == ':' || ch < 0x20 || ch == 0x7f)
+            return 0;
+    }
+    return 1;
+}
+
+/* A realm: 1..CFG_AUTH_MAX_REALM bytes of printable ASCII without '"' and '\'. */
+static int realm_ok(const char *s, size_t n)
+{
+    if (n < 1 || n > CFG_AUTH_MAX_REALM)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+
+        if (ch < 0x20 || ch > 0x7e || ch == '"' || ch == '\\')
+            return 0;
+    }
+    return 1;
+}
+
+static int build_basic_auth(struct rb *b, const json_t *v, struct cfg_erule *e)
+{
+    char gotbuf[GOT_MAX], showbuf[SHOW_MAX];
+    struct cfg_basic_auth *a = &e->auth;
+    const json_t *realm, *users;
+    int ok = 1;
+
+    e->status = 401;
+    cfg_hset_init(&a->users, 0);
+    if (object_keys(b, v, "rules[].basic_auth", NULL) < 0)
+        return -1;
+    realm = member(b, v, "realm", "the name the browser shows when it asks for a password");
+    if (realm) {
+        size_t mark = push_key(b, "realm");
+        const char *s = json_string_value(realm);
+        size_t n = json_string_length(realm);
+
+        if (!json_is_string(realm)) {
+            err(b, "expected a string, got %s", GOT(realm));
+            ok = 0;
+        } else if (!realm_ok(s, n)) {
+            err(b,
+                "%s is not a realm (1 to %d printable ASCII characters, without '\"' and "
+                "'\\')",
+                SHOW(s, n), CFG_AUTH_MAX_REALM);
+            ok = 0;
+        } else {
+            a->realm = dupn(b, s, n);
+            a->realm_len = n;
+            ok = a->realm != NULL;
+        }
+        pop(b, mark);
+    } else {
+        ok = 0;
+    }
+    users = member(b, v, "users", "user name -> crypt(3) hash");
+    if (users) {
+        size_t mark = push_key(b, "users");
+        const char *key;
+        json_t *h;
+
+        if (!json_is_object(users)) {
+            err(b, "expected an object (user name -> crypt(3) hash), got %s", GOT(users));
+            ok = 0;
+        } else if (json_object_size(users) == 0) {
+            err(b, "no users; a basic_auth has at least one (user name -> crypt(3) hash)");
+            ok = 0;
+        } else if (json_object_size(users) > CFG_AUTH_MAX_USERS) {
+            err(b, "more than %d users", CFG_AUTH_MAX_USERS);
+            ok = 0;
+        } else if (!(a->hash = calloc(json_object_size(users), sizeof(*a->hash)))) {
+            b->oom = 1;
+            ok = 0;
+        } else {
+            json_object_foreach((json_t *)users, key, h)
+            {
+                size_t m2 = push_key(b, key), klen = strlen(key);
+                int good = 1;
+
+                if (!user_ok(key, klen)) {
+                    err(b,
+                        "%s is not a user name (1 to %d bytes, without ':' or control "
+                        "characters)",
+                        SHOW(key, klen), CFG_AUTH_MAX_USER);
+                    good = 0;
+                }
+                if (hash_ok(b, h) < 0)
+                    good = 0;
+                if (good && ok) {
+                    long id = cfg_hset_add(&a->users, key, klen, NULL);
+
+                    if (id < 0 ||
+                        !(a->hash[id] = dupn(b, json_string_value(h), json_string_length(h)))) {
+                        b->oom = 1;
+                        good = 0;
+                    }
+                }
+                if (!good)
+                    ok = 0;
+                pop(b, m2);
+            }
+        }
+        pop(b, mark);
+    } else {
+        ok = 0;
+    }
+    return ok ? 0 : -1;
+}
+
 static void map_free(struct cfg_redirect_map *m)
 {
     cfg_hset_free(&m->from);
@@ -2034,6 +2377,11 @@ static void erule_free(struct cfg_erule *e)
     tpl_free(&e->location);
     map_free(&e->map);
     free(e->rl.header);
+    for (uint32_t i = 0; e->auth.hash && i < e->auth.users.n; i++)
+        free(e->auth.hash[i]);
+    free(e->auth.hash);
+    free(e->auth.realm);
+    cfg_hset_free(&e->auth.users);
     /* e->body belongs to cfg_rules.pages */
 }
 
@@ -2059,6 +2407,9 @@ static int build_terminal(struct rb *b, int kind, const json_t *v, struct cfg_er
         break;
     case CFG_RK_RATE_LIMIT:
         r = build_rate_limit(b, v, e);
+        break;
+    case CFG_RK_BASIC_AUTH:
+        r = build_basic_auth(b, v, e);
         break;
     }
     pop(b, mark);
@@ -2171,7 +2522,7 @@ static int build_rule(struct rb *b, const json_t *v, size_t idx, struct names *n
 
             err(b,
                 "\"%s\" and \"%s\" both answer; a rule has at most one of redirect, "
-                "redirect_map, respond, deny, rate_limit",
+                "redirect_map, respond, deny, rate_limit, basic_auth",
                 term, key);
             ok = 0;
             (void)build_terminal(b, kind, a, &tmp, pr); /* for its own problems */
@@ -2180,7 +2531,7 @@ static int build_rule(struct rb *b, const json_t *v, size_t idx, struct names *n
     }
     if (!actions && !unsupported) {
         err(b, "no action; a rule has at least one of request_headers, response_headers, "
-               "rewrite, redirect, redirect_map, respond, deny, rate_limit");
+               "rewrite, redirect, redirect_map, respond, deny, rate_limit, basic_auth");
         ok = 0;
     }
     return ok ? 0 : -1;

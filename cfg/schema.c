@@ -256,7 +256,20 @@ static const struct cfg_rkey rule_keys[] = {
     RK_INT("rules[].rate_limit.burst", 1, CFG_RL_MAX_BURST, 1, "1",
            "the bucket's capacity: requests a key may make at once (nginx's `burst=N "
            "nodelay` is N + 1)"),
-    RK("rules[].basic_auth", CFG_RT_UNSUPPORTED, "reserved: not supported yet"),
+    RK("rules[].basic_auth", CFG_RT_OBJECT,
+       "HTTP Basic authentication (RFC 7617): a request without valid credentials for one of "
+       "`users` gets 401 with `WWW-Authenticate: Basic realm=\"...\"`; with them evaluation "
+       "goes on, and `Authorization` goes upstream as received (`request_headers.remove` "
+       "strips it); `realm` and `users` required"),
+    RK_PAT("rules[].basic_auth.realm", CFG_RT_STRING, "^[ !#-\\[\\]-~]{1,128}$",
+           "the name the browser shows when it asks for a password; 1 to 128 printable ASCII "
+           "characters, without `\"` and `\\`"),
+    RK_MAP("rules[].basic_auth.users", CFG_RT_STRING, "^[^:\\x00-\\x1f\\x7f]{1,255}$",
+           "user name -> crypt(3) hash, 1 to 4096 users; names of 1 to 255 bytes without `:` or "
+           "control characters, case-sensitive; hashes complete and of `$2b$` or `$2y$` "
+           "(bcrypt), `$y$` (yescrypt) or `$6$` (SHA-512-crypt), as made by `mkpasswd -m "
+           "bcrypt` (Debian package whois) or `htpasswd -nB USER`; plain text, `$1$`, `$5$`, "
+           "`$2a$`, `$apr1$`, `{SHA}` and DES are refused"),
     RK_MAP("error_pages", CFG_RT_FILE, "^([45][0-9][0-9]|[45]xx)$",
            "status (`\"404\"`) or class (`\"5xx\"`) from 400 to 599 -> file in the config "
            "folder, at most 1 MiB: the body of ringproxy's own answers and of upstream "

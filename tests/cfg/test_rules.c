@@ -1,9 +1,11 @@
 /*
  * Unit tests for cfg/rules.c and cfg/ip.c: every validator message with its
- * pointer, every member of the compiled model on a realistic config
+ * pointer (basic_auth's hash checks against what libxcrypt makes), every
+ * member of the compiled model on a realistic config
  * (RULES_DATA/site), the files the rules read (escapes, sizes, kinds), a
  * redirect map of 100,000 entries, and address parsing and lookup.
  */
+#include <crypt.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -142,11 +144,6 @@ Test(cfg_rules, unknown_keys_with_suggestions)
            "/rules/0/rewrite/strip: unknown key; did you mean \"strip_prefix\"?");
 }
 
-Test(cfg_rules, not_supported_yet)
-{
-    EXPECT(RULES("{\"basic_auth\": {}, \"deny\": {}}"), "/rules/0/basic_auth: not supported yet");
-}
-
 #define RL(body) RULES("{\"rate_limit\": " body "}")
 
 Test(cfg_rules, rate_limit_problems)
@@ -189,7 +186,7 @@ Test(cfg_rules, rate_limit_problems)
     EXPECT(RL("[]"), "/rules/0/rate_limit: expected an object, got []");
     EXPECT(RULES("{\"rate_limit\": {\"key\": \"client_ip\", \"per_second\": 1}, \"deny\": {}}"),
            "/rules/0: \"rate_limit\" and \"deny\" both answer; a rule has at most one of redirect, "
-           "redirect_map, respond, deny, rate_limit");
+           "redirect_map, respond, deny, rate_limit, basic_auth");
     EXPECT("{\"limits\": {\"rate_limit_keys\": 10}}",
            "/limits/rate_limit_keys: expected an integer from 1024 to 16777216, got 10");
 }
@@ -226,6 +223,433 @@ Test(cfg_rules, rate_limit_model)
     /* a rate_limit answers only some requests: the rule after it can run */
     cr_expect_eq(c->limits.rate_limit_keys, 262144);
     cfg_free(c);
+}
+
+/* ---- basic_auth ---- */
+
+/*
+ * Real hashes, made with libxcrypt (crypt_gensalt_rn + crypt_rn): the
+ * password of each is in its comment, and basic_auth_hashes_are_real checks
+ * them. The checks/ golden files use the same ones.
+ */
+#define H_2B /* "staging-qa", cost 10 */                                                           \
+    "$2b$10$aH12YMCD8PHuUOVwUjc77ezVvCxkMA.oll8zvr2/rRVtbvzO.yAQ6"
+#define H_2Y /* "staging-dev", cost 5 */                                                           \
+    "$2y$05$kG.bhNCZANC2RYF8X1E3aerC5jU48kRd9MVjtiO4FJdvZeWajZw42"
+#define H_Y /* "yes-pass" */                                                                       \
+    "$y$j9T$luOhSAeVv5vM5X8bYJJcs/$KmT1ZyZdwyTxki21kagDt.kVXGxLWgyv.7kkvjMmgd9"
+#define H_6                                                                                        \
+    /* "sha-pass" */ "$6$GdUzN2zw90Fe27ee$XsKahkMIcuk/"                                            \
+                     "VAD.h8X8lvUyLjAOmK6WN1hd1xqrFuFDo6BIpFozOPmev"                               \
+                     "dFh.pripgC0SUDV3ck.y1U/Mb5cN."
+#define H_6R                                                                                       \
+    /* "rounds-pass" */ "$6$rounds=10000$hDBRHkqB4tDRsXXl$"                                        \
+                        "nlGESsQa3KLubRC7GOaXF5KF0IG6kvBmiP2qXSrH7"                                \
+                        "EdLQWy3ABRyEwWiuy1fSy85WczC1DTIxlh7WXJ5./dLg1"
+
+#define BA(body) RULES("{\"basic_auth\": " body "}")
+#define BA_USERS(users) BA("{\"realm\": \"r\", \"users\": {" users "}}")
+/* The hash of user "u" refused with message m. */
+#define EXPECT_HASH(hash, m)                                                                       \
+    EXPECT(BA_USERS("\"u\": \"" hash "\""), "/rules/0/basic_auth/users/u: " m)
+
+#define AUTH_MAKE "make one with mkpasswd -m bcrypt (Debian package whois) or htpasswd -nB USER"
+#define AUTH_USE "use bcrypt ($2b$, $2y$), yescrypt ($y$) or SHA-512-crypt ($6$): " AUTH_MAKE
+
+Test(cfg_rules, basic_auth_model)
+{
+    struct cfg *c =
+        load_at(RULES("{\"name\": \"staging\", \"match\": {\"host\": [\"staging.example.com\"]}, "
+                      "\"basic_auth\": {\"realm\": \"Staging area, keep out!\", \"users\": {"
+                      "\"qa\": \"" H_2B "\", \"dev\": \"" H_2Y "\", \"Yes Man\": \"" H_Y "\", "
+                      "\"s\\u00e9bastien\": \"" H_6 "\", \"r\": \"" H_6R "\"}}, "
+                      "\"request_headers\": {\"remove\": [\"Authorization\"]}}, "
+                      "{\"basic_auth\": {\"realm\": \"r\", \"users\": {\"a\": \"" H_2Y "\"}}}, "
+                      "{\"deny\": {}}"),
+                NULL);
+    const struct cfg_rules *rs = c->rules;
+    const struct cfg_basic_auth *a = &rs->v[0].auth;
+    static const char *const users[] = {"qa", "dev", "Yes Man",
+                                        "s\xc3\xa9"
+                                        "bastien",
+                                        "r"};
+    static const char *const hashes[] = {H_2B, H_2Y, H_Y, H_6, H_6R};
+
+    cr_assert_eq(rs->n, 3);
+    cr_expect_eq(rs->v[0].kind, CFG_RK_BASIC_AUTH);
+    cr_expect_eq(rs->v[0].status, 401);
+    cr_expect_str_eq(rs->v[0].label, "staging");
+    cr_expect_str_eq(a->realm, "Staging area, keep out!");
+    cr_expect_eq(a->realm_len, strlen("Staging area, keep out!"));
+    cr_assert_eq(a->users.n, 5);
+    for (size_t i = 0; i < 5; i++) {
+        long id = cfg_hset_find(&a->users, users[i], strlen(users[i]));
+
+        cr_assert_geq(id, 0, "%s", users[i]);
+        cr_expect_str_eq(a->hash[id], hashes[i], "%s", users[i]);
+    }
+    /* user names are case-sensitive */
+    cr_expect_lt(cfg_hset_find(&a->users, "QA", 2), 0);
+    cr_expect_lt(cfg_hset_find(&a->users, "yes man", 7), 0);
+    cr_expect(has(&rs->v[0].match->hosts, "staging.example.com"));
+    cr_expect_eq(rs->v[0].req_hdrs.n, 1);
+    /* without match it still lets requests with credentials through: no "can never run" */
+    cr_expect_null(rs->v[1].match);
+    cr_expect_eq(rs->v[1].auth.users.n, 1);
+    cr_expect_str_eq(cfg_rule_kind_names[CFG_RK_BASIC_AUTH], "basic_auth");
+    cfg_free(c);
+}
+
+Test(cfg_rules, basic_auth_hashes_are_real)
+{
+    /* the fixtures' hashes are what crypt(3) makes of their passwords */
+    static const char *const pw[] = {"staging-qa", "staging-dev", "yes-pass", "sha-pass",
+                                     "rounds-pass"};
+    static const char *const hashes[] = {H_2B, H_2Y, H_Y, H_6, H_6R};
+    struct crypt_data *cd = calloc(1, sizeof(*cd));
+
+    cr_assert_not_null(cd);
+    for (size_t i = 0; i < 5; i++) {
+        const char *h = crypt_rn(pw[i], hashes[i], cd, sizeof(*cd));
+
+        cr_assert_not_null(h, "%s", hashes[i]);
+        cr_expect_str_eq(h, hashes[i]);
+    }
+    free(cd);
+}
+
+/*
+ * What libxcrypt makes for each accepted prefix, with fresh random salts,
+ * is accepted, and its setting alone (crypt_gensalt's output) is refused.
+ */
+Test(cfg_rules, basic_auth_accepts_what_libcrypt_makes, .timeout = 60)
+{
+    static const struct {
+        const char *prefix, *setting_msg;
+        unsigned long count;
+    } m[] = {
+        {"$2b$",
+         "not a valid bcrypt hash: 29 characters, not 60 (\"$2b$\", the cost, \"$\", 53 "
+         "of ./0-9A-Za-z): a setting without its checksum; " AUTH_MAKE,
+         4},
+        {"$2y$",
+         "not a valid bcrypt hash: 29 characters, not 60 (\"$2b$\", the cost, \"$\", 53 "
+         "of ./0-9A-Za-z): a setting without its checksum; " AUTH_MAKE,
+         4},
+        {"$y$",
+         "not a valid yescrypt hash: no checksum after the salt: a setting, not a hash; " AUTH_MAKE,
+         1},
+        {"$6$",
+         "not a valid SHA-512-crypt hash: no checksum after the salt: a setting, not a "
+         "hash; " AUTH_MAKE,
+         1000},
+        {"$6$",
+         "not a valid SHA-512-crypt hash: no checksum after the salt: a setting, not a "
+         "hash; " AUTH_MAKE,
+         0},
+    };
+    struct crypt_data *cd = calloc(1, sizeof(*cd));
+
+    cr_assert_not_null(cd);
+    for (size_t i = 0; i < sizeof(m) / sizeof(m[0]); i++) {
+        for (int k = 0; k < 16; k++) {
+            char setting[CRYPT_GENSALT_OUTPUT_SIZE], pw[32], *doc = NULL, *expected = NULL;
+            const char *h;
+
+            cr_assert_not_null(
+                crypt_gensalt_rn(m[i].prefix, m[i].count, NULL, 0, setting, sizeof(setting)));
+            snprintf(pw, sizeof(pw), "pw-%zu-%d", i, k);
+            h = crypt_rn(pw, setting, cd, sizeof(*cd));
+            cr_assert_not_null(h, "%s", setting);
+            cr_assert_gt(asprintf(&doc, BA_USERS("\"u\": \"%s\""), h), 0);
+            EXPECT(doc, "");
+            free(doc);
+            /* a $6$ setting ends without the '$' after the salt: add it, as a hash has */
+            cr_assert_gt(
+                asprintf(&doc, BA_USERS("\"u\": \"%s%s\""), setting, setting[1] == '6' ? "$" : ""),
+                0);
+            cr_assert_gt(asprintf(&expected, "/rules/0/basic_auth/users/u: %s", m[i].setting_msg),
+                         0);
+            EXPECT(doc, expected);
+            free(doc);
+            free(expected);
+        }
+    }
+    free(cd);
+}
+
+Test(cfg_rules, basic_auth_refuses_other_hashes)
+{
+    /* plain text, and formats that are not accepted, named where recognisable */
+    EXPECT_HASH("hunter2", "looks like plain text, not a crypt(3) hash; " AUTH_USE);
+    EXPECT_HASH("correct horse battery staple",
+                "looks like plain text, not a crypt(3) hash; " AUTH_USE);
+    EXPECT_HASH("$ecret", "looks like plain text, not a crypt(3) hash; " AUTH_USE);
+    EXPECT_HASH("", "empty, not a crypt(3) hash; " AUTH_USE);
+    EXPECT_HASH("$1$EyhIu2/x$1.dP0E5vBb6XqRb93zlb51", "$1$ (MD5-crypt) is not accepted; " AUTH_USE);
+    EXPECT_HASH("$5$S9J7fClGQozmewhw$Ow4JVpzXKdDb5HoKd0DNQwr58UcqhKoF17xYXnte1e/",
+                "$5$ (SHA-256-crypt) is not accepted; " AUTH_USE);
+    EXPECT_HASH("$2a$05$ebOp5MFIwA.N/iOFeal84.s7fma4CizyOK9kiZ1jU2RJ18DlxnVkm",
+                "$2a$ (bcrypt's old prefix) is not accepted; " AUTH_USE);
+    EXPECT_HASH("$2x$05$ebOp5MFIwA.N/iOFeal84.s7fma4CizyOK9kiZ1jU2RJ18DlxnVkm",
+                "$2x$ (bcrypt with the 8-bit bug) is not accepted; " AUTH_USE);
+    EXPECT_HASH("$apr1$Jf9yS1Cp$SdRcDgBm6kYcRkPqXGvBx0",
+                "$apr1$ (Apache MD5, htpasswd -m) is not accepted; " AUTH_USE);
+    EXPECT_HASH("{SHA}W6ph5Mm5Pz8GgiULbPgzG37mj9g=",
+                "{SHA} (unsalted SHA-1, htpasswd -s) is not accepted; " AUTH_USE);
+    EXPECT_HASH(
+        "ab01FAX.bQRSU",
+        "looks like traditional DES crypt (or plain text), which is not accepted; " AUTH_USE);
+    EXPECT_HASH("_J9..8sSFabcdefghijk", "_ (BSDi extended DES) is not accepted; " AUTH_USE);
+    EXPECT_HASH("$gy$j9T$23BGBzF3wuVcl8UYlEaa2/$4M1BC8BdIAYVZ9BgnvvlMsOLrE1PZuyaXVpffqsM6A5",
+                "$gy$ (GOST yescrypt) is not accepted; " AUTH_USE);
+    EXPECT_HASH("$7$CU..../....0pzBNcJyPYbQfuWuVE6ho0$/50k/UM75RyAW5qmAQSTrbjG.YStn26.x1w.HF.vBo/",
+                "$7$ (scrypt) is not accepted; " AUTH_USE);
+    EXPECT_HASH("$argon2id$v=19$m=65536,t=3,p=4$c2FsdA$aGFzaA",
+                "$argon2 (Argon2, not in libcrypt) is not accepted; " AUTH_USE);
+    EXPECT_HASH("$zz$abc", "\"$zz$\" is a hash format ringproxy does not accept; " AUTH_USE);
+    /* copy-paste slips */
+    EXPECT_HASH("qa:" H_2Y,
+                "looks like an htpasswd line (USER:HASH); give only the hash after the ':'");
+    EXPECT_HASH(H_2Y "\\n",
+                "the hash has a space or line break at its start or end; give the hash alone");
+    EXPECT_HASH(" " H_2Y,
+                "the hash has a space or line break at its start or end; give the hash alone");
+    EXPECT(BA_USERS("\"u\": 5"), "/rules/0/basic_auth/users/u: expected a string (a crypt(3) "
+                                 "hash), got 5");
+    EXPECT(BA_USERS("\"u\": null"), "/rules/0/basic_auth/users/u: expected a string (a crypt(3) "
+                                    "hash), got null");
+}
+
+Test(cfg_rules, basic_auth_refuses_incomplete_hashes)
+{
+    /* bcrypt: exactly "$2b$NN$" and 53 of ./0-9A-Za-z, the cost from 04 to 31 */
+    EXPECT_HASH("$2b$10$aH12YMCD8PHuUOVwUjc77e",
+                "not a valid bcrypt hash: 29 characters, not 60 (\"$2b$\", the cost, \"$\", 53 of "
+                "./0-9A-Za-z): a setting without its checksum; " AUTH_MAKE);
+    EXPECT_HASH("$2b$10$aH12YMCD8PHuUOVwUjc77ezVvCxkMA.oll8zvr2/rRVtbvzO.yAQ",
+                "not a valid bcrypt hash: 59 characters, not 60 (\"$2b$\", the cost, \"$\", 53 of "
+                "./0-9A-Za-z); " AUTH_MAKE);
+    EXPECT_HASH(
+        "$2b$03$aH12YMCD8PHuUOVwUjc77ezVvCxkMA.oll8zvr2/rRVtbvzO.yAQ6",
+        "not a valid bcrypt hash: the cost is two digits from 04 to 31, then \"$\"; " AUTH_MAKE);
+    EXPECT_HASH(
+        "$2b$32$aH12YMCD8PHuUOVwUjc77ezVvCxkMA.oll8zvr2/rRVtbvzO.yAQ6",
+        "not a valid bcrypt hash: the cost is two digits from 04 to 31, then \"$\"; " AUTH_MAKE);
+    EXPECT_HASH(
+        "$2y$1x$aH12YMCD8PHuUOVwUjc77ezVvCxkMA.oll8zvr2/rRVtbvzO.yAQ6",
+        "not a valid bcrypt hash: the cost is two digits from 04 to 31, then \"$\"; " AUTH_MAKE);
+    EXPECT_HASH("$2b$10$aH12YMCD8PHuUOVwUjc77ezVvCxkMA.oll8zvr2/rRVtbvzO.yAQ!",
+                "not a valid bcrypt hash: character 60 is not one of ./0-9A-Za-z; " AUTH_MAKE);
+    EXPECT_HASH("$2b$10$aH12YMCD8PHuUOVwU$c77ezVvCxkMA.oll8zvr2/rRVtbvzO.yAQ6",
+                "not a valid bcrypt hash: character 25 is not one of ./0-9A-Za-z; " AUTH_MAKE);
+    /* SHA-512-crypt: "$6$" ["rounds=N$"] salt "$" and 86 of ./0-9A-Za-z */
+    EXPECT_HASH("$6$GdUzN2zw90Fe27ee$",
+                "not a valid SHA-512-crypt hash: no checksum after the salt: a setting, not a "
+                "hash; " AUTH_MAKE);
+    EXPECT_HASH("$6$GdUzN2zw90Fe27ee",
+                "not a valid SHA-512-crypt hash: no checksum after the salt: a setting, not a "
+                "hash; " AUTH_MAKE);
+    EXPECT_HASH("$6$GdUzN2zw90Fe27ee$XsKahkMIcuk",
+                "not a valid SHA-512-crypt hash: the checksum after the salt is 86 of "
+                "./0-9A-Za-z, got 11 characters; " AUTH_MAKE);
+    EXPECT_HASH(H_6 "x", "not a valid SHA-512-crypt hash: the checksum after the salt is 86 of "
+                         "./0-9A-Za-z, got 87 characters; " AUTH_MAKE);
+    EXPECT_HASH(
+        "$6$rounds=999$GdUzN2zw90Fe27ee$XsKahkMIcuk/VAD.h8X8lvUyLjAOmK6WN1hd1xqrFuFDo6BIpFo"
+        "zOPmevdFh.pripgC0SUDV3ck.y1U/Mb5cN.",
+        "not a valid SHA-512-crypt hash: \"rounds=N$\" needs N from 1000 to 999999999; " AUTH_MAKE);
+    EXPECT_HASH(
+        "$6$$XsKahkMIcuk/VAD.h8X8lvUyLjAOmK6WN1hd1xqrFuFDo6BIpFozOPmevdFh.pripgC0SUDV3ck.y1"
+        "U/Mb5cN.",
+        "not a valid SHA-512-crypt hash: the salt is 1 to 16 characters, then \"$\"; " AUTH_MAKE);
+    EXPECT_HASH(
+        "$6$GdUzN2zw90Fe27eeX$XsKahkMIcuk/VAD.h8X8lvUyLjAOmK6WN1hd1xqrFuFDo6BIpFozOPmevdFh."
+        "pripgC0SUDV3ck.y1U/Mb5cN.",
+        "not a valid SHA-512-crypt hash: the salt is 1 to 16 characters, then \"$\"; " AUTH_MAKE);
+    EXPECT_HASH("$6$Gd zN2zw90Fe27ee$XsKahkMIcuk/VAD.h8X8lvUyLjAOmK6WN1hd1xqrFuFDo6BIpFozOPmevdFh."
+                "pripgC0SUDV3ck.y1U/Mb5cN.",
+                "not a valid SHA-512-crypt hash: the salt has a space, ':' or a byte outside "
+                "printable ASCII; " AUTH_MAKE);
+    /* yescrypt: "$y$" params "$" salt "$" and 43 of ./0-9A-Za-z */
+    EXPECT_HASH(
+        "$y$j9T$luOhSAeVv5vM5X8bYJJcs/",
+        "not a valid yescrypt hash: no checksum after the salt: a setting, not a hash; " AUTH_MAKE);
+    EXPECT_HASH("$y$j9T$luOhSAeVv5vM5X8bYJJcs/$KmT1",
+                "not a valid yescrypt hash: the checksum after the salt is 43 of ./0-9A-Za-z, got "
+                "4 characters; " AUTH_MAKE);
+    EXPECT_HASH(
+        "$y$$luOhSAeVv5vM5X8bYJJcs/$KmT1ZyZdwyTxki21kagDt.kVXGxLWgyv.7kkvjMmgd9",
+        "not a valid yescrypt hash: the parameters are of ./0-9A-Za-z, then \"$\"; " AUTH_MAKE);
+    EXPECT_HASH("$y$j9T$$KmT1ZyZdwyTxki21kagDt.kVXGxLWgyv.7kkvjMmgd9",
+                "not a valid yescrypt hash: the salt is of ./0-9A-Za-z, then \"$\"; " AUTH_MAKE);
+    EXPECT_HASH("$y$j9T$luOh*AeVv5vM5X8bYJJcs/$KmT1ZyZdwyTxki21kagDt.kVXGxLWgyv.7kkvjMmgd9",
+                "not a valid yescrypt hash: the salt is of ./0-9A-Za-z, then \"$\"; " AUTH_MAKE);
+    /* crypt_checksalt() has the last word on what passed the shape checks */
+    EXPECT_HASH("$6$Gd*zN2zw90Fe27ee$XsKahkMIcuk/VAD.h8X8lvUyLjAOmK6WN1hd1xqrFuFDo6BIpFozOPmevdFh."
+                "pripgC0SUDV3ck.y1U/Mb5cN.",
+                "SHA-512-crypt hash refused by libcrypt (crypt_checksalt): its settings are "
+                "invalid; " AUTH_MAKE);
+}
+
+Test(cfg_rules, basic_auth_hash_too_long)
+{
+    char *doc = NULL, salt[240];
+
+    memset(salt, 'a', sizeof(salt) - 1);
+    salt[sizeof(salt) - 1] = '\0';
+    cr_assert_gt(asprintf(&doc,
+                          BA_USERS("\"u\": \"$y$j9T$%s$KmT1ZyZdwyTxki21kagDt.kVXGxLWgyv."
+                                   "7kkvjMmgd9\""),
+                          salt),
+                 0);
+    EXPECT(doc, "/rules/0/basic_auth/users/u: not a valid yescrypt hash: 290 bytes, more than "
+                "255; " AUTH_MAKE);
+    free(doc);
+}
+
+Test(cfg_rules, basic_auth_problems)
+{
+    EXPECT(BA("{\"users\": {\"qa\": \"" H_2B "\"}}"),
+           "/rules/0/basic_auth: missing \"realm\" (the name the browser shows when it asks for a "
+           "password)");
+    EXPECT(BA("{\"realm\": \"r\"}"),
+           "/rules/0/basic_auth: missing \"users\" (user name -> crypt(3) hash)");
+    EXPECT(BA("{}"), "/rules/0/basic_auth: missing \"realm\" (the name the browser shows when it "
+                     "asks for a password)\n"
+                     "/rules/0/basic_auth: missing \"users\" (user name -> crypt(3) hash)");
+    EXPECT(BA("[]"), "/rules/0/basic_auth: expected an object, got []");
+    /* realm: 1 to 128 bytes of printable ASCII without '"' and '\' */
+    EXPECT(BA("{\"realm\": 3, \"users\": {\"qa\": \"" H_2B "\"}}"),
+           "/rules/0/basic_auth/realm: expected a string, got 3");
+    EXPECT(BA("{\"realm\": \"\", \"users\": {\"qa\": \"" H_2B "\"}}"),
+           "/rules/0/basic_auth/realm: \"\" is not a realm (1 to 128 printable ASCII characters, "
+           "without '\"' and '\\')");
+    EXPECT(BA("{\"realm\": \"say \\\"hi\\\"\", \"users\": {\"qa\": \"" H_2B "\"}}"),
+           "/rules/0/basic_auth/realm: \"say \"hi\"\" is not a realm (1 to 128 printable ASCII "
+           "characters, without '\"' and '\\')");
+    EXPECT(BA("{\"realm\": \"a\\\\b\", \"users\": {\"qa\": \"" H_2B "\"}}"),
+           "/rules/0/basic_auth/realm: \"a\\b\" is not a realm (1 to 128 printable ASCII "
+           "characters, without '\"' and '\\')");
+    EXPECT(BA("{\"realm\": \"tab\\there\", \"users\": {\"qa\": \"" H_2B "\"}}"),
+           "/rules/0/basic_auth/realm: \"tab\\x09here\" is not a realm (1 to 128 printable ASCII "
+           "characters, without '\"' and '\\')");
+    EXPECT(BA("{\"realm\": \"caf\\u00e9\", \"users\": {\"qa\": \"" H_2B "\"}}"),
+           "/rules/0/basic_auth/realm: \"caf\\xc3\\xa9\" is not a realm (1 to 128 printable ASCII "
+           "characters, without '\"' and '\\')");
+    /* users: a non-empty object; names without ':' or control characters */
+    EXPECT(BA("{\"realm\": \"r\", \"users\": {}}"),
+           "/rules/0/basic_auth/users: no users; a basic_auth has at least one (user name -> "
+           "crypt(3) hash)");
+    EXPECT(BA("{\"realm\": \"r\", \"users\": [\"qa\"]}"),
+           "/rules/0/basic_auth/users: expected an object (user name -> crypt(3) hash), got "
+           "[\"qa\"]");
+    EXPECT(BA_USERS("\"a:b\": \"" H_2B "\", \"\": \"" H_2B "\", \"c\\u0001\": \"" H_2B
+                    "\", \"d\\u007f\": \"" H_2B "\", \"tab\\t\": \"hunter2\""),
+           "/rules/0/basic_auth/users/a:b: \"a:b\" is not a user name (1 to 255 bytes, without "
+           "':' or control characters)\n"
+           "/rules/0/basic_auth/users/: \"\" is not a user name (1 to 255 bytes, without ':' or "
+           "control characters)\n"
+           "/rules/0/basic_auth/users/c\\u0001: \"c\\x01\" is not a user name (1 to 255 bytes, "
+           "without ':' or control characters)\n"
+           "/rules/0/basic_auth/users/d\\u007F: \"d\\x7f\" is not a user name (1 to 255 bytes, "
+           "without ':' or control characters)\n"
+           "/rules/0/basic_auth/users/tab\\u0009: \"tab\\x09\" is not a user name (1 to 255 bytes, "
+           "without ':' or control characters)\n"
+           "/rules/0/basic_auth/users/tab\\u0009: looks like plain text, not a crypt(3) "
+           "hash; " AUTH_USE);
+    /* unknown keys, with suggestions */
+    EXPECT(BA("{\"relam\": \"r\", \"realm\": \"r\", \"users\": {\"qa\": \"" H_2B "\"}}"),
+           "/rules/0/basic_auth/relam: unknown key; did you mean \"realm\"?");
+    EXPECT(BA("{\"realm\": \"r\", \"user\": {\"qa\": \"" H_2B "\"}}"),
+           "/rules/0/basic_auth/user: unknown key; did you mean \"users\"?\n"
+           "/rules/0/basic_auth: missing \"users\" (user name -> crypt(3) hash)");
+    EXPECT(BA("{\"realm\": \"r\", \"users\": {\"qa\": \"" H_2B "\"}, \"passwords\": {}}"),
+           "/rules/0/basic_auth/passwords: unknown key; expected one of \"realm\", \"users\"");
+    /* a second terminal action, either way round; the second's own problems too */
+    EXPECT(RULES("{\"basic_auth\": {\"realm\": \"r\", \"users\": {\"qa\": \"" H_2B "\"}}, "
+                 "\"deny\": {}}"),
+           "/rules/0: \"basic_auth\" and \"deny\" both answer; a rule has at most one of "
+           "redirect, redirect_map, respond, deny, rate_limit, basic_auth");
+    EXPECT(RULES("{\"rate_limit\": {\"key\": \"client_ip\", \"per_second\": 1}, "
+                 "\"basic_auth\": {\"realm\": \"r\", \"users\": {\"qa\": \"hunter2\"}}}"),
+           "/rules/0: \"rate_limit\" and \"basic_auth\" both answer; a rule has at most one of "
+           "redirect, redirect_map, respond, deny, rate_limit, basic_auth\n"
+           "/rules/0/basic_auth/users/qa: looks like plain text, not a crypt(3) hash; " AUTH_USE);
+    EXPECT(RULES("{\"basic_auth\": {\"realm\": \"r\", \"users\": {\"qa\": \"" H_2B "\"}}, "
+                 "\"bsaic_auth\": {}}"),
+           "/rules/0/bsaic_auth: unknown key; did you mean \"basic_auth\"?");
+    /* a basic_auth without match does not answer every request: later rules can run */
+    EXPECT(RULES("{\"basic_auth\": {\"realm\": \"r\", \"users\": {\"qa\": \"" H_2B "\"}}}, "
+                 "{\"deny\": {}}"),
+           "");
+}
+
+Test(cfg_rules, basic_auth_bounds)
+{
+    char name[CFG_AUTH_MAX_USER + 2], realm[CFG_AUTH_MAX_REALM + 2], *doc = NULL, *exp = NULL;
+    FILE *f;
+    size_t len = 0;
+
+    memset(name, 'n', sizeof(name) - 1);
+    name[CFG_AUTH_MAX_USER] = '\0';
+    memset(realm, 'r', sizeof(realm) - 1);
+    realm[CFG_AUTH_MAX_REALM] = '\0';
+    /* at the bounds: accepted */
+    cr_assert_gt(
+        asprintf(&doc,
+                 RULES("{\"basic_auth\": {\"realm\": \"%s\", \"users\": {\"%s\": \"" H_2B "\"}}}"),
+                 realm, name),
+        0);
+    EXPECT(doc, "");
+    free(doc);
+    /* one over: refused */
+    name[CFG_AUTH_MAX_USER] = 'n';
+    name[CFG_AUTH_MAX_USER + 1] = '\0';
+    realm[CFG_AUTH_MAX_REALM] = 'r';
+    realm[CFG_AUTH_MAX_REALM + 1] = '\0';
+    cr_assert_gt(
+        asprintf(&doc,
+                 RULES("{\"basic_auth\": {\"realm\": \"%s\", \"users\": {\"%s\": \"" H_2B "\"}}}"),
+                 realm, name),
+        0);
+    {
+        char *got = problems_at(doc, NULL);
+
+        cr_expect(strstr(got, "/rules/0/basic_auth/realm: \"rrrr"), "%s", got);
+        cr_expect(strstr(got, "...\" is not a realm (1 to 128 printable ASCII characters, "
+                              "without '\"' and '\\')\n/rules/0/basic_auth/users/nnnn"),
+                  "%s", got);
+        cr_expect(strstr(got, "...\" is not a user name (1 to 255 bytes, without ':' or control "
+                              "characters)"),
+                  "%s", got);
+        free(got);
+    }
+    free(doc);
+
+    /* CFG_AUTH_MAX_USERS users, then one more */
+    for (int more = 0; more < 2; more++) {
+        f = open_memstream(&doc, &len);
+        cr_assert_not_null(f);
+        fprintf(f, "{\"rules\": [{\"basic_auth\": {\"realm\": \"r\", \"users\": {");
+        for (int i = 0; i < CFG_AUTH_MAX_USERS + more; i++)
+            fprintf(f, "%s\"u%d\": \"%s\"", i ? ", " : "", i, H_2Y);
+        fprintf(f, "}}}]}");
+        fclose(f);
+        if (!more) {
+            struct cfg *c = load_at(doc, NULL);
+
+            cr_expect_eq(c->rules->v[0].auth.users.n, CFG_AUTH_MAX_USERS);
+            cfg_free(c);
+        } else {
+            cr_assert_gt(
+                asprintf(&exp, "/rules/0/basic_auth/users: more than %d users", CFG_AUTH_MAX_USERS),
+                0);
+            EXPECT(doc, exp);
+            free(exp);
+        }
+        free(doc);
+    }
 }
 
 Test(cfg_rules, lists)
@@ -314,10 +738,10 @@ Test(cfg_rules, rule_shape)
 {
     EXPECT(RULES("{\"match\": {\"path\": \"/a\"}, \"redirect\": {\"to\": \"/b\"}, \"deny\": {}}"),
            "/rules/0: \"redirect\" and \"deny\" both answer; a rule has at most one of redirect, "
-           "redirect_map, respond, deny, rate_limit");
+           "redirect_map, respond, deny, rate_limit, basic_auth");
     EXPECT(RULES("{\"name\": \"x\", \"match\": {\"path\": \"/a\"}}"),
            "/rules/0: no action; a rule has at least one of request_headers, response_headers, "
-           "rewrite, redirect, redirect_map, respond, deny, rate_limit");
+           "rewrite, redirect, redirect_map, respond, deny, rate_limit, basic_auth");
     EXPECT(RULES("{\"name\": \"a\", \"deny\": {}, \"match\": {\"path\": \"/a\"}}, "
                  "{\"name\": \"a\", \"deny\": {}, \"match\": {\"path\": \"/b\"}}"),
            "/rules/1/name: \"a\" is also the name of /rules/0");
