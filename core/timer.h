@@ -20,9 +20,20 @@ struct core_timer {
 struct core_tq {
     struct core_list head; /* armed timers, earliest deadline first */
     uint64_t timeout_ms;
+    /*
+     * Timers armed before the timeout last changed (a config reload), in
+     * deadline order: they keep their deadlines, and pop and next look at
+     * both lists' first timers, so neither list needs a sorted insert.
+     */
+    struct core_list before;
 };
 
 void core_tq_init(struct core_tq *q, uint64_t timeout_ms);
+/*
+ * A new timeout for timers armed from now on (O(n) once, when it changes:
+ * the timers armed before are merged into `before`, keeping their deadlines).
+ */
+void core_tq_set_timeout(struct core_tq *q, uint64_t timeout_ms);
 /* (Re)arm t to fire timeout_ms after now. */
 void core_timer_arm(struct core_tq *q, struct core_timer *t, uint64_t now_ms);
 /* NULL-safe on an unarmed timer. */

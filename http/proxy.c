@@ -1365,13 +1365,13 @@ static int gen_apply(struct http_worker *w, struct http_gen *g)
     w->cfg = cfg;
     w->fwd.max_body_bytes = cfg->limits.max_body_bytes;
     w->pool_cap = pool_cap(cfg, w->sh->nworkers);
-    w->tq[TC_IDLE].timeout_ms = cfg->client.idle_timeout_ms;
-    w->tq[TC_HEADER].timeout_ms = cfg->client.header_timeout_ms;
-    w->tq[TC_SEND].timeout_ms = cfg->client.idle_timeout_ms;
-    w->tq[TC_BODY].timeout_ms = cfg->client.idle_timeout_ms;
-    w->tq[TC_CONNECT].timeout_ms = cfg->upstream.connect_timeout_ms;
-    w->tq[TC_RESPONSE].timeout_ms = cfg->upstream.response_timeout_ms;
-    w->tq[TC_POOL].timeout_ms = cfg->upstream.pool_idle_timeout_ms;
+    core_tq_set_timeout(&w->tq[TC_IDLE], cfg->client.idle_timeout_ms);
+    core_tq_set_timeout(&w->tq[TC_HEADER], cfg->client.header_timeout_ms);
+    core_tq_set_timeout(&w->tq[TC_SEND], cfg->client.idle_timeout_ms);
+    core_tq_set_timeout(&w->tq[TC_BODY], cfg->client.idle_timeout_ms);
+    core_tq_set_timeout(&w->tq[TC_CONNECT], cfg->upstream.connect_timeout_ms);
+    core_tq_set_timeout(&w->tq[TC_RESPONSE], cfg->upstream.response_timeout_ms);
+    core_tq_set_timeout(&w->tq[TC_POOL], cfg->upstream.pool_idle_timeout_ms);
     return 0;
 }
 

@@ -200,3 +200,38 @@ Test(core_timer, queues_are_independent)
     cr_assert_eq(core_tq_next(&slow), UINT64_MAX);
     cr_assert_eq(core_tq_next(&fast), 10);
 }
+
+Test(core_timer, a_new_timeout_keeps_earlier_deadlines_in_order)
+{
+    struct core_tq tq;
+    struct core_timer t[6];
+    uint64_t want[] = {40, 105, 130, 200, 1000, 1010};
+    struct core_timer *order[] = {&t[3], &t[4], &t[5], &t[2], &t[0], &t[1]};
+
+    memset(t, 0, sizeof(t));
+    core_tq_init(&tq, 1000);
+    core_timer_arm(&tq, &t[0], 0);  /* 1000 */
+    core_timer_arm(&tq, &t[1], 10); /* 1010 */
+    /* a reload shortens the timeout: new timers come due before the old ones */
+    core_tq_set_timeout(&tq, 100);
+    core_timer_arm(&tq, &t[2], 100); /* 200 */
+    /* and again, while the old ones wait */
+    core_tq_set_timeout(&tq, 30);
+    core_timer_arm(&tq, &t[3], 10); /* 40 */
+    core_tq_set_timeout(&tq, 5);
+    core_timer_arm(&tq, &t[4], 100); /* 105 */
+    core_timer_arm(&tq, &t[5], 125); /* 130 */
+    for (size_t i = 0; i < 6; i++) {
+        cr_assert_eq(core_tq_next(&tq), want[i], "timer %zu", i);
+        cr_assert_null(core_tq_pop_expired(&tq, want[i] - 1));
+        cr_assert_eq(core_tq_pop_expired(&tq, want[i]), order[i], "timer %zu", i);
+    }
+    cr_assert_eq(core_tq_next(&tq), UINT64_MAX);
+    /* re-arming one armed before moves it to the new timeout */
+    core_timer_arm(&tq, &t[0], 0);
+    core_tq_set_timeout(&tq, 50);
+    core_timer_arm(&tq, &t[0], 0);
+    cr_assert_eq(core_tq_next(&tq), 50);
+    core_timer_disarm(&t[0]);
+    cr_assert_eq(core_tq_next(&tq), UINT64_MAX);
+}
