@@ -229,8 +229,8 @@ struct cfg_ratelimit {
 
 /*
  * basic_auth (RFC 7617): the users and their crypt(3) hashes. A user name is
- * 1..CFG_AUTH_MAX_USER bytes of visible ASCII or UTF-8 without ':' or control
- * characters, compared exactly (case-sensitive). Every hash was checked by
+ * 1..CFG_AUTH_MAX_USER bytes without ':' or control characters (spaces and
+ * UTF-8 are allowed), compared exactly (case-sensitive). Every hash was checked by
  * the validator: "$2b$" or "$2y$" bcrypt, "$y$" yescrypt or "$6$"
  * sha512-crypt, complete (settings and checksum) and accepted by
  * crypt_checksalt(); anything else (plain text, "$1$" md5-crypt, DES) is
