@@ -8,9 +8,11 @@
 #    trimmed like debian:bookworm-slim, imported as docker.io/library/debian:bookworm-slim
 #    into a private podman store (the tarball is cached in $RINGPROXY_IT_CACHE);
 # 2. podman build of ./Containerfile (chroot isolation, no registry);
-# 3. image metadata, file capability, validate.sh on good/bad configs, and the proxy
-#    itself: a request through it to a local origin, the JSON access line on stdout,
-#    non-root with only CAP_NET_BIND_SERVICE, graceful stop on SIGTERM.
+# 3. image metadata, file capability, .section-proxy.yaml against the built image,
+#    validate.sh and prepare.sh on good/bad configs, and the proxy itself: a request through
+#    it to a local origin, the JSON access line on stdout, non-root with only
+#    CAP_NET_BIND_SERVICE, port 80 with the runtime's default capabilities and not without
+#    the capability, graceful stop on SIGTERM.
 # Prints PASS/FAIL per check, then "N passed, N failed"; exits non-zero on any failure.
 # Leaves nothing behind but the cached base tarball.
 #
@@ -300,6 +302,8 @@ if mnt=$("${PODMAN[@]}" image mount "$image" 2>"$tmp/mount.err"); then
     check "/usr/local/bin/ringproxy carries cap_net_bind_service=ep" \
         bash -c "getcap '$mnt/usr/local/bin/ringproxy' | grep -q 'cap_net_bind_service[=+]ep'"
     check "/opt/section/validate.sh is an executable file" test -f "$mnt/opt/section/validate.sh" -a -x "$mnt/opt/section/validate.sh"
+    check "/opt/section/prepare.sh is an executable file, container/prepare.sh" \
+        bash -c "[ -x '$mnt/opt/section/prepare.sh' ] && cmp -s '$mnt/opt/section/prepare.sh' '$repo/container/prepare.sh'"
     check "/opt/proxy_config exists and is empty" \
         bash -c "[ -d '$mnt/opt/proxy_config' ] && [ -z \"\$(ls -A '$mnt/opt/proxy_config')\" ]"
     check "no build tools or libcap2-bin in the runtime image" \
@@ -338,18 +342,18 @@ if [ -f /usr/share/containers/seccomp.json ]; then
         info "container/seccomp.json differs from its derivation from this machine's podman default ($cc)"
     fi
 fi
-# .section-proxy.yaml must describe this image
-meta="$repo/.section-proxy.yaml"
-yget() { sed -n "s/^$1:[[:space:]]*\([^#]*[^#[:space:]]\).*/\1/p" "$meta" | head -n 1; }
-check ".section-proxy.yaml: version $(yget version), validation $(yget validation), config $(yget configurationMountPath), port 80, metrics /metrics:9000" \
-    bash -c "[ '$(yget version)' = '$version' ] && [ '$(yget validation)' = /opt/section/validate.sh ] &&
-        [ '$(yget configurationMountPath)' = /opt/proxy_config ] &&
-        grep -A3 '^httpContainer:' '$meta' | grep -qE '^[[:space:]]+port:[[:space:]]*80\b' &&
-        grep -A2 '^metrics:' '$meta' | grep -qE 'path:[[:space:]]*/metrics' &&
-        grep -A2 '^metrics:' '$meta' | grep -qE 'port:[[:space:]]*9000\b'"
+# .section-proxy.yaml must describe this image: Section's schema, the repository, and the
+# built image's ports, entrypoint and labels (the same check as the meson test container_section)
+if python3 "$repo/tests/container/check_section.py" "$repo" --image "$tmp/inspect.json" \
+    >"$tmp/section.check" 2>&1; then
+    pass ".section-proxy.yaml: Section's schema, the Containerfile, the code and this image ($(tail -n 1 "$tmp/section.check"))"
+else
+    fail ".section-proxy.yaml against Section's schema and this image"
+    sed 's/^/    /' "$tmp/section.check" | tail -n 20
+fi
 
 # ---------------------------------------------------------------------------------------
-step "validate.sh (C8)"
+step "validate.sh (C8) and prepare.sh"
 # configs readable by the image's user (the temp folder itself is private)
 mkcfg() {
     mkdir -p "$tmp/$1"
@@ -365,15 +369,17 @@ mkcfg cfg-syntax '{"workers": 2,,}'
 cp -r "$repo/examples/section-app/ringproxy" "$tmp/cfg-example"
 chmod -R a+rX "$tmp/cfg-example"
 
-# validate NAME [DIR]: run validate.sh offline on DIR (or the image's own empty folder)
+# validate NAME [DIR]: run validate.sh offline on DIR (or the image's own empty folder);
+# HOOK=prepare.sh runs that hook instead, EXTRA=(...) adds podman run options
 validate() {
     local name=$1 vol=()
     [ $# -gt 1 ] && vol=(-v "$2:/opt/proxy_config:ro")
-    timeout 60 "${PODMAN[@]}" run --rm --network none "${ulimits[@]}" "${vol[@]}" \
-        --entrypoint /opt/section/validate.sh "$image" \
+    timeout 60 "${PODMAN[@]}" run --rm --network none "${ulimits[@]}" "${vol[@]}" "${EXTRA[@]}" \
+        --entrypoint "/opt/section/${HOOK:-validate.sh}" "$image" \
         >"$tmp/$name.out" 2>"$tmp/$name.err"
     echo $? >"$tmp/$name.rc"
 }
+EXTRA=()
 # quiet_ok NAME: exit 0, nothing on stdout or stderr
 quiet_ok() {
     [ "$(cat "$tmp/$1.rc")" = 0 ] && [ ! -s "$tmp/$1.out" ] && [ ! -s "$tmp/$1.err" ]
@@ -400,6 +406,21 @@ validate v-syntax "$tmp/cfg-syntax"
 check "syntax error: exit $(cat "$tmp/v-syntax.rc"), 'proxy.json:LINE:COLUMN: ...' on stderr" \
     loud_fail v-syntax '^proxy\.json:[0-9]+:[0-9]+'
 show v-syntax
+
+# prepare.sh: the same check, and that the proxy binary can be executed in the container
+HOOK=prepare.sh validate p-empty
+check "prepare.sh, no proxy.json: exit 0, no output" quiet_ok p-empty || show p-empty
+HOOK=prepare.sh validate p-example "$tmp/cfg-example"
+check "prepare.sh, the example folder: exit 0, no output" quiet_ok p-example || show p-example
+HOOK=prepare.sh validate p-bad "$tmp/cfg-bad"
+check "prepare.sh, invalid proxy.json: exit $(cat "$tmp/p-bad.rc"), validate.sh's lines on stderr" \
+    loud_fail p-bad '^/(workers|upstrem)'
+EXTRA=(--cap-drop all)
+HOOK=prepare.sh validate p-nocap
+EXTRA=()
+check "prepare.sh under --cap-drop all: exit $(cat "$tmp/p-nocap.rc"), names NET_BIND_SERVICE on stderr" \
+    bash -c "[ \"\$(cat '$tmp/p-nocap.rc')\" != 0 ] && grep -q 'lacks NET_BIND_SERVICE' '$tmp/p-nocap.err'"
+show p-nocap
 
 # ---------------------------------------------------------------------------------------
 step "the proxy"
@@ -546,6 +567,33 @@ EOF
     fi
     timeout 30 "${PODMAN[@]}" rm -f -t 0 "$cname" >/dev/null 2>&1
     if [ -n "$run_pid" ]; then wait "$run_pid" 2>/dev/null; run_pid=; fi
+
+    # Port 80 as user 10001 with the runtime's default capabilities: no --cap-* flag, only
+    # the seccomp profile. --network host keeps the host's ip_unprivileged_port_start
+    # (docs/container.md "Port 80 without extra flags").
+    info "this machine's net.ipv4.ip_unprivileged_port_start: $(cat /proc/sys/net/ipv4/ip_unprivileged_port_start 2>/dev/null)"
+    cname=ringproxy-it-defcaps
+    "${PODMAN[@]}" run --name "$cname" --network host --add-host "next-hop:$origin_ip" "${ulimits[@]}" \
+        --security-opt "seccomp=$seccomp" "$image" --listen "$proxy_addr" \
+        >"$tmp/defcaps.out" 2>"$tmp/defcaps.err" &
+    run_pid=$!
+    code=
+    if wait_http "http://$proxy_addr/" 20; then
+        code=$(curl -s --max-time 10 -o "$tmp/body2" -w '%{http_code}' "http://$proxy_addr/hello.txt")
+    fi
+    check "the runtime's default capabilities (no --cap-* flag): port 80 as user 10001, GET: ${code:-no answer}" \
+        test "$code" = 200 || sed 's/^/    /' "$tmp/defcaps.err" | tail -n 5
+    timeout 30 "${PODMAN[@]}" rm -f -t 10 "$cname" >/dev/null 2>&1
+    if [ -n "$run_pid" ]; then wait "$run_pid" 2>/dev/null; run_pid=; fi
+
+    # Without NET_BIND_SERVICE in the bounding set the kernel refuses to execute a binary
+    # carrying it as a file capability: the container cannot start at all.
+    timeout 60 "${PODMAN[@]}" run --rm --network host "${ulimits[@]}" --cap-drop all \
+        --security-opt "seccomp=$seccomp" "$image" --version >"$tmp/nocap.out" 2>"$tmp/nocap.err"
+    rc=$?
+    check "--cap-drop all without net_bind_service: does not start (exit $rc, 'operation not permitted')" \
+        bash -c "[ $rc != 0 ] && grep -qi 'operation not permitted' '$tmp/nocap.err'"
+    sed 's/^/    /' "$tmp/nocap.err" | head -n 2
     kill "$origin_pid" 2>/dev/null
     wait "$origin_pid" 2>/dev/null
     origin_pid=
