@@ -8,6 +8,7 @@
  * A rule's answer is told from the origin's by its body and by the origin's
  * request count: a request a rule answers must never reach the origin.
  */
+#include <crypt.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -17,8 +18,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <criterion/criterion.h>
@@ -210,12 +214,21 @@ static void add_grace(const char *dir)
     json_decref(j);
 }
 
-/* The proxy on config folder dir, in front of the origin (started when not yet). */
+/* The proxy on config folder dir, in front of the origin, with extra arguments (NULL: none). */
+static void start_on_args(const char *dir, unsigned upstream_port, const char *const *extra)
+{
+    const char *args[16] = {"--config", dir};
+    size_t n = 2;
+
+    for (size_t i = 0; extra && extra[i] && n < sizeof(args) / sizeof(args[0]) - 1; i++)
+        args[n++] = extra[i];
+    args[n] = NULL;
+    h_proxy_start(&px, upstream_port, NULL, args);
+}
+
 static void start_on(const char *dir, unsigned upstream_port)
 {
-    const char *args[] = {"--config", dir, NULL};
-
-    h_proxy_start(&px, upstream_port, NULL, args);
+    start_on_args(dir, upstream_port, NULL);
 }
 
 /* The origin, then the proxy on a checked copy of examples/rules/<name>/. */
@@ -232,8 +245,13 @@ static void start_recipe(const char *name, char *dir, size_t cap)
     start_on(dir, origin_port(origin));
 }
 
-/* The origin, then the proxy with proxy.json = json and files (rel, content, ..., NULL). */
-static const char *start_rules_files(const char *json, const char *const *files)
+/*
+ * The origin, then the proxy with proxy.json = json and files (rel, content,
+ * ..., NULL), and extra arguments (NULL: none; the harness runs one worker,
+ * "--workers", "2" for more: the command line wins over "workers").
+ */
+static const char *start_rules_args(const char *json, const char *const *files,
+                                    const char *const *args)
 {
     static char dir[128];
 
@@ -244,8 +262,14 @@ static const char *start_rules_files(const char *json, const char *const *files)
     assert_valid(dir);
     add_grace(dir);
     fx_origin_up();
-    start_on(dir, origin_port(origin));
+    start_on_args(dir, origin_port(origin), args);
     return dir;
+}
+
+/* The origin, then the proxy with proxy.json = json and files (rel, content, ..., NULL). */
+static const char *start_rules_files(const char *json, const char *const *files)
+{
+    return start_rules_args(json, files, NULL);
 }
 
 static void start_rules(const char *json)
@@ -1521,10 +1545,13 @@ Test(e2e_rules, rate_limit_answer_is_429_with_error_page_and_edits, .fini = fx_d
  */
 Test(e2e_rules, rate_limit_holds_across_workers, .fini = fx_down)
 {
+    static const char *const two_workers[] = {"--workers", "2", NULL};
     int ok = 0, limited = 0, fds[4];
 
-    start_rules("{\"workers\": 2, \"rules\": [{\"rate_limit\": {\"key\": \"client_ip\","
-                " \"per_minute\": 1, \"burst\": 10}}]}");
+    /* the harness's --workers 1 would win over "workers" */
+    (void)start_rules_args("{\"rules\": [{\"rate_limit\": {\"key\": \"client_ip\","
+                           " \"per_minute\": 1, \"burst\": 10}}]}",
+                           NULL, two_workers);
     for (int i = 0; i < 4; i++)
         cr_assert_geq(fds[i] = h_connect(px.port), 0);
     for (int i = 0; i < 40; i++) {
@@ -1614,6 +1641,1084 @@ Test(e2e_rules, rate_limit_flood_of_keys, .fini = fx_down, .timeout = 120)
                       "ringproxy_rule_hits_total{rule=\"per-key\",action=\"rate_limited\"}", 0,
                       1000),
         0);
+}
+
+/* ==== basic_auth ====================================================================== */
+
+/*
+ * A crypt(3) hash of pass made now, the way `mkpasswd -m bcrypt -R cost`
+ * makes one (prefix "$2b$"; "$2y$" is htpasswd -B's); malloc'd.
+ */
+static char *hash_of(const char *prefix, unsigned long cost, const char *pass)
+{
+    char salt[CRYPT_GENSALT_OUTPUT_SIZE];
+    struct crypt_data *cd = calloc(1, sizeof(*cd));
+    char *h;
+
+    cr_assert_not_null(cd);
+    cr_assert_not_null(crypt_gensalt_rn(prefix, cost, NULL, 0, salt, sizeof(salt)), "%s", prefix);
+    h = crypt_rn(pass, salt, cd, (int)sizeof(*cd));
+    cr_assert(h && h[0] != '*', "crypt_rn(%s) failed", salt);
+    h = strdup(h);
+    free(cd);
+    return h;
+}
+
+#define AUTH_HDR 512
+
+/* "Authorization: Basic <base64 of cred's n bytes>\r\n" into out (AUTH_HDR bytes). */
+static const char *basic_raw(char *out, const char *cred, size_t n)
+{
+    static const char abc[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    size_t o = (size_t)snprintf(out, AUTH_HDR, "Authorization: Basic ");
+
+    for (size_t i = 0; i < n; i += 3) {
+        uint32_t v = (uint32_t)(unsigned char)cred[i] << 16;
+
+        if (i + 1 < n)
+            v |= (uint32_t)(unsigned char)cred[i + 1] << 8;
+        if (i + 2 < n)
+            v |= (uint32_t)(unsigned char)cred[i + 2];
+        cr_assert_lt(o + 7, AUTH_HDR);
+        out[o++] = abc[v >> 18 & 63];
+        out[o++] = abc[v >> 12 & 63];
+        out[o++] = i + 1 < n ? abc[v >> 6 & 63] : '=';
+        out[o++] = i + 2 < n ? abc[v & 63] : '=';
+    }
+    snprintf(out + o, AUTH_HDR - o, "\r\n");
+    return out;
+}
+
+/* The Authorization line of user and pass. */
+static const char *basic(char *out, const char *user, const char *pass)
+{
+    char cred[256];
+    int n = snprintf(cred, sizeof(cred), "%s:%s", user, pass);
+
+    return basic_raw(out, cred, (size_t)n);
+}
+
+/* A 401 of a basic_auth: one challenge, for realm. */
+#define ASSERT_401(r, realm, what)                                                                 \
+    do {                                                                                           \
+        cr_assert_eq((r)->status, 401, "%s: %d instead of 401:\n%s", what, (r)->status,            \
+                     (r)->head);                                                                   \
+        cr_assert_eq(hdr_count((r)->head, "WWW-Authenticate"), 1, "%s:\n%s", what, (r)->head);     \
+        cr_assert_str_eq(hdr((r)->head, "WWW-Authenticate"),                                       \
+                         "Basic realm=\"" realm "\", charset=\"UTF-8\"", "%s", what);              \
+    } while (0)
+
+#define PLAIN_401 "401 Unauthorized\n"
+
+/* The sum of the checks the helpers made so far (ok and bad). */
+static long checks_made(void)
+{
+    return h_metric(px.admin_port, "ringproxy_auth_checks_total{result=\"ok\"}") +
+           h_metric(px.admin_port, "ringproxy_auth_checks_total{result=\"bad\"}");
+}
+
+/* Poll a sample until it is want (bounded); assert it. */
+#define EXPECT_METRIC(sample, want)                                                                \
+    do {                                                                                           \
+        long v_ = h_metric_wait(px.admin_port, sample, (want), 5000);                              \
+        cr_expect_eq(v_, (long)(want), "%s is %ld, not %ld", sample, v_, (long)(want));            \
+    } while (0)
+
+/* The log line of the request for path (the only one). */
+static json_t *only_line_for(json_t *lines, const char *path)
+{
+    size_t i;
+    json_t *j, *found = NULL;
+    int n = 0;
+
+    json_array_foreach(lines, i, j)
+    {
+        if (!strcmp(json_string_value(json_object_get(j, "path")) ?: "", path)) {
+            found = j;
+            n++;
+        }
+    }
+    cr_assert_eq(n, 1, "%d access-log lines for %s", n, path);
+    return found;
+}
+
+#define LOG_STR(j, field) (json_string_value(json_object_get((j), field)) ?: "?")
+
+/* The recipe's users and the passwords its hashes were made of (docs/rules.md says so). */
+#define STAGING_QA_PASS "change-me"
+#define STAGING_CLIENT_PASS "also-change-me"
+
+Test(e2e_rules, recipe_staging_password, .fini = fx_down)
+{
+    char dir[128], a[AUTH_HDR];
+    struct h_resp r;
+    json_t *lines, *j;
+
+    start_recipe("staging-password", dir, sizeof(dir));
+    /* no credentials: the challenge, and the origin never sees the request */
+    get("/", "staging.example.com", "", &r);
+    ASSERT_401(&r, "staging", "no credentials");
+    cr_expect(body_is(&r, PLAIN_401), "%s", h_shown(r.body, r.body_len));
+    h_resp_free(&r);
+    /* a wrong password, an unknown user, another scheme */
+    get("/wrong", "staging.example.com", basic(a, "qa", "change-it"), &r);
+    ASSERT_401(&r, "staging", "a wrong password");
+    h_resp_free(&r);
+    get("/unknown", "staging.example.com", basic(a, "nobody", STAGING_QA_PASS), &r);
+    ASSERT_401(&r, "staging", "an unknown user");
+    h_resp_free(&r);
+    get("/bearer", "staging.example.com", "Authorization: Bearer abc.def.ghi\r\n", &r);
+    ASSERT_401(&r, "staging", "another scheme");
+    h_resp_free(&r);
+    cr_assert_eq(origin_requests(origin), 0, "a refused request reached the origin");
+    /* the right passwords ($2b$ of mkpasswd, $2y$ of htpasswd): the origin, without them */
+    get("/page?x=1", "staging.example.com", basic(a, "qa", STAGING_QA_PASS), &r);
+    ASSERT_ORIGIN(&r, "qa's password");
+    h_resp_free(&r);
+    ASSERT_ORIGIN_LINE("GET /page?x=1 HTTP/1.1");
+    cr_assert_null(strcasestr(origin_head(), "Authorization"),
+                   "the recipe removes the password, yet the origin got:\n%s", origin_head());
+    get("/", "staging.example.com", basic(a, "client", STAGING_CLIENT_PASS), &r);
+    ASSERT_ORIGIN(&r, "client's password");
+    h_resp_free(&r);
+    cr_assert_null(strcasestr(origin_head(), "Authorization"), "%s", origin_head());
+    /* user names are case-sensitive */
+    get("/case", "staging.example.com", basic(a, "QA", STAGING_QA_PASS), &r);
+    ASSERT_401(&r, "staging", "QA for qa");
+    h_resp_free(&r);
+    /* the platform's health check needs no password */
+    assert_proxied(HEALTHZ, "");
+    EXPECT_METRIC("ringproxy_auth_checks_total{result=\"ok\"}", 2);
+    /* the wrong password, the unknown user and QA were checked; the other refusals need none */
+    EXPECT_METRIC("ringproxy_auth_checks_total{result=\"bad\"}", 3);
+    EXPECT_METRIC("ringproxy_rule_hits_total{rule=\"staging\",action=\"basic_auth_refused\"}", 5);
+    EXPECT_METRIC("ringproxy_rule_hits_total{rule=\"staging\",action=\"basic_auth_allowed\"}", 2);
+    EXPECT_METRIC("ringproxy_rule_hits_total{rule=\"staging\",action=\"basic_auth_throttled\"}", 0);
+    lines = fx_log_lines(8);
+    j = only_line_for(lines, "/wrong");
+    cr_expect_eq(json_integer_value(json_object_get(j, "status")), 401);
+    cr_expect_str_eq(LOG_STR(j, "rule"), "staging");
+    cr_expect_str_eq(LOG_STR(j, "termination"), "-");
+    cr_expect_str_eq(LOG_STR(j, "upstream_addr"), "-");
+    j = only_line_for(lines, "/page?x=1");
+    cr_expect_eq(json_integer_value(json_object_get(j, "status")), 200);
+    cr_expect_str_eq(LOG_STR(j, "rule"), "staging");
+    json_decref(lines);
+}
+
+/*
+ * Without request_headers.remove the origin gets the Authorization field
+ * as the client sent it; refusals that need no check (no credentials,
+ * another scheme, not base64, no ':', a NUL, two fields) cost the helpers
+ * nothing; the rule's response-header edits apply to its 401.
+ */
+Test(e2e_rules, basic_auth_forwards_authorization_and_refuses_malformed, .fini = fx_down)
+{
+    static const char *const bad[] = {
+        "",
+        "Authorization: Basic\r\n",
+        "Authorization: Basic \r\n",
+        "Authorization: Basic !!!!\r\n",
+        "Authorization: Basic cWE6c2VjcmV0=x\r\n", /* after the padding */
+        "Authorization: Digest username=\"qa\"\r\n",
+        "Authorization: Basicx cWE6c2VjcmV0\r\n",
+    };
+    char json[1024], a[AUTH_HDR], b[AUTH_HDR], two[2 * AUTH_HDR];
+    char *h = hash_of("$2b$", 5, "secret"), *hc = hash_of("$2b$", 4, "p:a:ss w\xc3\xb6rd");
+    struct h_resp r;
+
+    snprintf(json, sizeof(json),
+             "{\"rules\": [{\"name\": \"staging\", \"basic_auth\": {\"realm\": \"Staging area\","
+             " \"users\": {\"qa\": \"%s\", \"j\\u00fcrgen\": \"%s\"}},"
+             " \"response_headers\": {\"set\": {\"X-Edge\": \"1\"}}}]}",
+             h, hc);
+    free(h);
+    free(hc);
+    start_rules(json);
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        get("/", "a", bad[i], &r);
+        ASSERT_401(&r, "Staging area", bad[i]);
+        cr_expect_str_eq(hdr(r.head, "X-Edge") ?: "", "1", "%s", r.head);
+        h_resp_free(&r);
+    }
+    /* no ':' in the credentials; a NUL in them */
+    get("/", "a", basic_raw(a, "qasecret", 8), &r);
+    ASSERT_401(&r, "Staging area", "no ':'");
+    h_resp_free(&r);
+    get("/", "a", basic_raw(a, "qa:sec\0ret", 10), &r);
+    ASSERT_401(&r, "Staging area", "a NUL");
+    h_resp_free(&r);
+    cr_assert_eq(origin_requests(origin), 0);
+    EXPECT_METRIC("ringproxy_auth_checks_total{result=\"bad\"}", 0);
+    EXPECT_METRIC("ringproxy_auth_checks_total{result=\"ok\"}", 0);
+    /* the right password: forwarded as received, in whatever case the scheme was written */
+    get("/", "a", basic(a, "qa", "secret"), &r);
+    ASSERT_ORIGIN(&r, "the right password");
+    h_resp_free(&r);
+    cr_assert(strstr(origin_head(), "\r\nAuthorization: Basic cWE6c2VjcmV0\r\n"),
+              "the origin did not get the field as sent:\n%s", origin_head());
+    get("/", "a", "authorization: bASIC   cWE6c2VjcmV0\r\n", &r);
+    ASSERT_ORIGIN(&r, "the scheme in another case, spaces after it");
+    h_resp_free(&r);
+    cr_assert(strstr(origin_head(), "\r\nauthorization: bASIC   cWE6c2VjcmV0\r\n"),
+              "the origin did not get the field as sent:\n%s", origin_head());
+    /* two fields, even both good: which would the origin believe? Refused, unchecked */
+    snprintf(two, sizeof(two), "%s%s", basic(a, "qa", "secret"), basic(b, "qa", "secret"));
+    get("/", "a", two, &r);
+    ASSERT_401(&r, "Staging area", "two Authorization fields");
+    h_resp_free(&r);
+    snprintf(two, sizeof(two), "%s%s", basic(a, "qa", "secret"), basic(b, "qa", "wrong"));
+    get("/", "a", two, &r);
+    ASSERT_401(&r, "Staging area", "two Authorization fields");
+    h_resp_free(&r);
+    cr_assert_eq(origin_requests(origin), 2);
+    /* one check: the second good request came from the cache */
+    EXPECT_METRIC("ringproxy_auth_checks_total{result=\"ok\"}", 1);
+    /* a UTF-8 user name; the password is everything after the first ':' */
+    get("/", "a", basic(a, "j\xc3\xbcrgen", "p:a:ss w\xc3\xb6rd"), &r);
+    ASSERT_ORIGIN(&r, "a password with ':' in it");
+    h_resp_free(&r);
+    get("/", "a", basic(a, "j\xc3\xbcrgen", "p:a"), &r);
+    ASSERT_401(&r, "Staging area", "the password cut at a ':'");
+    h_resp_free(&r);
+    EXPECT_METRIC("ringproxy_auth_checks_total{result=\"ok\"}", 2);
+    EXPECT_METRIC("ringproxy_auth_checks_total{result=\"bad\"}", 1);
+}
+
+/*
+ * Good credentials are checked once per instance: requests on new
+ * connections, spread by SO_REUSEPORT over 2 workers (8 connections held
+ * at once all land on one worker 1 time in 128), come from the shared
+ * cache. A wrong password is never remembered.
+ */
+Test(e2e_rules, basic_auth_cache_shared_by_connections_and_workers, .fini = fx_down)
+{
+    static const char *const two_workers[] = {"--workers", "2", NULL};
+    char json[1024], a[AUTH_HDR], raw[1024];
+    char *h = hash_of("$2b$", 8, "s3cret");
+    struct h_resp r;
+    int fds[8];
+
+    snprintf(json, sizeof(json),
+             "{\"rules\": [{\"name\": \"staging\", \"basic_auth\": {\"realm\": \"staging\","
+             " \"users\": {\"qa\": \"%s\"}}}]}",
+             h);
+    free(h);
+    start_rules_args(json, NULL, two_workers);
+    get("/first", "a", basic(a, "qa", "s3cret"), &r);
+    ASSERT_ORIGIN(&r, "the first login");
+    h_resp_free(&r);
+    EXPECT_METRIC("ringproxy_auth_checks_total{result=\"ok\"}", 1);
+    /* 8 new connections at once, each with the same credentials */
+    for (int i = 0; i < 8; i++)
+        cr_assert_geq(fds[i] = h_connect(px.port), 0);
+    snprintf(raw, sizeof(raw), "GET /again HTTP/1.1\r\nHost: a\r\n%s\r\n",
+             basic(a, "qa", "s3cret"));
+    for (int i = 0; i < 8; i++)
+        cr_assert_eq(h_sends(fds[i], raw), 0);
+    for (int i = 0; i < 8; i++) {
+        cr_assert_eq(h_read_response(fds[i], &r, 0), 0, "connection %d", i);
+        ASSERT_ORIGIN(&r, "a remembered login");
+        h_resp_free(&r);
+        h_close(fds[i]);
+    }
+    cr_expect_eq(h_metric(px.admin_port, "ringproxy_auth_checks_total{result=\"ok\"}"), 1,
+                 "good credentials were checked again");
+    /* a wrong password, twice: checked both times */
+    for (int i = 0; i < 2; i++) {
+        get("/wrong", "a", basic(a, "qa", "s3cret "), &r);
+        ASSERT_401(&r, "staging", "a wrong password");
+        h_resp_free(&r);
+    }
+    EXPECT_METRIC("ringproxy_auth_checks_total{result=\"bad\"}", 2);
+    EXPECT_METRIC("ringproxy_rule_hits_total{rule=\"staging\",action=\"basic_auth_allowed\"}", 9);
+    cr_expect_eq(h_metric(px.admin_port, "ringproxy_auth_checks_total{result=\"ok\"}"), 1);
+    cr_expect_eq(origin_requests(origin), 9);
+}
+
+/*
+ * Each check takes a token of the client's budget for the rule: 10 at
+ * once, one more every 6 s. The 11th try gets 429 with Retry-After, even
+ * with the right password, without a check; another client has its own
+ * budget, and credentials already checked good cost no token.
+ */
+Test(e2e_rules, basic_auth_check_budget_429, .fini = fx_down)
+{
+    char json[1024], a[AUTH_HDR], path[32];
+    char *h = hash_of("$2b$", 5, "right");
+    struct h_resp r;
+    json_t *lines, *j;
+    long retry;
+
+    snprintf(json, sizeof(json),
+             "{\"rules\": [{\"name\": \"staging\", \"basic_auth\": {\"realm\": \"staging\","
+             " \"users\": {\"qa\": \"%s\"}}}]}",
+             h);
+    free(h);
+    start_rules(json);
+    for (int i = 0; i < 10; i++) {
+        snprintf(path, sizeof(path), "/try%d", i);
+        get(path, "a", basic(a, "qa", i % 2 ? "wrong" : "nobody-knows"), &r);
+        ASSERT_401(&r, "staging", path);
+        h_resp_free(&r);
+    }
+    get("/eleventh", "a", basic(a, "qa", "right"), &r);
+    cr_assert_eq(r.status, 429, "%s", r.head);
+    cr_assert_not_null(hdr(r.head, "Retry-After"), "%s", r.head);
+    retry = atol(hdr(r.head, "Retry-After"));
+    cr_expect(retry >= 1 && retry <= 6, "Retry-After: %ld (a check every 6 s)", retry);
+    cr_expect_eq(hdr_count(r.head, "WWW-Authenticate"), 0, "%s", r.head);
+    cr_expect(body_is(&r, "429 Too Many Requests\n"), "%s", h_shown(r.body, r.body_len));
+    h_resp_free(&r);
+    /* no check was made for it */
+    EXPECT_METRIC("ringproxy_auth_checks_total{result=\"bad\"}", 10);
+    cr_expect_eq(h_metric(px.admin_port, "ringproxy_auth_checks_total{result=\"ok\"}"), 0);
+    /* X-Forwarded-For is not another client; True-Client-IP is */
+    get("/xff", "a", "X-Forwarded-For: 198.51.100.8\r\nAuthorization: Basic cWE6cmlnaHQ=\r\n", &r);
+    cr_expect_eq(r.status, 429, "%s", r.head);
+    h_resp_free(&r);
+    get("/other", "a", "True-Client-IP: 198.51.100.7\r\nAuthorization: Basic cWE6cmlnaHQ=\r\n", &r);
+    ASSERT_ORIGIN(&r, "another client");
+    h_resp_free(&r);
+    /* now that they are known good, the first client's right credentials need no token */
+    get("/remembered", "a", basic(a, "qa", "right"), &r);
+    ASSERT_ORIGIN(&r, "remembered credentials from an out-of-budget client");
+    h_resp_free(&r);
+    get("/still", "a", basic(a, "qa", "wrong"), &r);
+    cr_expect_eq(r.status, 429, "%s", r.head);
+    h_resp_free(&r);
+    EXPECT_METRIC("ringproxy_rule_hits_total{rule=\"staging\",action=\"basic_auth_throttled\"}", 3);
+    EXPECT_METRIC("ringproxy_rule_hits_total{rule=\"staging\",action=\"basic_auth_refused\"}", 10);
+    EXPECT_METRIC("ringproxy_rule_hits_total{rule=\"staging\",action=\"basic_auth_allowed\"}", 2);
+    EXPECT_METRIC("ringproxy_auth_checks_total{result=\"ok\"}", 1);
+    lines = fx_log_lines(15);
+    j = only_line_for(lines, "/eleventh");
+    cr_expect_eq(json_integer_value(json_object_get(j, "status")), 429);
+    cr_expect_str_eq(LOG_STR(j, "termination"), "rate_limited");
+    cr_expect_str_eq(LOG_STR(j, "rule"), "staging");
+    j = only_line_for(lines, "/try0");
+    cr_expect_str_eq(LOG_STR(j, "termination"), "-");
+    cr_expect_str_eq(LOG_STR(j, "rule"), "staging");
+    json_decref(lines);
+}
+
+static double now_ms_f(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+
+    return x < y ? -1 : x > y;
+}
+
+/* Send GET path with these credentials on a new connection; the connection (response unread). */
+static int send_parked(const char *path, const char *user, const char *pass)
+{
+    char raw[1024], a[AUTH_HDR];
+    int fd = h_connect(px.port);
+
+    cr_assert_geq(fd, 0);
+    snprintf(raw, sizeof(raw), "GET %s HTTP/1.1\r\nHost: a\r\n%s\r\n", path, basic(a, user, pass));
+    cr_assert_eq(h_sends(fd, raw), 0);
+    return fd;
+}
+
+#define PARKED 4
+#define PLAIN 20
+
+/*
+ * One worker; 4 bcrypt checks at cost 12 (about 250 ms each, one after the
+ * other on the one helper) parked, and meanwhile plain requests to a path
+ * the rule does not match, on the same worker: each answers at once, far
+ * under the time of one check.
+ */
+Test(e2e_rules, basic_auth_event_loop_stays_responsive, .fini = fx_down)
+{
+    char json[1024];
+    char *h = hash_of("$2b$", 12, "right");
+    double t_check, t0, t[PLAIN], t_first = 0, t_last = 0;
+    long done_during;
+    struct h_resp r;
+    int fds[PARKED];
+
+    snprintf(json, sizeof(json),
+             "{\"rules\": [{\"name\": \"private\", \"match\": {\"path\": [\"/private/*\"]},"
+             " \"basic_auth\": {\"realm\": \"private\", \"users\": {\"qa\": \"%s\"}}}]}",
+             h);
+    free(h);
+    start_rules(json);
+    /* one check alone, for its time */
+    t0 = now_ms_f();
+    fds[0] = send_parked("/private/alone", "qa", "wrong");
+    cr_assert_eq(h_read_response(fds[0], &r, 0), 0);
+    t_check = now_ms_f() - t0;
+    ASSERT_401(&r, "private", "a wrong password");
+    h_resp_free(&r);
+    h_close(fds[0]);
+    /* wrong passwords are never remembered: every one of them is checked */
+    t0 = now_ms_f();
+    for (int i = 0; i < PARKED; i++) {
+        char pass[16];
+
+        snprintf(pass, sizeof(pass), "wrong%d", i);
+        fds[i] = send_parked("/private/x", "qa", i == PARKED - 1 ? "right" : pass);
+    }
+    for (int i = 0; i < PLAIN; i++) {
+        double s = now_ms_f();
+
+        get("/public", "a", "", &r);
+        t[i] = now_ms_f() - s;
+        ASSERT_ORIGIN(&r, "/public");
+        h_resp_free(&r);
+        h_msleep(5);
+    }
+    done_during = checks_made() - 1;
+    for (int i = 0; i < PARKED; i++) {
+        cr_assert_eq(h_read_response(fds[i], &r, 0), 0, "parked request %d", i);
+        cr_assert_eq(r.status, i == PARKED - 1 ? 200 : 401, "parked request %d: %s", i, r.head);
+        h_resp_free(&r);
+        if (i == 0)
+            t_first = now_ms_f() - t0;
+        h_close(fds[i]);
+    }
+    t_last = now_ms_f() - t0;
+    qsort(t, PLAIN, sizeof(t[0]), cmp_double);
+    fprintf(stderr,
+            "# event loop: %d plain requests while %d bcrypt checks (cost 12, %.0f ms alone) "
+            "ran on one worker: min %.2f ms, median %.2f ms, max %.2f ms; the checks answered "
+            "after %.0f ms (first) and %.0f ms (last)\n",
+            PLAIN, PARKED, t_check, t[0], t[PLAIN / 2], t[PLAIN - 1], t_first, t_last);
+    /* the checks were running while the plain requests were timed */
+    cr_assert_lt(done_during, PARKED, "every check was done before the plain requests were");
+    cr_expect_lt(t[PLAIN / 2], 100.0, "plain requests took %.2f ms (median) while checks ran",
+                 t[PLAIN / 2]);
+    /* none waited for a check: a loop that ran one would hold them that long */
+    cr_expect_lt(t[PLAIN - 1], t_check, "a plain request took %.2f ms, a check %.0f ms",
+                 t[PLAIN - 1], t_check);
+}
+
+/*
+ * An unknown user is checked all the same, against the rule's first hash:
+ * the refusal takes as long as a wrong password's, so its time does not
+ * tell which user names exist.
+ */
+Test(e2e_rules, basic_auth_unknown_user_checked_all_the_same, .fini = fx_down)
+{
+    char json[2048], a[AUTH_HDR];
+    char *h = hash_of("$2b$", 12, "right"), *h6 = hash_of("$6$", 0, "sha512"),
+         *hy = hash_of("$y$", 0, "yescrypt"), *h4 = hash_of("$2b$", 4, "cheap");
+    double t0, wrong, unknown;
+    struct h_resp r;
+
+    /* the first user's hash is the dear one */
+    snprintf(json, sizeof(json),
+             "{\"rules\": [{\"name\": \"staging\", \"basic_auth\": {\"realm\": \"staging\","
+             " \"users\": {\"qa\": \"%s\", \"ops\": \"%s\", \"dev\": \"%s\", \"ci\": \"%s\"}}}]}",
+             h, h6, hy, h4);
+    free(h);
+    free(h6);
+    free(hy);
+    free(h4);
+    start_rules(json);
+    t0 = now_ms_f();
+    get("/", "a", basic(a, "qa", "wrong"), &r);
+    wrong = now_ms_f() - t0;
+    ASSERT_401(&r, "staging", "a wrong password");
+    h_resp_free(&r);
+    t0 = now_ms_f();
+    get("/", "a", basic(a, "intruder", "cheap"), &r);
+    unknown = now_ms_f() - t0;
+    ASSERT_401(&r, "staging", "an unknown user");
+    h_resp_free(&r);
+    fprintf(stderr, "# refused in %.0f ms (wrong password), %.0f ms (unknown user)\n", wrong,
+            unknown);
+    EXPECT_METRIC("ringproxy_auth_checks_total{result=\"bad\"}", 2);
+    /* a check at cost 12 takes a few hundred ms; a refusal without one, well under 1 */
+    cr_expect_gt(unknown, 50.0, "an unknown user was refused in %.1f ms, a wrong password in %.1f",
+                 unknown, wrong);
+    /* each user's own hash: bcrypt, SHA-512-crypt, yescrypt */
+    get("/", "a", basic(a, "qa", "right"), &r);
+    ASSERT_ORIGIN(&r, "qa ($2b$)");
+    h_resp_free(&r);
+    get("/", "a", basic(a, "ops", "sha512"), &r);
+    ASSERT_ORIGIN(&r, "ops ($6$)");
+    h_resp_free(&r);
+    get("/", "a", basic(a, "dev", "yescrypt"), &r);
+    ASSERT_ORIGIN(&r, "dev ($y$)");
+    h_resp_free(&r);
+    get("/", "a", basic(a, "ops", "yescrypt"), &r);
+    ASSERT_401(&r, "staging", "dev's password for ops");
+    h_resp_free(&r);
+    EXPECT_METRIC("ringproxy_auth_checks_total{result=\"ok\"}", 3);
+    EXPECT_METRIC("ringproxy_auth_checks_total{result=\"bad\"}", 3);
+}
+
+/*
+ * The origin and the proxy with one rule "private" on paths (a JSON list;
+ * NULL: everything under /private/) with user qa, password "right", at this
+ * bcrypt cost, and rule_more in the rule (", ..." or NULL); more: the rest
+ * of proxy.json (", ..." or NULL), files beside it.
+ */
+static void start_private_files(unsigned long cost, const char *paths, const char *rule_more,
+                                const char *more, const char *const *files)
+{
+    char json[4096];
+    char *h = hash_of("$2b$", cost, "right");
+
+    snprintf(json, sizeof(json),
+             "{\"rules\": [{\"name\": \"private\", \"match\": {\"path\": %s},"
+             " \"basic_auth\": {\"realm\": \"private\", \"users\": {\"qa\": \"%s\"}}%s}]%s}",
+             paths ? paths : "[\"/private/*\"]", h, rule_more ? rule_more : "", more ? more : "");
+    free(h);
+    (void)start_rules_files(json, files);
+}
+
+static void start_private(unsigned long cost)
+{
+    start_private_files(cost, NULL, NULL, NULL, NULL);
+}
+
+/*
+ * Clients that leave while their check runs: one closes, one resets, one
+ * only shuts its sending side (and still gets its answer). The proxy does
+ * not crash, logs each request once, and goes on serving; under ASan
+ * nothing leaks (its exit status says so).
+ */
+Test(e2e_rules, basic_auth_client_gone_during_check, .fini = fx_down)
+{
+    struct linger lg = {.l_onoff = 1, .l_linger = 0};
+    const char *const gone[] = {"/private/closed", "/private/reset"};
+    char a[AUTH_HDR];
+    struct h_resp r;
+    json_t *lines;
+    int fin, rst, half;
+
+    start_private(12);
+    fin = send_parked("/private/closed", "qa", "right");
+    rst = send_parked("/private/reset", "qa", "wrong");
+    half = send_parked("/private/half", "qa", "wrong1");
+    h_msleep(20);
+    h_close(fin);
+    cr_assert_eq(setsockopt(rst, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)), 0);
+    h_close(rst);
+    cr_assert_eq(shutdown(half, SHUT_WR), 0);
+    /* the worker goes on meanwhile */
+    assert_proxied("/public", "");
+    cr_assert_eq(h_read_response(half, &r, 0), 0, "a half-closed client got no answer");
+    ASSERT_401(&r, "private", "a half-closed client");
+    h_resp_free(&r);
+    h_close(half);
+    EXPECT_METRIC("ringproxy_auth_checks_total{result=\"ok\"}", 1);
+    EXPECT_METRIC("ringproxy_auth_checks_total{result=\"bad\"}", 2);
+    cr_assert_geq(h_wait_log_lines(&px, 4), 4);
+    /* the good check of the client that left is remembered all the same */
+    get("/private/after", "a", basic(a, "qa", "right"), &r);
+    ASSERT_ORIGIN(&r, "after the clients left");
+    h_resp_free(&r);
+    assert_proxied("/public", "");
+    EXPECT_METRIC("ringproxy_auth_checks_total{result=\"ok\"}", 1);
+    lines = fx_log_lines(6);
+    cr_expect_eq(json_array_size(lines), 6, "%zu access-log lines for 6 requests",
+                 json_array_size(lines));
+    for (size_t i = 0; i < 2; i++) {
+        json_t *j = only_line_for(lines, gone[i]);
+
+        fprintf(stderr, "# %s: status %lld, termination %s\n", gone[i],
+                json_integer_value(json_object_get(j, "status")), LOG_STR(j, "termination"));
+    }
+    json_decref(lines);
+}
+
+/*
+ * Requests pipelined behind a parked one are answered in order: the
+ * parked POST's body waits with it; then a request the rule does not
+ * match, one whose credentials are now remembered, a 401 without
+ * credentials, another check, and a plain one. The connection stays open.
+ */
+Test(e2e_rules, basic_auth_pipelined_behind_a_check, .fini = fx_down)
+{
+    static const struct {
+        int status;
+        const char *body;
+    } want[] = {{200, "hello"},   {200, ORIGIN_HELLO}, {200, "abc"},
+                {401, PLAIN_401}, {401, PLAIN_401},    {200, "abcd"}};
+    char a[AUTH_HDR], w[AUTH_HDR], reqs[4096];
+    struct h_resp r;
+    int fd;
+
+    start_private_files(10, "[\"/private/*\", \"/echo\"]", NULL, NULL, NULL);
+    basic(a, "qa", "right");
+    basic(w, "qa", "wrong");
+    snprintf(reqs, sizeof(reqs),
+             "POST /echo HTTP/1.1\r\nHost: a\r\n%sContent-Length: 5\r\n\r\nhello"
+             "GET /public HTTP/1.1\r\nHost: a\r\n\r\n"
+             "POST /echo HTTP/1.1\r\nHost: a\r\n%sContent-Length: 3\r\n\r\nabc"
+             "GET /private/none HTTP/1.1\r\nHost: a\r\n\r\n"
+             "GET /private/wrong HTTP/1.1\r\nHost: a\r\n%s\r\n"
+             "GET /size/4 HTTP/1.1\r\nHost: a\r\n\r\n",
+             a, a, w);
+    cr_assert_geq(fd = h_connect(px.port), 0);
+    cr_assert_eq(h_sends(fd, reqs), 0);
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+        cr_assert_eq(h_read_response(fd, &r, 0), 0, "no response %zu", i);
+        cr_assert_eq(r.status, want[i].status, "response %zu: %d\n%s", i, r.status, r.head);
+        cr_assert(body_is(&r, want[i].body), "response %zu: %s", i, h_shown(r.body, r.body_len));
+        cr_assert_not(r.closed, "response %zu closed the connection", i);
+        h_resp_free(&r);
+    }
+    h_close(fd);
+    cr_expect_eq(origin_requests(origin), 4);
+    EXPECT_METRIC("ringproxy_auth_checks_total{result=\"ok\"}", 1);
+    EXPECT_METRIC("ringproxy_auth_checks_total{result=\"bad\"}", 1);
+}
+
+/* HEAD gets the 401's head (the Content-Length a GET gets), then the connection goes on. */
+Test(e2e_rules, basic_auth_head_gets_401_head_only, .fini = fx_down)
+{
+    char a[AUTH_HDR], raw[1024];
+    const char *creds[] = {"", basic(a, "qa", "wrong")};
+    struct h_resp r;
+    int fd;
+
+    start_private(5);
+    cr_assert_geq(fd = h_connect(px.port), 0);
+    for (size_t i = 0; i < 2; i++) {
+        snprintf(raw, sizeof(raw), "HEAD /private/x HTTP/1.1\r\nHost: a\r\n%s\r\n", creds[i]);
+        cr_assert_eq(h_sends(fd, raw), 0);
+        cr_assert_eq(h_read_response(fd, &r, 1), 0);
+        ASSERT_401(&r, "private", i ? "HEAD, a wrong password" : "HEAD, no credentials");
+        cr_assert_eq(r.content_length, (long)strlen(PLAIN_401), "%s", r.head);
+        h_resp_free(&r);
+        /* the next response is the next thing on the connection: no body bytes came */
+        cr_assert_eq(h_sends(fd, "GET /size/7 HTTP/1.1\r\nHost: a\r\n\r\n"), 0);
+        cr_assert_eq(h_read_response(fd, &r, 0), 0);
+        cr_assert_eq(r.status, 200, "bytes after the HEAD answer:\n%s", r.head);
+        cr_assert_eq(r.body_len, 7);
+        h_resp_free(&r);
+    }
+    h_close(fd);
+    cr_expect_eq(origin_requests(origin), 2);
+}
+
+/*
+ * The rules after a basic_auth run once the password is good: their edits
+ * reach the origin, a rate_limit after it counts only requests that got in,
+ * and a second basic_auth checks again (its own users: one of the first
+ * rule's users it does not know is refused with its realm). The first
+ * rule's response-header edits are on every answer, 401s included.
+ */
+Test(e2e_rules, basic_auth_then_later_rules, .fini = fx_down)
+{
+    char json[4096], a[AUTH_HDR], o[AUTH_HDR];
+    char *hqa = hash_of("$2b$", 5, "qa-pass"), *hops = hash_of("$2b$", 5, "ops-pass"),
+         *hops2 = hash_of("$2b$", 6, "ops-pass");
+    struct h_resp r;
+    json_t *lines, *j;
+
+    snprintf(
+        json, sizeof(json),
+        "{\"rules\": ["
+        "{\"name\": \"tag\", \"request_headers\": {\"set\": {\"X-Before\": \"1\"}}},"
+        "{\"name\": \"staging\", \"basic_auth\": {\"realm\": \"staging\","
+        " \"users\": {\"qa\": \"%s\", \"ops\": \"%s\"}},"
+        " \"request_headers\": {\"set\": {\"X-Auth\": \"staging\"}},"
+        " \"response_headers\": {\"set\": {\"X-Edge\": \"1\"}}},"
+        "{\"name\": \"after\", \"request_headers\": {\"set\": {\"X-After\": \"{client_ip}\"}}},"
+        "{\"name\": \"ops-only\", \"match\": {\"path\": [\"/ops/*\"]},"
+        " \"basic_auth\": {\"realm\": \"ops\", \"users\": {\"ops\": \"%s\"}}},"
+        "{\"name\": \"limit\", \"match\": {\"path\": [\"/limited\"]},"
+        " \"rate_limit\": {\"key\": \"header:X-Key\", \"per_minute\": 1, \"burst\": 2}}]}",
+        hqa, hops, hops2);
+    free(hqa);
+    free(hops);
+    free(hops2);
+    start_rules(json);
+    basic(a, "qa", "qa-pass");
+    basic(o, "ops", "ops-pass");
+    /* a 401 has the rule's response edits; the request edits of the rules before it go nowhere */
+    get("/", "a", "", &r);
+    ASSERT_401(&r, "staging", "no credentials");
+    cr_expect_str_eq(hdr(r.head, "X-Edge") ?: "", "1", "%s", r.head);
+    h_resp_free(&r);
+    /* in: every rule's edits, before and after it */
+    get("/in", "a", a, &r);
+    ASSERT_ORIGIN(&r, "qa");
+    cr_expect_str_eq(hdr(r.head, "X-Edge") ?: "", "1", "%s", r.head);
+    h_resp_free(&r);
+    cr_expect(strstr(origin_head(), "\r\nX-Before: 1\r\n"), "%s", origin_head());
+    cr_expect(strstr(origin_head(), "\r\nX-Auth: staging\r\n"), "%s", origin_head());
+    cr_expect(strstr(origin_head(), "\r\nX-After: 127.0.0.1\r\n"), "%s", origin_head());
+    /* the rate_limit after it: 2 at once for a key, then 429 from that rule */
+    for (int i = 0; i < 2; i++) {
+        get("/limited", "a", "X-Key: k\r\nAuthorization: Basic cWE6cWEtcGFzcw==\r\n", &r);
+        ASSERT_ORIGIN(&r, "within the limit");
+        h_resp_free(&r);
+    }
+    get("/limited", "a", "X-Key: k\r\nAuthorization: Basic cWE6cWEtcGFzcw==\r\n", &r);
+    cr_assert_eq(r.status, 429, "%s", r.head);
+    cr_expect_eq(hdr_count(r.head, "WWW-Authenticate"), 0, "%s", r.head);
+    cr_expect_str_eq(hdr(r.head, "X-Edge") ?: "", "1", "%s", r.head);
+    h_resp_free(&r);
+    /* requests that did not get in take no token of the rate_limit after it */
+    get("/limited", "a", "X-Key: k2\r\n", &r);
+    ASSERT_401(&r, "staging", "no credentials");
+    h_resp_free(&r);
+    get("/limited", "a", "X-Key: k2\r\nAuthorization: Basic cWE6cWEtcGFzcw==\r\n", &r);
+    ASSERT_ORIGIN(&r, "k2's first");
+    h_resp_free(&r);
+    /* a second basic_auth: qa gets through the first, not the second */
+    get("/ops/x", "a", a, &r);
+    ASSERT_401(&r, "ops", "qa on /ops/");
+    cr_expect_str_eq(hdr(r.head, "X-Edge") ?: "", "1", "%s", r.head);
+    h_resp_free(&r);
+    /* ops: two checks (one per rule and hash), then both remembered */
+    get("/ops/x", "a", o, &r);
+    ASSERT_ORIGIN(&r, "ops on /ops/");
+    h_resp_free(&r);
+    get("/ops/y", "a", o, &r);
+    ASSERT_ORIGIN(&r, "ops again");
+    h_resp_free(&r);
+    cr_expect(strstr(origin_head(), "\r\nX-After: 127.0.0.1\r\n"), "%s", origin_head());
+    /* qa (remembered) + qa on /ops/ (unknown there: checked, refused) + ops twice */
+    EXPECT_METRIC("ringproxy_auth_checks_total{result=\"ok\"}", 3);
+    EXPECT_METRIC("ringproxy_auth_checks_total{result=\"bad\"}", 1);
+    EXPECT_METRIC("ringproxy_rule_hits_total{rule=\"limit\",action=\"rate_limited\"}", 1);
+    EXPECT_METRIC("ringproxy_rule_hits_total{rule=\"ops-only\",action=\"basic_auth_refused\"}", 1);
+    EXPECT_METRIC("ringproxy_rule_hits_total{rule=\"ops-only\",action=\"basic_auth_allowed\"}", 2);
+    EXPECT_METRIC("ringproxy_rule_hits_total{rule=\"staging\",action=\"basic_auth_refused\"}", 2);
+    /* /in, /limited 3 times (the 429 too), k2's second, qa and ops on /ops/, ops again */
+    EXPECT_METRIC("ringproxy_rule_hits_total{rule=\"staging\",action=\"basic_auth_allowed\"}", 8);
+    lines = fx_log_lines(10);
+    j = json_array_get(lines, 4);
+    cr_expect_eq(json_integer_value(json_object_get(j, "status")), 429);
+    cr_expect_str_eq(LOG_STR(j, "rule"), "limit");
+    cr_expect_str_eq(LOG_STR(j, "termination"), "rate_limited");
+    j = json_array_get(lines, 7);
+    cr_expect_eq(json_integer_value(json_object_get(j, "status")), 401);
+    cr_expect_str_eq(LOG_STR(j, "rule"), "ops-only");
+    json_decref(lines);
+}
+
+/* error_pages: the 401's own page (or its class's) instead of the plain text; the 429's too. */
+Test(e2e_rules, basic_auth_401_error_page, .fini = fx_down)
+{
+    static const char login[] = "<h1>staging: ask the QA team for a password</h1>\n";
+    static const char busy[] = "<p>too many tries</p>\n";
+    const char *const files[] = {"pages/login.html", login, "pages/busy.html", busy, NULL};
+    char a[AUTH_HDR];
+    struct h_resp r;
+
+    start_private_files(4, NULL,
+                        ", \"response_headers\": {\"set\": {\"Cache-Control\": \"no-store\"}}",
+                        ", \"error_pages\": {\"401\": \"pages/login.html\", \"4xx\": "
+                        "\"pages/busy.html\"}",
+                        files);
+    get("/private/x", "a", "", &r);
+    ASSERT_401(&r, "private", "no credentials");
+    cr_expect(body_is(&r, login), "%s", h_shown(r.body, r.body_len));
+    cr_expect(!strncmp(hdr(r.head, "Content-Type") ?: "", "text/html", 9), "%s", r.head);
+    cr_expect_str_eq(hdr(r.head, "Cache-Control") ?: "", "no-store", "%s", r.head);
+    h_resp_free(&r);
+    for (int i = 0; i < 10; i++) {
+        get("/private/x", "a", basic(a, "qa", "wrong"), &r);
+        ASSERT_401(&r, "private", "a wrong password");
+        cr_expect(body_is(&r, login), "%s", h_shown(r.body, r.body_len));
+        h_resp_free(&r);
+    }
+    get("/private/x", "a", basic(a, "qa", "wrong"), &r);
+    cr_assert_eq(r.status, 429, "%s", r.head);
+    cr_expect(body_is(&r, busy), "%s", h_shown(r.body, r.body_len));
+    h_resp_free(&r);
+    cr_expect_eq(origin_requests(origin), 0);
+}
+
+#define FLOOD 300
+
+/*
+ * More checks than the helpers' queue holds (256), each from a client of
+ * its own (its own budget): past the queue, 503 at once; the queued ones
+ * that wait 5 s are not checked but answered 503 too (late); all
+ * termination auth_busy. The proxy then checks again as usual.
+ */
+Test(e2e_rules, basic_auth_busy_503, .fini = fx_down)
+{
+    static int fds[FLOOD];
+    char raw[1024], a[AUTH_HDR];
+    int n401 = 0, n503 = 0, busy_lines = 0;
+    long late, bad;
+    struct h_resp r;
+    json_t *lines, *j;
+    size_t i;
+
+    /* a check takes about 0.5 s: the 1 helper gets through 10 of them in the 5 s */
+    start_private(13);
+    for (int k = 0; k < FLOOD; k++) {
+        snprintf(raw, sizeof(raw),
+                 "GET /private/%d HTTP/1.1\r\nHost: a\r\nTrue-Client-IP: 10.9.%d.%d\r\n%s\r\n", k,
+                 k / 200, k % 200 + 1, basic(a, "qa", "wrong"));
+        cr_assert_geq(fds[k] = h_connect(px.port), 0);
+        cr_assert_eq(h_sends(fds[k], raw), 0);
+    }
+    for (int k = 0; k < FLOOD; k++) {
+        cr_assert_eq(h_read_response(fds[k], &r, 0), 0, "request %d had no answer", k);
+        cr_assert(r.status == 401 || r.status == 503, "request %d: %s", k, r.head);
+        n401 += r.status == 401;
+        n503 += r.status == 503;
+        if (r.status == 503)
+            cr_expect_eq(hdr_count(r.head, "WWW-Authenticate"), 0, "%s", r.head);
+        h_resp_free(&r);
+        h_close(fds[k]);
+    }
+    late = h_metric(px.admin_port, "ringproxy_auth_checks_total{result=\"late\"}");
+    bad = h_metric(px.admin_port, "ringproxy_auth_checks_total{result=\"bad\"}");
+    fprintf(stderr, "# %d requests: %d checked (401), %d 503 (%ld of them late)\n", FLOOD, n401,
+            n503, late);
+    cr_expect_eq(bad, n401);
+    cr_expect_geq(n503, FLOOD - 260, "%d 503s: the queue holds 256", n503);
+    cr_expect_gt(late, 0, "no check waited past its deadline");
+    cr_expect_geq(n401, 1);
+    cr_expect_leq(bad + late, 260, "%ld checks queued", bad + late);
+    cr_expect_eq(h_metric(px.admin_port, "ringproxy_auth_queued"), 0);
+    lines = fx_log_lines(FLOOD);
+    json_array_foreach(lines, i, j)
+    {
+        if (json_integer_value(json_object_get(j, "status")) == 503) {
+            busy_lines++;
+            cr_expect_str_eq(LOG_STR(j, "termination"), "auth_busy");
+        }
+    }
+    json_decref(lines);
+    cr_expect_eq(busy_lines, n503);
+    /* and then, as usual */
+    get("/private/x", "a", basic(a, "qa", "right"), &r);
+    ASSERT_ORIGIN(&r, "after the flood");
+    h_resp_free(&r);
+}
+
+/*
+ * A parked POST whose body is larger than what is read ahead while it
+ * waits (reading pauses): after a good check the whole body reaches the
+ * origin; after a wrong one, 401 and the connection closes (the body was
+ * not read).
+ */
+Test(e2e_rules, basic_auth_parked_post_with_large_body, .fini = fx_down)
+{
+    enum { BODY = 300 * 1024 };
+    char a[AUTH_HDR], head[1024];
+    char *body = malloc(BODY);
+    struct h_resp r;
+    int fd;
+
+    cr_assert_not_null(body);
+    for (size_t i = 0; i < BODY; i++)
+        body[i] = (char)('a' + i % 26);
+    start_private_files(10, "[\"/echo\"]", NULL, NULL, NULL);
+    for (int round = 0; round < 2; round++) {
+        const char *pass = round ? "wrong" : "right";
+
+        cr_assert_geq(fd = h_connect(px.port), 0);
+        snprintf(head, sizeof(head),
+                 "POST /echo HTTP/1.1\r\nHost: a\r\n%sContent-Length: %d\r\n\r\n",
+                 basic(a, "qa", pass), (int)BODY);
+        cr_assert_eq(h_sends(fd, head), 0);
+        /* the body goes out while the check runs: the proxy stops reading, the socket fills */
+        cr_assert_eq(h_send(fd, body, BODY), 0, "round %d", round);
+        cr_assert_eq(h_read_response(fd, &r, 0), 0, "round %d: no answer", round);
+        if (round == 0) {
+            cr_assert_eq(r.status, 200, "%s", r.head);
+            cr_assert_eq(r.body_len, (size_t)BODY);
+            cr_assert(!memcmp(r.body, body, BODY), "the body came back changed");
+        } else {
+            ASSERT_401(&r, "private", "a wrong password with a body");
+            cr_expect(r.closed, "the unread body would be taken for the next request");
+        }
+        h_resp_free(&r);
+        h_close(fd);
+    }
+    free(body);
+    cr_expect_eq(origin_requests(origin), 1);
+    assert_proxied("/", "");
+}
+
+/* The nice value of each thread of pid, into v (at most cap); their count. */
+static int thread_nices(pid_t pid, long *v, int cap)
+{
+    char path[64];
+    struct dirent *d;
+    DIR *dir;
+    int n = 0;
+
+    snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+    dir = opendir(path);
+    cr_assert_not_null(dir, "%s: %s", path, strerror(errno));
+    while ((d = readdir(dir)) && n < cap) {
+        char stat_path[512], s[1024] = "", *p;
+        int field = 2;
+        FILE *f;
+
+        if (d->d_name[0] == '.')
+            continue;
+        /* (h_slurp goes by the file's size, and /proc's files have none) */
+        snprintf(stat_path, sizeof(stat_path), "%s/%s/stat", path, d->d_name);
+        f = fopen(stat_path, "r");
+        if (!f)
+            continue; /* the thread just ended */
+        if (!fgets(s, sizeof(s), f))
+            s[0] = '\0';
+        fclose(f);
+        /* after the command's ')': field 3 on; nice is field 19 */
+        p = strrchr(s, ')');
+        cr_assert_not_null(p, "%s: %s", stat_path, s);
+        for (p++; *p && field < 19; p++)
+            field += *p == ' ';
+        v[n++] = strtol(p, NULL, 10);
+    }
+    closedir(dir);
+    return n;
+}
+
+/* The helpers: 1 thread below the workers (nice 10), 2 with more than 4 workers. */
+Test(e2e_rules, basic_auth_helpers_niced, .fini = fx_down)
+{
+    static const char *const five[] = {"--workers", "5", NULL};
+    long v[64], self = getpriority(PRIO_PROCESS, 0);
+    char json[1024];
+    char *h;
+    int n, niced;
+
+    if (self >= 10)
+        cr_skip_test("the tests run at nice %ld: the helpers stay there", self);
+    h = hash_of("$2b$", 4, "right");
+    snprintf(json, sizeof(json),
+             "{\"rules\": [{\"basic_auth\": {\"realm\": \"r\", \"users\": {\"qa\": \"%s\"}}}]}", h);
+    free(h);
+    for (int round = 0; round < 2; round++) {
+        niced = 0;
+        (void)start_rules_args(json, NULL, round ? five : NULL);
+        /* a helper sets its own nice value once it runs: wait for it (bounded) */
+        for (int tries = 0; tries < 300 && niced != (round ? 2 : 1); tries++) {
+            if (tries)
+                h_msleep(10);
+            niced = 0;
+            n = thread_nices(px.pid, v, 64);
+            for (int i = 0; i < n; i++)
+                niced += v[i] == 10;
+        }
+        for (int i = 0; i < n; i++)
+            cr_expect(v[i] == 10 || v[i] == self, "a thread at nice %ld", v[i]);
+        cr_expect_eq(niced, round ? 2 : 1, "%d workers: %d threads at nice 10 (of %d)",
+                     round ? 5 : 1, niced, n);
+        if (!round) {
+            cr_expect_eq(h_proxy_stop(&px), 0);
+            origin_stop(origin);
+        }
+    }
+}
+
+/*
+ * SIGTERM while checks are queued and one runs: the parked requests end
+ * within the grace period, and the proxy exits 0 (under ASan: nothing
+ * leaked, the parked requests' jobs included).
+ */
+Test(e2e_rules, basic_auth_shutdown_with_checks_in_flight, .fini = fx_down)
+{
+    int fds[6], st, answered = 0;
+    double t0, t_check, took;
+    struct h_resp r;
+    char buf[4096];
+
+    start_private(12);
+    /* one check alone, for its time */
+    t0 = now_ms_f();
+    fds[0] = send_parked("/private/alone", "qa", "wrong");
+    cr_assert_eq(h_read_response(fds[0], &r, 0), 0);
+    t_check = now_ms_f() - t0;
+    h_resp_free(&r);
+    h_close(fds[0]);
+    for (int i = 0; i < 6; i++) {
+        char pass[16];
+
+        snprintf(pass, sizeof(pass), "wrong%d", i);
+        fds[i] = send_parked("/private/x", "qa", pass);
+    }
+    cr_assert_eq(h_metric_wait(px.admin_port, "ringproxy_auth_queued", 5, 2000), 5);
+    t0 = now_ms_f();
+    st = h_proxy_stop(&px);
+    took = now_ms_f() - t0;
+    cr_expect_eq(st, 0, "ringproxy exits 0 on SIGTERM");
+    /* checks done within the grace were answered; the others' connections were closed */
+    for (int i = 0; i < 6; i++) {
+        int eof = 0;
+        size_t n = h_read_to_eof(fds[i], buf, sizeof(buf), 2000, &eof);
+
+        cr_expect(eof, "parked connection %d still open after the proxy exited", i);
+        answered += n > 0;
+        if (n)
+            cr_expect(!strncmp(buf, "HTTP/1.1 401 ", 13), "%s", h_shown(buf, n));
+        h_close(fds[i]);
+    }
+    fprintf(stderr,
+            "# stopped in %.0f ms with 6 checks in flight (grace 1000 ms, a check %.0f ms): "
+            "%d answered\n",
+            took, t_check, answered);
+    /* 6 checks take longer than the grace: the proxy did not wait for them all */
+    if (6 * t_check > 1500)
+        cr_expect_lt(answered, 6, "every queued check was waited for (%.0f ms)", took);
+    cr_expect_lt(took, 10000.0);
+}
+
+/*
+ * A hash far costlier than a person's password needs (bcrypt cost 18: a
+ * check takes 10 s or more; the validator accepts costs up to 31): a
+ * request queued behind its check must still get 503 once it has waited
+ * 5 s, and SIGTERM must not wait for the check beyond the grace period.
+ * Neither holds today: the deadline is looked at only when a helper takes
+ * the job (a parked request has no timer), and the proxy joins the helpers
+ * at exit, the check under way included. Skipped until fixed; run it with
+ * RINGPROXY_KNOWN_BUGS=1 and --filter '*slow_hash*' (about 30 s here).
+ */
+Test(e2e_rules, basic_auth_slow_hash_keeps_deadlines, .fini = fx_down)
+{
+    /* a bcrypt salt and checksum at cost 18 (made at cost 5 and relabelled: never matches) */
+    static const char json[] =
+        "{\"rules\": [{\"name\": \"slow\", \"basic_auth\": {\"realm\": \"slow\", \"users\": "
+        "{\"qa\": \"$2b$18$LdD3tlAeqt7o3E0eC.PrjOyZfXWesX4NCULkZKJwdGgCj1Z4BHWte\"}}}]}";
+    double t0, waited, took;
+    struct h_resp r;
+    int first, second, st;
+
+    if (!getenv("RINGPROXY_KNOWN_BUGS"))
+        cr_skip_test("a known bug (see the comment); RINGPROXY_KNOWN_BUGS=1 runs it");
+    start_rules(json);
+    first = send_parked("/first", "qa", "x");
+    cr_assert_eq(h_metric_wait(px.admin_port, "ringproxy_auth_queued", 0, 2000), 0);
+    h_msleep(100);
+    t0 = now_ms_f();
+    second = send_parked("/second", "qa", "y");
+    /* h_read_response gives up after 10 s */
+    st = h_read_response(second, &r, 0);
+    waited = now_ms_f() - t0;
+    fprintf(stderr, "# queued behind a slow check: answered %d after %.0f ms\n", st ? -1 : r.status,
+            waited);
+    if (!st)
+        h_resp_free(&r);
+    cr_expect_eq(st, 0, "no answer within 10 s");
+    cr_expect_lt(waited, 6500.0, "a request queued behind a slow check waited %.0f ms", waited);
+    t0 = now_ms_f();
+    st = h_proxy_stop(&px);
+    took = now_ms_f() - t0;
+    fprintf(stderr, "# SIGTERM with a slow check under way: exited after %.0f ms (grace 1000)\n",
+            took);
+    cr_expect_eq(st, 0);
+    cr_expect_lt(took, 3000.0, "SIGTERM waited %.0f ms for a check", took);
+    h_close(first);
+    h_close(second);
 }
 
 /* ==== keep-alive and pipelining ========================================================== */
