@@ -419,6 +419,9 @@ fail:
     return NULL;
 }
 
+/* The state of helpers left to the process's exit (http_auth_free()): reachable, not leaked. */
+static struct http_auth *auth_abandoned;
+
 void http_auth_free(struct http_auth *a)
 {
     if (!a)
@@ -427,8 +430,30 @@ void http_auth_free(struct http_auth *a)
     a->stop = 1;
     pthread_cond_broadcast(&a->qcv);
     pthread_mutex_unlock(&a->qmu);
-    for (unsigned i = 0; i < a->started; i++)
-        pthread_join(a->helpers[i].thread, NULL);
+    {
+        /*
+         * A check cannot be interrupted, and a costly hash takes seconds: the
+         * process does not wait for it past HTTP_AUTH_EXIT_WAIT_MS. A helper
+         * still checking is left to the exit, with what it uses (kept
+         * reachable: it is not a leak).
+         */
+        struct timespec until;
+        int busy = 0;
+
+        (void)clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_nsec += (long)HTTP_AUTH_EXIT_WAIT_MS * 1000000L;
+        until.tv_sec += until.tv_nsec / 1000000000L;
+        until.tv_nsec %= 1000000000L;
+        for (unsigned i = 0; i < a->started; i++)
+            if (pthread_timedjoin_np(a->helpers[i].thread, NULL, &until) != 0) {
+                (void)pthread_detach(a->helpers[i].thread);
+                busy = 1;
+            }
+        if (busy) {
+            auth_abandoned = a;
+            return;
+        }
+    }
 
     free_list(a->qhead);
     pthread_mutex_destroy(&a->qmu);

@@ -62,10 +62,15 @@ struct http_auth_job {
 struct http_auth *http_auth_new(unsigned nworkers, unsigned threads, unsigned queue_max,
                                 size_t cache_entries);
 
+/* How long http_auth_free() waits for a check in progress (a costly hash takes seconds). */
+#define HTTP_AUTH_EXIT_WAIT_MS 200
+
 /*
- * Stop and join the helpers (a check in progress finishes), then free every
- * job still queued or undelivered. NULL-safe. Call after the workers have
- * exited and before their eventfds are closed.
+ * Stop and join the helpers, then free every job still queued or
+ * undelivered. NULL-safe. Call after the workers have exited (each called
+ * http_auth_worker_gone()) and before their eventfds are closed. A helper
+ * still checking after HTTP_AUTH_EXIT_WAIT_MS is detached and everything
+ * is left as it is, for the process's exit.
  */
 void http_auth_free(struct http_auth *a);
 
@@ -86,7 +91,8 @@ void http_auth_job_free(struct http_auth_job *j);
 /* Queue j: 0, or -EBUSY when the queue is full (j stays the caller's). */
 int http_auth_submit(struct http_auth *a, struct http_auth_job *j);
 
-/* The finished jobs of worker, oldest first, linked by next; NULL when none. Lock-free when none. */
+/* The finished jobs of worker, oldest first, linked by next; NULL when none. Lock-free when none.
+ */
 struct http_auth_job *http_auth_take(struct http_auth *a, unsigned worker);
 
 /*

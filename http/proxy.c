@@ -137,6 +137,7 @@ enum tclass {
     TC_RESPONSE,
     TC_POOL,
     TC_SETTLE,
+    TC_AUTH, /* a parked request's password check must come back */
     /* must stay last */
     TC_COUNT
 };
@@ -257,6 +258,15 @@ struct conn_xa {
 static inline struct conn_xa *conn_xa(const struct http_conn *c)
 {
     return (struct conn_xa *)c->req;
+}
+
+/* A parked request's check runs on without it: its result finds no request and is dropped. */
+static inline void auth_detach(struct http_conn *c)
+{
+    if (c->auth_job) {
+        c->auth_job->cookie = NULL;
+        c->auth_job = NULL;
+    }
 }
 
 struct http_up {
@@ -425,6 +435,8 @@ static enum tclass conn_tclass(const struct http_conn *c)
         return TC_HEADER;
     case HST_LINGER:
         return TC_LINGER;
+    case HST_AUTH:
+        return TC_AUTH;
     default:
         break;
     }
@@ -760,11 +772,8 @@ static void end_close(struct http_worker *w, struct http_end *e)
     if (e->closing)
         return;
     e->closing = 1;
-    if (e->side == SIDE_CLIENT && ((struct http_conn *)e)->auth_job) {
-        /* the check runs on: its result finds no request and is dropped */
-        ((struct http_conn *)e)->auth_job->cookie = NULL;
-        ((struct http_conn *)e)->auth_job = NULL;
-    }
+    if (e->side == SIDE_CLIENT)
+        auth_detach((struct http_conn *)e);
     end_timer(w, e, TC_NONE);
     starved_remove(e);
     core_segq_clear(&e->rxq, &w->t->pool, &w->t->bufs);
@@ -2658,6 +2667,12 @@ static void on_timer(struct http_worker *w, struct http_end *e, enum tclass tc)
     case TC_LINGER:
         end_close(w, e);
         break;
+    case TC_AUTH:
+        /* the helpers are behind (a costly hash, a queue): 503 now; the check's result is dropped
+         */
+        auth_detach(c);
+        conn_respond(w, c, 503, HT_AUTH_BUSY);
+        break;
     default:
         conn_abort(w, c, HT_CLIENT_TIMEOUT);
         break;
@@ -2996,6 +3011,7 @@ int http_worker_run(struct http_shared *sh, const struct http_worker_params *p,
     core_tq_init(&w->tq[TC_RESPONSE], cfg->upstream.response_timeout_ms);
     core_tq_init(&w->tq[TC_POOL], cfg->upstream.pool_idle_timeout_ms);
     core_tq_init(&w->tq[TC_SETTLE], SETTLE_MS);
+    core_tq_init(&w->tq[TC_AUTH], AUTH_WAIT_MS);
     for (int i = 0; i < HTTP_MAX_LISTENERS; i++) {
         w->lfd[i] = p->lfd[i];
         w->op_accept[i].kind = OPK_ACCEPT;
