@@ -220,6 +220,7 @@ struct run {
     struct http_auth *auth;
     int evfds_ready; /* the workers' eventfds exist: auth's wakes can be set */
     int ifd;         /* inotify on the config folder, or -1 */
+    int root_wd;     /* the folder's own watch; -1 while it is gone (watched for again) */
 };
 
 static uint64_t mono_ms(void)
@@ -333,7 +334,7 @@ static void reload(struct run *m, const char *why)
     struct retired *r;
     uint64_t hash;
 
-    if (cfg_load(m->dir, &n, &errs) < 0) {
+    if (cfg_load_required(m->dir, &n, &errs) < 0) {
         for (size_t i = 0; i < errs.n; i++)
             log_event(CFG_LL_ERROR, "reload: %s", errs.lines[i]);
         log_event(CFG_LL_ERROR,
@@ -410,16 +411,17 @@ static void retire_sweep(struct run *m)
  * symlinks: Kubernetes swaps a "..data" symlink in the folder itself,
  * which is seen there) on fd; folders watched already keep their watch.
  * Called again before each reload, so that a folder made since is watched
- * before the files in it are read. -1 when the folder cannot be watched.
+ * before the files in it are read. Returns the folder's own watch, or -1
+ * when it cannot be watched (it does not exist: the caller tries again).
  */
 static int watch_tree(int fd, const char *dir)
 {
     const uint32_t mask = IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_CREATE | IN_DELETE |
                           IN_ATTRIB | IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR;
     static char stack[WATCH_MAX_DIRS][PATH_MAX];
-    int n = 0, top = 0;
+    int n = 0, top = 0, root = inotify_add_watch(fd, dir, mask);
 
-    if (inotify_add_watch(fd, dir, mask) < 0)
+    if (root < 0)
         return -1;
     snprintf(stack[top++], PATH_MAX, "%s", dir);
     while (top > 0) {
@@ -430,13 +432,23 @@ static int watch_tree(int fd, const char *dir)
         memcpy(path, stack[--top], PATH_MAX);
         if (!(d = opendir(path)))
             continue;
-        while ((de = readdir(d)) && n < WATCH_MAX_DIRS) {
+        while ((de = readdir(d))) {
             char sub[PATH_MAX];
 
             if (de->d_type != DT_DIR || de->d_name[0] == '.')
                 continue; /* ".", "..", and Kubernetes' "..2024_..." copies */
             if (snprintf(sub, sizeof(sub), "%s/%s", path, de->d_name) >= (int)sizeof(sub))
                 continue;
+            if (n >= WATCH_MAX_DIRS) {
+                static int said;
+
+                if (!said++)
+                    log_event(CFG_LL_WARN,
+                              "config folder %s: more than %d folders in it; changes in %s and "
+                              "the folders after it are seen at SIGHUP only",
+                              dir, WATCH_MAX_DIRS, sub);
+                break;
+            }
             if (inotify_add_watch(fd, sub, mask) >= 0 && top < WATCH_MAX_DIRS) {
                 n++;
                 memcpy(stack[top++], sub, PATH_MAX);
@@ -444,7 +456,7 @@ static int watch_tree(int fd, const char *dir)
         }
         (void)closedir(d);
     }
-    return 0;
+    return root;
 }
 
 /*
@@ -463,8 +475,10 @@ static int main_loop(struct run *m, const sigset_t *sigs)
         /* no signalfd: signals only, as sigwait() gives them */
         log_event(CFG_LL_WARN, "signalfd: %s: no reload on folder changes", strerror(errno));
         while (sigwait(sigs, &sig) != 0 || (sig != SIGTERM && sig != SIGINT))
-            if (sig == SIGHUP)
+            if (sig == SIGHUP) {
                 reload(m, "SIGHUP");
+                retire_sweep(m);
+            }
         return sig;
     }
     if (m->ifd < 0)
@@ -473,6 +487,17 @@ static int main_loop(struct run *m, const sigset_t *sigs)
         struct pollfd pf[2] = {{.fd = sfd, .events = POLLIN}, {.fd = m->ifd, .events = POLLIN}};
         uint64_t now = mono_ms();
         int timeout = due ? (due > now ? (int)(due - now) : 0) : m->retired ? 250 : -1;
+
+        /* the folder went away (renamed, deleted, replaced): watch for it every second */
+        if (m->ifd >= 0 && m->root_wd < 0) {
+            if ((m->root_wd = watch_tree(m->ifd, m->dir)) >= 0) {
+                log_event(CFG_LL_INFO, "config folder %s: watched again", m->dir);
+                due = now; /* whatever it holds now */
+                timeout = 0;
+            } else if (timeout < 0 || timeout > 1000) {
+                timeout = 1000;
+            }
+        }
 
         if (poll(pf, m->ifd >= 0 ? 2 : 1, timeout) < 0 && errno != EINTR)
             log_event(CFG_LL_WARN, "poll: %s", strerror(errno));
@@ -487,7 +512,7 @@ static int main_loop(struct run *m, const sigset_t *sigs)
                     return sig;
                 }
                 if (sig == SIGHUP) {
-                    if (m->ifd >= 0)
+                    if (m->ifd >= 0 && m->root_wd >= 0)
                         (void)watch_tree(m->ifd, m->dir);
                     reload(m, "SIGHUP");
                 } else
@@ -498,9 +523,23 @@ static int main_loop(struct run *m, const sigset_t *sigs)
         }
         if (m->ifd >= 0 && (pf[1].revents & POLLIN)) {
             char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+            ssize_t got;
 
-            while (read(m->ifd, buf, sizeof(buf)) > 0)
-                ;
+            while ((got = read(m->ifd, buf, sizeof(buf))) > 0)
+                for (ssize_t off = 0; off + (ssize_t)sizeof(struct inotify_event) <= got;) {
+                    const struct inotify_event *ev = (const struct inotify_event *)(buf + off);
+
+                    if (ev->wd == m->root_wd &&
+                        (ev->mask & (IN_IGNORED | IN_DELETE_SELF | IN_MOVE_SELF))) {
+                        log_event(CFG_LL_WARN,
+                                  "config folder %s went away: the running config stays; "
+                                  "watching for the folder to come back",
+                                  m->dir);
+                        (void)inotify_rm_watch(m->ifd, m->root_wd);
+                        m->root_wd = -1;
+                    }
+                    off += (ssize_t)sizeof(*ev) + ev->len;
+                }
             now = mono_ms();
             if (!due)
                 first = now;
@@ -511,7 +550,8 @@ static int main_loop(struct run *m, const sigset_t *sigs)
         if (due && mono_ms() >= due) {
             due = 0;
             /* folders made since are watched before their files are read */
-            (void)watch_tree(m->ifd, m->dir);
+            if (m->ifd >= 0 && m->root_wd >= 0)
+                (void)watch_tree(m->ifd, m->dir);
             reload(m, "config folder changed");
         }
         retire_sweep(m);
@@ -533,7 +573,7 @@ int main(int argc, char **argv)
     struct stat sb;
     sigset_t sigs;
     struct run m;
-    int admin_fd = -1, r, sig, ifd;
+    int admin_fd = -1, r, sig, ifd, root_wd;
 
     r = parse_args(argc, argv, &a);
     if (r >= 0)
@@ -553,10 +593,7 @@ int main(int argc, char **argv)
     }
     /* watched before it is read: a change made from now on is seen */
     ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-    if (ifd >= 0 && watch_tree(ifd, dir) < 0) {
-        (void)close(ifd);
-        ifd = -1;
-    }
+    root_wd = ifd >= 0 ? watch_tree(ifd, dir) : -1;
     r = cfg_load(dir, &cfg, &errs);
     if (r < 0) {
         for (size_t i = 0; i < errs.n; i++)
@@ -640,7 +677,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "ringproxy: out of memory\n");
         return 1;
     }
-    m = (struct run){.dir = dir, .sh = &sh, .wa = wa, .nworkers = nworkers, .ifd = ifd};
+    m = (struct run){
+        .dir = dir, .sh = &sh, .wa = wa, .nworkers = nworkers, .ifd = ifd, .root_wd = root_wd};
     if (run_needs(&m, cfg) < 0)
         return 1;
     m.gen = http_gen_new(cfg, 1, http_gen_hash(cfg), nworkers);

@@ -180,6 +180,14 @@ void cfg_errs_free(struct cfg_errs *e);
 int cfg_load(const char *dir, struct cfg **ret_cfg, struct cfg_errs *ret_errs);
 
 /*
+ * cfg_load() for a reload: a missing DIR/proxy.json (or DIR) is a problem
+ * (-ENOENT, one line), never the built-in defaults, which have no rules: a
+ * deploy caught between removing the file and writing its successor must
+ * not turn every rule off.
+ */
+int cfg_load_required(const char *dir, struct cfg **ret_cfg, struct cfg_errs *ret_errs);
+
+/*
  * Same as cfg_load for an in-memory document; name is used in syntax errors.
  * The document has no folder: a file named by the edge rules (respond.file,
  * error_pages, redirect_map.file) is a problem saying so.

@@ -950,7 +950,7 @@ static int file_err(struct cfg_errs *ret_errs, const char *path, int err, const 
     return -err;
 }
 
-int cfg_load(const char *dir, struct cfg **ret_cfg, struct cfg_errs *ret_errs)
+static int load_dir(const char *dir, struct cfg **ret_cfg, struct cfg_errs *ret_errs, int required)
 {
     char *path = NULL, *buf = NULL;
     struct stat st;
@@ -973,6 +973,12 @@ int cfg_load(const char *dir, struct cfg **ret_cfg, struct cfg_errs *ret_errs)
         r = -errno;
         if (r == -ENOENT && lstat(path, &st) == 0) {
             r = file_err(ret_errs, path, EINVAL, "a symbolic link to nothing");
+            goto fail;
+        }
+        if (r == -ENOENT && required) {
+            r = file_err(ret_errs, path, ENOENT,
+                         "no such file (the running config stays: a reload never falls back to "
+                         "the built-in defaults)");
             goto fail;
         }
         if (r == -ENOENT) {
@@ -1042,4 +1048,14 @@ fail:
     free(buf);
     free(path);
     return r;
+}
+
+int cfg_load(const char *dir, struct cfg **ret_cfg, struct cfg_errs *ret_errs)
+{
+    return load_dir(dir, ret_cfg, ret_errs, 0);
+}
+
+int cfg_load_required(const char *dir, struct cfg **ret_cfg, struct cfg_errs *ret_errs)
+{
+    return load_dir(dir, ret_cfg, ret_errs, 1);
 }

@@ -2075,6 +2075,14 @@ static const char *bcrypt_shape(const char *s, size_t n, char *why, size_t cap)
                : -1;
     if (cost < 4 || cost > 31 || s[6] != '$')
         return "the cost is two digits from 04 to 31, then \"$\"";
+    if (cost > CFG_AUTH_MAX_BCRYPT_COST) {
+        /* a check runs on a helper thread: one that takes seconds stalls every login */
+        (void)snprintf(why, cap,
+                       "cost %d: a check would take seconds (each step doubles it; 12 takes "
+                       "about 0.25 s); at most %d",
+                       cost, CFG_AUTH_MAX_BCRYPT_COST);
+        return why;
+    }
     for (size_t i = 7; i < n; i++) {
         if (!is_b64((unsigned char)s[i])) {
             (void)snprintf(why, cap, "character %zu is not one of ./0-9A-Za-z", i + 1);
@@ -2097,6 +2105,13 @@ static const char *sha512_shape(const char *s, size_t n, char *why, size_t cap)
             r = r * 10 + (unsigned)(s[i] - '0');
         if (!d || i >= n || s[i] != '$' || r < 1000 || r > 999999999)
             return "\"rounds=N$\" needs N from 1000 to 999999999";
+        if (r > CFG_AUTH_MAX_SHA512_ROUNDS) {
+            (void)snprintf(why, cap,
+                           "rounds=%llu: a check would take seconds (the default, 5000, takes a "
+                           "few ms); at most %d",
+                           r, CFG_AUTH_MAX_SHA512_ROUNDS);
+            return why;
+        }
         i++;
     }
     for (salt = 0; i + salt < n && s[i + salt] != '$'; salt++) {

@@ -189,7 +189,8 @@ enum cfg_rule_kind {
     CFG_RK_COUNT
 };
 
-/* "redirect", "redirect_map", "respond", "deny", "rate_limit", "basic_auth" ("" for CFG_RK_NONE). */
+/* "redirect", "redirect_map", "respond", "deny", "rate_limit", "basic_auth" ("" for CFG_RK_NONE).
+ */
 extern const char *const cfg_rule_kind_names[CFG_RK_COUNT];
 
 struct cfg_redirect_map {
@@ -226,6 +227,9 @@ struct cfg_ratelimit {
 #define CFG_AUTH_MAX_USER 255  /* bytes of a user name */
 #define CFG_AUTH_MAX_REALM 128 /* bytes of a realm */
 #define CFG_AUTH_MAX_HASH 255  /* bytes of a crypt(3) hash (under CRYPT_OUTPUT_SIZE) */
+/* The costliest hashes a check may take (about a second on one core): above, a login stalls. */
+#define CFG_AUTH_MAX_BCRYPT_COST 14
+#define CFG_AUTH_MAX_SHA512_ROUNDS 1000000
 
 /*
  * basic_auth (RFC 7617): the users and their crypt(3) hashes. A user name is

@@ -68,8 +68,9 @@ uint64_t http_gen_hash(const struct cfg *cfg)
     for (size_t i = 0; rs && i < rs->npages; i++) {
         const struct cfg_page *pg = rs->pages[i];
 
+        /* each part with its length: no two different configs run together the same */
+        h = fnv(h, &pg->len, sizeof(pg->len));
         h = fnv(h, pg->data, pg->len);
-        h = fnv(h, "", 1);
     }
     for (size_t i = 0; rs && i < rs->n; i++) {
         const struct cfg_redirect_map *m = &rs->v[i].map;
@@ -78,10 +79,10 @@ uint64_t http_gen_hash(const struct cfg *cfg)
             size_t n;
             const char *from = cfg_hset_key(&m->from, k, &n);
 
+            h = fnv(h, &n, sizeof(n));
             h = fnv(h, from, n);
-            h = fnv(h, " ", 1);
+            h = fnv(h, &m->to_len[k], sizeof(m->to_len[k]));
             h = fnv(h, m->to[k], m->to_len[k]);
-            h = fnv(h, "\n", 1);
         }
     }
     return h;

@@ -1088,7 +1088,7 @@ static inline const struct cfg_rules *conn_rules(const struct http_conn *c)
 }
 
 static const struct http_rules_verdict no_verdict = {
-    .answer = -1, .last = -1, .map_hit = -1, .auth = -1, .auth_user = -1};
+    .answer = -1, .last = -1, .map_hit = -1, .auth = -1, .auth_user = -1, .auth_hash = -1};
 static const struct http_rules_req no_rules_req;
 
 /*
@@ -1360,10 +1360,18 @@ static int gen_apply(struct http_worker *w, struct http_gen *g)
 {
     const struct cfg *cfg = g->cfg;
 
-    if (cfg->rules && !w->rules_path &&
-        (!(w->rules_path = malloc(cfg->limits.max_uri_bytes + 1)) ||
-         !(w->rules_head = malloc(w->rules_head_cap))))
-        return -ENOMEM;
+    if (cfg->rules && !w->rules_path) {
+        /* both or neither: a worker with one of them would take the other for there */
+        char *path = malloc(cfg->limits.max_uri_bytes + 1), *head = malloc(w->rules_head_cap);
+
+        if (!path || !head) {
+            free(path);
+            free(head);
+            return -ENOMEM;
+        }
+        w->rules_path = path;
+        w->rules_head = head;
+    }
     if (g->auth && !w->rules_cred) {
         w->rules_cred_cap = cfg->limits.max_header_line_bytes;
         if (!(w->rules_cred = malloc(w->rules_cred_cap)))
@@ -1382,6 +1390,36 @@ static int gen_apply(struct http_worker *w, struct http_gen *g)
     core_tq_set_timeout(&w->tq[TC_RESPONSE], cfg->upstream.response_timeout_ms);
     core_tq_set_timeout(&w->tq[TC_POOL], cfg->upstream.pool_idle_timeout_ms);
     return 0;
+}
+
+/*
+ * Older generations a worker keeps for the exchanges still on them: past
+ * GEN_KEEP, the exchanges on the oldest are closed (logged, termination
+ * superseded), or a long upload or a tunnel per reload would keep every
+ * config ever loaded, its pages included.
+ */
+#define GEN_KEEP 4
+
+static void gen_cap(struct http_worker *w)
+{
+    unsigned n = 0;
+    struct gen_pin *oldest = NULL;
+
+    for (struct gen_pin *p = w->old_pins; p; p = p->next) {
+        n++;
+        oldest = p;
+    }
+    if (n <= GEN_KEEP || !oldest)
+        return;
+    log_warn("config generation %llu: its last %u requests closed (at most %d older generations "
+             "are kept for requests under way)",
+             (unsigned long long)oldest->g->id, oldest->users, GEN_KEEP);
+    for (struct core_list *l = core_list_first(&w->live); l; l = core_list_next(&w->live, l)) {
+        struct http_end *e = core_list_entry(l, struct http_end, live);
+
+        if (e->side == SIDE_CLIENT && !e->closing && ((struct http_conn *)e)->pin == oldest)
+            conn_abort(w, (struct http_conn *)e, HT_SUPERSEDED);
+    }
 }
 
 /*
@@ -1417,6 +1455,7 @@ static void gen_sync(struct http_worker *w)
             free(old);
         }
     }
+    gen_cap(w);
     atomic_store_explicit(&w->st->gen, g->id, memory_order_release);
 }
 
@@ -1604,8 +1643,7 @@ static int auth_park(struct http_worker *w, struct http_conn *c)
     struct http_auth_job *j;
 
     /* an unknown user costs a check all the same: its time tells nothing */
-    j = http_auth_job_new(a->hash[v->auth_user >= 0 ? v->auth_user : 0], v->auth_pass.p,
-                          v->auth_pass.len);
+    j = http_auth_job_new(a->hash[v->auth_hash], v->auth_pass.p, v->auth_pass.len);
     if (!j)
         return -503;
     j->worker = (unsigned)w->t->id;
@@ -1620,6 +1658,7 @@ static int auth_park(struct http_worker *w, struct http_conn *c)
     }
     c->auth_job = j;
     c->state = HST_AUTH;
+    end_timer(w, &c->e, TC_AUTH); /* a second check (another rule) has its own 5 s */
     return 1;
 }
 
@@ -1829,7 +1868,9 @@ static void conn_body(struct http_worker *w, struct http_conn *c)
             conn_respond(w, c, 400, HT_BAD_REQUEST_BODY);
             return;
         }
-        if (w->cfg->limits.max_body_bytes && c->req->data_bytes > w->cfg->limits.max_body_bytes) {
+        /* the exchange's config: a reload does not cut an upload under way */
+        if (c->pin->g->cfg->limits.max_body_bytes &&
+            c->req->data_bytes > c->pin->g->cfg->limits.max_body_bytes) {
             conn_respond(w, c, 413, HT_LIMIT_EXCEEDED);
             return;
         }

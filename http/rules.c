@@ -438,12 +438,22 @@ static enum auth_step basic_auth(const struct cfg_erule *e, uint32_t i, struct p
                 return AUTH_PASS;
         }
     }
-    /* a check costs tens of ms of a helper: a client gets so many, known user or not */
+    /*
+     * A check costs tens of ms of a helper: a client gets so many, known user
+     * or not. An IPv6 client is its /64 (one host has them all), an IPv4
+     * client its address.
+     */
     if (r->rl) {
-        key = pr->have_ip && pr->ip_ok
-                  ? http_ratelimit_key_ip(r->rl, i | HTTP_RULES_AUTH_NS, &pr->ip)
-                  : http_ratelimit_key_client(r->rl, i | HTTP_RULES_AUTH_NS, r->client_ip.p,
-                                              r->client_ip.len);
+        struct cfg_ip ip;
+
+        if (http_rules_req_ip(r, &ip) == 0) {
+            if (!(ip.hi == 0 && ip.lo >> 32 == 0xffff))
+                ip.lo = 0;
+            key = http_ratelimit_key_ip(r->rl, i | HTTP_RULES_AUTH_NS, &ip);
+        } else {
+            key = http_ratelimit_key_bytes(r->rl, i | HTTP_RULES_AUTH_NS, r->client_ip.p,
+                                           r->client_ip.len);
+        }
         wait = http_ratelimit_take(r->rl, key, r->now_us,
                                    (uint64_t)HTTP_RULES_AUTH_EVERY_S * CFG_RL_TICKS_PER_S,
                                    HTTP_RULES_AUTH_BURST);
@@ -454,6 +464,20 @@ static enum auth_step basic_auth(const struct cfg_erule *e, uint32_t i, struct p
     }
     v->auth = (int32_t)i;
     v->auth_user = (int32_t)user;
+    v->auth_hash = (int32_t)user;
+    if (user < 0) {
+        /*
+         * An unknown user is checked against the hash of a user chosen by a
+         * secret hash of the name: its refusal takes as long as a refusal
+         * of some user's, the same each time, so that the time does not
+         * tell a name that exists from one that does not.
+         */
+        uint64_t k[2] = {0, 0};
+
+        if (r->auth)
+            http_auth_key(r->auth, "", 0, r->cred, (size_t)(colon - r->cred), k);
+        v->auth_hash = (int32_t)(k[0] % a->users.n);
+    }
     v->auth_pass = (struct core_str){colon + 1, (size_t)(r->cred + n - colon - 1)};
     return AUTH_CHECK;
 }
@@ -547,7 +571,7 @@ void http_rules_eval(const struct cfg_rules *rs, const struct http_rules_req *r,
                      struct http_rules_verdict *v)
 {
     memset(v, 0, sizeof(*v));
-    v->answer = v->last = v->map_hit = v->auth = v->auth_user = -1;
+    v->answer = v->last = v->map_hit = v->auth = v->auth_user = v->auth_hash = -1;
     if (rs)
         eval_from(rs, r, v, 0);
 }
@@ -559,7 +583,7 @@ void http_rules_resume(const struct cfg_rules *rs, const struct http_rules_req *
 
     if (!rs || i < 0 || (size_t)i >= rs->n)
         return;
-    v->auth = v->auth_user = -1;
+    v->auth = v->auth_user = v->auth_hash = -1;
     v->auth_pass = (struct core_str){0};
     if (!ok) {
         v->answer = v->last = i;

@@ -89,12 +89,13 @@ struct http_rules_verdict {
      * A basic_auth whose password must be checked (off the event loop):
      * evaluation stopped at rule `auth` (-1: none), to go on with
      * http_rules_resume() once the check is done. auth_user: the user's
-     * index in the rule, or -1 for an unknown user (checked all the same
-     * against the rule's first hash, for the same cost, and refused).
+     * index in the rule, or -1 for an unknown user (checked all the same,
+     * against auth_hash, for a user's cost, and refused).
      * auth_pass: the password, in r->cred; auth_key: the cache key.
      */
     int32_t auth;
     int32_t auth_user;
+    int32_t auth_hash; /* the hash to check against: the user's, or a decoy for an unknown user */
     struct core_str auth_pass;
     uint64_t auth_key[2];
 };

@@ -20,6 +20,7 @@ const struct http_term_name http_terms[HT_COUNT] = {
     [HT_SHUTDOWN] = {"shutdown", NULL},
     [HT_RATE_LIMITED] = {"rate_limited", NULL},
     [HT_AUTH_BUSY] = {"auth_busy", NULL},
+    [HT_SUPERSEDED] = {"superseded", NULL},
     [HT_UPSTREAM_UNAVAILABLE] = {"upstream_unavailable", "no_address"},
     [HT_UPSTREAM_CONNECT_REFUSED] = {"upstream_connect_failed", "connect_refused"},
     [HT_UPSTREAM_NO_SOCKET] = {"upstream_connect_failed", "no_socket"},

@@ -32,6 +32,7 @@ enum http_term {
     HT_SHUTDOWN,
     HT_RATE_LIMITED, /* a rate_limit rule answered 429 */
     HT_AUTH_BUSY,    /* a basic_auth check could not be made in time: 503 */
+    HT_SUPERSEDED,   /* cut off: its config generation was too many reloads old */
     /* the upstream's failures: each counted by its reason */
     HT_UPSTREAM_UNAVAILABLE,     /* no address */
     HT_UPSTREAM_CONNECT_REFUSED, /* every address tried refused or failed the connect */

@@ -310,3 +310,53 @@ Test(e2e_reload, twenty_reloads_under_keep_alive_load_lose_nothing, .fini = fx_d
     /* the generations replaced are freed once nothing uses them (ASan checks the rest) */
     cr_assert_eq(h_metric(px.admin_port, "ringproxy_config_reloads_total{result=\"ok\"}"), RELOADS);
 }
+
+/*
+ * Exchanges may not keep every generation alive: past GEN_KEEP (4) older
+ * generations still in use on a worker, the exchanges on the oldest are
+ * closed and logged with termination superseded (a slow upload or a tunnel
+ * begun before each reload would otherwise keep every config ever loaded).
+ */
+Test(e2e_reload, a_sixth_generation_in_use_closes_the_oldest, .fini = fx_down, .timeout = 60)
+{
+    char head[4096], buf[256];
+    int c[6], eof = 0;
+    json_t *a;
+
+    fx_raw_start(64);
+    h_proxy_start(&px, rw.port, "{" FX_GRACE "}", (const char *const[]){"--workers", "1", NULL});
+    for (int k = 0; k < 6; k++) {
+        char json[256], want[64], path[32];
+        int u;
+
+        /* a request the (raw) origin never answers, on generation k + 1 */
+        snprintf(path, sizeof(path), "/held%d", k);
+        snprintf(head, sizeof(head), "GET %s HTTP/1.1\r\nHost: t\r\n\r\n", path);
+        c[k] = h_connect(px.port);
+        cr_assert_geq(c[k], 0);
+        cr_assert_eq(h_send(c[k], head, strlen(head)), 0);
+        u = fx_raw_take_request(head, sizeof(head), path);
+        fx_raw_keep(u);
+        if (k == 5)
+            break;
+        snprintf(json, sizeof(json), "{" FX_GRACE ", \"upstream\": {\"pool_max_idle\": %d}}",
+                 10 + k);
+        put_file(px.dir, "proxy.json", json);
+        reload_sig();
+        snprintf(want, sizeof(want), "applied (generation %d)", k + 2);
+        cr_assert_eq(h_wait_in(px.err_path, want, 3000), 1, "reload %d", k);
+        h_msleep(50); /* a loop turn: the worker takes it */
+    }
+    /* generations 1..5 are in use besides the newest (6): the oldest's request is closed */
+    (void)h_read_to_eof(c[0], buf, sizeof(buf), 3000, &eof);
+    cr_assert(eof, "the request on generation 1 was not closed");
+    cr_assert_eq(h_wait_in(px.err_path, "config generation 1: its last 1 requests closed", 1000),
+                 1);
+    a = fx_log_lines(1);
+    cr_assert_str_eq(json_string_value(json_object_get(json_array_get(a, 0), "termination")),
+                     "superseded");
+    cr_assert_str_eq(json_string_value(json_object_get(json_array_get(a, 0), "path")), "/held0");
+    json_decref(a);
+    for (int k = 0; k < 6; k++)
+        h_close(c[k]);
+}

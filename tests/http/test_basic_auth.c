@@ -163,7 +163,9 @@ static int check(void)
     memcpy(pass, vd.auth_pass.p, vd.auth_pass.len);
     pass[vd.auth_pass.len] = 0;
     memset(&cd, 0, sizeof(cd));
-    if (!crypt_rn(pass, e->auth.hash[vd.auth_user >= 0 ? vd.auth_user : 0], &cd, sizeof(cd)))
+    cr_assert_geq(vd.auth_hash, 0);
+    cr_assert_eq(vd.auth_user >= 0 ? vd.auth_hash : vd.auth_user, vd.auth_user);
+    if (!crypt_rn(pass, e->auth.hash[vd.auth_hash], &cd, sizeof(cd)))
         return 0;
     return vd.auth_user >= 0 && !strcmp(cd.output, e->auth.hash[vd.auth_user]);
 }
@@ -309,4 +311,28 @@ Test(http_basic_auth, no_room_for_credentials_is_401, .init = setup)
     http_rules_eval(&rs, &rq, &vd);
     cr_assert_eq(vd.answer, 0);
     cr_assert_eq(vd.auth, -1);
+}
+
+Test(http_basic_auth, unknown_users_cost_like_some_user, .init = setup)
+{
+    struct http_auth *a = http_auth_new(1, 1, 4, 64);
+    int seen[2] = {0, 0};
+    char up[64];
+
+    cr_assert(a);
+    for (int n = 0; n < 64; n++) {
+        int first;
+
+        snprintf(up, sizeof(up), "nobody%d:secret", n);
+        eval(basic(up), NULL, a);
+        cr_assert_eq(vd.auth_user, -1);
+        cr_assert(vd.auth_hash == 0 || vd.auth_hash == 1, "%d", vd.auth_hash);
+        first = vd.auth_hash;
+        seen[first]++;
+        snprintf(up, sizeof(up), "nobody%d:other", n);
+        eval(basic(up), NULL, a);
+        cr_assert_eq(vd.auth_hash, first, "a name is checked against the same hash each time");
+    }
+    cr_assert(seen[0] && seen[1], "names spread over the users' hashes: %d %d", seen[0], seen[1]);
+    http_auth_free(a);
 }
