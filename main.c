@@ -26,6 +26,7 @@
 #include "cfg/cfg.h"
 #include "cfg/rules.h"
 #include "core/cpus.h"
+#include "core/loop.h"
 #include "http/proxy.h"
 #include "log/access.h"
 #include "log/error.h"
@@ -45,6 +46,7 @@ static const char usage[] =
     "  --workers N           worker threads, one io_uring each (default: one per usable CPU)\n"
     "  --admin ADDR:PORT     loopback admin listener for /healthz and /metrics (default "
     "127.0.0.1:9000)\n"
+    "  --engine E            auto (default: io_uring where allowed, else epoll), io_uring, epoll\n"
     "  --no-access-log       development and benchmarks only: no access log (breaks C5)\n"
     "  --help, --version\n";
 
@@ -122,30 +124,67 @@ static void io_uring_hint(int err, const char *what)
         fprintf(stderr, "ringproxy: cannot start a worker: %s: %s\n", what, strerror(-err));
 }
 
+/*
+ * engine auto: io_uring when this process may use it (probed once, before
+ * the workers), else epoll with one warn line saying why and how to allow
+ * io_uring. Returns the engine's name.
+ */
+static const char *engine_choose(enum cfg_engine want)
+{
+    const char *what = "";
+    char why[160] = "";
+    int r;
+    FILE *f;
+
+    if (want == CFG_ENGINE_EPOLL) {
+        core_engine_set(CORE_ENGINE_EPOLL);
+        return "epoll";
+    }
+    if (want == CFG_ENGINE_IO_URING)
+        return "io_uring"; /* a worker that cannot set its ring up fails start-up (io_uring_hint) */
+    r = core_io_uring_probe(&what);
+    if (r == 0)
+        return "io_uring";
+    f = fopen("/proc/sys/kernel/io_uring_disabled", "re");
+    if (f) {
+        int v = 0;
+
+        if (fscanf(f, "%d", &v) == 1 && v)
+            snprintf(why, sizeof(why), "; kernel.io_uring_disabled is %d", v);
+        fclose(f);
+    }
+    log_event(CFG_LL_WARN,
+              "io_uring is not available (%s: %s%s): using epoll; allow io_uring (docker/podman: "
+              "--security-opt seccomp=container/seccomp.json; Kubernetes: a Localhost seccomp "
+              "profile, see docs/container.md; /proc/sys/kernel/io_uring_disabled 0) for better "
+              "performance, or set engine to epoll",
+              what, strerror(-r), why);
+    core_engine_set(CORE_ENGINE_EPOLL);
+    return "epoll";
+}
+
 /* The command line. */
 struct args {
     const char *dir, *listen, *upstream, *admin; /* listen, admin: NULL = default */
     long workers;                                /* -1: from the config */
     int no_access_log;
+    int engine; /* enum cfg_engine, -1: from the config */
 };
 
 /* Parse argv into a; -1 to go on, else the exit status (after --help, or a usage error). */
 static int parse_args(int argc, char **argv, struct args *a)
 {
     static const struct option opts[] = {
-        {"config", required_argument, NULL, 'c'},
-        {"listen", required_argument, NULL, 'l'},
-        {"upstream", required_argument, NULL, 'u'},
-        {"workers", required_argument, NULL, 'w'},
-        {"admin", required_argument, NULL, 'a'},
-        {"help", no_argument, NULL, 'h'},
-        {"version", no_argument, NULL, 'V'},
-        {"no-access-log", no_argument, NULL, 'n'},
-        {NULL, 0, NULL, 0},
+        {"config", required_argument, NULL, 'c'},   {"listen", required_argument, NULL, 'l'},
+        {"upstream", required_argument, NULL, 'u'}, {"workers", required_argument, NULL, 'w'},
+        {"admin", required_argument, NULL, 'a'},    {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},        {"no-access-log", no_argument, NULL, 'n'},
+        {"engine", required_argument, NULL, 'e'},   {NULL, 0, NULL, 0},
     };
     int opt;
 
-    *a = (struct args){.dir = CFG_DEFAULT_DIR, .upstream = "next-hop:80", .workers = -1};
+    *a = (struct args){
+        .dir = CFG_DEFAULT_DIR, .upstream = "next-hop:80", .workers = -1, .engine = -1};
     while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (opt) {
         case 'c':
@@ -172,6 +211,14 @@ static int parse_args(int argc, char **argv, struct args *a)
             break;
         case 'n':
             a->no_access_log = 1;
+            break;
+        case 'e':
+            a->engine = cfg_engine_from_name(optarg);
+            if (a->engine < 0) {
+                fprintf(stderr, "ringproxy: --engine: expected auto, io_uring or epoll, got '%s'\n",
+                        optarg);
+                return 2;
+            }
             break;
         case 'h':
             fputs(usage, stdout);
@@ -284,6 +331,13 @@ static void keep_fixed(const struct cfg *run, struct cfg *n)
     FIXED(limits.rate_limit_keys, "limits.rate_limit_keys");
     FIXED(upstream.resolve_interval_ms, "upstream.resolve_interval_ms");
 #undef FIXED
+    if (n->engine != run->engine) {
+        log_event(CFG_LL_WARN,
+                  "reload: engine cannot change while ringproxy runs: keeping %s (restart to "
+                  "apply %s)",
+                  cfg_engine_name(run->engine), cfg_engine_name(n->engine));
+        n->engine = run->engine;
+    }
     if (strcmp(n->admin.listen, run->admin.listen)) {
         log_event(CFG_LL_WARN,
                   "reload: admin.listen cannot change while ringproxy runs: keeping %s (restart "
@@ -561,7 +615,7 @@ static int main_loop(struct run *m, const sigset_t *sigs)
 int main(int argc, char **argv)
 {
     struct args a;
-    const char *dir, *listen_arg, *upstream_arg, *admin_arg;
+    const char *dir, *listen_arg, *upstream_arg, *admin_arg, *engine_name;
     char up_host[256], up_port[8], config_desc[600];
     struct sockaddr_storage la[HTTP_MAX_LISTENERS], aa;
     unsigned lalen[HTTP_MAX_LISTENERS], aalen, nla = 0, nworkers;
@@ -636,6 +690,7 @@ int main(int argc, char **argv)
         return 2;
     }
     nworkers = a.workers >= 0 ? (unsigned)a.workers : cfg->workers;
+    engine_name = engine_choose(a.engine >= 0 ? (enum cfg_engine)a.engine : cfg->engine);
     if (!nworkers)
         nworkers = core_cpus_usable();
 
@@ -765,8 +820,9 @@ int main(int argc, char **argv)
         io_uring_hint(st.err, st.what);
         return 1;
     }
-    log_info("ringproxy %s: %u worker%s, listening on %s, upstream %s, admin %s, config %s",
-             RINGPROXY_VERSION, nworkers, nworkers == 1 ? "" : "s",
+    log_info("ringproxy %s, engine %s: %u worker%s, listening on %s, upstream %s, admin %s, "
+             "config %s",
+             RINGPROXY_VERSION, engine_name, nworkers, nworkers == 1 ? "" : "s",
              listen_arg ? listen_arg : "0.0.0.0:80 [::]:80", upstream_arg, admin_arg, config_desc);
 
     sig = main_loop(&m, &sigs);

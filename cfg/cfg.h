@@ -38,6 +38,15 @@ enum cfg_log_level {
     CFG_LL_COUNT
 };
 
+/* The I/O engine (docs/design.md, "Engines"). */
+enum cfg_engine {
+    CFG_ENGINE_AUTO = 0, /* io_uring where the kernel and seccomp allow it, else epoll */
+    CFG_ENGINE_IO_URING,
+    CFG_ENGINE_EPOLL,
+    /* must stay last */
+    CFG_ENGINE_COUNT
+};
+
 /* Access-log fields a user may list in access_log.fields (order = output order). */
 enum cfg_field {
     CFG_F_TIME = 0,
@@ -79,6 +88,12 @@ int cfg_field_from_name(const char *name, size_t len);
 
 /* "error", "warn", "info", "debug"; "?" when out of range. */
 const char *cfg_log_level_name(enum cfg_log_level l);
+
+/* "auto", "io_uring", "epoll"; "?" when out of range. */
+const char *cfg_engine_name(enum cfg_engine e);
+
+/* The engine called name, or -ENOENT. */
+int cfg_engine_from_name(const char *name);
 
 /* "json", "ltsv"; "?" when out of range. */
 const char *cfg_log_format_name(enum cfg_log_format f);
@@ -141,6 +156,7 @@ struct cfg {
     uint32_t workers; /* 0 = one per usable CPU (core/cpus.h) */
     uint32_t shutdown_grace_ms;
     enum cfg_log_level log_level;
+    enum cfg_engine engine;
     struct cfg_upstream upstream;
     struct cfg_client client;
     struct cfg_limits limits;

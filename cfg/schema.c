@@ -15,6 +15,12 @@ static const char *const log_level_names[CFG_LL_COUNT] = {
     [CFG_LL_DEBUG] = "debug",
 };
 
+static const char *const engine_names[CFG_ENGINE_COUNT] = {
+    [CFG_ENGINE_AUTO] = "auto",
+    [CFG_ENGINE_IO_URING] = "io_uring",
+    [CFG_ENGINE_EPOLL] = "epoll",
+};
+
 static const char *const log_format_names[CFG_LOG_FORMAT_COUNT] = {
     [CFG_LOG_JSON] = "json",
     [CFG_LOG_LTSV] = "ltsv",
@@ -23,6 +29,7 @@ static const char *const log_format_names[CFG_LOG_FORMAT_COUNT] = {
 /* Enum members are written through an int pointer: both must have its size. */
 static_assert(sizeof(enum cfg_log_level) == sizeof(int), "enum size");
 static_assert(sizeof(enum cfg_log_format) == sizeof(int), "enum size");
+static_assert(sizeof(enum cfg_engine) == sizeof(int), "enum size");
 
 #define MEMBER_SIZE(m) sizeof(((struct cfg *)0)->m)
 
@@ -62,6 +69,10 @@ static const struct cfg_key keys[] = {
          "after SIGTERM or SIGINT, how long in-flight requests may take to finish"),
     ENUM("log_level", log_level, log_level_names, CFG_LL_INFO,
          "least severe diagnostic written to stderr"),
+    ENUM("engine", engine, engine_names, CFG_ENGINE_AUTO,
+         "I/O engine: `auto` uses io_uring where the kernel and seccomp allow it, else epoll "
+         "with one `warn` line; `io_uring` refuses to start without it; `epoll` always uses "
+         "epoll; `--engine` wins; needs a restart"),
 
     OBJECT("upstream", "the connections to `next-hop:80` (C3, C4, C11)"),
     UINT("upstream.connect_timeout_ms", upstream.connect_timeout_ms, 1, 300000, 5000,
@@ -353,6 +364,19 @@ void cfg_key_pointer(const char *path, char *buf, size_t cap)
 const char *cfg_log_level_name(enum cfg_log_level l)
 {
     return (unsigned)l < CFG_LL_COUNT ? log_level_names[l] : "?";
+}
+
+const char *cfg_engine_name(enum cfg_engine e)
+{
+    return (unsigned)e < CFG_ENGINE_COUNT ? engine_names[e] : "?";
+}
+
+int cfg_engine_from_name(const char *name)
+{
+    for (int i = 0; i < CFG_ENGINE_COUNT; i++)
+        if (!strcmp(name, engine_names[i]))
+            return i;
+    return -ENOENT;
 }
 
 const char *cfg_log_format_name(enum cfg_log_format f)

@@ -69,7 +69,8 @@ int core_bufring_init(struct core_bufring *b, struct io_uring *ring, uint16_t bg
     reg.ring_addr = (uintptr_t)b->br;
     reg.ring_entries = nbufs;
     reg.bgid = bgid;
-    r = io_uring_register_buf_ring(ring, &reg, 0);
+    /* without a ring (the epoll engine) the same ring is read by core/epoll.c */
+    r = ring ? io_uring_register_buf_ring(ring, &reg, 0) : 0;
     if (r < 0)
         goto fail;
     io_uring_buf_ring_init(b->br);
@@ -94,7 +95,8 @@ void core_bufring_exit(struct core_bufring *b, struct io_uring *ring)
 {
     if (!b->br)
         return;
-    (void)io_uring_unregister_buf_ring(ring, b->bgid);
+    if (ring)
+        (void)io_uring_unregister_buf_ring(ring, b->bgid);
     (void)munmap(b->mem, (size_t)b->nbufs * b->bufsz);
     (void)munmap(b->br, b->nbufs * sizeof(struct io_uring_buf));
     free(b->refs);

@@ -41,7 +41,10 @@ struct core_bufring {
     uint16_t bgid;
 };
 
-/* Map and register a ring of nbufs (power of two) buffers of bufsz bytes. */
+/*
+ * Map and register a ring of nbufs (power of two) buffers of bufsz bytes.
+ * ring NULL: map it only (the epoll engine takes its buffers itself).
+ */
 int core_bufring_init(struct core_bufring *b, struct io_uring *ring, uint16_t bgid, uint32_t nbufs,
                       uint32_t bufsz);
 void core_bufring_exit(struct core_bufring *b, struct io_uring *ring);

@@ -3,7 +3,54 @@
 #include <errno.h>
 #include <time.h>
 
+#include "core/epoll.h"
+
 _Thread_local struct core_thread *core_self;
+
+static enum core_engine engine;
+
+void core_engine_set(enum core_engine e)
+{
+    engine = e;
+}
+
+enum core_engine core_engine_get(void)
+{
+    return engine;
+}
+
+int core_io_uring_probe(const char **ret_what)
+{
+    struct io_uring ring;
+    struct io_uring_probe *probe;
+    struct io_uring_sqe *sqe;
+    struct io_uring_cqe *cqe;
+    int r;
+
+    r = io_uring_queue_init(2, &ring, 0);
+    if (r < 0) {
+        *ret_what = "io_uring_setup";
+        return r;
+    }
+    probe = io_uring_get_probe_ring(&ring);
+    if (!probe) {
+        *ret_what = "io_uring_register";
+        io_uring_queue_exit(&ring);
+        return -EPERM;
+    }
+    io_uring_free_probe(probe);
+    sqe = io_uring_get_sqe(&ring);
+    io_uring_prep_nop(sqe);
+    r = io_uring_submit_and_wait(&ring, 1);
+    if (r >= 0 && io_uring_peek_cqe(&ring, &cqe) == 0)
+        io_uring_cqe_seen(&ring, cqe);
+    io_uring_queue_exit(&ring);
+    if (r < 0) {
+        *ret_what = "io_uring_enter";
+        return r;
+    }
+    return 0;
+}
 
 void core_clock_update(struct core_thread *t)
 {
@@ -21,7 +68,25 @@ int core_thread_init(struct core_thread *t, int id, const struct core_thread_par
     struct io_uring_params up = {0};
     int r;
 
-    *t = (struct core_thread){.id = id};
+    *t = (struct core_thread){.id = id, .engine = engine};
+    if (engine == CORE_ENGINE_EPOLL) {
+        r = core_ep_init(t);
+        if (r < 0) {
+            *ret_what = "epoll_create1";
+            return r;
+        }
+        /* the same buffers, published as for the kernel, taken by core/epoll.c */
+        r = core_bufring_init(&t->bufs, NULL, 0, p->nbufs, p->bufsz);
+        if (r < 0) {
+            *ret_what = "receive buffers";
+            core_ep_exit(t);
+            return r;
+        }
+        core_pool_init(&t->pool, p->blksz, 64);
+        core_clock_update(t);
+        core_self = t;
+        return 0;
+    }
     up.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_CQSIZE;
     up.cq_entries = p->entries * 8;
     r = io_uring_queue_init_params(p->entries, &t->ring, &up);
@@ -51,6 +116,12 @@ int core_thread_init(struct core_thread *t, int id, const struct core_thread_par
 
 void core_thread_exit(struct core_thread *t)
 {
+    if (t->engine == CORE_ENGINE_EPOLL) {
+        core_bufring_exit(&t->bufs, NULL);
+        core_pool_exit(&t->pool);
+        core_ep_exit(t);
+        return;
+    }
     core_bufring_exit(&t->bufs, &t->ring);
     core_pool_exit(&t->pool);
     io_uring_queue_exit(&t->ring);
@@ -60,9 +131,19 @@ struct io_uring_sqe *core_sqe(struct core_thread *t)
 {
     struct io_uring_sqe *sqe;
 
+    if (__builtin_expect(t->engine == CORE_ENGINE_EPOLL, 0))
+        return core_ep_sqe(t);
     while (!(sqe = io_uring_get_sqe(&t->ring)))
         (void)io_uring_submit(&t->ring);
     return sqe;
+}
+
+void core_sqe_room(struct core_thread *t, unsigned n)
+{
+    if (t->engine == CORE_ENGINE_EPOLL)
+        core_ep_room(t, n);
+    else if (io_uring_sq_space_left(&t->ring) < n)
+        (void)io_uring_submit(&t->ring);
 }
 
 /*
@@ -77,6 +158,8 @@ int core_loop_run(struct core_thread *t, const struct core_loop_ops *ops)
 {
     unsigned last = 0;
 
+    if (t->engine == CORE_ENGINE_EPOLL)
+        return core_ep_run(t, ops);
     for (;;) {
         struct __kernel_timespec ts;
         struct io_uring_cqe *cqe;

@@ -43,6 +43,27 @@ struct core_op {
 #define CORE_UD_IGNORE 0
 
 struct core_thread;
+struct core_ep;
+
+/*
+ * How the workers do their I/O (docs/design.md, "Engines"): io_uring, or the
+ * epoll engine (core/epoll.c), which performs the same operations with
+ * non-blocking system calls and completes them through the same handlers.
+ * Chosen once for the process, before the first core_thread_init().
+ */
+enum core_engine {
+    CORE_ENGINE_IO_URING = 0,
+    CORE_ENGINE_EPOLL,
+};
+
+void core_engine_set(enum core_engine e);
+enum core_engine core_engine_get(void);
+/*
+ * Can this process use io_uring? Sets up a small ring, registers with it
+ * and submits a NOP through it: 0, or -errno of the first call refused
+ * (*ret_what names it).
+ */
+int core_io_uring_probe(const char **ret_what);
 
 struct core_loop_ops {
     void (*cqe)(struct core_thread *t, struct core_op *op, const struct io_uring_cqe *cqe);
@@ -51,7 +72,8 @@ struct core_loop_ops {
 };
 
 struct core_thread {
-    struct io_uring ring;
+    struct io_uring ring; /* CORE_ENGINE_IO_URING */
+    struct core_ep *ep;   /* CORE_ENGINE_EPOLL */
     struct core_bufring bufs;
     struct core_pool pool;
     uint64_t now_ms; /* CLOCK_MONOTONIC, refreshed each turn */
@@ -60,6 +82,7 @@ struct core_thread {
     int now_rt_valid;
     int id;
     unsigned ring_flags; /* setup flags the kernel accepted */
+    int engine;          /* enum core_engine */
     void *app;           /* the protocol's per-worker state */
 };
 
@@ -73,16 +96,21 @@ struct core_thread_params {
 };
 
 /*
- * Set up t's ring (SINGLE_ISSUER | DEFER_TASKRUN where the kernel has them)
- * and buffers. Must run on the thread that will drive the loop. Returns 0 or
- * -errno; on failure *ret_what names the step that failed.
+ * Set up t's ring (SINGLE_ISSUER | DEFER_TASKRUN where the kernel has them),
+ * or its epoll engine (core_engine_get()), and buffers. Must run on the thread that will drive the
+ * loop. Returns 0 or -errno; on failure *ret_what names the step that failed.
  */
 int core_thread_init(struct core_thread *t, int id, const struct core_thread_params *p,
                      const char **ret_what);
 void core_thread_exit(struct core_thread *t);
 
-/* An SQE, submitting first when the queue is full; never NULL. */
+/*
+ * An SQE, submitting first when the queue is full; never NULL. The caller
+ * prepares it with liburing's io_uring_prep_* helpers, whichever the engine.
+ */
 struct io_uring_sqe *core_sqe(struct core_thread *t);
+/* Room for n SQEs without a submission between them (an operation and its linked timeout). */
+void core_sqe_room(struct core_thread *t, unsigned n);
 
 void core_clock_update(struct core_thread *t);
 

@@ -46,8 +46,7 @@ struct http_admin {
 /* An SQE for an operation that link_timeout() follows: room for both, or the link breaks. */
 static struct io_uring_sqe *linked_sqe(struct http_admin *a)
 {
-    if (io_uring_sq_space_left(&a->t->ring) < 2)
-        (void)io_uring_submit(&a->t->ring);
+    core_sqe_room(a->t, 2);
     return core_sqe(a->t);
 }
 

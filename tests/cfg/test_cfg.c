@@ -409,10 +409,11 @@ Test(cfg_unknown, suggestions)
                     "/upstream/connect_timeout_ms? (keys nest as objects)");
     EXPECT_PROBLEMS("{\"admin\": {\"port\": 1}}",
                     "/admin/port: unknown key; expected one of \"listen\"");
-    EXPECT_PROBLEMS("{\"x\": 1}", "/x: unknown key; expected one of \"$schema\", \"workers\", "
-                                  "\"shutdown_grace_ms\", \"log_level\", \"upstream\", \"client\", "
-                                  "\"limits\", \"access_log\", \"admin\", \"lists\", \"rules\", "
-                                  "\"error_pages\"");
+    EXPECT_PROBLEMS("{\"x\": 1}",
+                    "/x: unknown key; expected one of \"$schema\", \"workers\", "
+                    "\"shutdown_grace_ms\", \"log_level\", \"engine\", \"upstream\", \"client\", "
+                    "\"limits\", \"access_log\", \"admin\", \"lists\", \"rules\", "
+                    "\"error_pages\"");
 }
 
 Test(cfg_unknown, distance)
@@ -448,10 +449,11 @@ Test(cfg_unknown, long_key_is_cut)
 
 Test(cfg_pointer, escaping)
 {
-    EXPECT_PROBLEMS("{\"a/b\": 1}", "/a~1b: unknown key; expected one of \"$schema\", "
-                                    "\"workers\", \"shutdown_grace_ms\", \"log_level\", "
-                                    "\"upstream\", \"client\", \"limits\", \"access_log\", "
-                                    "\"admin\", \"lists\", \"rules\", \"error_pages\"");
+    EXPECT_PROBLEMS("{\"a/b\": 1}",
+                    "/a~1b: unknown key; expected one of \"$schema\", "
+                    "\"workers\", \"shutdown_grace_ms\", \"log_level\", "
+                    "\"engine\", \"upstream\", \"client\", \"limits\", \"access_log\", "
+                    "\"admin\", \"lists\", \"rules\", \"error_pages\"");
     char *got = problems("{\"upstream\": {\"m~n/o\": 1, \"\\u0001\\u00e9\\ud83d\\ude00\\\\\": 2, "
                          "\"\": 3}}",
                          NULL);
@@ -552,20 +554,21 @@ Test(cfg_syntax, name_is_shown_safely)
 
 Test(cfg_order, all_problems_in_file_order)
 {
-    EXPECT_PROBLEMS("{\"zz\": 1, \"upstream\": {\"pool_max_idle\": -5, \"x\": 1},"
-                    " \"workers\": 2000, \"access_log\": {\"fields\": [\"timme\"]},"
-                    " \"admin\": {\"listen\": \"10.0.0.1:9000\"}}",
-                    "/zz: unknown key; expected one of \"$schema\", \"workers\", "
-                    "\"shutdown_grace_ms\", \"log_level\", \"upstream\", \"client\", \"limits\", "
-                    "\"access_log\", \"admin\", \"lists\", \"rules\", \"error_pages\"\n"
-                    "/upstream/pool_max_idle: expected an integer from 0 to 65536, got -5\n"
-                    "/upstream/x: unknown key; expected one of \"connect_timeout_ms\", "
-                    "\"response_timeout_ms\", \"resolve_interval_ms\", \"pool_idle_timeout_ms\", "
-                    "\"pool_max_idle\"\n"
-                    "/workers: expected an integer from 0 to 1024, got 2000\n"
-                    "/access_log/fields/0: unknown field \"timme\"; did you mean \"time\"?\n"
-                    "/admin/listen: must be a loopback address (127.0.0.0/8 or [::1]) per the "
-                    "Section contract (C2), got \"10.0.0.1:9000\"");
+    EXPECT_PROBLEMS(
+        "{\"zz\": 1, \"upstream\": {\"pool_max_idle\": -5, \"x\": 1},"
+        " \"workers\": 2000, \"access_log\": {\"fields\": [\"timme\"]},"
+        " \"admin\": {\"listen\": \"10.0.0.1:9000\"}}",
+        "/zz: unknown key; expected one of \"$schema\", \"workers\", "
+        "\"shutdown_grace_ms\", \"log_level\", \"engine\", \"upstream\", \"client\", \"limits\", "
+        "\"access_log\", \"admin\", \"lists\", \"rules\", \"error_pages\"\n"
+        "/upstream/pool_max_idle: expected an integer from 0 to 65536, got -5\n"
+        "/upstream/x: unknown key; expected one of \"connect_timeout_ms\", "
+        "\"response_timeout_ms\", \"resolve_interval_ms\", \"pool_idle_timeout_ms\", "
+        "\"pool_max_idle\"\n"
+        "/workers: expected an integer from 0 to 1024, got 2000\n"
+        "/access_log/fields/0: unknown field \"timme\"; did you mean \"time\"?\n"
+        "/admin/listen: must be a loopback address (127.0.0.0/8 or [::1]) per the "
+        "Section contract (C2), got \"10.0.0.1:9000\"");
 }
 
 /* ---- access_log ---- */

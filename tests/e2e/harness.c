@@ -186,6 +186,17 @@ static pid_t spawn(const char *const *argv, int out, int err)
     return pid;
 }
 
+int h_engine_args(const char **argv, int n)
+{
+    const char *e = getenv("RINGPROXY_ENGINE");
+
+    if (e && *e) {
+        argv[n++] = "--engine";
+        argv[n++] = e;
+    }
+    return n;
+}
+
 pid_t h_spawn(const char *const *args, const char *out_path, const char *err_path)
 {
     const char *bin = getenv("RINGPROXY");
@@ -194,6 +205,7 @@ pid_t h_spawn(const char *const *args, const char *out_path, const char *err_pat
 
     cr_assert(bin, "RINGPROXY is not set");
     argv[n++] = bin;
+    n = h_engine_args(argv, n);
     for (int i = 0; args && args[i] && n < 31; i++)
         argv[n++] = args[i];
     argv[n] = NULL;
@@ -262,6 +274,7 @@ static void start(struct proxy *p, unsigned upstream_port, const char *json,
     argv[n++] = admin;
     argv[n++] = "--workers";
     argv[n++] = "1";
+    n = h_engine_args(argv, n);
     for (int i = 0; args && args[i] && n < 30; i++) {
         own_admin &= strcmp(args[i], "--admin") != 0;
         argv[n++] = args[i];

@@ -44,6 +44,13 @@ void h_proxy_start_piped(struct proxy *p, unsigned upstream_port, const char *js
 int h_proxy_stop(struct proxy *p);
 
 /*
+ * $RINGPROXY_ENGINE (auto, io_uring, epoll), when set and not empty, is
+ * passed as --engine to every ringproxy the tests start (before their own
+ * arguments: a test's own --engine wins). Appends to argv at n; the new n.
+ */
+int h_engine_args(const char **argv, int n);
+
+/*
  * Run ringproxy ($RINGPROXY) by hand, with args after argv[0] (NULL-terminated),
  * stdout to out_path and stderr to err_path (NULL: /dev/null; the same path
  * for both: one file). Nothing else of the test process is inherited.

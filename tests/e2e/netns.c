@@ -100,8 +100,10 @@ void netns_proxy_start(const char *json)
     p->pid = fork();
     cr_assert(p->pid >= 0);
     if (p->pid == 0) {
-        const char *argv[] = {bin,       "--config", NS.dir,      "--listen", listen,
-                              "--admin", admin,      "--workers", "1",        NULL};
+        const char *argv[16] = {bin,       "--config", NS.dir,      "--listen", listen,
+                                "--admin", admin,      "--workers", "1"};
+
+        argv[h_engine_args(argv, 9)] = NULL;
         int out = open(p->out_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
         int err = open(p->err_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
 
