@@ -823,10 +823,9 @@ static void ep_events(struct core_thread *t, int n)
         ep_run_side(t, f, fd, EP_RD);
         ep_run_side(t, f, fd, EP_WR);
     }
-    if (nrun) {
+    if (ep->runq_n > nrun)
         memmove(ep->runq, ep->runq + nrun, (ep->runq_n - nrun) * sizeof(*ep->runq));
-        ep->runq_n -= nrun;
-    }
+    ep->runq_n -= nrun;
 }
 
 int core_ep_run(struct core_thread *t, const struct core_loop_ops *ops)
@@ -866,7 +865,8 @@ int core_ep_run(struct core_thread *t, const struct core_loop_ops *ops)
             if (op)
                 ops->cqe(t, op, &c);
         }
-        memmove(ep->cq, ep->cq + n, (ep->cq_n - n) * sizeof(*ep->cq));
+        if (ep->cq_n > n) /* those a full SQE array's submission completed meanwhile */
+            memmove(ep->cq, ep->cq + n, (ep->cq_n - n) * sizeof(*ep->cq));
         ep->cq_n -= n;
     }
 }
