@@ -39,8 +39,8 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 # Order and roles of targets in the table.
 TARGET_ORDER = [
-    "ringproxy", "ringproxy-rules", "ringproxy-ratelimit", "ringproxy-nolog", "ringproxy-2w",
-    "nginx", "nginx-rules", "nginx-nolog",
+    "ringproxy", "ringproxy-epoll", "ringproxy-rules", "ringproxy-ratelimit", "ringproxy-nolog",
+    "ringproxy-2w", "nginx", "nginx-rules", "nginx-nolog",
     "haproxy", "haproxy-nolog",
     "relay", "origin",
 ]

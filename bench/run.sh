@@ -42,6 +42,7 @@
 #                            two ringproxy workers sharing the proxy CPU, and
 #                            ringproxy-rules, nginx-rules: with the 20 edge rules
 #                            ringproxy-ratelimit: one rate_limit rule (bench/conf/ratelimit/)
+#                            ringproxy-epoll: ringproxy on its epoll engine (--engine epoll)
 #   BENCH_REQUEST [auto]     what wrk sends: plain (GET /SIZE, Host 127.0.0.1:PORT)
 #                            or edge (GET /blog/SIZE with Host www.example.com,
 #                            X-Forwarded-Proto https, True-Client-IP, User-Agent,
@@ -454,7 +455,7 @@ start_target() { # start_target NAME: 0 when it answers
             PORT="${PORT[$name]}" ORIGIN_PORT="${PORT[origin]}" MAXCONN="$HAPROXY_MAXCONN"
         start "$name" "$outmode" "${PIN_PROXY[@]}" haproxy -db -f "$dir/haproxy.cfg"
         ;;
-    ringproxy | ringproxy-nolog | ringproxy-2w | ringproxy-rules | ringproxy-ratelimit)
+    ringproxy | ringproxy-nolog | ringproxy-2w | ringproxy-rules | ringproxy-ratelimit | ringproxy-epoll)
         [[ -n $RINGPROXY ]] || return 1
         mkdir -p "$dir/conf"
         local nolog=() workers=1
@@ -481,11 +482,14 @@ start_target() { # start_target NAME: 0 when it answers
         [[ $name == ringproxy-nolog ]] && nolog=(--no-access-log)
         # Two workers on the one proxy CPU: what more workers than CPUs cost (see "Scaling").
         [[ $name == ringproxy-2w ]] && workers=2
+        # The epoll engine, as where io_uring is refused (docs/design.md, "Engines")
+        local engine=()
+        [[ $name == ringproxy-epoll ]] && engine=(--engine epoll)
         local under=()
         ((DO_INSTR)) && under=(valgrind -q --tool=callgrind --compress-strings=no --compress-pos=no "--callgrind-out-file=$dir/cg.out")
         start "$name" "$outmode" "${PIN_PROXY[@]}" "${under[@]}" "$RINGPROXY" --listen "127.0.0.1:${PORT[$name]}" \
             --upstream "127.0.0.1:${PORT[origin]}" --workers "$workers" --admin "127.0.0.1:$(mkport)" \
-            --config "$dir/conf" "${nolog[@]}"
+            --config "$dir/conf" "${nolog[@]}" "${engine[@]}"
         ;;
     relay)
         # A private copy: on a shared machine, someone's `pkill -f ringproxy-relay`
