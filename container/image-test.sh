@@ -478,7 +478,8 @@ else
             "http://$proxy_addr/hello.txt" 2>/dev/null)
         check "under podman's default seccomp it serves: GET /hello.txt $code, origin's body" \
             bash -c "[ '$code' = 200 ] && [ \"\$(cat '$tmp/body-noseccomp')\" = '$token' ]"
-        engine=$(grep -o 'engine [a-z_]*' "$tmp/noseccomp.err" | head -n 1)
+        # the start line: "ringproxy VERSION, engine NAME: ..."
+        engine=$(grep -o ', engine [a-z_]*:' "$tmp/noseccomp.err" | head -n 1 | sed 's/^, //; s/:$//')
         if grep -q 'io_uring_setup' "$tmp/noseccomp.err"; then
             check "io_uring refused there: one warn line, then $engine" \
                 bash -c "[ \"\$(grep -c 'using epoll' '$tmp/noseccomp.err')\" = 1 ] && [ '$engine' = 'engine epoll' ]"
