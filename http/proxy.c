@@ -1010,6 +1010,8 @@ static enum http_term reject_reason(int status)
         return HT_BAD_REQUEST;
     case 501:
         return HT_NOT_IMPLEMENTED;
+    case 503:
+        return HT_AUTH_BUSY; /* the only refusal with it: a basic_auth check not made in time */
     default:
         return HT_LIMIT_EXCEEDED; /* 413, 414, 431 */
     }
@@ -1773,7 +1775,7 @@ static void conn_request(struct http_worker *w, struct http_conn *c)
         r = req_rewrite(w, c);
     if (r < 0) {
         c->req_done = 0;
-        conn_respond(w, c, -r, -r == 503 ? HT_AUTH_BUSY : reject_reason(-r));
+        conn_respond(w, c, -r, reject_reason(-r));
         return;
     }
     c->req_done = c->req->complete;
@@ -1799,7 +1801,7 @@ static void auth_done(struct http_worker *w, struct http_conn *c, const struct h
     if (r == 1)
         return; /* another basic_auth after it */
     if (r < 0) {
-        conn_respond(w, c, -r, -r == 503 ? HT_AUTH_BUSY : reject_reason(-r));
+        conn_respond(w, c, -r, reject_reason(-r));
         return;
     }
     conn_dispatch(w, c);

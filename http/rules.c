@@ -278,6 +278,16 @@ static int header_matches(const struct cfg_hdr_match *hm, const struct http_msg 
     return hm->test == CFG_HT_ABSENT;
 }
 
+/* The request's client_ip parsed into pr->ip, on first use: 1, or 0 when it does not parse. */
+static int probe_ip(struct probe *pr)
+{
+    if (!pr->have_ip) {
+        pr->ip_ok = http_rules_req_ip(pr->r, &pr->ip) == 0;
+        pr->have_ip = 1;
+    }
+    return pr->ip_ok;
+}
+
 static int match(const struct cfg_match *mt, struct probe *pr)
 {
     const struct http_rules_req *r = pr->r;
@@ -291,14 +301,8 @@ static int match(const struct cfg_match *mt, struct probe *pr)
         return 0;
     if ((has & CFG_M_METHOD) && !method_matches(mt, pr))
         return 0;
-    if (has & CFG_M_CLIENT_IP) {
-        if (!pr->have_ip) {
-            pr->ip_ok = http_rules_req_ip(r, &pr->ip) == 0;
-            pr->have_ip = 1;
-        }
-        if (!(pr->ip_ok && cfg_ipset_has(&mt->client_ip, &pr->ip)))
-            return 0;
-    }
+    if ((has & CFG_M_CLIENT_IP) && !(probe_ip(pr) && cfg_ipset_has(&mt->client_ip, &pr->ip)))
+        return 0;
     if (has & CFG_M_HEADER)
         for (size_t i = 0; i < mt->nheaders; i++)
             if (!header_matches(&mt->headers[i], r->m))
@@ -444,9 +448,9 @@ static enum auth_step basic_auth(const struct cfg_erule *e, uint32_t i, struct p
      * client its address.
      */
     if (r->rl) {
-        struct cfg_ip ip;
+        if (probe_ip(pr)) {
+            struct cfg_ip ip = pr->ip;
 
-        if (http_rules_req_ip(r, &ip) == 0) {
             if (!(ip.hi == 0 && ip.lo >> 32 == 0xffff))
                 ip.lo = 0;
             key = http_ratelimit_key_ip(r->rl, i | HTTP_RULES_AUTH_NS, &ip);
