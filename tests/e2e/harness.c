@@ -1,6 +1,7 @@
 #include "tests/e2e/harness.h"
 
 #include <arpa/inet.h>
+#include <crypt.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -9,6 +10,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -771,4 +773,64 @@ const char *h_shown(const char *p, size_t n)
     }
     out[o] = '\0';
     return out;
+}
+
+void h_put_file(const char *dir, const char *rel, const char *text)
+{
+    char path[256], tmp[300];
+    FILE *f;
+
+    snprintf(path, sizeof(path), "%s/%s", dir, rel);
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    f = fopen(tmp, "w");
+    cr_assert(f, "%s: %s", tmp, strerror(errno));
+    fputs(text, f);
+    cr_assert_eq(fclose(f), 0);
+    cr_assert_eq(rename(tmp, path), 0, "%s: %s", path, strerror(errno));
+}
+
+const char *h_basic_raw(char *out, size_t cap, const char *cred, size_t n)
+{
+    static const char abc[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    size_t o = (size_t)snprintf(out, cap, "Authorization: Basic ");
+
+    for (size_t i = 0; i < n; i += 3) {
+        uint32_t v = (uint32_t)(unsigned char)cred[i] << 16;
+
+        if (i + 1 < n)
+            v |= (uint32_t)(unsigned char)cred[i + 1] << 8;
+        if (i + 2 < n)
+            v |= (uint32_t)(unsigned char)cred[i + 2];
+        cr_assert_lt(o + 7, cap);
+        out[o++] = abc[v >> 18 & 63];
+        out[o++] = abc[v >> 12 & 63];
+        out[o++] = i + 1 < n ? abc[v >> 6 & 63] : '=';
+        out[o++] = i + 2 < n ? abc[v & 63] : '=';
+    }
+    snprintf(out + o, cap - o, "\r\n");
+    return out;
+}
+
+const char *h_basic(char *out, size_t cap, const char *user, const char *pass)
+{
+    char cred[256];
+    int n = snprintf(cred, sizeof(cred), "%s:%s", user, pass);
+
+    cr_assert_lt(n, (int)sizeof(cred));
+    return h_basic_raw(out, cap, cred, (size_t)n);
+}
+
+char *h_crypt(const char *prefix, unsigned long cost, const char *pass)
+{
+    char salt[CRYPT_GENSALT_OUTPUT_SIZE];
+    struct crypt_data *cd = calloc(1, sizeof(*cd));
+    char *h;
+
+    cr_assert_not_null(cd);
+    cr_assert_not_null(crypt_gensalt_rn(prefix, cost, NULL, 0, salt, sizeof(salt)), "%s", prefix);
+    h = crypt_rn(pass, salt, cd, (int)sizeof(*cd));
+    cr_assert(h && h[0] != '*', "crypt_rn(%s) failed", salt);
+    h = strdup(h);
+    free(cd);
+    return h;
 }

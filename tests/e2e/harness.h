@@ -145,4 +145,22 @@ int h_header(const char *head, const char *name, char *out, size_t cap);
 /* Bytes made readable for assertion messages (a static buffer: one at a time). */
 const char *h_shown(const char *p, size_t n);
 
+/* Replace dir/rel with text at once (written beside it, then renamed), as a deploy does. */
+void h_put_file(const char *dir, const char *rel, const char *text);
+
+/*
+ * "Authorization: Basic <base64 of cred's n bytes>\r\n" into out (cap
+ * bytes; fails the test when it does not fit). Returns out.
+ */
+const char *h_basic_raw(char *out, size_t cap, const char *cred, size_t n);
+
+/* The same for "user:pass". */
+const char *h_basic(char *out, size_t cap, const char *user, const char *pass);
+
+/*
+ * A crypt(3) hash of pass made now, the way `mkpasswd -m bcrypt -R cost`
+ * makes one (prefix "$2b$"; "$2y$" is htpasswd -B's); malloc'd.
+ */
+char *h_crypt(const char *prefix, unsigned long cost, const char *pass);
+
 #endif

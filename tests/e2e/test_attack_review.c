@@ -36,60 +36,6 @@
 #include "tests/e2e/harness.h"
 #include "tests/support/origin.h"
 
-static void put_file(const char *dir, const char *rel, const char *text)
-{
-    char path[256], tmp[300];
-    FILE *f;
-
-    snprintf(path, sizeof(path), "%s/%s", dir, rel);
-    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-    f = fopen(tmp, "w");
-    cr_assert(f, "%s: %s", tmp, strerror(errno));
-    fputs(text, f);
-    cr_assert_eq(fclose(f), 0);
-    cr_assert_eq(rename(tmp, path), 0, "%s: %s", path, strerror(errno));
-}
-
-static char *hash_of(const char *prefix, unsigned long cost, const char *pass)
-{
-    char salt[CRYPT_GENSALT_OUTPUT_SIZE];
-    struct crypt_data *cd = calloc(1, sizeof(*cd));
-    char *h;
-
-    cr_assert_not_null(cd);
-    cr_assert_not_null(crypt_gensalt_rn(prefix, cost, NULL, 0, salt, sizeof(salt)), "%s", prefix);
-    h = crypt_rn(pass, salt, cd, (int)sizeof(*cd));
-    cr_assert(h && h[0] != '*', "crypt_rn(%s) failed", salt);
-    h = strdup(h);
-    free(cd);
-    return h;
-}
-
-/* "Authorization: Basic ...\r\n" for user:pass (short values). */
-static const char *basic(char *out, size_t cap, const char *user, const char *pass)
-{
-    static const char abc[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    char cred[256];
-    size_t n = (size_t)snprintf(cred, sizeof(cred), "%s:%s", user, pass);
-    size_t o = (size_t)snprintf(out, cap, "Authorization: Basic ");
-
-    for (size_t i = 0; i < n; i += 3) {
-        uint32_t v = (uint32_t)(unsigned char)cred[i] << 16;
-
-        if (i + 1 < n)
-            v |= (uint32_t)(unsigned char)cred[i + 1] << 8;
-        if (i + 2 < n)
-            v |= (uint32_t)(unsigned char)cred[i + 2];
-        cr_assert_lt(o + 7, cap);
-        out[o++] = abc[v >> 18 & 63];
-        out[o++] = abc[v >> 12 & 63];
-        out[o++] = i + 1 < n ? abc[v >> 6 & 63] : '=';
-        out[o++] = i + 2 < n ? abc[v & 63] : '=';
-    }
-    snprintf(out + o, cap - o, "\r\n");
-    return out;
-}
-
 /* GET /private without credentials on a new connection: its status (0: no answer). */
 static int status_unauthenticated(void)
 {
@@ -107,7 +53,7 @@ static int status_unauthenticated(void)
 static const char *staging_config(void)
 {
     static char json[512];
-    char *h = hash_of("$2b$", 4, "right");
+    char *h = h_crypt("$2b$", 4, "right");
 
     snprintf(json, sizeof(json),
              "{" FX_GRACE ", \"rules\": [{\"name\": \"staging\", \"basic_auth\": {\"realm\": "
@@ -153,7 +99,7 @@ Test(e2e_attack_review, a_replaced_config_folder_is_still_watched, .fini = fx_do
     h_msleep(600); /* the reload that this change causes finds no folder */
     cr_assert_eq(mkdir(px.dir, 0755), 0);
     /* then the new folder gets a config with a password rule */
-    put_file(px.dir, "proxy.json", staging_config());
+    h_put_file(px.dir, "proxy.json", staging_config());
     end = h_now_ms() + 3000;
     while (h_now_ms() < end && (s = status_unauthenticated()) != 401)
         h_msleep(50);
@@ -172,7 +118,7 @@ static long refusal_ms(const char *user, const char *ip)
     long t0 = h_now_ms(), t;
 
     snprintf(req, sizeof(req), "GET /private HTTP/1.1\r\nHost: t\r\nTrue-Client-IP: %s\r\n%s\r\n",
-             ip, basic(auth, sizeof(auth), user, "wrong"));
+             ip, h_basic(auth, sizeof(auth), user, "wrong"));
     cr_assert_eq(h_roundtrip(px.port, req, &r), 0);
     t = h_now_ms() - t0;
     cr_assert_eq(r.status, 401, "%s: %d", user, r.status);
@@ -191,7 +137,7 @@ Test(e2e_attack_review, basic_auth_unknown_user_costs_like_a_known_one, .fini = 
      .timeout = 60)
 {
     char json[1024];
-    char *cheap = hash_of("$2b$", 5, "a"), *dear = hash_of("$2b$", 12, "b");
+    char *cheap = h_crypt("$2b$", 5, "a"), *dear = h_crypt("$2b$", 12, "b");
     long known = 0, slow = 0, fast = 0;
 
     /* "ops" was added with htpasswd -B (cost 5), "admin" with a cost of 12 */
@@ -239,7 +185,7 @@ Test(e2e_attack_review, basic_auth_check_budget_holds_across_one_ipv6_64, .fini 
 
         snprintf(req, sizeof(req),
                  "GET /private HTTP/1.1\r\nHost: t\r\nTrue-Client-IP: 2001:db8:1:2::%x\r\n%s\r\n",
-                 i + 1, basic(auth, sizeof(auth), "qa", "guess"));
+                 i + 1, h_basic(auth, sizeof(auth), "qa", "guess"));
         cr_assert_eq(h_roundtrip(px.port, req, &r), 0);
         throttled += r.status == 429;
         h_resp_free(&r);

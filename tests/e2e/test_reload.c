@@ -21,21 +21,6 @@
 #include "tests/e2e/harness.h"
 #include "tests/support/origin.h"
 
-/* proxy.json (or another file of the folder) replaced at once, as an editor or a deploy does. */
-static void put_file(const char *dir, const char *rel, const char *text)
-{
-    char path[256], tmp[300];
-    FILE *f;
-
-    snprintf(path, sizeof(path), "%s/%s", dir, rel);
-    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-    f = fopen(tmp, "w");
-    cr_assert(f, "%s: %s", tmp, strerror(errno));
-    fputs(text, f);
-    cr_assert_eq(fclose(f), 0);
-    cr_assert_eq(rename(tmp, path), 0, "%s: %s", path, strerror(errno));
-}
-
 /* A config whose rule answers every request with body (no origin needed). */
 static char *answering(const char *body, const char *more)
 {
@@ -85,7 +70,7 @@ Test(e2e_reload, sighup_applies_a_new_config, .fini = fx_down)
     fx_start(answering("one\\n", NULL), NULL);
     cr_assert_str_eq(body_now(), "one\n");
     cr_assert_eq(h_metric(px.admin_port, "ringproxy_config_reloads_total{result=\"ok\"}"), 0);
-    put_file(px.dir, "proxy.json", answering("two\\n", NULL));
+    h_put_file(px.dir, "proxy.json", answering("two\\n", NULL));
     reload_sig();
     cr_assert(body_becomes("two\n", 3000), "got %s", body_now());
     cr_assert_eq(
@@ -102,10 +87,10 @@ Test(e2e_reload, folder_change_applies_without_a_signal, .fini = fx_down)
 {
     fx_start(answering("one\\n", NULL), NULL);
     cr_assert_str_eq(body_now(), "one\n");
-    put_file(px.dir, "proxy.json", answering("two\\n", NULL));
+    h_put_file(px.dir, "proxy.json", answering("two\\n", NULL));
     cr_assert(body_becomes("two\n", 3000), "got %s", body_now());
     /* the layout of the JSON alone is no change */
-    put_file(px.dir, "proxy.json", answering("two\\n", ", \"log_level\": \"info\""));
+    h_put_file(px.dir, "proxy.json", answering("two\\n", ", \"log_level\": \"info\""));
     cr_assert_eq(h_metric_wait(px.admin_port,
                                "ringproxy_config_reloads_total{result=\"unchanged\"}", 1, 3000),
                  1);
@@ -122,10 +107,10 @@ Test(e2e_reload, a_file_the_config_names_is_watched_too, .fini = fx_down)
     /* the folder is the proxy's: pages/ made under it after the start */
     snprintf(dir, sizeof(dir), "%s/pages", px.dir);
     cr_assert_eq(mkdir(dir, 0755), 0);
-    put_file(px.dir, "pages/p.txt", "first\n");
-    put_file(px.dir, "proxy.json", cfg);
+    h_put_file(px.dir, "pages/p.txt", "first\n");
+    h_put_file(px.dir, "proxy.json", cfg);
     cr_assert(body_becomes("first\n", 3000), "got %s", body_now());
-    put_file(px.dir, "pages/p.txt", "second\n");
+    h_put_file(px.dir, "pages/p.txt", "second\n");
     cr_assert(body_becomes("second\n", 3000), "a change in pages/: got %s", body_now());
 }
 
@@ -138,7 +123,7 @@ Test(e2e_reload, kubernetes_data_symlink_swap, .fini = fx_down)
     /* a ConfigMap volume: proxy.json -> ..data/proxy.json, ..data -> ..v1 */
     snprintf(p, sizeof(p), "%s/..v1", px.dir);
     cr_assert_eq(mkdir(p, 0755), 0);
-    put_file(px.dir, "..v1/proxy.json", answering("v1\\n", NULL));
+    h_put_file(px.dir, "..v1/proxy.json", answering("v1\\n", NULL));
     snprintf(p, sizeof(p), "%s/..data", px.dir);
     cr_assert_eq(symlink("..v1", p), 0);
     snprintf(p, sizeof(p), "%s/proxy.json", px.dir);
@@ -147,7 +132,7 @@ Test(e2e_reload, kubernetes_data_symlink_swap, .fini = fx_down)
     /* the kubelet's update: a new copy, a new symlink renamed over ..data */
     snprintf(p, sizeof(p), "%s/..v2", px.dir);
     cr_assert_eq(mkdir(p, 0755), 0);
-    put_file(px.dir, "..v2/proxy.json", answering("v2\\n", NULL));
+    h_put_file(px.dir, "..v2/proxy.json", answering("v2\\n", NULL));
     snprintf(p, sizeof(p), "%s/..data_tmp", px.dir);
     cr_assert_eq(symlink("..v2", p), 0);
     snprintf(q, sizeof(q), "%s/..data", px.dir);
@@ -158,8 +143,8 @@ Test(e2e_reload, kubernetes_data_symlink_swap, .fini = fx_down)
 Test(e2e_reload, an_invalid_config_keeps_the_running_one, .fini = fx_down)
 {
     fx_start(answering("one\\n", NULL), NULL);
-    put_file(px.dir, "proxy.json",
-             "{\"rules\": [{\"respond\": {\"status\": 200}, \"deny\": {}}], \"workerz\": 2}");
+    h_put_file(px.dir, "proxy.json",
+               "{\"rules\": [{\"respond\": {\"status\": 200}, \"deny\": {}}], \"workerz\": 2}");
     reload_sig();
     cr_assert_eq(
         h_metric_wait(px.admin_port, "ringproxy_config_reloads_total{result=\"failed\"}", 1, 3000),
@@ -169,7 +154,7 @@ Test(e2e_reload, an_invalid_config_keeps_the_running_one, .fini = fx_down)
     cr_assert_eq(h_wait_in(px.err_path, "/rules/0", 1000), 1);
     cr_assert_eq(h_wait_in(px.err_path, "still running generation 1", 1000), 1);
     cr_assert_str_eq(body_now(), "one\n");
-    put_file(px.dir, "proxy.json", answering("two\\n", NULL));
+    h_put_file(px.dir, "proxy.json", answering("two\\n", NULL));
     reload_sig();
     cr_assert(body_becomes("two\n", 3000), "a valid one after it applies: got %s", body_now());
 }
@@ -177,8 +162,8 @@ Test(e2e_reload, an_invalid_config_keeps_the_running_one, .fini = fx_down)
 Test(e2e_reload, fixed_settings_say_so_and_the_rest_applies, .fini = fx_down)
 {
     fx_start(answering("one\\n", ", \"workers\": 1"), NULL);
-    put_file(px.dir, "proxy.json",
-             answering("two\\n", ", \"workers\": 2, \"limits\": {\"max_header_bytes\": 16384}"));
+    h_put_file(px.dir, "proxy.json",
+               answering("two\\n", ", \"workers\": 2, \"limits\": {\"max_header_bytes\": 16384}"));
     reload_sig();
     cr_assert(body_becomes("two\n", 3000), "got %s", body_now());
     cr_assert_eq(h_wait_in(px.err_path, "workers cannot change while ringproxy runs", 1000), 1);
@@ -203,7 +188,7 @@ Test(e2e_reload, a_request_under_way_finishes_on_its_config, .fini = fx_down)
     u = fx_raw_take_request(head, sizeof(head), "GET /slow");
     fx_raw_keep(u);
     /* the config changes while the origin thinks */
-    put_file(px.dir, "proxy.json", v2);
+    h_put_file(px.dir, "proxy.json", v2);
     reload_sig();
     cr_assert_eq(h_wait_in(px.err_path, "applied (generation 2)", 3000), 1);
     h_msleep(50); /* a loop turn: the worker takes the new generation */
@@ -288,7 +273,7 @@ Test(e2e_reload, twenty_reloads_under_keep_alive_load_lose_nothing, .fini = fx_d
                  "{" FX_GRACE ", \"workers\": 2, \"rules\": [{\"name\": \"g\", "
                  "\"response_headers\": {\"set\": {\"X-Gen\": \"%d\"}}}]}",
                  k % 4);
-        put_file(px.dir, "proxy.json", json);
+        h_put_file(px.dir, "proxy.json", json);
         reload_sig();
         snprintf(want, sizeof(want), "applied (generation %d)", k + 1);
         cr_assert_eq(h_wait_in(px.err_path, want, 5000), 1, "reload %d", k);
@@ -341,7 +326,7 @@ Test(e2e_reload, a_sixth_generation_in_use_closes_the_oldest, .fini = fx_down, .
             break;
         snprintf(json, sizeof(json), "{" FX_GRACE ", \"upstream\": {\"pool_max_idle\": %d}}",
                  10 + k);
-        put_file(px.dir, "proxy.json", json);
+        h_put_file(px.dir, "proxy.json", json);
         reload_sig();
         snprintf(want, sizeof(want), "applied (generation %d)", k + 2);
         cr_assert_eq(h_wait_in(px.err_path, want, 3000), 1, "reload %d", k);

@@ -1645,58 +1645,7 @@ Test(e2e_rules, rate_limit_flood_of_keys, .fini = fx_down, .timeout = 120)
 
 /* ==== basic_auth ====================================================================== */
 
-/*
- * A crypt(3) hash of pass made now, the way `mkpasswd -m bcrypt -R cost`
- * makes one (prefix "$2b$"; "$2y$" is htpasswd -B's); malloc'd.
- */
-static char *hash_of(const char *prefix, unsigned long cost, const char *pass)
-{
-    char salt[CRYPT_GENSALT_OUTPUT_SIZE];
-    struct crypt_data *cd = calloc(1, sizeof(*cd));
-    char *h;
-
-    cr_assert_not_null(cd);
-    cr_assert_not_null(crypt_gensalt_rn(prefix, cost, NULL, 0, salt, sizeof(salt)), "%s", prefix);
-    h = crypt_rn(pass, salt, cd, (int)sizeof(*cd));
-    cr_assert(h && h[0] != '*', "crypt_rn(%s) failed", salt);
-    h = strdup(h);
-    free(cd);
-    return h;
-}
-
 #define AUTH_HDR 512
-
-/* "Authorization: Basic <base64 of cred's n bytes>\r\n" into out (AUTH_HDR bytes). */
-static const char *basic_raw(char *out, const char *cred, size_t n)
-{
-    static const char abc[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    size_t o = (size_t)snprintf(out, AUTH_HDR, "Authorization: Basic ");
-
-    for (size_t i = 0; i < n; i += 3) {
-        uint32_t v = (uint32_t)(unsigned char)cred[i] << 16;
-
-        if (i + 1 < n)
-            v |= (uint32_t)(unsigned char)cred[i + 1] << 8;
-        if (i + 2 < n)
-            v |= (uint32_t)(unsigned char)cred[i + 2];
-        cr_assert_lt(o + 7, AUTH_HDR);
-        out[o++] = abc[v >> 18 & 63];
-        out[o++] = abc[v >> 12 & 63];
-        out[o++] = i + 1 < n ? abc[v >> 6 & 63] : '=';
-        out[o++] = i + 2 < n ? abc[v & 63] : '=';
-    }
-    snprintf(out + o, AUTH_HDR - o, "\r\n");
-    return out;
-}
-
-/* The Authorization line of user and pass. */
-static const char *basic(char *out, const char *user, const char *pass)
-{
-    char cred[256];
-    int n = snprintf(cred, sizeof(cred), "%s:%s", user, pass);
-
-    return basic_raw(out, cred, (size_t)n);
-}
 
 /* A 401 of a basic_auth: one challenge, for realm. */
 #define ASSERT_401(r, realm, what)                                                                 \
@@ -1761,10 +1710,10 @@ Test(e2e_rules, recipe_staging_password, .fini = fx_down)
     cr_expect(body_is(&r, PLAIN_401), "%s", h_shown(r.body, r.body_len));
     h_resp_free(&r);
     /* a wrong password, an unknown user, another scheme */
-    get("/wrong", "staging.example.com", basic(a, "qa", "change-it"), &r);
+    get("/wrong", "staging.example.com", h_basic(a, AUTH_HDR, "qa", "change-it"), &r);
     ASSERT_401(&r, "staging", "a wrong password");
     h_resp_free(&r);
-    get("/unknown", "staging.example.com", basic(a, "nobody", STAGING_QA_PASS), &r);
+    get("/unknown", "staging.example.com", h_basic(a, AUTH_HDR, "nobody", STAGING_QA_PASS), &r);
     ASSERT_401(&r, "staging", "an unknown user");
     h_resp_free(&r);
     get("/bearer", "staging.example.com", "Authorization: Bearer abc.def.ghi\r\n", &r);
@@ -1772,18 +1721,18 @@ Test(e2e_rules, recipe_staging_password, .fini = fx_down)
     h_resp_free(&r);
     cr_assert_eq(origin_requests(origin), 0, "a refused request reached the origin");
     /* the right passwords ($2b$ of mkpasswd, $2y$ of htpasswd): the origin, without them */
-    get("/page?x=1", "staging.example.com", basic(a, "qa", STAGING_QA_PASS), &r);
+    get("/page?x=1", "staging.example.com", h_basic(a, AUTH_HDR, "qa", STAGING_QA_PASS), &r);
     ASSERT_ORIGIN(&r, "qa's password");
     h_resp_free(&r);
     ASSERT_ORIGIN_LINE("GET /page?x=1 HTTP/1.1");
     cr_assert_null(strcasestr(origin_head(), "Authorization"),
                    "the recipe removes the password, yet the origin got:\n%s", origin_head());
-    get("/", "staging.example.com", basic(a, "client", STAGING_CLIENT_PASS), &r);
+    get("/", "staging.example.com", h_basic(a, AUTH_HDR, "client", STAGING_CLIENT_PASS), &r);
     ASSERT_ORIGIN(&r, "client's password");
     h_resp_free(&r);
     cr_assert_null(strcasestr(origin_head(), "Authorization"), "%s", origin_head());
     /* user names are case-sensitive */
-    get("/case", "staging.example.com", basic(a, "QA", STAGING_QA_PASS), &r);
+    get("/case", "staging.example.com", h_basic(a, AUTH_HDR, "QA", STAGING_QA_PASS), &r);
     ASSERT_401(&r, "staging", "QA for qa");
     h_resp_free(&r);
     /* the platform's health check needs no password */
@@ -1824,7 +1773,7 @@ Test(e2e_rules, basic_auth_forwards_authorization_and_refuses_malformed, .fini =
         "Authorization: Basicx cWE6c2VjcmV0\r\n",
     };
     char json[1024], a[AUTH_HDR], b[AUTH_HDR], two[2 * AUTH_HDR];
-    char *h = hash_of("$2b$", 5, "secret"), *hc = hash_of("$2b$", 4, "p:a:ss w\xc3\xb6rd");
+    char *h = h_crypt("$2b$", 5, "secret"), *hc = h_crypt("$2b$", 4, "p:a:ss w\xc3\xb6rd");
     struct h_resp r;
 
     snprintf(json, sizeof(json),
@@ -1842,17 +1791,17 @@ Test(e2e_rules, basic_auth_forwards_authorization_and_refuses_malformed, .fini =
         h_resp_free(&r);
     }
     /* no ':' in the credentials; a NUL in them */
-    get("/", "a", basic_raw(a, "qasecret", 8), &r);
+    get("/", "a", h_basic_raw(a, AUTH_HDR, "qasecret", 8), &r);
     ASSERT_401(&r, "Staging area", "no ':'");
     h_resp_free(&r);
-    get("/", "a", basic_raw(a, "qa:sec\0ret", 10), &r);
+    get("/", "a", h_basic_raw(a, AUTH_HDR, "qa:sec\0ret", 10), &r);
     ASSERT_401(&r, "Staging area", "a NUL");
     h_resp_free(&r);
     cr_assert_eq(origin_requests(origin), 0);
     EXPECT_METRIC("ringproxy_auth_checks_total{result=\"bad\"}", 0);
     EXPECT_METRIC("ringproxy_auth_checks_total{result=\"ok\"}", 0);
     /* the right password: forwarded as received, in whatever case the scheme was written */
-    get("/", "a", basic(a, "qa", "secret"), &r);
+    get("/", "a", h_basic(a, AUTH_HDR, "qa", "secret"), &r);
     ASSERT_ORIGIN(&r, "the right password");
     h_resp_free(&r);
     cr_assert(strstr(origin_head(), "\r\nAuthorization: Basic cWE6c2VjcmV0\r\n"),
@@ -1863,11 +1812,13 @@ Test(e2e_rules, basic_auth_forwards_authorization_and_refuses_malformed, .fini =
     cr_assert(strstr(origin_head(), "\r\nauthorization: bASIC   cWE6c2VjcmV0\r\n"),
               "the origin did not get the field as sent:\n%s", origin_head());
     /* two fields, even both good: which would the origin believe? Refused, unchecked */
-    snprintf(two, sizeof(two), "%s%s", basic(a, "qa", "secret"), basic(b, "qa", "secret"));
+    snprintf(two, sizeof(two), "%s%s", h_basic(a, AUTH_HDR, "qa", "secret"),
+             h_basic(b, AUTH_HDR, "qa", "secret"));
     get("/", "a", two, &r);
     ASSERT_401(&r, "Staging area", "two Authorization fields");
     h_resp_free(&r);
-    snprintf(two, sizeof(two), "%s%s", basic(a, "qa", "secret"), basic(b, "qa", "wrong"));
+    snprintf(two, sizeof(two), "%s%s", h_basic(a, AUTH_HDR, "qa", "secret"),
+             h_basic(b, AUTH_HDR, "qa", "wrong"));
     get("/", "a", two, &r);
     ASSERT_401(&r, "Staging area", "two Authorization fields");
     h_resp_free(&r);
@@ -1875,10 +1826,10 @@ Test(e2e_rules, basic_auth_forwards_authorization_and_refuses_malformed, .fini =
     /* one check: the second good request came from the cache */
     EXPECT_METRIC("ringproxy_auth_checks_total{result=\"ok\"}", 1);
     /* a UTF-8 user name; the password is everything after the first ':' */
-    get("/", "a", basic(a, "j\xc3\xbcrgen", "p:a:ss w\xc3\xb6rd"), &r);
+    get("/", "a", h_basic(a, AUTH_HDR, "j\xc3\xbcrgen", "p:a:ss w\xc3\xb6rd"), &r);
     ASSERT_ORIGIN(&r, "a password with ':' in it");
     h_resp_free(&r);
-    get("/", "a", basic(a, "j\xc3\xbcrgen", "p:a"), &r);
+    get("/", "a", h_basic(a, AUTH_HDR, "j\xc3\xbcrgen", "p:a"), &r);
     ASSERT_401(&r, "Staging area", "the password cut at a ':'");
     h_resp_free(&r);
     EXPECT_METRIC("ringproxy_auth_checks_total{result=\"ok\"}", 2);
@@ -1895,7 +1846,7 @@ Test(e2e_rules, basic_auth_cache_shared_by_connections_and_workers, .fini = fx_d
 {
     static const char *const two_workers[] = {"--workers", "2", NULL};
     char json[1024], a[AUTH_HDR], raw[1024];
-    char *h = hash_of("$2b$", 8, "s3cret");
+    char *h = h_crypt("$2b$", 8, "s3cret");
     struct h_resp r;
     int fds[8];
 
@@ -1905,7 +1856,7 @@ Test(e2e_rules, basic_auth_cache_shared_by_connections_and_workers, .fini = fx_d
              h);
     free(h);
     start_rules_args(json, NULL, two_workers);
-    get("/first", "a", basic(a, "qa", "s3cret"), &r);
+    get("/first", "a", h_basic(a, AUTH_HDR, "qa", "s3cret"), &r);
     ASSERT_ORIGIN(&r, "the first login");
     h_resp_free(&r);
     EXPECT_METRIC("ringproxy_auth_checks_total{result=\"ok\"}", 1);
@@ -1913,7 +1864,7 @@ Test(e2e_rules, basic_auth_cache_shared_by_connections_and_workers, .fini = fx_d
     for (int i = 0; i < 8; i++)
         cr_assert_geq(fds[i] = h_connect(px.port), 0);
     snprintf(raw, sizeof(raw), "GET /again HTTP/1.1\r\nHost: a\r\n%s\r\n",
-             basic(a, "qa", "s3cret"));
+             h_basic(a, AUTH_HDR, "qa", "s3cret"));
     for (int i = 0; i < 8; i++)
         cr_assert_eq(h_sends(fds[i], raw), 0);
     for (int i = 0; i < 8; i++) {
@@ -1926,7 +1877,7 @@ Test(e2e_rules, basic_auth_cache_shared_by_connections_and_workers, .fini = fx_d
                  "good credentials were checked again");
     /* a wrong password, twice: checked both times */
     for (int i = 0; i < 2; i++) {
-        get("/wrong", "a", basic(a, "qa", "s3cret "), &r);
+        get("/wrong", "a", h_basic(a, AUTH_HDR, "qa", "s3cret "), &r);
         ASSERT_401(&r, "staging", "a wrong password");
         h_resp_free(&r);
     }
@@ -1945,7 +1896,7 @@ Test(e2e_rules, basic_auth_cache_shared_by_connections_and_workers, .fini = fx_d
 Test(e2e_rules, basic_auth_check_budget_429, .fini = fx_down)
 {
     char json[1024], a[AUTH_HDR], path[32];
-    char *h = hash_of("$2b$", 5, "right");
+    char *h = h_crypt("$2b$", 5, "right");
     struct h_resp r;
     json_t *lines, *j;
     long retry;
@@ -1958,11 +1909,11 @@ Test(e2e_rules, basic_auth_check_budget_429, .fini = fx_down)
     start_rules(json);
     for (int i = 0; i < 10; i++) {
         snprintf(path, sizeof(path), "/try%d", i);
-        get(path, "a", basic(a, "qa", i % 2 ? "wrong" : "nobody-knows"), &r);
+        get(path, "a", h_basic(a, AUTH_HDR, "qa", i % 2 ? "wrong" : "nobody-knows"), &r);
         ASSERT_401(&r, "staging", path);
         h_resp_free(&r);
     }
-    get("/eleventh", "a", basic(a, "qa", "right"), &r);
+    get("/eleventh", "a", h_basic(a, AUTH_HDR, "qa", "right"), &r);
     cr_assert_eq(r.status, 429, "%s", r.head);
     cr_assert_not_null(hdr(r.head, "Retry-After"), "%s", r.head);
     retry = atol(hdr(r.head, "Retry-After"));
@@ -1981,10 +1932,10 @@ Test(e2e_rules, basic_auth_check_budget_429, .fini = fx_down)
     ASSERT_ORIGIN(&r, "another client");
     h_resp_free(&r);
     /* now that they are known good, the first client's right credentials need no token */
-    get("/remembered", "a", basic(a, "qa", "right"), &r);
+    get("/remembered", "a", h_basic(a, AUTH_HDR, "qa", "right"), &r);
     ASSERT_ORIGIN(&r, "remembered credentials from an out-of-budget client");
     h_resp_free(&r);
-    get("/still", "a", basic(a, "qa", "wrong"), &r);
+    get("/still", "a", h_basic(a, AUTH_HDR, "qa", "wrong"), &r);
     cr_expect_eq(r.status, 429, "%s", r.head);
     h_resp_free(&r);
     EXPECT_METRIC("ringproxy_rule_hits_total{rule=\"staging\",action=\"basic_auth_throttled\"}", 3);
@@ -2024,7 +1975,8 @@ static int send_parked(const char *path, const char *user, const char *pass)
     int fd = h_connect(px.port);
 
     cr_assert_geq(fd, 0);
-    snprintf(raw, sizeof(raw), "GET %s HTTP/1.1\r\nHost: a\r\n%s\r\n", path, basic(a, user, pass));
+    snprintf(raw, sizeof(raw), "GET %s HTTP/1.1\r\nHost: a\r\n%s\r\n", path,
+             h_basic(a, AUTH_HDR, user, pass));
     cr_assert_eq(h_sends(fd, raw), 0);
     return fd;
 }
@@ -2041,7 +1993,7 @@ static int send_parked(const char *path, const char *user, const char *pass)
 Test(e2e_rules, basic_auth_event_loop_stays_responsive, .fini = fx_down)
 {
     char json[1024];
-    char *h = hash_of("$2b$", 12, "right");
+    char *h = h_crypt("$2b$", 12, "right");
     double t_check, t0, t[PLAIN], t_first = 0, t_last = 0;
     long done_during;
     struct h_resp r;
@@ -2111,8 +2063,8 @@ Test(e2e_rules, basic_auth_event_loop_stays_responsive, .fini = fx_down)
 Test(e2e_rules, basic_auth_unknown_user_checked_all_the_same, .fini = fx_down)
 {
     char json[2048], a[AUTH_HDR];
-    char *h = hash_of("$2b$", 12, "right"), *h6 = hash_of("$6$", 0, "sha512"),
-         *hy = hash_of("$y$", 0, "yescrypt"), *h4 = hash_of("$2b$", 4, "cheap");
+    char *h = h_crypt("$2b$", 12, "right"), *h6 = h_crypt("$6$", 0, "sha512"),
+         *hy = h_crypt("$y$", 0, "yescrypt"), *h4 = h_crypt("$2b$", 4, "cheap");
     double t0, wrong, unknown;
     struct h_resp r;
 
@@ -2127,12 +2079,12 @@ Test(e2e_rules, basic_auth_unknown_user_checked_all_the_same, .fini = fx_down)
     free(h4);
     start_rules(json);
     t0 = now_ms_f();
-    get("/", "a", basic(a, "qa", "wrong"), &r);
+    get("/", "a", h_basic(a, AUTH_HDR, "qa", "wrong"), &r);
     wrong = now_ms_f() - t0;
     ASSERT_401(&r, "staging", "a wrong password");
     h_resp_free(&r);
     t0 = now_ms_f();
-    get("/", "a", basic(a, "intruder", "cheap"), &r);
+    get("/", "a", h_basic(a, AUTH_HDR, "intruder", "cheap"), &r);
     unknown = now_ms_f() - t0;
     ASSERT_401(&r, "staging", "an unknown user");
     h_resp_free(&r);
@@ -2144,16 +2096,16 @@ Test(e2e_rules, basic_auth_unknown_user_checked_all_the_same, .fini = fx_down)
      */
     EXPECT_METRIC("ringproxy_auth_checks_total{result=\"bad\"}", 2);
     /* each user's own hash: bcrypt, SHA-512-crypt, yescrypt */
-    get("/", "a", basic(a, "qa", "right"), &r);
+    get("/", "a", h_basic(a, AUTH_HDR, "qa", "right"), &r);
     ASSERT_ORIGIN(&r, "qa ($2b$)");
     h_resp_free(&r);
-    get("/", "a", basic(a, "ops", "sha512"), &r);
+    get("/", "a", h_basic(a, AUTH_HDR, "ops", "sha512"), &r);
     ASSERT_ORIGIN(&r, "ops ($6$)");
     h_resp_free(&r);
-    get("/", "a", basic(a, "dev", "yescrypt"), &r);
+    get("/", "a", h_basic(a, AUTH_HDR, "dev", "yescrypt"), &r);
     ASSERT_ORIGIN(&r, "dev ($y$)");
     h_resp_free(&r);
-    get("/", "a", basic(a, "ops", "yescrypt"), &r);
+    get("/", "a", h_basic(a, AUTH_HDR, "ops", "yescrypt"), &r);
     ASSERT_401(&r, "staging", "dev's password for ops");
     h_resp_free(&r);
     EXPECT_METRIC("ringproxy_auth_checks_total{result=\"ok\"}", 3);
@@ -2170,7 +2122,7 @@ static void start_private_files(unsigned long cost, const char *paths, const cha
                                 const char *more, const char *const *files)
 {
     char json[4096];
-    char *h = hash_of("$2b$", cost, "right");
+    char *h = h_crypt("$2b$", cost, "right");
 
     snprintf(json, sizeof(json),
              "{\"rules\": [{\"name\": \"private\", \"match\": {\"path\": %s},"
@@ -2219,7 +2171,7 @@ Test(e2e_rules, basic_auth_client_gone_during_check, .fini = fx_down)
     EXPECT_METRIC("ringproxy_auth_checks_total{result=\"bad\"}", 2);
     cr_assert_geq(h_wait_log_lines(&px, 4), 4);
     /* the good check of the client that left is remembered all the same */
-    get("/private/after", "a", basic(a, "qa", "right"), &r);
+    get("/private/after", "a", h_basic(a, AUTH_HDR, "qa", "right"), &r);
     ASSERT_ORIGIN(&r, "after the clients left");
     h_resp_free(&r);
     assert_proxied("/public", "");
@@ -2254,8 +2206,8 @@ Test(e2e_rules, basic_auth_pipelined_behind_a_check, .fini = fx_down)
     int fd;
 
     start_private_files(10, "[\"/private/*\", \"/echo\"]", NULL, NULL, NULL);
-    basic(a, "qa", "right");
-    basic(w, "qa", "wrong");
+    h_basic(a, AUTH_HDR, "qa", "right");
+    h_basic(w, AUTH_HDR, "qa", "wrong");
     snprintf(reqs, sizeof(reqs),
              "POST /echo HTTP/1.1\r\nHost: a\r\n%sContent-Length: 5\r\n\r\nhello"
              "GET /public HTTP/1.1\r\nHost: a\r\n\r\n"
@@ -2283,7 +2235,7 @@ Test(e2e_rules, basic_auth_pipelined_behind_a_check, .fini = fx_down)
 Test(e2e_rules, basic_auth_head_gets_401_head_only, .fini = fx_down)
 {
     char a[AUTH_HDR], raw[1024];
-    const char *creds[] = {"", basic(a, "qa", "wrong")};
+    const char *creds[] = {"", h_basic(a, AUTH_HDR, "qa", "wrong")};
     struct h_resp r;
     int fd;
 
@@ -2317,8 +2269,8 @@ Test(e2e_rules, basic_auth_head_gets_401_head_only, .fini = fx_down)
 Test(e2e_rules, basic_auth_then_later_rules, .fini = fx_down)
 {
     char json[4096], a[AUTH_HDR], o[AUTH_HDR];
-    char *hqa = hash_of("$2b$", 5, "qa-pass"), *hops = hash_of("$2b$", 5, "ops-pass"),
-         *hops2 = hash_of("$2b$", 6, "ops-pass");
+    char *hqa = h_crypt("$2b$", 5, "qa-pass"), *hops = h_crypt("$2b$", 5, "ops-pass"),
+         *hops2 = h_crypt("$2b$", 6, "ops-pass");
     struct h_resp r;
     json_t *lines, *j;
 
@@ -2340,8 +2292,8 @@ Test(e2e_rules, basic_auth_then_later_rules, .fini = fx_down)
     free(hops);
     free(hops2);
     start_rules(json);
-    basic(a, "qa", "qa-pass");
-    basic(o, "ops", "ops-pass");
+    h_basic(a, AUTH_HDR, "qa", "qa-pass");
+    h_basic(o, AUTH_HDR, "ops", "ops-pass");
     /* a 401 has the rule's response edits; the request edits of the rules before it go nowhere */
     get("/", "a", "", &r);
     ASSERT_401(&r, "staging", "no credentials");
@@ -2427,12 +2379,12 @@ Test(e2e_rules, basic_auth_401_error_page, .fini = fx_down)
     cr_expect_str_eq(hdr(r.head, "Cache-Control") ?: "", "no-store", "%s", r.head);
     h_resp_free(&r);
     for (int i = 0; i < 10; i++) {
-        get("/private/x", "a", basic(a, "qa", "wrong"), &r);
+        get("/private/x", "a", h_basic(a, AUTH_HDR, "qa", "wrong"), &r);
         ASSERT_401(&r, "private", "a wrong password");
         cr_expect(body_is(&r, login), "%s", h_shown(r.body, r.body_len));
         h_resp_free(&r);
     }
-    get("/private/x", "a", basic(a, "qa", "wrong"), &r);
+    get("/private/x", "a", h_basic(a, AUTH_HDR, "qa", "wrong"), &r);
     cr_assert_eq(r.status, 429, "%s", r.head);
     cr_expect(body_is(&r, busy), "%s", h_shown(r.body, r.body_len));
     h_resp_free(&r);
@@ -2462,7 +2414,7 @@ Test(e2e_rules, basic_auth_busy_503, .fini = fx_down)
     for (int k = 0; k < FLOOD; k++) {
         snprintf(raw, sizeof(raw),
                  "GET /private/%d HTTP/1.1\r\nHost: a\r\nTrue-Client-IP: 10.9.%d.%d\r\n%s\r\n", k,
-                 k / 200, k % 200 + 1, basic(a, "qa", "wrong"));
+                 k / 200, k % 200 + 1, h_basic(a, AUTH_HDR, "qa", "wrong"));
         cr_assert_geq(fds[k] = h_connect(px.port), 0);
         cr_assert_eq(h_sends(fds[k], raw), 0);
     }
@@ -2503,7 +2455,7 @@ Test(e2e_rules, basic_auth_busy_503, .fini = fx_down)
     json_decref(lines);
     cr_expect_eq(busy_lines, n503);
     /* and then, as usual */
-    get("/private/x", "a", basic(a, "qa", "right"), &r);
+    get("/private/x", "a", h_basic(a, AUTH_HDR, "qa", "right"), &r);
     ASSERT_ORIGIN(&r, "after the flood");
     h_resp_free(&r);
 }
@@ -2532,7 +2484,7 @@ Test(e2e_rules, basic_auth_parked_post_with_large_body, .fini = fx_down)
         cr_assert_geq(fd = h_connect(px.port), 0);
         snprintf(head, sizeof(head),
                  "POST /echo HTTP/1.1\r\nHost: a\r\n%sContent-Length: %d\r\n\r\n",
-                 basic(a, "qa", pass), (int)BODY);
+                 h_basic(a, AUTH_HDR, "qa", pass), (int)BODY);
         cr_assert_eq(h_sends(fd, head), 0);
         /* the body goes out while the check runs: the proxy stops reading, the socket fills */
         cr_assert_eq(h_send(fd, body, BODY), 0, "round %d", round);
@@ -2601,7 +2553,7 @@ Test(e2e_rules, basic_auth_helpers_niced, .fini = fx_down)
 
     if (self >= 10)
         cr_skip_test("the tests run at nice %ld: the helpers stay there", self);
-    h = hash_of("$2b$", 4, "right");
+    h = h_crypt("$2b$", 4, "right");
     snprintf(json, sizeof(json),
              "{\"rules\": [{\"basic_auth\": {\"realm\": \"r\", \"users\": {\"qa\": \"%s\"}}}]}", h);
     free(h);
@@ -2693,7 +2645,7 @@ Test(e2e_rules, basic_auth_slow_hash_keeps_deadlines, .fini = fx_down)
 {
     enum { QUEUED = 10 }; /* the client's whole budget of checks */
     char json[1024];
-    char *dear = hash_of("$2b$", 14, "right");
+    char *dear = h_crypt("$2b$", 14, "right");
     double t0, waited = 0, took;
     struct h_resp r;
     int fds[QUEUED], late = 0, st;
