@@ -2033,7 +2033,15 @@ Test(e2e_rules, basic_auth_event_loop_stays_responsive, .fini = fx_down)
     done_during = checks_made() - 1;
     for (int i = 0; i < PARKED; i++) {
         cr_assert_eq(h_read_response(fds[i], &r, 0), 0, "parked request %d", i);
-        cr_assert_eq(r.status, i == PARKED - 1 ? 200 : 401, "parked request %d: %s", i, r.head);
+        /*
+         * On a busy machine the helper (nice 10) can take longer than a
+         * parked request's 5 s deadline (TC_AUTH): 503 is then the answer,
+         * and only then.
+         */
+        if (r.status == 503 && now_ms_f() - t0 >= 4900.0)
+            fprintf(stderr, "# parked request %d: 503 after its 5 s deadline (busy machine)\n", i);
+        else
+            cr_assert_eq(r.status, i == PARKED - 1 ? 200 : 401, "parked request %d: %s", i, r.head);
         h_resp_free(&r);
         if (i == 0)
             t_first = now_ms_f() - t0;
@@ -2152,7 +2160,10 @@ Test(e2e_rules, basic_auth_client_gone_during_check, .fini = fx_down)
     json_t *lines;
     int fin, rst, half;
 
-    start_private(12);
+    /* cost 10: checks of about 0.1 s, still under way when the clients leave, and three of
+     * them far inside a parked request's 5 s deadline even with the helper (nice 10)
+     * starved on a busy machine */
+    start_private(10);
     fin = send_parked("/private/closed", "qa", "right");
     rst = send_parked("/private/reset", "qa", "wrong");
     half = send_parked("/private/half", "qa", "wrong1");
