@@ -7,8 +7,10 @@
  * core_sqe() hands out entries of an array this engine owns. At the loop's
  * submit point each SQE is performed, or queued on its descriptor until
  * epoll says the descriptor is ready; what completes is queued as a struct
- * io_uring_cqe and delivered to the same handler, in the loop's completion
- * phase only: a handler never runs inside another operation's processing.
+ * io_uring_cqe and delivered to the same handler, never inside another
+ * operation's processing: after each step of a ready descriptor (one
+ * operation per direction), with what its handlers prepared performed right
+ * after (ep_settle()), and at the end of the loop's turn.
  *
  * Exactly the subset of io_uring the workers use is emulated, with the
  * results and flags their handlers rely on:
@@ -65,7 +67,8 @@
 
 #define EP_SQ 1024      /* SQEs prepared between two submissions, as the ring's */
 #define EP_EVENTS 256   /* events taken per epoll_wait */
-#define EP_BUDGET 16    /* operations per descriptor and direction before the others' turn */
+#define EP_BUDGET 16    /* steps per descriptor before the others' turn (see ep_run_fd) */
+#define EP_SETTLE 4     /* rounds of delivering and submitting after one step */
 #define EP_FD_PAGE 1024 /* descriptor states are allocated in pages: their addresses never move */
 
 enum { EP_RD = 0, EP_WR = 1 };
@@ -550,22 +553,29 @@ static int ep_perform(struct core_thread *t, struct ep_fd *f, struct ep_op *o)
     }
 }
 
-/* Perform the operations waiting on one direction of fd while it is ready. */
-static void ep_run_side(struct core_thread *t, struct ep_fd *f, int fd, int side)
+/*
+ * Perform the first operation waiting on one direction of fd if it is
+ * ready; 1 if one was performed (it may have ended, or gone on: a
+ * multishot's next receive is the next step's).
+ */
+static int ep_step(struct core_thread *t, struct ep_fd *f, int side)
 {
-    unsigned budget = EP_BUDGET;
-    struct ep_op *o;
+    struct ep_op *o = f->q[side];
 
-    while ((o = f->q[side]) && f->ready[side]) {
-        if (!budget--) {
-            runq_add(t->ep, f, fd);
-            return;
-        }
-        if (ep_perform(t, f, o) == EP_AGAIN) {
-            f->ready[side] = 0;
-            return;
-        }
+    if (!o || !f->ready[side])
+        return 0;
+    if (ep_perform(t, f, o) == EP_AGAIN) {
+        f->ready[side] = 0;
+        return 0;
     }
+    return 1;
+}
+
+/* fd has operations it could perform now: its turn comes again after the others'. */
+static void ep_more(struct core_ep *ep, struct ep_fd *f, int fd)
+{
+    if ((f->q[EP_RD] && f->ready[EP_RD]) || (f->q[EP_WR] && f->ready[EP_WR]))
+        runq_add(ep, f, fd);
 }
 
 static void queue_op(struct core_thread *t, struct ep_fd *f, struct ep_op *o)
@@ -597,9 +607,11 @@ static void queue_op(struct core_thread *t, struct ep_fd *f, struct ep_op *o)
         ep->timed = o;
         o->timed = 1;
     }
-    /* as the kernel tries an operation when it is submitted */
-    if (f->q[o->side] == o)
-        ep_run_side(t, f, o->fd, o->side);
+    /* as the kernel tries an operation when it is submitted; once: the rest is fd's next turn */
+    if (f->q[o->side] == o) {
+        (void)ep_step(t, f, o->side);
+        ep_more(ep, f, o->fd);
+    }
 }
 
 /* ---- submission ----------------------------------------------------------- */
@@ -791,7 +803,70 @@ static long ep_timeout(struct core_thread *t, long wait_ms)
     return wait_ms;
 }
 
-static void ep_events(struct core_thread *t, int n)
+/* Hand what completed so far to the handlers, in order. */
+static void ep_deliver(struct core_thread *t, const struct core_loop_ops *ops)
+{
+    struct core_ep *ep = t->ep;
+    size_t n = ep->cq_n;
+
+    for (size_t i = 0; i < n; i++) {
+        struct io_uring_cqe c = ep->cq[i]; /* the array may grow under the handler */
+        struct core_op *op = (struct core_op *)(uintptr_t)c.user_data;
+
+        if (op)
+            ops->cqe(t, op, &c);
+    }
+    if (ep->cq_n > n) /* those a full SQE array's submission completed meanwhile */
+        memmove(ep->cq, ep->cq + n, (ep->cq_n - n) * sizeof(*ep->cq));
+    ep->cq_n -= n;
+}
+
+/*
+ * After a step: deliver its completions, give the buffers the handlers
+ * released back to the ring, and perform what the handlers prepared
+ * (a request forwarded, a response sent on), and what that completes, a
+ * few rounds deep; the rest is performed at the turn's submission. So one
+ * descriptor's input goes on its way while its bytes are in the cache,
+ * holding one receive buffer at a time, before the next descriptor is
+ * read: a turn that reads 512 clients neither keeps 512 buffers nor makes
+ * the first ones wait for the last.
+ */
+static void ep_settle(struct core_thread *t, const struct core_loop_ops *ops)
+{
+    struct core_ep *ep = t->ep;
+
+    for (int round = 0; round < EP_SETTLE && ep->cq_n; round++) {
+        ep_deliver(t, ops);
+        core_bufring_flush(&t->bufs);
+        ep_submit(t);
+    }
+}
+
+/*
+ * fd's turn: one operation per direction, then what it led to, up to
+ * EP_BUDGET times while it stays ready. A handler may close fd meanwhile
+ * (only once none of its operations is pending), and its number may be
+ * taken by a new socket (a new generation): its turn ends there.
+ */
+static void ep_run_fd(struct core_thread *t, const struct core_loop_ops *ops, struct ep_fd *f,
+                      int fd)
+{
+    uint32_t gen = f->gen;
+
+    for (unsigned step = 0; step < EP_BUDGET; step++) {
+        int did = ep_step(t, f, EP_RD);
+
+        did |= ep_step(t, f, EP_WR);
+        if (!did)
+            return;
+        ep_settle(t, ops);
+        if (f->gen != gen)
+            return;
+    }
+    ep_more(t->ep, f, fd);
+}
+
+static void ep_events(struct core_thread *t, const struct core_loop_ops *ops, int n)
 {
     struct core_ep *ep = t->ep;
     size_t nrun = ep->runq_n;
@@ -811,8 +886,7 @@ static void ep_events(struct core_thread *t, int n)
             f->ready[EP_RD] = 1;
         if (e & (EPOLLOUT | EPOLLHUP | EPOLLERR))
             f->ready[EP_WR] = 1;
-        ep_run_side(t, f, fd, EP_RD);
-        ep_run_side(t, f, fd, EP_WR);
+        ep_run_fd(t, ops, f, fd);
     }
     /* descriptors whose budget ran out last time; those that run out now wait for the next */
     for (size_t i = 0; i < nrun; i++) {
@@ -820,8 +894,7 @@ static void ep_events(struct core_thread *t, int n)
         struct ep_fd *f = fd_get(ep, fd);
 
         f->runq = 0;
-        ep_run_side(t, f, fd, EP_RD);
-        ep_run_side(t, f, fd, EP_WR);
+        ep_run_fd(t, ops, f, fd);
     }
     if (ep->runq_n > nrun)
         memmove(ep->runq, ep->runq + nrun, (ep->runq_n - nrun) * sizeof(*ep->runq));
@@ -834,7 +907,6 @@ int core_ep_run(struct core_thread *t, const struct core_loop_ops *ops)
 
     for (;;) {
         long wait_ms = ops->turn(t);
-        size_t n;
         int ne;
 
         if (wait_ms < 0)
@@ -849,25 +921,16 @@ int core_ep_run(struct core_thread *t, const struct core_loop_ops *ops)
             ne = 0;
         }
         core_clock_update(t);
-        ep_events(t, ne);
+        ep_deliver(t, ops); /* what the turn's submission completed */
+        ep_events(t, ops, ne);
         if (ep->timed)
             ep_expire(t);
         /*
-         * Deliver what completed until now; a handler's SQEs are performed at
-         * the next submission (or when the array fills), and what they
-         * complete is delivered in the next turn.
+         * Deliver what is left; a handler's SQEs are performed at the next
+         * submission (or when the array fills), and what they complete is
+         * delivered in the next turn.
          */
-        n = ep->cq_n;
-        for (size_t i = 0; i < n; i++) {
-            struct io_uring_cqe c = ep->cq[i]; /* the array may grow under the handler */
-            struct core_op *op = (struct core_op *)(uintptr_t)c.user_data;
-
-            if (op)
-                ops->cqe(t, op, &c);
-        }
-        if (ep->cq_n > n) /* those a full SQE array's submission completed meanwhile */
-            memmove(ep->cq, ep->cq + n, (ep->cq_n - n) * sizeof(*ep->cq));
-        ep->cq_n -= n;
+        ep_deliver(t, ops);
     }
 }
 
