@@ -2846,6 +2846,9 @@ static void w_cqe(struct core_thread *t, struct core_op *op, const struct io_uri
         break;
     case OPK_LOGW:
         log_writer_done(&w->lw, cqe->res);
+        /* the next run at once if one is due: a turn can log more than one run holds */
+        if (cqe->res > 0)
+            log_flush(w);
         break;
     case OPK_WAKE:
         /* the main thread (stop), or the password checks' helpers (results) */
