@@ -39,7 +39,7 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 # Order and roles of targets in the table.
 TARGET_ORDER = [
-    "ringproxy", "ringproxy-epoll", "ringproxy-rules", "ringproxy-ratelimit", "ringproxy-nolog",
+    "ringproxy", "ringproxy-base", "ringproxy-epoll", "ringproxy-epoll-base", "ringproxy-rules", "ringproxy-ratelimit", "ringproxy-nolog",
     "ringproxy-2w", "nginx", "nginx-rules", "nginx-nolog",
     "haproxy", "haproxy-nolog",
     "relay", "origin",

@@ -43,6 +43,8 @@
 #                            ringproxy-rules, nginx-rules: with the 20 edge rules
 #                            ringproxy-ratelimit: one rate_limit rule (bench/conf/ratelimit/)
 #                            ringproxy-epoll: ringproxy on its epoll engine (--engine epoll)
+#                            ringproxy-base, ringproxy-epoll-base: the same with the binary
+#                            BENCH_RINGPROXY_BASE (an A/B of two builds in one run)
 #   BENCH_REQUEST [auto]     what wrk sends: plain (GET /SIZE, Host 127.0.0.1:PORT)
 #                            or edge (GET /blog/SIZE with Host www.example.com,
 #                            X-Forwarded-Proto https, True-Client-IP, User-Agent,
@@ -62,6 +64,7 @@
 #                            by bench/pgo-build.sh, as the container image is built)
 #   BENCH_PGO [auto]         PGO mode of that build: auto, require or off
 #   BENCH_RINGPROXY []       use this ringproxy binary instead of building
+#   BENCH_RINGPROXY_BASE []  the binary of the *-base targets (e.g. a build of main)
 #   BENCH_RINGPROXY_CONFIG [bench/conf/ringproxy.json]  a proxy.json for ringproxy (the
 #                            default logs the peers' 18 fields; with BENCH_LOG_STYLE=native:
 #                            none, built-in defaults)
@@ -455,8 +458,11 @@ start_target() { # start_target NAME: 0 when it answers
             PORT="${PORT[$name]}" ORIGIN_PORT="${PORT[origin]}" MAXCONN="$HAPROXY_MAXCONN"
         start "$name" "$outmode" "${PIN_PROXY[@]}" haproxy -db -f "$dir/haproxy.cfg"
         ;;
-    ringproxy | ringproxy-nolog | ringproxy-2w | ringproxy-rules | ringproxy-ratelimit | ringproxy-epoll)
-        [[ -n $RINGPROXY ]] || return 1
+    ringproxy | ringproxy-nolog | ringproxy-2w | ringproxy-rules | ringproxy-ratelimit | ringproxy-epoll | \
+        ringproxy-base | ringproxy-epoll-base)
+        local bin=$RINGPROXY
+        [[ $name == *-base ]] && bin=${BENCH_RINGPROXY_BASE:-}
+        [[ -n $bin ]] || return 1
         mkdir -p "$dir/conf"
         local nolog=() workers=1
         # The same 18 JSON fields as nginx's and HAProxy's log formats (the default list has 8 more).
@@ -484,10 +490,10 @@ start_target() { # start_target NAME: 0 when it answers
         [[ $name == ringproxy-2w ]] && workers=2
         # The epoll engine, as where io_uring is refused (docs/design.md, "Engines")
         local engine=()
-        [[ $name == ringproxy-epoll ]] && engine=(--engine epoll)
+        [[ $name == ringproxy-epoll* ]] && engine=(--engine epoll)
         local under=()
         ((DO_INSTR)) && under=(valgrind -q --tool=callgrind --compress-strings=no --compress-pos=no "--callgrind-out-file=$dir/cg.out")
-        start "$name" "$outmode" "${PIN_PROXY[@]}" "${under[@]}" "$RINGPROXY" --listen "127.0.0.1:${PORT[$name]}" \
+        start "$name" "$outmode" "${PIN_PROXY[@]}" "${under[@]}" "$bin" --listen "127.0.0.1:${PORT[$name]}" \
             --upstream "127.0.0.1:${PORT[origin]}" --workers "$workers" --admin "127.0.0.1:$(mkport)" \
             --config "$dir/conf" "${nolog[@]}" "${engine[@]}"
         ;;
@@ -529,6 +535,9 @@ versions() {
         # A given binary may come from any tree: say which one the bench is in, not more.
         [[ -n ${BENCH_RINGPROXY:-} ]] && tree="given binary, the bench's tree is at $tree"
         echo "ringproxy: $("$RINGPROXY" --version 2>/dev/null | head -n 1 || echo '?') ($tree)"
+        if [[ -n ${BENCH_RINGPROXY_BASE:-} ]]; then
+            echo "ringproxy-base, ringproxy-epoll-base: $BENCH_RINGPROXY_BASE"
+        fi
     fi
 }
 
