@@ -1502,10 +1502,12 @@ static void conn_linger(struct http_worker *w, struct http_conn *c)
     (void)shutdown(c->e.fd, SHUT_WR);
     c->state = HST_LINGER;
     core_segq_clear(&c->e.rxq, &w->t->pool, &w->t->bufs);
-    if (c->e.eof)
+    if (c->e.eof) {
         end_close(w, &c->e);
-    else
-        end_rx_update(w, &c->e);
+        return;
+    }
+    end_timer_sync(w, &c->e, TC_LINGER);
+    end_rx_update(w, &c->e);
 }
 
 /* The response is fully sent: log, release the upstream, next request or close. */
@@ -1564,7 +1566,25 @@ static void conn_abort(struct http_worker *w, struct http_conn *c, enum http_ter
         (c->state != HST_HEAD || c->in_len || c->e.rxq.bytes))
         conn_log(w, c);
     up_drop(w, c);
-    end_close(w, &c->e);
+    /*
+     * A close() while the client's socket holds unread input (pipelined
+     * requests, the rest of a body) answers with a reset, and a reset
+     * drops what the socket still had to send: the end of earlier,
+     * complete responses that a slow reader has not taken yet. So unless
+     * no more input can come (EOF, a broken socket), the client had its
+     * time, a send is still in flight, or the worker is exiting, the
+     * close lingers: what was handed over goes out, then EOF.
+     */
+    if (c->e.eof || c->e.sending || why == HT_CLIENT_TIMEOUT || why == HT_SHUTDOWN ||
+        c->state == HST_LINGER) {
+        end_close(w, &c->e);
+        return;
+    }
+    auth_detach(c);
+    core_segq_clear(&c->e.txq, &w->t->pool, &w->t->bufs); /* the rest of a broken response */
+    conn_reset_exchange(w, c);
+    conn_unpin(w, c); /* after the queues: a page of its generation may have been in them */
+    conn_linger(w, c);
 }
 
 /*
@@ -2584,6 +2604,7 @@ static void on_poll(struct http_worker *w, struct http_end *e)
 static void conn_send_done(struct http_worker *w, struct http_conn *c, int res)
 {
     if (res < 0 && res != -EAGAIN) {
+        c->e.eof = 1; /* the connection is gone: nothing more will come either */
         conn_abort(w, c, HT_CLIENT_CLOSED);
         return;
     }

@@ -285,7 +285,6 @@ enum outcome {
     OC_EXPECTED = 0, /* the origin's answer, as sent */
     OC_LOCAL,        /* an allowed 502 / 504 from the proxy */
     OC_PARTIAL,      /* an allowed partial response, then EOF */
-    OC_CUT_HEAD,     /* the same, cut inside its head */
     OC_UNANSWERED,   /* an allowed EOF before any byte of it (the connection had ended) */
     OC_ABANDONED,    /* the client gave up on it (abrupt close) */
     OC_FAILED,
@@ -293,7 +292,7 @@ enum outcome {
     OC_COUNT
 };
 
-static const char *const oc_names[OC_COUNT] = {"expected",   "local",     "partial", "cut-head",
+static const char *const oc_names[OC_COUNT] = {"expected",   "local",     "partial",
                                                "unanswered", "abandoned", "FAILED"};
 
 struct res {
@@ -1200,16 +1199,13 @@ static void judge_partial(struct cl *c, struct cn *k, struct rq *q, long now)
     int ok = 0;
 
     scan(c, q, k->in.p, k->in.len);
-    if (p->st == RP_HEAD && (q->mode == AM_MIDCLOSE || q->mode == AM_BIGHEAD) && k->in.len >= 16 &&
-        !memcmp(k->in.p, "HTTP/1.1 200 OK\r\n", 17 < k->in.len ? 17 : 16)) {
-        /*
-         * Its own partial answer, cut inside the head: the proxy closed
-         * while a client's pipelined bytes were unread, and the reset
-         * dropped what its socket still held. Allowed, counted apart.
-         */
-        cl_result(c, q, OC_CUT_HEAD, 0);
-        return;
-    }
+    /*
+     * An answer cut inside its head fails, even the partial answer of a
+     * midclose or bighead: the proxy hands heads over whole, and closes a
+     * connection whose input is unread by lingering (write side shut,
+     * input drained), never with a reset, which would drop what its socket
+     * still held (this answer's head, or earlier complete answers).
+     */
     if (p->st == RP_HEAD) {
         cl_fail(c, q->tag, (int)q->mode, 2,
                 "%s (%s): %s inside the answer's head (%zu bytes: \"%.40s\")", q->tag, mode_of(q),
