@@ -60,6 +60,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
@@ -70,6 +71,7 @@
 #define EP_BUDGET 16    /* steps per descriptor before the others' turn (see ep_run_fd) */
 #define EP_SETTLE 4     /* rounds of delivering and submitting after one step */
 #define EP_FD_PAGE 1024 /* descriptor states are allocated in pages: their addresses never move */
+#define EP_SLAB 65536   /* operations are allocated in mappings of this size (see op_new) */
 
 enum { EP_RD = 0, EP_WR = 1 };
 
@@ -98,6 +100,12 @@ struct ep_op {
     uint8_t timed; /* on the timed list */
 };
 
+/* A mapping of operations; its first bytes link it to the others. */
+struct ep_slab {
+    struct ep_slab *next;
+    uint64_t pad; /* the operations after it stay 16-byte aligned */
+};
+
 struct ep_fd {
     struct ep_op *q[2];
     struct ep_op **qt[2];
@@ -121,6 +129,7 @@ struct core_ep {
     struct ep_fd **pages;
     size_t npages;
     struct ep_op *free_ops;
+    struct ep_slab *slabs;
     struct ep_op **hash;
     size_t hmask, hcount;
     struct ep_op *timed;
@@ -301,14 +310,34 @@ static void hash_del(struct core_ep *ep, struct ep_op *o)
         }
 }
 
+/*
+ * Operations live on a free list once made, as many as the busiest moment
+ * needed. They come from mappings of their own, never from the heap: one
+ * malloc'd operation per page, kept for ever, had pinned pages the peak's
+ * other memory came back to (10 MiB resident after a load of 2048 clients,
+ * for 0.9 MiB of operations).
+ */
 static struct ep_op *op_new(struct core_ep *ep)
 {
     struct ep_op *o = ep->free_ops;
 
-    if (o)
-        ep->free_ops = o->next;
-    else if (!(o = malloc(sizeof(*o))))
-        return NULL;
+    if (!o) {
+        struct ep_slab *s =
+            mmap(NULL, EP_SLAB, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        struct ep_op *ops = (struct ep_op *)(s + 1);
+        size_t n = (EP_SLAB - sizeof(*s)) / sizeof(*ops);
+
+        if (s == MAP_FAILED)
+            return NULL;
+        s->next = ep->slabs;
+        ep->slabs = s;
+        for (size_t i = n; i-- > 0;) {
+            ops[i].next = ep->free_ops;
+            ep->free_ops = &ops[i];
+        }
+        o = ep->free_ops;
+    }
+    ep->free_ops = o->next;
     memset(o, 0, sizeof(*o));
     return o;
 }
@@ -963,14 +992,9 @@ void core_ep_exit(struct core_thread *t)
     if (!ep)
         return;
     (void)close(ep->epfd);
-    for (size_t i = 0; i <= ep->hmask; i++)
-        for (struct ep_op *o = ep->hash[i], *nx; o; o = nx) {
-            nx = o->hnext;
-            free(o);
-        }
-    for (struct ep_op *o = ep->free_ops, *nx; o; o = nx) {
-        nx = o->next;
-        free(o);
+    for (struct ep_slab *s = ep->slabs, *nx; s; s = nx) {
+        nx = s->next;
+        (void)munmap(s, EP_SLAB);
     }
     for (size_t i = 0; i < ep->npages; i++)
         free(ep->pages[i]);
