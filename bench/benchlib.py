@@ -565,9 +565,18 @@ def _point_key(p):
     return (_size_key(p[1]), p[0])
 
 
-def _cgoal(size):
+# Issue #20's goals for CPU per request ÷ the better peer: small bodies, and 1 MiB.
+PEER_GOAL_SMALL, PEER_GOAL_1M = 0.70, 0.85
+
+
+def _peer_goal(size):
     b = _size_key(size)
-    return "≤ 0.8" if b >= 1024 * 1024 else "≤ 0.6" if b <= 4096 else "—"
+    return PEER_GOAL_1M if b >= 1024 * 1024 else PEER_GOAL_SMALL if b <= 4096 else None
+
+
+def _cgoal(size):
+    g = _peer_goal(size)
+    return f"≤ {g:.2f}" if g is not None else "—"
 
 
 def _paired(raw, conns, size, target, base="relay"):
@@ -940,7 +949,7 @@ def cmd_report(a):
         if not on:
             continue
         row = next((r for r in ratio_rows if r["conns"] == c and r["size"] == s), None)
-        peer_goal = 0.8 if _size_key(s) >= 1024 * 1024 else 0.6 if _size_key(s) <= 4096 else None
+        peer_goal = _peer_goal(s)
         below = (row and row["floor_cpu_ratio"] is not None and peer_goal is not None
                  and row["floor_cpu_ratio"] > peer_goal)
         goal = ("≤ 1.10 (the peer goal lies below the floor)" if below
