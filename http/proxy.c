@@ -937,7 +937,9 @@ static struct http_up *up_new(struct http_worker *w, int *ret_err)
  * at least RING_MIN_BUFS. Memory is taken as buffers are used and given back
  * when they are no longer needed (memory_trim()).
  */
+#ifndef RING_BUFSZ
 #define RING_BUFSZ 65536
+#endif
 #define RING_BUDGET (32u << 20)
 #define RING_MIN_BUFS 32
 #define RING_MAX_BUFS 4096
