@@ -1406,7 +1406,7 @@ static int gen_apply(struct http_worker *w, struct http_gen *g)
 
 static void gen_cap(struct http_worker *w)
 {
-    unsigned n = 0;
+    unsigned n = 0, left;
     struct gen_pin *oldest = NULL;
 
     for (struct gen_pin *p = w->old_pins; p; p = p->next) {
@@ -1415,14 +1415,19 @@ static void gen_cap(struct http_worker *w)
     }
     if (n <= GEN_KEEP || !oldest)
         return;
+    left = oldest->users;
     log_warn("config generation %llu: its last %u requests closed (at most %d older generations "
              "are kept for requests under way)",
              (unsigned long long)oldest->g->id, oldest->users, GEN_KEEP);
-    for (struct core_list *l = core_list_first(&w->live); l; l = core_list_next(&w->live, l)) {
+    /* the last abort that unpins frees oldest: stop there, never compare with it after */
+    for (struct core_list *l = core_list_first(&w->live); l && left;
+         l = core_list_next(&w->live, l)) {
         struct http_end *e = core_list_entry(l, struct http_end, live);
 
-        if (e->side == SIDE_CLIENT && !e->closing && ((struct http_conn *)e)->pin == oldest)
+        if (e->side == SIDE_CLIENT && !e->closing && ((struct http_conn *)e)->pin == oldest) {
+            left--;
             conn_abort(w, (struct http_conn *)e, HT_SUPERSEDED);
+        }
     }
 }
 
@@ -1573,16 +1578,23 @@ static void conn_abort(struct http_worker *w, struct http_conn *c, enum http_ter
      * requests, the rest of a body) answers with a reset, and a reset
      * drops what the socket still had to send: the end of earlier,
      * complete responses that a slow reader has not taken yet. So unless
-     * no more input can come (EOF, a broken socket), the client had its
-     * time, a send is still in flight, or the worker is exiting, the
-     * close lingers: what was handed over goes out, then EOF.
+     * no more input can come (EOF, a broken socket), the client ran out
+     * its own timeout, or the worker is exiting, the close lingers: what
+     * was handed over goes out, then EOF. A send in flight (it never waits
+     * for room) completes first; conn_send_done() comes back here.
      */
-    if (c->e.eof || c->e.sending || why == HT_CLIENT_TIMEOUT || why == HT_SHUTDOWN ||
+    if (c->e.eof || why == HT_CLIENT_TIMEOUT || why == HT_IDLE_TIMEOUT || why == HT_SHUTDOWN ||
         c->state == HST_LINGER) {
         end_close(w, &c->e);
         return;
     }
     auth_detach(c);
+    if (c->e.sending) {
+        c->keep_alive = 0;
+        c->abort_after_flush = 1;
+        c->state = HST_WAIT;
+        return;
+    }
     core_segq_clear(&c->e.txq, &w->t->pool, &w->t->bufs); /* the rest of a broken response */
     conn_reset_exchange(w, c);
     conn_unpin(w, c); /* after the queues: a page of its generation may have been in them */
