@@ -1034,6 +1034,15 @@ static int final_unsent(const struct http_conn *c)
     return !c->resp_begun || (!c->e.sending && c->e.tx_total <= c->final_mark);
 }
 
+/* Send what is queued, then close: conn_send_done() calls conn_abort() once it is out. */
+static void conn_abort_after_flush(struct http_worker *w, struct http_conn *c)
+{
+    c->keep_alive = 0;
+    c->abort_after_flush = 1;
+    c->state = HST_WAIT;
+    end_tx_kick(w, &c->e);
+}
+
 /*
  * Part of the final response reached the client and the rest can't come:
  * send what is queued, then close. Never forge an end of body.
@@ -1048,9 +1057,7 @@ static void conn_break(struct http_worker *w, struct http_conn *c, enum http_ter
         conn_abort(w, c, why);
         return;
     }
-    c->abort_after_flush = 1; /* see on_send */
-    c->state = HST_WAIT;
-    end_tx_kick(w, &c->e);
+    conn_abort_after_flush(w, c);
 }
 
 /* The exchange's head block, taken when it has none, with a cleared exchange area. */
@@ -1590,9 +1597,7 @@ static void conn_abort(struct http_worker *w, struct http_conn *c, enum http_ter
     }
     auth_detach(c);
     if (c->e.sending) {
-        c->keep_alive = 0;
-        c->abort_after_flush = 1;
-        c->state = HST_WAIT;
+        conn_abort_after_flush(w, c);
         return;
     }
     core_segq_clear(&c->e.txq, &w->t->pool, &w->t->bufs); /* the rest of a broken response */

@@ -118,7 +118,7 @@ char *h_slurp(const char *path)
     return buf;
 }
 
-int h_connect(unsigned port)
+int h_connect_rcvbuf(unsigned port, int rcvbuf)
 {
     struct sockaddr_in sa = {.sin_family = AF_INET,
                              .sin_port = htons((uint16_t)port),
@@ -128,13 +128,19 @@ int h_connect(unsigned port)
 
     if (fd < 0)
         return -1;
-    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+    if ((rcvbuf > 0 && setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf)) < 0) ||
+        connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
         close(fd);
         return -1;
     }
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
     setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
     return fd;
+}
+
+int h_connect(unsigned port)
+{
+    return h_connect_rcvbuf(port, 0);
 }
 
 /*

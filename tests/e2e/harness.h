@@ -81,6 +81,8 @@ int h_fds(pid_t pid, unsigned char *used, size_t cap);
 
 /* A connected TCP socket to 127.0.0.1:port with 10 s receive/send timeouts; -1 on failure. */
 int h_connect(unsigned port);
+/* h_connect, with a receive buffer of rcvbuf bytes from the SYN on (a slow reader's window). */
+int h_connect_rcvbuf(unsigned port, int rcvbuf);
 int h_send(int fd, const char *s, size_t n);
 #define h_sends(fd, s) h_send((fd), (s), strlen(s))
 

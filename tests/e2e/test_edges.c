@@ -6,7 +6,6 @@
  * layer (tests/adv/abuse.c).
  */
 #include <errno.h>
-#include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -249,21 +248,17 @@ Test(e2e_edges, half_close_after_a_whole_body_gets_the_response, .fini = fx_down
 Test(e2e_edges, aborted_exchange_keeps_earlier_responses, .fini = fx_down, .timeout = 60)
 {
     enum { A_BODY = 40000 };
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     static char buf[1 << 20];
     char head[4096], *abody = malloc(A_BODY + 1), *junk = calloc(1, 65536);
-    int fd, ofd, rb = 4096, reset = 0, eof = 0;
+    int fd, ofd, reset = 0, eof = 0;
     size_t got = 0;
     long end;
 
     cr_assert(abody && junk);
     fx_raw_start(4);
     fx_proxy_grace(rw.port, NULL);
-    fd = socket(AF_INET, SOCK_STREAM, 0);
+    fd = h_connect_rcvbuf(px.port, 4096);
     cr_assert(fd >= 0);
-    cr_assert_eq(setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rb, sizeof(rb)), 0);
-    sa.sin_port = htons((uint16_t)px.port);
-    cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
     cr_assert_eq(h_sends(fd, "GET /a HTTP/1.1\r\nHost: a\r\n\r\n"
                              "GET /b HTTP/1.1\r\nHost: a\r\n\r\n"
                              "POST /c HTTP/1.1\r\nHost: a\r\nContent-Length: 10000000\r\n\r\n"),

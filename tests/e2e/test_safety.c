@@ -302,14 +302,9 @@ static void uaf_pump(int ms, int until_fd)
 /* A client socket whose receive buffer is small from the SYN on. */
 static int connect_small_rcvbuf(unsigned port)
 {
-    struct sockaddr_in sa = {.sin_family = AF_INET,
-                             .sin_port = htons((uint16_t)port),
-                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), sz = 4096;
+    int fd = h_connect_rcvbuf(port, 4096);
 
     cr_assert(fd >= 0);
-    cr_assert_eq(setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &sz, sizeof(sz)), 0);
-    cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
     set_rcvtimeo(fd, 3000);
     return fd;
 }
