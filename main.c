@@ -307,6 +307,26 @@ static int run_needs(struct run *m, const struct cfg *cfg)
 }
 
 /*
+ * upstream.receive_buffer_bytes above net.core.rmem_max would be cut down to
+ * it and end the kernel's autotuning: the workers leave such sockets to the
+ * kernel (http/proxy.c, up_rcvbuf()), and this says so for a value the file
+ * chose (the default quietly follows the host).
+ */
+static void rcvbuf_check(const struct cfg *cfg, const char *when)
+{
+    uint32_t want = cfg->upstream.receive_buffer_bytes;
+    unsigned cap;
+
+    if (!want || want == CFG_UPSTREAM_RCVBUF_DEFAULT || (cap = net_rcvbuf_cap(want)) == want)
+        return;
+    log_event(CFG_LL_WARN,
+              "%supstream.receive_buffer_bytes %u is above net.core.rmem_max (%u): upstream "
+              "receive buffers are left to the kernel's autotuning (raise net.core.rmem_max to "
+              "%u, or set 0)",
+              when, want, cap, want);
+}
+
+/*
  * Settings that size what the workers allocated at start, or threads and
  * sockets: a reload keeps the running values and says so, once each.
  */
@@ -429,6 +449,7 @@ static void reload(struct run *m, const char *why)
     atomic_store_explicit(&m->sh->gen, g, memory_order_release);
     atomic_fetch_add(&m->sh->reloads[HTTP_RELOAD_OK], 1);
     wake_workers(m);
+    rcvbuf_check(n, "reload: ");
     log_event(CFG_LL_INFO, "reload (%s): configuration %016llx applied (generation %llu)", why,
               (unsigned long long)hash, (unsigned long long)g->id);
 }
@@ -824,6 +845,7 @@ int main(int argc, char **argv)
              "config %s",
              RINGPROXY_VERSION, engine_name, nworkers, nworkers == 1 ? "" : "s",
              listen_arg ? listen_arg : "0.0.0.0:80 [::]:80", upstream_arg, admin_arg, config_desc);
+    rcvbuf_check(m.gen->cfg, "");
 
     sig = main_loop(&m, &sigs);
     log_info("%s: draining (grace %u ms)", sig == SIGTERM ? "SIGTERM" : "SIGINT",

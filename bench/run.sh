@@ -615,7 +615,7 @@ fi
 {
     echo "## Run $STAMP"
     echo
-    echo "- machine: load average $(cut -d" " -f1-3 /proc/loadavg) at start; $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), kernel $(uname -r), $(sed -n 's/^PRETTY_NAME="\(.*\)"/\1/p' /etc/os-release)"
+    echo "- machine: load average $(cut -d" " -f1-3 /proc/loadavg) at start; $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), kernel $(uname -r), $(sed -n 's/^PRETTY_NAME="\(.*\)"/\1/p' /etc/os-release), net.core.rmem_max $(cat /proc/sys/net/core/rmem_max 2>/dev/null || echo unknown) (ringproxy's upstream receive buffers are 1 MiB only where it is at least that)"
     echo "- $(versions | paste -sd ';' | sed 's/;/; /g')"
     echo "- ringproxy: $RINGPROXY, $BUILT_AS"
     echo "- pinning: wrk + origin + log readers on CPU ${LOAD_CPUS:-(none)}, each proxy on CPU ${PROXY_CPUS:-(none)}; nice ${BENCH_NICE:-0}"

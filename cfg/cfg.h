@@ -106,12 +106,16 @@ const char *cfg_log_format_name(enum cfg_log_format f);
  */
 int cfg_header_field_name(const char *header, int response, char *buf, size_t cap);
 
+/* upstream.receive_buffer_bytes when the file does not set it */
+#define CFG_UPSTREAM_RCVBUF_DEFAULT 1048576
+
 struct cfg_upstream {
     uint32_t connect_timeout_ms;  /* 5000, -> 502 */
     uint32_t response_timeout_ms; /* 60000, head and between reads, -> 504 */
     uint32_t resolve_interval_ms; /* 5000 */
     uint32_t pool_idle_timeout_ms;
-    uint32_t pool_max_idle; /* idle upstream connections kept per worker */
+    uint32_t pool_max_idle;        /* idle upstream connections kept per worker */
+    uint32_t receive_buffer_bytes; /* SO_RCVBUF of upstream sockets; 0 = kernel autotuning */
 };
 
 struct cfg_client {

@@ -88,6 +88,13 @@ static const struct cfg_key keys[] = {
          "idle upstream connections kept per worker at most; the pool holds what recent load "
          "used (the rest close after `pool_idle_timeout_ms`), never more than half the "
          "worker's share of the file-descriptor limit; 0 = no reuse"),
+    UINT("upstream.receive_buffer_bytes", upstream.receive_buffer_bytes, 0, 67108864,
+         CFG_UPSTREAM_RCVBUF_DEFAULT,
+         "receive buffer of an upstream connection (SO_RCVBUF, set before the connect), so "
+         "that the origin can send a whole large response without waiting for ringproxy's "
+         "window; above `net.core.rmem_max` the kernel's autotuning sizes it instead (with a "
+         "`warn` line at start, unless the value is the default); 0 = always the kernel's "
+         "autotuning"),
 
     OBJECT("client", "the connections from the Section edge"),
     UINT("client.header_timeout_ms", client.header_timeout_ms, 1, 600000, 10000,

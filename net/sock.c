@@ -41,15 +41,33 @@ int net_listen_free(const struct sockaddr_storage *sa, socklen_t len)
     return 0;
 }
 
-int net_socket_for(const struct sockaddr_storage *sa)
+int net_socket_for(const struct sockaddr_storage *sa, unsigned rcvbuf)
 {
-    int one = 1, fd;
+    int one = 1, fd, v = (int)rcvbuf;
 
     fd = socket(sa->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return -errno;
     (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    if (v > 0)
+        (void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &v, sizeof(v));
     return fd;
+}
+
+unsigned net_rcvbuf_cap(unsigned want)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), v = (int)want, got = 0;
+    socklen_t len = sizeof(got);
+
+    if (fd < 0)
+        fd = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return 0;
+    if (setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &v, sizeof(v)) < 0 ||
+        getsockopt(fd, SOL_SOCKET, SO_RCVBUF, &got, &len) < 0 || got < 0)
+        got = 0;
+    (void)close(fd);
+    return (unsigned)got / 2;
 }
 
 size_t net_ip_str(const struct sockaddr_storage *sa, char *out, size_t cap)

@@ -85,6 +85,7 @@ Test(cfg_defaults, values)
     cr_expect_eq(c->upstream.resolve_interval_ms, 5000);
     cr_expect_eq(c->upstream.pool_idle_timeout_ms, 4000);
     cr_expect_eq(c->upstream.pool_max_idle, 4096);
+    cr_expect_eq(c->upstream.receive_buffer_bytes, 1048576);
     cr_expect_eq(c->client.header_timeout_ms, 10000);
     cr_expect_eq(c->client.idle_timeout_ms, 60000);
     cr_expect_eq(c->client.max_connections, 0);
@@ -196,7 +197,7 @@ Test(cfg_load, full_document)
                             " \"log_level\": \"debug\","
                             " \"upstream\": {\"connect_timeout_ms\": 1, \"response_timeout_ms\": "
                             "3600000, \"resolve_interval_ms\": 100, \"pool_idle_timeout_ms\": 2,"
-                            " \"pool_max_idle\": 0},"
+                            " \"pool_max_idle\": 0, \"receive_buffer_bytes\": 0},"
                             " \"client\": {\"header_timeout_ms\": 3, \"idle_timeout_ms\": 4,"
                             " \"max_connections\": 5},"
                             " \"limits\": {\"max_header_bytes\": 1024, \"max_header_line_bytes\":"
@@ -216,6 +217,7 @@ Test(cfg_load, full_document)
     cr_expect_eq(c->upstream.resolve_interval_ms, 100);
     cr_expect_eq(c->upstream.pool_idle_timeout_ms, 2);
     cr_expect_eq(c->upstream.pool_max_idle, 0);
+    cr_expect_eq(c->upstream.receive_buffer_bytes, 0);
     cr_expect_eq(c->client.header_timeout_ms, 3);
     cr_expect_eq(c->client.idle_timeout_ms, 4);
     cr_expect_eq(c->client.max_connections, 5);
@@ -564,7 +566,7 @@ Test(cfg_order, all_problems_in_file_order)
         "/upstream/pool_max_idle: expected an integer from 0 to 65536, got -5\n"
         "/upstream/x: unknown key; expected one of \"connect_timeout_ms\", "
         "\"response_timeout_ms\", \"resolve_interval_ms\", \"pool_idle_timeout_ms\", "
-        "\"pool_max_idle\"\n"
+        "\"pool_max_idle\", \"receive_buffer_bytes\"\n"
         "/workers: expected an integer from 0 to 1024, got 2000\n"
         "/access_log/fields/0: unknown field \"timme\"; did you mean \"time\"?\n"
         "/admin/listen: must be a loopback address (127.0.0.0/8 or [::1]) per the "

@@ -3,10 +3,19 @@
  * origin on 127.0.0.1 (tests/e2e/fixture.h): keep-alive reuse, the pool's
  * idle timeout, an origin that closes a pooled connection, and the
  * keep-alive race (a request retried once, never one with a body), read
- * from /metrics.
+ * from /metrics; and the receive buffer of upstream sockets.
  */
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <errno.h>
+#include <netinet/in.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <criterion/criterion.h>
 #include <criterion/logging.h>
@@ -145,4 +154,120 @@ Test(e2e_pool, keepalive_race_never_retries_a_body, .fini = fx_down)
     h_close(fd);
     cr_assert_eq(PM("ringproxy_upstream_retries_total"), 0);
     cr_assert_eq(origin_requests(origin), 2);
+}
+
+/*
+ * SO_RCVBUF of the proxy's socket to the origin, read through a copy of the
+ * descriptor (pidfd_getfd); -1 when there is none, -2 when this system does
+ * not let the test copy descriptors of its child.
+ */
+static int upstream_rcvbuf(unsigned origin_port)
+{
+    char path[64];
+    struct dirent *d;
+    DIR *dir;
+    int pfd, found = -1;
+
+    pfd = (int)syscall(SYS_pidfd_open, px.pid, 0);
+    if (pfd < 0)
+        return -2;
+    snprintf(path, sizeof(path), "/proc/%d/fd", (int)px.pid);
+    dir = opendir(path);
+    cr_assert(dir);
+    while (found == -1 && (d = readdir(dir))) {
+        struct sockaddr_in peer;
+        socklen_t len = sizeof(peer);
+        int fd, v = 0;
+
+        if (d->d_name[0] == '.')
+            continue;
+        fd = (int)syscall(SYS_pidfd_getfd, pfd, atoi(d->d_name), 0);
+        if (fd < 0) {
+            if (errno == EPERM || errno == ENOSYS)
+                found = -2;
+            continue;
+        }
+        if (!getpeername(fd, (struct sockaddr *)&peer, &len) && peer.sin_family == AF_INET &&
+            ntohs(peer.sin_port) == origin_port) {
+            len = sizeof(v);
+            cr_assert_eq(getsockopt(fd, SOL_SOCKET, SO_RCVBUF, &v, &len), 0);
+            found = v;
+        }
+        close(fd);
+    }
+    closedir(dir);
+    close(pfd);
+    return found;
+}
+
+static unsigned long rmem_max(void)
+{
+    unsigned long v = 0;
+    FILE *f = fopen("/proc/sys/net/core/rmem_max", "re");
+
+    cr_assert(f);
+    cr_assert_eq(fscanf(f, "%lu", &v), 1);
+    fclose(f);
+    return v;
+}
+
+/* The SO_RCVBUF of the upstream connection a request opened, under proxy.json's upstream block. */
+static int rcvbuf_with(const char *upstream_json)
+{
+    char json[256];
+    int fd, v;
+
+    snprintf(json, sizeof(json), "{\"upstream\": %s}", upstream_json);
+    fx_start(json, NULL);
+    fd = pooled_client();
+    v = upstream_rcvbuf(origin_port(origin));
+    if (v == -2)
+        cr_skip("pidfd_getfd is not allowed here: the proxy's sockets cannot be inspected");
+    cr_assert_neq(v, -1, "no upstream connection found in the proxy");
+    h_close(fd);
+    return v;
+}
+
+/* upstream.receive_buffer_bytes: SO_RCVBUF of upstream sockets, within net.core.rmem_max. */
+Test(e2e_pool, receive_buffer_bytes_sets_upstream_rcvbuf, .fini = fx_down)
+{
+    cr_assert_eq(rcvbuf_with("{\"receive_buffer_bytes\": 100000}"), 200000,
+                 "the kernel doubles what SO_RCVBUF asks for");
+    cr_assert_eq(h_count_in(px.err_path, "receive_buffer_bytes"), 0);
+}
+
+/* The default: 1 MiB where net.core.rmem_max allows it, else autotuning without a word. */
+Test(e2e_pool, receive_buffer_bytes_default_is_1mib, .fini = fx_down)
+{
+    int v = rcvbuf_with("{}");
+
+    if (rmem_max() >= 1048576)
+        cr_assert_eq(v, 2 * 1048576);
+    else
+        cr_assert_lt(v, 2 * 1048576);
+    cr_assert_eq(h_count_in(px.err_path, "receive_buffer_bytes"), 0);
+}
+
+/* 0, or a value above net.core.rmem_max (then with a warning): the kernel's autotuning. */
+Test(e2e_pool, receive_buffer_bytes_zero_leaves_autotuning, .fini = fx_down)
+{
+    int v = rcvbuf_with("{\"receive_buffer_bytes\": 0}");
+
+    cr_assert_neq(v, 200000);
+    cr_assert_neq(v, 2 * 1048576);
+    cr_assert_eq(h_count_in(px.err_path, "receive_buffer_bytes"), 0);
+}
+
+Test(e2e_pool, receive_buffer_bytes_above_rmem_max_warns, .fini = fx_down)
+{
+    int v;
+
+    if (rmem_max() >= 67108864)
+        cr_skip("net.core.rmem_max is at least 64 MiB here");
+    v = rcvbuf_with("{\"receive_buffer_bytes\": 67108864}");
+    cr_assert_lt(v, 2 * 67108864);
+    cr_assert_eq(h_count_in(px.err_path, "upstream.receive_buffer_bytes 67108864 is above "
+                                         "net.core.rmem_max"),
+                 1);
+    cr_assert_eq(h_count_in(px.err_path, "warn"), 1, "one line");
 }

@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -179,7 +180,7 @@ Test(net_sock, listen_accepts_connections)
 Test(net_sock, socket_for_is_nonblocking_nodelay)
 {
     struct sockaddr_storage sa4 = v4("10.0.0.1", 80), sa6 = v6("::1", 80);
-    int fd = net_socket_for(&sa4);
+    int fd = net_socket_for(&sa4, 0);
 
     cr_assert_geq(fd, 0);
     cr_assert(fcntl(fd, F_GETFL) & O_NONBLOCK);
@@ -188,12 +189,41 @@ Test(net_sock, socket_for_is_nonblocking_nodelay)
     cr_assert_eq(sockopt(fd, SOL_SOCKET, SO_DOMAIN), AF_INET);
     cr_assert_eq(sockopt(fd, SOL_SOCKET, SO_TYPE), SOCK_STREAM);
     (void)close(fd);
-    fd = net_socket_for(&sa6);
+    fd = net_socket_for(&sa6, 0);
     if (fd == -EAFNOSUPPORT)
         return;
     cr_assert_geq(fd, 0);
     cr_assert_eq(sockopt(fd, SOL_SOCKET, SO_DOMAIN), AF_INET6);
     (void)close(fd);
+}
+
+Test(net_sock, socket_for_sets_rcvbuf)
+{
+    struct sockaddr_storage sa4 = v4("10.0.0.1", 80);
+    int fd = net_socket_for(&sa4, 100000), dflt;
+
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(sockopt(fd, SOL_SOCKET, SO_RCVBUF), 2 * 100000, "the kernel doubles it");
+    (void)close(fd);
+    fd = net_socket_for(&sa4, 0);
+    cr_assert_geq(fd, 0);
+    dflt = sockopt(fd, SOL_SOCKET, SO_RCVBUF);
+    cr_assert_neq(dflt, 2 * 100000);
+    (void)close(fd);
+}
+
+Test(net_sock, rcvbuf_cap_is_rmem_max)
+{
+    unsigned long max = 0;
+    FILE *f = fopen("/proc/sys/net/core/rmem_max", "re");
+
+    cr_assert_eq(net_rcvbuf_cap(100000), 100000, "within every default rmem_max (212992)");
+    if (!f)
+        return;
+    cr_assert_eq(fscanf(f, "%lu", &max), 1);
+    fclose(f);
+    if (max < (1u << 30))
+        cr_assert_eq(net_rcvbuf_cap((unsigned)max + 1), max);
 }
 
 Test(net_sock, addr_str_v4)
