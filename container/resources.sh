@@ -111,7 +111,8 @@ fi
 # ---- origin: nginx on the load CPUs serving fixed bodies ---------------------------------
 oport=$(freeport)
 mkdir -p "$tmp/origin/www"
-for pt in $POINTS; do
+# every point's body, and 13 bytes for the start-up check below
+for pt in $POINTS x13; do
     s=${pt#*x}
     [ -e "$tmp/origin/www/$s" ] || head -c "$(bytes "$s")" /dev/zero | tr '\0' x >"$tmp/origin/www/$s"
 done
