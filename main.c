@@ -309,18 +309,20 @@ static int run_needs(struct run *m, const struct cfg *cfg)
 /*
  * upstream.receive_buffer_bytes above net.core.rmem_max would be cut down to
  * it and end the kernel's autotuning: the workers leave such sockets to the
- * kernel (http/proxy.c, up_rcvbuf()), and this says so for a value the file
- * chose (the default quietly follows the host).
+ * kernel (http/proxy.c, up_new()), and this says so, at start and at each
+ * reload, for a value other than the default (which quietly follows the host).
  */
 static void rcvbuf_check(const struct cfg *cfg, const char *when)
 {
     uint32_t want = cfg->upstream.receive_buffer_bytes;
-    unsigned cap;
+    int cap;
 
-    if (!want || want == CFG_UPSTREAM_RCVBUF_DEFAULT || (cap = net_rcvbuf_cap(want)) == want)
+    /* cap < 0: no socket to probe with (descriptors exhausted): nothing to say */
+    if (!want || want == CFG_UPSTREAM_RCVBUF_DEFAULT || (cap = net_rcvbuf_cap(want)) < 0 ||
+        (unsigned)cap >= want)
         return;
     log_event(CFG_LL_WARN,
-              "%supstream.receive_buffer_bytes %u is above net.core.rmem_max (%u): upstream "
+              "%supstream.receive_buffer_bytes %u is above net.core.rmem_max (%d): upstream "
               "receive buffers are left to the kernel's autotuning (raise net.core.rmem_max to "
               "%u, or set 0)",
               when, want, cap, want);

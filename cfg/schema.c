@@ -92,9 +92,10 @@ static const struct cfg_key keys[] = {
          CFG_UPSTREAM_RCVBUF_DEFAULT,
          "receive buffer of an upstream connection (SO_RCVBUF, set before the connect), so "
          "that the origin can send a whole large response without waiting for ringproxy's "
-         "window; above `net.core.rmem_max` the kernel's autotuning sizes it instead (with a "
-         "`warn` line at start, unless the value is the default); 0 = always the kernel's "
-         "autotuning"),
+         "window; where `net.core.rmem_max` is lower the kernel's autotuning sizes it instead "
+         "(a value other than the default says so in a `warn` line at start and at each "
+         "reload); 0 = always the kernel's autotuning; applies to connections opened after a "
+         "reload"),
 
     OBJECT("client", "the connections from the Section edge"),
     UINT("client.header_timeout_ms", client.header_timeout_ms, 1, 600000, 10000,

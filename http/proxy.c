@@ -327,8 +327,9 @@ struct http_worker {
      */
     struct core_list pool;
     unsigned npool;
-    unsigned pool_cap;        /* upstream.pool_max_idle, within the worker's share of descriptors */
-    unsigned up_rcvbuf;       /* SO_RCVBUF of new upstream sockets (up_rcvbuf()); 0 = autotuned */
+    unsigned pool_cap; /* upstream.pool_max_idle, within the worker's share of descriptors */
+    uint64_t
+        rcvbuf_retry_ms; /* net.core.rmem_max cut the upstream SO_RCVBUF: not asked until then */
     struct core_list starved; /* sockets waiting for receive buffers, in the order they ran out */
     struct core_list reap;    /* closed, nothing in flight: freed at the next turn */
     struct tx_vec *free_vecs;
@@ -904,13 +905,27 @@ static void up_connect(struct http_worker *w, struct http_up *u)
 static struct http_up *up_new(struct http_worker *w, int *ret_err)
 {
     const struct net_addr *a = net_pick_next(&w->pick, w->t->now_ms);
+    unsigned rcvbuf = w->cfg->upstream.receive_buffer_bytes;
     struct http_up *u;
-    int fd;
+    int fd, cut;
 
     *ret_err = -ENOENT;
     if (!a)
         return NULL;
-    fd = net_socket_for(&a->sa, w->up_rcvbuf);
+    /*
+     * upstream.receive_buffer_bytes lets the origin write a large response
+     * in a few sends instead of one per window update (at 128 clients x
+     * 1 MiB the whole machine's CPU per request fell by a quarter:
+     * docs/performance.md). Where net.core.rmem_max is below it the socket
+     * keeps the kernel's autotuning, and the next second's connects do not
+     * ask again: the sysctl is read where it acts, so changing it needs no
+     * restart.
+     */
+    if (w->t->now_ms < w->rcvbuf_retry_ms)
+        rcvbuf = 0;
+    fd = net_socket_for(&a->sa, rcvbuf, &cut);
+    if (cut)
+        w->rcvbuf_retry_ms = w->t->now_ms + 1000;
     if (fd < 0) {
         *ret_err = fd;
         return NULL;
@@ -987,22 +1002,6 @@ static unsigned pool_cap(const struct cfg *cfg, unsigned nworkers)
             cap = (unsigned)share;
     }
     return cap;
-}
-
-/*
- * SO_RCVBUF of new upstream sockets: upstream.receive_buffer_bytes, so that
- * the origin can write a large response in a few sends instead of one per
- * window update (at 128 clients x 1 MiB the whole machine's CPU per request
- * fell by a quarter: docs/performance.md). The kernel would cut a value
- * above net.core.rmem_max down to it and still end autotuning, which grows
- * the buffer to several MiB for a distant origin: such a value is not used
- * (main.c says so, unless it is the default).
- */
-static unsigned up_rcvbuf(const struct cfg *cfg)
-{
-    uint32_t want = cfg->upstream.receive_buffer_bytes;
-
-    return want && net_rcvbuf_cap(want) == want ? want : 0;
 }
 
 /* Close pooled connections to addresses the resolver no longer returns. */
@@ -1410,7 +1409,6 @@ static int gen_apply(struct http_worker *w, struct http_gen *g)
     w->cfg = cfg;
     w->fwd.max_body_bytes = cfg->limits.max_body_bytes;
     w->pool_cap = pool_cap(cfg, w->sh->nworkers);
-    w->up_rcvbuf = up_rcvbuf(cfg);
     core_tq_set_timeout(&w->tq[TC_IDLE], cfg->client.idle_timeout_ms);
     core_tq_set_timeout(&w->tq[TC_HEADER], cfg->client.header_timeout_ms);
     core_tq_set_timeout(&w->tq[TC_SEND], cfg->client.idle_timeout_ms);
@@ -3105,7 +3103,6 @@ int http_worker_run(struct http_shared *sh, const struct http_worker_params *p,
                                           .max_first_line = cfg->limits.max_header_line_bytes,
                                           .max_lines = cfg->limits.max_headers};
     w->pool_cap = pool_cap(cfg, sh->nworkers);
-    w->up_rcvbuf = up_rcvbuf(cfg);
     core_tq_init(&w->tq[TC_NONE], 0);
     core_tq_init(&w->tq[TC_IDLE], cfg->client.idle_timeout_ms);
     core_tq_init(&w->tq[TC_HEADER], cfg->client.header_timeout_ms);

@@ -41,33 +41,55 @@ int net_listen_free(const struct sockaddr_storage *sa, socklen_t len)
     return 0;
 }
 
-int net_socket_for(const struct sockaddr_storage *sa, unsigned rcvbuf)
+/* SO_RCVBUF = want; what the kernel took, halved back (it doubles it), or -errno. */
+static int rcvbuf_set(int fd, unsigned want)
 {
-    int one = 1, fd, v = (int)rcvbuf;
+    int v = (int)want, got = 0;
+    socklen_t len = sizeof(got);
 
-    fd = socket(sa->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &v, sizeof(v)) < 0 ||
+        getsockopt(fd, SOL_SOCKET, SO_RCVBUF, &got, &len) < 0)
+        return -errno;
+    return got / 2;
+}
+
+static int tcp_socket(int family)
+{
+    int one = 1, fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+
     if (fd < 0)
         return -errno;
     (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    if (v > 0)
-        (void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &v, sizeof(v));
     return fd;
 }
 
-unsigned net_rcvbuf_cap(unsigned want)
+int net_socket_for(const struct sockaddr_storage *sa, unsigned rcvbuf, int *ret_cut)
 {
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), v = (int)want, got = 0;
-    socklen_t len = sizeof(got);
+    int fd = tcp_socket(sa->ss_family), got;
+
+    *ret_cut = 0;
+    if (fd < 0 || !rcvbuf)
+        return fd;
+    got = rcvbuf_set(fd, rcvbuf);
+    if (got >= 0 && (unsigned)got >= rcvbuf)
+        return fd;
+    /* cut down by net.core.rmem_max, yet no longer autotuned: a fresh socket instead */
+    (void)close(fd);
+    *ret_cut = 1;
+    return tcp_socket(sa->ss_family);
+}
+
+int net_rcvbuf_cap(unsigned want)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), got;
 
     if (fd < 0)
         fd = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0)
-        return 0;
-    if (setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &v, sizeof(v)) < 0 ||
-        getsockopt(fd, SOL_SOCKET, SO_RCVBUF, &got, &len) < 0 || got < 0)
-        got = 0;
+        return -errno;
+    got = rcvbuf_set(fd, want);
     (void)close(fd);
-    return (unsigned)got / 2;
+    return got;
 }
 
 size_t net_ip_str(const struct sockaddr_storage *sa, char *out, size_t cap)

@@ -24,17 +24,20 @@ int net_listen_free(const struct sockaddr_storage *sa, socklen_t len);
 /*
  * A non-blocking TCP socket of sa's family with TCP_NODELAY; fd or -errno.
  * rcvbuf: SO_RCVBUF before the connect (the kernel doubles it for its
- * bookkeeping, and no longer autotunes the socket); 0 leaves it to the kernel.
+ * bookkeeping, and no longer autotunes the socket); 0 leaves it to the
+ * kernel. When net.core.rmem_max would cut rcvbuf down (a small fixed
+ * buffer is worse than autotuning), the socket returned has none and
+ * *ret_cut is 1.
  */
-int net_socket_for(const struct sockaddr_storage *sa, unsigned rcvbuf);
+int net_socket_for(const struct sockaddr_storage *sa, unsigned rcvbuf, int *ret_cut);
 
 /*
  * What SO_RCVBUF = want takes on a fresh socket (halved back): want, or
- * net.core.rmem_max when that is less; 0 on error. A probe, as the sysctl
- * may not be readable (older kernels show it in the initial network
- * namespace only).
+ * net.core.rmem_max when that is less, or the kernel's minimum when that is
+ * more; -errno on failure. A probe, as the sysctl may not be readable
+ * (older kernels show it in the initial network namespace only).
  */
-unsigned net_rcvbuf_cap(unsigned want);
+int net_rcvbuf_cap(unsigned want);
 
 /* "1.2.3.4:80" or "[::1]:80" into out (NUL-terminated); returns its length. */
 size_t net_addr_str(const struct sockaddr_storage *sa, char *out, size_t cap);

@@ -180,7 +180,7 @@ Test(net_sock, listen_accepts_connections)
 Test(net_sock, socket_for_is_nonblocking_nodelay)
 {
     struct sockaddr_storage sa4 = v4("10.0.0.1", 80), sa6 = v6("::1", 80);
-    int fd = net_socket_for(&sa4, 0);
+    int cut, fd = net_socket_for(&sa4, 0, &cut);
 
     cr_assert_geq(fd, 0);
     cr_assert(fcntl(fd, F_GETFL) & O_NONBLOCK);
@@ -189,7 +189,7 @@ Test(net_sock, socket_for_is_nonblocking_nodelay)
     cr_assert_eq(sockopt(fd, SOL_SOCKET, SO_DOMAIN), AF_INET);
     cr_assert_eq(sockopt(fd, SOL_SOCKET, SO_TYPE), SOCK_STREAM);
     (void)close(fd);
-    fd = net_socket_for(&sa6, 0);
+    fd = net_socket_for(&sa6, 0, &cut);
     if (fd == -EAFNOSUPPORT)
         return;
     cr_assert_geq(fd, 0);
@@ -197,33 +197,71 @@ Test(net_sock, socket_for_is_nonblocking_nodelay)
     (void)close(fd);
 }
 
+static unsigned long rmem_max(void)
+{
+    unsigned long max = 0;
+    FILE *f = fopen("/proc/sys/net/core/rmem_max", "re");
+
+    if (!f)
+        return 0;
+    if (fscanf(f, "%lu", &max) != 1)
+        max = 0;
+    fclose(f);
+    return max;
+}
+
+/* Within rmem_max (100000 is below Linux's default, 212992): set, and doubled by the kernel. */
 Test(net_sock, socket_for_sets_rcvbuf)
 {
     struct sockaddr_storage sa4 = v4("10.0.0.1", 80);
-    int fd = net_socket_for(&sa4, 100000), dflt;
+    int cut = -1, fd;
 
+    if (rmem_max() && rmem_max() < 100000)
+        cr_skip_test("net.core.rmem_max is below 100000 here");
+    fd = net_socket_for(&sa4, 100000, &cut);
     cr_assert_geq(fd, 0);
+    cr_assert_eq(cut, 0);
     cr_assert_eq(sockopt(fd, SOL_SOCKET, SO_RCVBUF), 2 * 100000, "the kernel doubles it");
     (void)close(fd);
-    fd = net_socket_for(&sa4, 0);
+    fd = net_socket_for(&sa4, 0, &cut);
     cr_assert_geq(fd, 0);
-    dflt = sockopt(fd, SOL_SOCKET, SO_RCVBUF);
-    cr_assert_neq(dflt, 2 * 100000);
+    cr_assert_eq(cut, 0);
+    cr_assert_neq(sockopt(fd, SOL_SOCKET, SO_RCVBUF), 2 * 100000);
+    (void)close(fd);
+}
+
+/* Above rmem_max: not a buffer cut down to it, but a fresh socket the kernel autotunes. */
+Test(net_sock, socket_for_above_rmem_max_keeps_autotuning)
+{
+    struct sockaddr_storage sa4 = v4("10.0.0.1", 80);
+    unsigned long max = rmem_max();
+    int cut = -1, fd, plain, dflt;
+
+    if (!max || max >= (1u << 30))
+        cr_skip_test("net.core.rmem_max is not readable here, or too large to exceed");
+    plain = socket(AF_INET, SOCK_STREAM, 0);
+    cr_assert_geq(plain, 0);
+    dflt = sockopt(plain, SOL_SOCKET, SO_RCVBUF);
+    (void)close(plain);
+    fd = net_socket_for(&sa4, (unsigned)max + 1, &cut);
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(cut, 1);
+    cr_assert_eq(sockopt(fd, SOL_SOCKET, SO_RCVBUF), dflt, "an untouched socket");
+    cr_assert(fcntl(fd, F_GETFL) & O_NONBLOCK);
+    cr_assert(sockopt(fd, IPPROTO_TCP, TCP_NODELAY));
     (void)close(fd);
 }
 
 Test(net_sock, rcvbuf_cap_is_rmem_max)
 {
-    unsigned long max = 0;
-    FILE *f = fopen("/proc/sys/net/core/rmem_max", "re");
+    unsigned long max = rmem_max();
 
-    cr_assert_eq(net_rcvbuf_cap(100000), 100000, "within every default rmem_max (212992)");
-    if (!f)
-        return;
-    cr_assert_eq(fscanf(f, "%lu", &max), 1);
-    fclose(f);
+    if (!max || max < 100000)
+        cr_skip_test("net.core.rmem_max is not readable here, or below 100000");
+    cr_assert_eq(net_rcvbuf_cap(100000), 100000);
     if (max < (1u << 30))
-        cr_assert_eq(net_rcvbuf_cap((unsigned)max + 1), max);
+        cr_assert_eq(net_rcvbuf_cap((unsigned)max + 1), (int)max);
+    cr_assert_geq(net_rcvbuf_cap(1), 1, "the kernel's minimum is more than asked");
 }
 
 Test(net_sock, addr_str_v4)
