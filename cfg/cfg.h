@@ -114,8 +114,9 @@ struct cfg_upstream {
     uint32_t response_timeout_ms; /* 60000, head and between reads, -> 504 */
     uint32_t resolve_interval_ms; /* 5000 */
     uint32_t pool_idle_timeout_ms;
-    uint32_t pool_max_idle;        /* idle upstream connections kept per worker */
-    uint32_t receive_buffer_bytes; /* SO_RCVBUF of upstream sockets; 0 = kernel autotuning */
+    uint32_t pool_max_idle;              /* idle upstream connections kept per worker */
+    uint32_t receive_buffer_bytes;       /* SO_RCVBUF of upstream sockets; 0 = kernel autotuning */
+    uint64_t receive_buffer_total_bytes; /* their kernel memory, all together, at most */
 };
 
 struct cfg_client {

@@ -96,6 +96,12 @@ static const struct cfg_key keys[] = {
          "(a value other than the default says so in a `warn` line at start and at each "
          "reload); 0 = always the kernel's autotuning; applies to connections opened after a "
          "reload"),
+    UINT("upstream.receive_buffer_total_bytes", upstream.receive_buffer_total_bytes, 0,
+         CFG_JSON_INT_MAX, 268435456,
+         "kernel memory the upstream connections with `receive_buffer_bytes` may fill together, "
+         "at most (twice the value each, what a connection whose client reads slowly holds), "
+         "shared out among the workers; connections past it are left to the kernel's "
+         "autotuning, so that many slow clients cannot make the host's TCP memory run short"),
 
     OBJECT("client", "the connections from the Section edge"),
     UINT("client.header_timeout_ms", client.header_timeout_ms, 1, 600000, 10000,

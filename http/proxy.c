@@ -275,8 +275,9 @@ struct http_up {
     uint8_t reused;
     uint8_t got_bytes;
     uint8_t reusable;
-    uint8_t settle; /* the response had no body by its status or request */
-    uint8_t sink;   /* an error page replaced the response: its body is read and dropped */
+    uint8_t settle;       /* the response had no body by its status or request */
+    uint8_t sink;         /* an error page replaced the response: its body is read and dropped */
+    uint32_t rcvbuf_cost; /* its share of w->rcvbuf_held: twice its fixed SO_RCVBUF, or 0 */
     struct http_conn *c;
     struct http_msg resp;
     struct http_scan scan;
@@ -328,8 +329,9 @@ struct http_worker {
     struct core_list pool;
     unsigned npool;
     unsigned pool_cap; /* upstream.pool_max_idle, within the worker's share of descriptors */
-    uint64_t
-        rcvbuf_retry_ms; /* net.core.rmem_max cut the upstream SO_RCVBUF: not asked until then */
+    /* net.core.rmem_max cut the upstream SO_RCVBUF: not asked until then */
+    uint64_t rcvbuf_retry_ms;
+    uint64_t rcvbuf_held;     /* the rcvbuf_cost of the worker's upstream connections */
     struct core_list starved; /* sockets waiting for receive buffers, in the order they ran out */
     struct core_list reap;    /* closed, nothing in flight: freed at the next turn */
     struct tx_vec *free_vecs;
@@ -746,6 +748,7 @@ static void end_free(struct http_worker *w, struct http_end *e)
     } else {
         struct http_up *u = (struct http_up *)e;
         core_blk_put(&w->t->pool, u->blk);
+        w->rcvbuf_held -= u->rcvbuf_cost;
         w->nups--;
         STAT_DEC(w->st, upstreams_active);
     }
@@ -905,7 +908,9 @@ static void up_connect(struct http_worker *w, struct http_up *u)
 static struct http_up *up_new(struct http_worker *w, int *ret_err)
 {
     const struct net_addr *a = net_pick_next(&w->pick, w->t->now_ms);
-    unsigned rcvbuf = w->cfg->upstream.receive_buffer_bytes;
+    const struct cfg_upstream *cu = &w->cfg->upstream;
+    unsigned rcvbuf = cu->receive_buffer_bytes;
+    uint64_t cost = 2 * (uint64_t)rcvbuf;
     struct http_up *u;
     int fd, cut;
 
@@ -919,13 +924,20 @@ static struct http_up *up_new(struct http_worker *w, int *ret_err)
      * docs/performance.md). Where net.core.rmem_max is below it the socket
      * keeps the kernel's autotuning, and the next second's connects do not
      * ask again: the sysctl is read where it acts, so changing it needs no
-     * restart.
+     * restart. A socket whose client reads slowly fills to twice the value
+     * (where an autotuned one stays near tcp_rmem's default), so the
+     * worker's share of receive_buffer_total_bytes bounds what all of them
+     * together may hold; connections past it are autotuned.
      */
-    if (w->t->now_ms < w->rcvbuf_retry_ms)
+    if (w->t->now_ms < w->rcvbuf_retry_ms ||
+        w->rcvbuf_held + cost >
+            cu->receive_buffer_total_bytes / (w->sh->nworkers ? w->sh->nworkers : 1))
         rcvbuf = 0;
     fd = net_socket_for(&a->sa, rcvbuf, &cut);
     if (cut)
         w->rcvbuf_retry_ms = w->t->now_ms + 1000;
+    if (cut || !rcvbuf)
+        cost = 0;
     if (fd < 0) {
         *ret_err = fd;
         return NULL;
@@ -938,6 +950,8 @@ static struct http_up *up_new(struct http_worker *w, int *ret_err)
     }
     u->addr = *a;
     u->addr_gen = w->addrs->gen;
+    u->rcvbuf_cost = (uint32_t)cost;
+    w->rcvbuf_held += cost;
     end_init(w, &u->e, SIDE_UP, fd);
     u->state = UPS_CONNECT;
     w->nups++;

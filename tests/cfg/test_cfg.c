@@ -86,6 +86,7 @@ Test(cfg_defaults, values)
     cr_expect_eq(c->upstream.pool_idle_timeout_ms, 4000);
     cr_expect_eq(c->upstream.pool_max_idle, 4096);
     cr_expect_eq(c->upstream.receive_buffer_bytes, 1048576);
+    cr_expect_eq(c->upstream.receive_buffer_total_bytes, 268435456);
     cr_expect_eq(c->client.header_timeout_ms, 10000);
     cr_expect_eq(c->client.idle_timeout_ms, 60000);
     cr_expect_eq(c->client.max_connections, 0);
@@ -566,7 +567,7 @@ Test(cfg_order, all_problems_in_file_order)
         "/upstream/pool_max_idle: expected an integer from 0 to 65536, got -5\n"
         "/upstream/x: unknown key; expected one of \"connect_timeout_ms\", "
         "\"response_timeout_ms\", \"resolve_interval_ms\", \"pool_idle_timeout_ms\", "
-        "\"pool_max_idle\", \"receive_buffer_bytes\"\n"
+        "\"pool_max_idle\", \"receive_buffer_bytes\", \"receive_buffer_total_bytes\"\n"
         "/workers: expected an integer from 0 to 1024, got 2000\n"
         "/access_log/fields/0: unknown field \"timme\"; did you mean \"time\"?\n"
         "/admin/listen: must be a loopback address (127.0.0.0/8 or [::1]) per the "

@@ -157,18 +157,19 @@ Test(e2e_pool, keepalive_race_never_retries_a_body, .fini = fx_down)
 }
 
 /*
- * SO_RCVBUF of the proxy's socket to the origin, read through a copy of the
- * descriptor (pidfd_getfd); -1 when there is none, -2 when this system does
- * not let the test copy descriptors of its child (Docker's default seccomp
- * profile without CAP_SYS_PTRACE, Yama's ptrace_scope 2 or 3).
+ * SO_RCVBUF of the proxy's sockets to the origin, read through copies of
+ * the descriptors (pidfd_getfd): how many, up to max; -2 when this system
+ * does not let the test copy descriptors of its child (Docker's default
+ * seccomp profile without CAP_SYS_PTRACE, Yama's ptrace_scope 2 or 3).
+ * upstream_rcvbuf(): the one socket's, or -1 when there is none.
  */
-static int upstream_rcvbuf(unsigned origin_port)
+static int upstream_rcvbufs(unsigned origin_port, int *out, int max)
 {
 #if defined(SYS_pidfd_open) && defined(SYS_pidfd_getfd)
     char path[64];
     struct dirent *d;
     DIR *dir;
-    int pfd, found = -1;
+    int pfd, n = 0;
 
     pfd = (int)syscall(SYS_pidfd_open, px.pid, 0);
     if (pfd < 0)
@@ -176,7 +177,7 @@ static int upstream_rcvbuf(unsigned origin_port)
     snprintf(path, sizeof(path), "/proc/%d/fd", (int)px.pid);
     dir = opendir(path);
     cr_assert(dir);
-    while (found == -1 && (d = readdir(dir))) {
+    while (n >= 0 && n < max && (d = readdir(dir))) {
         struct sockaddr_in peer;
         socklen_t len = sizeof(peer);
         int fd, v = 0;
@@ -186,24 +187,33 @@ static int upstream_rcvbuf(unsigned origin_port)
         fd = (int)syscall(SYS_pidfd_getfd, pfd, atoi(d->d_name), 0);
         if (fd < 0) {
             if (errno == EPERM || errno == ENOSYS)
-                found = -2;
+                n = -2;
             continue;
         }
         if (!getpeername(fd, (struct sockaddr *)&peer, &len) && peer.sin_family == AF_INET &&
             ntohs(peer.sin_port) == origin_port) {
             len = sizeof(v);
             cr_assert_eq(getsockopt(fd, SOL_SOCKET, SO_RCVBUF, &v, &len), 0);
-            found = v;
+            out[n++] = v;
         }
         close(fd);
     }
     closedir(dir);
     close(pfd);
-    return found;
+    return n;
 #else
     (void)origin_port;
+    (void)out;
+    (void)max;
     return -2;
 #endif
+}
+
+static int upstream_rcvbuf(unsigned origin_port)
+{
+    int v = -1, n = upstream_rcvbufs(origin_port, &v, 1);
+
+    return n < 0 ? n : n ? v : -1;
 }
 
 /* net.core.rmem_max; skips the test where it cannot be read */
@@ -299,4 +309,52 @@ Test(e2e_pool, receive_buffer_bytes_above_rmem_max_warns, .fini = fx_down)
     cr_assert_eq(v, untouched_rcvbuf());
     cr_assert(h_wait_in(px.err_path, RCVBUF_WARN, 3000), "no warning");
     cr_assert_eq(h_count_in(px.err_path, RCVBUF_WARN), 1);
+}
+
+/*
+ * upstream.receive_buffer_total_bytes: room for one fixed buffer (twice
+ * 100000) in the one worker's share, so of two upstream connections busy
+ * at once the second is left to autotuning; once the first closes, the
+ * next connection gets the fixed buffer again.
+ */
+Test(e2e_pool, receive_buffer_total_bytes_bounds_fixed_buffers, .fini = fx_down)
+{
+    int c1, c2, c3, u1, u2, u3, v[4], n, eof;
+    char buf[4096];
+
+    if (rmem_max() < 100000)
+        cr_skip_test("net.core.rmem_max is below 100000 here");
+    fx_raw_up_cfg("\"workers\": 1, \"upstream\": {\"receive_buffer_bytes\": 100000, "
+                  "\"receive_buffer_total_bytes\": 200000}");
+    c1 = h_connect(px.port);
+    c2 = h_connect(px.port);
+    cr_assert(c1 >= 0 && c2 >= 0);
+    cr_assert_eq(h_send(c1, req_get, strlen(req_get)), 0);
+    u1 = fx_raw_accept(3000);
+    cr_assert(u1 >= 0, "no upstream connection for the first client");
+    cr_assert_eq(h_send(c2, req_get, strlen(req_get)), 0);
+    u2 = fx_raw_accept(3000);
+    cr_assert(u2 >= 0, "no upstream connection for the second client");
+    n = upstream_rcvbufs(rw.port, v, 4);
+    if (n == -2)
+        cr_skip_test("pidfd_getfd is not allowed here: the proxy's sockets cannot be inspected");
+    cr_assert_eq(n, 2);
+    cr_assert((v[0] == 200000) != (v[1] == 200000), "one fixed buffer, not %d and %d", v[0], v[1]);
+    cr_assert_eq(v[0] == 200000 ? v[1] : v[0], untouched_rcvbuf());
+    /* the first exchange ends with its connection: its share is free again */
+    fx_raw_sends(u1, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok");
+    h_recv_until(c1, buf, sizeof(buf), 0, "ok", 3000, &eof);
+    cr_assert(h_metric_wait(px.admin_port, "ringproxy_upstream_connections", 1, 3000) == 1);
+    c3 = h_connect(px.port);
+    cr_assert(c3 >= 0);
+    cr_assert_eq(h_send(c3, req_get, strlen(req_get)), 0);
+    u3 = fx_raw_accept(3000);
+    cr_assert(u3 >= 0, "no upstream connection for the third client");
+    n = upstream_rcvbufs(rw.port, v, 4);
+    cr_assert_eq(n, 2);
+    cr_assert((v[0] == 200000) != (v[1] == 200000), "one fixed buffer, not %d and %d", v[0], v[1]);
+    (void)u2;
+    h_close(c1);
+    h_close(c2);
+    h_close(c3);
 }
