@@ -909,8 +909,7 @@ static struct http_up *up_new(struct http_worker *w, int *ret_err)
 {
     const struct net_addr *a = net_pick_next(&w->pick, w->t->now_ms);
     const struct cfg_upstream *cu = &w->cfg->upstream;
-    unsigned rcvbuf = cu->receive_buffer_bytes;
-    uint64_t cost = 2 * (uint64_t)rcvbuf;
+    uint32_t rcvbuf = cu->receive_buffer_bytes; /* at most 64 MiB: twice it fits */
     struct http_up *u;
     int fd, cut;
 
@@ -930,14 +929,14 @@ static struct http_up *up_new(struct http_worker *w, int *ret_err)
      * together may hold; connections past it are autotuned.
      */
     if (w->t->now_ms < w->rcvbuf_retry_ms ||
-        w->rcvbuf_held + cost >
+        w->rcvbuf_held + 2 * (uint64_t)rcvbuf >
             cu->receive_buffer_total_bytes / (w->sh->nworkers ? w->sh->nworkers : 1))
         rcvbuf = 0;
     fd = net_socket_for(&a->sa, rcvbuf, &cut);
-    if (cut)
+    if (cut) {
         w->rcvbuf_retry_ms = w->t->now_ms + 1000;
-    if (cut || !rcvbuf)
-        cost = 0;
+        rcvbuf = 0;
+    }
     if (fd < 0) {
         *ret_err = fd;
         return NULL;
@@ -950,8 +949,8 @@ static struct http_up *up_new(struct http_worker *w, int *ret_err)
     }
     u->addr = *a;
     u->addr_gen = w->addrs->gen;
-    u->rcvbuf_cost = (uint32_t)cost;
-    w->rcvbuf_held += cost;
+    u->rcvbuf_cost = 2 * rcvbuf;
+    w->rcvbuf_held += u->rcvbuf_cost;
     end_init(w, &u->e, SIDE_UP, fd);
     u->state = UPS_CONNECT;
     w->nups++;

@@ -81,12 +81,12 @@ int net_socket_for(const struct sockaddr_storage *sa, unsigned rcvbuf, int *ret_
 
 int net_rcvbuf_cap(unsigned want)
 {
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), got;
+    int fd = tcp_socket(AF_INET), got;
 
     if (fd < 0)
-        fd = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        fd = tcp_socket(AF_INET6);
     if (fd < 0)
-        return -errno;
+        return fd;
     got = rcvbuf_set(fd, want);
     (void)close(fd);
     return got;
