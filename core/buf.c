@@ -231,19 +231,33 @@ static inline struct blk_hdr *hdr_of(void *blk)
     return (struct blk_hdr *)blk - 1;
 }
 
-static void free_list_drain(struct blk_hdr *h)
+unsigned core_fl_trim(struct core_freelist *f)
 {
-    while (h) {
-        struct blk_hdr *n = h->next;
+    unsigned n = f->low;
+    void **at = &f->head;
 
-        free(h);
-        h = n;
+    for (unsigned i = f->n - n; i > 0; i--)
+        at = (void **)*at;
+    for (unsigned i = 0; i < n; i++) {
+        void *o = *at;
+
+        *at = *(void **)o;
+        free(o);
     }
+    f->n -= n;
+    f->low = f->n;
+    return n;
 }
 
-void core_pool_init(struct core_pool *p, size_t blksz, unsigned max_free_blks)
+void core_fl_drain(struct core_freelist *f)
 {
-    *p = (struct core_pool){.blksz = blksz, .max_free_blks = max_free_blks};
+    f->low = f->n;
+    (void)core_fl_trim(f);
+}
+
+void core_pool_init(struct core_pool *p, size_t blksz)
+{
+    *p = (struct core_pool){.blksz = blksz};
 #ifdef CORE_FAULT_INJECT
     {
         const char *e = getenv("RINGPROXY_FAULT_ALLOC_EVERY");
@@ -265,52 +279,36 @@ static inline int fault(struct core_pool *p)
 
 void core_pool_exit(struct core_pool *p)
 {
-    while (p->free_segs) {
-        struct core_seg *s = p->free_segs;
-        p->free_segs = s->next;
-        free(s);
-    }
-    p->nfree_segs = 0;
-    free_list_drain(p->free_blks);
-    free_list_drain(p->free_chunks);
-    p->free_blks = p->free_chunks = NULL; /* a second exit finds nothing */
-    p->nfree_blks = p->nfree_chunks = 0;
+    core_fl_drain(&p->segs);
+    core_fl_drain(&p->blks);
+    core_fl_drain(&p->chunks);
 }
 
 struct core_seg *core_seg_new(struct core_pool *p)
 {
-    struct core_seg *s = p->free_segs;
+    struct core_seg *s;
 
     if (fault(p))
         return NULL;
-    if (s) {
-        p->free_segs = s->next;
-        p->nfree_segs--;
+    if ((s = core_fl_pop(&p->segs)))
         return s;
-    }
     return malloc(sizeof(*s));
 }
 
 void core_seg_free(struct core_pool *p, struct core_seg *s)
 {
-    s->next = p->free_segs;
-    p->free_segs = s;
-    p->nfree_segs++;
+    core_fl_push(&p->segs, s);
 }
 
 /* Head blocks and chunks: one free list each, the same header. */
-static void *blk_take(struct core_pool *p, void **list, unsigned *nfree, size_t size, int chunk)
+static void *blk_take(struct core_pool *p, struct core_freelist *f, size_t size, int chunk)
 {
-    struct blk_hdr *h = *list;
+    struct blk_hdr *h;
 
     if (fault(p))
         return NULL;
-    if (h) {
-        *list = h->next;
-        (*nfree)--;
-    } else if (!(h = malloc(sizeof(*h) + size))) {
+    if (!(h = core_fl_pop(f)) && !(h = malloc(sizeof(*h) + size)))
         return NULL;
-    }
     p->taken++;
     h->refs = 1;
     h->chunk = (uint8_t)chunk;
@@ -318,56 +316,21 @@ static void *blk_take(struct core_pool *p, void **list, unsigned *nfree, size_t 
     return h + 1;
 }
 
-/* Free the colder half of a free list (its tail: lists are most recent first). */
-static size_t free_list_halve(void **list, unsigned *nfree, size_t size)
-{
-    unsigned keep = *nfree / 2, n = *nfree - keep;
-    void **at = list;
-
-    for (unsigned i = 0; i < keep; i++)
-        at = (void **)&((struct blk_hdr *)*at)->next;
-    free_list_drain(*at);
-    *at = NULL;
-    *nfree = keep;
-    return n * (sizeof(struct blk_hdr) + size);
-}
-
 size_t core_pool_trim(struct core_pool *p)
 {
-    unsigned keep = p->nfree_segs / 2, n = p->nfree_segs - keep;
-    struct core_seg **at = &p->free_segs;
-
-    for (unsigned i = 0; i < keep; i++)
-        at = &(*at)->next;
-    while (*at) {
-        struct core_seg *s = *at;
-        *at = s->next;
-        free(s);
-    }
-    p->nfree_segs = keep;
-    return n * sizeof(struct core_seg) + free_list_halve(&p->free_blks, &p->nfree_blks, p->blksz) +
-           free_list_halve(&p->free_chunks, &p->nfree_chunks, CORE_CHUNK_SIZE);
-}
-
-static void blk_give(void **list, unsigned *nfree, unsigned max, struct blk_hdr *h)
-{
-    if (*nfree >= max) {
-        free(h);
-        return;
-    }
-    h->next = *list;
-    *list = h;
-    (*nfree)++;
+    return core_fl_trim(&p->segs) * sizeof(struct core_seg) +
+           core_fl_trim(&p->blks) * (sizeof(struct blk_hdr) + p->blksz) +
+           core_fl_trim(&p->chunks) * (sizeof(struct blk_hdr) + CORE_CHUNK_SIZE);
 }
 
 void *core_blk_get(struct core_pool *p)
 {
-    return blk_take(p, &p->free_blks, &p->nfree_blks, p->blksz, 0);
+    return blk_take(p, &p->blks, p->blksz, 0);
 }
 
 void *core_chunk_get(struct core_pool *p)
 {
-    return blk_take(p, &p->free_chunks, &p->nfree_chunks, CORE_CHUNK_SIZE, 1);
+    return blk_take(p, &p->chunks, CORE_CHUNK_SIZE, 1);
 }
 
 void core_blk_ref(void *blk)
@@ -385,10 +348,7 @@ void core_blk_put(struct core_pool *p, void *blk)
     h = hdr_of(blk);
     if (--h->refs)
         return;
-    if (h->chunk)
-        blk_give(&p->free_chunks, &p->nfree_chunks, CORE_CHUNK_FREE_MAX, h);
-    else
-        blk_give(&p->free_blks, &p->nfree_blks, p->max_free_blks, h);
+    core_fl_push(h->chunk ? &p->chunks : &p->blks, h);
 }
 
 void core_segq_init(struct core_segq *q)

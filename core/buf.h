@@ -1,8 +1,9 @@
 /*
  * Per-thread memory: the provided-buffer ring that multishot recv fills,
  * reference-counted so one received buffer can be queued for sending by
- * several segments; a free list of segments (views queued on a socket); and
- * a free list of fixed-size blocks for request and response heads.
+ * several segments; free lists of segments (views queued on a socket), of
+ * fixed-size blocks for request and response heads, and of chunks, each
+ * holding what recent load used (struct core_freelist).
  * Nothing here is thread-safe: each worker owns its own.
  */
 #ifndef RINGPROXY_CORE_BUF_H
@@ -97,25 +98,59 @@ struct core_segq {
  * into chunks of this size, owned by the queue that waits (core_segq_compact).
  */
 #define CORE_CHUNK_SIZE 16384
-#define CORE_CHUNK_FREE_MAX 256
+
+/*
+ * A free list that follows the load. Objects freed under load stay listed
+ * (no cap: a cap made a worker with more exchanges in flight than the cap
+ * free and malloc a block per request); core_fl_trim() frees, once per
+ * trim interval, what the interval did not need: as many of the coldest
+ * entries as the list's low-water mark since the last trim. So steady load
+ * allocates nothing, and memory the load no longer uses goes back within
+ * two intervals. Entries are objects whose first member is the link.
+ */
+struct core_freelist {
+    void *head;
+    unsigned n;
+    unsigned low; /* the fewest entries listed since the last trim */
+};
+
+static inline void *core_fl_pop(struct core_freelist *f)
+{
+    void *o = f->head;
+
+    if (!o)
+        return NULL;
+    f->head = *(void **)o;
+    if (--f->n < f->low)
+        f->low = f->n;
+    return o;
+}
+
+static inline void core_fl_push(struct core_freelist *f, void *o)
+{
+    *(void **)o = f->head;
+    f->head = o;
+    f->n++;
+}
+
+/* Free the list's low-water mark of its coldest entries (free(3)); how many. */
+unsigned core_fl_trim(struct core_freelist *f);
+/* Free every entry. */
+void core_fl_drain(struct core_freelist *f);
 
 struct core_pool {
-    struct core_seg *free_segs;
-    unsigned nfree_segs;
-    void *free_chunks;
-    unsigned nfree_chunks;
+    struct core_freelist segs;
+    struct core_freelist chunks;
+    struct core_freelist blks;
 #ifdef CORE_FAULT_INJECT
     uint32_t fault_every; /* test builds: every Nth segment or block allocation fails */
     uint32_t fault_count;
 #endif
-    void *free_blks;
     uint64_t taken; /* head blocks and chunks handed out, ever */
     size_t blksz;
-    unsigned nfree_blks;
-    unsigned max_free_blks;
 };
 
-void core_pool_init(struct core_pool *p, size_t blksz, unsigned max_free_blks);
+void core_pool_init(struct core_pool *p, size_t blksz);
 void core_pool_exit(struct core_pool *p);
 /* NULL on OOM. */
 struct core_seg *core_seg_new(struct core_pool *p);
@@ -131,7 +166,7 @@ void core_blk_ref(void *blk);
 void *core_chunk_get(struct core_pool *p);
 /* Drop one reference. NULL-safe. */
 void core_blk_put(struct core_pool *p, void *blk);
-/* Free half of the free head blocks and chunks (at least one of each); the bytes freed. */
+/* core_fl_trim() each free list; the bytes freed. */
 size_t core_pool_trim(struct core_pool *p);
 
 void core_segq_init(struct core_segq *q);

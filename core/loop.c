@@ -82,7 +82,7 @@ int core_thread_init(struct core_thread *t, int id, const struct core_thread_par
             core_ep_exit(t);
             return r;
         }
-        core_pool_init(&t->pool, p->blksz, 64);
+        core_pool_init(&t->pool, p->blksz);
         core_clock_update(t);
         core_self = t;
         return 0;
@@ -108,7 +108,7 @@ int core_thread_init(struct core_thread *t, int id, const struct core_thread_par
         io_uring_queue_exit(&t->ring);
         return r;
     }
-    core_pool_init(&t->pool, p->blksz, 64);
+    core_pool_init(&t->pool, p->blksz);
     core_clock_update(t);
     core_self = t;
     return 0;

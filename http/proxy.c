@@ -77,10 +77,11 @@
  */
 #define SETTLE_MS 250
 /*
- * Every TRIM_MS memory not needed lately goes back to the kernel: receive
- * buffers beyond the last second's peak; and once a worker took no block
- * for a whole TRIM_MS, half of its free blocks, chunks, segments and send
- * vectors, then the allocator's free pages (malloc_trim).
+ * Every TRIM_MS memory not needed lately is given back: receive buffers
+ * beyond the last second's peak, and the free blocks, chunks, segments and
+ * send vectors the last TRIM_MS did not use (struct core_freelist); once a
+ * worker took no block for a whole TRIM_MS, the allocator's free pages
+ * (malloc_trim) too.
  */
 #define TRIM_MS 1000
 
@@ -334,8 +335,7 @@ struct http_worker {
     uint64_t rcvbuf_held;     /* the rcvbuf_cost of the worker's upstream connections */
     struct core_list starved; /* sockets waiting for receive buffers, in the order they ran out */
     struct core_list reap;    /* closed, nothing in flight: freed at the next turn */
-    struct tx_vec *free_vecs;
-    unsigned nfree_vecs;
+    struct core_freelist free_vecs;
     const struct net_addrset *addrs;
     uint64_t addrs_gen;
     struct net_pick pick; /* address choice and backoff (net/pick.h) */
@@ -622,38 +622,14 @@ static void end_rx_update(struct http_worker *w, struct http_end *e)
 
 static struct tx_vec *vec_get(struct http_worker *w)
 {
-    struct tx_vec *v = w->free_vecs;
+    struct tx_vec *v = core_fl_pop(&w->free_vecs);
 
-    if (!v)
-        return malloc(sizeof(*v));
-    w->free_vecs = v->next;
-    w->nfree_vecs--;
-    return v;
+    return v ? v : malloc(sizeof(*v));
 }
 
 static void vec_put(struct http_worker *w, struct tx_vec *v)
 {
-    v->next = w->free_vecs;
-    w->free_vecs = v;
-    w->nfree_vecs++;
-}
-
-/* Free the free vectors past the first keep (the most recently used); the bytes freed. */
-static size_t vec_trim(struct http_worker *w, unsigned keep)
-{
-    struct tx_vec **at = &w->free_vecs;
-    size_t n = 0;
-
-    for (unsigned i = 0; i < keep && *at; i++)
-        at = &(*at)->next;
-    while (*at) {
-        struct tx_vec *v = *at;
-        *at = v->next;
-        free(v);
-        n++;
-    }
-    w->nfree_vecs -= (unsigned)n;
-    return n * sizeof(struct tx_vec);
+    core_fl_push(&w->free_vecs, v);
 }
 
 static void end_tx_kick(struct http_worker *w, struct http_end *e)
@@ -2942,21 +2918,16 @@ static void w_cqe(struct core_thread *t, struct core_op *op, const struct io_uri
 static void memory_trim(struct http_worker *w)
 {
     struct core_pool *p = &w->t->pool;
-    int quiet = p->taken == w->trim_taken;
+    size_t freed;
 
-    w->trim_taken = p->taken;
     (void)core_bufring_trim(&w->t->bufs);
-    /*
-     * The free lists only once no block was taken for a whole TRIM_MS: under
-     * load, halving them every second made blocks be allocated (and their
-     * pages faulted in) again, which showed in the tail (p99 at 512 clients
-     * 30-32 ms with, 25 ms without).
-     */
-    if (!quiet) {
+    freed = core_pool_trim(p) + core_fl_trim(&w->free_vecs) * sizeof(struct tx_vec);
+    if (p->taken != w->trim_taken) {
+        w->trim_taken = p->taken;
         w->trimmed = 0;
         return;
     }
-    if (core_pool_trim(p) + vec_trim(w, w->nfree_vecs / 2))
+    if (freed)
         w->trimmed = 0;
     if (!w->trimmed) {
         w->trimmed = 1;
@@ -3176,7 +3147,7 @@ int http_worker_run(struct http_shared *sh, const struct http_worker_params *p,
         http_auth_worker_gone(w->auth, (unsigned)p->id);
     gen_release(w);
     net_pick_free(&w->pick);
-    (void)vec_trim(w, 0);
+    core_fl_drain(&w->free_vecs);
     core_thread_exit(&t);
     free(w);
     return r;

@@ -520,7 +520,7 @@ static void fake_up(void)
     fake.resident = calloc(FAKE_NBUFS, 1);
     fake.published = FAKE_NBUFS;
     cr_assert(fake.br && fake.mem && fake.refs && fake.freemap && fake.resident);
-    core_pool_init(&pool, 128, 4);
+    core_pool_init(&pool, 128);
 }
 
 static void fake_down(void)
@@ -573,12 +573,13 @@ Test(core_buf, pool_init_sets_fields)
     struct core_pool p;
 
     memset(&p, 0xa5, sizeof(p));
-    core_pool_init(&p, 300, 9);
-    cr_assert_null(p.free_segs);
-    cr_assert_null(p.free_blks);
+    core_pool_init(&p, 300);
+    cr_assert_null(p.segs.head);
+    cr_assert_null(p.blks.head);
+    cr_assert_null(p.chunks.head);
     cr_assert_eq(p.blksz, 300);
-    cr_assert_eq(p.nfree_blks, 0);
-    cr_assert_eq(p.max_free_blks, 9);
+    cr_assert_eq(p.blks.n, 0);
+    cr_assert_eq(p.taken, 0);
     core_pool_exit(&p);
 }
 
@@ -594,7 +595,7 @@ Test(core_buf, seg_free_list_reuses_memory, .init = fake_up, .fini = fake_down)
     cr_assert_eq(c, b);
     c = core_seg_new(&pool);
     cr_assert_eq(c, a);
-    cr_assert_null(pool.free_segs);
+    cr_assert_null(pool.segs.head);
     core_seg_free(&pool, a);
     core_seg_free(&pool, b);
     /* core_pool_exit frees the listed segments. */
@@ -609,10 +610,10 @@ Test(core_buf, blk_free_list_reuses_memory, .init = fake_up, .fini = fake_down)
     cr_assert_not_null(a);
     memset(a, 'x', pool.blksz); /* whole block usable (ASan checks the size) */
     core_blk_put(&pool, a);
-    cr_assert_eq(pool.nfree_blks, 1);
+    cr_assert_eq(pool.blks.n, 1);
     b = core_blk_get(&pool);
     cr_assert_eq(b, a);
-    cr_assert_eq(pool.nfree_blks, 0);
+    cr_assert_eq(pool.blks.n, 0);
     memset(b, 'y', pool.blksz);
     core_blk_put(&pool, b);
     fake_down();
@@ -622,51 +623,123 @@ Test(core_buf, blk_free_list_reuses_memory, .init = fake_up, .fini = fake_down)
 Test(core_buf, blk_put_null_is_noop, .init = fake_up, .fini = fake_down)
 {
     core_blk_put(&pool, NULL);
-    cr_assert_eq(pool.nfree_blks, 0);
-    cr_assert_null(pool.free_blks);
+    cr_assert_eq(pool.blks.n, 0);
+    cr_assert_null(pool.blks.head);
 }
 
-Test(core_buf, blk_free_list_is_capped, .init = fake_up, .fini = fake_down)
+/*
+ * However many blocks were in use at once, all of them stay listed when
+ * they come back: a worker with more exchanges in flight than a fixed cap
+ * used to free and malloc a block per request.
+ */
+Test(core_buf, blk_free_list_keeps_what_load_used, .init = fake_up, .fini = fake_down)
 {
-    void *blk[7];
+    enum { N = 300 };
+    void *blk[N];
 
-    for (int i = 0; i < 7; i++) {
-        blk[i] = core_blk_get(&pool);
-        cr_assert_not_null(blk[i]);
+    for (int round = 0; round < 3; round++) {
+        for (int i = 0; i < N; i++) {
+            blk[i] = core_blk_get(&pool);
+            cr_assert_not_null(blk[i]);
+        }
+        for (int i = 0; i < N; i++)
+            core_blk_put(&pool, blk[i]);
+        cr_assert_eq(pool.blks.n, N);
+        cr_assert_eq(pool.blks.low, 0, "all of them were used since the last trim");
     }
-    for (int i = 0; i < 7; i++)
-        core_blk_put(&pool, blk[i]);
-    /* max_free_blks = 4: the rest went back to malloc (the leak check below). */
-    cr_assert_eq(pool.nfree_blks, 4);
-    {
-        unsigned n = 0;
-
-        for (void **x = pool.free_blks; x; x = *x)
-            n++;
-        cr_assert_eq(n, 4);
-    }
-    /* The kept ones are the first four put back, handed out last-in first-out. */
-    for (int i = 3; i >= 0; i--)
-        cr_assert_eq(core_blk_get(&pool), blk[i]);
-    cr_assert_eq(pool.nfree_blks, 0);
-    for (int i = 0; i < 4; i++)
-        core_blk_put(&pool, blk[i]);
+    /* Handed out last in, first out: the hottest first. */
+    cr_assert_eq(core_blk_get(&pool), blk[N - 1]);
+    cr_assert_eq(core_blk_get(&pool), blk[N - 2]);
+    core_blk_put(&pool, blk[N - 2]);
+    core_blk_put(&pool, blk[N - 1]);
     fake_down();
     assert_no_leaks();
 }
 
-Test(core_buf, blk_cap_zero_keeps_nothing)
+/*
+ * A trim frees what the interval since the last one did not use (the
+ * low-water mark of the list), the coldest entries first, and keeps what
+ * it did: steady load allocates nothing, and memory a lighter load no
+ * longer needs goes back.
+ */
+Test(core_buf, trim_frees_what_the_interval_did_not_use, .init = fake_up, .fini = fake_down)
 {
-    struct core_pool p;
-    void *a;
+    void *blk[10];
 
-    core_pool_init(&p, 64, 0);
-    a = core_blk_get(&p);
-    cr_assert_not_null(a);
-    core_blk_put(&p, a);
-    cr_assert_eq(p.nfree_blks, 0);
-    cr_assert_null(p.free_blks);
-    core_pool_exit(&p);
+    for (int i = 0; i < 10; i++)
+        blk[i] = core_blk_get(&pool);
+    for (int i = 0; i < 10; i++)
+        core_blk_put(&pool, blk[i]); /* blk[9] is the head, blk[0] the coldest */
+    /* The first trim: all ten were in use during the interval. */
+    cr_assert_eq(core_pool_trim(&pool), 0);
+    cr_assert_eq(pool.blks.n, 10);
+    cr_assert_eq(pool.blks.low, 10);
+    /* Only four in use at once during this one: six were not needed. */
+    for (int i = 0; i < 4; i++)
+        cr_assert_eq(core_blk_get(&pool), blk[9 - i]);
+    for (int i = 3; i >= 0; i--)
+        core_blk_put(&pool, blk[9 - i]);
+    cr_assert_eq(pool.blks.low, 6);
+    cr_assert_eq(core_pool_trim(&pool), 6 * (16 + pool.blksz));
+    cr_assert_eq(pool.blks.n, 4);
+    cr_assert_eq(pool.blks.low, 4);
+    /* The four kept are the ones the load used, hottest first. */
+    {
+        void **x = pool.blks.head;
+
+        for (int i = 0; i < 4; i++, x = *x)
+            cr_assert_eq((char *)x + 16, (char *)blk[9 - i]);
+        cr_assert_null(x);
+    }
+    /* An interval that used none: all go. */
+    cr_assert_eq(core_pool_trim(&pool), 4 * (16 + pool.blksz));
+    cr_assert_null(pool.blks.head);
+    cr_assert_eq(pool.blks.n, 0);
+    cr_assert_eq(core_pool_trim(&pool), 0);
+    fake_down();
+    assert_no_leaks();
+}
+
+/* The same low-water rule for segments and chunks; an empty list is a no-op. */
+Test(core_buf, trim_segments_and_chunks, .init = fake_up, .fini = fake_down)
+{
+    struct core_seg *s[3];
+    void *c[2];
+
+    for (int i = 0; i < 3; i++)
+        s[i] = core_seg_new(&pool);
+    for (int i = 0; i < 2; i++)
+        c[i] = core_chunk_get(&pool);
+    for (int i = 0; i < 3; i++)
+        core_seg_free(&pool, s[i]);
+    for (int i = 0; i < 2; i++)
+        core_blk_put(&pool, c[i]);
+    cr_assert_eq(pool.segs.n, 3);
+    cr_assert_eq(pool.chunks.n, 2);
+    cr_assert_eq(pool.blks.n, 0, "chunks have their own list");
+    cr_assert_eq(core_pool_trim(&pool), 0, "all used in this interval");
+    cr_assert_eq(core_seg_new(&pool), s[2]);
+    core_seg_free(&pool, s[2]);
+    cr_assert_eq(core_pool_trim(&pool), 2 * sizeof(struct core_seg) + 2 * (16 + CORE_CHUNK_SIZE));
+    cr_assert_eq(pool.segs.n, 1);
+    cr_assert_eq(pool.segs.head, s[2]);
+    cr_assert_eq(pool.chunks.n, 0);
+    fake_down();
+    assert_no_leaks();
+}
+
+Test(core_buf, freelist_drain_frees_everything)
+{
+    struct core_freelist f = {0};
+
+    for (int i = 0; i < 5; i++)
+        core_fl_push(&f, malloc(32));
+    cr_assert_eq(f.n, 5);
+    cr_assert_eq(f.low, 0);
+    core_fl_drain(&f);
+    cr_assert_null(f.head);
+    cr_assert_eq(f.n, 0);
+    cr_assert_null(core_fl_pop(&f));
     assert_no_leaks();
 }
 
@@ -696,7 +769,7 @@ Test(core_buf, segq_push_takes_references, .init = fake_up, .fini = fake_down)
     cr_assert_eq(core_segq_push_blk(&q, &pool, other, 3, other), 0);
     cr_assert_eq(q.nring, 1, "bytes in a block hold no ring buffer");
     core_blk_put(&pool, other); /* the queue's reference keeps it */
-    cr_assert_eq(pool.nfree_blks, 0);
+    cr_assert_eq(pool.blks.n, 0);
     /* Zero bytes queue nothing and take no reference. */
     cr_assert_eq(core_segq_push(&q, &pool, &fake, p1, 0, 1), 0);
     cr_assert_eq(fake.refs[1], 2);
@@ -712,7 +785,7 @@ Test(core_buf, segq_push_takes_references, .init = fake_up, .fini = fake_down)
     cr_assert_eq(fake.in_use, 0);
     cr_assert_eq(fake.refs[1], 0);
     cr_assert_eq(fake.nfree, 1);
-    cr_assert_eq(pool.nfree_blks, 1, "the block went back with the segment");
+    cr_assert_eq(pool.blks.n, 1, "the block went back with the segment");
 }
 
 Test(core_buf, segq_consume_across_segments, .init = fake_up, .fini = fake_down)
@@ -840,17 +913,17 @@ Test(core_buf, segq_clear_recycles_segments, .init = fake_up, .fini = fake_down)
     {
         int n = 0;
 
-        for (struct core_seg *s = pool.free_segs; s; s = s->next)
+        for (struct core_seg *s = pool.segs.head; s; s = s->next)
             n++;
         cr_assert_eq(n, 3);
     }
     /* The next push takes the last one freed instead of allocating. */
     {
-        struct core_seg *top = pool.free_segs;
+        struct core_seg *top = pool.segs.head;
 
         cr_assert_eq(core_segq_push_blk(&q, &pool, x, 1, x), 0);
         cr_assert_eq(q.head, top);
-        cr_assert_neq(pool.free_segs, top);
+        cr_assert_neq(pool.segs.head, top);
     }
     core_segq_clear(&q, &pool, &fake);
     core_blk_put(&pool, x);
@@ -907,12 +980,12 @@ Test(core_buf, segq_truncate_keeps_a_prefix, .init = fake_up, .fini = fake_down)
     assert_segq(&q, "abch");
     cr_assert_eq(fake.refs[2], 0, "the dropped buffer went back");
     cr_assert_eq(q.nring, 1);
-    cr_assert_eq(pool.nfree_blks, 0, "the block is still queued");
+    cr_assert_eq(pool.blks.n, 0, "the block is still queued");
     cr_assert_eq(core_segq_push(&q, &pool, &fake, p1, 1, 1), 0);
     assert_segq(&q, "abcha");
     core_segq_truncate(&q, &pool, &fake, 3); /* at a segment boundary */
     assert_segq(&q, "abc");
-    cr_assert_eq(pool.nfree_blks, 1);
+    cr_assert_eq(pool.blks.n, 1);
     core_segq_truncate(&q, &pool, &fake, 0);
     assert_segq(&q, "");
     cr_assert_eq(fake.in_use, 0);
@@ -989,7 +1062,7 @@ Test(core_buf, segq_compact_spans_chunks, .init = fake_up, .fini = fake_down)
     cr_assert_not_null(q.head->next, "two chunks");
     cr_assert_null(q.head->next->next);
     core_segq_clear(&q, &pool, &fake);
-    cr_assert_eq(pool.nfree_chunks, 2);
+    cr_assert_eq(pool.chunks.n, 2);
     fake_down();
     assert_no_leaks();
 }
@@ -1021,7 +1094,7 @@ Test(core_buf, segq_compact_fills_the_last_chunk, .init = fake_up, .fini = fake_
         cr_assert_eq(q.head->p[i], (char)('a' + i % 26));
     core_segq_consume(&q, &pool, &fake, 100);
     cr_assert_null(q.fill);
-    cr_assert_eq(pool.nfree_chunks, 1);
+    cr_assert_eq(pool.chunks.n, 1);
     fake_down();
     assert_no_leaks();
 }
