@@ -366,7 +366,7 @@ struct http_worker {
     uint64_t sweep_ms;   /* next pressure_sweep() */
     uint64_t trim_ms;    /* next memory_trim() */
     uint64_t trim_taken; /* the pool's count of blocks taken at the last trim */
-    int trimmed;         /* quiet since the last malloc_trim() */
+    int trimmed;         /* nothing freed since the last malloc_trim() */
     uint32_t turn;       /* loop turns so far */
 };
 
@@ -729,6 +729,7 @@ static void end_free(struct http_worker *w, struct http_end *e)
         STAT_DEC(w->st, upstreams_active);
     }
     free(e);
+    w->trimmed = 0; /* its memory is the allocator's now: the next quiet trim gives it back */
 }
 
 static void starved_remove(struct http_end *e)

@@ -412,6 +412,23 @@ int h_fds(pid_t pid, unsigned char *used, size_t cap)
     return n;
 }
 
+long h_rss_kib(pid_t pid)
+{
+    char path[64], line[256];
+    long kib = -1;
+    FILE *f;
+
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    f = fopen(path, "r");
+    if (!f)
+        return -1;
+    while (fgets(line, sizeof(line), f))
+        if (sscanf(line, "VmRSS: %ld kB", &kib) == 1)
+            break;
+    fclose(f);
+    return kib;
+}
+
 int h_send(int fd, const char *s, size_t n)
 {
     while (n) {

@@ -78,6 +78,8 @@ int h_wait_in(const char *path, const char *needle, int ms);
  * NULL); -1 when it cannot be told. */
 int h_fds(pid_t pid, unsigned char *used, size_t cap);
 #define h_fd_count(pid) h_fds((pid), NULL, 0)
+/* Resident memory of pid (VmRSS), KiB; -1 when it cannot be read. */
+long h_rss_kib(pid_t pid);
 
 /* A connected TCP socket to 127.0.0.1:port with 10 s receive/send timeouts; -1 on failure. */
 int h_connect(unsigned port);

@@ -1574,22 +1574,6 @@ Test(e2e_rules, rate_limit_holds_across_workers, .fini = fx_down)
     cr_expect_eq(limited, 30);
 }
 
-static long rss_kib(pid_t pid)
-{
-    char path[64], line[256];
-    long kib = -1;
-    FILE *f;
-
-    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-    f = fopen(path, "r");
-    cr_assert_not_null(f);
-    while (fgets(line, sizeof(line), f))
-        if (sscanf(line, "VmRSS: %ld kB", &kib) == 1)
-            break;
-    fclose(f);
-    return kib;
-}
-
 /* n requests with keys "flood-<first>"... pipelined on fd, then one "steady": all 200. */
 static void flood_batch(int fd, int first, int n)
 {
@@ -1626,13 +1610,13 @@ Test(e2e_rules, rate_limit_flood_of_keys, .fini = fx_down, .timeout = 120)
     cr_assert_geq(steady = h_connect(px.port), 0);
     for (int k = 0; k < 10000; k += 250)
         flood_batch(fd, k, 250);
-    warm = rss_kib(px.pid);
+    cr_assert_gt(warm = h_rss_kib(px.pid), 0);
     for (int k = 10000; k < 60000; k += 250) {
         flood_batch(fd, k, 250);
         cr_assert_eq(h_status_on(steady, "GET / HTTP/1.1\r\nHost: a\r\nX-Key: steady\r\n\r\n"), 200,
                      "the steady client was refused after %d flood keys", k);
     }
-    end = rss_kib(px.pid);
+    cr_assert_gt(end = h_rss_kib(px.pid), 0);
     h_close(fd);
     h_close(steady);
     cr_expect_lt(end - warm, 512, "RSS grew from %ld to %ld KiB over 50,000 new keys", warm, end);

@@ -284,3 +284,55 @@ Test(e2e_scale, thousands_close_at_once, .fini = fx_down, .timeout = 120)
     px.pid = 0;
     cr_expect_lt(h_now_ms() - t0, 3000, "stopping with a full pool took %ld ms", h_now_ms() - t0);
 }
+
+/*
+ * Memory follows the load back down (docs/operations.md, "After a burst"):
+ * after 2,000 overlapping exchanges on one worker, once the clients have gone and the
+ * pool's connections have aged out, the proxy's RSS comes back near its
+ * level before the burst. The last memory freed is the idle upstream
+ * connections' (pool_idle_timeout_ms after the burst, seconds after the
+ * free lists were trimmed): it must go back to the kernel too. Not under the
+ * sanitizers, whose allocator keeps freed memory.
+ */
+Test(e2e_scale, memory_returns_after_a_burst, .fini = fx_down, .timeout = 90)
+{
+    enum { WANT = 2000, WARM = 50 };
+    const char *san = getenv("RINGPROXY_SANITIZED");
+    const char *one_worker[] = {"--workers", "1", NULL};
+    rlim_t lim = raise_nofile();
+    int n = lim > (rlim_t)WANT * 3 + 256 ? WANT : (int)((lim - 256) / 3);
+    struct scl *c = calloc(WANT, sizeof(*c));
+    long base, peak, now = -1, deadline;
+
+    cr_assert(c);
+    if (san && !strcmp(san, "1"))
+        cr_skip_test("the sanitizers' allocator keeps freed memory");
+    cr_assert(n >= 1000, "descriptor limit %lu", (unsigned long)lim);
+    fx_start("{\"upstream\": {\"pool_idle_timeout_ms\": 3000}, \"shutdown_grace_ms\": 1000}",
+             one_worker);
+    /* the level before: a little traffic, then quiet until it is trimmed */
+    cr_assert_eq(open_clients(c, WARM, 0, REQ_SLOW), 0);
+    cr_assert_eq(rounds(c, WARM, 2), 2 * WARM);
+    close_clients(c, WARM);
+    cr_assert_eq(h_metric_wait(px.admin_port, "ringproxy_upstream_pool_idle", 0, 8000), 0);
+    h_msleep(2500);
+    cr_assert_gt(base = h_rss_kib(px.pid), 0);
+
+    cr_assert_eq(open_clients(c, n, 0, REQ_SLOW), 0);
+    cr_assert_eq(rounds(c, n, 2), 2 * n);
+    cr_assert_gt(peak = h_rss_kib(px.pid), 0);
+    close_clients(c, n);
+    cr_assert_eq(h_metric_wait(px.admin_port, "ringproxy_client_connections", 0, 5000), 0);
+    cr_assert_eq(h_metric_wait(px.admin_port, "ringproxy_upstream_pool_idle", 0, 8000), 0);
+    /* memory not needed for a second goes back within two more */
+    deadline = h_now_ms() + 3500;
+    do {
+        h_msleep(250);
+        now = h_rss_kib(px.pid);
+    } while (now - base > 2048 && h_now_ms() < deadline);
+    cr_log_info("RSS %ld KiB before the burst, %ld at its end, %ld after", base, peak, now);
+    cr_expect_gt(peak - base, 4096, "the burst was too small to tell (%ld -> %ld KiB)", base, peak);
+    cr_expect_leq(now - base, 2048, "RSS %ld KiB before the burst, %ld at its end, %ld after", base,
+                  peak, now);
+    free(c);
+}

@@ -69,23 +69,6 @@ static void *load_main(void *arg)
     return NULL;
 }
 
-static long rss_kib(pid_t pid)
-{
-    char path[64], line[256];
-    long kib = -1;
-    FILE *f;
-
-    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-    f = fopen(path, "r");
-    if (!f)
-        return -1;
-    while (fgets(line, sizeof(line), f))
-        if (sscanf(line, "VmRSS: %ld kB", &kib) == 1)
-            break;
-    fclose(f);
-    return kib;
-}
-
 static void round_of_load(int per_thread)
 {
     struct load l[4];
@@ -111,7 +94,7 @@ Test(e2e_soak, mixed_hostile_traffic_leaves_no_residue, .init = up, .fini = fx_d
      */
     round_of_load(200);
     round_of_load(200);
-    rss_warm = rss_kib(px.pid);
+    cr_assert_gt(rss_warm = h_rss_kib(px.pid), 0);
     round_of_load(200);
     round_of_load(200);
     /* every client connection is closed again, within the header timeout */
@@ -128,7 +111,7 @@ Test(e2e_soak, mixed_hostile_traffic_leaves_no_residue, .init = up, .fini = fx_d
         /* -1 is a failed scrape, not an empty pool (safety #10) */
         cr_assert(idle >= 0 && idle <= 2 * 64, "pool idle %ld", idle);
     }
-    rss_end = rss_kib(px.pid);
+    cr_assert_gt(rss_end = h_rss_kib(px.pid), 0);
     /*
      * 1600 more requests than at the warm-up mark may not cost more than
      * 1 MiB. Not under ASan, whose quarantine keeps freed memory resident
