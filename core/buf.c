@@ -242,6 +242,7 @@ unsigned core_fl_trim(struct core_freelist *f)
         void *o = *at;
 
         *at = *(void **)o;
+        CORE_FL_UNPOISON(f, o);
         free(o);
     }
     f->n -= n;
@@ -257,7 +258,10 @@ void core_fl_drain(struct core_freelist *f)
 
 void core_pool_init(struct core_pool *p, size_t blksz)
 {
-    *p = (struct core_pool){.blksz = blksz};
+    *p = (struct core_pool){.segs.objsz = sizeof(struct core_seg),
+                            .chunks.objsz = sizeof(struct blk_hdr) + CORE_CHUNK_SIZE,
+                            .blks.objsz = sizeof(struct blk_hdr) + blksz,
+                            .blksz = blksz};
 #ifdef CORE_FAULT_INJECT
     {
         const char *e = getenv("RINGPROXY_FAULT_ALLOC_EVERY");

@@ -106,13 +106,26 @@ struct core_segq {
  * trim interval, what the interval did not need: as many of the coldest
  * entries as the list's low-water mark since the last trim. So steady load
  * allocates nothing, and memory the load no longer uses goes back within
- * two intervals. Entries are objects whose first member is the link.
+ * two intervals. Entries are objects of objsz bytes whose first member is
+ * the link. Under AddressSanitizer a listed object is poisoned past its
+ * link, so a use after its last release is reported as if it were freed.
  */
 struct core_freelist {
     void *head;
     unsigned n;
     unsigned low; /* the fewest entries listed since the last trim */
+    size_t objsz; /* for the sanitizer's poisoning */
 };
+
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#define CORE_FL_POISON(f, o)                                                                       \
+    ASAN_POISON_MEMORY_REGION((char *)(o) + sizeof(void *), (f)->objsz - sizeof(void *))
+#define CORE_FL_UNPOISON(f, o) ASAN_UNPOISON_MEMORY_REGION((o), (f)->objsz)
+#else
+#define CORE_FL_POISON(f, o) ((void)(f), (void)(o))
+#define CORE_FL_UNPOISON(f, o) ((void)(f), (void)(o))
+#endif
 
 static inline void *core_fl_pop(struct core_freelist *f)
 {
@@ -123,6 +136,7 @@ static inline void *core_fl_pop(struct core_freelist *f)
     f->head = *(void **)o;
     if (--f->n < f->low)
         f->low = f->n;
+    CORE_FL_UNPOISON(f, o);
     return o;
 }
 
@@ -131,6 +145,7 @@ static inline void core_fl_push(struct core_freelist *f, void *o)
     *(void **)o = f->head;
     f->head = o;
     f->n++;
+    CORE_FL_POISON(f, o);
 }
 
 /* Free the list's low-water mark of its coldest entries (free(3)); how many. */
