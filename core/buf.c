@@ -236,6 +236,10 @@ unsigned core_fl_trim(struct core_freelist *f)
     unsigned n = f->low;
     void **at = &f->head;
 
+    if (!n) {
+        f->low = f->n;
+        return 0;
+    }
     for (unsigned i = f->n - n; i > 0; i--)
         at = (void **)*at;
     for (unsigned i = 0; i < n; i++) {
@@ -337,22 +341,37 @@ void *core_chunk_get(struct core_pool *p)
     return blk_take(p, &p->chunks, CORE_CHUNK_SIZE, 1);
 }
 
+/*
+ * A block's kind, read before its count is touched: refs shares its bytes
+ * with the free list's link, which is not poisoned, while the kind is; so
+ * under AddressSanitizer a reference taken or dropped on a listed block
+ * (a double put) is reported here instead of silently bending the link.
+ */
+static inline uint8_t blk_kind(const struct blk_hdr *h)
+{
+    return *(const volatile uint8_t *)&h->chunk;
+}
+
 void core_blk_ref(void *blk)
 {
-    if (blk)
+    if (blk) {
+        (void)blk_kind(hdr_of(blk));
         hdr_of(blk)->refs++;
+    }
 }
 
 void core_blk_put(struct core_pool *p, void *blk)
 {
     struct blk_hdr *h;
+    uint8_t chunk;
 
     if (!blk)
         return;
     h = hdr_of(blk);
+    chunk = blk_kind(h);
     if (--h->refs)
         return;
-    core_fl_push(h->chunk ? &p->chunks : &p->blks, h);
+    core_fl_push(chunk ? &p->chunks : &p->blks, h);
 }
 
 void core_segq_init(struct core_segq *q)

@@ -117,7 +117,14 @@ struct core_freelist {
     size_t objsz; /* for the sanitizer's poisoning */
 };
 
-#if defined(__SANITIZE_ADDRESS__)
+#if defined(__SANITIZE_ADDRESS__) /* gcc */
+#define CORE_ASAN 1
+#elif defined(__has_feature) /* clang */
+#if __has_feature(address_sanitizer)
+#define CORE_ASAN 1
+#endif
+#endif
+#ifdef CORE_ASAN
 #include <sanitizer/asan_interface.h>
 #define CORE_FL_POISON(f, o)                                                                       \
     ASAN_POISON_MEMORY_REGION((char *)(o) + sizeof(void *), (f)->objsz - sizeof(void *))

@@ -80,10 +80,11 @@
  * Every TRIM_MS memory not needed lately is given back: receive buffers
  * beyond the last second's peak, and the free blocks, chunks, segments and
  * send vectors the last TRIM_MS did not use (struct core_freelist); once a
- * worker took no block for a whole TRIM_MS, the allocator's free pages
- * (malloc_trim) too.
+ * worker took no block for a whole TRIM_MS and freed TRIM_MIN_BYTES or more
+ * since it last did, the allocator's free pages (malloc_trim) too.
  */
 #define TRIM_MS 1000
+#define TRIM_MIN_BYTES (64 * 1024)
 
 enum end_side {
     SIDE_CLIENT = 0,
@@ -371,7 +372,7 @@ struct http_worker {
     uint64_t sweep_ms;   /* next pressure_sweep() */
     uint64_t trim_ms;    /* next memory_trim() */
     uint64_t trim_taken; /* the pool's count of blocks taken at the last trim */
-    int trimmed;         /* nothing freed since the last malloc_trim() */
+    size_t untrimmed;    /* bytes given to the allocator since the last malloc_trim() */
     uint32_t turn;       /* loop turns so far */
 };
 
@@ -733,8 +734,8 @@ static void end_free(struct http_worker *w, struct http_end *e)
         w->nups--;
         STAT_DEC(w->st, upstreams_active);
     }
+    w->untrimmed += e->side == SIDE_CLIENT ? sizeof(struct http_conn) : sizeof(struct http_up);
     free(e);
-    w->trimmed = 0; /* its memory is the allocator's now: the next quiet trim gives it back */
 }
 
 static void starved_remove(struct http_end *e)
@@ -2924,19 +2925,18 @@ static void w_cqe(struct core_thread *t, struct core_op *op, const struct io_uri
 static void memory_trim(struct http_worker *w)
 {
     struct core_pool *p = &w->t->pool;
-    size_t freed;
+    int quiet = p->taken == w->trim_taken;
 
     (void)core_bufring_trim(&w->t->bufs);
-    freed = core_pool_trim(p) + core_fl_trim(&w->free_vecs) * sizeof(struct tx_vec);
-    if (p->taken != w->trim_taken) {
-        w->trim_taken = p->taken;
-        w->trimmed = 0;
-        return;
-    }
-    if (freed)
-        w->trimmed = 0;
-    if (!w->trimmed) {
-        w->trimmed = 1;
+    w->untrimmed += core_pool_trim(p) + core_fl_trim(&w->free_vecs) * sizeof(struct tx_vec);
+    w->trim_taken = p->taken;
+    /*
+     * The allocator's free pages go back once a worker took no block for a
+     * whole TRIM_MS and has freed enough since the last time: not under
+     * load (it walks the heap), and not every second for a lone connect.
+     */
+    if (quiet && w->untrimmed >= TRIM_MIN_BYTES) {
+        w->untrimmed = 0;
 #ifndef RINGPROXY_SANITIZED /* not glibc's allocator there: malloc_trim() would crash */
         (void)malloc_trim(0);
 #endif

@@ -578,8 +578,12 @@ Test(core_buf, pool_init_sets_fields)
     cr_assert_null(p.blks.head);
     cr_assert_null(p.chunks.head);
     cr_assert_eq(p.blksz, 300);
-    cr_assert_eq(p.blks.n, 0);
     cr_assert_eq(p.taken, 0);
+    /* each list knows its objects' size (the sanitizer's poisoning covers them whole) */
+    cr_assert_eq(p.segs.objsz, sizeof(struct core_seg));
+    cr_assert_eq(p.blks.objsz, 16 + 300);
+    cr_assert_eq(p.chunks.objsz, 16 + CORE_CHUNK_SIZE);
+    cr_assert(!p.segs.n && !p.segs.low && !p.blks.n && !p.blks.low && !p.chunks.n && !p.chunks.low);
     core_pool_exit(&p);
 }
 
@@ -728,7 +732,7 @@ Test(core_buf, trim_segments_and_chunks, .init = fake_up, .fini = fake_down)
     assert_no_leaks();
 }
 
-#if defined(__SANITIZE_ADDRESS__)
+#ifdef CORE_ASAN
 /*
  * Under AddressSanitizer a released block is poisoned while it waits on
  * the free list (all but its link), so a use after the last reference was
@@ -737,13 +741,16 @@ Test(core_buf, trim_segments_and_chunks, .init = fake_up, .fini = fake_down)
  */
 Test(core_buf, listed_objects_are_poisoned, .init = fake_up, .fini = fake_down)
 {
-    char *b = core_blk_get(&pool);
+    char *b = core_blk_get(&pool), *k = core_chunk_get(&pool);
     struct core_seg *s = core_seg_new(&pool);
 
-    cr_assert(b && s);
+    cr_assert(b && s && k);
     cr_assert_not(__asan_address_is_poisoned(b + pool.blksz - 1));
     core_blk_put(&pool, b);
+    core_blk_put(&pool, k);
     core_seg_free(&pool, s);
+    cr_assert(__asan_address_is_poisoned(k));
+    cr_assert(__asan_address_is_poisoned(k + CORE_CHUNK_SIZE - 1));
     cr_assert(__asan_address_is_poisoned(b));
     cr_assert(__asan_address_is_poisoned(b + pool.blksz - 1));
     cr_assert(__asan_address_is_poisoned(&s->len));
@@ -754,6 +761,16 @@ Test(core_buf, listed_objects_are_poisoned, .init = fake_up, .fini = fake_down)
     core_blk_put(&pool, b);
     fake_down();
     assert_no_leaks();
+}
+
+/* A reference dropped on a block already back on the free list is reported, not absorbed. */
+Test(core_buf, double_put_is_reported, .init = fake_up, .fini = fake_down, .exit_code = 1)
+{
+    char *b = core_blk_get(&pool);
+
+    core_blk_put(&pool, b);
+    core_blk_put(&pool, b); /* AddressSanitizer stops the process here */
+    cr_assert_fail("a double put went unnoticed");
 }
 #endif
 

@@ -64,7 +64,7 @@ Test(core_loop, thread_init_sets_up_ring, .fini = thread_down)
     cr_assert_eq(th.bufs.bufsz, params.bufsz);
     cr_assert_not_null(th.bufs.br);
     cr_assert_eq(th.pool.blksz, params.blksz);
-    cr_assert_null(th.pool.blks.head);
+    cr_assert_eq(th.pool.blks.objsz, 16 + params.blksz);
     cr_assert_geq(th.now_us, before);
     cr_assert_leq(th.now_us, mono_us());
     cr_assert_eq(th.now_ms, th.now_us / 1000);

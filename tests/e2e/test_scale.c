@@ -301,12 +301,12 @@ Test(e2e_scale, memory_returns_after_a_burst, .fini = fx_down, .timeout = 90)
     const char *one_worker[] = {"--workers", "1", NULL};
     rlim_t lim = raise_nofile();
     int n = lim > (rlim_t)WANT * 3 + 256 ? WANT : (int)((lim - 256) / 3);
-    struct scl *c = calloc(WANT, sizeof(*c));
+    struct scl *c;
     long base, peak, now = -1, deadline;
 
-    cr_assert(c);
     if (san && !strcmp(san, "1"))
         cr_skip_test("the sanitizers' allocator keeps freed memory");
+    cr_assert(c = calloc(WANT, sizeof(*c)));
     cr_assert(n >= 1000, "descriptor limit %lu", (unsigned long)lim);
     fx_start("{\"upstream\": {\"pool_idle_timeout_ms\": 3000}, \"shutdown_grace_ms\": 1000}",
              one_worker);
