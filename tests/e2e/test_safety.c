@@ -11,6 +11,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -630,6 +631,78 @@ Test(e2e_safety, late_stray_bytes_after_204, .init = fx_raw_up, .fini = fx_down)
 {
     late_stray_bytes("GET /one HTTP/1.1\r\nHost: a\r\n\r\n", 0, "HTTP/1.1 204 No Content\r\n\r\n",
                      204);
+}
+
+static void raw_up_one_worker(void)
+{
+    fx_raw_up_cfg("\"workers\": 1");
+}
+
+/*
+ * safety #3 with the proxy's loop stalled (a loaded machine, a paused
+ * process): after a 204 the proxy is stopped; meanwhile the origin writes a
+ * whole response more on that connection, a second client asks for /two,
+ * and more than the 250 ms a bodiless exchange's connection stays out of
+ * the pool go by. When the loop runs again the settle time is over and
+ * both events wait at once: the stray bytes came first and must close the
+ * connection, never answer /two. Then stopped while the 204 itself is
+ * still unread, so that answer and the stray bytes arrive together.
+ */
+Test(e2e_safety, late_stray_bytes_while_the_proxy_is_stalled, .init = raw_up_one_worker,
+     .fini = fx_down)
+{
+    static const char two[] = "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\ntwo";
+    char ub[8192];
+
+    for (int round = 0; round < 2; round++) {
+        struct h_resp r;
+        int fd = h_connect(px.port), fd2, ufd, where;
+
+        cr_assert(fd >= 0);
+        set_rcvtimeo(fd, 3000);
+        cr_assert_eq(h_sends(fd, "GET /one HTTP/1.1\r\nHost: a\r\n\r\n"), 0);
+        ufd = round ? raw_wait_request("/one", 3000)
+                    : fx_raw_take_request(ub, sizeof(ub), "request 1");
+        cr_assert(ufd >= 0, "/one never reached the origin");
+        if (round == 0) {
+            fx_raw_sends(ufd, "HTTP/1.1 204 No Content\r\n\r\n");
+            cr_assert_eq(h_read_response(fd, &r, 0), 0, "no response to request 1");
+            cr_assert_eq(r.status, 204);
+            h_resp_free(&r);
+            h_msleep(20); /* the exchange ends: its connection waits out the settle time */
+            cr_assert_eq(kill(px.pid, SIGSTOP), 0);
+        } else {
+            cr_assert_eq(kill(px.pid, SIGSTOP), 0);
+            fx_raw_sends(ufd, "HTTP/1.1 204 No Content\r\n\r\n");
+        }
+        (void)h_send(ufd, poison, sizeof(poison) - 1);
+        h_msleep(20);
+        fd2 = h_connect(px.port); /* the kernel completes it from the listen queue */
+        cr_assert(fd2 >= 0);
+        set_rcvtimeo(fd2, 3000);
+        cr_assert_eq(h_sends(fd2, "GET /two HTTP/1.1\r\nHost: a\r\n\r\n"), 0);
+        h_msleep(400);
+        cr_assert_eq(kill(px.pid, SIGCONT), 0);
+        if (round == 1) {
+            cr_assert_eq(h_read_response(fd, &r, 0), 0, "no response to request 1");
+            cr_assert_eq(r.status, 204);
+            h_resp_free(&r);
+        }
+        where = raw_wait_request("/two", 3000);
+        cr_assert(where >= 0, "/two never reached the origin");
+        fx_raw_sends(where, two);
+        cr_assert_eq(h_read_response(fd2, &r, 0), 0, "no response to the second client");
+        cr_assert_null(
+            memmem(r.body, r.body_len, "POISONED", 8),
+            "round %d: the second client got the origin's stray bytes (/two went %s):\n%s", round,
+            where == ufd ? "on request 1's connection" : "on another connection", r.head);
+        cr_assert_eq(r.status, 200);
+        cr_assert_eq(r.body_len, 3);
+        cr_assert_arr_eq(r.body, "two", 3);
+        h_resp_free(&r);
+        h_close(fd2);
+        h_close(fd);
+    }
 }
 
 /* safety #3: after a 304. */
