@@ -2003,15 +2003,27 @@ static void conn_process(struct http_worker *w, struct http_conn *c)
 /*
  * May u carry the next request? Bytes that arrived after its last response
  * (an origin that sends more than it framed) must have been seen first, and
- * closed it. A multishot receive that stayed armed reports all that is in
- * the socket, in order, before any later event; one armed in this loop turn
- * (after a pause for backpressure) has not reported yet: wait a turn. Bytes
- * an origin sends later than the next request arrives cannot be told from
- * the answer to that request, by any proxy.
+ * closed it. On io_uring a receive that stayed armed reports all that is
+ * in the socket, in order, before any later event; one armed in this loop
+ * turn (after a pause for backpressure) has not reported yet: wait a turn.
+ * The epoll engine runs a turn's ready sockets in its own order, not in the
+ * order their bytes came (a stalled loop that wakes to an origin's stray
+ * bytes and a new client's request at once took the request first and gave
+ * it that connection): there the socket itself is asked (MSG_PEEK), and a
+ * connection with anything to read, or closed, is not used. Bytes an origin
+ * sends later than the next request arrives cannot be told from the answer
+ * to that request, by any proxy.
  */
 static int up_quiet(const struct http_worker *w, const struct http_up *u)
 {
-    return u->e.rx == RX_ON && u->e.rx_turn != w->turn;
+    char b;
+
+    if (u->e.rx != RX_ON || u->e.rx_turn == w->turn)
+        return 0;
+    if (w->t->engine == CORE_ENGINE_EPOLL && (recv(u->e.fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) >= 0 ||
+                                              (errno != EAGAIN && errno != EWOULDBLOCK)))
+        return 0;
+    return 1;
 }
 
 static int up_attach(struct http_worker *w, struct http_conn *c, int fresh)
