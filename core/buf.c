@@ -231,7 +231,7 @@ static inline struct blk_hdr *hdr_of(void *blk)
     return (struct blk_hdr *)blk - 1;
 }
 
-unsigned core_fl_trim(struct core_freelist *f)
+size_t core_fl_trim(struct core_freelist *f)
 {
     unsigned n = f->low;
     void **at = &f->head;
@@ -251,7 +251,7 @@ unsigned core_fl_trim(struct core_freelist *f)
     }
     f->n -= n;
     f->low = f->n;
-    return n;
+    return n * f->objsz;
 }
 
 void core_fl_drain(struct core_freelist *f)
@@ -308,14 +308,14 @@ void core_seg_free(struct core_pool *p, struct core_seg *s)
     core_fl_push(&p->segs, s);
 }
 
-/* Head blocks and chunks: one free list each, the same header. */
-static void *blk_take(struct core_pool *p, struct core_freelist *f, size_t size, int chunk)
+/* Head blocks and chunks: one free list each, the same header (in objsz). */
+static void *blk_take(struct core_pool *p, struct core_freelist *f, int chunk)
 {
     struct blk_hdr *h;
 
     if (fault(p))
         return NULL;
-    if (!(h = core_fl_pop(f)) && !(h = malloc(sizeof(*h) + size)))
+    if (!(h = core_fl_pop(f)) && !(h = malloc(f->objsz)))
         return NULL;
     p->taken++;
     h->refs = 1;
@@ -326,19 +326,17 @@ static void *blk_take(struct core_pool *p, struct core_freelist *f, size_t size,
 
 size_t core_pool_trim(struct core_pool *p)
 {
-    return core_fl_trim(&p->segs) * sizeof(struct core_seg) +
-           core_fl_trim(&p->blks) * (sizeof(struct blk_hdr) + p->blksz) +
-           core_fl_trim(&p->chunks) * (sizeof(struct blk_hdr) + CORE_CHUNK_SIZE);
+    return core_fl_trim(&p->segs) + core_fl_trim(&p->blks) + core_fl_trim(&p->chunks);
 }
 
 void *core_blk_get(struct core_pool *p)
 {
-    return blk_take(p, &p->blks, p->blksz, 0);
+    return blk_take(p, &p->blks, 0);
 }
 
 void *core_chunk_get(struct core_pool *p)
 {
-    return blk_take(p, &p->chunks, CORE_CHUNK_SIZE, 1);
+    return blk_take(p, &p->chunks, 1);
 }
 
 /*

@@ -114,7 +114,7 @@ struct core_freelist {
     void *head;
     unsigned n;
     unsigned low; /* the fewest entries listed since the last trim */
-    size_t objsz; /* for the sanitizer's poisoning */
+    size_t objsz; /* of its objects: what a trim frees, what the sanitizer poisons */
 };
 
 #if defined(__SANITIZE_ADDRESS__) /* gcc */
@@ -155,8 +155,8 @@ static inline void core_fl_push(struct core_freelist *f, void *o)
     CORE_FL_POISON(f, o);
 }
 
-/* Free the list's low-water mark of its coldest entries (free(3)); how many. */
-unsigned core_fl_trim(struct core_freelist *f);
+/* Free the list's low-water mark of its coldest entries (free(3)); the bytes freed. */
+size_t core_fl_trim(struct core_freelist *f);
 /* Free every entry. */
 void core_fl_drain(struct core_freelist *f);
 

@@ -313,6 +313,12 @@ struct blk_layout {
     size_t hdrs, in, out, answer, size;
 };
 
+/* Regions start 16-byte aligned, as malloc's memory (the block itself) is. */
+static inline size_t align16(size_t n)
+{
+    return (n + 15) & ~(size_t)15;
+}
+
 struct http_worker {
     struct core_thread *t;
     struct http_shared *sh;
@@ -2940,7 +2946,7 @@ static void memory_trim(struct http_worker *w)
     int quiet = p->taken == w->trim_taken;
 
     (void)core_bufring_trim(&w->t->bufs);
-    w->untrimmed += core_pool_trim(p) + core_fl_trim(&w->free_vecs) * sizeof(struct tx_vec);
+    w->untrimmed += core_pool_trim(p) + core_fl_trim(&w->free_vecs);
     w->trim_taken = p->taken;
     /*
      * The allocator's free pages go back once a worker took no block for a
@@ -3067,11 +3073,11 @@ int http_worker_run(struct http_shared *sh, const struct http_worker_params *p,
     log_err_set_worker(p->id);
     w->free_vecs.objsz = sizeof(struct tx_vec);
     w->max_hdrs = (uint16_t)(cfg->limits.max_headers + 1);
-    w->blk.hdrs = (sizeof(struct conn_xa) + 15) & ~(size_t)15;
-    w->blk.in = (w->blk.hdrs + (size_t)w->max_hdrs * sizeof(struct core_hdr) + 15) & ~(size_t)15;
-    w->blk.out = w->blk.in + ((H + 15) & ~(size_t)15);
+    w->blk.hdrs = align16(sizeof(struct conn_xa));
+    w->blk.in = w->blk.hdrs + align16((size_t)w->max_hdrs * sizeof(struct core_hdr));
+    w->blk.out = w->blk.in + align16(H);
     /* a rewritten head: the received one and what may be added (Host, Connection) */
-    w->blk.answer = w->blk.out + ((H + 1024 + 15) & ~(size_t)15);
+    w->blk.answer = w->blk.out + align16(H + 1024);
     /* room for rules' answers whether or not this generation has rules: a reload may add them */
     w->blk.size = w->blk.answer + ANSWER_ROOM;
     w->rules_head_cap = w->blk.answer - w->blk.out;

@@ -568,6 +568,29 @@ static void next_client_gets_its_own_answer(const char *path)
 }
 
 /*
+ * /two reached the origin on where (request 1's connection was ufd): the
+ * origin answers it there, after any stray bytes, and the second client
+ * (fd2, closed here) must get exactly that answer.
+ */
+static void two_answered(int fd2, int where, int ufd, const char *when)
+{
+    static const char two[] = "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\ntwo";
+    struct h_resp r;
+
+    cr_assert(where >= 0, "%s/two never reached the origin", when);
+    fx_raw_sends(where, two);
+    cr_assert_eq(h_read_response(fd2, &r, 0), 0, "%sno response to the second client", when);
+    cr_assert_null(memmem(r.body, r.body_len, "POISONED", 8),
+                   "%sthe second client got the origin's stray bytes (/two went %s):\n%s", when,
+                   where == ufd ? "on request 1's connection" : "on another connection", r.head);
+    cr_assert_eq(r.status, 200);
+    cr_assert_eq(r.body_len, 3, "%sbody of %zu bytes:\n%s", when, r.body_len, r.head);
+    cr_assert_arr_eq(r.body, "two", 3);
+    h_resp_free(&r);
+    h_close(fd2);
+}
+
+/*
  * Request 1 gets resp1, complete and without a body; at once a second
  * client sends "GET /two", and 50 ms after resp1 the origin writes a whole
  * response more on request 1's connection. If the proxy had put that
@@ -577,7 +600,6 @@ static void next_client_gets_its_own_answer(const char *path)
  */
 static void late_stray_bytes(const char *req1, int no_body, const char *resp1, int want1)
 {
-    static const char two[] = "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\ntwo";
     char ub[8192];
     struct h_resp r;
     long t0;
@@ -602,17 +624,7 @@ static void late_stray_bytes(const char *req1, int no_body, const char *resp1, i
         (void)h_send(ufd, poison, sizeof(poison) - 1); /* the proxy may have closed it: fine */
     if (where < 0)
         where = raw_wait_request("/two", 3000);
-    cr_assert(where >= 0, "/two never reached the origin");
-    fx_raw_sends(where, two); /* after the stray bytes if /two came on that connection */
-    cr_assert_eq(h_read_response(fd2, &r, 0), 0, "no response to the second client");
-    cr_assert_null(memmem(r.body, r.body_len, "POISONED", 8),
-                   "the second client got the origin's stray bytes (/two went %s):\n%s",
-                   where == ufd ? "on request 1's connection" : "on another connection", r.head);
-    cr_assert_eq(r.status, 200);
-    cr_assert_eq(r.body_len, 3, "body of %zu bytes:\n%s", r.body_len, r.head);
-    cr_assert_arr_eq(r.body, "two", 3);
-    h_resp_free(&r);
-    h_close(fd2);
+    two_answered(fd2, where, ufd, "");
 
     h_msleep((int)(t0 + 250 - h_now_ms() > 0 ? t0 + 250 - h_now_ms() : 0));
     next_client_gets_its_own_answer("/three");
@@ -651,12 +663,11 @@ static void raw_up_one_worker(void)
 Test(e2e_safety, late_stray_bytes_while_the_proxy_is_stalled, .init = raw_up_one_worker,
      .fini = fx_down)
 {
-    static const char two[] = "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\ntwo";
     char ub[8192];
 
     for (int round = 0; round < 2; round++) {
         struct h_resp r;
-        int fd = h_connect(px.port), fd2, ufd, where;
+        int fd = h_connect(px.port), fd2, ufd;
 
         cr_assert(fd >= 0);
         set_rcvtimeo(fd, 3000);
@@ -688,19 +699,7 @@ Test(e2e_safety, late_stray_bytes_while_the_proxy_is_stalled, .init = raw_up_one
             cr_assert_eq(r.status, 204);
             h_resp_free(&r);
         }
-        where = raw_wait_request("/two", 3000);
-        cr_assert(where >= 0, "/two never reached the origin");
-        fx_raw_sends(where, two);
-        cr_assert_eq(h_read_response(fd2, &r, 0), 0, "no response to the second client");
-        cr_assert_null(
-            memmem(r.body, r.body_len, "POISONED", 8),
-            "round %d: the second client got the origin's stray bytes (/two went %s):\n%s", round,
-            where == ufd ? "on request 1's connection" : "on another connection", r.head);
-        cr_assert_eq(r.status, 200);
-        cr_assert_eq(r.body_len, 3);
-        cr_assert_arr_eq(r.body, "two", 3);
-        h_resp_free(&r);
-        h_close(fd2);
+        two_answered(fd2, raw_wait_request("/two", 3000), ufd, round ? "round 1: " : "round 0: ");
         h_close(fd);
     }
 }
