@@ -7,7 +7,8 @@
 #include <stdio.h>
 #include <unistd.h>
 
-int net_listen(const struct sockaddr_storage *sa, socklen_t len, int backlog, int group)
+/* A TCP socket bound to sa, not listening; the fd or -errno. */
+static int bound(const struct sockaddr_storage *sa, socklen_t len, int group)
 {
     int one = 1, fd, r;
 
@@ -22,7 +23,7 @@ int net_listen(const struct sockaddr_storage *sa, socklen_t len, int backlog, in
     if (sa->ss_family == AF_INET6 &&
         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) < 0)
         goto fail;
-    if (bind(fd, (const struct sockaddr *)sa, len) < 0 || listen(fd, backlog) < 0)
+    if (bind(fd, (const struct sockaddr *)sa, len) < 0)
         goto fail;
     return fd;
 fail:
@@ -31,9 +32,25 @@ fail:
     return r;
 }
 
+int net_listen(const struct sockaddr_storage *sa, socklen_t len, int backlog, int group)
+{
+    int fd = bound(sa, len, group), r;
+
+    if (fd < 0 || listen(fd, backlog) == 0)
+        return fd;
+    r = -errno;
+    (void)close(fd);
+    return r;
+}
+
+/*
+ * bind() alone: with SO_REUSEADDR it fails only where a socket listens (a
+ * SO_REUSEPORT group included, this socket not being of it). A listen()
+ * here would accept, for a moment, connections that close() then resets.
+ */
 int net_listen_free(const struct sockaddr_storage *sa, socklen_t len)
 {
-    int fd = net_listen(sa, len, 1, 0);
+    int fd = bound(sa, len, 0);
 
     if (fd < 0)
         return fd;

@@ -15,9 +15,10 @@
 int net_listen(const struct sockaddr_storage *sa, socklen_t len, int backlog, int group);
 
 /*
- * Is the address free? A listener without SO_REUSEPORT is bound and closed
- * again: -EADDRINUSE when anything listens there, a SO_REUSEPORT group of
- * another process included (which a group listener would silently join).
+ * Is the address free? A socket without SO_REUSEPORT is bound (never
+ * listening, so no client can connect to it) and closed again: -EADDRINUSE
+ * when anything listens there, a SO_REUSEPORT group of another process
+ * included (which a group listener would silently join).
  */
 int net_listen_free(const struct sockaddr_storage *sa, socklen_t len);
 

@@ -3,6 +3,7 @@
  * printable addresses.
  */
 #include <arpa/inet.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -25,6 +26,28 @@ static struct sockaddr_storage v4(const char *ip, unsigned port)
     sin->sin_port = htons((uint16_t)port);
     cr_assert_eq(inet_pton(AF_INET, ip, &sin->sin_addr), 1);
     return ss;
+}
+
+/*
+ * listen(2) as net/sock.c calls it: the C library's, after counting the
+ * calls on port watched (the test's own definition is the one the static
+ * library links to).
+ */
+static unsigned watched;
+static int watched_listens;
+
+int listen(int fd, int backlog)
+{
+    static int (*real)(int, int);
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+
+    if (!real)
+        *(void **)&real = dlsym(RTLD_NEXT, "listen");
+    if (watched && getsockname(fd, (struct sockaddr *)&ss, &len) == 0 && ss.ss_family == AF_INET &&
+        ntohs(((struct sockaddr_in *)&ss)->sin_port) == watched)
+        watched_listens++;
+    return real(fd, backlog);
 }
 
 static struct sockaddr_storage v6(const char *ip, unsigned port)
@@ -117,6 +140,31 @@ Test(net_sock, listen_free_sees_a_reuseport_group)
     cr_assert_lt(net_listen(&sa, sizeof(struct sockaddr_in), 16, 1), 0,
                  "nothing joins a lone listener");
     (void)close(b);
+}
+
+/*
+ * C1: the check before start-up binds and never listens. A socket that
+ * listened for a moment took the connections of clients that came early
+ * (a readiness probe, a load balancer's first request) and reset them
+ * when it closed; the release build's training load was one such client.
+ */
+Test(net_sock, listen_free_never_listens)
+{
+    struct sockaddr_storage sa = v4("127.0.0.1", 0);
+    int a = net_listen(&sa, sizeof(struct sockaddr_in), 16, 0);
+
+    cr_assert_geq(a, 0);
+    watched = bound_port(a);
+    (void)close(a);
+    sa = v4("127.0.0.1", watched);
+    cr_assert_eq(net_listen_free(&sa, sizeof(struct sockaddr_in)), 0);
+    cr_assert_eq(watched_listens, 0, "net_listen_free called listen()");
+    a = net_listen(&sa, sizeof(struct sockaddr_in), 16, 1);
+    cr_assert_geq(a, 0);
+    cr_assert_eq(watched_listens, 1, "the counting sees net_listen's listen()");
+    cr_assert_eq(net_listen_free(&sa, sizeof(struct sockaddr_in)), -EADDRINUSE);
+    (void)close(a);
+    watched = 0;
 }
 
 Test(net_sock, listen_busy_port_eaddrinuse)
