@@ -374,31 +374,39 @@ static inline int name_is(struct core_str n, const char *lit, size_t len)
 }
 
 /*
- * Is there a SP among the n bytes at p? A word at a time (Hacker's Delight
- * 6-1: a zero byte of v ^ SPs), the last word overlapping the one before.
- * Field names are the only use: llhttp 8.1.0 checks every other byte of
- * them against the token set, but lets SP through.
+ * Which of SP and '_' are among the n bytes at p (NB_SP, NB_US)? A word at
+ * a time (Hacker's Delight 6-1: a zero byte of v ^ SPs), the last word
+ * overlapping the one before. Field names are the only use: llhttp 8.1.0
+ * checks every other byte of them against the token set, but lets SP
+ * through; '_' is a token byte that some origins read as '-'.
  */
-static inline int has_space(const char *p, size_t n)
+enum { NB_SP = 1, NB_US = 2 };
+
+static inline unsigned name_bytes(const char *p, size_t n)
 {
+    unsigned f = 0;
     uint64_t v;
     size_t i;
 
     if (n < 8) {
         for (i = 0; i < n; i++)
-            if (p[i] == ' ')
-                return 1;
-        return 0;
+            f |= p[i] == ' ' ? NB_SP : p[i] == '_' ? NB_US : 0;
+        return f;
     }
     for (i = 0;; i += 8) {
+        uint64_t s, u;
+
         if (i + 8 > n)
             i = n - 8;
         memcpy(&v, p + i, 8);
-        v ^= ONES * ' ';
-        if ((v - ONES) & ~v & HIGHS)
-            return 1;
+        s = v ^ (ONES * ' ');
+        u = v ^ (ONES * '_');
+        if ((s - ONES) & ~s & HIGHS)
+            f |= NB_SP;
+        if ((u - ONES) & ~u & HIGHS)
+            f |= NB_US;
         if (i + 8 == n)
-            return 0;
+            return f;
     }
 }
 
@@ -450,6 +458,28 @@ enum http_hk http_hk_of(struct core_str n)
 }
 
 #undef IS
+
+/*
+ * Would an origin that reads '_' as '-' in field names (CGI and the
+ * frameworks built on it: HTTP_TRANSFER_ENCODING, HTTP_TRUE_CLIENT_IP) take
+ * name n, which has an underscore, for a field that frames the request, is
+ * hop-by-hop, or carries the client's identity as the platform sets it?
+ * Then "Transfer_Encoding: chunked" could frame the body a second way at
+ * the origin, and "True_Client_IP" or "X_Forwarded_For" could override
+ * what the platform set.
+ */
+static int underscore_alias(struct core_str n)
+{
+    char b[sizeof("x-forwarded-proto") - 1];
+    struct core_str h = {b, n.len};
+
+    if (n.len > sizeof(b))
+        return 0;
+    for (size_t i = 0; i < n.len; i++)
+        b[i] = n.p[i] == '_' ? '-' : n.p[i];
+    return http_hk_of(h) != HK_OTHER || CORE_STR_IEQ(h, "x-forwarded-for") ||
+           CORE_STR_IEQ(h, "x-real-ip");
+}
 
 /*
  * The next element of a comma-separated list (RFC 9110 5.6.1) at *i, without
@@ -619,8 +649,13 @@ int http_msg_head(struct http_msg *m, llhttp_type_t type, const char *p, size_t 
     for (uint16_t i = 0; i < m->nhdrs; i++) {
         const struct core_str *nm = &m->hdrs[i].name;
 
+        unsigned nb = nm->len ? name_bytes(nm->p, nm->len) : NB_SP;
+
         /* llhttp 8.1.0 takes "Host : x" and "Ho st: x"; a space in a name is malformed. */
-        if (!nm->len || has_space(nm->p, nm->len))
+        if (nb & NB_SP)
+            return -400;
+        /* Transfer_Encoding, True_Client_IP: a known field to some origins */
+        if ((nb & NB_US) && type == HTTP_REQUEST && underscore_alias(*nm))
             return -400;
         /* llhttp 8.1.0 ignores an empty Transfer-Encoding, even next to a Content-Length */
         if (m->hdrs[i].kind == HK_TRANSFER_ENCODING && !m->hdrs[i].value.len)

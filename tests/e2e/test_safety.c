@@ -105,6 +105,19 @@ REJECTS(connection_names_host_is_400, 400,
 /* safety #1: Host, in the list of a second Connection field. */
 REJECTS(connection_names_host_in_second_field_is_400, 400,
         "GET /ok HTTP/1.1\r\nConnection: keep-alive\r\nHost: a\r\nConnection: close, host\r\n\r\n")
+/*
+ * C1: a name that CGI-style origins read as Transfer-Encoding (they map '_'
+ * and '-' alike): the proxy frames by Content-Length, such an origin by
+ * chunked, and the chunk's payload would be a second request.
+ */
+REJECTS(underscore_transfer_encoding_is_400, 400,
+        "POST /ok HTTP/1.1\r\nHost: a\r\nTransfer_Encoding: chunked\r\nContent-Length: 35\r\n\r\n"
+        "GET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n")
+/* C10: nor may a client stand in for the platform's True-Client-IP or X-Forwarded-For so. */
+REJECTS(underscore_true_client_ip_is_400, 400,
+        "GET /ok HTTP/1.1\r\nHost: a\r\nTrue_Client_IP: 192.0.2.1\r\n\r\n")
+REJECTS(underscore_x_forwarded_for_is_400, 400,
+        "GET /ok HTTP/1.1\r\nHost: a\r\nX_Forwarded_For: 192.0.2.1\r\n\r\n")
 
 /* The origin sends resp (then closes): the client must get a 502, never the broken response. */
 static void expect_502_for(const char *resp)
