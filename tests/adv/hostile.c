@@ -1054,7 +1054,7 @@ static int respond(struct hconn *hc, struct hreq *q)
             /*
              * Stray bytes 20-60 ms later, whether or not the proxy sent
              * another request meanwhile: it keeps such a connection out of
-             * its pool for 100 ms (docs/http.md). When this thread wakes too
+             * its pool for 250 ms (docs/http.md). When this thread wakes too
              * late for that (a loaded machine), the bytes are junk instead,
              * under the rules of ok/v2.
              */
