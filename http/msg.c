@@ -374,39 +374,32 @@ static inline int name_is(struct core_str n, const char *lit, size_t len)
 }
 
 /*
- * Which of SP and '_' are among the n bytes at p (NB_SP, NB_US)? A word at
- * a time (Hacker's Delight 6-1: a zero byte of v ^ SPs), the last word
- * overlapping the one before. Field names are the only use: llhttp 8.1.0
- * checks every other byte of them against the token set, but lets SP
- * through; '_' is a token byte that some origins read as '-'.
+ * Is byte c among the n bytes at p? A word at a time (Hacker's Delight
+ * 6-1: a zero byte of v ^ c's), the last word overlapping the one before.
+ * Field names are the only use: llhttp 8.1.0 checks every other byte of
+ * them against the token set, but lets SP through; '_' is a token byte
+ * that some origins read as '-' (underscore_alias()).
  */
-enum { NB_SP = 1, NB_US = 2 };
-
-static inline unsigned name_bytes(const char *p, size_t n)
+static inline int has_byte(const char *p, size_t n, unsigned char c)
 {
-    unsigned f = 0;
     uint64_t v;
     size_t i;
 
     if (n < 8) {
         for (i = 0; i < n; i++)
-            f |= p[i] == ' ' ? NB_SP : p[i] == '_' ? NB_US : 0;
-        return f;
+            if ((unsigned char)p[i] == c)
+                return 1;
+        return 0;
     }
     for (i = 0;; i += 8) {
-        uint64_t s, u;
-
         if (i + 8 > n)
             i = n - 8;
         memcpy(&v, p + i, 8);
-        s = v ^ (ONES * ' ');
-        u = v ^ (ONES * '_');
-        if ((s - ONES) & ~s & HIGHS)
-            f |= NB_SP;
-        if ((u - ONES) & ~u & HIGHS)
-            f |= NB_US;
+        v ^= ONES * c;
+        if ((v - ONES) & ~v & HIGHS)
+            return 1;
         if (i + 8 == n)
-            return f;
+            return 0;
     }
 }
 
@@ -463,14 +456,19 @@ enum http_hk http_hk_of(struct core_str n)
  * Would an origin that reads '_' as '-' in field names (CGI and the
  * frameworks built on it: HTTP_TRANSFER_ENCODING, HTTP_TRUE_CLIENT_IP) take
  * name n, which has an underscore, for a field that frames the request, is
- * hop-by-hop, or carries the client's identity as the platform sets it?
+ * hop-by-hop, or carries the client's identity as the platform sets it
+ * (names of ALIAS_MIN to ALIAS_MAX bytes; those without a '-' have no
+ * such spelling)?
  * Then "Transfer_Encoding: chunked" could frame the body a second way at
  * the origin, and "True_Client_IP" or "X_Forwarded_For" could override
  * what the platform set.
  */
+#define ALIAS_MIN (sizeof("x-real-ip") - 1)
+#define ALIAS_MAX (sizeof("x-forwarded-proto") - 1)
+
 static int underscore_alias(struct core_str n)
 {
-    char b[sizeof("x-forwarded-proto") - 1];
+    char b[ALIAS_MAX];
     struct core_str h = {b, n.len};
 
     if (n.len > sizeof(b))
@@ -649,13 +647,13 @@ int http_msg_head(struct http_msg *m, llhttp_type_t type, const char *p, size_t 
     for (uint16_t i = 0; i < m->nhdrs; i++) {
         const struct core_str *nm = &m->hdrs[i].name;
 
-        unsigned nb = nm->len ? name_bytes(nm->p, nm->len) : NB_SP;
-
         /* llhttp 8.1.0 takes "Host : x" and "Ho st: x"; a space in a name is malformed. */
-        if (nb & NB_SP)
+        if (!nm->len || has_byte(nm->p, nm->len, ' '))
             return -400;
         /* Transfer_Encoding, True_Client_IP: a known field to some origins */
-        if ((nb & NB_US) && type == HTTP_REQUEST && underscore_alias(*nm))
+        if (type == HTTP_REQUEST && m->hdrs[i].kind == HK_OTHER &&
+            nm->len - ALIAS_MIN <= ALIAS_MAX - ALIAS_MIN && has_byte(nm->p, nm->len, '_') &&
+            underscore_alias(*nm))
             return -400;
         /* llhttp 8.1.0 ignores an empty Transfer-Encoding, even next to a Content-Length */
         if (m->hdrs[i].kind == HK_TRANSFER_ENCODING && !m->hdrs[i].value.len)
