@@ -24,6 +24,7 @@
 #include "cfg/cfg.h"
 #include "cfg/hset.h"
 #include "cfg/schema.h"
+#include "core/str.h"
 
 const char *const cfg_tvar_names[CFG_TV_COUNT] = {
     [CFG_TV_LITERAL] = "",      [CFG_TV_SCHEME] = "scheme",       [CFG_TV_HOST] = "host",
@@ -392,11 +393,16 @@ static int header_name_ok(struct rb *b, const char *s, size_t n)
     return 0;
 }
 
-/* A field rules may not touch; NULL when s may be edited. */
+/*
+ * A field rules may not touch; NULL when s may be edited. Names compare as
+ * origins that read any separator as '-' read them (core_name_fold_eq):
+ * Transfer_Encoding is Transfer-Encoding to them.
+ */
 static const char *forbidden(const char *s, size_t n)
 {
     for (size_t i = 0; i < sizeof(forbidden_fields) / sizeof(forbidden_fields[0]); i++) {
-        if (strlen(forbidden_fields[i]) == n && strncasecmp(forbidden_fields[i], s, n) == 0)
+        if (core_name_fold_eq((struct core_str){s, n}, forbidden_fields[i],
+                              strlen(forbidden_fields[i])))
             return forbidden_fields[i];
     }
     return NULL;
@@ -1199,7 +1205,7 @@ static int build_match(struct rb *b, const json_t *v, int depth, struct cfg_matc
 static int edit_add(struct rb *b, struct cfg_hedits *he, uint8_t op, const char *name, size_t nlen,
                     const json_t *value)
 {
-    char gotbuf[GOT_MAX];
+    char gotbuf[GOT_MAX], showbuf[SHOW_MAX], folded[HEADER_NAME_MAX];
     struct cfg_hedit *e;
     struct cfg_hedit *v;
     long id;
@@ -1212,7 +1218,16 @@ static int edit_add(struct rb *b, struct cfg_hedits *he, uint8_t op, const char 
         err(b, "expected a string, got %s", GOT(value));
         return -1;
     }
-    id = cfg_hset_add(&b->rs->edit_names, name, nlen, NULL);
+    /*
+     * One id for every spelling an origin reads as this name (X_Client_IP
+     * and X-Client-IP): a set or remove drops them all from the message.
+     */
+    if (nlen > sizeof(folded)) {
+        err(b, "%s is not a header name", SHOW(name, nlen));
+        return -1;
+    }
+    core_name_fold(folded, name, nlen);
+    id = cfg_hset_add(&b->rs->edit_names, folded, nlen, NULL);
     if (id < 0) {
         b->oom = 1;
         return -1;
@@ -1259,7 +1274,7 @@ static int edit_name_ok(struct rb *b, const char *name, size_t n, const char *co
     return 0;
 }
 
-/* A name edited twice in one block (case-insensitive): the first pointer, or NULL. */
+/* A name edited twice in one block (compared as in forbidden()): the first pointer, or NULL. */
 struct seen {
     struct cfg_hset names;
     char **where;
@@ -1268,9 +1283,16 @@ struct seen {
 
 static int seen_check(struct rb *b, struct seen *s, const char *name, size_t n)
 {
-    char showbuf[SHOW_MAX];
+    char showbuf[SHOW_MAX], folded[HEADER_NAME_MAX];
     int dup = 0;
-    long i = cfg_hset_add(&s->names, name, n, &dup);
+    long i;
+
+    if (n > sizeof(folded)) {
+        err(b, "%s is not a header name", SHOW(name, n));
+        return -1;
+    }
+    core_name_fold(folded, name, n); /* X_A and X-A are one name to some origins */
+    i = cfg_hset_add(&s->names, folded, n, &dup);
 
     if (i < 0) {
         b->oom = 1;

@@ -29,4 +29,37 @@ static inline int core_str_ieq(struct core_str s, const char *lit, size_t litlen
 
 #define CORE_STR_IEQ(s, lit) core_str_ieq((s), (lit), sizeof(lit) - 1)
 
+/*
+ * A field name's byte as origins that build variable names from field
+ * names read it (CGI's HTTP_X_FORWARDED_FOR; PHP, lighttpd, older Puma and
+ * gunicorn): letters in one case, digits as they are, and every other byte
+ * ('-', '_', '.', '~', ...) one and the same separator, '-'.
+ */
+static inline char core_name_fold1(unsigned char c)
+{
+    unsigned char l = c | 0x20;
+
+    if ((unsigned)(l - 'a') < 26u)
+        return (char)l;
+    return (unsigned)(c - '0') < 10u ? (char)c : '-';
+}
+
+/* n bytes of name folded into dst (core_name_fold1). */
+static inline void core_name_fold(char *dst, const char *name, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        dst[i] = core_name_fold1((unsigned char)name[i]);
+}
+
+/* Do two field names read as one at such an origin? */
+static inline int core_name_fold_eq(struct core_str a, const char *b, size_t blen)
+{
+    if (a.len != blen)
+        return 0;
+    for (size_t i = 0; i < blen; i++)
+        if (core_name_fold1((unsigned char)a.p[i]) != core_name_fold1((unsigned char)b[i]))
+            return 0;
+    return 1;
+}
+
 #endif

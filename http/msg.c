@@ -374,20 +374,19 @@ static inline int name_is(struct core_str n, const char *lit, size_t len)
 }
 
 /*
- * Is byte c among the n bytes at p? A word at a time (Hacker's Delight
- * 6-1: a zero byte of v ^ c's), the last word overlapping the one before.
+ * Is there a SP among the n bytes at p? A word at a time (Hacker's Delight
+ * 6-1: a zero byte of v ^ SPs), the last word overlapping the one before.
  * Field names are the only use: llhttp 8.1.0 checks every other byte of
- * them against the token set, but lets SP through; '_' is a token byte
- * that some origins read as '-' (underscore_alias()).
+ * them against the token set, but lets SP through.
  */
-static inline int has_byte(const char *p, size_t n, unsigned char c)
+static inline int has_space(const char *p, size_t n)
 {
     uint64_t v;
     size_t i;
 
     if (n < 8) {
         for (i = 0; i < n; i++)
-            if ((unsigned char)p[i] == c)
+            if (p[i] == ' ')
                 return 1;
         return 0;
     }
@@ -395,7 +394,7 @@ static inline int has_byte(const char *p, size_t n, unsigned char c)
         if (i + 8 > n)
             i = n - 8;
         memcpy(&v, p + i, 8);
-        v ^= ONES * c;
+        v ^= ONES * ' ';
         if ((v - ONES) & ~v & HIGHS)
             return 1;
         if (i + 8 == n)
@@ -453,30 +452,49 @@ enum http_hk http_hk_of(struct core_str n)
 #undef IS
 
 /*
- * Would an origin that reads '_' as '-' in field names (CGI and the
- * frameworks built on it: HTTP_TRANSFER_ENCODING, HTTP_TRUE_CLIENT_IP) take
- * name n, which has an underscore, for a field that frames the request, is
- * hop-by-hop, or carries the client's identity as the platform sets it
- * (names of ALIAS_MIN to ALIAS_MAX bytes; those without a '-' have no
- * such spelling)?
- * Then "Transfer_Encoding: chunked" could frame the body a second way at
- * the origin, and "True_Client_IP" or "X_Forwarded_For" could override
- * what the platform set.
+ * Fields that frame the request, are hop-by-hop, or that the platform sets
+ * (C10), and that have a separator in their name: a request field of
+ * another spelling that an origin reading any separator as '-' takes for
+ * one of them (Transfer_Encoding, True.Client.IP, X~Forwarded~For: CGI's
+ * HTTP_TRANSFER_ENCODING) could stand in for what the platform set, or
+ * tell the application another framing than the one the body came with.
+ * Defence in depth: many such servers now drop those spellings or prefer
+ * the hyphenated one; not all do. Lengths ALIAS_MIN to ALIAS_MAX.
  */
-#define ALIAS_MIN (sizeof("x-real-ip") - 1)
+static const struct core_str alias_targets[] = {
+#define T(s)                                                                                       \
+    {                                                                                              \
+        s, sizeof(s) - 1                                                                           \
+    }
+    T("keep-alive"),        T("content-length"), T("proxy-connection"),
+    T("transfer-encoding"), T("true-client-ip"), T("x-forwarded-for"),
+    T("x-forwarded-proto"), T("section-io-id"),  T("section-io-tag"),
+#undef T
+};
+#define ALIAS_MIN (sizeof("keep-alive") - 1)
 #define ALIAS_MAX (sizeof("x-forwarded-proto") - 1)
 
-static int underscore_alias(struct core_str n)
+/* Is n, not a known field itself, another spelling of one of alias_targets? */
+static int separator_alias(struct core_str n)
 {
-    char b[ALIAS_MAX];
-    struct core_str h = {b, n.len};
+    for (size_t k = 0; k < sizeof(alias_targets) / sizeof(alias_targets[0]); k++) {
+        const char *t = alias_targets[k].p;
+        unsigned other = 0;
+        size_t i;
 
-    if (n.len > sizeof(b))
-        return 0;
-    for (size_t i = 0; i < n.len; i++)
-        b[i] = n.p[i] == '_' ? '-' : n.p[i];
-    return http_hk_of(h) != HK_OTHER || CORE_STR_IEQ(h, "x-forwarded-for") ||
-           CORE_STR_IEQ(h, "x-real-ip");
+        if (alias_targets[k].len != n.len)
+            continue;
+        for (i = 0; i < n.len; i++) {
+            char f = core_name_fold1((unsigned char)n.p[i]);
+
+            if (f != t[i])
+                break;
+            other |= f == '-' && n.p[i] != '-';
+        }
+        if (i == n.len && other)
+            return 1;
+    }
+    return 0;
 }
 
 /*
@@ -648,12 +666,11 @@ int http_msg_head(struct http_msg *m, llhttp_type_t type, const char *p, size_t 
         const struct core_str *nm = &m->hdrs[i].name;
 
         /* llhttp 8.1.0 takes "Host : x" and "Ho st: x"; a space in a name is malformed. */
-        if (!nm->len || has_byte(nm->p, nm->len, ' '))
+        if (!nm->len || has_space(nm->p, nm->len))
             return -400;
-        /* Transfer_Encoding, True_Client_IP: a known field to some origins */
+        /* Transfer_Encoding, True.Client.IP: a known field to some origins */
         if (type == HTTP_REQUEST && m->hdrs[i].kind == HK_OTHER &&
-            nm->len - ALIAS_MIN <= ALIAS_MAX - ALIAS_MIN && has_byte(nm->p, nm->len, '_') &&
-            underscore_alias(*nm))
+            nm->len - ALIAS_MIN <= ALIAS_MAX - ALIAS_MIN && separator_alias(*nm))
             return -400;
         /* llhttp 8.1.0 ignores an empty Transfer-Encoding, even next to a Content-Length */
         if (m->hdrs[i].kind == HK_TRANSFER_ENCODING && !m->hdrs[i].value.len)

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "cfg/cfg.h"
 #include "http/forward.h"
 
 /* ---- output ------------------------------------------------------------- */
@@ -267,7 +268,8 @@ static int header_matches(const struct cfg_hdr_match *hm, const struct http_msg 
     for (uint16_t i = 0; i < m->nhdrs; i++) {
         const struct core_hdr *h = &m->hdrs[i];
 
-        if (h->name.len != hm->name_len || strncasecmp(h->name.p, hm->name, hm->name_len))
+        /* as the origin may read it: X_Debug is X-Debug to some */
+        if (!core_name_fold_eq(h->name, hm->name, hm->name_len))
             continue;
         if (hm->test != CFG_HT_VALUES)
             return hm->test == CFG_HT_PRESENT;
@@ -708,14 +710,21 @@ static void plan_build(const struct cfg_rules *rs, const struct http_rules_verdi
     }
 }
 
+/*
+ * Does the plan drop the field called name? Edited names are kept folded
+ * (core_name_fold): a set or remove of X-Client-IP also drops a client's
+ * X_Client_IP, which some origins read as the same field.
+ */
 static int plan_drops(const struct cfg_rules *rs, const struct http_rules_plan *pl,
                       const char *name, size_t len)
 {
+    char folded[CFG_MAX_HEADER_NAME];
     long id;
 
-    if (!pl->drops || !((pl->drop_lens >> (len % 64)) & 1))
+    if (!pl->drops || !((pl->drop_lens >> (len % 64)) & 1) || len > sizeof(folded))
         return 0;
-    id = cfg_hset_find(&rs->edit_names, name, len);
+    core_name_fold(folded, name, len);
+    id = cfg_hset_find(&rs->edit_names, folded, len);
     return id >= 0 && (uint32_t)id < pl->n && pl->reset[id] != 0;
 }
 

@@ -44,9 +44,10 @@ int net_listen(const struct sockaddr_storage *sa, socklen_t len, int backlog, in
 }
 
 /*
- * bind() alone: with SO_REUSEADDR it fails only where a socket listens (a
- * SO_REUSEPORT group included, this socket not being of it). A listen()
- * here would accept, for a moment, connections that close() then resets.
+ * bind() alone: with SO_REUSEADDR it fails where a socket listens (a
+ * SO_REUSEPORT group included, this socket not being of it) or is bound
+ * without SO_REUSEADDR, as listen() would. A listen() here would accept,
+ * for a moment, connections that close() then resets.
  */
 int net_listen_free(const struct sockaddr_storage *sa, socklen_t len)
 {

@@ -795,6 +795,17 @@ Test(cfg_rules, header_edits)
            "hop-by-hop field; rules cannot edit it\n"
            "/rules/1/response_headers/set/Trailer: \"Trailer\" is a framing or hop-by-hop field; "
            "rules cannot edit it");
+    /* spellings that origins reading any separator as '-' take for those fields */
+    EXPECT(RULES("{\"request_headers\": {\"add\": {\"Transfer_Encoding\": \"chunked\"}, "
+                 "\"set\": {\"content.length\": \"1\"}}}"),
+           "/rules/0/request_headers/set/content.length: \"content.length\" is a framing or "
+           "hop-by-hop field; rules cannot edit it\n"
+           "/rules/0/request_headers/add/Transfer_Encoding: \"Transfer_Encoding\" is a framing "
+           "or hop-by-hop field; rules cannot edit it");
+    EXPECT(RULES("{\"request_headers\": {\"set\": {\"X-Client-IP\": \"a\"}, \"remove\": "
+                 "[\"X_Client_IP\"]}}"),
+           "/rules/0/request_headers/set/X-Client-IP: \"X-Client-IP\" is also edited by "
+           "/rules/0/request_headers/remove/0");
     EXPECT(RULES("{\"response_headers\": {\"set\": {\"X-A\": \"a\\r\\nb\", \"x-b\": \"{hots}\", "
                  "\"X-C\": 1}, \"remove\": [\"x-a\", \"X-D\", \"x-d\"], \"add\": {\"X-E\": []}}}"),
            "/rules/0/response_headers/remove/2: \"x-d\" is also edited by "

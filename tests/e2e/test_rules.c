@@ -1094,6 +1094,15 @@ Test(e2e_rules, request_headers_set_add_remove, .fini = fx_down)
     cr_assert_eq(hdr_count(h, "Cookie"), 0, "%s", h);
     cr_assert(strstr(h, "\r\nX-Keep: kept\r\n"), "%s", h);
     cr_assert(strstr(h, "\r\nHost: a\r\n"), "%s", h);
+    /*
+     * Other spellings of a set or removed name go too: some origins read any
+     * separator as '-' (CGI's HTTP_X_SET), and would take X_Set for the rule's.
+     */
+    assert_proxied("/p", "X_Set: forged\r\nx.drop: 1\r\nX~Keep: kept\r\n");
+    h = origin_head();
+    cr_assert(!strstr(h, "forged") && !strstr(h, "x.drop"), "%s", h);
+    cr_assert(strstr(h, "\r\nX-Set: v-GET-/p\r\n"), "%s", h);
+    cr_assert(strstr(h, "\r\nX~Keep: kept\r\n"), "%s", h);
     /* a request with none of them */
     assert_proxied("/p", "");
     h = origin_head();

@@ -106,9 +106,10 @@ REJECTS(connection_names_host_is_400, 400,
 REJECTS(connection_names_host_in_second_field_is_400, 400,
         "GET /ok HTTP/1.1\r\nConnection: keep-alive\r\nHost: a\r\nConnection: close, host\r\n\r\n")
 /*
- * C1: a name that CGI-style origins read as Transfer-Encoding (they map '_'
- * and '-' alike): the proxy frames by Content-Length, such an origin by
- * chunked, and the chunk's payload would be a second request.
+ * C1: a name that origins building CGI-style names read as
+ * Transfer-Encoding (HTTP_TRANSFER_ENCODING): the proxy and the server frame
+ * by Content-Length, and an application that looks the variable up would be
+ * told chunked. Refused as a smuggling gadget, not forwarded.
  */
 REJECTS(underscore_transfer_encoding_is_400, 400,
         "POST /ok HTTP/1.1\r\nHost: a\r\nTransfer_Encoding: chunked\r\nContent-Length: 35\r\n\r\n"
@@ -118,6 +119,9 @@ REJECTS(underscore_true_client_ip_is_400, 400,
         "GET /ok HTTP/1.1\r\nHost: a\r\nTrue_Client_IP: 192.0.2.1\r\n\r\n")
 REJECTS(underscore_x_forwarded_for_is_400, 400,
         "GET /ok HTTP/1.1\r\nHost: a\r\nX_Forwarded_For: 192.0.2.1\r\n\r\n")
+/* C10: any separator, as lighttpd's CGI and FastCGI read every one of them as '_'. */
+REJECTS(dotted_true_client_ip_is_400, 400,
+        "GET /ok HTTP/1.1\r\nHost: a\r\nTrue.Client.IP: 192.0.2.1\r\n\r\n")
 
 /* The origin sends resp (then closes): the client must get a 502, never the broken response. */
 static void expect_502_for(const char *resp)

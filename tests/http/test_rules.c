@@ -239,7 +239,13 @@ static struct cfg_tpl tpl(const char *text)
 static void edit(struct cfg_hedits *ed, int op, const char *name, const char *value)
 {
     struct cfg_hedit *h;
-    long id = cfg_hset_add(&rs.edit_names, name, strlen(name), NULL);
+    char folded[CFG_MAX_HEADER_NAME];
+    long id;
+
+    /* kept folded, as cfg/rules.c keeps them */
+    cr_assert_leq(strlen(name), sizeof(folded));
+    core_name_fold(folded, name, strlen(name));
+    id = cfg_hset_add(&rs.edit_names, folded, strlen(name), NULL);
 
     cr_assert_geq(id, 0);
     ed->v = realloc(ed->v, (ed->n + 1) * sizeof(*ed->v));
@@ -690,6 +696,11 @@ Test(http_rules, match_header)
         {"absent", GET("/", "X-Flag: 1\r\n"), NULL, 0},
         {"true: absent", GET("/", "X-Env: qa\r\n"), NULL, 0},
         {"false: present", GET("/", "X-Env: qa\r\nX-Flag: 1\r\nX-Debug: 0\r\n"), NULL, 0},
+        /* names as origins that read any separator as '-' read them */
+        {"another separator", GET("/", "X_Env: qa\r\nX.Flag: 1\r\n"), NULL, 1},
+        {"false: present in another spelling", GET("/", "X-Env: qa\r\nX-Flag: 1\r\nX_Debug: 0\r\n"),
+         NULL, 0},
+        {"a separator is not a letter", GET("/", "XEnv: qa\r\nX-Flag: 1\r\n"), NULL, 0},
     };
 
     rs_reset();
@@ -1140,6 +1151,11 @@ Test(http_rules, response_header_edits)
                   "an add drops none");
         cr_assert(!http_rules_plan_drops(&rs, &pl, (struct core_str){"X-Req", 5}), "request side");
         cr_assert(!http_rules_plan_drops(&rs, &pl, (struct core_str){"X-Keep", 6}));
+        /* every spelling an origin reads as a removed or set name */
+        cr_assert(http_rules_plan_drops(&rs, &pl, (struct core_str){"X_Powered_By", 12}));
+        cr_assert(http_rules_plan_drops(&rs, &pl, (struct core_str){"x.POWERED~by", 12}));
+        cr_assert(http_rules_plan_drops(&rs, &pl, (struct core_str){"Cache_Control", 13}));
+        cr_assert(!http_rules_plan_drops(&rs, &pl, (struct core_str){"XPowered-By", 11}));
         assert_str("adds", out, http_rules_plan_adds(&rs, &vd, &pl, &rq, out, sizeof(out)),
                    "Strict-Transport-Security: max-age=31536000\r\nCache-Control: no-store\r\n"
                    "X-Host: example.com\r\n");
