@@ -37,11 +37,21 @@ static inline int core_str_ieq(struct core_str s, const char *lit, size_t litlen
  */
 static inline char core_name_fold1(unsigned char c)
 {
-    unsigned char l = c | 0x20;
+    /* clang-format off */
+    static const char fold[256] = {
+        '-', '-', '-', '-', '-', '-', '-', '-', '-', '-', '-', '-', '-', '-', '-', '-', /* 0x00 */
+        '-', '-', '-', '-', '-', '-', '-', '-', '-', '-', '-', '-', '-', '-', '-', '-', /* 0x10 */
+        '-', '-', '-', '-', '-', '-', '-', '-', '-', '-', '-', '-', '-', '-', '-', '-', /* 0x20 */
+        '0', '1', '2', '3', '4', '5', '6', '7', '8', '9', '-', '-', '-', '-', '-', '-', /* 0x30 */
+        '-', 'a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', 'i', 'j', 'k', 'l', 'm', 'n', 'o', /* 0x40 */
+        'p', 'q', 'r', 's', 't', 'u', 'v', 'w', 'x', 'y', 'z', '-', '-', '-', '-', '-', /* 0x50 */
+        '-', 'a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', 'i', 'j', 'k', 'l', 'm', 'n', 'o', /* 0x60 */
+        'p', 'q', 'r', 's', 't', 'u', 'v', 'w', 'x', 'y', 'z', '-', '-', '-', '-', '-', /* 0x70 */
+        [0x80 ... 0xff] = '-',
+    };
+    /* clang-format on */
 
-    if ((unsigned)(l - 'a') < 26u)
-        return (char)l;
-    return (unsigned)(c - '0') < 10u ? (char)c : '-';
+    return fold[c];
 }
 
 /* n bytes of name folded into dst (core_name_fold1). */
