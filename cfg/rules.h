@@ -145,7 +145,7 @@ enum cfg_hedit_op {
 
 struct cfg_hedit {
     uint8_t op;       /* enum cfg_hedit_op */
-    uint32_t name_id; /* index of the name in cfg_rules.edit_names (case-insensitive) */
+    uint32_t name_id; /* index of the name in cfg_rules.edit_names (folded: core_name_fold) */
     char *name;       /* as written */
     size_t name_len;
     struct cfg_tpl value; /* SET, ADD */
@@ -265,7 +265,7 @@ struct cfg_erule {
 struct cfg_rules {
     struct cfg_erule *v;
     size_t n;
-    /* every header name any edit uses, case-insensitive: cfg_hedit.name_id indexes it */
+    /* every header name any edit uses, folded (core_name_fold): cfg_hedit.name_id indexes it */
     struct cfg_hset edit_names;
     /* error_pages: a status's page, else its class's ("5xx"), else NULL */
     struct cfg_page *pages_by_status[600];

@@ -273,7 +273,8 @@ static const struct cfg_rkey rule_keys[] = {
     RK_PAT("rules[].rate_limit.key", CFG_RT_STRING,
            "^(client_ip|header:[!#$%&'*+.^_`|~0-9A-Za-z-]{1,64})$",
            "`client_ip` (True-Client-IP, else the socket peer) or `header:NAME` (the first "
-           "field of that name; a request without it is not limited)"),
+           "field of that name, any separator read as `-`; a request without it is not "
+           "limited)"),
     RK_INT("rules[].rate_limit.per_second", 1, CFG_RL_MAX_PER_SECOND, 0, NULL,
            "tokens added per second; or `per_minute`"),
     RK_INT("rules[].rate_limit.per_minute", 1, CFG_RL_MAX_PER_MINUTE, 0, NULL,

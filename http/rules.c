@@ -314,13 +314,17 @@ static int match(const struct cfg_match *mt, struct probe *pr)
     return 1;
 }
 
-/* The first field named name, trimmed; 0, or -1 when there is none or it is empty. */
+/*
+ * The first field named name (compared as header matchers compare: X_Api_Key
+ * is X-Api-Key to some origins, and must not escape a limit keyed on it),
+ * trimmed; 0, or -1 when there is none or it is empty.
+ */
 static int header_value(const struct http_msg *m, const char *name, size_t n, struct core_str *ret)
 {
     for (uint16_t i = 0; i < m->nhdrs; i++) {
         const struct core_hdr *h = &m->hdrs[i];
 
-        if (h->name.len != n || strncasecmp(h->name.p, name, n))
+        if (!core_name_fold_eq(h->name, name, n))
             continue;
         *ret = trim(h->value);
         return ret->len ? 0 : -1;

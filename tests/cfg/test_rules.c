@@ -771,6 +771,33 @@ Test(cfg_rules, can_never_run)
            "/rules/1: can never run: /rules/0 has no match and answers every request");
 }
 
+/*
+ * C10: edited names are kept folded (every separator read as '-', as origins
+ * that build CGI-style names read them), so the proxy drops every spelling
+ * of a set or removed name: one id for X_A, x-a and X.A, under the folded key.
+ */
+Test(cfg_rules, edit_names_are_folded)
+{
+    struct cfg *c = load_at(RULES("{\"request_headers\": {\"set\": {\"X_A\": \"1\"}}}, "
+                                  "{\"request_headers\": {\"remove\": [\"x-a\"]}}, "
+                                  "{\"response_headers\": {\"set\": {\"X.A\": \"2\"}}}"),
+                            NULL);
+    const struct cfg_rules *rs = c->rules;
+    long id = cfg_hset_find(&rs->edit_names, "x-a", 3);
+
+    cr_assert_geq(id, 0);
+    cr_expect_eq(rs->edit_names.n, 1);
+    cr_expect_eq(rs->v[0].req_hdrs.v[0].name_id, (uint32_t)id);
+    cr_expect_eq(rs->v[1].req_hdrs.v[0].name_id, (uint32_t)id);
+    cr_expect_eq(rs->v[2].resp_hdrs.v[0].name_id, (uint32_t)id);
+    cr_expect_eq(cfg_hset_find(&rs->edit_names, "X_A", 3), -1, "stored as written");
+    cr_expect_str_eq(rs->v[0].req_hdrs.v[0].name, "X_A", "written as given");
+    cfg_free(c);
+    EXPECT(RULES("{\"respond\": {\"body\": \"x\", \"headers\": {\"Content_Type\": \"a/b\"}}}"),
+           "/rules/0/respond/headers/Content_Type: set the Content-Type with "
+           "/rules/0/respond/content_type");
+}
+
 Test(cfg_rules, header_edits)
 {
     EXPECT(RULES("{\"request_headers\": {\"set\": {\"Content-Length\": \"1\", \"host\": \"x\"}, "
@@ -798,10 +825,12 @@ Test(cfg_rules, header_edits)
     /* spellings that origins reading any separator as '-' take for those fields */
     EXPECT(RULES("{\"request_headers\": {\"add\": {\"Transfer_Encoding\": \"chunked\"}, "
                  "\"set\": {\"content.length\": \"1\"}}}"),
-           "/rules/0/request_headers/set/content.length: \"content.length\" is a framing or "
-           "hop-by-hop field; rules cannot edit it\n"
-           "/rules/0/request_headers/add/Transfer_Encoding: \"Transfer_Encoding\" is a framing "
-           "or hop-by-hop field; rules cannot edit it");
+           "/rules/0/request_headers/set/content.length: \"content.length\" is Content-Length "
+           "to origins that read any separator as '-' (a framing or hop-by-hop field); rules "
+           "cannot edit it\n"
+           "/rules/0/request_headers/add/Transfer_Encoding: \"Transfer_Encoding\" is "
+           "Transfer-Encoding to origins that read any separator as '-' (a framing or hop-by-hop "
+           "field); rules cannot edit it");
     EXPECT(RULES("{\"request_headers\": {\"set\": {\"X-Client-IP\": \"a\"}, \"remove\": "
                  "[\"X_Client_IP\"]}}"),
            "/rules/0/request_headers/set/X-Client-IP: \"X-Client-IP\" is also edited by "

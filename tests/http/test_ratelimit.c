@@ -352,6 +352,9 @@ Test(http_ratelimit, rules_header_key)
     }
     /* the first field of the name is the key */
     cr_expect_eq(eval(c, rl, POST("/", "X-Api-Key: k3\r\nX-Api-Key: k1\r\n"), "192.0.2.1", T0), -1);
+    /* in any spelling an origin reads as the name (HTTP_X_API_KEY): k1 is still over */
+    cr_expect_eq(eval(c, rl, POST("/", "X_Api_Key: k1\r\n"), "192.0.2.3", T0), 0);
+    cr_expect_eq(eval(c, rl, POST("/", "x.api~key: k1\r\n"), "192.0.2.3", T0), 0);
     http_ratelimit_free(rl);
     cfg_free(c);
 }
