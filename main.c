@@ -771,11 +771,16 @@ int main(int argc, char **argv)
     /*
      * The workers' listeners form a SO_REUSEPORT group, which another
      * process's listeners could join as well (a second ringproxy would take
-     * part of the traffic unseen): first make sure nothing listens there.
+     * part of the traffic unseen): first claim the address among ringproxy
+     * processes (the claim stays open until exit), then make sure nothing
+     * listens there. Where the claim cannot be made at all (no unix
+     * sockets), the check alone is left.
      */
     for (unsigned k = 0; k < nla; k++) {
-        int e = net_listen_free(&la[k], lalen[k]);
+        int e = net_listen_lock(&la[k]); /* a descriptor is kept: the claim is held until exit */
 
+        if (e != -EADDRINUSE)
+            e = net_listen_free(&la[k], lalen[k]);
         if (e == -EAFNOSUPPORT && !listen_arg && k == 1)
             continue;
         if (e < 0) {

@@ -4,7 +4,9 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stddef.h>
 #include <stdio.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 /* A TCP socket bound to sa, not listening; the fd or -errno. */
@@ -57,6 +59,28 @@ int net_listen_free(const struct sockaddr_storage *sa, socklen_t len)
         return fd;
     (void)close(fd);
     return 0;
+}
+
+int net_listen_lock(const struct sockaddr_storage *sa)
+{
+    struct sockaddr_un u = {.sun_family = AF_UNIX};
+    char as[NET_ADDRSTRLEN];
+    int n, fd, r;
+
+    net_addr_str(sa, as, sizeof(as));
+    /* sun_path[0] stays 0: an abstract name, gone with the last descriptor */
+    n = snprintf(u.sun_path + 1, sizeof(u.sun_path) - 1, "ringproxy-listen %s", as);
+    if (n < 0 || (size_t)n >= sizeof(u.sun_path) - 1)
+        return -ENAMETOOLONG;
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    if (bind(fd, (struct sockaddr *)&u,
+             (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)n)) == 0)
+        return fd;
+    r = -errno;
+    (void)close(fd);
+    return r;
 }
 
 /* SO_RCVBUF = want; what the kernel took, halved back (it doubles it), or -errno. */

@@ -23,6 +23,17 @@ int net_listen(const struct sockaddr_storage *sa, socklen_t len, int backlog, in
 int net_listen_free(const struct sockaddr_storage *sa, socklen_t len);
 
 /*
+ * A claim on sa among ringproxy processes of this network namespace: an
+ * abstract unix socket named after the address, to keep open while the
+ * process lives. net_listen_free() then the group's listeners leave a
+ * moment in which a second ringproxy started at the same instant would
+ * also find the address free and join the group; the claim closes it.
+ * Returns the descriptor, -EADDRINUSE when another process holds the
+ * claim, or another -errno.
+ */
+int net_listen_lock(const struct sockaddr_storage *sa);
+
+/*
  * A non-blocking TCP socket of sa's family with TCP_NODELAY; fd or -errno.
  * rcvbuf: SO_RCVBUF before the connect (the kernel doubles it for its
  * bookkeeping, and no longer autotunes the socket); 0 leaves it to the

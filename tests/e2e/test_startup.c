@@ -3,9 +3,12 @@
  * or admin port fails with one clear line instead of joining the first one's
  * SO_REUSEPORT group and taking part of its traffic unseen.
  */
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -76,6 +79,33 @@ static char *startup_err(void)
         h_msleep(10);
     }
     return err;
+}
+
+/*
+ * #27: the address is claimed among ringproxy processes before the check
+ * (net_listen_lock(): an abstract unix socket named after it), so that two
+ * started at one instant cannot both find it free and make one group. With
+ * the claim held elsewhere, start-up fails as for a busy port.
+ */
+Test(e2e_startup, a_claimed_address_fails_start_up, .init = fx_origin_up, .fini = fx_down)
+{
+    struct sockaddr_un u = {.sun_family = AF_UNIX};
+    char listen[32], admin[32], err[4096], want[96];
+    unsigned port = h_free_port();
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0), n;
+
+    snprintf(listen, sizeof(listen), "127.0.0.1:%u", port);
+    snprintf(admin, sizeof(admin), "127.0.0.1:%u", h_free_port());
+    n = snprintf(u.sun_path + 1, sizeof(u.sun_path) - 1, "ringproxy-listen %s", listen);
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(bind(fd, (struct sockaddr *)&u,
+                      (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)n)),
+                 0);
+    cr_assert_eq(second(listen, admin, err, sizeof(err)), 1, "it started: %s", err);
+    snprintf(want, sizeof(want), "ringproxy: cannot listen on %s: Address already in use\n",
+             listen);
+    cr_assert(strstr(err, want), "%s", err);
+    close(fd);
 }
 
 /* #27.3: the start-up line says which config file was loaded, or that none was. */

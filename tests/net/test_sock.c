@@ -167,6 +167,34 @@ Test(net_sock, listen_free_never_listens)
     watched = 0;
 }
 
+/*
+ * Two ringproxy started at one instant on one address: the first claim
+ * holds, the second is refused until the first is given up; other
+ * addresses are other claims.
+ */
+Test(net_sock, listen_lock_is_one_process_per_address)
+{
+    /* claims are names, not ports: this process's own, apart from a parallel run's */
+    unsigned port = 1024 + (unsigned)getpid() % 60000;
+    struct sockaddr_storage a = v4("127.0.0.1", port), b = v4("127.0.0.1", port + 1);
+    struct sockaddr_storage c = v6("::1", port);
+    int fa = net_listen_lock(&a), fb, fc;
+
+    cr_assert_geq(fa, 0, "%s", strerror(-fa));
+    cr_assert_eq(net_listen_lock(&a), -EADDRINUSE);
+    fb = net_listen_lock(&b);
+    cr_assert_geq(fb, 0);
+    fc = net_listen_lock(&c);
+    cr_assert_geq(fc, 0);
+    cr_assert(fcntl(fa, F_GETFD) & FD_CLOEXEC, "not inherited by a child");
+    (void)close(fa);
+    fa = net_listen_lock(&a);
+    cr_assert_geq(fa, 0, "free once closed");
+    (void)close(fa);
+    (void)close(fb);
+    (void)close(fc);
+}
+
 Test(net_sock, listen_busy_port_eaddrinuse)
 {
     struct sockaddr_storage sa = v4("127.0.0.1", 0);
