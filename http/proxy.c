@@ -328,7 +328,8 @@ struct http_worker {
     int lfd[HTTP_MAX_LISTENERS];
     struct core_op op_accept[HTTP_MAX_LISTENERS];
     uint8_t accepting[HTTP_MAX_LISTENERS];
-    uint8_t accept_paused; /* since the last failed accept; reported once */
+    uint8_t accept_paused; /* out of descriptors (/healthz 503) since the last failed accept */
+    uint8_t accept_said;   /* the pause was reported; until an accept succeeds again */
     uint64_t accept_resume_ms;
     struct http_admin *admin;
     struct core_tq tq[TC_COUNT];
@@ -2454,7 +2455,9 @@ static void up_failed(struct http_worker *w, struct http_up *u, enum http_term w
  * A failed accept for want of descriptors or memory: stop accepting for
  * ACCEPT_PAUSE_MS (the connections wait in the listen backlog) rather than
  * fail again at once in a loop, keep serving the connections there are, and
- * say so once until an accept succeeds again. /healthz answers 503 meanwhile.
+ * say so once until an accept succeeds again. /healthz answers 503 while
+ * the worker is out of descriptors: until an accept succeeds, or a new
+ * descriptor can be had when accepting resumes (accept_probe()).
  */
 static void accept_pause(struct http_worker *w, int err)
 {
@@ -2466,14 +2469,45 @@ static void accept_pause(struct http_worker *w, int err)
             io_uring_prep_cancel(sqe, &w->op_accept[i], 0);
             io_uring_sqe_set_data64(sqe, CORE_UD_IGNORE);
         }
-    if (w->accept_paused)
+    if (!w->accept_paused) {
+        w->accept_paused = 1;
+        STAT_INC(w->st, accept_paused);
+    }
+    if (w->accept_said)
         return;
-    w->accept_paused = 1;
+    w->accept_said = 1;
     STAT_INC(w->st, accept_pauses);
-    STAT_INC(w->st, accept_paused);
     log_warn("accept: %s: new connections wait, %d ms at a time, until descriptors are free "
              "(connections already open are served)",
              strerror(-err), ACCEPT_PAUSE_MS);
+}
+
+static void accept_unpaused(struct http_worker *w)
+{
+    if (!w->accept_paused)
+        return;
+    w->accept_paused = 0;
+    STAT_ADD(w->st, accept_paused, (uint64_t)-1);
+}
+
+/*
+ * Accepting resumes after a pause: when a descriptor can be had now (an
+ * eventfd takes a descriptor and a file, as an accept does), the worker is
+ * no longer out of them, whether or not a client is waiting. Without this a
+ * pause that ended with an empty backlog kept /healthz at 503 until the
+ * next client came, which the health check, on the admin listener, is not.
+ */
+static void accept_probe(struct http_worker *w)
+{
+    int fd;
+
+    if (!w->accept_paused)
+        return;
+    fd = eventfd(0, EFD_CLOEXEC);
+    if (fd < 0)
+        return;
+    (void)close(fd);
+    accept_unpaused(w);
 }
 
 static void on_accept(struct http_worker *w, int li, const struct io_uring_cqe *cqe)
@@ -2490,9 +2524,9 @@ static void on_accept(struct http_worker *w, int li, const struct io_uring_cqe *
             log_warn("accept: %s", strerror(-fd));
         return;
     }
-    if (w->accept_paused) {
-        w->accept_paused = 0;
-        STAT_ADD(w->st, accept_paused, (uint64_t)-1);
+    accept_unpaused(w);
+    if (w->accept_said) {
+        w->accept_said = 0;
         log_info("accept: accepting again");
     }
     STAT_INC(w->st, clients_accepted);
@@ -3013,6 +3047,8 @@ static long w_turn(struct core_thread *t)
         if (at < next)
             next = at;
     }
+    if (t->now_ms >= w->accept_resume_ms)
+        accept_probe(w);
     for (int i = 0; i < HTTP_MAX_LISTENERS; i++)
         if (w->lfd[i] >= 0 && !w->accepting[i] && t->now_ms >= w->accept_resume_ms)
             arm_accept(w, i);
