@@ -1263,7 +1263,7 @@ static int edit_name_ok(struct rb *b, const char *name, size_t n, const char *co
     if (header_name_ok(b, name, n) < 0)
         return -1;
     f = forbidden(name, n);
-    if (f && strlen(f) == n && strncasecmp(f, name, n) == 0) {
+    if (f && strncasecmp(f, name, n) == 0) { /* as written, not another spelling */
         err(b, "%s is a framing or hop-by-hop field; rules cannot edit it", SHOW(name, n));
         return -1;
     }
@@ -1274,7 +1274,8 @@ static int edit_name_ok(struct rb *b, const char *name, size_t n, const char *co
             SHOW(name, n), f);
         return -1;
     }
-    if (content_type_ptr && core_name_fold_eq((struct core_str){name, n}, "Content-Type", 12)) {
+    if (content_type_ptr &&
+        core_name_fold_eq((struct core_str){name, n}, "Content-Type", sizeof("Content-Type") - 1)) {
         err(b, "set the Content-Type with %s", content_type_ptr);
         return -1;
     }
