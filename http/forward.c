@@ -49,6 +49,43 @@ static void wb_hdr(struct wbuf *b, struct core_str name, struct core_str value)
     WB_LIT(b, "\r\n");
 }
 
+/*
+ * An upgrade to HTTP itself (h2c, h2, HTTP/2.0, ...) would turn the client
+ * connection into a tunnel of requests the proxy never sees: its rules, its
+ * limits and its log would be bypassed (h2c smuggling; RFC 9113 3.1
+ * deprecates the h2c upgrade). Such an upgrade, or one that names no
+ * protocol, is not forwarded: the request goes as plain HTTP/1.1.
+ */
+static int upgrade_forwardable(const struct http_msg *m)
+{
+    int protocols = 0;
+
+    for (uint16_t i = 0; i < m->nhdrs; i++) {
+        if (m->hdrs[i].kind != HK_UPGRADE)
+            continue;
+        const char *s = m->hdrs[i].value.p, *end = s + m->hdrs[i].value.len;
+
+        while (s < end) {
+            while (s < end && (*s == ' ' || *s == '\t' || *s == ','))
+                s++;
+            const char *t = s;
+
+            while (s < end && *s != ',' && *s != '/' && *s != ' ' && *s != '\t')
+                s++;
+            struct core_str name = {t, (size_t)(s - t)};
+
+            if (!name.len)
+                break;
+            if (CORE_STR_IEQ(name, "h2c") || CORE_STR_IEQ(name, "h2") || CORE_STR_IEQ(name, "http"))
+                return 0;
+            protocols++;
+            while (s < end && *s != ',')
+                s++;
+        }
+    }
+    return protocols > 0;
+}
+
 /* reg-name bytes: unreserved, sub-delims, pct-encoded (RFC 3986 3.2.2) */
 static int reg_name_char(unsigned char ch)
 {
@@ -190,7 +227,7 @@ long http_fwd_request(const struct http_msg *m, const struct http_fwd_policy *po
     if (pol->max_body_bytes && p->content_length > pol->max_body_bytes && !(p->flags & F_CHUNKED))
         return -413;
     /* Upgrade in an HTTP/1.0 request is ignored (RFC 9110 7.8) */
-    f.upgrade = p->upgrade && m->count[HK_UPGRADE] && !f.http10;
+    f.upgrade = p->upgrade && m->count[HK_UPGRADE] && !f.http10 && upgrade_forwardable(m);
     f.has_body = (p->flags & F_CHUNKED) || p->content_length > 0;
     f.idempotent = !m->ext_method &&
                    (p->method == HTTP_GET || p->method == HTTP_HEAD || p->method == HTTP_OPTIONS ||

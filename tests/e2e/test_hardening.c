@@ -824,6 +824,47 @@ Test(e2e_hardening, upgrade_answered_200_stays_http, .init = fx_up_grace, .fini 
     h_close(fd);
 }
 
+/*
+ * h2c smuggling: an origin that speaks h2c would turn the client connection
+ * into HTTP/2 requests the proxy never sees (its rules, limits, log). The
+ * upgrade is not forwarded, the origin answers the request as HTTP/1.1 and
+ * the connection stays HTTP; an origin that switches anyway is a 502.
+ */
+Test(e2e_hardening, h2c_upgrade_not_forwarded, .init = fx_up_grace, .fini = fx_down)
+{
+    static const char h2c_req[] =
+        "GET /h2c HTTP/1.1\r\nHost: a\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+        "Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n";
+    static const char switched[] = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\n"
+                                   "Connection: Upgrade\r\n\r\n\0\0\0\4\0\0\0\0\0";
+    struct h_resp r;
+    char head[16384], buf[4096];
+    int fd = h_connect(px.port), eof;
+
+    cr_assert_eq(h_sends(fd, h2c_req), 0);
+    cr_assert_eq(h_read_response(fd, &r, 0), 0);
+    cr_assert_eq(r.status, 200);
+    cr_assert_not(r.closed, "no tunnel, so the connection stays HTTP and open:\n%s", r.head);
+    h_resp_free(&r);
+    origin_last_head(origin, head, sizeof(head));
+    assert_lacks_field(head, "Upgrade");
+    assert_lacks_field(head, "HTTP2-Settings");
+    cr_assert_null(strcasestr(head, "connection: upgrade"), "%s", head);
+    cr_assert_eq(h_sends(fd, "GET /after HTTP/1.1\r\nHost: a\r\n\r\n"), 0);
+    cr_assert_eq(h_read_response(fd, &r, 0), 0, "the connection did not stay HTTP");
+    cr_assert_eq(r.status, 200);
+    h_resp_free(&r);
+    h_close(fd);
+
+    fd = h_connect(px.port);
+    origin_script(origin, switched, sizeof(switched) - 1, 1);
+    cr_assert_eq(h_sends(fd, h2c_req), 0);
+    h_read_to_eof(fd, buf, sizeof(buf), 3000, &eof);
+    cr_assert(!strncmp(buf, "HTTP/1.1 502 ", 13),
+              "a 101 to an upgrade not asked for is broken:\n%s", h_shown(buf, strlen(buf)));
+    h_close(fd);
+}
+
 /* RFC 9110 7.8: an Upgrade field in an HTTP/1.0 request is ignored: no tunnel. */
 Test(e2e_hardening, http10_upgrade_ignored, .init = fx_up_grace, .fini = fx_down)
 {

@@ -57,6 +57,14 @@ static const struct req_case forwarded[] = {
     {"a WebSocket upgrade keeps Upgrade and says Connection: upgrade",
      "GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n", 0,
      "GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n"},
+    {"an h2c upgrade is not forwarded: the request goes as plain HTTP/1.1",
+     "GET /h HTTP/1.1\r\nHost: a\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n"
+     "HTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n",
+     0, "GET /h HTTP/1.1\r\nHost: a\r\n\r\n"},
+    {"an upgrade that offers HTTP/2.0 beside websocket is not forwarded",
+     "GET /h HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: websocket\r\n"
+     "Upgrade: HTTP/2.0\r\n\r\n",
+     0, "GET /h HTTP/1.1\r\nHost: a\r\n\r\n"},
     {"an upgrade in HTTP/1.0 is ignored",
      "GET /ws HTTP/1.0\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n", 0,
      "GET /ws HTTP/1.1\r\nHost: a\r\n\r\n"},
@@ -218,6 +226,43 @@ Test(http_forward, request_properties)
                  0);
     cr_assert_gt(http_fwd_request(&msg, &pol, out, sizeof(out), &f), 0);
     cr_assert(f.upgrade, "an HTTP/1.1 upgrade may be granted (101)");
+
+    static const char *const http_upgrades[] = {
+        "h2c",
+        "H2C",
+        "h2",
+        " h2c ",
+        "websocket, h2c",
+        "HTTP/2.0",
+        "http/1.1",
+        "websocket,HTTP/2",
+        "h2c/1",
+        "",
+        " , ",
+    };
+    for (size_t i = 0; i < sizeof(http_upgrades) / sizeof(http_upgrades[0]); i++) {
+        char req[256];
+
+        snprintf(req, sizeof(req),
+                 "GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: %s\r\n\r\n",
+                 http_upgrades[i]);
+        cr_assert_eq(parse(HTTP_REQUEST, req), 0, "%s", req);
+        cr_assert_gt(http_fwd_request(&msg, &pol, out, sizeof(out), &f), 0);
+        cr_assert(!f.upgrade, "Upgrade: %s is no upgrade the proxy forwards: a 101 to it is a 502",
+                  http_upgrades[i]);
+    }
+    static const char *const other_upgrades[] = {
+        "websocket", "WebSocket/13, foo", "connect-udp", "h2x", "https", "TLS/1.2"};
+    for (size_t i = 0; i < sizeof(other_upgrades) / sizeof(other_upgrades[0]); i++) {
+        char req[256];
+
+        snprintf(req, sizeof(req),
+                 "GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: %s\r\n\r\n",
+                 other_upgrades[i]);
+        cr_assert_eq(parse(HTTP_REQUEST, req), 0, "%s", req);
+        cr_assert_gt(http_fwd_request(&msg, &pol, out, sizeof(out), &f), 0);
+        cr_assert(f.upgrade, "Upgrade: %s may be granted", other_upgrades[i]);
+    }
 
     cr_assert_eq(parse(HTTP_REQUEST, "GET / HTTP/1.0\r\nConnection: Upgrade\r\n"
                                      "Upgrade: websocket\r\n\r\n"),
