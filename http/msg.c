@@ -697,6 +697,37 @@ static int hexval(unsigned char c)
     return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
 }
 
+/*
+ * A request trailer field (name folded: any case, any separator) that RFC
+ * 9110 6.5.1 keeps out of trailers and that an origin merging trailers into
+ * the header section (Apache's MergeTrailers, CVE-2013-5704) would take for
+ * the head's: framing, routing, hop-by-hop fields, and those the platform
+ * sets (C10). The head's checks never saw it; the request is refused.
+ */
+static int trailer_refused(const char *folded, size_t len)
+{
+    struct core_str n = {folded, len};
+
+    switch (http_hk_of(n)) {
+    case HK_HOST:
+    case HK_CONNECTION:
+    case HK_KEEP_ALIVE:
+    case HK_PROXY_CONNECTION:
+    case HK_TE:
+    case HK_TRAILER:
+    case HK_UPGRADE:
+    case HK_TRANSFER_ENCODING:
+    case HK_CONTENT_LENGTH:
+    case HK_X_FORWARDED_PROTO:
+    case HK_SECTION_IO_ID:
+    case HK_SECTION_IO_TAG:
+    case HK_TRUE_CLIENT_IP:
+        return 1;
+    default:
+        return CORE_STR_IEQ(n, "x-forwarded-for");
+    }
+}
+
 /* RFC 9112 7.1, strictly: every line ends in CRLF, no obs-fold, no control bytes. */
 static int chunked_walk(struct http_msg *m, const char *p, size_t n, size_t *ret_used)
 {
@@ -784,16 +815,26 @@ static int chunked_walk(struct http_msg *m, const char *p, size_t n, size_t *ret
                 m->cstate = CS_END_LF;
             } else if (http_is_tchar(c)) {
                 m->cstate = CS_TRAILER_NAME;
+                m->tname[0] = core_name_fold1(c);
+                m->tname_len = 1;
             } else {
                 return -1; /* obs-fold, whitespace before a name, bare LF */
             }
             i++;
             break;
         case CS_TRAILER_NAME:
-            if (c == ':')
+            if (c == ':') {
+                if (m->parser.type == HTTP_REQUEST && m->tname_len <= sizeof(m->tname) &&
+                    trailer_refused(m->tname, m->tname_len))
+                    return -1;
                 m->cstate = CS_TRAILER_VALUE;
-            else if (!http_is_tchar(c))
+            } else if (!http_is_tchar(c)) {
                 return -1;
+            } else if (m->tname_len < sizeof(m->tname)) {
+                m->tname[m->tname_len++] = core_name_fold1(c);
+            } else {
+                m->tname_len = sizeof(m->tname) + 1; /* longer than any name checked */
+            }
             i++;
             break;
         case CS_TRAILER_VALUE:

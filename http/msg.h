@@ -83,6 +83,8 @@ struct http_msg {
     uint8_t cdigits;    /* significant hex digits of the chunk size so far */
     uint8_t chex;       /* the chunk size has a digit (leading zeros count here only) */
     uint8_t ext_method; /* requests: a method token llhttp does not know (not idempotent) */
+    uint8_t tname_len;  /* request trailers: bytes of the current trailer name, folded */
+    char tname[17];     /* its first bytes (core_name_fold1), as long as a name checked */
     uint32_t trailer_len;
     uint64_t remaining;  /* body bytes left (length), or of the current chunk */
     uint64_t data_bytes; /* body data walked so far, framing not counted */
@@ -127,7 +129,9 @@ enum http_body_kind {
  * Walk n body bytes. Returns 0 when all were body and the message goes on,
  * 1 when the message ended after *ret_used bytes, -1 on malformed framing
  * (bad chunk size or extension, chunk data not followed by exactly CRLF, a
- * trailer with a bare CR, obs-fold, a control byte or no colon).
+ * trailer with a bare CR, obs-fold, a control byte or no colon; in a request,
+ * a trailer field that frames, routes, is hop-by-hop or is the platform's:
+ * trailer_refused()).
  */
 int http_msg_body(struct http_msg *m, const char *p, size_t n, size_t *ret_used);
 

@@ -1109,6 +1109,31 @@ Test(e2e_safety, chunk_size_leading_zeros_30_forwarded, .init = fx_up_grace, .fi
 }
 
 /*
+ * docs/http.md, "Framing": a request trailer that an origin merging
+ * trailers into the head (Apache's MergeTrailers) would take for the
+ * platform's field or the framing is refused (C10): no request completes
+ * at the origin. A trailer of another name still passes.
+ */
+Test(e2e_safety, request_trailer_with_platform_or_framing_field_is_refused, .init = fx_up_grace,
+     .fini = fx_down)
+{
+    static const char *const refused[] = {
+        "POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+        "5\r\nhello\r\n0\r\nTrue-Client-IP: 192.0.2.1\r\n\r\n",
+        "POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+        "5\r\nhello\r\n0\r\nx_forwarded_for: 192.0.2.1\r\n\r\n",
+        "POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+        "5\r\nhello\r\n0\r\nContent-Length: 5\r\n\r\n",
+    };
+
+    for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++)
+        fx_expect_answer_and_close(refused[i], strlen(refused[i]), 400);
+    h_msleep(100);
+    cr_assert_eq(origin_requests(origin), 0, "the origin completed a request with such a trailer");
+    expect_chunked_echo("5\r\nhello\r\n0\r\nServer-Timing: db;dur=5\r\n\r\n", "hello");
+}
+
+/*
  * safety #9: what counts is the value: sizes of 2^64 and more are 400 (no
  * request completes at the origin), while many digits of a small value pass.
  */

@@ -1139,6 +1139,82 @@ Test(http_msg, body_rejects_obs_fold_in_trailer)
     assert_body_rejected(S("5\r\nhello\r\n0\r\n X: b\r\n\r\n"));
 }
 
+/* A request's body fed in two reads split at k; the walk's answer. */
+static int body_walk_split(const char *b, size_t n, size_t k)
+{
+    size_t used = 0;
+    int r;
+
+    body_setup(HTTP_REQUEST, S(ch_head), 16);
+    r = http_msg_body(&msg, b, k, &used);
+    if (r != 0)
+        return r;
+    return http_msg_body(&msg, b + k, n - k, &used);
+}
+
+/*
+ * docs/http.md, "Framing": a request trailer field that frames, routes, is
+ * hop-by-hop or is the platform's (in any case, with any separator) is
+ * refused, wherever the reads split it; other trailers pass. Responses are
+ * not held to it.
+ */
+Test(http_msg, body_refuses_framing_and_platform_fields_in_request_trailers)
+{
+    static const char *const refused[] = {
+        "Content-Length",
+        "content-length",
+        "Transfer_Encoding",
+        "Host",
+        "HOST",
+        "Connection",
+        "Keep-Alive",
+        "Proxy-Connection",
+        "TE",
+        "Trailer",
+        "Upgrade",
+        "True-Client-IP",
+        "true.client.ip",
+        "X-Forwarded-For",
+        "X_Forwarded_For",
+        "X-Forwarded-Proto",
+        "section-io-id",
+        "Section_IO_Tag",
+    };
+    static const char *const passed[] = {
+        "X-Trailer",
+        "Server-Timing",
+        "Content-Lengths",
+        "Hosts",
+        "X-Forwarded-Host",
+        "Etag",
+        "TEE",
+        "X-Forwarded-Fo",
+        "T",
+        "Content-MD5",
+        "An-Extremely-Long-Trailer-Field-Name",
+    };
+    char b[256];
+    int n;
+
+    for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+        n = snprintf(b, sizeof(b), "5\r\nhello\r\n0\r\nX-A: 1\r\n%s: 5\r\n\r\n", refused[i]);
+        for (size_t k = 0; k <= (size_t)n; k++)
+            cr_assert_eq(body_walk_split(b, (size_t)n, k), -1, "%s (split %zu)", refused[i], k);
+    }
+    for (size_t i = 0; i < sizeof(passed) / sizeof(passed[0]); i++) {
+        n = snprintf(b, sizeof(b), "5\r\nhello\r\n0\r\nX-A: 1\r\n%s: 5\r\n\r\n", passed[i]);
+        for (size_t k = 0; k <= (size_t)n; k++)
+            cr_assert_eq(body_walk_split(b, (size_t)n, k), 1, "%s (split %zu)", passed[i], k);
+    }
+
+    static const char resp[] = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
+    static const char resp_body[] = "5\r\nhello\r\n0\r\nContent-Length: 5\r\n\r\n";
+    size_t used = 0;
+
+    body_setup(HTTP_RESPONSE, S(resp), 16);
+    cr_assert_eq(http_msg_body(&msg, S(resp_body), &used), 1);
+}
+
 /*
  * docs/http.md, "Framing": extensions and trailer fields contain no control
  * bytes (TAB and obs-text are fine); the same walk reads chunked responses.
