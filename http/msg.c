@@ -548,6 +548,17 @@ static int conn_options(struct http_msg *m)
             case HK_HOST:
                 /* a hop-by-hop framing field would let the body be read two ways */
                 return -400;
+            case HK_TRUE_CLIENT_IP:
+            case HK_X_FORWARDED_PROTO:
+            case HK_SECTION_IO_ID:
+            case HK_SECTION_IO_TAG:
+                /*
+                 * The platform's fields (C10): the rules and the log go by
+                 * them, so the origin may not be left without them.
+                 */
+                if (m->parser.type == HTTP_REQUEST)
+                    return -400;
+                break;
             case HK_CONNECTION:
             case HK_KEEP_ALIVE:
             case HK_PROXY_CONNECTION:
@@ -560,6 +571,8 @@ static int conn_options(struct http_msg *m)
             }
             if (CORE_STR_IEQ(t, "close"))
                 continue;
+            if (m->parser.type == HTTP_REQUEST && CORE_STR_IEQ(t, "x-forwarded-for"))
+                return -400;
             for (uint16_t k = 0; k < m->nhdrs; k++)
                 if (m->hdrs[k].name.len == t.len && !strncasecmp(m->hdrs[k].name.p, t.p, t.len))
                     m->hdrs[k].hop = 1;

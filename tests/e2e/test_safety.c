@@ -103,6 +103,16 @@ REJECTS(connection_names_transfer_encoding_in_second_list_is_400, 400,
 REJECTS(connection_names_host_is_400, 400,
         "GET /ok HTTP/1.1\r\nHost: a\r\nConnection: Host\r\n\r\n")
 /* safety #1: Host, in the list of a second Connection field. */
+/* C10: the platform's fields are what the rules and the log go by; the origin keeps them. */
+REJECTS(connection_names_true_client_ip_is_400, 400,
+        "GET /ok HTTP/1.1\r\nHost: a\r\nConnection: True-Client-IP, X-Forwarded-For\r\n"
+        "True-Client-IP: 198.51.100.7\r\nX-Forwarded-For: 198.51.100.7\r\n\r\n")
+REJECTS(connection_names_x_forwarded_for_is_400, 400,
+        "GET /ok HTTP/1.1\r\nHost: a\r\nConnection: x-forwarded-for\r\n"
+        "X-Forwarded-For: 198.51.100.7\r\n\r\n")
+REJECTS(connection_names_x_forwarded_proto_is_400, 400,
+        "GET /ok HTTP/1.1\r\nHost: a\r\nConnection: X-Forwarded-Proto\r\n"
+        "X-Forwarded-Proto: https\r\n\r\n")
 REJECTS(connection_names_host_in_second_field_is_400, 400,
         "GET /ok HTTP/1.1\r\nConnection: keep-alive\r\nHost: a\r\nConnection: close, host\r\n\r\n")
 /*

@@ -1676,6 +1676,34 @@ Test(http_msg, head_connection_naming_framing_refused)
                  -400, "in a second Connection field");
 }
 
+/*
+ * docs/http.md, "Refused": a request's Connection may not name a field the
+ * platform sets (C10): the rules and the log go by it, and the origin would
+ * be left without it. A response may (nothing there depends on them).
+ */
+Test(http_msg, head_connection_naming_platform_fields_refused)
+{
+    static const char *const opts[] = {
+        "True-Client-IP",    "true-client-ip", "X-Forwarded-For", "keep-alive, x-forwarded-for",
+        "X-Forwarded-Proto", "section-io-id",  "Section-IO-Tag",
+    };
+
+    for (size_t i = 0; i < sizeof(opts) / sizeof(opts[0]); i++) {
+        char req[256], resp[256];
+
+        snprintf(req, sizeof(req),
+                 "GET / HTTP/1.1\r\nHost: a\r\nConnection: %s\r\nTrue-Client-IP: 192.0.2.1\r\n"
+                 "X-Forwarded-For: 192.0.2.1\r\n\r\n",
+                 opts[i]);
+        cr_assert_eq(head(HTTP_REQUEST, req, strlen(req), 16), -400, "request, %s", opts[i]);
+        snprintf(resp, sizeof(resp),
+                 "HTTP/1.1 200 OK\r\nConnection: %s\r\nContent-Length: 5\r\n\r\n", opts[i]);
+        cr_assert_eq(head(HTTP_RESPONSE, resp, strlen(resp), 16), 0, "response, %s", opts[i]);
+    }
+    cr_assert_eq(HEAD_REQ("GET / HTTP/1.1\r\nHost: a\r\nConnection: X-Forwarded-Host\r\n\r\n"), 0,
+                 "other fields may be named");
+}
+
 /* Safety #26.2: options are bounded, so marking costs options x fields with a small bound. */
 Test(http_msg, head_connection_options_bounded)
 {
