@@ -107,7 +107,6 @@ static int reg_name_char(unsigned char ch)
     case ',':
     case ';':
     case '=':
-    case '%':
         return 1;
     default:
         return 0;
@@ -117,7 +116,10 @@ static int reg_name_char(unsigned char ch)
 /*
  * A Host value or absolute-form authority (RFC 9112 3.2, RFC 3986 3.2.2):
  * a non-empty reg-name or IPv4 address, or an IP-literal in brackets, then
- * an optional ":" and digits. "[::1", ":80", "a:b:c" are not.
+ * an optional ":" and digits. "[::1", ":80", "a:b:c" are not. A
+ * percent-encoded reg-name is not taken either: no client sends one, and
+ * origins that decode it (WHATWG URL: internal%2eexample.com is
+ * internal.example.com) would serve a host that the rules did not match.
  */
 static int valid_authority(struct core_str a)
 {

@@ -594,6 +594,23 @@ static void msg_reset_fields(struct http_msg *m)
 }
 
 /*
+ * Another spelling (case) of a method llhttp knows: "delete", "Connect".
+ * Methods are case-sensitive (RFC 9110 9.1), so these would be extension
+ * methods here, but frameworks that upper-case the method (Werkzeug,
+ * Symfony) run them as DELETE or CONNECT: a rule's method matcher would be
+ * bypassed. nginx refuses them too.
+ */
+static int known_method_respelt(const char *p, size_t n)
+{
+#define XX(num, name, string)                                                                      \
+    if (n == sizeof(#string) - 1 && !strncasecmp(p, #string, n))                                   \
+        return memcmp(p, #string, n) != 0;
+    HTTP_ALL_METHOD_MAP(XX)
+#undef XX
+    return 0;
+}
+
+/*
  * llhttp 8.1.0 refuses methods it does not know (BREW, BAN, PURGE's
  * cousins), but an intermediary forwards any method token (RFC 9110 9.1).
  * For such a request, take the request line here (token SP target SP
@@ -615,6 +632,8 @@ static llhttp_errno_t ext_request(struct http_msg *m, const char *p, size_t n)
     if (i == ms || i >= n || p[i] != ' ')
         return HPE_USER;
     me = i++;
+    if (known_method_respelt(p + ms, me - ms))
+        return HPE_USER;
     ts = i;
     while (i < n && p[i] != ' ' && p[i] != '\r')
         i++;

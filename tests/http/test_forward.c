@@ -333,11 +333,13 @@ Test(http_forward, max_uri_bytes_exact)
 
 /*
  * Every byte in a Host value (as e2e_hardening::host_value_bytes): reg-name
- * bytes pass, everything else is 400 from the parser or the rules.
+ * bytes pass but '%' (no percent-encoded host: origins that decode it would
+ * serve a host the rules did not match), everything else is 400 from the
+ * parser or the rules.
  */
 Test(http_forward, host_value_bytes)
 {
-    static const char ok[] = "-._~!$&'()*+,;=%";
+    static const char ok[] = "-._~!$&'()*+,;=";
 
     for (int b = 1; b < 256; b++) {
         char in[64];

@@ -1756,4 +1756,14 @@ Test(http_msg, head_extension_methods)
     cr_assert_eq(HEAD_REQ("BREW / HTTP/1.1 \r\nHost: a\r\n\r\n"), -400);
     cr_assert_eq(HEAD_REQ("BREW /\r\nHost: a\r\n\r\n"), -400);
     cr_assert_eq(HEAD_REQ("BREW / HTTP/1.1\r\nHost a\r\n\r\n"), -400, "fields still checked");
+
+    /* another case of a method llhttp knows: run as that method by some frameworks */
+    static const char *const respelt[] = {"delete",   "Delete", "get", "Connect",
+                                          "m-search", "purge",  "pUT", "play"};
+    for (size_t i = 0; i < sizeof(respelt) / sizeof(respelt[0]); i++) {
+        char req[256];
+
+        snprintf(req, sizeof(req), "%s /x HTTP/1.1\r\nHost: a\r\n\r\n", respelt[i]);
+        cr_assert_eq(head(HTTP_REQUEST, req, strlen(req), 16), -400, "%s", respelt[i]);
+    }
 }
