@@ -116,8 +116,10 @@ uint64_t http_ratelimit_key_ip(const struct http_ratelimit *rl, uint32_t rule,
                                const struct cfg_ip *ip)
 {
     uint64_t h = fmix(rl->seed ^ ((uint64_t)rule << 32 | 0x1u) ^ ip->hi);
+    /* IPv6: the /64, which one host has whole (SLAAC, privacy addresses) */
+    uint64_t lo = ip->hi == 0 && ip->lo >> 32 == 0xffff ? ip->lo : 0;
 
-    return nonzero(fmix(h ^ ip->lo));
+    return nonzero(fmix(h ^ lo));
 }
 
 uint64_t http_ratelimit_key_bytes(const struct http_ratelimit *rl, uint32_t rule, const char *s,

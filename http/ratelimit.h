@@ -48,7 +48,10 @@ size_t http_ratelimit_slots(const struct http_ratelimit *rl);
 /* Bytes of memory the table holds at most. */
 size_t http_ratelimit_bytes(const struct http_ratelimit *rl);
 
-/* The key of rule `rule` for an address, or for bytes (a header's value, an unparsed address). */
+/*
+ * The key of rule `rule` for an address (an IPv6 address is its /64: one
+ * host has all of it), or for bytes (a header's value, an unparsed address).
+ */
 uint64_t http_ratelimit_key_ip(const struct http_ratelimit *rl, uint32_t rule,
                                const struct cfg_ip *ip);
 uint64_t http_ratelimit_key_bytes(const struct http_ratelimit *rl, uint32_t rule, const char *s,

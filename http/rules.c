@@ -315,21 +315,26 @@ static int match(const struct cfg_match *mt, struct probe *pr)
 }
 
 /*
- * The first field named name (compared as header matchers compare: X_Api_Key
- * is X-Api-Key to some origins, and must not escape a limit keyed on it),
- * trimmed; 0, or -1 when there is none or it is empty.
+ * The field named name (compared as header matchers compare: X_Api_Key is
+ * X-Api-Key to some origins, and must not escape a limit keyed on it),
+ * trimmed: 0; -1 when there is none or it is empty; -2 when there are two
+ * or more (a decoy beside the real key, or an empty one before it, would
+ * make a fresh bucket for every request while the origin reads the key).
  */
 static int header_value(const struct http_msg *m, const char *name, size_t n, struct core_str *ret)
 {
+    int found = 0;
+
     for (uint16_t i = 0; i < m->nhdrs; i++) {
         const struct core_hdr *h = &m->hdrs[i];
 
         if (!core_name_fold_eq(h->name, name, n))
             continue;
+        if (found++)
+            return -2;
         *ret = trim(h->value);
-        return ret->len ? 0 : -1;
     }
-    return -1;
+    return found && ret->len ? 0 : -1;
 }
 
 /* A rate_limit's token: 0 when the request may go on, else the seconds for Retry-After. */
@@ -348,8 +353,17 @@ static uint32_t rate_limit(const struct cfg_erule *e, uint32_t i, struct probe *
         else
             key = http_ratelimit_key_client(r->rl, i, r->client_ip.p, r->client_ip.len);
     } else {
-        if (header_value(r->m, e->rl.header, e->rl.header_len, &hv) < 0)
+        switch (header_value(r->m, e->rl.header, e->rl.header_len, &hv)) {
+        case 0:
+            break;
+        case -2: { /* which one the origin reads is not known: over the limit */
+            uint64_t s = (e->rl.interval + CFG_RL_TICKS_PER_S - 1) / CFG_RL_TICKS_PER_S;
+
+            return s < 1 ? 1 : s > UINT32_MAX ? UINT32_MAX : (uint32_t)s;
+        }
+        default:
             return 0;
+        }
         key = http_ratelimit_key_bytes(r->rl, i, hv.p, hv.len);
     }
     return http_ratelimit_take(r->rl, key, r->now_us, e->rl.interval, e->rl.burst);
@@ -450,16 +464,11 @@ static enum auth_step basic_auth(const struct cfg_erule *e, uint32_t i, struct p
     }
     /*
      * A check costs tens of ms of a helper: a client gets so many, known user
-     * or not. An IPv6 client is its /64 (one host has them all), an IPv4
-     * client its address.
+     * or not (an IPv6 client is its /64: http_ratelimit_key_ip()).
      */
     if (r->rl) {
         if (probe_ip(pr)) {
-            struct cfg_ip ip = pr->ip;
-
-            if (!(ip.hi == 0 && ip.lo >> 32 == 0xffff))
-                ip.lo = 0;
-            key = http_ratelimit_key_ip(r->rl, i | HTTP_RULES_AUTH_NS, &ip);
+            key = http_ratelimit_key_ip(r->rl, i | HTTP_RULES_AUTH_NS, &pr->ip);
         } else {
             key = http_ratelimit_key_bytes(r->rl, i | HTTP_RULES_AUTH_NS, r->client_ip.p,
                                            r->client_ip.len);

@@ -108,6 +108,8 @@ Test(http_ratelimit, client_key_is_the_address)
                                           {"0.0.0.0", "::ffff:0.0.0.0"},
                                           {"255.255.255.255", "::ffff:255.255.255.255"},
                                           {"2001:db8::1", "2001:DB8:0::1"},
+                                          /* an IPv6 client is its /64 */
+                                          {"2001:db8:1:1::1", "2001:db8:1:1:ffff:1:2:3"},
                                           {"10.20.30.40", "::ffff:a14:1e28"}};
     static const char *const other[] = {"01.2.3.4", "1.2.3",     "1.2.3.4.5", "256.1.1.1",
                                         "1..2.3",   "1.2.3.4 ",  "x",         "",
@@ -123,6 +125,10 @@ Test(http_ratelimit, client_key_is_the_address)
         cr_assert_eq(cfg_ip_parse(same[i][0], strlen(same[i][0]), &ip), 0);
         cr_expect_eq(a, http_ratelimit_key_ip(rl, 0, &ip), "%s", same[i][0]);
     }
+    cr_expect_neq(http_ratelimit_key_client(rl, 0, "2001:db8:1:1::1", 15),
+                  http_ratelimit_key_client(rl, 0, "2001:db8:1:2::1", 15), "another /64");
+    cr_expect_neq(http_ratelimit_key_client(rl, 0, "192.0.2.1", 9),
+                  http_ratelimit_key_client(rl, 0, "192.0.2.2", 9), "IPv4: the address");
     /* what the fast path refuses goes to cfg_ip_parse, else is keyed by its text */
     for (size_t i = 0; i < sizeof(other) / sizeof(other[0]); i++) {
         size_t n = strlen(other[i]);
@@ -350,8 +356,17 @@ Test(http_ratelimit, rules_header_key)
         cr_expect_eq(eval(c, rl, POST("/", ""), "192.0.2.1", T0), -1);
         cr_expect_eq(eval(c, rl, POST("/", "X-Api-Key: \r\n"), "192.0.2.1", T0), -1);
     }
-    /* the first field of the name is the key */
-    cr_expect_eq(eval(c, rl, POST("/", "X-Api-Key: k3\r\nX-Api-Key: k1\r\n"), "192.0.2.1", T0), -1);
+    /*
+     * two fields of the name, in any spelling, empty or not: which one the
+     * origin reads is not known, so a decoy cannot make a fresh bucket
+     */
+    cr_expect_eq(eval(c, rl, POST("/", "X-Api-Key: k3\r\nX-Api-Key: k4\r\n"), "192.0.2.1", T0), 0);
+    cr_expect_eq(vd.retry_after, 1);
+    cr_expect_eq(eval(c, rl, POST("/", "X_Api_Key: decoy\r\nX-Api-Key: k5\r\n"), "192.0.2.1", T0),
+                 0);
+    cr_expect_eq(eval(c, rl, POST("/", "X-Api-Key:\r\nX-Api-Key: k6\r\n"), "192.0.2.1", T0), 0);
+    cr_expect_eq(eval(c, rl, POST("/", "X-Api-Key: k7\r\n"), "192.0.2.1", T0), -1,
+                 "k3..k6 took no token");
     /* in any spelling an origin reads as the name (HTTP_X_API_KEY): k1 is still over */
     cr_expect_eq(eval(c, rl, POST("/", "X_Api_Key: k1\r\n"), "192.0.2.3", T0), 0);
     cr_expect_eq(eval(c, rl, POST("/", "x.api~key: k1\r\n"), "192.0.2.3", T0), 0);
