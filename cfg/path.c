@@ -4,6 +4,8 @@
  * every request that meets edge rules, so it is a single pass over the
  * input that decodes and resolves segments at once, writing only to out.
  */
+#include <string.h>
+
 #include "cfg/rules.h"
 
 static inline int hexval(unsigned char c)
@@ -23,11 +25,19 @@ static inline int hexval(unsigned char c)
  * caller writes its '/'), or -1 for a ".." above the root. *ret_keep tells
  * whether the caller writes a '/' for the segment that follows.
  */
-static inline long end_segment(char *out, size_t seg, size_t w, int *ret_keep)
+static inline long end_segment(char *out, size_t seg, size_t w, int *ret_keep, int request)
 {
     size_t len = w - seg;
 
     *ret_keep = 0;
+    if (request && len && out[seg] == '.') {
+        /* "." or "..", also before a ';' parameter ("/..;/": Tomcat's "/../") */
+        const char *semi = memchr(out + seg, ';', len);
+        size_t name = semi ? (size_t)(semi - (out + seg)) : len;
+
+        if (name == 1 || (name == 2 && out[seg + 1] == '.'))
+            return -1;
+    }
     if (len == 0) /* "//": merged into one */
         return (long)w;
     if (len == 1 && out[seg] == '.') /* "/./": gone, the '/' before it stays */
@@ -45,7 +55,7 @@ static inline long end_segment(char *out, size_t seg, size_t w, int *ret_keep)
     return (long)w;
 }
 
-long cfg_path_normalise(const char *p, size_t n, char *out, size_t cap)
+static inline long normalise(const char *p, size_t n, char *out, size_t cap, int request)
 {
     const unsigned char *s = (const unsigned char *)p;
     size_t i = 1, w = 1, seg = 1;
@@ -69,9 +79,11 @@ long cfg_path_normalise(const char *p, size_t n, char *out, size_t cap)
         }
         if (c == '\0') /* an encoded NUL (or a raw one, which the parser never lets through) */
             return -1;
+        if (c == '\\' && request) /* "%5c": a separator to IIS and Windows file serving */
+            return -1;
         if (c == '/') {
             /* an encoded '/' separates segments like any other: "/admin%2fx" is "/admin/x" */
-            if ((r = end_segment(out, seg, w, &keep)) < 0)
+            if ((r = end_segment(out, seg, w, &keep, request)) < 0)
                 return -1;
             w = (size_t)r;
             if (keep) {
@@ -87,7 +99,17 @@ long cfg_path_normalise(const char *p, size_t n, char *out, size_t cap)
         out[w++] = (char)c;
     }
     /* the last segment: "/a/." is "/a/", "/a/.." is "/", a trailing '/' stays */
-    if ((r = end_segment(out, seg, w, &keep)) < 0)
+    if ((r = end_segment(out, seg, w, &keep, request)) < 0)
         return -1;
     return r;
+}
+
+long cfg_path_normalise(const char *p, size_t n, char *out, size_t cap)
+{
+    return normalise(p, n, out, cap, 0);
+}
+
+long cfg_path_normalise_request(const char *p, size_t n, char *out, size_t cap)
+{
+    return normalise(p, n, out, cap, 1);
 }

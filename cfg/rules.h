@@ -294,4 +294,12 @@ void cfg_rules_free(struct cfg_rules *rs);
  */
 long cfg_path_normalise(const char *p, size_t n, char *out, size_t cap);
 
+/*
+ * cfg_path_normalise() for a request's path, which goes to the origin as it
+ * came: -1 also for what origins read in another way than the rules would
+ * (docs/rules.md, "Normalised paths"): a "." or ".." segment, raw or
+ * encoded, also before a ';' parameter ("/..;/"), and an encoded '\'.
+ */
+long cfg_path_normalise_request(const char *p, size_t n, char *out, size_t cap);
+
 #endif

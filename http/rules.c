@@ -112,7 +112,7 @@ int http_rules_req_init(struct http_rules_req *r, const struct http_msg *m,
             r->query = (struct core_str){t.p + i + 1, t.len - i - 1};
         if (!r->path.len)
             r->path = (struct core_str){"/", 1}; /* "http://h?q" goes upstream as "/?q" */
-        n = cfg_path_normalise(r->path.p, r->path.len, scratch, cap);
+        n = cfg_path_normalise_request(r->path.p, r->path.len, scratch, cap);
         if (n < 0)
             return -400;
         r->npath = (struct core_str){scratch, (size_t)n};

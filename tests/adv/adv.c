@@ -1405,7 +1405,8 @@ static void await_eof(struct cl *c, struct cn *k)
 /*
  * "/<word>", spelled as the rules family likes: as is, or in a way only
  * path normalisation (docs/rules.md) makes the same: "//", "%61" for the
- * "a" of "adv-...", a "x/.." before it.
+ * "a" of "adv-...", an encoded '/' and a doubled one inside it. (Dot
+ * segments are refused before the rules: a 400, not a spelling.)
  */
 static int spell(struct cl *c, char *out, size_t cap, const char *word)
 {
@@ -1415,7 +1416,7 @@ static int spell(struct cl *c, char *out, size_t cap, const char *word)
     case 1:
         return snprintf(out, cap, "/%%61%s", word + 1);
     case 2:
-        return snprintf(out, cap, "/x/../%s/.", word);
+        return snprintf(out, cap, "/%%2F%s/", word);
     default:
         return snprintf(out, cap, "/%s", word);
     }
