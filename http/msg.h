@@ -86,6 +86,7 @@ struct http_msg {
     uint8_t tname_len;  /* request trailers: bytes of the current trailer name, folded */
     char tname[17];     /* its first bytes (core_name_fold1), as long as a name checked */
     uint32_t trailer_len;
+    uint32_t size_line;  /* bytes of the current chunk-size line (size, extensions) */
     uint64_t remaining;  /* body bytes left (length), or of the current chunk */
     uint64_t data_bytes; /* body data walked so far, framing not counted */
     uint8_t too_many;
@@ -124,6 +125,13 @@ enum http_body_kind {
 
 /* Largest trailer section accepted after a chunked body. */
 #define HTTP_MAX_TRAILER 8192
+/*
+ * Longest chunk-size line (the size, its leading zeros, extensions and
+ * the CR): extensions are framing, not body, so limits.max_body_bytes
+ * does not count them; unbounded they would pass any amount of data to the
+ * origin. Go's net/http allows 4 KiB as well.
+ */
+#define HTTP_MAX_CHUNK_LINE 4096
 
 /*
  * Walk n body bytes. Returns 0 when all were body and the message goes on,

@@ -1153,6 +1153,41 @@ static int body_walk_split(const char *b, size_t n, size_t k)
 }
 
 /*
+ * docs/http.md, "Framing": a chunk-size line (size, leading zeros,
+ * extensions, CR) is at most HTTP_MAX_CHUNK_LINE bytes, in every chunk,
+ * wherever the reads split it; extensions are not body, so
+ * limits.max_body_bytes would not bound them.
+ */
+Test(http_msg, body_chunk_size_line_limited)
+{
+    static char b[3 * HTTP_MAX_CHUNK_LINE];
+    for (int second = 0; second < 2; second++) {
+        for (int over = 0; over < 2; over++) {
+            /* "1;" + x's + CR: HTTP_MAX_CHUNK_LINE bytes, or one more */
+            size_t ext = HTTP_MAX_CHUNK_LINE - 3 + (size_t)over, n = 0;
+
+            if (second)
+                n += (size_t)snprintf(b, sizeof(b), "5\r\nhello\r\n");
+            b[n++] = '1';
+            b[n++] = ';';
+            memset(b + n, 'x', ext);
+            n += ext;
+            n += (size_t)snprintf(b + n, sizeof(b) - n, "\r\nZ\r\n0\r\n\r\n");
+            for (size_t k = 0; k <= n; k += 997) {
+                int r = body_walk_split(b, n, k);
+
+                cr_assert_eq(r, over ? -1 : 1, "chunk %d, %s, split %zu: %d", second + 1,
+                             over ? "one byte over" : "at the limit", k, r);
+            }
+        }
+    }
+    /* leading zeros count alike */
+    memset(b, '0', HTTP_MAX_CHUNK_LINE);
+    memcpy(b + HTTP_MAX_CHUNK_LINE, "\r\n\r\n", 4);
+    cr_assert_eq(body_walk_split(b, HTTP_MAX_CHUNK_LINE + 4, 0), -1);
+}
+
+/*
  * docs/http.md, "Framing": a request trailer field that frames, routes, is
  * hop-by-hop or is the platform's (in any case, with any separator) is
  * refused, wherever the reads split it; other trailers pass. Responses are
