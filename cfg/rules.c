@@ -1154,8 +1154,8 @@ static int build_match(struct rb *b, const json_t *v, int depth, struct cfg_matc
     }
     cfg_hset_init(&m->hosts, 1);
     cfg_hset_init(&m->host_suffixes, 1);
-    cfg_hset_init(&m->paths, 0);
-    cfg_hset_init(&m->path_prefixes, 0);
+    cfg_hset_init(&m->paths, 1);
+    cfg_hset_init(&m->path_prefixes, 1);
     cfg_hset_init(&m->methods, 0);
     json_object_foreach((json_t *)v, key, e)
     {
@@ -1629,7 +1629,7 @@ static int parse_map(struct rb *b, const char *data, size_t len, struct map_prob
     size_t cap = 0, nent = 0, lineno = 0;
     int too_many = 0;
 
-    cfg_hset_init(&map->from, 0);
+    cfg_hset_init(&map->from, 1);
     /* Sized once from the line count and the file's size: no regrowth per entry. */
     for (const char *p = data; (p = memchr(p, '\n', (size_t)(data + len - p))) != NULL; p++)
         cap++;

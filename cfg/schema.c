@@ -219,7 +219,7 @@ static const struct cfg_rkey rule_keys[] = {
            "exact host or `*.example.com` (subdomains only); case-insensitive, port ignored"),
     RK_PAT("rules[].match.path", CFG_RT_STRINGS, "^/",
            "exact path or prefix `/x/*` (matches `/x/` and below, not `/x`), compared with the "
-           "normalised request path"),
+           "normalised request path, without case"),
     RK_PAT("rules[].match.method", CFG_RT_STRINGS, "^[!#$%&'*+.^_`|~0-9A-Za-z-]+$",
            "request methods, case-sensitive (`\"GET\"`)"),
     RK_PAT("rules[].match.scheme", CFG_RT_STRINGS, "^https?$",

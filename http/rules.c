@@ -212,10 +212,10 @@ static int path_matches(const struct cfg_match *mt, struct probe *pr)
 
     if (mt->paths.n) {
         if (!pr->have_npath) {
-            pr->npath_h = cfg_hset_hash(np.p, np.len, 0);
+            pr->npath_h = cfg_hset_hash(np.p, np.len, 1);
             pr->have_npath = 1;
         }
-        if (find_h(&mt->paths, np.p, np.len, pr->npath_h, 0) >= 0)
+        if (find_h(&mt->paths, np.p, np.len, pr->npath_h, 1) >= 0)
             return 1;
     }
     if (!mt->path_prefixes.n)
@@ -226,7 +226,7 @@ static int path_matches(const struct cfg_match *mt, struct probe *pr)
 
         for (size_t i = 0; i < np.len && pr->nslashes < PROBE_MAX; i++)
             if (np.p[i] == '/') {
-                st = cfg_hset_feed(st, np.p + from, i + 1 - from, 0);
+                st = cfg_hset_feed(st, np.p + from, i + 1 - from, 1);
                 from = i + 1;
                 pr->slash[pr->nslashes] = (uint32_t)i;
                 pr->slash_h[pr->nslashes++] = cfg_hset_mix(st);
@@ -235,7 +235,7 @@ static int path_matches(const struct cfg_match *mt, struct probe *pr)
         pr->have_slashes = 1;
     }
     for (size_t k = 0; k < pr->nslashes; k++)
-        if (find_h(&mt->path_prefixes, np.p, pr->slash[k] + 1u, pr->slash_h[k], 0) >= 0)
+        if (find_h(&mt->path_prefixes, np.p, pr->slash[k] + 1u, pr->slash_h[k], 1) >= 0)
             return 1;
     if (pr->nslashes == PROBE_MAX) {
         uint32_t st = pr->slash_state;
@@ -243,9 +243,9 @@ static int path_matches(const struct cfg_match *mt, struct probe *pr)
 
         for (size_t i = from; i < np.len; i++)
             if (np.p[i] == '/') {
-                st = cfg_hset_feed(st, np.p + from, i + 1 - from, 0);
+                st = cfg_hset_feed(st, np.p + from, i + 1 - from, 1);
                 from = i + 1;
-                if (find_h(&mt->path_prefixes, np.p, i + 1, cfg_hset_mix(st), 0) >= 0)
+                if (find_h(&mt->path_prefixes, np.p, i + 1, cfg_hset_mix(st), 1) >= 0)
                     return 1;
             }
     }
@@ -542,10 +542,10 @@ static void eval_from(const struct cfg_rules *rs, const struct http_rules_req *r
             long k;
 
             if (!pr.have_npath) {
-                pr.npath_h = cfg_hset_hash(r->npath.p, r->npath.len, 0);
+                pr.npath_h = cfg_hset_hash(r->npath.p, r->npath.len, 1);
                 pr.have_npath = 1;
             }
-            k = find_h(&e->map.from, r->npath.p, r->npath.len, pr.npath_h, 0);
+            k = find_h(&e->map.from, r->npath.p, r->npath.len, pr.npath_h, 1);
 
             if (k >= 0) {
                 v->answer = v->last = (int32_t)i;
@@ -839,7 +839,7 @@ static int rewrite_path(const struct cfg_rules *rs, const struct http_rules_verd
             size_t cl = (size_t)(end - cur);
 
             /* "/blog" strips "/blog" and "/blog/x", never "/blogs" */
-            if (pl <= 1 || cl < pl || memcmp(cur, rw->arg, pl) || (cl > pl && cur[pl] != '/'))
+            if (pl <= 1 || cl < pl || strncasecmp(cur, rw->arg, pl) || (cl > pl && cur[pl] != '/'))
                 break; /* no change: no rewrite, so far */
             any = 1;
             cur += pl;

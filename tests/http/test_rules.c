@@ -264,8 +264,8 @@ static struct cfg_match *mnew(void)
     cr_assert(m);
     cfg_hset_init(&m->hosts, 1);
     cfg_hset_init(&m->host_suffixes, 1);
-    cfg_hset_init(&m->paths, 0);
-    cfg_hset_init(&m->path_prefixes, 0);
+    cfg_hset_init(&m->paths, 1);
+    cfg_hset_init(&m->path_prefixes, 1);
     cfg_hset_init(&m->methods, 0);
     return m;
 }
@@ -528,7 +528,9 @@ Test(http_rules, match_path)
         {"encoded slash", GET("/admin%2fx", ""), NULL, 1},
         {"absolute-form", "GET http://example.com/admin/x HTTP/1.1\r\nHost: a\r\n\r\n", NULL, 1},
         {"double-encoded is not decoded twice", GET("/%2561dmin/x", ""), NULL, 0},
-        {"case-sensitive", GET("/Admin/x", ""), NULL, 0},
+        {"any case (Express, ASP.NET and IIS route without it)", GET("/Admin/x", ""), NULL, 1},
+        {"any case, exact", GET("/ADMIN", ""), NULL, 1},
+        {"any case, encoded", GET("/%41dmin/x", ""), NULL, 1},
         {"a longer segment", GET("/administrator", ""), NULL, 0},
         {"a shorter one", GET("/adm", ""), NULL, 0},
         {"root", GET("/", ""), NULL, 0},
@@ -900,7 +902,7 @@ Test(http_rules, redirect_map)
 {
     rs_reset();
     struct cfg_erule *e = rule("moved");
-    cfg_hset_init(&e->map.from, 0);
+    cfg_hset_init(&e->map.from, 1);
     map_add(e, "/old", "/new");
     map_add(e, "/café", "https://other.example/cafe");
     map_add(e, "/q", "/target?src=map");
@@ -912,6 +914,8 @@ Test(http_rules, redirect_map)
     cr_assert_eq(answer_of(GET("/old", ""), "10.0.0.1"), 0);
     cr_assert_eq(vd.map_hit, 0);
     cr_assert_eq(answer_of(GET("//%6Fld", ""), "10.0.0.1"), 0, "matched normalised");
+    cr_assert_eq(answer_of(GET("/OLD", ""), "10.0.0.1"), 0, "in any case");
+    cr_assert_eq(vd.map_hit, 0);
     cr_assert_eq(answer_of(GET("/caf%C3%A9?a=1", ""), "10.0.0.1"), 0);
     cr_assert_eq(vd.map_hit, 1);
     cr_assert_eq(answer_of(GET("/old/", ""), "10.0.0.1"), 1, "exact lookup only: a miss goes on");
@@ -1046,6 +1050,8 @@ Test(http_rules, rewrites)
          "GET / HTTP/1.1\r\nHost: example.com\r\n\r\n"},
         {"strip_prefix works on the normalised path", GET("//%62log/a//b", ""),
          "GET /a/b HTTP/1.1\r\nHost: example.com\r\n\r\n"},
+        {"strip_prefix in any case, as the path matched", GET("/BLOG/a", ""),
+         "GET /a HTTP/1.1\r\nHost: example.com\r\n\r\n"},
         {"the result is encoded: bytes outside pchar as %XX",
          GET("/blog/caf%C3%A9%20%3F%23%25%22<>/a:b@c!$&'()*+,;=-._~", ""),
          "GET /caf%C3%A9%20%3F%23%25%22%3C%3E/a:b@c!$&'()*+,;=-._~ HTTP/1.1\r\n"
@@ -1265,7 +1271,7 @@ Test(http_rules, answers)
     e->location = tpl("https://{host}{uri}");
 
     e = rule("map");
-    cfg_hset_init(&e->map.from, 0);
+    cfg_hset_init(&e->map.from, 1);
     map_add(e, "/old", "/new");
     map_add(e, "/q", "https://x.example/t?src=map");
     e->status = 302;
