@@ -63,24 +63,37 @@ static int upgrade_forwardable(const struct http_msg *m)
     for (uint16_t i = 0; i < m->nhdrs; i++) {
         if (m->hdrs[i].kind != HK_UPGRADE)
             continue;
-        const char *s = m->hdrs[i].value.p, *end = s + m->hdrs[i].value.len;
+        const unsigned char *s = (const unsigned char *)m->hdrs[i].value.p;
+        const unsigned char *end = s + m->hdrs[i].value.len;
 
+        /* #protocol, protocol = token [ "/" token ] (RFC 9110 7.8): nothing else passes */
         while (s < end) {
             while (s < end && (*s == ' ' || *s == '\t' || *s == ','))
                 s++;
-            const char *t = s;
+            if (s == end)
+                break;
+            const unsigned char *t = s;
 
-            while (s < end && *s != ',' && *s != '/' && *s != ' ' && *s != '\t')
+            while (s < end && http_is_tchar(*s))
                 s++;
-            struct core_str name = {t, (size_t)(s - t)};
+            struct core_str name = {(const char *)t, (size_t)(s - t)};
 
             if (!name.len)
-                break;
+                return 0;
             if (CORE_STR_IEQ(name, "h2c") || CORE_STR_IEQ(name, "h2") || CORE_STR_IEQ(name, "http"))
                 return 0;
-            protocols++;
-            while (s < end && *s != ',')
+            if (s < end && *s == '/') {
+                t = ++s;
+                while (s < end && http_is_tchar(*s))
+                    s++;
+                if (s == t)
+                    return 0;
+            }
+            while (s < end && (*s == ' ' || *s == '\t'))
                 s++;
+            if (s < end && *s != ',')
+                return 0;
+            protocols++;
         }
     }
     return protocols > 0;

@@ -239,6 +239,13 @@ Test(http_forward, request_properties)
         "h2c/1",
         "",
         " , ",
+        /* not #protocol (token [/ token]): nothing to be sure of */
+        "h2c;x",
+        "websocket;h2c",
+        "h2c x",
+        "websocket/",
+        "/2",
+        "web\"socket\"",
     };
     for (size_t i = 0; i < sizeof(http_upgrades) / sizeof(http_upgrades[0]); i++) {
         char req[256];
@@ -252,7 +259,8 @@ Test(http_forward, request_properties)
                   http_upgrades[i]);
     }
     static const char *const other_upgrades[] = {
-        "websocket", "WebSocket/13, foo", "connect-udp", "h2x", "https", "TLS/1.2"};
+        "websocket", "WebSocket/13, foo", "connect-udp",         "h2x",
+        "https",     "TLS/1.2",           " websocket ,, foo/1 "};
     for (size_t i = 0; i < sizeof(other_upgrades) / sizeof(other_upgrades[0]); i++) {
         char req[256];
 
