@@ -733,8 +733,8 @@ static int hexval(unsigned char c)
  * A request trailer field (name folded: any case, any separator) that RFC
  * 9110 6.5.1 keeps out of trailers and that an origin merging trailers into
  * the header section (Apache's MergeTrailers, CVE-2013-5704) would take for
- * the head's: framing, routing, hop-by-hop fields, and those the platform
- * sets (C10). The head's checks never saw it; the request is refused.
+ * the head's: framing, routing, hop-by-hop fields, credentials, and those
+ * the platform sets (C10). The head's checks never saw it; the request is refused.
  */
 static int trailer_refused(const char *folded, size_t len)
 {
@@ -754,6 +754,7 @@ static int trailer_refused(const char *folded, size_t len)
     case HK_SECTION_IO_ID:
     case HK_SECTION_IO_TAG:
     case HK_TRUE_CLIENT_IP:
+    case HK_AUTHORIZATION: /* basic_auth went by the head's */
         return 1;
     default:
         return CORE_STR_IEQ(n, "x-forwarded-for");
