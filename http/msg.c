@@ -681,7 +681,7 @@ int http_msg_head(struct http_msg *m, llhttp_type_t type, const char *p, size_t 
     m->data_bytes = 0;
     m->cstate = CS_SIZE;
     m->cdigits = m->chex = 0;
-    m->trailer_len = m->size_line = 0;
+    m->trailer_len = m->chunk_extra = 0;
     if (m->complete) {
         m->body = HB_NONE;
     } else if (m->parser.flags & F_CHUNKED) {
@@ -842,7 +842,6 @@ static int chunked_walk(struct http_msg *m, const char *p, size_t n, size_t *ret
             if (c != '\n')
                 return -1;
             m->cstate = CS_SIZE;
-            m->size_line = 0;
             i++;
             break;
         case CS_TRAILER_START:
@@ -896,7 +895,8 @@ static int chunked_walk(struct http_msg *m, const char *p, size_t n, size_t *ret
         }
         if (m->cstate >= CS_TRAILER_START && ++m->trailer_len > HTTP_MAX_TRAILER)
             return -1;
-        if (st <= CS_EXT && ++m->size_line > HTTP_MAX_CHUNK_LINE)
+        if (st <= CS_EXT && (st != CS_SIZE || (h == 0 && !m->remaining)) &&
+            ++m->chunk_extra > HTTP_MAX_CHUNK_EXTRA)
             return -1;
     }
     *ret_used = n;

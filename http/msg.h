@@ -86,9 +86,9 @@ struct http_msg {
     uint8_t tname_len;  /* request trailers: bytes of the current trailer name, folded */
     char tname[17];     /* its first bytes (core_name_fold1), as long as a name checked */
     uint32_t trailer_len;
-    uint32_t size_line;  /* bytes of the current chunk-size line (size, extensions) */
-    uint64_t remaining;  /* body bytes left (length), or of the current chunk */
-    uint64_t data_bytes; /* body data walked so far, framing not counted */
+    uint32_t chunk_extra; /* chunk-size lines' extensions and leading zeros so far */
+    uint64_t remaining;   /* body bytes left (length), or of the current chunk */
+    uint64_t data_bytes;  /* body data walked so far, framing not counted */
     uint8_t too_many;
     uint8_t count[HK_COUNT]; /* occurrences, saturating at 255 */
     int16_t first[HK_COUNT]; /* index of the first occurrence, -1 when absent */
@@ -126,12 +126,13 @@ enum http_body_kind {
 /* Largest trailer section accepted after a chunked body. */
 #define HTTP_MAX_TRAILER 8192
 /*
- * Longest chunk-size line (the size, its leading zeros, extensions and
- * the CR): extensions are framing, not body, so limits.max_body_bytes
- * does not count them; unbounded they would pass any amount of data to the
- * origin. Go's net/http allows 4 KiB as well.
+ * Most bytes of chunk extensions and of leading zeros in chunk sizes, all
+ * chunk-size lines of one message together: they are framing, not body, so
+ * limits.max_body_bytes does not count them, and without a bound per
+ * message they would carry any amount of data to the origin (in one line
+ * or a line per one-byte chunk). Clients send neither.
  */
-#define HTTP_MAX_CHUNK_LINE 4096
+#define HTTP_MAX_CHUNK_EXTRA 4096
 
 /*
  * Walk n body bytes. Returns 0 when all were body and the message goes on,

@@ -1153,38 +1153,78 @@ static int body_walk_split(const char *b, size_t n, size_t k)
 }
 
 /*
- * docs/http.md, "Framing": a chunk-size line (size, leading zeros,
- * extensions, CR) is at most HTTP_MAX_CHUNK_LINE bytes, in every chunk,
- * wherever the reads split it; extensions are not body, so
- * limits.max_body_bytes would not bound them.
+ * n chunks of one byte, each with zeros leading zeros and an extension of
+ * k bytes with its CR (";xxx\r", none when k is 0), then the last chunk:
+ * n * (zeros + k) + 1 bytes counted.
  */
-Test(http_msg, body_chunk_size_line_limited)
+static size_t ext_body(char *b, size_t cap, size_t n, size_t k, size_t zeros)
 {
-    static char b[3 * HTTP_MAX_CHUNK_LINE];
-    for (int second = 0; second < 2; second++) {
-        for (int over = 0; over < 2; over++) {
-            /* "1;" + x's + CR: HTTP_MAX_CHUNK_LINE bytes, or one more */
-            size_t ext = HTTP_MAX_CHUNK_LINE - 3 + (size_t)over, n = 0;
+    size_t w = 0;
 
-            if (second)
-                n += (size_t)snprintf(b, sizeof(b), "5\r\nhello\r\n");
-            b[n++] = '1';
-            b[n++] = ';';
-            memset(b + n, 'x', ext);
-            n += ext;
-            n += (size_t)snprintf(b + n, sizeof(b) - n, "\r\nZ\r\n0\r\n\r\n");
-            for (size_t k = 0; k <= n; k += 997) {
-                int r = body_walk_split(b, n, k);
+    for (size_t c = 0; c < n; c++) {
+        cr_assert_lt(w + zeros + k + 8, cap);
+        memset(b + w, '0', zeros);
+        w += zeros;
+        b[w++] = '1';
+        if (k) {
+            b[w++] = ';';
+            memset(b + w, 'x', k - 1);
+            w += k - 1;
+        }
+        memcpy(b + w, "\r\nZ\r\n", 5);
+        w += 5;
+    }
+    memcpy(b + w, "0\r\n\r\n", 5);
+    return w + 5;
+}
 
-                cr_assert_eq(r, over ? -1 : 1, "chunk %d, %s, split %zu: %d", second + 1,
-                             over ? "one byte over" : "at the limit", k, r);
-            }
+/*
+ * docs/http.md, "Framing": chunk extensions and leading zeros together are
+ * at most HTTP_MAX_CHUNK_EXTRA bytes a message, in one chunk-size line or
+ * spread over many (extensions are not body, so limits.max_body_bytes would
+ * not bound them), wherever the reads split them; the count starts again
+ * with each message on the same parser.
+ */
+Test(http_msg, body_chunk_extensions_limited_per_message)
+{
+    static char b[64 * 1024];
+    static const struct {
+        size_t chunks, k, zeros;
+        int ok;
+    } cases[] = {
+        /* one line: the extension and its CR (k counted), the last chunk's "0" (+1) */
+        {1, HTTP_MAX_CHUNK_EXTRA - 1, 0, 1},
+        {1, HTTP_MAX_CHUNK_EXTRA, 0, 0},
+        /* a line per one-byte chunk: 8 each, + 1 */
+        {511, 8, 0, 1},
+        {512, 8, 0, 0},
+        /* leading zeros */
+        {1, 0, HTTP_MAX_CHUNK_EXTRA - 1, 1},
+        {1, 0, HTTP_MAX_CHUNK_EXTRA, 0},
+        {100, 0, 40, 1},
+        {103, 0, 40, 0},
+    };
+
+    for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+        size_t n = ext_body(b, sizeof(b), cases[c].chunks, cases[c].k, cases[c].zeros);
+
+        for (size_t k = 0; k <= n; k += 1009) {
+            int r = body_walk_split(b, n, k);
+
+            cr_assert_eq(r, cases[c].ok ? 1 : -1, "case %zu, split %zu: %d", c, k, r);
         }
     }
-    /* leading zeros count alike */
-    memset(b, '0', HTTP_MAX_CHUNK_LINE);
-    memcpy(b + HTTP_MAX_CHUNK_LINE, "\r\n\r\n", 4);
-    cr_assert_eq(body_walk_split(b, HTTP_MAX_CHUNK_LINE + 4, 0), -1);
+
+    /* the next message on the same parser (an upstream connection's) starts from 0 */
+    static const char resp[] = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
+    size_t n = ext_body(b, sizeof(b), 1, HTTP_MAX_CHUNK_EXTRA - 2, 0), used;
+
+    body_setup(HTTP_RESPONSE, S(resp), 16);
+    for (int msgs = 0; msgs < 3; msgs++) {
+        if (msgs)
+            cr_assert_eq(head(HTTP_RESPONSE, S(resp), 16), 0);
+        cr_assert_eq(http_msg_body(&msg, b, n, &used), 1, "message %d", msgs + 1);
+    }
 }
 
 /*
