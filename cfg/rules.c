@@ -1026,10 +1026,12 @@ static int path_entry(struct rb *b, const char *s, size_t n, void *ctx)
 
         /* The prefix "/" covers everything; a rule must name the health check more precisely. */
         if (len > 1 && (size_t)len <= hl &&
-            memcmp(b->scratch.p, CFG_HEALTHZ_PATH, (size_t)len) == 0)
+            (m->paths.icase ? strncasecmp : strncmp)(b->scratch.p, CFG_HEALTHZ_PATH, (size_t)len) ==
+                0)
             m->names_healthz = 1;
     } else if ((size_t)len == sizeof(CFG_HEALTHZ_PATH) - 1 &&
-               memcmp(b->scratch.p, CFG_HEALTHZ_PATH, (size_t)len) == 0) {
+               (m->paths.icase ? strncasecmp : strncmp)(b->scratch.p, CFG_HEALTHZ_PATH,
+                                                        (size_t)len) == 0) {
         m->names_healthz = 1;
     }
     return hset_add(b, prefix ? &m->path_prefixes : &m->paths, b->scratch.p, (size_t)len);
@@ -1130,8 +1132,11 @@ static int build_headers_match(struct rb *b, const json_t *v, struct cfg_match *
     return ok ? 0 : -1;
 }
 
-/* A match object at the current pointer; *ret NULL for {} at the top. */
-static int build_match(struct rb *b, const json_t *v, int depth, struct cfg_match **ret)
+/*
+ * A match object at the current pointer; *ret NULL for {} at the top.
+ * icase: its paths compare without case (cfg_rule_kind_guards()).
+ */
+static int build_match(struct rb *b, const json_t *v, int depth, int icase, struct cfg_match **ret)
 {
     struct cfg_match *m;
     const char *key;
@@ -1154,9 +1159,9 @@ static int build_match(struct rb *b, const json_t *v, int depth, struct cfg_matc
     }
     cfg_hset_init(&m->hosts, 1);
     cfg_hset_init(&m->host_suffixes, 1);
-    cfg_hset_init(&m->paths, 1);
-    cfg_hset_init(&m->path_prefixes, 1);
-    cfg_hset_init(&m->methods, 0);
+    cfg_hset_init(&m->paths, icase);
+    cfg_hset_init(&m->path_prefixes, icase);
+    cfg_hset_init(&m->methods, 1);
     json_object_foreach((json_t *)v, key, e)
     {
         size_t mark = push_key(b, key);
@@ -1189,7 +1194,7 @@ static int build_match(struct rb *b, const json_t *v, int depth, struct cfg_matc
                 err(b, "\"not\" nested more than %d deep", CFG_RULES_MAX_NOT_DEPTH);
                 r = -1;
             } else {
-                r = build_match(b, e, depth + 1, &m->not );
+                r = build_match(b, e, depth + 1, icase, &m->not );
             }
         }
         if (r < 0)
@@ -1629,7 +1634,7 @@ static int parse_map(struct rb *b, const char *data, size_t len, struct map_prob
     size_t cap = 0, nent = 0, lineno = 0;
     int too_many = 0;
 
-    cfg_hset_init(&map->from, 1);
+    cfg_hset_init(&map->from, 0);
     /* Sized once from the line count and the file's size: no regrowth per entry. */
     for (const char *p = data; (p = memchr(p, '\n', (size_t)(data + len - p))) != NULL; p++)
         cap++;
@@ -2517,8 +2522,16 @@ static int build_rule(struct rb *b, const json_t *v, size_t idx, struct names *n
     a = json_object_get(v, "match");
     if (a) {
         size_t mark = push_key(b, "match");
+        int first = 0; /* the rule's terminal action, compiled below: the first in the file */
+        json_t *e2;
 
-        if (build_match(b, a, 0, &e->match) < 0)
+        json_object_foreach((json_t *)v, key, e2)
+        {
+            for (size_t k = 0; k < NTERMINAL && !first; k++)
+                if (strcmp(key, terminal_keys[k]) == 0)
+                    first = (int)k + 1;
+        }
+        if (build_match(b, a, 0, cfg_rule_kind_guards(first), &e->match) < 0)
             ok = 0;
         pop(b, mark);
     }

@@ -193,6 +193,18 @@ enum cfg_rule_kind {
  */
 extern const char *const cfg_rule_kind_names[CFG_RK_COUNT];
 
+/*
+ * Rules that guard (deny, rate_limit, basic_auth) match paths without
+ * case: many origins route without it (Express, ASP.NET, IIS), and a lock
+ * on /admin must hold for /Admin there; matching more is their safe side.
+ * The others (redirects, pages, rewrites, header edits) match paths as
+ * written, so that a redirect can fix a path's case. docs/rules.md.
+ */
+static inline int cfg_rule_kind_guards(int kind)
+{
+    return kind == CFG_RK_DENY || kind == CFG_RK_RATE_LIMIT || kind == CFG_RK_BASIC_AUTH;
+}
+
 struct cfg_redirect_map {
     struct cfg_hset from; /* normalised paths */
     char **to;            /* to[i] for from's key i: a path or an absolute URL */

@@ -219,9 +219,9 @@ static const struct cfg_rkey rule_keys[] = {
            "exact host or `*.example.com` (subdomains only); case-insensitive, port ignored"),
     RK_PAT("rules[].match.path", CFG_RT_STRINGS, "^/",
            "exact path or prefix `/x/*` (matches `/x/` and below, not `/x`), compared with the "
-           "normalised request path, without case"),
+           "normalised request path; without case in deny, rate_limit and basic_auth rules"),
     RK_PAT("rules[].match.method", CFG_RT_STRINGS, "^[!#$%&'*+.^_`|~0-9A-Za-z-]+$",
-           "request methods, case-sensitive (`\"GET\"`)"),
+           "request methods, compared without case (`\"GET\"`)"),
     RK_PAT("rules[].match.scheme", CFG_RT_STRINGS, "^https?$",
            "`\"https\"` when X-Forwarded-Proto is `https`, else `\"http\"`"),
     RK("rules[].match.client_ip", CFG_RT_STRINGS,
@@ -272,9 +272,9 @@ static const struct cfg_rkey rule_keys[] = {
        "429 with `Retry-After`; `key` and one of `per_second`, `per_minute` required"),
     RK_PAT("rules[].rate_limit.key", CFG_RT_STRING,
            "^(client_ip|header:[!#$%&'*+.^_`|~0-9A-Za-z-]{1,64})$",
-           "`client_ip` (True-Client-IP, else the socket peer) or `header:NAME` (the first "
-           "field of that name, any separator read as `-`; a request without it is not "
-           "limited)"),
+           "`client_ip` (True-Client-IP, else the socket peer; an IPv6 client by its /64) or "
+           "`header:NAME` (the field of that name, any separator read as `-`; a request "
+           "without it is not limited, one with two such fields is over the limit)"),
     RK_INT("rules[].rate_limit.per_second", 1, CFG_RL_MAX_PER_SECOND, 0, NULL,
            "tokens added per second; or `per_minute`"),
     RK_INT("rules[].rate_limit.per_minute", 1, CFG_RL_MAX_PER_MINUTE, 0, NULL,

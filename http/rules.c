@@ -147,18 +147,33 @@ static inline long find_h(const struct cfg_hset *s, const char *k, size_t n, uin
     return s->icase == icase ? cfg_hset_find_hashed(s, k, n, h) : cfg_hset_find(s, k, n);
 }
 
+/*
+ * What a request's probes have computed so far. Path hashes come in two
+ * kinds, [0] with case and [1] without (guarding rules match paths without
+ * case: cfg_rule_kind_guards()), each made on first use.
+ */
 struct probe {
     const struct http_rules_req *r;
-    uint32_t host_h, npath_h, method_h;
-    uint8_t have_host, have_npath, have_method, have_dots, have_slashes;
+    uint32_t host_h, npath_h[2], method_h;
+    uint8_t have_host, have_npath[2], have_method, have_dots, have_slashes[2];
     uint8_t ndots, nslashes;
     uint8_t have_ip, ip_ok; /* client_ip parsed on first use */
     struct cfg_ip ip;
-    uint32_t
-        slash_state; /* the path's hash fed up to slash[PROBE_MAX - 1], when the room is full */
+    /* the path's hash fed up to slash[PROBE_MAX - 1], when the room is full */
+    uint32_t slash_state[2];
     uint32_t dot[PROBE_MAX], slash[PROBE_MAX];
-    uint32_t dot_h[PROBE_MAX], slash_h[PROBE_MAX];
+    uint32_t dot_h[PROBE_MAX], slash_h[2][PROBE_MAX];
 };
+
+/* The normalised path's hash, with case (icase 0) or without (1). */
+static inline uint32_t npath_hash(struct probe *pr, int icase)
+{
+    if (!pr->have_npath[icase]) {
+        pr->npath_h[icase] = cfg_hset_hash(pr->r->npath.p, pr->r->npath.len, icase);
+        pr->have_npath[icase] = 1;
+    }
+    return pr->npath_h[icase];
+}
 
 /* No DNS name is longer (RFC 1035 2.3.4): a longer host has no subdomains to match. */
 #define HOST_NAME_MAX_LEN 253
@@ -209,43 +224,40 @@ static int host_matches(const struct cfg_match *mt, struct probe *pr)
 static int path_matches(const struct cfg_match *mt, struct probe *pr)
 {
     struct core_str np = pr->r->npath;
+    int ic = mt->paths.icase; /* the same for path_prefixes */
 
-    if (mt->paths.n) {
-        if (!pr->have_npath) {
-            pr->npath_h = cfg_hset_hash(np.p, np.len, 1);
-            pr->have_npath = 1;
-        }
-        if (find_h(&mt->paths, np.p, np.len, pr->npath_h, 1) >= 0)
-            return 1;
-    }
+    if (mt->paths.n && cfg_hset_find_hashed(&mt->paths, np.p, np.len, npath_hash(pr, ic)) >= 0)
+        return 1;
     if (!mt->path_prefixes.n)
         return 0;
-    if (!pr->have_slashes) {
+    if (!pr->have_slashes[ic]) {
         uint32_t st = CFG_HSET_SEED;
-        size_t from = 0;
+        size_t from = 0, k = 0;
 
-        for (size_t i = 0; i < np.len && pr->nslashes < PROBE_MAX; i++)
+        for (size_t i = 0; i < np.len && k < PROBE_MAX; i++)
             if (np.p[i] == '/') {
-                st = cfg_hset_feed(st, np.p + from, i + 1 - from, 1);
+                st = cfg_hset_feed(st, np.p + from, i + 1 - from, ic);
                 from = i + 1;
-                pr->slash[pr->nslashes] = (uint32_t)i;
-                pr->slash_h[pr->nslashes++] = cfg_hset_mix(st);
+                pr->slash[k] = (uint32_t)i;
+                pr->slash_h[ic][k++] = cfg_hset_mix(st);
             }
-        pr->slash_state = st;
-        pr->have_slashes = 1;
+        pr->nslashes = (uint8_t)k;
+        pr->slash_state[ic] = st;
+        pr->have_slashes[ic] = 1;
     }
     for (size_t k = 0; k < pr->nslashes; k++)
-        if (find_h(&mt->path_prefixes, np.p, pr->slash[k] + 1u, pr->slash_h[k], 1) >= 0)
+        if (cfg_hset_find_hashed(&mt->path_prefixes, np.p, pr->slash[k] + 1u, pr->slash_h[ic][k]) >=
+            0)
             return 1;
     if (pr->nslashes == PROBE_MAX) {
-        uint32_t st = pr->slash_state;
+        uint32_t st = pr->slash_state[ic];
         size_t from = pr->slash[PROBE_MAX - 1] + 1u;
 
         for (size_t i = from; i < np.len; i++)
             if (np.p[i] == '/') {
-                st = cfg_hset_feed(st, np.p + from, i + 1 - from, 1);
+                st = cfg_hset_feed(st, np.p + from, i + 1 - from, ic);
                 from = i + 1;
-                if (find_h(&mt->path_prefixes, np.p, i + 1, cfg_hset_mix(st), 1) >= 0)
+                if (cfg_hset_find_hashed(&mt->path_prefixes, np.p, i + 1, cfg_hset_mix(st)) >= 0)
                     return 1;
             }
     }
@@ -257,10 +269,11 @@ static int method_matches(const struct cfg_match *mt, struct probe *pr)
     struct core_str m = pr->r->m->method;
 
     if (!pr->have_method) {
-        pr->method_h = cfg_hset_hash(m.p, m.len, 0);
+        pr->method_h = cfg_hset_hash(m.p, m.len, 1);
         pr->have_method = 1;
     }
-    return find_h(&mt->methods, m.p, m.len, pr->method_h, 0) >= 0;
+    /* without case: "ban" is BAN to frameworks that upper-case the method */
+    return find_h(&mt->methods, m.p, m.len, pr->method_h, 1) >= 0;
 }
 
 static int header_matches(const struct cfg_hdr_match *hm, const struct http_msg *m)
@@ -515,7 +528,8 @@ static void eval_from(const struct cfg_rules *rs, const struct http_rules_req *r
                   !memcmp(r->path.p, CFG_HEALTHZ_PATH, sizeof(CFG_HEALTHZ_PATH) - 1);
 
     pr.r = r;
-    pr.have_host = pr.have_npath = pr.have_method = pr.have_dots = pr.have_slashes = 0;
+    pr.have_host = pr.have_method = pr.have_dots = 0;
+    pr.have_npath[0] = pr.have_npath[1] = pr.have_slashes[0] = pr.have_slashes[1] = 0;
     pr.ndots = pr.nslashes = 0;
     pr.have_ip = 0;
     for (size_t i = from; i < rs->n && i < CFG_RULES_MAX; i++) {
@@ -541,11 +555,7 @@ static void eval_from(const struct cfg_rules *rs, const struct http_rules_req *r
         case CFG_RK_REDIRECT_MAP: {
             long k;
 
-            if (!pr.have_npath) {
-                pr.npath_h = cfg_hset_hash(r->npath.p, r->npath.len, 1);
-                pr.have_npath = 1;
-            }
-            k = find_h(&e->map.from, r->npath.p, r->npath.len, pr.npath_h, 1);
+            k = find_h(&e->map.from, r->npath.p, r->npath.len, npath_hash(&pr, 0), 0);
 
             if (k >= 0) {
                 v->answer = v->last = (int32_t)i;
@@ -839,7 +849,9 @@ static int rewrite_path(const struct cfg_rules *rs, const struct http_rules_verd
             size_t cl = (size_t)(end - cur);
 
             /* "/blog" strips "/blog" and "/blog/x", never "/blogs" */
-            if (pl <= 1 || cl < pl || strncasecmp(cur, rw->arg, pl) || (cl > pl && cur[pl] != '/'))
+            if (pl <= 1 || cl < pl ||
+                (cfg_rule_kind_guards(rs->v[i].kind) ? strncasecmp : strncmp)(cur, rw->arg, pl) ||
+                (cl > pl && cur[pl] != '/'))
                 break; /* no change: no rewrite, so far */
             any = 1;
             cur += pl;

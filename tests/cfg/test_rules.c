@@ -1219,7 +1219,11 @@ Test(cfg_rules, defaults_and_labels)
     cr_expect(has(&m->hosts, "WWW.EXAMPLE.COM"));
     cr_expect(has(&m->host_suffixes, ".example.org"));
     cr_expect(!has(&m->host_suffixes, "example.org"));
-    cr_expect(has(&m->methods, "GET") && has(&m->methods, "HEAD") && !has(&m->methods, "get"));
+    /* methods without case: "ban" is BAN to frameworks that upper-case the method */
+    cr_expect(has(&m->methods, "GET") && has(&m->methods, "HEAD") && has(&m->methods, "get"));
+    /* paths: without case for a guarding rule (deny), as written for the others (respond) */
+    cr_expect(rs->v[0].match->paths.icase && has(&rs->v[0].match->paths, "/A"));
+    cr_expect(!rs->v[2].match->path_prefixes.icase);
     cr_expect_eq(m->schemes, 3);
     cr_assert_eq(m->nheaders, 4);
     cr_expect_str_eq(m->headers[0].name, "X-A");

@@ -610,8 +610,6 @@ Test(e2e_rules, recipe_migration_redirects, .fini = fx_down)
         {"/about%2Dus.html", "/about"},
         {"//contact.php", "/contact"},
         {"/%63ontact.php", "/contact"},
-        /* and in any case, as paths are matched */
-        {"/About-Us.html", "/about"},
     };
     char dir[128];
     struct h_resp r;
@@ -627,6 +625,7 @@ Test(e2e_rules, recipe_migration_redirects, .fini = fx_down)
     /* misses go to the origin */
     assert_proxied("/about", "");
     assert_proxied("/about-us.html/", "");
+    assert_proxied("/About-us.html", ""); /* keys as written */
     assert_proxied("/contact.php.bak", "");
 }
 
@@ -1276,6 +1275,33 @@ Test(e2e_rules, normalisation_bypasses_are_denied, .fini = fx_down)
         assert_proxied(route[i], "");
     /* the origin got those byte for byte */
     ASSERT_ORIGIN_LINE("GET /x/admin HTTP/1.1");
+}
+
+/*
+ * Guarding rules (deny, rate_limit, basic_auth) match paths without case,
+ * as origins that route without it serve /ADMIN from /admin; the others
+ * match them as written, so a redirect can fix a path's case without
+ * answering its own target.
+ */
+Test(e2e_rules, path_case_guards_match_any_redirects_as_written, .fini = fx_down)
+{
+    struct h_resp r;
+
+    start_rules("{\"rules\": ["
+                "{\"match\": {\"path\": [\"/About\"]}, \"redirect\": {\"to\": \"/about\"}},"
+                "{\"match\": {\"path\": [\"/admin/*\"]}, \"deny\": {}},"
+                "{\"match\": {\"path\": [\"/api/*\"], \"not\": {\"path\": [\"/api/public/*\"]}},"
+                " \"basic_auth\": {\"realm\": \"api\", \"users\": {\"u\": "
+                "\"$2b$04$1234567890123456789012uYd9iKk9z4L7Q4cDqQ/fLoXvgwXjOCG\"}}}]}");
+    get("/About", "a", "", &r);
+    cr_assert_eq(r.status, 301, "%s", r.head);
+    cr_assert_str_eq(hdr(r.head, "Location"), "/about");
+    h_resp_free(&r);
+    assert_proxied("/about", ""); /* no loop */
+    assert_answered("/ADMIN/x", "", 403);
+    assert_answered("/Admin/x", "", 403);
+    assert_answered("/API/x", "", 401);
+    assert_proxied("/API/PUBLIC/x", ""); /* the not, without case as its rule */
 }
 
 Test(e2e_rules, unsafe_paths_are_400, .fini = fx_down)
