@@ -3198,6 +3198,19 @@ int http_worker_run(struct http_shared *sh, const struct http_worker_params *p,
     r = core_loop_run(&t, &ops);
     if (r < 0)
         log_error("worker %d: io_uring_submit_and_wait: %s", p->id, strerror(-r));
+    /*
+     * Stop listening now. A close() would not: the ring's accept holds the
+     * socket, and the kernel tears a ring down after the process is gone,
+     * so the listener took connections for a moment after exit, then reset
+     * them (a proxy restarted on the same port had its first clients
+     * reset). A shutdown() ends listening at once; connections still in the
+     * backlog are reset here, as at any exit, and later ones are refused.
+     */
+    for (int i = 0; i < HTTP_MAX_LISTENERS; i++)
+        if (w->lfd[i] >= 0)
+            (void)shutdown(w->lfd[i], SHUT_RDWR);
+    if (p->admin_fd >= 0)
+        (void)shutdown(p->admin_fd, SHUT_RDWR);
     http_admin_free(w->admin);
     log_out_free(w->lo);
     free(w->log_line);
