@@ -139,6 +139,30 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             free(again);
         }
     }
+    /*
+     * The request form (cfg_path_normalise_request) refuses more, never
+     * less, and where it takes a path it gives the same result; a path
+     * without '.', '\\', "%2e", "%5c" takes the same answer in both forms.
+     */
+    {
+        char *out2 = malloc(n);
+        long rq;
+        int dots = 0;
+
+        if (!out2)
+            abort();
+        rq = cfg_path_normalise_request(in, n, out2, n);
+        if (rq >= 0 && (r != rq || memcmp(out2, out, (size_t)rq)))
+            abort();
+        for (size_t i = 0; i < n; i++)
+            dots |= in[i] == '.' || in[i] == '\\' ||
+                    (in[i] == '%' && i + 2 < n &&
+                     ((in[i + 1] == '2' && (in[i + 2] | 0x20) == 'e') ||
+                      (in[i + 1] == '5' && (in[i + 2] | 0x20) == 'c')));
+        if (!dots && rq != r)
+            abort();
+        free(out2);
+    }
     free(in);
     free(out);
     free(ref);
