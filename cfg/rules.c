@@ -63,6 +63,15 @@ static const char *const terminal_keys[] = {
 #define NTERMINAL (sizeof(terminal_keys) / sizeof(terminal_keys[0]))
 _Static_assert(NTERMINAL == CFG_RK_COUNT - 1, "a terminal key for each rule kind");
 
+/* The rule kind a key of a rule object makes, or CFG_RK_NONE. */
+static int terminal_kind(const char *key)
+{
+    for (size_t k = 0; k < NTERMINAL; k++)
+        if (strcmp(key, terminal_keys[k]) == 0)
+            return (int)k + 1;
+    return CFG_RK_NONE;
+}
+
 /* A named list of `lists`, compiled to ranges (not yet merged). */
 struct rlist {
     const char *name;
@@ -989,6 +998,8 @@ static int path_entry(struct rb *b, const char *s, size_t n, void *ctx)
     char showbuf[SHOW_MAX];
     int prefix = n >= 2 && s[n - 2] == '/' && s[n - 1] == '*';
     size_t pn = prefix ? n - 1 : n; /* "/x/" followed by '*': "/x/" */
+    /* the health check named as the rule's paths compare */
+    int (*cmp)(const char *, const char *, size_t) = m->paths.icase ? strncasecmp : strncmp;
     long len;
 
     if (n == 0 || s[0] != '/') {
@@ -1025,13 +1036,10 @@ static int path_entry(struct rb *b, const char *s, size_t n, void *ctx)
         size_t hl = sizeof(CFG_HEALTHZ_PATH) - 1;
 
         /* The prefix "/" covers everything; a rule must name the health check more precisely. */
-        if (len > 1 && (size_t)len <= hl &&
-            (m->paths.icase ? strncasecmp : strncmp)(b->scratch.p, CFG_HEALTHZ_PATH, (size_t)len) ==
-                0)
+        if (len > 1 && (size_t)len <= hl && cmp(b->scratch.p, CFG_HEALTHZ_PATH, (size_t)len) == 0)
             m->names_healthz = 1;
     } else if ((size_t)len == sizeof(CFG_HEALTHZ_PATH) - 1 &&
-               (m->paths.icase ? strncasecmp : strncmp)(b->scratch.p, CFG_HEALTHZ_PATH,
-                                                        (size_t)len) == 0) {
+               cmp(b->scratch.p, CFG_HEALTHZ_PATH, (size_t)len) == 0) {
         m->names_healthz = 1;
     }
     return hset_add(b, prefix ? &m->path_prefixes : &m->paths, b->scratch.p, (size_t)len);
@@ -2522,14 +2530,13 @@ static int build_rule(struct rb *b, const json_t *v, size_t idx, struct names *n
     a = json_object_get(v, "match");
     if (a) {
         size_t mark = push_key(b, "match");
-        int first = 0; /* the rule's terminal action, compiled below: the first in the file */
+        int first = CFG_RK_NONE; /* the terminal action compiled below: the first in the file */
         json_t *e2;
 
         json_object_foreach((json_t *)v, key, e2)
         {
-            for (size_t k = 0; k < NTERMINAL && !first; k++)
-                if (strcmp(key, terminal_keys[k]) == 0)
-                    first = (int)k + 1;
+            if (!first)
+                first = terminal_kind(key);
         }
         if (build_match(b, a, 0, cfg_rule_kind_guards(first), &e->match) < 0)
             ok = 0;
@@ -2562,12 +2569,8 @@ static int build_rule(struct rb *b, const json_t *v, size_t idx, struct names *n
     /* Terminal actions, in file order: the first is compiled, a second is a problem. */
     json_object_foreach((json_t *)v, key, a)
     {
-        int kind = 0;
+        int kind = terminal_kind(key);
 
-        for (size_t k = 0; k < NTERMINAL; k++) {
-            if (strcmp(key, terminal_keys[k]) == 0)
-                kind = (int)k + 1;
-        }
         if (!kind)
             continue;
         actions++;

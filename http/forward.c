@@ -9,18 +9,9 @@
 /* Never forwarded: the fields of RFC 9110 7.6.1, and those a Connection option names. */
 static int is_hop_by_hop(const struct core_hdr *h, int keep_upgrade)
 {
-    switch (h->kind) {
-    case HK_CONNECTION:
-    case HK_KEEP_ALIVE:
-    case HK_PROXY_CONNECTION:
-    case HK_TE:
-    case HK_TRAILER:
-        return 1;
-    case HK_UPGRADE:
+    if (h->kind == HK_UPGRADE)
         return !keep_upgrade;
-    default:
-        return h->hop;
-    }
+    return http_hk_hop_by_hop(h->kind) || h->hop;
 }
 
 struct wbuf {
@@ -61,37 +52,29 @@ static int upgrade_forwardable(const struct http_msg *m)
     int protocols = 0;
 
     for (uint16_t i = 0; i < m->nhdrs; i++) {
+        struct core_str t;
+        size_t at = 0;
+
         if (m->hdrs[i].kind != HK_UPGRADE)
             continue;
-        const unsigned char *s = (const unsigned char *)m->hdrs[i].value.p;
-        const unsigned char *end = s + m->hdrs[i].value.len;
-
         /* #protocol, protocol = token [ "/" token ] (RFC 9110 7.8): nothing else passes */
-        while (s < end) {
-            while (s < end && (*s == ' ' || *s == '\t' || *s == ','))
-                s++;
-            if (s == end)
-                break;
-            const unsigned char *t = s;
+        while (http_list_next(m->hdrs[i].value, &at, &t)) {
+            size_t k = 0, v;
 
-            while (s < end && http_is_tchar(*s))
-                s++;
-            struct core_str name = {(const char *)t, (size_t)(s - t)};
+            while (k < t.len && http_is_tchar((unsigned char)t.p[k]))
+                k++;
+            struct core_str name = {t.p, k};
 
-            if (!name.len)
+            if (!k || CORE_STR_IEQ(name, "h2c") || CORE_STR_IEQ(name, "h2") ||
+                CORE_STR_IEQ(name, "http"))
                 return 0;
-            if (CORE_STR_IEQ(name, "h2c") || CORE_STR_IEQ(name, "h2") || CORE_STR_IEQ(name, "http"))
-                return 0;
-            if (s < end && *s == '/') {
-                t = ++s;
-                while (s < end && http_is_tchar(*s))
-                    s++;
-                if (s == t)
+            if (k < t.len && t.p[k] == '/') {
+                for (v = ++k; k < t.len && http_is_tchar((unsigned char)t.p[k]);)
+                    k++;
+                if (k == v)
                     return 0;
             }
-            while (s < end && (*s == ' ' || *s == '\t'))
-                s++;
-            if (s < end && *s != ',')
+            if (k < t.len)
                 return 0;
             protocols++;
         }

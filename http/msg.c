@@ -438,6 +438,8 @@ enum http_hk http_hk_of(struct core_str n)
                : c0 == 's' ? (IS("section-io-tag") ? HK_SECTION_IO_TAG : HK_OTHER)
                : c0 == 't' ? (IS("true-client-ip") ? HK_TRUE_CLIENT_IP : HK_OTHER)
                            : HK_OTHER;
+    case 15:
+        return c0 == 'x' && IS("x-forwarded-for") ? HK_X_FORWARDED_FOR : HK_OTHER;
     case 16:
         return IS("proxy-connection") ? HK_PROXY_CONNECTION : HK_OTHER;
     case 17:
@@ -497,11 +499,7 @@ static int separator_alias(struct core_str n)
     return 0;
 }
 
-/*
- * The next element of a comma-separated list (RFC 9110 5.6.1) at *i, without
- * the whitespace around it; empty elements are skipped. 0 at the end.
- */
-static int token_next(struct core_str v, size_t *i, struct core_str *ret)
+int http_list_next(struct core_str v, size_t *i, struct core_str *ret)
 {
     size_t b, e;
 
@@ -539,40 +537,19 @@ static int conn_options(struct http_msg *m)
 
         if (m->hdrs[i].kind != HK_CONNECTION)
             continue;
-        while (token_next(m->hdrs[i].value, &at, &t)) {
+        while (http_list_next(m->hdrs[i].value, &at, &t)) {
             if (++ntok > HTTP_MAX_CONN_TOKENS)
                 return -400;
-            switch (http_hk_of(t)) {
-            case HK_CONTENT_LENGTH:
-            case HK_TRANSFER_ENCODING:
-            case HK_HOST:
-                /* a hop-by-hop framing field would let the body be read two ways */
+            enum http_hk kind = http_hk_of(t);
+
+            /* a hop-by-hop framing field would let the body be read two ways */
+            if (kind == HK_CONTENT_LENGTH || kind == HK_TRANSFER_ENCODING || kind == HK_HOST)
                 return -400;
-            case HK_TRUE_CLIENT_IP:
-            case HK_X_FORWARDED_PROTO:
-            case HK_SECTION_IO_ID:
-            case HK_SECTION_IO_TAG:
-                /*
-                 * The platform's fields (C10): the rules and the log go by
-                 * them, so the origin may not be left without them.
-                 */
-                if (m->parser.type == HTTP_REQUEST)
-                    return -400;
-                break;
-            case HK_CONNECTION:
-            case HK_KEEP_ALIVE:
-            case HK_PROXY_CONNECTION:
-            case HK_TE:
-            case HK_TRAILER:
-            case HK_UPGRADE:
+            /* the rules and the log go by the platform's: the origin keeps them */
+            if (http_hk_platform(kind) && m->parser.type == HTTP_REQUEST)
+                return -400;
+            if (http_hk_hop_by_hop(kind) || CORE_STR_IEQ(t, "close"))
                 continue; /* hop-by-hop anyway */
-            default:
-                break;
-            }
-            if (CORE_STR_IEQ(t, "close"))
-                continue;
-            if (m->parser.type == HTTP_REQUEST && CORE_STR_IEQ(t, "x-forwarded-for"))
-                return -400;
             for (uint16_t k = 0; k < m->nhdrs; k++)
                 if (m->hdrs[k].name.len == t.len && !strncasecmp(m->hdrs[k].name.p, t.p, t.len))
                     m->hdrs[k].hop = 1;
@@ -738,27 +715,11 @@ static int hexval(unsigned char c)
  */
 static int trailer_refused(const char *folded, size_t len)
 {
-    struct core_str n = {folded, len};
+    enum http_hk k = http_hk_of((struct core_str){folded, len});
 
-    switch (http_hk_of(n)) {
-    case HK_HOST:
-    case HK_CONNECTION:
-    case HK_KEEP_ALIVE:
-    case HK_PROXY_CONNECTION:
-    case HK_TE:
-    case HK_TRAILER:
-    case HK_UPGRADE:
-    case HK_TRANSFER_ENCODING:
-    case HK_CONTENT_LENGTH:
-    case HK_X_FORWARDED_PROTO:
-    case HK_SECTION_IO_ID:
-    case HK_SECTION_IO_TAG:
-    case HK_TRUE_CLIENT_IP:
-    case HK_AUTHORIZATION: /* basic_auth went by the head's */
-        return 1;
-    default:
-        return CORE_STR_IEQ(n, "x-forwarded-for");
-    }
+    return http_hk_hop_by_hop(k) || http_hk_platform(k) || k == HK_HOST ||
+           k == HK_TRANSFER_ENCODING || k == HK_CONTENT_LENGTH ||
+           k == HK_AUTHORIZATION; /* basic_auth went by the head's */
 }
 
 /* RFC 9112 7.1, strictly: every line ends in CRLF, no obs-fold, no control bytes. */
@@ -968,7 +929,7 @@ int http_token_in(struct core_str v, const char *tok, size_t len)
     struct core_str t;
     size_t i = 0;
 
-    while (token_next(v, &i, &t))
+    while (http_list_next(v, &i, &t))
         if (t.len == len && strncasecmp(t.p, tok, len) == 0)
             return 1;
     return 0;

@@ -61,12 +61,33 @@ enum http_hk {
     HK_SECTION_IO_TAG,
     HK_TRUE_CLIENT_IP,
     HK_AUTHORIZATION,
+    HK_X_FORWARDED_FOR,
     /* must stay last */
     HK_COUNT
 };
 
 /* Which known field a name is (case-insensitive), or HK_OTHER. Parsed headers carry it in kind. */
 enum http_hk http_hk_of(struct core_str name);
+
+/* Hop-by-hop whatever Connection says (RFC 9110 7.6.1). */
+static inline int http_hk_hop_by_hop(enum http_hk k)
+{
+    return k == HK_CONNECTION || k == HK_KEEP_ALIVE || k == HK_PROXY_CONNECTION || k == HK_TE ||
+           k == HK_TRAILER || k == HK_UPGRADE;
+}
+
+/* Set by the platform in front (C10); the rules and the access log go by them. */
+static inline int http_hk_platform(enum http_hk k)
+{
+    return k == HK_TRUE_CLIENT_IP || k == HK_X_FORWARDED_FOR || k == HK_X_FORWARDED_PROTO ||
+           k == HK_SECTION_IO_ID || k == HK_SECTION_IO_TAG;
+}
+
+/*
+ * The next element of a comma-separated list (RFC 9110 5.6.1) at *i, without
+ * the whitespace around it; empty elements are skipped. 0 at the end.
+ */
+int http_list_next(struct core_str v, size_t *i, struct core_str *ret);
 
 struct http_msg {
     llhttp_t parser;
